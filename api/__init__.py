@@ -1,0 +1,1 @@
+"""The product surface: FastAPI app, routers, pages, metrics and the ``levqor`` CLI."""

@@ -1,0 +1,87 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+
+from api import errors
+from levqor import __version__
+from levqor.logging import request_id_var
+from levqor.settings import get_settings
+
+log = logging.getLogger("levqor.http")
+ROUTERS: tuple[str, ...] = (
+    "api.routers.health",
+    "api.routers.identity",
+    "api.routers.audit",
+    "api.routers.platform",
+    "api.pages.router",
+)
+
+
+def _route_template(request: Request) -> str:
+    """The matched route's template (``/v1/keys/{key_id}``), so metrics never carry raw ids."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    if path:
+        return str(path)
+    if request.url.path.startswith("/static/"):
+        return "/static"
+    return "unmatched"
+
+
+def create_app() -> FastAPI:
+    """Build the app: routers, problem-details errors, request ids, metrics, logs."""
+    import importlib
+    from pathlib import Path
+
+    from policies.engine import get_engine as load_policy
+
+    settings = get_settings()
+    load_policy()  # a bad policy.json stops start-up here, naming the line
+    app = FastAPI(
+        title="Levqor API",
+        version=__version__,
+        description="Levqor automation platform: operations, agents and partner ecosystem. "
+        "Authenticate with `Authorization: Bearer <API key>`. Errors are RFC 9457 problem details.",
+    )
+    errors.install(app)
+    for name in ROUTERS:
+        app.include_router(importlib.import_module(name).router)
+    static = Path(__file__).parent / "pages" / "static"
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        from levqor.metrics import LATENCY, REQUESTS
+
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if len(rid) > 64 or not rid.replace("-", "").isalnum():
+            rid = uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            response.headers["x-request-id"] = rid
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_template(request)
+            REQUESTS.labels(request.method, route, str(status)).inc()
+            LATENCY.labels(request.method, route).observe(elapsed)
+            if route not in ("/metrics", "/healthz"):
+                log.info("request", extra={"fields": {
+                    "method": request.method, "route": route, "path": request.url.path,
+                    "status": status, "ms": round(elapsed * 1000, 2)}})
+            request_id_var.reset(token)
+
+    app.state.settings = settings
+    return app

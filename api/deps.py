@@ -1,0 +1,115 @@
+"""Request dependencies: the session (commits at the edge), the principal, ``require(permission)``."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from levqor.logging import request_id_var
+from levqor.settings import get_settings
+from memory.db import close_session, session_factory
+from tools.context import Principal, ToolContext
+from tools.enterprise import audit_log
+from tools.enterprise.rbac import PERMISSIONS, allowed
+from tools.errors import Forbidden, Unauthorized
+
+SESSION_COOKIE = "levqor_session"
+
+
+def get_session() -> Iterator[Session]:
+    """One session per request: commit when the handler returns, roll back on any error."""
+    session = session_factory()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        close_session(session)
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def _bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        raise Unauthorized("Authorization header must be 'Bearer <API key>'")
+    return request.headers.get("x-api-key")
+
+
+def get_principal(request: Request, session: SessionDep) -> Principal:
+    """Authenticate by API key (``Authorization: Bearer`` or ``X-API-Key``) or browser session cookie."""
+    from tools.identity.service import authenticate_key, session_principal
+
+    raw = _bearer(request)
+    if raw:
+        principal = authenticate_key(session, raw)
+    else:
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            raise Unauthorized("authentication required: send an API key as 'Authorization: Bearer <key>'")
+        principal, bs = session_principal(session, token)
+        request.state.csrf_token = bs.csrf_token
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            _check_csrf(request, bs.csrf_token)
+    request.state.principal = principal
+    return principal
+
+
+def _check_csrf(request: Request, expected: str) -> None:
+    sent = request.headers.get("x-csrf-token") or getattr(request.state, "form_csrf", None)
+    if not sent or not hmac.compare_digest(sent, expected):
+        raise Forbidden("missing or wrong CSRF token", field="csrf_token")
+
+
+class _Require:
+    """Dependency checking one permission; routes are found by the ``permission`` attribute."""
+
+    def __init__(self, permission: str):
+        if permission not in PERMISSIONS:
+            raise KeyError(f"unknown permission {permission!r}; add it to tools/enterprise/rbac.py")
+        self.permission = permission
+
+    def __call__(self, request: Request, session: SessionDep,
+                 principal: Annotated[Principal, Depends(get_principal)]) -> ToolContext:
+        if not allowed(principal.role, self.permission):
+            audit_log.append_detached(
+                session=session, actor=principal.actor, action="authz.denied", target=request.url.path,
+                org_id=principal.org_id, request_id=request_id_var.get(), outcome="denied",
+                detail={"permission": self.permission, "role": principal.role, "method": request.method},
+            )
+            raise Forbidden(f"role {principal.role!r} lacks permission {self.permission!r}")
+        return ToolContext(session=session, principal=principal, request_id=request_id_var.get())
+
+
+def require(permission: str) -> Any:
+    """``Depends`` that authenticates, checks ``permission`` and yields a :class:`ToolContext`."""
+    return Depends(_Require(permission))
+
+
+def public() -> Any:
+    """Mark a route as intentionally public (no authentication)."""
+    return Depends(_public_marker)
+
+
+def _public_marker() -> None:
+    return None
+
+
+_public_marker.public = True  # type: ignore[attr-defined]
+
+
+def settings_dep() -> Any:
+    return get_settings()
+
+
+Ctx = Callable[..., ToolContext]

@@ -1,0 +1,78 @@
+"""RFC 9457 problem details for every error the API returns."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from levqor.logging import request_id_var
+from tools.errors import AppError
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+TYPE_BASE = "https://levqor.ai/problems/"
+
+
+def problem(status: int, title: str, detail: str, type_slug: str, request: Request | None = None,
+            **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": TYPE_BASE + type_slug, "title": title, "status": status, "detail": detail}
+    if request is not None:
+        body["instance"] = request.url.path
+    rid = request_id_var.get()
+    if rid:
+        body["request_id"] = rid
+    body.update({k: v for k, v in extra.items() if v is not None})
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:] or parts
+    return ".".join(parts) or "body"
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/v1") and "text/html" in request.headers.get("accept", "")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into problem details."""
+
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError) -> Response:
+        if exc.status_code == 401 and _wants_html(request):
+            return RedirectResponse("/login", status_code=303)
+        return problem(exc.status_code, exc.title, exc.detail, exc.type_slug, request, field=exc.field,
+                       **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for err in exc.errors():
+            errors.append({"field": _field(err.get("loc", ())), "in": str((err.get("loc") or ["body"])[0]),
+                           "rule": err.get("type", "invalid"), "message": err.get("msg", "invalid")})
+        first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+        detail = f"{first['field']}: {first['message']}"
+        return problem(422, "Validation failed", detail, "validation-error", request, field=first["field"],
+                       errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden"}
+        resp = problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail),
+                       titles.get(exc.status_code, "error").lower().replace(" ", "-"), request)
+        for k, v in (exc.headers or {}).items():
+            resp.headers[k] = v
+        return resp
+
+    @app.exception_handler(Exception)
+    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return problem(500, "Internal error", "an unexpected error occurred; it was logged", "internal", request)

@@ -1,0 +1,126 @@
+"""Server-rendered pages: login, dashboard, API keys, audit log."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from api.deps import SESSION_COOKIE, SessionDep, public, require
+from levqor import __version__
+from levqor.settings import get_settings
+from tools.context import ToolContext
+from tools.errors import Unauthorized
+from tools.registry import registry
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+LOGIN_CSRF_COOKIE = "levqor_login_csrf"
+
+
+async def form_csrf(request: Request) -> None:
+    """Parse the form once and expose its csrf_token to the session check in ``get_principal``."""
+    if request.method == "POST":
+        form = await request.form()
+        request.state.form_csrf = str(form.get("csrf_token", ""))
+
+
+def render(request: Request, name: str, ctx: ToolContext | None = None, **data: Any) -> HTMLResponse:
+    data.setdefault("principal", ctx.principal if ctx else None)
+    data.setdefault("csrf_token", getattr(request.state, "csrf_token", ""))
+    data["version"] = __version__
+    return templates.TemplateResponse(request, name, data)
+
+
+@router.get("/login", dependencies=[public()])
+def login_page(request: Request, error: str | None = None) -> HTMLResponse:
+    """Show the login form."""
+    token = secrets.token_urlsafe(24)
+    resp = render(request, "login.html", csrf_token=token, error=error)
+    resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
+                    secure=get_settings().cookie_secure, max_age=3600)
+    return resp
+
+
+@router.post("/login", dependencies=[public()])
+def login_submit(
+    request: Request, session: SessionDep,
+    email: Annotated[str, Form(max_length=320)], password: Annotated[str, Form(max_length=256)],
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Check the password, open a browser session, go to the dashboard."""
+    from tools.identity.service import login
+
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(expected, csrf_token):
+        return RedirectResponse("/login?error=Your+form+expired%2C+try+again", status_code=303)
+    settings = get_settings()
+    try:
+        token, _bs, _user = login(session, email, password, settings.session_ttl_hours)
+    except Unauthorized:
+        return RedirectResponse("/login?error=Wrong+email+or+password", status_code=303)
+    resp = RedirectResponse("/", status_code=303)
+    resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.cookie_secure,
+                    max_age=settings.session_ttl_hours * 3600)
+    resp.delete_cookie(LOGIN_CSRF_COOKIE)
+    return resp
+
+
+@router.post("/logout", dependencies=[Depends(form_csrf)])
+def logout(ctx: Annotated[ToolContext, require("org:read")], request: Request) -> Response:
+    """End the browser session."""
+    from memory.db import utcnow
+    from memory.identity.repository import IdentityRepository
+    from tools.identity.service import sha256
+
+    token = request.cookies.get(SESSION_COOKIE, "")
+    bs = IdentityRepository(ctx.session).browser_session(sha256(token)) if token else None
+    if bs is not None:
+        bs.revoked_at = utcnow()
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(SESSION_COOKIE)
+    return resp
+
+
+@router.get("/")
+def dashboard(request: Request, ctx: Annotated[ToolContext, require("org:read")]) -> HTMLResponse:
+    """The home page: organisation, mode, recent activity."""
+    org = registry.invoke("org.get", ctx, {})
+    from agents.llm import mode_info
+
+    return render(request, "dashboard.html", ctx, org=org, mode=mode_info())
+
+
+@router.get("/keys")
+def keys_page(request: Request, ctx: Annotated[ToolContext, require("keys:read")],
+              created: str | None = None) -> HTMLResponse:
+    """List API keys, with a form to create one."""
+    keys = registry.invoke("keys.list", ctx, {})
+    return render(request, "keys.html", ctx, keys=keys.items, created=None)  # type: ignore[attr-defined]
+
+
+@router.post("/keys", dependencies=[Depends(form_csrf)])
+def keys_create(
+    request: Request, ctx: Annotated[ToolContext, require("keys:write")],
+    name: Annotated[str, Form(min_length=1, max_length=200)],
+    role: Annotated[str, Form(pattern="^(admin|viewer|auditor)$")] = "viewer",
+    mode: Annotated[str, Form(pattern="^(live|test)$")] = "live",
+) -> HTMLResponse:
+    """Create a key and show it once."""
+    created = registry.invoke("keys.create", ctx, {"name": name, "role": role, "mode": mode})
+    keys = registry.invoke("keys.list", ctx, {})
+    return render(request, "keys.html", ctx, keys=keys.items, created=created)  # type: ignore[attr-defined]
+
+
+@router.get("/audit")
+def audit_page(request: Request, ctx: Annotated[ToolContext, require("audit:read")],
+               action: str | None = None) -> HTMLResponse:
+    """Show the organisation's audit log and the chain's verification status."""
+    page = registry.invoke("audit.search", ctx, {"action": action, "limit": 100})
+    result = registry.invoke("audit.verify", ctx, {}) if ctx.principal.role in ("admin", "auditor") else None
+    return render(request, "audit.html", ctx, page=page, verify=result, action=action or "")

@@ -1,0 +1,95 @@
+"""Organisation, users, roles and API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
+from pydantic import BaseModel
+
+from api.deps import require
+from tools.context import ToolContext
+from tools.identity.service import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyRead,
+    OrgRead,
+    OrgSettingsUpdate,
+    UserCreate,
+    UserList,
+    UserRead,
+)
+from tools.registry import registry
+
+router = APIRouter(prefix="/v1", tags=["identity"])
+
+
+class Me(BaseModel):
+    actor: str
+    kind: str
+    role: str
+    org_id: int | None
+    name: str
+    key_mode: str | None
+
+
+@router.get("/me", response_model=Me)
+def me(ctx: Annotated[ToolContext, require("org:read")]) -> Me:
+    """Show who the caller is."""
+    p = ctx.principal
+    return Me(actor=p.actor, kind=p.kind, role=p.role, org_id=p.org_id, name=p.name, key_mode=p.key_mode)
+
+
+@router.get("/org", response_model=OrgRead)
+def get_org(ctx: Annotated[ToolContext, require("org:read")]) -> OrgRead:
+    """Show the caller's organisation."""
+    return registry.invoke("org.get", ctx, {})  # type: ignore[return-value]
+
+
+@router.patch("/org", response_model=OrgRead)
+def update_org(body: OrgSettingsUpdate, ctx: Annotated[ToolContext, require("org:write")]) -> OrgRead:
+    """Change the organisation's name or settings."""
+    return registry.invoke("org.update_settings", ctx, body)  # type: ignore[return-value]
+
+
+@router.get("/users", response_model=UserList)
+def list_users(ctx: Annotated[ToolContext, require("users:read")]) -> UserList:
+    """List users and roles."""
+    return registry.invoke("users.list", ctx, {})  # type: ignore[return-value]
+
+
+@router.post("/users", response_model=UserRead, status_code=status.HTTP_201_CREATED)
+def create_user(body: UserCreate, ctx: Annotated[ToolContext, require("users:write")]) -> UserRead:
+    """Add a user with a role."""
+    return registry.invoke("users.create", ctx, body)  # type: ignore[return-value]
+
+
+class RoleBody(BaseModel):
+    role: str
+
+
+@router.put("/users/{user_id}/role", response_model=UserRead)
+def set_role(user_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: RoleBody,
+             ctx: Annotated[ToolContext, require("users:write")]) -> UserRead:
+    """Change a user's role."""
+    return registry.invoke("users.set_role", ctx, {"user_id": user_id, "role": body.role})  # type: ignore[return-value]
+
+
+@router.get("/keys", response_model=ApiKeyList)
+def list_keys(ctx: Annotated[ToolContext, require("keys:read")]) -> ApiKeyList:
+    """List API keys (never the secret part)."""
+    return registry.invoke("keys.list", ctx, {})  # type: ignore[return-value]
+
+
+@router.post("/keys", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)
+def create_key(body: ApiKeyCreate, ctx: Annotated[ToolContext, require("keys:write")]) -> ApiKeyCreated:
+    """Create an API key; the response is the only time the full key is shown."""
+    return registry.invoke("keys.create", ctx, body)  # type: ignore[return-value]
+
+
+@router.delete("/keys/{key_id}", response_model=ApiKeyRead)
+def revoke_key(key_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+               ctx: Annotated[ToolContext, require("keys:write")]) -> ApiKeyRead:
+    """Revoke an API key."""
+    return registry.invoke("keys.revoke", ctx, {"key_id": key_id})  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""Stores: SQLAlchemy models, repositories and migrations."""

@@ -1,0 +1,252 @@
+"""Platform events: ``on_event`` handlers, the transactional outbox, and its dispatcher.
+
+``emit`` writes an event row in the caller's transaction, so an event exists exactly when the
+change that caused it committed. The dispatcher delivers each event to every handler registered
+for its name, at least once, each handler in its own transaction; failures are retried with
+exponential backoff and jitter, recorded, and after ``LEVQOR_EVENTS_MAX_ATTEMPTS`` marked dead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
+
+from memory.db import session_scope, utcnow
+from memory.events.models import Event, EventDelivery
+from memory.events.repository import EventRepository
+from tools.context import ToolContext
+from tools.errors import NotFound
+from tools.registry import tool
+
+log = logging.getLogger(__name__)
+
+# Event names the platform emits; handlers may subscribe to any of them or to "*".
+KNOWN_EVENTS: set[str] = {"user_signup", "org_created"}
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    uid: str
+    name: str
+    org_id: int | None
+    payload: dict[str, Any]
+    created_at: dt.datetime
+
+
+Handler = Callable[[Session, EventRecord], None]
+_handlers: dict[str, dict[str, Handler]] = {}
+wakeup = threading.Event()
+
+
+def on_event(name: str, *, handler_name: str | None = None) -> Callable[[Handler], Handler]:
+    """Register ``func(session, event)`` for events called ``name`` (``"*"`` for all)."""
+
+    def decorator(func: Handler) -> Handler:
+        key = handler_name or f"{func.__module__}.{func.__qualname__}"
+        _handlers.setdefault(name, {})[key] = func
+        return func
+
+    return decorator
+
+
+def remove_handler(name: str, handler_name: str) -> None:
+    _handlers.get(name, {}).pop(handler_name, None)
+
+
+def handlers_for(name: str) -> dict[str, Handler]:
+    return {**_handlers.get("*", {}), **_handlers.get(name, {})}
+
+
+def emit(session: Session, name: str, payload: dict[str, Any], *, org_id: int | None = None) -> Event:
+    """Write event ``name`` in the caller's transaction; it is dispatched after commit."""
+    ev = Event(uid=f"evt_{uuid.uuid4().hex}", name=name, org_id=org_id, payload=payload)
+    EventRepository(session).add(ev)
+    session.info["emitted_events"] = True
+    return ev
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _wake_dispatcher(session: Session) -> None:
+    if session.info.pop("emitted_events", False):
+        wakeup.set()
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Exponential backoff with full jitter: up to 2**attempts seconds, capped at 10 minutes."""
+    return random.uniform(0.5, min(600.0, 2.0 ** attempts))
+
+
+def dispatch_pending(limit: int = 100) -> int:
+    """Deliver undispatched events to their handlers once; return how many deliveries ran."""
+    from levqor.settings import get_settings
+
+    max_attempts = get_settings().events_max_attempts
+    ran = 0
+    with session_scope() as s:
+        repo = EventRepository(s)
+        events = repo.claim_undispatched(limit)
+        work: list[tuple[int, str]] = []
+        now = utcnow()
+        for ev in events:
+            existing = repo.deliveries(ev.id)
+            for hname in handlers_for(ev.name):
+                if hname not in existing:
+                    d = EventDelivery(event_id=ev.id, handler=hname, status="pending", next_attempt_at=now)
+                    repo.add_delivery(d)
+                    existing[hname] = d
+            pending = [d for d in existing.values() if d.status in ("pending", "failing")]
+            if not pending:
+                ev.dispatched_at = now
+            for d in pending:
+                if d.next_attempt_at <= now:
+                    work.append((d.id, d.handler))
+    for delivery_id, hname in work:
+        ran += 1
+        _run_one(delivery_id, hname, max_attempts)
+    return ran
+
+
+def _run_one(delivery_id: int, hname: str, max_attempts: int) -> None:
+    error: str | None = None
+    try:
+        with session_scope() as s:
+            d = s.get(EventDelivery, delivery_id)
+            if d is None or d.status not in ("pending", "failing"):
+                return
+            ev = s.get(Event, d.event_id)
+            assert ev is not None
+            handler = handlers_for(ev.name).get(hname)
+            if handler is None:
+                d.status, d.last_error = "dead", "handler no longer registered"
+                return
+            handler(s, EventRecord(ev.id, ev.uid, ev.name, ev.org_id, dict(ev.payload), ev.created_at))
+            d.status, d.attempts, d.updated_at, d.last_error = "done", d.attempts + 1, utcnow(), None
+    except Exception:
+        error = traceback.format_exc(limit=5)
+    if error is not None:
+        with session_scope() as s:
+            d = s.get(EventDelivery, delivery_id)
+            if d is None:
+                return
+            d.attempts += 1
+            d.last_error = error[-4000:]
+            d.updated_at = utcnow()
+            if d.attempts >= max_attempts:
+                d.status = "dead"
+                log.error("event handler dead", extra={"fields": {"handler": hname, "delivery": delivery_id}})
+            else:
+                d.status = "failing"
+                d.next_attempt_at = utcnow() + dt.timedelta(seconds=backoff_seconds(d.attempts))
+                log.warning("event handler failed; will retry",
+                            extra={"fields": {"handler": hname, "delivery": delivery_id, "attempt": d.attempts}})
+
+
+def run_dispatcher(stop: threading.Event, poll_s: float) -> None:
+    """Loop until ``stop`` is set, waking on local commits or every ``poll_s`` seconds."""
+    while not stop.is_set():
+        try:
+            ran = dispatch_pending()
+        except Exception:
+            log.exception("outbox dispatch failed")
+            ran = 0
+        if ran == 0:
+            wakeup.wait(poll_s)
+            wakeup.clear()
+
+
+# ---- tools ---------------------------------------------------------------------------------
+
+class EventRead(BaseModel):
+    id: int
+    uid: str
+    name: str
+    payload: dict[str, Any]
+    created_at: dt.datetime
+    dispatched_at: dt.datetime | None
+
+
+class EventQuery(BaseModel):
+    name: str | None = Field(None, max_length=100)
+    cursor: int | None = Field(None, ge=1)
+    limit: int = Field(50, ge=1, le=500)
+
+
+class EventPage(BaseModel):
+    items: list[EventRead]
+    next_cursor: int | None
+
+
+@tool("events.list", risk="read")
+def list_events(ctx: ToolContext, params: EventQuery) -> EventPage:
+    """List the organisation's platform events, newest first."""
+    rows = EventRepository(ctx.session).recent(ctx.org_id, params.name, params.cursor, params.limit + 1)
+    more = len(rows) > params.limit
+    rows = rows[: params.limit]
+    return EventPage(
+        items=[EventRead(id=e.id, uid=e.uid, name=e.name, payload=e.payload, created_at=e.created_at,
+                         dispatched_at=e.dispatched_at) for e in rows],
+        next_cursor=rows[-1].id if more else None,
+    )
+
+
+class DeliveryRead(BaseModel):
+    id: int
+    event_id: int
+    event_name: str
+    handler: str
+    status: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: dt.datetime
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryRead]
+
+
+class FailureQuery(BaseModel):
+    limit: int = Field(100, ge=1, le=1000)
+
+
+@tool("events.failures", risk="read")
+def list_failures(ctx: ToolContext, params: FailureQuery) -> DeliveryList:
+    """List event handler deliveries that are failing or dead, with their last error."""
+    rows = EventRepository(ctx.session).failures(ctx.org_id, params.limit)
+    return DeliveryList(items=[
+        DeliveryRead(id=d.id, event_id=e.id, event_name=e.name, handler=d.handler, status=d.status,
+                     attempts=d.attempts, last_error=d.last_error, next_attempt_at=d.next_attempt_at)
+        for d, e in rows
+    ])
+
+
+class DeliveryRetry(BaseModel):
+    delivery_id: int = Field(ge=1)
+
+
+@tool("events.retry", risk="write")
+def retry_delivery(ctx: ToolContext, params: DeliveryRetry) -> DeliveryRead:
+    """Retry a failing or dead event handler delivery now."""
+    repo = EventRepository(ctx.session)
+    d = repo.delivery(params.delivery_id)
+    ev = repo.get(d.event_id) if d else None
+    if d is None or ev is None or ev.org_id != ctx.org_id:
+        raise NotFound(f"delivery {params.delivery_id} not found", field="delivery_id")
+    from tools.enterprise import audit_log
+
+    d.status, d.next_attempt_at = "pending", utcnow()
+    repo.reopen(ev, utcnow())
+    audit_log.record(ctx, "events.retried", f"delivery:{d.id}", detail={"handler": d.handler})
+    return DeliveryRead(id=d.id, event_id=ev.id, event_name=ev.name, handler=d.handler, status=d.status,
+                        attempts=d.attempts, last_error=d.last_error, next_attempt_at=d.next_attempt_at)

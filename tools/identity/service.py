@@ -1,0 +1,364 @@
+"""Identity tools: organisations, users, roles, API keys, browser sessions, org settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+import string
+from typing import Any, Literal
+
+from pydantic import BaseModel, EmailStr, Field, field_validator
+
+from memory.db import utcnow
+from memory.identity.models import ApiKey, BrowserSession, Organization, User
+from memory.identity.repository import IdentityRepository
+from tools.context import Principal, ToolContext
+from tools.enterprise import audit_log
+from tools.enterprise.rbac import ROLES
+from tools.errors import BadRequest, Conflict, NotFound, Unauthorized
+from tools.events.service import emit
+from tools.registry import tool
+
+_ALPHABET = string.ascii_letters + string.digits
+KEY_PREFIXES = {"live": "lvq_live_", "test": "lvq_test_"}
+_KEY_RE = re.compile(r"^lvq_(live|test)_[A-Za-z0-9]{40}$")
+RoleName = Literal["admin", "viewer", "auditor"]
+
+
+def _hasher() -> Any:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return str(_hasher().hash(password))
+
+
+def check_password(stored: str | None, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+    if not stored:
+        # Same work as a real check, so unknown users cost as much as wrong passwords.
+        _hasher().hash(password)
+        return False
+    try:
+        return bool(_hasher().verify(stored, password))
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _random(n: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(n))
+
+
+# ---- schemas -------------------------------------------------------------------------------
+
+class OrgRead(BaseModel):
+    id: int
+    slug: str
+    name: str
+    plan: str
+    settings: dict[str, Any]
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, o: Organization) -> OrgRead:
+        return cls(id=o.id, slug=o.slug, name=o.name, plan=o.plan, settings=dict(o.settings or {}),
+                   created_at=o.created_at)
+
+
+class UserRead(BaseModel):
+    id: int
+    org_id: int
+    email: str
+    name: str
+    role: str
+    active: bool
+    created_at: dt.datetime
+    last_login_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, u: User) -> UserRead:
+        return cls(id=u.id, org_id=u.org_id, email=u.email, name=u.name, role=u.role, active=u.active,
+                   created_at=u.created_at, last_login_at=u.last_login_at)
+
+
+class ApiKeyRead(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    role: str
+    mode: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, k: ApiKey) -> ApiKeyRead:
+        return cls(id=k.id, name=k.name, prefix=k.prefix, role=k.role, mode=k.mode, created_at=k.created_at,
+                   expires_at=k.expires_at, revoked_at=k.revoked_at, last_used_at=k.last_used_at)
+
+
+class ApiKeyCreated(ApiKeyRead):
+    key: str = Field(description="The full key. Shown once: only its hash is stored.")
+
+
+# ---- organisations and users ------------------------------------------------------------------
+
+class OrgCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    slug: str = Field(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    plan: Literal["free", "pro", "business", "enterprise"] = "free"
+
+
+@tool("org.create", risk="write")
+def create_org(ctx: ToolContext, params: OrgCreate) -> OrgRead:
+    """Create an organisation."""
+    repo = IdentityRepository(ctx.session)
+    if repo.org_by_slug(params.slug):
+        raise Conflict(f"organisation {params.slug!r} exists", field="slug")
+    org = Organization(slug=params.slug, name=params.name, plan=params.plan, settings={})
+    repo.add(org)
+    audit_log.record(ctx, "org.created", f"org:{org.id}", org_id=org.id, after=OrgRead.of(org).model_dump())
+    emit(ctx.session, "org_created", {"org_id": org.id, "slug": org.slug}, org_id=org.id)
+    return OrgRead.of(org)
+
+
+class NoInput(BaseModel):
+    pass
+
+
+@tool("org.get", risk="read")
+def get_org(ctx: ToolContext, params: NoInput) -> OrgRead:
+    """Show the caller's organisation and its settings."""
+    org = IdentityRepository(ctx.session).org(ctx.org_id)
+    if org is None:
+        raise NotFound("organisation not found")
+    return OrgRead.of(org)
+
+
+class OrgSettingsUpdate(BaseModel):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    settings: dict[str, str | int | float | bool | None] | None = Field(
+        None, description="Keys to set (null removes a key)."
+    )
+
+    @field_validator("settings")
+    @classmethod
+    def _keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key in value or {}:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", key):
+                raise ValueError(f"setting name {key!r} must be lower_snake_case")
+        return value
+
+
+@tool("org.update_settings", risk="write")
+def update_settings(ctx: ToolContext, params: OrgSettingsUpdate) -> OrgRead:
+    """Change the organisation's name or settings (audited with before and after)."""
+    org = IdentityRepository(ctx.session).org(ctx.org_id)
+    if org is None:
+        raise NotFound("organisation not found")
+    before = OrgRead.of(org).model_dump(mode="json")
+    if params.name is not None:
+        org.name = params.name
+    if params.settings is not None:
+        merged = dict(org.settings or {})
+        for k, v in params.settings.items():
+            if v is None:
+                merged.pop(k, None)
+            else:
+                merged[k] = v
+        org.settings = merged
+    ctx.session.flush()
+    after = OrgRead.of(org).model_dump(mode="json")
+    audit_log.record(ctx, "org.settings_changed", f"org:{org.id}", before=before, after=after)
+    return OrgRead.of(org)
+
+
+class UserCreate(BaseModel):
+    email: EmailStr
+    name: str = Field("", max_length=200)
+    role: RoleName = "viewer"
+    password: str | None = Field(None, min_length=12, max_length=256)
+
+
+@tool("users.create", risk="write")
+def create_user(ctx: ToolContext, params: UserCreate) -> UserRead:
+    """Add a user to the caller's organisation with a role."""
+    repo = IdentityRepository(ctx.session)
+    email = str(params.email).lower()
+    if repo.user_by_email(email):
+        raise Conflict(f"a user with email {email} exists", field="email")
+    user = User(org_id=ctx.org_id, email=email, name=params.name, role=params.role,
+                password_hash=hash_password(params.password) if params.password else None)
+    repo.add(user)
+    audit_log.record(ctx, "users.created", f"user:{user.id}", after={"email": email, "role": params.role})
+    emit(ctx.session, "user_signup", {"user_id": user.id, "org_id": user.org_id, "role": user.role},
+         org_id=user.org_id)
+    return UserRead.of(user)
+
+
+class UserList(BaseModel):
+    items: list[UserRead]
+
+
+@tool("users.list", risk="read")
+def list_users(ctx: ToolContext, params: NoInput) -> UserList:
+    """List the organisation's users and their roles."""
+    return UserList(items=[UserRead.of(u) for u in IdentityRepository(ctx.session).users(ctx.org_id)])
+
+
+class RoleChange(BaseModel):
+    user_id: int = Field(ge=1)
+    role: RoleName
+
+
+@tool("users.set_role", risk="write")
+def set_role(ctx: ToolContext, params: RoleChange) -> UserRead:
+    """Change a user's role (audited with the old and new role)."""
+    repo = IdentityRepository(ctx.session)
+    user = repo.user(params.user_id)
+    if user is None or user.org_id != ctx.org_id:
+        raise NotFound(f"user {params.user_id} not found", field="user_id")
+    before = user.role
+    if before == "admin" and params.role != "admin":
+        admins = [u for u in repo.users(ctx.org_id) if u.role == "admin" and u.active]
+        if len(admins) <= 1:
+            raise Conflict("cannot demote the organisation's last admin", field="role")
+    user.role = params.role
+    ctx.session.flush()
+    audit_log.record(ctx, "users.role_changed", f"user:{user.id}", before={"role": before},
+                     after={"role": params.role})
+    return UserRead.of(user)
+
+
+# ---- API keys --------------------------------------------------------------------------------
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    role: RoleName = "viewer"
+    mode: Literal["live", "test"] = "live"
+    expires_in_days: int | None = Field(None, ge=1, le=3650)
+
+
+def new_key(mode: str) -> tuple[str, str]:
+    """Return ``(full key, visible prefix)``."""
+    visible = _random(8)
+    full = f"{KEY_PREFIXES[mode]}{visible}{_random(32)}"
+    return full, f"{KEY_PREFIXES[mode]}{visible}"
+
+
+def issue_key(ctx: ToolContext, org_id: int, params: ApiKeyCreate, user_id: int | None) -> ApiKeyCreated:
+    repo = IdentityRepository(ctx.session)
+    full, prefix = new_key(params.mode)
+    expires = utcnow() + dt.timedelta(days=params.expires_in_days) if params.expires_in_days else None
+    key = ApiKey(org_id=org_id, user_id=user_id, name=params.name, prefix=prefix, key_hash=sha256(full),
+                 role=params.role, mode=params.mode, expires_at=expires)
+    repo.add(key)
+    audit_log.append(ctx.session, actor=ctx.principal.actor, action="keys.created", target=f"key:{prefix}",
+                     org_id=org_id, request_id=ctx.request_id,
+                     after={"name": params.name, "role": params.role, "mode": params.mode,
+                            "expires_at": expires.isoformat() if expires else None})
+    return ApiKeyCreated(**ApiKeyRead.of(key).model_dump(), key=full)
+
+
+@tool("keys.create", risk="write")
+def create_key(ctx: ToolContext, params: ApiKeyCreate) -> ApiKeyCreated:
+    """Create an API key for the organisation; the full key is returned once."""
+    return issue_key(ctx, ctx.org_id, params, ctx.principal.user_id)
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyRead]
+
+
+@tool("keys.list", risk="read")
+def list_keys(ctx: ToolContext, params: NoInput) -> ApiKeyList:
+    """List the organisation's API keys (prefix, role, last use, expiry; never the key)."""
+    return ApiKeyList(items=[ApiKeyRead.of(k) for k in IdentityRepository(ctx.session).keys(ctx.org_id)])
+
+
+class ApiKeyRevoke(BaseModel):
+    key_id: int | None = Field(None, ge=1)
+    prefix: str | None = Field(None, max_length=32)
+
+
+@tool("keys.revoke", risk="destructive")
+def revoke_key(ctx: ToolContext, params: ApiKeyRevoke) -> ApiKeyRead:
+    """Revoke an API key by id or visible prefix; it stops working at once."""
+    repo = IdentityRepository(ctx.session)
+    if params.key_id is not None:
+        key = repo.key(ctx.org_id, params.key_id)
+    elif params.prefix:
+        key = repo.key_by_prefix(ctx.org_id, params.prefix)
+    else:
+        raise BadRequest("give key_id or prefix", field="key_id")
+    if key is None:
+        raise NotFound("API key not found", field="key_id" if params.key_id else "prefix")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        ctx.session.flush()
+        audit_log.record(ctx, "keys.revoked", f"key:{key.prefix}", before={"revoked_at": None},
+                         after={"revoked_at": key.revoked_at.isoformat()})
+    return ApiKeyRead.of(key)
+
+
+# ---- authentication (not tools: used by api.deps) -------------------------------------------
+
+def authenticate_key(ctx_session: Any, raw: str) -> Principal:
+    """Resolve a presented API key. Unknown, malformed, revoked and expired keys fail alike."""
+    repo = IdentityRepository(ctx_session)
+    digest = sha256(raw)
+    key = repo.key_by_hash(digest)
+    now = utcnow()
+    valid = (
+        key is not None
+        and hmac.compare_digest(key.key_hash, digest)
+        and _KEY_RE.match(raw) is not None
+        and key.revoked_at is None
+        and (key.expires_at is None or key.expires_at > now)
+    )
+    if not valid or key is None:
+        raise Unauthorized("invalid or revoked API key")
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+        repo.touch_key(key.id, now)
+    return Principal(kind="api_key", id=key.prefix, org_id=key.org_id, role=key.role, name=key.name,
+                     user_id=key.user_id, key_mode=key.mode)
+
+
+def login(session: Any, email: str, password: str, ttl_hours: int) -> tuple[str, BrowserSession, User]:
+    """Check a password and open a browser session; returns the raw session token."""
+    repo = IdentityRepository(session)
+    user = repo.user_by_email(email.lower())
+    ok = check_password(user.password_hash if user else None, password)
+    if not ok or user is None or not user.active:
+        raise Unauthorized("wrong email or password")
+    token = secrets.token_urlsafe(32)
+    bs = BrowserSession(token_hash=sha256(token), user_id=user.id, csrf_token=secrets.token_urlsafe(24),
+                        expires_at=utcnow() + dt.timedelta(hours=ttl_hours))
+    repo.add(bs)
+    user.last_login_at = utcnow()
+    audit_log.append(session, actor=f"user:{user.id}", action="auth.login", target=f"user:{user.id}",
+                     org_id=user.org_id)
+    return token, bs, user
+
+
+def session_principal(session: Any, token: str) -> tuple[Principal, BrowserSession]:
+    repo = IdentityRepository(session)
+    bs = repo.browser_session(sha256(token))
+    if bs is None or bs.revoked_at is not None or bs.expires_at <= utcnow():
+        raise Unauthorized("session expired; log in again")
+    user = repo.user(bs.user_id)
+    if user is None or not user.active:
+        raise Unauthorized("session expired; log in again")
+    return Principal(kind="user", id=str(user.id), org_id=user.org_id, role=user.role, name=user.email,
+                     user_id=user.id), bs
