@@ -16,6 +16,7 @@ from tools.identity.service import (
     ApiKeyRead,
     OrgRead,
     OrgSettingsUpdate,
+    RoleName,
     UserCreate,
     UserList,
     UserRead,
@@ -66,7 +67,7 @@ def create_user(body: UserCreate, ctx: Annotated[ToolContext, require("users:wri
 
 
 class RoleBody(BaseModel):
-    role: str
+    role: RoleName
 
 
 @router.put("/users/{user_id}/role", response_model=UserRead)

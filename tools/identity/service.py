@@ -8,9 +8,9 @@ import hmac
 import re
 import secrets
 import string
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, EmailStr, Field, field_validator
+from pydantic import BaseModel, EmailStr, Field, StringConstraints, WithJsonSchema
 
 from memory.db import utcnow
 from memory.identity.models import ApiKey, BrowserSession, Organization, User
@@ -146,19 +146,22 @@ def get_org(ctx: ToolContext, params: NoInput) -> OrgRead:
     return OrgRead.of(org)
 
 
+SettingName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+SettingsDict = Annotated[
+    dict[SettingName, str | int | float | bool | None],
+    WithJsonSchema({
+        "type": "object", "maxProperties": 100, "additionalProperties": False,
+        "patternProperties": {"^[a-z][a-z0-9_]{0,63}$": {"type": ["string", "number", "boolean", "null"]}},
+    }),
+]
+
+
 class OrgSettingsUpdate(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200)
-    settings: dict[str, str | int | float | bool | None] | None = Field(
-        None, description="Keys to set (null removes a key)."
+    settings: SettingsDict | None = Field(
+        None, description="Keys (lower_snake_case) to set; null removes a key.", max_length=100
     )
-
-    @field_validator("settings")
-    @classmethod
-    def _keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        for key in value or {}:
-            if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", key):
-                raise ValueError(f"setting name {key!r} must be lower_snake_case")
-        return value
 
 
 @tool("org.update_settings", risk="write")
