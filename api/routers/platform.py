@@ -48,7 +48,9 @@ def list_events(q: Annotated[EventQuery, Depends()], ctx: Annotated[ToolContext,
 
 
 @router.get("/events/failures", response_model=DeliveryList)
-def failures(q: Annotated[FailureQuery, Depends()], ctx: Annotated[ToolContext, require("events:read")]) -> DeliveryList:
+def failures(
+    q: Annotated[FailureQuery, Depends()], ctx: Annotated[ToolContext, require("events:read")]
+) -> DeliveryList:
     """List event handler deliveries that are failing or dead."""
     return registry.invoke("events.failures", ctx, q)  # type: ignore[return-value]
 

@@ -17,7 +17,6 @@ from memory.identity.models import ApiKey, BrowserSession, Organization, User
 from memory.identity.repository import IdentityRepository
 from tools.context import Principal, ToolContext
 from tools.enterprise import audit_log
-from tools.enterprise.rbac import ROLES
 from tools.errors import BadRequest, Conflict, NotFound, Unauthorized
 from tools.events.service import emit
 from tools.registry import tool
