@@ -2,7 +2,8 @@
 
 ``decide`` returns allow | deny | needs_approval with a reason. Order: a ``deny`` match, an
 argument over its limit, or a rate limit reached denies; then ``needs_approval``; then ``allow``;
-anything not allowed is denied. Patterns are a tool name, ``area.*``, ``risk:<risk>`` or ``*``.
+anything not allowed is denied. Patterns are a tool name, ``area.*``, ``risk:<risk>`` or ``*``; a
+rate limit names a pattern too and counts the actor's recorded allowed calls of every tool it matches.
 Denials are written to the audit log in their own transaction (they survive the caller's rollback).
 """
 
@@ -12,18 +13,46 @@ import datetime as dt
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 if TYPE_CHECKING:
     from tools.context import ToolContext
     from tools.registry import ToolSpec
 
 Outcome = Literal["allow", "deny", "needs_approval"]
-_PATTERN = re.compile(r"^(\*|risk:(read|write|destructive|financial)|[a-z_]+\.(\*|[a-z_]+))$")
+_TOOL_NAME = r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*"
+_PATTERN = re.compile(rf"^(\*|risk:(read|write|destructive|financial)|[a-z][a-z0-9_]*\.\*|{_TOOL_NAME})$")
+_TOOL = re.compile(rf"^{_TOOL_NAME}$")
+_ACTOR = re.compile(r"^(human|system|agent:\*|(agent|user|api_key):[A-Za-z0-9_.:-]+)$")
+
+
+def _check_pattern(pat: str) -> str:
+    if not _PATTERN.match(pat):
+        raise ValueError(f"bad pattern {pat!r}: use a tool name, area.*, risk:<risk> or *")
+    return pat
+
+
+def _check_tool(name: str) -> str:
+    if not _TOOL.match(name):
+        raise ValueError(f"bad tool name {name!r}: use area.verb")
+    return name
+
+
+def _check_actor(name: str) -> str:
+    if not _ACTOR.match(name):
+        raise ValueError(f"bad actor {name!r}: use human, system, agent:*, agent:<name>, user:<id> "
+                         "or api_key:<prefix>")
+    return name
+
+
+Pattern = Annotated[str, AfterValidator(_check_pattern)]
+ToolName = Annotated[str, AfterValidator(_check_tool)]
+ActorName = Annotated[str, AfterValidator(_check_actor)]
 
 
 class Strict(BaseModel):
@@ -31,27 +60,19 @@ class Strict(BaseModel):
 
 
 class RateLimit(Strict):
-    tool: str
+    tool: Pattern
     max: int = Field(ge=0)
     window_s: int = Field(gt=0)
 
 
 class ActorPolicy(Strict):
     description: str = ""
-    allow: list[str] = []
-    deny: list[str] = []
-    needs_approval: list[str] = []
+    allow: list[Pattern] = []
+    deny: list[Pattern] = []
+    needs_approval: list[Pattern] = []
     rate_limits: list[RateLimit] = []
-    # tool -> argument -> maximum (a number's value, or a list's length)
-    arg_limits: dict[str, dict[str, float]] = {}
-
-    @field_validator("allow", "deny", "needs_approval")
-    @classmethod
-    def _patterns(cls, value: list[str]) -> list[str]:
-        for pat in value:
-            if not _PATTERN.match(pat):
-                raise ValueError(f"bad pattern {pat!r}: use a tool name, area.*, risk:<risk> or *")
-        return value
+    # tool -> argument -> maximum (a number's value, or a list's, string's or object's length)
+    arg_limits: dict[ToolName, dict[str, float]] = {}
 
 
 class RevenueShare(Strict):
@@ -59,10 +80,18 @@ class RevenueShare(Strict):
     max_partner_share: float = Field(ge=0, le=1)
     platform_fee_floor: float = Field(ge=0, le=1)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> RevenueShare:
+        if self.min_partner_share > self.max_partner_share:
+            raise ValueError("min_partner_share is above max_partner_share")
+        if self.max_partner_share + self.platform_fee_floor > 1 + 1e-9:
+            raise ValueError("max_partner_share + platform_fee_floor is above 1")
+        return self
+
 
 class PolicyDocument(Strict):
     version: int
-    actors: dict[str, ActorPolicy]
+    actors: dict[ActorName, ActorPolicy]
     revenue_share: RevenueShare
     code_of_conduct: dict[str, Any] | None = None
     approval_ttl_s: int = 86400
@@ -78,17 +107,68 @@ class Decision:
     reason: str
 
 
-def _line_of(text: str, loc: tuple[int | str, ...]) -> int:
-    """Find the line of the key path ``loc`` in the JSON ``text`` (best effort, first match in order)."""
+def _path_lines(text: str) -> dict[tuple[int | str, ...], int]:
+    """Map every key path of the (valid) JSON ``text`` to the line where its key or item starts."""
+    import bisect
+
+    newlines = [i for i, ch in enumerate(text) if ch == "\n"]
+    lines: dict[tuple[int | str, ...], int] = {}
+    decoder = json.JSONDecoder()
     pos = 0
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        idx = text.find(f'"{part}"', pos)
-        if idx < 0:
-            break
-        pos = idx
-    return text.count("\n", 0, pos) + 1
+
+    def line(at: int) -> int:
+        return bisect.bisect_left(newlines, at) + 1
+
+    def skip() -> None:
+        nonlocal pos
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+
+    def value(path: tuple[int | str, ...]) -> None:
+        nonlocal pos
+        skip()
+        if text[pos] == "{":
+            pos += 1
+            skip()
+            while text[pos] != "}":
+                start = pos
+                key, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+                skip()
+                pos += 1  # the colon
+                lines[(*path, key)] = line(start)
+                value((*path, key))
+                skip()
+                if text[pos] == ",":
+                    pos += 1
+                    skip()
+            pos += 1
+        elif text[pos] == "[":
+            pos += 1
+            skip()
+            index = 0
+            while text[pos] != "]":
+                lines[(*path, index)] = line(pos)
+                value((*path, index))
+                index += 1
+                skip()
+                if text[pos] == ",":
+                    pos += 1
+                    skip()
+            pos += 1
+        else:
+            _, pos = decoder.raw_decode(text, pos)
+
+    value(())
+    return lines
+
+
+def _line_of(text: str, loc: tuple[int | str, ...]) -> int:
+    """The line of the deepest part of the key path ``loc`` that exists in the JSON ``text``."""
+    lines = _path_lines(text)
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return 1
 
 
 def load_policy(path: Path) -> PolicyDocument:
@@ -109,6 +189,8 @@ def load_policy(path: Path) -> PolicyDocument:
         where = ".".join(str(p) for p in loc)
         if err["type"] == "extra_forbidden":
             msg = f"unknown key {loc[-1]!r} at {where}"
+        elif loc and loc[-1] == "[key]":
+            msg = f"{'.'.join(str(p) for p in loc[:-1])}: {err['msg']}"
         else:
             msg = f"{where}: {err['msg']}"
         raise PolicyError(f"{path}:{_line_of(text, loc)}: {msg}") from None
@@ -122,6 +204,17 @@ def _matches(pattern: str, spec: ToolSpec) -> bool:
     if pattern.endswith(".*"):
         return spec.area == pattern[:-2]
     return False
+
+
+def _tool_names(pattern: str) -> list[str] | None:
+    """The registered tools ``pattern`` names (None: every tool)."""
+    if pattern == "*":
+        return None
+    if _TOOL.match(pattern):
+        return [pattern]
+    from tools.registry import registry
+
+    return [t.name for t in registry.all() if _matches(pattern, t)]
 
 
 class PolicyEngine:
@@ -144,8 +237,12 @@ class PolicyEngine:
         return "(none)", ActorPolicy()
 
     def evaluate(self, actor: str, kind: str, spec: ToolSpec, args: dict[str, Any],
-                 recent_count: Any = None) -> Decision:
-        """Pure decision (no I/O except ``recent_count(tool, window_s)`` for rate limits)."""
+                 recent_count: Callable[[str, int], int] | None = None) -> Decision:
+        """Pure decision (no I/O except ``recent_count(pattern, window_s)`` for rate limits).
+
+        ``recent_count`` returns how many calls of tools matching ``pattern`` the actor was allowed
+        in the last ``window_s`` seconds.
+        """
         key, pol = self.actor_policy(actor, kind)
         for pat in pol.deny:
             if _matches(pat, spec):
@@ -153,11 +250,11 @@ class PolicyEngine:
         for arg, limit in pol.arg_limits.get(spec.name, {}).items():
             value = args.get(arg)
             size = len(value) if isinstance(value, list | tuple | dict | str) else value
-            if isinstance(size, int | float) and size > limit:
+            if isinstance(size, int | float) and not isinstance(size, bool) and size > limit:
                 return Decision("deny", f"{spec.name}: argument {arg}={size} is over the policy limit {limit:g}")
         for rl in pol.rate_limits:
-            if rl.tool in (spec.name, "*") and recent_count is not None:
-                used = recent_count(spec.name if rl.tool != "*" else None, rl.window_s)
+            if recent_count is not None and _matches(rl.tool, spec):
+                used = recent_count(rl.tool, rl.window_s)
                 if used >= rl.max:
                     return Decision(
                         "deny", f"rate limit: {actor} may call {rl.tool} {rl.max} times per {rl.window_s}s"
@@ -177,16 +274,19 @@ class PolicyEngine:
         principal = ctx.principal
         args = params.model_dump(mode="json")
         repo = PolicyDecisionRepository(ctx.session)
-        decision = self.evaluate(
-            principal.actor, principal.kind, spec, args,
-            recent_count=lambda tool, window: repo.count_allowed(principal.actor, tool, window),
-        )
+
+        def recent_count(pattern: str, window_s: int) -> int:
+            return repo.count_allowed(principal.actor, _tool_names(pattern), window_s)
+
+        decision = self.evaluate(principal.actor, principal.kind, spec, args, recent_count=recent_count)
         if principal.kind == "agent":
             repo.record(principal.actor, spec.name, decision.outcome, decision.reason, args)
         if decision.outcome == "deny":
             from tools.enterprise.audit_log import append_detached
 
+            # After the caller's session closes: on SQLite a second writer would wait on its lock.
             append_detached(
+                session=ctx.session,
                 actor=principal.actor, action="policy.denied", target=spec.name, org_id=principal.org_id,
                 request_id=ctx.request_id, outcome="denied",
                 detail={"reason": decision.reason, "args": args, "risk": spec.risk},

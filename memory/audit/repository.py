@@ -6,12 +6,18 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from memory.audit.models import AuditCheckpoint, AuditEntry, AuditHead
 
 GENESIS = "0" * 64
+
+
+def _like_pattern(value: str) -> str:
+    """Turn a ``*`` wildcard into a LIKE pattern; every other character matches itself."""
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
 
 
 class AuditRepository:
@@ -23,8 +29,14 @@ class AuditRepository:
         return cls(session)
 
     def lock_head(self) -> AuditHead:
-        """Lock and return the head row (creating it on an empty database)."""
-        head = self.session.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
+        """Lock and return the head row (creating it on an empty database).
+
+        ``populate_existing`` makes the locked read win over a copy loaded earlier in the session.
+        """
+        head = self.session.scalar(
+            select(AuditHead).where(AuditHead.id == 1).with_for_update()
+            .execution_options(populate_existing=True)
+        )
         if head is None:
             head = AuditHead(id=1, seq=0, hash=GENESIS)
             self.session.add(head)
@@ -32,7 +44,9 @@ class AuditRepository:
         return head
 
     def head(self) -> AuditHead | None:
-        return self.session.get(AuditHead, 1)
+        return self.session.scalar(
+            select(AuditHead).where(AuditHead.id == 1).execution_options(populate_existing=True)
+        )
 
     def add(self, entry: AuditEntry, head: AuditHead) -> None:
         self.session.add(entry)
@@ -40,12 +54,15 @@ class AuditRepository:
         head.hash = entry.hash
         self.session.flush()
 
-    def iter_all(self, batch: int = 1000) -> Iterator[AuditEntry]:
-        last = 0
+    def iter_rows(self, batch: int = 2000) -> Iterator[Row[Any]]:
+        """Every entry as a plain row in seq order, read from the database (never the identity map)."""
+        table = AuditEntry.__table__
+        last: int | None = None
         while True:
-            rows = list(self.session.scalars(
-                select(AuditEntry).where(AuditEntry.seq > last).order_by(AuditEntry.seq).limit(batch)
-            ))
+            stmt = select(*table.c).order_by(table.c.seq).limit(batch)
+            if last is not None:
+                stmt = stmt.where(table.c.seq > last)
+            rows = list(self.session.execute(stmt))
             if not rows:
                 return
             yield from rows
@@ -57,35 +74,69 @@ class AuditRepository:
     def get(self, seq: int) -> AuditEntry | None:
         return self.session.get(AuditEntry, seq)
 
-    def search(
-        self, *, org_id: int | None, actor: str | None = None, action: str | None = None,
-        target: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
-        before_seq: int | None = None, limit: int = 50,
-    ) -> list[AuditEntry]:
-        stmt = select(AuditEntry)
+    def _filters(
+        self, *, org_id: int | None, actor: str | None, action: str | None, target: str | None,
+        since: dt.datetime | None, until: dt.datetime | None,
+    ) -> list[Any]:
         conds: list[Any] = []
         if org_id is not None:
             conds.append(AuditEntry.org_id == org_id)
         if actor:
             conds.append(AuditEntry.actor == actor)
         if action:
-            conds.append(AuditEntry.action.like(action.replace("*", "%")))
+            if "*" in action:
+                conds.append(AuditEntry.action.like(_like_pattern(action), escape="\\"))
+            else:
+                conds.append(AuditEntry.action == action)
         if target:
             conds.append(AuditEntry.target == target)
         if since:
             conds.append(AuditEntry.ts >= since)
         if until:
             conds.append(AuditEntry.ts < until)
+        return conds
+
+    def search(
+        self, *, org_id: int | None, actor: str | None = None, action: str | None = None,
+        target: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
+        before_seq: int | None = None, limit: int = 50,
+    ) -> list[AuditEntry]:
+        """Matching entries, newest first, older than ``before_seq`` when given."""
+        conds = self._filters(org_id=org_id, actor=actor, action=action, target=target, since=since, until=until)
         if before_seq:
             conds.append(AuditEntry.seq < before_seq)
-        return list(self.session.scalars(stmt.where(*conds).order_by(AuditEntry.seq.desc()).limit(limit)))
+        return list(self.session.scalars(
+            select(AuditEntry).where(*conds).order_by(AuditEntry.seq.desc()).limit(limit)
+        ))
+
+    def iter_matching(
+        self, *, org_id: int | None, actor: str | None = None, action: str | None = None,
+        target: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
+        batch: int = 1000,
+    ) -> Iterator[AuditEntry]:
+        """Matching entries, oldest first, read in keyset batches (exports of any size)."""
+        conds = self._filters(org_id=org_id, actor=actor, action=action, target=target, since=since, until=until)
+        last = 0
+        while True:
+            rows = list(self.session.scalars(
+                select(AuditEntry).where(*conds, AuditEntry.seq > last).order_by(AuditEntry.seq).limit(batch)
+            ))
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].seq
+            for row in rows:
+                self.session.expunge(row)
 
     def add_checkpoint(self, cp: AuditCheckpoint) -> None:
         self.session.add(cp)
         self.session.flush()
 
     def checkpoints(self) -> list[AuditCheckpoint]:
-        return list(self.session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)))
+        return list(self.session.scalars(
+            select(AuditCheckpoint).order_by(AuditCheckpoint.seq, AuditCheckpoint.id)
+            .execution_options(populate_existing=True)
+        ))
 
     def last_checkpoint(self) -> AuditCheckpoint | None:
         return self.session.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc()).limit(1))

@@ -1,32 +1,64 @@
-"""Outbox storage: pending events, handler deliveries, failures."""
+"""Outbox storage: events with work due, handler deliveries, failures."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from memory.events.models import Event, EventDelivery
+
+OPEN = ("pending", "failing")
 
 
 class EventRepository:
     def __init__(self, session: Session):
         self.session = session
 
+    @property
+    def _pg(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
+
     def add(self, event: Event) -> None:
         self.session.add(event)
         self.session.flush()
 
-    def claim_undispatched(self, limit: int) -> list[Event]:
-        stmt = select(Event).where(Event.dispatched_at.is_(None)).order_by(Event.id).limit(limit)
-        if self.session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
+    def claim_due(self, now: dt.datetime, limit: int) -> list[Event]:
+        """Undispatched events with something to do now, oldest first.
+
+        An event qualifies when it has no open delivery (new: deliveries are still to be created,
+        or all settled: it is to be marked dispatched) or an open delivery that is due. Events whose
+        open deliveries are all backed off are skipped, so they cannot crowd newer ones out of
+        ``limit``. On PostgreSQL rows another dispatcher is claiming are skipped.
+        """
+        open_ = select(EventDelivery.id).where(EventDelivery.event_id == Event.id,
+                                               EventDelivery.status.in_(OPEN))
+        due = open_.where(EventDelivery.next_attempt_at <= now)
+        stmt = (
+            select(Event)
+            .where(Event.dispatched_at.is_(None), or_(~exists(open_), exists(due)))
+            .order_by(Event.id)
+            .limit(limit)
+            .execution_options(populate_existing=True)
+        )
+        if self._pg:
+            stmt = stmt.with_for_update(skip_locked=True, of=Event)
         return list(self.session.scalars(stmt))
 
+    def deliveries_of(self, event_ids: list[int]) -> dict[int, dict[str, EventDelivery]]:
+        out: dict[int, dict[str, EventDelivery]] = {i: {} for i in event_ids}
+        if event_ids:
+            rows = self.session.scalars(
+                select(EventDelivery).where(EventDelivery.event_id.in_(event_ids))
+                .execution_options(populate_existing=True)
+            )
+            for d in rows:
+                out[d.event_id][d.handler] = d
+        return out
+
     def deliveries(self, event_id: int) -> dict[str, EventDelivery]:
-        rows = self.session.scalars(select(EventDelivery).where(EventDelivery.event_id == event_id))
-        return {d.handler: d for d in rows}
+        return self.deliveries_of([event_id])[event_id]
 
     def add_delivery(self, d: EventDelivery) -> None:
         self.session.add(d)
@@ -37,6 +69,15 @@ class EventRepository:
 
     def delivery(self, delivery_id: int) -> EventDelivery | None:
         return self.session.get(EventDelivery, delivery_id)
+
+    def lock_delivery(self, delivery_id: int, *, skip_locked: bool) -> EventDelivery | None:
+        """Lock delivery ``delivery_id`` for this transaction (None when another holds it and ``skip_locked``)."""
+        stmt = (
+            select(EventDelivery).where(EventDelivery.id == delivery_id)
+            .with_for_update(skip_locked=skip_locked)
+            .execution_options(populate_existing=True)
+        )
+        return self.session.scalar(stmt)
 
     def recent(self, org_id: int | None, name: str | None, before_id: int | None, limit: int) -> list[Event]:
         stmt = select(Event)
@@ -59,6 +100,7 @@ class EventRepository:
         rows = self.session.execute(stmt.order_by(EventDelivery.id.desc()).limit(limit)).all()
         return [(d, e) for d, e in rows]
 
-    def reopen(self, event: Event, now: dt.datetime) -> None:
+    def reopen(self, event: Event) -> None:
+        """Make a dispatched event eligible again (a delivery of it is open once more)."""
         event.dispatched_at = None
         self.session.flush()

@@ -19,11 +19,12 @@ class PolicyDecisionRepository:
         self.session.add(PolicyDecision(actor=actor, tool=tool, decision=decision, reason=reason[:500], args=args))
         self.session.flush()
 
-    def count_allowed(self, actor: str, tool: str | None, window_s: int) -> int:
+    def count_allowed(self, actor: str, tools: list[str] | None, window_s: int) -> int:
+        """Allowed decisions for ``actor`` on ``tools`` (None: any tool) in the last ``window_s`` seconds."""
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=window_s)
         stmt = select(func.count()).select_from(PolicyDecision).where(
             PolicyDecision.actor == actor, PolicyDecision.decision == "allow", PolicyDecision.ts >= since
         )
-        if tool is not None:
-            stmt = stmt.where(PolicyDecision.tool == tool)
+        if tools is not None:
+            stmt = stmt.where(PolicyDecision.tool.in_(tools))
         return int(self.session.scalar(stmt) or 0)

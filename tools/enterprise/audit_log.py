@@ -4,6 +4,10 @@ Each entry's hash covers its fields and the previous entry's hash, so an edit, a
 middle or a reordering breaks the chain. A deleted tail (or a chain recomputed from some point)
 is caught by Ed25519-signed checkpoints ``(seq, head hash)`` kept in the database and in an
 append-only file outside it. On PostgreSQL triggers also refuse UPDATE, DELETE and TRUNCATE.
+
+A checkpoint signs, with Ed25519, the UTF-8 bytes of
+``"levqor-audit-checkpoint\n{seq}\n{head_hash}\n{ts}"`` where ``ts`` is the checkpoint time in UTC
+as ``datetime.isoformat()`` (``+00:00``); anyone holding the public key can check it.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session, SessionTransaction
 
 from memory.audit.models import AuditCheckpoint, AuditEntry
 from memory.audit.repository import GENESIS, AuditRepository
@@ -29,7 +34,8 @@ from tools.registry import tool
 log = logging.getLogger(__name__)
 
 
-def _canonical(entry: AuditEntry) -> bytes:
+def _canonical(entry: Any) -> bytes:
+    """The bytes an entry's hash covers; ``entry`` is a model or a row with the same attributes."""
     body = {
         "seq": entry.seq,
         "ts": entry.ts.astimezone(dt.UTC).isoformat(timespec="microseconds"),
@@ -47,7 +53,7 @@ def _canonical(entry: AuditEntry) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-def entry_hash(entry: AuditEntry) -> str:
+def entry_hash(entry: Any) -> str:
     return hashlib.sha256(_canonical(entry)).hexdigest()
 
 
@@ -65,8 +71,9 @@ def append(
     head = repo.lock_head()
     ts = utcnow()
     entry = AuditEntry(
-        seq=head.seq + 1, ts=ts, org_id=org_id, actor=actor, action=action, target=target[:300],
-        outcome=outcome, request_id=request_id, before=_jsonable(before), after=_jsonable(after),
+        seq=head.seq + 1, ts=ts, org_id=org_id, actor=actor[:200], action=action[:100], target=target[:300],
+        outcome=outcome[:20], request_id=request_id[:64] if request_id else None,
+        before=_jsonable(before), after=_jsonable(after),
         detail=_jsonable(detail), prev_hash=head.hash,
     )
     entry.hash = entry_hash(entry)
@@ -87,8 +94,10 @@ def record(ctx: ToolContext, action: str, target: str = "", **kwargs: Any) -> Au
 def append_detached(*, session: Session | None = None, **kwargs: Any) -> None:
     """Append an entry that must survive the caller's rollback (denials).
 
-    With a session, it is written in a new transaction once that session has closed; without
-    one, at once.
+    With a session, it is written in a new transaction once that session has closed (through
+    :func:`memory.db.close_session`, as ``session_scope`` and the API dependency do); without one,
+    at once, so never call it without the session while a transaction is open: on SQLite the new
+    transaction would wait for the caller's write lock, on PostgreSQL for the chain head it may hold.
     """
     def write() -> None:
         try:
@@ -124,26 +133,45 @@ def _load_or_create_key() -> Any:
     return serialization.load_pem_private_key(path.read_bytes(), password=None)
 
 
-def public_key_b64() -> str:
+def _raw_public(key: Any) -> str:
     from cryptography.hazmat.primitives import serialization
 
-    pub = _load_or_create_key().public_key().public_bytes(serialization.Encoding.Raw,
-                                                          serialization.PublicFormat.Raw)
+    pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(pub).decode()
+
+
+def public_key_b64() -> str:
+    """The checkpoint signing key's raw Ed25519 public key, base64 (creates the key pair if missing)."""
+    return _raw_public(_load_or_create_key())
+
+
+def _known_public_keys() -> dict[str, str]:
+    """key id -> public key, from the existing key file only (verification never creates a key)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from levqor.settings import get_settings
+
+    path = get_settings().resolved_audit_key_path
+    if not path.exists():
+        return {}
+    pub = _raw_public(serialization.load_pem_private_key(path.read_bytes(), password=None))
+    return {_key_id(pub): pub}
 
 
 def _key_id(pub_b64: str) -> str:
     return hashlib.sha256(pub_b64.encode()).hexdigest()[:16]
 
 
-def _checkpoint_message(seq: int, head_hash: str, ts: str) -> bytes:
-    return f"levqor-audit-checkpoint\n{seq}\n{head_hash}\n{ts}".encode()
+def checkpoint_message(seq: int, head_hash: str, ts: dt.datetime) -> bytes:
+    """The exact bytes a checkpoint signs."""
+    return f"levqor-audit-checkpoint\n{seq}\n{head_hash}\n{ts.astimezone(dt.UTC).isoformat()}".encode()
+
+
+_EXPORT_KEY = "levqor_audit_checkpoint_export"
 
 
 def write_checkpoint(session: Session) -> AuditCheckpoint | None:
-    """Sign ``(seq, head hash)`` of the current head; store it and append it to the export file."""
-    from levqor.settings import get_settings
-
+    """Sign ``(seq, head hash)`` of the current head; store it, and append it to the export file on commit."""
     repo = AuditRepository(session)
     head = repo.lock_head()
     if head.seq == 0:
@@ -152,17 +180,39 @@ def write_checkpoint(session: Session) -> AuditCheckpoint | None:
     if last is not None and last.seq == head.seq:
         return last
     key = _load_or_create_key()
-    pub = public_key_b64()
+    pub = _raw_public(key)
     ts = utcnow()
-    sig = key.sign(_checkpoint_message(head.seq, head.hash, ts.isoformat()))
+    sig = key.sign(checkpoint_message(head.seq, head.hash, ts))
     cp = AuditCheckpoint(ts=ts, seq=head.seq, head_hash=head.hash, key_id=_key_id(pub),
                          signature=base64.b64encode(sig).decode())
     repo.add_checkpoint(cp)
-    export = get_settings().resolved_checkpoint_export
-    export.parent.mkdir(parents=True, exist_ok=True)
-    with export.open("a") as fh:
-        fh.write(json.dumps(_cp_json(cp)) + "\n")
+    # Written only once the checkpoint committed: a rolled-back one must not reach the file, where
+    # it would later look like a truncated log.
+    session.info.setdefault(_EXPORT_KEY, []).append(json.dumps(_cp_json(cp)))
     return cp
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _export_committed_checkpoints(session: Session) -> None:
+    lines = session.info.pop(_EXPORT_KEY, None)
+    if not lines:
+        return
+    from levqor.settings import get_settings
+
+    export = get_settings().resolved_checkpoint_export
+    try:
+        export.parent.mkdir(parents=True, exist_ok=True)
+        with export.open("a") as fh:
+            fh.write("".join(line + "\n" for line in lines))
+    except OSError:
+        log.exception("could not append audit checkpoint to the export file",
+                      extra={"fields": {"path": str(export)}})
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _drop_uncommitted_checkpoints(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_EXPORT_KEY, None)
 
 
 def _cp_json(cp: AuditCheckpoint) -> dict[str, Any]:
@@ -176,10 +226,10 @@ def _verify_signature(cp: dict[str, Any], pub_b64: str) -> bool:
 
     pub = Ed25519PublicKey.from_public_bytes(base64.b64decode(pub_b64))
     try:
-        ts = dt.datetime.fromisoformat(cp["ts"]).astimezone(dt.UTC).isoformat()
-        pub.verify(base64.b64decode(cp["signature"]), _checkpoint_message(cp["seq"], cp["head_hash"], ts))
+        ts = dt.datetime.fromisoformat(cp["ts"])
+        pub.verify(base64.b64decode(cp["signature"]), checkpoint_message(int(cp["seq"]), cp["head_hash"], ts))
         return True
-    except (InvalidSignature, ValueError, KeyError):
+    except (InvalidSignature, ValueError, KeyError, TypeError):
         return False
 
 
@@ -194,57 +244,112 @@ class VerifyResult(BaseModel):
     problem: str | None = None
 
 
+def _load_checkpoints(session: Session, export_path: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """Checkpoints from the database and the export file, de-duplicated, in seq order."""
+    found: dict[tuple[int, str, str], dict[str, Any]] = {}
+    for cp in AuditRepository(session).checkpoints():
+        found[(cp.seq, cp.head_hash, cp.signature)] = _cp_json(cp)
+    problem = None
+    if export_path.exists():
+        for n, line in enumerate(export_path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                c = json.loads(line)
+                key = (int(c["seq"]), str(c["head_hash"]), str(c["signature"]))
+            except (ValueError, KeyError, TypeError):
+                problem = problem or f"checkpoint export {export_path} line {n} is not a checkpoint"
+                continue
+            found.setdefault(key, c)
+    return sorted(found.values(), key=lambda c: int(c["seq"])), problem
+
+
 def verify_chain(session: Session, export_path: Path | None = None) -> VerifyResult:
-    """Walk the whole chain and every checkpoint; report the first bad entry."""
+    """Walk the whole chain and every checkpoint; report the first bad entry.
+
+    The chain walk finds an edited entry, a deleted middle entry and a reordering. The head row
+    finds a cut tail unless it was rewritten too; the signed checkpoints find that, and a chain
+    recomputed from some entry onward (as the range of entries after the last checkpoint that
+    still matches).
+    """
     from levqor.settings import get_settings
 
     repo = AuditRepository(session)
-    expected_seq = 1
+    problems: list[tuple[int, str]] = []
     prev = GENESIS
     count = 0
+    expected = 1
     last_hash: dict[int, str] = {}
-    cps = [_cp_json(cp) for cp in repo.checkpoints()]
-    export_path = export_path or get_settings().resolved_checkpoint_export
-    if export_path.exists():
-        for line in export_path.read_text().splitlines():
-            if line.strip():
-                cps.append(json.loads(line))
-    cp_seqs = {int(c["seq"]) for c in cps}
-
-    def bad(seq: int, problem: str) -> VerifyResult:
-        return VerifyResult(ok=False, entries=count, head_seq=expected_seq - 1, checkpoints_checked=0,
-                            first_bad_seq=seq, problem=problem)
-
-    for entry in repo.iter_all():
-        if entry.seq != expected_seq:
-            if entry.seq > expected_seq:
-                return bad(expected_seq, f"entry {expected_seq} is missing (next is {entry.seq})")
-            return bad(entry.seq, f"entry {entry.seq} is out of order")
-        if entry.prev_hash != prev:
-            return bad(entry.seq, f"entry {entry.seq} does not link to entry {entry.seq - 1} "
-                                  "(deleted, inserted or reordered)")
-        if entry_hash(entry) != entry.hash:
-            return bad(entry.seq, f"entry {entry.seq} was modified (its hash does not match its content)")
-        if entry.seq in cp_seqs:
-            last_hash[entry.seq] = entry.hash
-        prev = entry.hash
-        count += 1
-        expected_seq += 1
-    head_seq = expected_seq - 1
+    # Head and checkpoints are read before the walk: entries appended meanwhile (another
+    # transaction, on PostgreSQL) can only add to what the walk sees, never look like a cut tail.
     head = repo.head()
-    if head is not None and head.seq > head_seq:
-        return bad(head_seq + 1, f"entries {head_seq + 1}..{head.seq} were removed (log truncated)")
-    pub = public_key_b64() if cps else ""
-    for cp in sorted(cps, key=lambda c: int(c["seq"])):
+    head_mark = head.seq if head is not None else 0
+    cps, file_problem = _load_checkpoints(session, export_path or get_settings().resolved_checkpoint_export)
+    cp_seqs = {int(c["seq"]) for c in cps}
+    walk_broken = False
+    for row in repo.iter_rows():
+        seq = int(row.seq)
+        self_ok = entry_hash(row) == row.hash
+        if seq != expected:
+            if seq > expected:
+                problems.append((expected, f"entry {expected} is missing (deleted; the next entry is {seq})"))
+            else:
+                problems.append((seq, f"entry {seq} is out of order"))
+            walk_broken = True
+            break
+        if row.prev_hash != prev:
+            if self_ok and seq > 1:
+                problems.append((seq - 1, f"entry {seq - 1} was altered and its hash recomputed "
+                                          f"(entry {seq} no longer links to it)"))
+            else:
+                problems.append((seq, f"entry {seq} does not link to entry {seq - 1} "
+                                      "(deleted, inserted or reordered)"))
+            walk_broken = True
+            break
+        if not self_ok:
+            problems.append((seq, f"entry {seq} was modified (its hash does not match its content)"))
+            walk_broken = True
+            break
+        if seq in cp_seqs:
+            last_hash[seq] = row.hash
+        prev = row.hash
+        count += 1
+        expected += 1
+    head_seq = expected - 1
+    if not walk_broken and head_mark > head_seq:
+        problems.append((head_seq + 1, f"entries {head_seq + 1}..{head_mark} were removed (log truncated)"))
+    keys = _known_public_keys() if cps else {}
+    checked = 0
+    good_until = 0
+    for cp in cps:
         seq = int(cp["seq"])
+        pub = keys.get(str(cp.get("key_id")))
+        if pub is None:
+            problems.append((seq, f"checkpoint at entry {seq} is signed by an unknown key "
+                                  f"{cp.get('key_id')!r} (is the audit key file missing?)"))
+            break
         if not _verify_signature(cp, pub):
-            return bad(seq, f"checkpoint at entry {seq} has an invalid signature")
+            problems.append((seq, f"checkpoint at entry {seq} has an invalid signature"))
+            break
+        checked += 1
         if seq > head_seq:
-            return bad(head_seq + 1, f"log truncated: signed checkpoint covers entry {seq}, "
-                                     f"the log ends at {head_seq}")
+            if not walk_broken:
+                problems.append((head_seq + 1, f"log truncated: a signed checkpoint covers entry {seq}, "
+                                               f"the log ends at entry {head_seq}"))
+            break
         if last_hash.get(seq) != cp["head_hash"]:
-            return bad(seq, f"entry {seq} does not match its signed checkpoint (chain rewritten)")
-    return VerifyResult(ok=True, entries=count, head_seq=head_seq, checkpoints_checked=len(cps))
+            problems.append((good_until + 1, f"entries {good_until + 1}..{seq} do not match the signed "
+                                             f"checkpoint at entry {seq} (chain rewritten)"))
+            break
+        good_until = seq
+    if problems:
+        first, problem = min(problems, key=lambda p: p[0])
+        return VerifyResult(ok=False, entries=count, head_seq=head_seq, checkpoints_checked=checked,
+                            first_bad_seq=first, problem=problem)
+    if file_problem:
+        return VerifyResult(ok=False, entries=count, head_seq=head_seq, checkpoints_checked=checked,
+                            problem=file_problem)
+    return VerifyResult(ok=True, entries=count, head_seq=head_seq, checkpoints_checked=checked)
 
 
 # ---- tools ---------------------------------------------------------------------------------
@@ -279,6 +384,14 @@ class AuditSearch(BaseModel):
     cursor: int | None = Field(None, ge=1, description="Return entries older than this seq")
     limit: int = Field(50, ge=1, le=500)
 
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        """A time without an offset is read as UTC."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
 
 class AuditPage(BaseModel):
     items: list[AuditEntryRead]
@@ -299,10 +412,11 @@ def search(ctx: ToolContext, params: AuditSearch) -> AuditPage:
 
 def export_jsonl(session: Session, org_id: int | None, params: AuditSearch) -> Iterator[str]:
     """Yield the matching entries, oldest first, as JSON lines."""
-    repo = AuditRepository(session)
-    rows = repo.search(org_id=org_id, actor=params.actor, action=params.action, target=params.target,
-                       since=params.since, until=params.until, limit=1_000_000)
-    for row in reversed(rows):
+    rows = AuditRepository(session).iter_matching(
+        org_id=org_id, actor=params.actor, action=params.action, target=params.target,
+        since=params.since, until=params.until,
+    )
+    for row in rows:
         yield AuditEntryRead.of(row).model_dump_json() + "\n"
 
 

@@ -24,15 +24,17 @@ from sqlalchemy.orm import Session
 
 from memory.db import session_scope, utcnow
 from memory.events.models import Event, EventDelivery
-from memory.events.repository import EventRepository
+from memory.events.repository import OPEN, EventRepository
 from tools.context import ToolContext
-from tools.errors import NotFound
+from tools.errors import Conflict, NotFound
 from tools.registry import tool
 
 log = logging.getLogger(__name__)
 
 # Event names the platform emits; handlers may subscribe to any of them or to "*".
-KNOWN_EVENTS: set[str] = {"user_signup", "org_created"}
+KNOWN_EVENTS: set[str] = {"user_signup", "org_created",
+                          "job_complete", "job_failed", "job_dead", "job_retrying", "job_cancelled",
+                          "pipeline_created", "credits_low", "notification_requested"}
 
 
 @dataclass(frozen=True)
@@ -88,69 +90,78 @@ def backoff_seconds(attempts: int) -> float:
     return random.uniform(0.5, min(600.0, 2.0 ** attempts))
 
 
-def dispatch_pending(limit: int = 100) -> int:
-    """Deliver undispatched events to their handlers once; return how many deliveries ran."""
+def dispatch_pending(limit: int = 100, *, now: dt.datetime | None = None) -> int:
+    """Deliver events with work due to their handlers once; return the work done (0: nothing was due).
+
+    One transaction claims up to ``limit`` events, creates a delivery per handler registered for
+    each, and marks those with nothing left open as dispatched; then each due delivery runs in its
+    own transaction. ``now`` replaces the clock (tests).
+    """
     from levqor.settings import get_settings
 
     max_attempts = get_settings().events_max_attempts
-    ran = 0
+    clock = now or utcnow()
+    work: list[int] = []
     with session_scope() as s:
         repo = EventRepository(s)
-        events = repo.claim_undispatched(limit)
-        work: list[tuple[int, str]] = []
-        now = utcnow()
+        events = repo.claim_due(clock, limit)
+        existing = repo.deliveries_of([ev.id for ev in events])
         for ev in events:
-            existing = repo.deliveries(ev.id)
+            mine = existing[ev.id]
             for hname in handlers_for(ev.name):
-                if hname not in existing:
-                    d = EventDelivery(event_id=ev.id, handler=hname, status="pending", next_attempt_at=now)
+                if hname not in mine:
+                    d = EventDelivery(event_id=ev.id, handler=hname, status="pending", next_attempt_at=clock,
+                                      updated_at=clock)
                     repo.add_delivery(d)
-                    existing[hname] = d
-            pending = [d for d in existing.values() if d.status in ("pending", "failing")]
-            if not pending:
-                ev.dispatched_at = now
-            for d in pending:
-                if d.next_attempt_at <= now:
-                    work.append((d.id, d.handler))
-    for delivery_id, hname in work:
-        ran += 1
-        _run_one(delivery_id, hname, max_attempts)
-    return ran
+                    mine[hname] = d
+            open_ = [d for d in mine.values() if d.status in OPEN]
+            if not open_:
+                ev.dispatched_at = clock
+            work.extend(d.id for d in sorted(open_, key=lambda d: d.id) if d.next_attempt_at <= clock)
+    ran = sum(_run_one(delivery_id, max_attempts, clock) for delivery_id in work)
+    return len(events) + ran
 
 
-def _run_one(delivery_id: int, hname: str, max_attempts: int) -> None:
-    error: str | None = None
-    try:
-        with session_scope() as s:
-            d = s.get(EventDelivery, delivery_id)
-            if d is None or d.status not in ("pending", "failing"):
-                return
-            ev = s.get(Event, d.event_id)
-            assert ev is not None
-            handler = handlers_for(ev.name).get(hname)
-            if handler is None:
-                d.status, d.last_error = "dead", "handler no longer registered"
-                return
-            handler(s, EventRecord(ev.id, ev.uid, ev.name, ev.org_id, dict(ev.payload), ev.created_at))
-            d.status, d.attempts, d.updated_at, d.last_error = "done", d.attempts + 1, utcnow(), None
-    except Exception:
-        error = traceback.format_exc(limit=5)
-    if error is not None:
-        with session_scope() as s:
-            d = s.get(EventDelivery, delivery_id)
-            if d is None:
-                return
-            d.attempts += 1
-            d.last_error = error[-4000:]
-            d.updated_at = utcnow()
-            if d.attempts >= max_attempts:
-                d.status = "dead"
-                log.error("event handler dead", extra={"fields": {"handler": hname, "delivery": delivery_id}})
-            else:
-                d.status = "failing"
-                d.next_attempt_at = utcnow() + dt.timedelta(seconds=backoff_seconds(d.attempts))
-                log.warning("event handler failed; will retry",
-                            extra={"fields": {"handler": hname, "delivery": delivery_id, "attempt": d.attempts}})
+def _run_one(delivery_id: int, max_attempts: int, clock: dt.datetime) -> bool:
+    """Run one due delivery under its row lock; the handler's writes commit with its outcome.
+
+    Returns False when there was nothing to run (another dispatcher holds it, or it is no longer
+    open or due). The handler runs in a savepoint: when it raises, its writes are undone and the
+    failure is recorded in the same transaction, so no other dispatcher can slip in between.
+    """
+    with session_scope() as s:
+        repo = EventRepository(s)
+        d = repo.lock_delivery(delivery_id, skip_locked=True)
+        if d is None or d.status not in OPEN or d.next_attempt_at > clock:
+            return False
+        ev = repo.get(d.event_id)
+        assert ev is not None
+        handler = handlers_for(ev.name).get(d.handler)
+        if handler is None:
+            d.status, d.last_error, d.updated_at = "dead", "handler no longer registered", utcnow()
+            return True
+        record = EventRecord(ev.id, ev.uid, ev.name, ev.org_id, dict(ev.payload), ev.created_at)
+        error: str | None = None
+        try:
+            with s.begin_nested():
+                handler(s, record)
+        except Exception:
+            error = traceback.format_exc(limit=5)
+        d.attempts += 1
+        d.updated_at = utcnow()
+        if error is None:
+            d.status, d.last_error = "done", None
+            return True
+        d.last_error = error[-4000:]
+        fields = {"handler": d.handler, "delivery": d.id, "event": ev.uid, "attempt": d.attempts}
+        if d.attempts >= max_attempts:
+            d.status = "dead"
+            log.error("event handler dead", extra={"fields": fields})
+        else:
+            d.status = "failing"
+            d.next_attempt_at = clock + dt.timedelta(seconds=backoff_seconds(d.attempts))
+            log.warning("event handler failed; will retry", extra={"fields": fields})
+        return True
 
 
 def run_dispatcher(stop: threading.Event, poll_s: float) -> None:
@@ -239,14 +250,18 @@ class DeliveryRetry(BaseModel):
 def retry_delivery(ctx: ToolContext, params: DeliveryRetry) -> DeliveryRead:
     """Retry a failing or dead event handler delivery now."""
     repo = EventRepository(ctx.session)
-    d = repo.delivery(params.delivery_id)
+    # Waits for a dispatcher running it right now, then sees its outcome.
+    d = repo.lock_delivery(params.delivery_id, skip_locked=False)
     ev = repo.get(d.event_id) if d else None
     if d is None or ev is None or ev.org_id != ctx.org_id:
         raise NotFound(f"delivery {params.delivery_id} not found", field="delivery_id")
+    if d.status == "done":
+        raise Conflict(f"delivery {d.id} already succeeded", field="delivery_id")
     from tools.enterprise import audit_log
 
     d.status, d.next_attempt_at = "pending", utcnow()
-    repo.reopen(ev, utcnow())
+    repo.reopen(ev)
+    ctx.session.info["emitted_events"] = True  # wake the local dispatcher on commit
     audit_log.record(ctx, "events.retried", f"delivery:{d.id}", detail={"handler": d.handler})
     return DeliveryRead(id=d.id, event_id=ev.id, event_name=ev.name, handler=d.handler, status=d.status,
                         attempts=d.attempts, last_error=d.last_error, next_attempt_at=d.next_attempt_at)
