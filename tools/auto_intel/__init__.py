@@ -1,0 +1,1 @@
+"""Automation intelligence: anomaly detection, load forecasting and self-healing."""
