@@ -18,10 +18,15 @@ def is_online() -> bool:
     return bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
 
 
+def mode() -> str:
+    return "llm" if is_online() else "offline"
+
+
 def mode_info() -> dict[str, Any]:
     """What the UI, API and CLI show about the active mode."""
     if is_online():
-        return {"mode": "llm", "model": model_name(), "base_url": os.environ.get("OPENAI_BASE_URL") or "api.openai.com",
+        return {"mode": "llm", "model": model_name(),
+                "base_url": os.environ.get("OPENAI_BASE_URL") or "api.openai.com",
                 "label": f"LLM mode ({model_name()})"}
     return {"mode": "offline", "model": None, "base_url": None,
             "label": "Offline mode: agents decide with deterministic rules and write from templates"}
@@ -31,13 +36,33 @@ def chat_model(**overrides: Any) -> Any:
     """Build the ``ChatOpenAI`` client (imported here so the CLI starts fast)."""
     from langchain_openai import ChatOpenAI
 
+    from levqor.settings import get_settings
+
+    s = get_settings()
     kwargs: dict[str, Any] = {
         "model": model_name(),
         "api_key": os.environ.get("OPENAI_API_KEY") or "not-needed",
         "base_url": os.environ.get("OPENAI_BASE_URL") or None,
-        "timeout": float(os.environ.get("LEVQOR_LLM_TIMEOUT_S", "30")),
-        "max_retries": int(os.environ.get("LEVQOR_LLM_MAX_RETRIES", "2")),
+        "timeout": float(os.environ.get("LEVQOR_LLM_TIMEOUT_S") or s.llm_timeout_s),
+        "max_retries": int(os.environ.get("LEVQOR_LLM_MAX_RETRIES") or s.llm_max_retries),
+        # Compatible servers (vLLM, Ollama, llama.cpp) serve chat completions, not /v1/responses.
         "use_responses_api": False,
+        # Token usage while streaming (the chat endpoint streams); costs need it.
+        "stream_usage": True,
     }
     kwargs.update(overrides)
     return ChatOpenAI(**kwargs)
+
+
+def cost_micro_usd(model: str, tokens_in: int, tokens_out: int) -> int:
+    """Cost of one call in millionths of a dollar from the price table (USD per million tokens)."""
+    from levqor.settings import get_settings
+
+    prices = get_settings().llm_prices
+    price = prices.get(model)
+    if price is None:
+        # Dated snapshots (gpt-4o-mini-2024-07-18) cost what their family costs.
+        family = [k for k in prices if model.startswith(k)]
+        price = prices[max(family, key=len)] if family else {}
+    # USD per million tokens == micro-USD per token.
+    return round(tokens_in * float(price.get("in", 0)) + tokens_out * float(price.get("out", 0)))

@@ -1,0 +1,1 @@
+"""The job janitor: retries failed jobs whose error is retryable, within policy limits."""

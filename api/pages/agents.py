@@ -1,0 +1,29 @@
+"""Agents page: agents, recent runs, pending approvals, and the active LLM mode."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from api.deps import require
+from api.pages.router import render
+from tools.context import ToolContext
+from tools.enterprise.rbac import allowed
+from tools.registry import registry
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+@router.get("/agents")
+def agents_page(request: Request, ctx: Annotated[ToolContext, require("agents:read")],
+                agent: str | None = None) -> HTMLResponse:
+    """Show the agents, their recent runs and pending approvals."""
+    agents = registry.invoke("agents.list", ctx, {})
+    runs = registry.invoke("agents.runs", ctx, {"agent": agent or None, "limit": 50})
+    approvals = (registry.invoke("approvals.list", ctx, {"status": "pending"})
+                 if allowed(ctx.principal.role, "approvals:read") else None)
+    return render(request, "agents.html", ctx, agents=agents, runs=runs.items,  # type: ignore[attr-defined]
+                  approvals=approvals.items if approvals else [],  # type: ignore[attr-defined]
+                  mode=agents.mode, agent=agent or "")  # type: ignore[attr-defined]
