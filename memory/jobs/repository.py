@@ -1,0 +1,367 @@
+"""SQL for the jobs runtime: pipelines, the job queue (claim, lease, fenced finish), workers, credits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Select, Table, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from memory.db import utcnow
+from memory.jobs.models import (
+    CreditAccount,
+    CreditLedger,
+    Job,
+    JobStep,
+    Pipeline,
+    QueueState,
+    Worker,
+)
+
+_JOBS: Table = Job.__table__  # type: ignore[assignment]
+_STEPS: Table = JobStep.__table__  # type: ignore[assignment]
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount or 0)
+
+
+class PipelineRepository:
+    def __init__(self, session: Session):
+        self.session = session
+
+    @classmethod
+    def from_session(cls, session: Session) -> PipelineRepository:
+        return cls(session)
+
+    def add(self, p: Pipeline) -> Pipeline:
+        self.session.add(p)
+        self.session.flush()
+        return p
+
+    def get(self, org_id: int, pipeline_id: int) -> Pipeline | None:
+        p = self.session.get(Pipeline, pipeline_id)
+        return p if p is not None and p.org_id == org_id else None
+
+    def by_name(self, org_id: int, name: str) -> Pipeline | None:
+        return self.session.scalar(select(Pipeline).where(Pipeline.org_id == org_id, Pipeline.name == name))
+
+    def for_org(self, org_id: int) -> list[Pipeline]:
+        return list(self.session.scalars(select(Pipeline).where(Pipeline.org_id == org_id).order_by(Pipeline.id)))
+
+    def by_ids(self, ids: set[int]) -> dict[int, Pipeline]:
+        return {p.id: p for p in self.session.scalars(select(Pipeline).where(Pipeline.id.in_(list(ids))))}
+
+    def by_webhook_hash(self, secret_hash: str) -> Pipeline | None:
+        return self.session.scalar(select(Pipeline).where(Pipeline.webhook_secret_hash == secret_hash))
+
+    def by_event(self, org_id: int | None, name: str) -> list[Pipeline]:
+        stmt = select(Pipeline).where(Pipeline.trigger_event == name)
+        if org_id is not None:
+            stmt = stmt.where(Pipeline.org_id == org_id)
+        return list(self.session.scalars(stmt))
+
+    def due_scheduled(self, now: dt.datetime, limit: int = 100) -> list[Pipeline]:
+        stmt = (select(Pipeline).where(Pipeline.next_run_at.is_not(None), Pipeline.next_run_at <= now)
+                .order_by(Pipeline.next_run_at).limit(limit))
+        if self.session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        return list(self.session.scalars(stmt))
+
+    def delete(self, p: Pipeline) -> None:
+        self.session.delete(p)
+        self.session.flush()
+
+    def set_paused(self, org_id: int | None, pipeline_id: int, paused: bool) -> int:
+        stmt = update(Pipeline).where(Pipeline.id == pipeline_id)
+        if org_id is not None:
+            stmt = stmt.where(Pipeline.org_id == org_id)
+        return _rowcount(self.session.execute(stmt.values(paused=paused, updated_at=utcnow())))
+
+
+class JobRepository:
+    def __init__(self, session: Session):
+        self.session = session
+
+    @classmethod
+    def from_session(cls, session: Session) -> JobRepository:
+        return cls(session)
+
+    @property
+    def is_pg(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    def add(self, job: Job) -> Job:
+        self.session.add(job)
+        self.session.flush()
+        return job
+
+    def get(self, org_id: int | None, job_id: int) -> Job | None:
+        job = self.session.get(Job, job_id)
+        if job is None or (org_id is not None and job.org_id != org_id):
+            return None
+        return job
+
+    def get_for_update(self, org_id: int | None, job_id: int) -> Job | None:
+        stmt = select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
+        if org_id is not None:
+            stmt = stmt.where(Job.org_id == org_id)
+        if self.is_pg:
+            stmt = stmt.with_for_update()
+        return self.session.scalar(stmt)
+
+    def by_idempotency_key(self, org_id: int, key: str) -> Job | None:
+        return self.session.scalar(select(Job).where(Job.org_id == org_id, Job.idempotency_key == key))
+
+    def search(self, org_id: int | None, *, states: Sequence[str] | None = None, pipeline_id: int | None = None,
+               before_id: int | None = None, limit: int = 50) -> list[Job]:
+        stmt = select(Job)
+        if org_id is not None:
+            stmt = stmt.where(Job.org_id == org_id)
+        if states:
+            stmt = stmt.where(Job.state.in_(list(states)))
+        if pipeline_id is not None:
+            stmt = stmt.where(Job.pipeline_id == pipeline_id)
+        if before_id is not None:
+            stmt = stmt.where(Job.id < before_id)
+        return list(self.session.scalars(stmt.order_by(Job.id.desc()).limit(limit)))
+
+    def ids_of_org(self, org_id: int, ids: set[int]) -> set[int]:
+        if not ids:
+            return set()
+        return set(self.session.scalars(select(Job.id).where(Job.id.in_(list(ids)), Job.org_id == org_id)))
+
+    def count(self, org_id: int) -> int:
+        return int(self.session.scalar(select(func.count()).select_from(Job).where(Job.org_id == org_id)) or 0)
+
+    # ---- the queue ---------------------------------------------------------------------------
+
+    def _claimable(self, now: dt.datetime, limit: int) -> Select[Any]:
+        paused_orgs = select(QueueState.org_id).where(QueueState.paused.is_(True))
+        paused_pipelines = select(Pipeline.id).where(Pipeline.paused.is_(True))
+        stmt = (
+            select(Job.id)
+            .where(Job.state == "queued", Job.run_at <= now, Job.org_id.not_in(paused_orgs),
+                   Job.pipeline_id.not_in(paused_pipelines))
+            .order_by(Job.run_at, Job.id)
+            .limit(limit)
+        )
+        if self.is_pg:
+            stmt = stmt.with_for_update(skip_locked=True)
+        return stmt
+
+    def claim(self, worker_id: str, limit: int, lease_s: float) -> list[Job]:
+        """Move up to ``limit`` due jobs to running under a fresh lease and fence; return them.
+
+        One statement: ``UPDATE jobs ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``.
+        """
+        now = utcnow()
+        stmt = (
+            update(Job)
+            .where(Job.id.in_(self._claimable(now, limit)), Job.state == "queued")
+            .values(state="running", attempts=Job.attempts + 1, fence=Job.fence + 1, lease_owner=worker_id,
+                    lease_until=now + dt.timedelta(seconds=lease_s), started_at=now)
+            .returning(Job)
+        )
+        return list(self.session.scalars(stmt, execution_options={"synchronize_session": False,
+                                                                  "populate_existing": True}))
+
+    # The hot paths below use Core statements on the table: the ORM's bulk-update machinery costs
+    # more CPU than the database round trip for these one-row updates.
+
+    def renew(self, job_id: int, fence: int, lease_s: float) -> bool:
+        """Extend the lease of a job we still hold; False if it was taken away (expired, cancelled)."""
+        t = _JOBS
+        res = self.session.execute(
+            update(t).where(t.c.id == job_id, t.c.fence == fence, t.c.state == "running")
+            .values(lease_until=utcnow() + dt.timedelta(seconds=lease_s))
+        )
+        return _rowcount(res) == 1
+
+    def finish(self, job_id: int, fence: int, **values: Any) -> bool:
+        """Record the outcome of the run holding ``fence``; False (nothing written) for a stale run."""
+        t = _JOBS
+        res = self.session.execute(
+            update(t).where(t.c.id == job_id, t.c.fence == fence, t.c.state == "running")
+            .values(lease_owner=None, lease_until=None, **values)
+        )
+        return _rowcount(res) == 1
+
+    def add_steps(self, steps: Sequence[JobStep]) -> None:
+        if not steps:
+            return
+        cols = [c.name for c in _STEPS.columns if c.name != "id"]
+        self.session.execute(insert(_STEPS), [{c: getattr(s, c) for c in cols} for s in steps])
+
+    def expired(self, org_id: int | None, now: dt.datetime, limit: int = 500) -> list[Job]:
+        stmt = select(Job).where(Job.state == "running", Job.lease_until < now)
+        if org_id is not None:
+            stmt = stmt.where(Job.org_id == org_id)
+        stmt = stmt.order_by(Job.id).limit(limit).execution_options(populate_existing=True)
+        if self.is_pg:
+            stmt = stmt.with_for_update(skip_locked=True)
+        return list(self.session.scalars(stmt))
+
+    def release_expired(self, job: Job, now: dt.datetime, *, dead: bool, error: str) -> bool:
+        """Return ``job`` (lease expired) to the queue, or mark it dead; fenced on its current fence."""
+        values: dict[str, Any] = {"last_error": error, "retryable": True, "lease_owner": None, "lease_until": None}
+        if dead:
+            values.update(state="dead", finished_at=now)
+        else:
+            values.update(state="queued", run_at=now, enqueued_at=now)
+        res = self.session.execute(
+            update(Job).where(Job.id == job.id, Job.fence == job.fence, Job.state == "running",
+                              Job.lease_until < now).values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(res) == 1
+
+    def counts_by_state(self, org_id: int | None = None) -> dict[str, int]:
+        stmt = select(Job.state, func.count())
+        if org_id is not None:
+            stmt = stmt.where(Job.org_id == org_id)
+        rows = self.session.execute(stmt.group_by(Job.state)).all()
+        return {str(s): int(n) for s, n in rows}
+
+    def queue_stats(self, now: dt.datetime, org_id: int | None = None) -> tuple[int, dt.datetime | None]:
+        """Due queued jobs: how many, and the oldest one's enqueue time."""
+        stmt = select(func.count(), func.min(Job.enqueued_at)).where(Job.state == "queued", Job.run_at <= now)
+        if org_id is not None:
+            stmt = stmt.where(Job.org_id == org_id)
+        row = self.session.execute(stmt).one()
+        return int(row[0]), row[1]
+
+    def purge(self, org_id: int | None, states: Sequence[str], older_than: dt.datetime | None,
+              ids: Sequence[int] | None) -> int:
+        stmt = delete(Job).where(Job.state.in_(list(states)))
+        if org_id is not None:
+            stmt = stmt.where(Job.org_id == org_id)
+        if older_than is not None:
+            stmt = stmt.where(Job.finished_at < older_than)
+        if ids:
+            stmt = stmt.where(Job.id.in_(list(ids)))
+        return _rowcount(self.session.execute(stmt.execution_options(synchronize_session=False)))
+
+    # ---- steps -------------------------------------------------------------------------------
+
+    def add_step(self, step: JobStep) -> None:
+        self.session.add(step)
+        self.session.flush()
+
+    def steps(self, job_id: int) -> list[JobStep]:
+        return list(self.session.scalars(
+            select(JobStep).where(JobStep.job_id == job_id).order_by(JobStep.run, JobStep.position)))
+
+    # ---- queue switches ----------------------------------------------------------------------
+
+    def queue_state(self, org_id: int) -> QueueState | None:
+        return self.session.get(QueueState, org_id)
+
+    def set_queue_paused(self, org_id: int, paused: bool, actor: str) -> QueueState:
+        qs = self.session.get(QueueState, org_id)
+        if qs is None:
+            qs = QueueState(org_id=org_id, paused=paused, updated_by=actor)
+            self.session.add(qs)
+        else:
+            qs.paused, qs.updated_at, qs.updated_by = paused, utcnow(), actor
+        self.session.flush()
+        return qs
+
+
+class WorkerRepository:
+    def __init__(self, session: Session):
+        self.session = session
+
+    def upsert(self, w: Worker) -> None:
+        self.session.merge(w)
+        self.session.flush()
+
+    def get(self, worker_id: str) -> Worker | None:
+        return self.session.get(Worker, worker_id)
+
+    def all(self) -> list[Worker]:
+        return list(self.session.scalars(select(Worker).order_by(Worker.started_at)))
+
+    def heartbeat(self, worker_id: str, **values: Any) -> str | None:
+        """Refresh the row; return a pending command (drain, restart) for the worker, if any."""
+        self.session.execute(update(Worker).where(Worker.id == worker_id)
+                             .values(heartbeat_at=utcnow(), **values)
+                             .execution_options(synchronize_session=False))
+        return self.session.scalar(select(Worker.command).where(Worker.id == worker_id))
+
+    def set_command(self, worker_id: str, command: str) -> int:
+        return _rowcount(self.session.execute(
+            update(Worker).where(Worker.id == worker_id).values(command=command)
+            .execution_options(synchronize_session=False)))
+
+    def remove(self, worker_id: str) -> None:
+        self.session.execute(delete(Worker).where(Worker.id == worker_id)
+                             .execution_options(synchronize_session=False))
+
+    def prune(self, older_than: dt.datetime) -> int:
+        return _rowcount(self.session.execute(delete(Worker).where(Worker.heartbeat_at < older_than)
+                                              .execution_options(synchronize_session=False)))
+
+
+class CreditRepository:
+    def __init__(self, session: Session):
+        self.session = session
+
+    def account(self, org_id: int) -> CreditAccount:
+        acct = self.session.get(CreditAccount, org_id)
+        if acct is None:
+            from sqlalchemy.exc import IntegrityError
+
+            try:
+                with self.session.begin_nested():
+                    self.session.add(CreditAccount(org_id=org_id, balance=0))
+            except IntegrityError:
+                pass
+            acct = self.session.get(CreditAccount, org_id)
+            assert acct is not None
+        return acct
+
+    def balance(self, org_id: int) -> int:
+        return int(self.session.scalar(select(CreditAccount.balance).where(CreditAccount.org_id == org_id)) or 0)
+
+    def debit(self, org_id: int, amount: int) -> int | None:
+        """Take ``amount`` if the balance covers it (one conditional UPDATE); the new balance or None."""
+        res = self.session.execute(
+            update(CreditAccount)
+            .where(CreditAccount.org_id == org_id, CreditAccount.balance >= amount)
+            .values(balance=CreditAccount.balance - amount, updated_at=utcnow())
+            .returning(CreditAccount.balance)
+            .execution_options(synchronize_session=False)
+        )
+        row = res.first()
+        return None if row is None else int(row[0])
+
+    def credit(self, org_id: int, amount: int) -> int:
+        self.account(org_id)
+        res = self.session.execute(
+            update(CreditAccount).where(CreditAccount.org_id == org_id)
+            .values(balance=CreditAccount.balance + amount, updated_at=utcnow())
+            .returning(CreditAccount.balance)
+            .execution_options(synchronize_session=False)
+        )
+        return int(res.scalar_one())
+
+    def add_entry(self, entry: CreditLedger) -> None:
+        self.session.add(entry)
+        self.session.flush()
+
+    def has_entry(self, job_id: int, reason: str) -> bool:
+        return self.session.scalar(select(CreditLedger.id).where(CreditLedger.job_id == job_id,
+                                                                 CreditLedger.reason == reason)) is not None
+
+    def ledger(self, org_id: int, before_id: int | None, limit: int) -> list[CreditLedger]:
+        stmt = select(CreditLedger).where(CreditLedger.org_id == org_id)
+        if before_id is not None:
+            stmt = stmt.where(CreditLedger.id < before_id)
+        return list(self.session.scalars(stmt.order_by(CreditLedger.id.desc()).limit(limit)))
+
+    def spent_total(self) -> int:
+        return -int(self.session.scalar(select(func.coalesce(func.sum(CreditLedger.delta), 0))
+                                        .where(CreditLedger.reason.in_(("job_run", "refund")))) or 0)

@@ -1,0 +1,111 @@
+"""Demo data for ``make run``: three realistic pipelines, credits, and a trickle of jobs (some failing).
+
+Nothing here needs the internet: the steps are transforms, delays and an email notification
+through the outbox. Failures are deterministic: every 7th order is over the review limit (fails
+at once), every 5th stock sync finds the warehouse "down" (transient: retried, then dead).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from memory.db import session_scope
+from memory.identity.models import Organization
+from memory.jobs.repository import CreditRepository, JobRepository, PipelineRepository
+from tools.context import Principal, ToolContext
+from tools.registry import registry
+
+log = logging.getLogger(__name__)
+DEMO_FLAG = "demo_trickle"
+ORDERS = "Order enrichment"
+STOCK = "Warehouse stock sync"
+EXPORT = "Nightly CRM export"
+
+PIPELINES: list[dict[str, Any]] = [
+    {
+        "name": ORDERS,
+        "description": "Normalise incoming shop orders, screen large ones, tell the ops mailbox.",
+        "trigger": {"type": "manual"},
+        "max_attempts": 3,
+        "steps": [
+            {"kind": "transform", "name": "normalise order", "template": {
+                "order_id": "{{ input.order_id }}", "customer": "{{ input.customer }}",
+                "total_cents": "{{ sum(input.items[*].price_cents) }}", "lines": "{{ length(input.items) }}"}},
+            {"kind": "transform", "name": "review limit", "check": "prev.total_cents < `90000`",
+             "message": "order total is over the manual-review limit (900.00)"},
+            {"kind": "delay", "name": "settle", "seconds": 0.5},
+            {"kind": "notify", "name": "tell ops", "channel": "email", "to": "ops@demo.levqor.ai",
+             "subject": "Order {{ prev.order_id }} enriched", "body": "{{ prev }}"},
+        ],
+    },
+    {
+        "name": STOCK,
+        "description": "Webhook from the warehouse: check it is reachable, keep the SKU counts.",
+        "trigger": {"type": "webhook"},
+        "max_attempts": 3,
+        "retry_backoff_s": 2.0,
+        "steps": [
+            {"kind": "transform", "name": "warehouse reachable", "check": "input.warehouse_online",
+             "message": "warehouse API unavailable (503)", "retryable": True},
+            {"kind": "transform", "name": "stock levels", "expression": "input.skus[*].{sku: sku, qty: qty}"},
+        ],
+    },
+    {
+        "name": EXPORT,
+        "description": "Every five minutes: export changed contacts to the CRM.",
+        "trigger": {"type": "schedule", "cron": "*/5 * * * *"},
+        "steps": [
+            {"kind": "transform", "name": "batch", "template": {"exported_at": "{{ input.scheduled_for }}",
+                                                             "source": "levqor"}},
+            {"kind": "delay", "name": "upload", "seconds": 1},
+        ],
+    },
+]
+
+
+def seed_jobs_demo(ctx: ToolContext) -> None:
+    """Create the demo pipelines, grant credits and switch on the job trickle."""
+    for spec in PIPELINES:
+        registry.invoke("pipelines.create", ctx, spec)
+    registry.invoke("credits.grant", ctx, {"amount": 5000, "note": "demo starting balance"})
+    org = ctx.session.get(Organization, ctx.org_id)
+    assert org is not None
+    org.settings = {**dict(org.settings or {}), DEMO_FLAG: True}
+    ctx.session.flush()
+
+
+def _order(n: int) -> dict[str, Any]:
+    big = n % 7 == 0
+    items = [{"sku": f"SKU-{100 + (n * 3 + i) % 40}", "price_cents": (90_000 if big else 1_250 + 310 * i)}
+             for i in range(1 + n % 3)]
+    return {"order_id": f"ORD-{10_000 + n}", "customer": f"cust-{n % 23:03d}", "items": items}
+
+
+def _stock(n: int) -> dict[str, Any]:
+    return {"warehouse_online": n % 5 != 0,
+            "skus": [{"sku": f"SKU-{100 + (n + i) % 40}", "qty": (n * 7 + i * 13) % 90} for i in range(3)]}
+
+
+def trickle() -> None:
+    """Submit one demo job (orders and stock syncs alternate); top the demo credits up when low."""
+    from sqlalchemy import select
+
+    from tools.jobs.queue import submit_job
+
+    with session_scope() as s:
+        org = s.scalar(select(Organization).where(Organization.slug == "demo"))
+        if org is None or not (org.settings or {}).get(DEMO_FLAG):
+            return
+        pipes = PipelineRepository(s)
+        n = JobRepository(s).count(org.id)
+        name = ORDERS if n % 2 == 0 else STOCK
+        p = pipes.by_name(org.id, name)
+        if p is None or p.paused:
+            return
+        if CreditRepository(s).balance(org.id) < 100:
+            ctx = ToolContext(s, Principal(kind="system", id="demo", org_id=org.id, role="admin", name="demo"))
+            registry.invoke("credits.grant", ctx, {"amount": 1000, "note": "demo top-up"})
+        data = _order(n // 2) if name == ORDERS else _stock(n // 2)
+        submit_job(s, org_id=org.id, pipeline=p, input=data, trigger="manual" if name == ORDERS else "webhook",
+                   actor="system:demo", idempotency_key=f"demo:{n}")

@@ -1,0 +1,263 @@
+"""Run a claimed job's steps and record the outcome under the job's fence.
+
+Steps never execute code: ``http`` (through the SSRF guard), ``transform`` (JMESPath or a
+placeholder template), ``delay`` (interruptible) and ``notify`` (email through the outbox, or a
+webhook through the SSRF guard). Errors are classified: timeouts, connection errors, 5xx and 429
+are transient (retried with backoff); everything else fails the job at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from memory.db import session_scope, utcnow
+from memory.jobs.models import Job, JobStep, Pipeline
+from memory.jobs.repository import JobRepository
+from tools.jobs import metrics
+from tools.jobs.pipelines import render, search
+
+log = logging.getLogger(__name__)
+MAX_OUTPUT_CHARS = 64_000
+
+
+class StepFailed(Exception):
+    def __init__(self, message: str, *, retryable: bool):
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+
+class Interrupted(Exception):
+    """The run must stop now: its lease was lost, it was cancelled, or the worker is shutting down."""
+
+
+@dataclass
+class RunControl:
+    """Signals between the worker and one running job."""
+
+    lost: threading.Event = field(default_factory=threading.Event)  # lease lost / cancelled
+    shutdown: threading.Event = field(default_factory=threading.Event)  # worker stopping: give it back
+    deadline: float = float("inf")
+
+    def wait(self, seconds: float) -> None:
+        end = min(time.monotonic() + seconds, self.deadline)
+        while True:
+            self.check()
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            self.lost.wait(min(left, 0.1))
+        self.check()
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise Interrupted("lease lost or job cancelled")
+        if self.shutdown.is_set():
+            raise Interrupted("worker shutting down")
+        if time.monotonic() > self.deadline:
+            raise StepFailed("pipeline timeout exceeded", retryable=True)
+
+
+@dataclass
+class RunResult:
+    ok: bool
+    output: Any = None
+    error: str = ""
+    retryable: bool = False
+    interrupted: bool = False
+    steps: list[JobStep] = field(default_factory=list)
+    emits: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def _clip(value: Any) -> Any:
+    text = json.dumps(value, default=str)
+    if len(text) <= MAX_OUTPUT_CHARS:
+        return value
+    return {"truncated": True, "preview": text[:MAX_OUTPUT_CHARS]}
+
+
+def _http(step: dict[str, Any], data: dict[str, Any], ctrl: RunControl, logs: list[str]) -> Any:
+    import httpx
+
+    from tools.jobs import ssrf
+
+    url = render(step["url"], data)
+    if not isinstance(url, str):
+        raise StepFailed(f"url template produced {type(url).__name__}, not a string", retryable=False)
+    headers = {k: str(render(v, data)) for k, v in (step.get("headers") or {}).items()}
+    body = step.get("body")
+    content: bytes | None = None
+    if body is not None:
+        rendered = render(body, data)
+        if isinstance(rendered, str):
+            content = rendered.encode()
+        else:
+            content = json.dumps(rendered).encode()
+            headers.setdefault("Content-Type", "application/json")
+    method = step.get("method", "GET")
+    timeout = min(float(step.get("timeout_s", 10.0)), max(0.1, ctrl.deadline - time.monotonic()))
+    logs.append(f"{method} {url}")
+    started = time.perf_counter()
+    try:
+        resp = ssrf.request(method, url, headers=headers, content=content, timeout=timeout)
+    except ssrf.SSRFBlocked as exc:
+        raise StepFailed(f"refused by the SSRF guard: {exc.detail}", retryable=False) from None
+    except httpx.TimeoutException as exc:
+        raise StepFailed(f"timeout after {timeout:g}s: {type(exc).__name__}", retryable=True) from None
+    except httpx.TransportError as exc:
+        raise StepFailed(f"connection error: {type(exc).__name__}: {exc}", retryable=True) from None
+    logs.append(f"-> {resp.status_code} in {(time.perf_counter() - started) * 1000:.0f} ms"
+                + (f" after redirects {resp.redirects}" if resp.redirects else ""))
+    try:
+        parsed: Any = resp.json()
+    except ValueError:
+        parsed = resp.text[:MAX_OUTPUT_CHARS]
+    out = {"status": resp.status_code, "body": parsed,
+           "headers": {k: v for k, v in resp.headers.items() if k.lower() in ("content-type", "location")}}
+    ok_status = step.get("ok_status")
+    ok = resp.status_code in ok_status if ok_status else 200 <= resp.status_code < 300
+    if not ok:
+        transient = resp.status_code >= 500 or resp.status_code == 429
+        raise StepFailed(f"HTTP {resp.status_code} from {url}", retryable=transient)
+    return out
+
+
+def _transform(step: dict[str, Any], data: dict[str, Any], logs: list[str]) -> Any:
+    from jmespath.exceptions import JMESPathError
+
+    try:
+        if step.get("check") is not None and not search(step["check"], data):
+            msg = step.get("message") or f"check failed: {step['check']}"
+            raise StepFailed(msg, retryable=bool(step.get("retryable")))
+        if step.get("expression") is not None:
+            return search(step["expression"], data)
+        if step.get("template") is not None:
+            return render(step["template"], data)
+        return data.get("prev")
+    except JMESPathError as exc:
+        raise StepFailed(f"transform error: {exc}", retryable=False) from None
+
+
+def _notify(step: dict[str, Any], data: dict[str, Any], ctrl: RunControl, logs: list[str],
+            emits: list[tuple[str, dict[str, Any]]]) -> Any:
+    subject = render(step.get("subject") or "", data)
+    body = render(step.get("body"), data)
+    if step["channel"] == "email":
+        # Sent by whoever handles ``notification_requested``, only if this run's success is recorded.
+        payload = {"channel": "email", "to": step["to"], "subject": subject, "body": body}
+        emits.append(("notification_requested", payload))
+        logs.append(f"email to {step['to']} queued in the outbox")
+        return {"queued": True, "to": step["to"]}
+    http_step = {"url": step["url"], "method": "POST", "timeout_s": 10.0,
+                 "body": {"subject": subject, "body": body, "job": data.get("job")}}
+    return _http(http_step, {}, ctrl, logs)
+
+
+def execute(pipeline_steps: list[dict[str, Any]], *, job_input: dict[str, Any], job_meta: dict[str, Any],
+            run: int, attempt: int, job_id: int, ctrl: RunControl) -> RunResult:
+    """Run every step in order; stop at the first failure. Never raises for step errors."""
+    result = RunResult(ok=True)
+    outputs: list[Any] = []
+    prev: Any = job_input
+    for pos, step in enumerate(pipeline_steps):
+        kind = step["kind"]
+        logs: list[str] = []
+        started = utcnow()
+        row = JobStep(job_id=job_id, run=run, attempt=attempt, position=pos, name=step.get("name") or kind,
+                      kind=kind, status="running", started_at=started)
+        data = {"input": job_input, "prev": prev, "steps": outputs, "job": job_meta}
+        try:
+            ctrl.check()
+            if kind == "http":
+                out = _http(step, data, ctrl, logs)
+            elif kind == "transform":
+                out = _transform(step, data, logs)
+            elif kind == "delay":
+                logs.append(f"waiting {step['seconds']}s")
+                ctrl.wait(float(step["seconds"]))
+                out = prev
+            elif kind == "notify":
+                out = _notify(step, data, ctrl, logs, result.emits)
+            else:
+                raise StepFailed(f"unknown step kind {kind!r}", retryable=False)
+        except StepFailed as exc:
+            row.status, row.log, row.finished_at = "failed", "\n".join([*logs, exc.message]), utcnow()
+            result.steps.append(row)
+            result.ok, result.error, result.retryable = False, f"step {pos} ({row.name}): {exc.message}", exc.retryable
+            return result
+        except Interrupted as exc:
+            row.status, row.log, row.finished_at = "interrupted", "\n".join([*logs, str(exc)]), utcnow()
+            result.steps.append(row)
+            result.ok, result.interrupted, result.error = False, True, str(exc)
+            return result
+        except Exception as exc:  # a bug in a step must fail the job, not the worker
+            log.exception("step crashed", extra={"fields": {"job_id": job_id, "step": pos}})
+            row.status, row.log, row.finished_at = "failed", "\n".join([*logs, repr(exc)]), utcnow()
+            result.steps.append(row)
+            result.ok, result.error, result.retryable = False, f"step {pos} ({row.name}) crashed: {exc!r}", False
+            return result
+        out = _clip(out)
+        row.status, row.output, row.log, row.finished_at = "succeeded", out, "\n".join(logs), utcnow()
+        result.steps.append(row)
+        outputs.append(out)
+        prev = out
+    result.output = prev
+    return result
+
+
+@dataclass(frozen=True)
+class PipelineSnapshot:
+    """What a run needs of its pipeline, read in the claim's transaction."""
+
+    name: str
+    steps: list[dict[str, Any]]
+    timeout_s: float
+    retry_backoff_s: float
+
+    @classmethod
+    def of(cls, p: Pipeline) -> PipelineSnapshot:
+        return cls(p.name, list(p.steps), float(p.timeout_s), float(p.retry_backoff_s))
+
+
+def run_claimed(job: Job, ctrl: RunControl, pipeline: PipelineSnapshot | None = None) -> str:
+    """Run one job this worker claimed; record the outcome. Returns what was recorded."""
+    from tools.events.service import emit
+    from tools.jobs.queue import record_failure, record_success, release
+
+    if pipeline is None:
+        with session_scope() as s:
+            found = s.get(Pipeline, job.pipeline_id)
+            pipeline = PipelineSnapshot.of(found) if found is not None else None
+    steps = pipeline.steps if pipeline else []
+    timeout_s, backoff = (pipeline.timeout_s, pipeline.retry_backoff_s) if pipeline else (0.0, 0.0)
+    name = pipeline.name if pipeline else str(job.pipeline_id)
+    started = time.monotonic()
+    ctrl.deadline = started + timeout_s
+    if job.started_at is not None:
+        metrics.ENQUEUE_TO_START.observe(max(0.0, (job.started_at - job.enqueued_at).total_seconds()))
+    meta = {"id": job.id, "attempt": job.attempts, "pipeline_id": job.pipeline_id, "trigger": job.trigger}
+    if not steps:
+        res = RunResult(ok=False, error="pipeline was deleted", retryable=False)
+    else:
+        res = execute(steps, job_input=dict(job.input or {}), job_meta=meta, run=job.fence, attempt=job.attempts,
+                      job_id=job.id, ctrl=ctrl)
+    metrics.RUN_DURATION.labels(pipeline=name).observe(time.monotonic() - started)
+    with session_scope() as s:
+        if res.interrupted:
+            JobRepository(s).add_steps(res.steps)
+            if ctrl.shutdown.is_set() and not ctrl.lost.is_set():
+                return "released" if release(s, job) else "stale"
+            return "stale"
+        if res.ok:
+            if not record_success(s, job, res.output, res.steps):
+                return "stale"
+            for name_, payload in res.emits:
+                emit(s, name_, {**payload, "job_id": job.id}, org_id=job.org_id)
+            return "succeeded"
+        state = record_failure(s, job, res.error, res.retryable, res.steps, backoff)
+        return state or "stale"
