@@ -1,0 +1,1 @@
+"""Decision engine: the metrics feed, the what-if simulator, the planner and the advisor."""

@@ -1,0 +1,370 @@
+"""The advisor's offline mode: understands a documented set of question types and answers with
+numbers taken only from the tool results of that turn.
+
+Question types (anything else is answered with a plain "outside what I can answer offline"):
+
+``kpi_status``        "Are we meeting our targets?", "What is our uptime?"    -> pulse.targets, pulse.kpis
+``trend``             "How has revenue changed over the last 30 days?"          -> pulse.history
+``cost_breakdown``    "What are we spending money on?", "Cost breakdown"        -> costs.summary
+``price_whatif``      "What if Pro goes from $29 to $35?"                       -> decision.simulate_price
+``partner_share_whatif`` "What if the partner share goes to 80%?"               -> decision.simulate_partner_share
+``add_partners_whatif``  "What if we add 5 partners?"                           -> decision.simulate_add_partners
+``llm_whatif``        "What if we switch agents to gpt-4o?", "run agents half as often" -> decision.simulate_llm
+``incident_summary``  "Summarise incidents this month"                          -> pulse.history, pulse.targets
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tools.context import ToolContext
+from tools.errors import AppError
+from tools.pulse.report import fmt
+from tools.registry import tool
+
+QUESTION_TYPES: dict[str, str] = {
+    "kpi_status": "KPI status against targets, or one KPI's latest value",
+    "trend": "how a KPI changed over a period",
+    "cost_breakdown": "spend by source and per day",
+    "price_whatif": "what if a plan or the credit pack changes price",
+    "partner_share_whatif": "what if the partners' revenue share changes",
+    "add_partners_whatif": "what if we add N partners",
+    "llm_whatif": "what if the LLM model or agent schedule frequency changes",
+    "incident_summary": "incidents, self-heals, anomalies and uptime over a period",
+}
+
+SYNONYMS: list[tuple[str, str]] = [
+    (r"partner (revenue )?share|share of (total )?revenue", "partner_revenue_share"),
+    (r"partner revenue|partner earnings", "partner_revenue"),
+    (r"acceptance rate|accepted suggestions", "suggestion_acceptance_rate"),
+    (r"success rate|job success|failure rate", "job_success_rate"),
+    (r"jobs?( run)?\b", "jobs_run"),
+    (r"credits? sold", "credits_sold"),
+    (r"credits? (spent|used|consumed)", "credits_spent"),
+    (r"certifi", "certified_users"),
+    (r"install", "plugin_installs"),
+    (r"active (orgs?|organi[sz]ations|customers)", "active_orgs"),
+    (r"anomal", "anomalies_detected"),
+    (r"self[- ]?heal", "self_heals"),
+    (r"manual incidents?", "manual_incidents"),
+    (r"uptime|availability", "uptime"),
+    (r"spend|spending|costs?\b", "spend"),
+    (r"revenue|sales|income", "revenue"),
+    (r"suggestions? made", "ai_suggestions_made"),
+]
+
+
+class ToolCallRecord(BaseModel):
+    tool: str
+    args: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None = None
+
+
+class AdvisorAnswer(BaseModel):
+    question: str
+    question_type: str | None
+    in_scope: bool
+    answer: str
+    tool_calls: list[ToolCallRecord]
+    mode: str = "offline"
+
+
+@dataclass
+class Intent:
+    type: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _kpi_in(q: str) -> str | None:
+    for pattern, kpi in SYNONYMS:
+        if re.search(pattern, q):
+            return kpi
+    return None
+
+
+def _days(q: str) -> int:
+    m = re.search(r"(?:last|past|previous)\s+(\d{1,3})\s+days?", q)
+    if m:
+        return max(1, min(365, int(m.group(1))))
+    if re.search(r"\b(week|7 days)\b", q):
+        return 7
+    if "quarter" in q or "90 days" in q:
+        return 90
+    if re.search(r"\b(two weeks|fortnight|14 days)\b", q):
+        return 14
+    return 30
+
+
+def _money(text: str) -> list[int]:
+    """Dollar amounts in ``text`` as cents."""
+    return [round(float(m.replace(",", "")) * 100) for m in re.findall(r"\$\s?(-?\d[\d,]*(?:\.\d+)?)", text)]
+
+
+def understand(question: str) -> Intent:
+    """Map a question to one documented type and its parameters (no model involved)."""
+    q = question.lower().strip()
+    whatif = bool(re.search(r"what if|what happens if|simulate|what would happen|if we\b|suppose", q))
+    if whatif:
+        m = re.search(r"(\d+)\s+(?:more |new |additional )?partners", q)
+        if m and re.search(r"\badd|\bonboard|\brecruit|\bsign|more|new", q):
+            return Intent("add_partners_whatif", {"partners": int(m.group(1))})
+        if "share" in q and "partner" in q:
+            pct = re.findall(r"(-?\d+(?:\.\d+)?)\s*(?:%|percent)", q)
+            if pct:
+                params: dict[str, Any] = {"new_share_pct": float(pct[-1])}
+                if len(pct) >= 2:
+                    params["current_share_pct"] = float(pct[0])
+                return Intent("partner_share_whatif", params)
+        if re.search(r"gpt|model|llm|half as often|twice as often|as often|frequency|schedule", q):
+            params = {}
+            model = re.search(r"\b(gpt-[\w.-]+?)(?=[\s?,.!]|$)", q)
+            if model:
+                params["new_model"] = model.group(1)
+            if "half as often" in q:
+                params["runs_per_day_factor"] = 0.5
+            elif "twice as often" in q:
+                params["runs_per_day_factor"] = 2.0
+            else:
+                m2 = re.search(r"every (\d+) ?min\w* instead of every (\d+) ?min", q)
+                if m2:
+                    params["runs_per_day_factor"] = int(m2.group(2)) / int(m2.group(1))
+            if params:
+                return Intent("llm_whatif", params)
+        if re.search(r"price|pric|\$|cost[s]? (go|rise)|plan|credit pack|charge", q):
+            plan = next((p for p in ("starter", "pro", "business") if re.search(rf"\b{p}\b", q)), None)
+            if plan is None and re.search(r"credit", q):
+                plan = "credits"
+            amounts = _money(question)
+            if plan and amounts:
+                params = {"plan": plan, "new_price_cents": amounts[-1]}
+                if len(amounts) >= 2:
+                    params["current_price_cents"] = amounts[0]
+                return Intent("price_whatif", params)
+            change = re.search(r"(raise|increase|cut|lower|reduce|drop)\w*.*?by (\d+(?:\.\d+)?)\s*%", q)
+            if plan and change and plan != "credits":
+                from tools.decision_engine.simulator import PLAN_PRICES_CENTS
+
+                sign = 1 if change.group(1) in ("raise", "increase") else -1
+                new = round(PLAN_PRICES_CENTS[plan] * (1 + sign * float(change.group(2)) / 100))
+                return Intent("price_whatif", {"plan": plan, "new_price_cents": new})
+        return Intent(None)
+    if re.search(r"incident|outage|downtime|self[- ]?heal|anomal|went down", q):
+        return Intent("incident_summary", {"days": _days(q)})
+    if re.search(r"breakdown|break down|by source|spending (money )?on|spend (money )?on|bills?\b", q):
+        return Intent("cost_breakdown", {"days": _days(q)})
+    kpi = _kpi_in(q)
+    trend_words = re.search(r"trend|changed|change over|over the (last|past)|grow|grew|declin|history|"
+                            r"going up|going down|evolv|last \d+ days", q)
+    if trend_words and kpi:
+        return Intent("trend", {"kpi": kpi, "days": _days(q)})
+    if re.search(r"breakdown|break down|spending (money )?on|spend (money )?on|by source|where .*money|"
+                 r"what .*cost|costs?\b.*(by|per)|cost breakdown|bills?\b", q):
+        return Intent("cost_breakdown", {"days": _days(q)})
+    if re.search(r"target|on track|how are we doing|kpis?\b|goals?|status|health of the business|"
+                 r"meeting|at risk|missed", q):
+        return Intent("kpi_status", {"kpi": kpi})
+    if kpi and re.search(r"what('s| is| are)|how (much|many)|current|today|latest|show|tell", q):
+        if kpi == "spend" and re.search(r"costs?\b|spending", q) and not re.search(r"per day|daily", q):
+            return Intent("cost_breakdown", {"days": _days(q)})
+        return Intent("kpi_status", {"kpi": kpi})
+    return Intent(None)
+
+
+ToolCaller = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def registry_caller(ctx: ToolContext) -> ToolCaller:
+    """Call tools as the person asking (policy-checked by ``registry.invoke``)."""
+    from tools.registry import registry
+
+    def call(name: str, args: dict[str, Any]) -> dict[str, Any]:
+        return registry.invoke(name, ctx, args).model_dump(mode="json")
+
+    return call
+
+
+class _Turn:
+    """The tool calls of one turn; numbers in the answer come from these results only."""
+
+    def __init__(self, caller: ToolCaller):
+        self.caller = caller
+        self.calls: list[ToolCallRecord] = []
+
+    def call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            out = self.caller(name, args)
+        except AppError as exc:
+            self.calls.append(ToolCallRecord(tool=name, args=args, result=None, error=exc.detail))
+            raise
+        self.calls.append(ToolCallRecord(tool=name, args=args, result=out))
+        return out
+
+
+def _v(value: Any, unit: str) -> str:
+    return fmt(None if value is None else float(value), unit)
+
+
+def _kpi_status(turn: _Turn, kpi: str | None) -> str:
+    targets = turn.call("pulse.targets", {})
+    if kpi is None:
+        lines = [f"Targets as of {targets['day']}: {targets['met']} met, {targets['at_risk']} at risk, "
+                 f"{targets['missed']} missed."]
+        for t in targets["items"]:
+            state = t["status"].replace("_", " ")
+            lines.append(f"- {t['label']}: {_v(t['actual'], t['unit'])} vs target {t['op']} "
+                         f"{_v(t['target'], t['unit'])} ({t['window']}): {state}, trend {t['trend']['direction']}.")
+        return "\n".join(lines)
+    latest = turn.call("pulse.kpis", {})
+    item = next(i for i in latest["items"] if i["kpi"] == kpi)
+    if item["value"] is None:
+        text = f"{item['label']} is not available: {item['reason']}."
+    else:
+        text = f"{item['label']} was {_v(item['value'], item['unit'])} on {item['day']}."
+    t = next((t for t in targets["items"] if t["kpi"] == kpi), None)
+    if t is not None:
+        text += (f" Target {t['op']} {_v(t['target'], t['unit'])} ({t['window']}): "
+                 f"{t['status'].replace('_', ' ')} at {_v(t['actual'], t['unit'])}; {t['reason']}.")
+        if t.get("error_budget"):
+            eb = t["error_budget"]
+            text += (f" Error budget: {eb['used_minutes']} of {eb['allowed_minutes']} minutes used "
+                     f"({eb['used_pct']} %).")
+    return text
+
+
+def _trend(turn: _Turn, kpi: str, days: int) -> str:
+    h = turn.call("pulse.history", {"kpi": kpi, "days": days})
+    if h["first"] is None:
+        return f"There is no {h['label']} history for the last {h['days']} days."
+    text = (f"{h['label']} over the last {h['days']} days: from {_v(h['first'], h['unit'])} to "
+            f"{_v(h['last'], h['unit'])}")
+    if h["change_pct"] is not None:
+        text += f" ({h['change_pct']:+} %)"
+    text += f", averaging {_v(h['mean'], h['unit'])} per day."
+    return text
+
+
+def _costs(turn: _Turn, days: int) -> str:
+    c = turn.call("costs.summary", {"days": days})
+    if not c["by_source"]:
+        return f"The Cost DB has no spend entries for the last {c['days']} days."
+    parts = [f"{s['source']} {_v(s['total_cents'], 'cents')} ({s['share_pct']} %)" for s in c["by_source"]]
+    return (f"Spend over the last {c['days']} days ({c['since']} to {c['until']}): "
+            f"{_v(c['total_cents'], 'cents')}, {_v(c['per_day_cents'], 'cents')} per day. By source: "
+            + ", ".join(parts) + ".")
+
+
+def _sim_text(out: dict[str, Any]) -> str:
+    o = out["outcomes"]
+    h = out["horizon_days"]
+
+    def band(key: str) -> str:
+        x = o[key]
+        return (f"{_v(x['p50'], 'cents')} (p10 {_v(x['p10'], 'cents')}, p90 {_v(x['p90'], 'cents')}; "
+                f"baseline {_v(x['baseline'], 'cents')})")
+
+    lines = [f"Simulation: {out['description']} ({out['runs']} Monte Carlo runs over {h} days).",
+             f"- Revenue: {band('revenue_cents')}.", f"- Margin: {band('margin_cents')}.",
+             f"- Partner payouts: {band('partner_payouts_cents')}.",
+             f"- Spend per day: {band('spend_per_day_cents')}."]
+    if "llm_spend_per_day_cents" in o:
+        lines.append(f"- LLM spend per day: {band('llm_spend_per_day_cents')}.")
+    for k in out["kpi_impact"]:
+        if k["kpi"] == "partner_revenue_share" and k["p50"] is not None and k["baseline"] is not None:
+            lines.append(f"- Partner revenue share: {k['p50']} % (baseline {k['baseline']} %, target "
+                         f"{k['op']} {k['target']} %).")
+    used = [f"{a['name']} = {a['value']} ({a['source']})" for a in out["assumptions"]
+            if a["source"] != "history" or a["name"] == "elasticity"]
+    if used:
+        lines.append("Assumptions: " + "; ".join(used) + ".")
+    for w in out.get("warnings", []):
+        lines.append(f"Warning: {w}.")
+    return "\n".join(lines)
+
+
+def _incidents(turn: _Turn, days: int) -> str:
+    lines = [f"Incidents over the last {days} days:"]
+    for kpi in ("manual_incidents", "self_heals", "anomalies_detected"):
+        h = turn.call("pulse.history", {"kpi": kpi, "days": days})
+        vals = [p["value"] for p in h["points"] if p["value"] is not None]
+        if not vals:
+            lines.append(f"- {h['label']}: not available.")
+            continue
+        days_with = [p for p in h["points"] if p["value"]]
+        lines.append(f"- {h['label']}: mean {_v(h['mean'], 'count') if h['mean'] is not None else 'n/a'} per day"
+                     + (f", last on {days_with[-1]['day']}" if days_with else ", none") + ".")
+    targets = turn.call("pulse.targets", {})
+    up = next((t for t in targets["items"] if t["kpi"] == "uptime"), None)
+    if up is not None and up.get("error_budget"):
+        eb = up["error_budget"]
+        lines.append(f"Uptime this month {_v(up['actual'], 'percent')}: {eb['used_minutes']} of "
+                     f"{eb['allowed_minutes']} minutes of downtime budget used ({up['status'].replace('_', ' ')}).")
+    return "\n".join(lines)
+
+
+OUT_OF_SCOPE = ("That question is outside what I can answer in offline mode. I can answer: "
+                + "; ".join(QUESTION_TYPES.values()) + ".")
+
+
+def answer(ctx: ToolContext | None, question: str, caller: ToolCaller | None = None) -> AdvisorAnswer:
+    """Answer one question offline with tool calls; every figure comes from this turn's results.
+
+    Tools are called as the person in ``ctx``, or through ``caller`` (the agent runtime's toolbox)."""
+    from tools.decision_engine.simulator import SIMULATION_TOOLS
+
+    intent = understand(question)
+    if caller is None:
+        assert ctx is not None
+        caller = registry_caller(ctx)
+    turn = _Turn(caller)
+    if intent.type is None:
+        return AdvisorAnswer(question=question, question_type=None, in_scope=False, answer=OUT_OF_SCOPE,
+                             tool_calls=[])
+    try:
+        p = intent.params
+        if intent.type == "kpi_status":
+            text = _kpi_status(turn, p.get("kpi"))
+        elif intent.type == "trend":
+            text = _trend(turn, p["kpi"], p["days"])
+        elif intent.type == "cost_breakdown":
+            text = _costs(turn, p["days"])
+        elif intent.type == "incident_summary":
+            text = _incidents(turn, p["days"])
+        else:
+            kind = {"price_whatif": "price", "partner_share_whatif": "partner_share",
+                    "add_partners_whatif": "add_partners", "llm_whatif": "llm"}[intent.type]
+            text = _sim_text(turn.call(SIMULATION_TOOLS[kind], dict(p)))
+    except AppError as exc:
+        text = f"I could not answer that: {exc.detail}"
+    return AdvisorAnswer(question=question, question_type=intent.type, in_scope=True, answer=text,
+                         tool_calls=turn.calls)
+
+
+def stream(ctx: ToolContext, question: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Server-sent events for one answer: tool calls, their results, answer tokens, then done."""
+    out = answer(ctx, question)
+    yield "mode", {"mode": "offline", "notice": "Offline mode: deterministic question types, no language model."}
+    for c in out.tool_calls:
+        yield "tool_call", {"tool": c.tool, "args": c.args}
+        yield "tool_result", {"tool": c.tool, "error": c.error,
+                              "data": json.loads(json.dumps(c.result, default=str)) if c.result else None}
+    for tok in re.split(r"(\s+)", out.answer):
+        if tok:
+            yield "token", {"text": tok}
+    yield "done", {"answer": out.answer, "in_scope": out.in_scope, "question_type": out.question_type}
+
+
+class AskIn(BaseModel):
+    question: str = Field(min_length=1, max_length=2000)
+
+
+@tool("advisor.ask", risk="read")
+def ask(ctx: ToolContext, params: AskIn) -> AdvisorAnswer:
+    """Answer a business question offline from Pulse, cost and simulator tools (documented types only)."""
+    return answer(ctx, params.question)

@@ -1,0 +1,97 @@
+"""Demo history for ``make run``: ~90 days of KPI snapshots and costs, a planner run and a Pulse PDF."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+
+from memory.db import utcnow
+from memory.pulse.repository import PulseRepository
+from tools.context import ToolContext
+
+DAYS = 90
+
+
+def demo_series(today: dt.date, days: int = DAYS, seed: int = 42) -> dict[dt.date, dict[str, float]]:
+    """Plausible daily KPIs for a small, growing platform (deterministic for a given ``today``)."""
+    rng = random.Random(seed)
+    out: dict[dt.date, dict[str, float]] = {}
+    certified = 41.0
+    month_start = today.replace(day=1)
+    for i in range(days, 0, -1):
+        day = today - dt.timedelta(days=i)
+        t = (days - i) / days  # 0 -> 1 over the window
+        weekday = 0.8 if day.weekday() >= 5 else 1.0
+        price = 5.0 if i > 45 else 6.0  # credit pack price per credit (cents) went up 45 days ago
+        demand = (2300 + 900 * t) * weekday * (price / 5.0) ** -0.8 * rng.lognormvariate(0, 0.05)
+        credits_sold = round(demand)
+        revenue = round(credits_sold * price)
+        partner_share = 0.15 + 0.035 * t + rng.gauss(0, 0.006)
+        partner_revenue = round(revenue * partner_share)
+        jobs = round((1700 + 800 * t) * weekday * rng.lognormvariate(0, 0.06))
+        certified += max(0.0, rng.gauss(0.33, 0.3))
+        uptime = 100.0
+        if rng.random() < 0.05:
+            uptime = round(100 - rng.uniform(0.005, 0.03), 4)
+        if day >= month_start:  # this month: two incidents eat most of the error budget
+            uptime = {12: 99.55, 20: 99.95}.get(day.day, 100.0)
+        anomalies = rng.choice([0, 0, 1, 1, 2, 3])
+        out[day] = {
+            "active_orgs": round(38 + 20 * t + rng.gauss(0, 0.8)),
+            "jobs_run": jobs,
+            "job_success_rate": round(min(99.9, 98.2 + 1.0 * t + rng.gauss(0, 0.35)), 2),
+            "credits_sold": credits_sold,
+            "credits_spent": round(credits_sold * rng.uniform(0.82, 0.95)),
+            "revenue": revenue,
+            "partner_revenue": partner_revenue,
+            "partner_revenue_share": round(100.0 * partner_revenue / revenue, 2),
+            "plugin_installs": round((18 + 22 * t) * weekday * rng.lognormvariate(0, 0.15)),
+            "certified_users": math.floor(certified),
+            "anomalies_detected": anomalies,
+            "self_heals": min(anomalies, rng.choice([0, 1, 1, 2])),
+            "manual_incidents": 1 if i == 70 else 0,
+            "uptime": uptime,
+        }
+    return out
+
+
+def seed_pulse(ctx: ToolContext) -> None:
+    """Write the demo history, run the planner, decide two suggestions and archive last month's PDF."""
+    from tools.decision_engine.planner import run_planner
+    from tools.pulse.costs import CostIn, _add
+    from tools.pulse.report import generate
+
+    repo = PulseRepository(ctx.session)
+    today = utcnow().date()
+    rng = random.Random(7)
+    now = utcnow()
+    for day, values in demo_series(today).items():
+        revenue = values["revenue"]
+        t = 1 - (today - day).days / DAYS
+        costs = {"infrastructure": 250, "payment_fees": round(revenue * 0.029 + 30),
+                 "llm": round((150 + 120 * t) * rng.lognormvariate(0, 0.12))}
+        for source, cents in costs.items():
+            _add(ctx, CostIn(day=day, source=source, amount_cents=cents,  # type: ignore[arg-type]
+                             description={"infrastructure": "Hetzner + backups (daily share of monthly bill)",
+                                          "payment_fees": "Stripe fees", "llm": "LLM tokens (agent runs)"}[source],
+                             ref=f"seed:{day.isoformat()}:{source}"))
+        values = {**values, "spend": float(sum(costs.values())), "ai_suggestions_made": 0.0,
+                  "ai_suggestions_accepted": 0.0}
+        for kpi, v in values.items():
+            repo.upsert_snapshot(org_id=ctx.org_id, day=day, kpi=kpi, value=float(v), available=True, reason=None,
+                                 source="demo seed", now=now)
+        repo.upsert_snapshot(org_id=ctx.org_id, day=day, kpi="suggestion_acceptance_rate", value=None,
+                             available=False, reason="no suggestion had been decided yet", source="demo seed",
+                             now=now)
+    run = run_planner(ctx, trigger="seed")
+    from memory.pulse.repository import PulseRepository as _R
+
+    for s, decision in zip(run.suggestions[:2], ("accepted", "rejected"), strict=False):
+        row = _R(ctx.session).suggestion(ctx.org_id, s.id)
+        if row is not None:
+            row.status, row.decided_at, row.decided_by = decision, utcnow(), "user:demo-admin"
+            row.note = "seeded decision"
+    last_month = (today.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+    generate(ctx, last_month)
+    generate(ctx, today.strftime("%Y-%m"))  # month to date, with this month's planner suggestions

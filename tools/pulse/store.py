@@ -1,0 +1,240 @@
+"""The Pulse store: daily KPI snapshots with history, readiness probes, and the scheduled checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from memory.db import session_scope, utcnow
+from memory.pulse.models import ReadinessProbe
+from memory.pulse.repository import PulseRepository
+from tools.context import Principal, ToolContext
+from tools.errors import Unprocessable
+from tools.pulse.kpis import KPIS, read_all
+from tools.registry import tool
+
+log = logging.getLogger("levqor.pulse")
+
+
+class KpiValue(BaseModel):
+    kpi: str
+    label: str
+    unit: str
+    day: dt.date
+    value: float | None
+    available: bool
+    reason: str | None = None
+    source: str = ""
+
+
+class Snapshot(BaseModel):
+    day: dt.date
+    items: list[KpiValue]
+    written: int
+
+
+def _today() -> dt.date:
+    return utcnow().date()
+
+
+def snapshot_day(ctx: ToolContext, day: dt.date) -> Snapshot:
+    """Read every KPI for ``day`` and upsert one row per KPI (idempotent: rerunning updates in place)."""
+    repo = PulseRepository(ctx.session)
+    readings = read_all(ctx, day)
+    now = utcnow()
+    items = []
+    for name, r in readings.items():
+        repo.upsert_snapshot(org_id=ctx.org_id, day=day, kpi=name, value=r.value, available=r.available,
+                             reason=r.reason, source=r.source, now=now)
+        d = KPIS[name]
+        items.append(KpiValue(kpi=name, label=d.label, unit=d.unit, day=day, value=r.value, available=r.available,
+                              reason=r.reason, source=r.source))
+    return Snapshot(day=day, items=items, written=len(items))
+
+
+def day_is_final(session: Session, org_id: int, day: dt.date) -> bool:
+    """A day's snapshot is final once it was written after the day ended."""
+    rows = PulseRepository(session).snapshot_rows(org_id, day)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    return bool(rows) and all(r.updated_at >= end for r in rows.values())
+
+
+class SnapshotIn(BaseModel):
+    day: dt.date | None = Field(None, description="Day to snapshot (UTC); default today")
+
+
+@tool("pulse.snapshot", risk="write")
+def take_snapshot(ctx: ToolContext, params: SnapshotIn) -> Snapshot:
+    """Take (or refresh) today's KPI snapshot for the organisation's Pulse."""
+    day = params.day or _today()
+    if day > _today():
+        raise Unprocessable("day: cannot snapshot a future day", field="day")
+    if day < dt.date(2000, 1, 1):
+        raise Unprocessable("day: must be 2000-01-01 or later", field="day")
+    return snapshot_day(ctx, day)
+
+
+class LatestIn(BaseModel):
+    pass
+
+
+class LatestKpis(BaseModel):
+    as_of: dt.date | None
+    items: list[KpiValue]
+
+
+def latest(session: Session, org_id: int) -> LatestKpis:
+    """Per KPI, the latest available value (and, if the newest reading is missing, why)."""
+    repo = PulseRepository(session)
+    last = repo.latest_day(org_id)
+    if last is None:
+        return LatestKpis(as_of=None, items=[KpiValue(kpi=k, label=d.label, unit=d.unit, day=_today(), value=None,
+                                                      available=False, reason="no snapshot taken yet")
+                                             for k, d in KPIS.items()])
+    rows = repo.history(org_id, since=last - dt.timedelta(days=120), until=last)
+    newest: dict[str, KpiValue] = {}
+    for r in rows:
+        d = KPIS.get(r.kpi)
+        if d is None:
+            continue
+        cur = newest.get(r.kpi)
+        v = KpiValue(kpi=r.kpi, label=d.label, unit=d.unit, day=r.day, value=r.value, available=r.available,
+                     reason=r.reason, source=r.source)
+        if r.available or cur is None or not cur.available:
+            newest[r.kpi] = v
+        elif cur is not None and cur.available and r.day > cur.day:
+            newest[r.kpi] = cur.model_copy(update={"reason": f"latest reading ({r.day}) not available: {r.reason}"})
+    items = [newest.get(k) or KpiValue(kpi=k, label=d.label, unit=d.unit, day=last, value=None, available=False,
+                                       reason="never recorded") for k, d in KPIS.items()]
+    return LatestKpis(as_of=last, items=items)
+
+
+@tool("pulse.kpis", risk="read")
+def kpis(ctx: ToolContext, params: LatestIn) -> LatestKpis:
+    """Show every Pulse KPI's latest value, or why it is not available."""
+    return latest(ctx.session, ctx.org_id)
+
+
+class HistoryIn(BaseModel):
+    kpi: str = Field(description="KPI name, e.g. revenue, uptime, spend")
+    days: int = Field(30, ge=1, le=730)
+    until: dt.date | None = None
+
+
+class Point(BaseModel):
+    day: dt.date
+    value: float | None
+    reason: str | None = None
+
+
+class History(BaseModel):
+    kpi: str
+    days: int
+    label: str
+    unit: str
+    points: list[Point]
+    first: float | None
+    last: float | None
+    mean: float | None
+    change_pct: float | None
+
+
+@tool("pulse.history", risk="read")
+def history(ctx: ToolContext, params: HistoryIn) -> History:
+    """Show one KPI's daily history over the last N days with first, last, mean and change."""
+    if params.kpi not in KPIS:
+        raise Unprocessable(f"kpi: unknown KPI {params.kpi!r}; one of {', '.join(KPIS)}", field="kpi")
+    until = params.until or PulseRepository(ctx.session).latest_day(ctx.org_id) or _today()
+    since = until - dt.timedelta(days=params.days - 1)
+    rows = PulseRepository(ctx.session).history(ctx.org_id, since=since, until=until, kpis=[params.kpi])
+    pts = [Point(day=r.day, value=r.value, reason=r.reason) for r in rows]
+    vals = [p.value for p in pts if p.value is not None]
+    d = KPIS[params.kpi]
+    first, last_v = (vals[0], vals[-1]) if vals else (None, None)
+    change = round(100.0 * (last_v - first) / abs(first), 2) if vals and first else None  # type: ignore[operator]
+    mean = round(sum(vals) / len(vals), 4) if vals else None
+    return History(kpi=params.kpi, days=params.days, label=d.label, unit=d.unit, points=pts, first=first,
+                   last=last_v, mean=mean, change_pct=change)
+
+
+# ---- readiness probes (uptime) --------------------------------------------------------------------
+
+def probe_readiness(url: str | None = None, timeout_s: float = 5.0) -> ReadinessProbe:
+    """GET ``/readyz`` once and store the answer (connection failures count as down)."""
+    import httpx
+
+    from levqor.settings import get_settings
+
+    url = url or get_settings().base_url.rstrip("/") + "/readyz"
+    started = time.perf_counter()
+    try:
+        r = httpx.get(url, timeout=timeout_s)
+        probe = ReadinessProbe(ts=utcnow(), ok=r.status_code == 200, status_code=r.status_code,
+                               latency_ms=round((time.perf_counter() - started) * 1000, 2),
+                               detail=None if r.status_code == 200 else r.text[:300])
+    except httpx.HTTPError as exc:
+        probe = ReadinessProbe(ts=utcnow(), ok=False, status_code=None,
+                               latency_ms=round((time.perf_counter() - started) * 1000, 2),
+                               detail=f"{type(exc).__name__}: {exc}"[:300])
+    with session_scope() as s:
+        PulseRepository(s).add_probe(probe)
+    return probe
+
+
+# ---- the scheduled check -------------------------------------------------------------------------
+
+def system_ctx(session: Session, org_id: int) -> ToolContext:
+    return ToolContext(session=session, principal=Principal(kind="system", id="pulse", org_id=org_id,
+                                                            role="admin", name="pulse scheduler"))
+
+
+def run_checks(now: dt.datetime | None = None, org_ids: list[int] | None = None) -> dict[str, int]:
+    """Scheduler job (idempotent): snapshot today (and finish yesterday), evaluate targets,
+    run the weekly planner, and make last month's PDF on the 1st."""
+    from tools.decision_engine import planner
+    from tools.pulse import report, targets
+
+    now = now or utcnow()
+    today = now.date()
+    done = {"snapshots": 0, "planner_runs": 0, "reports": 0}
+    if org_ids is None:
+        with session_scope() as s:
+            org_ids = PulseRepository(s).org_ids()
+    for org_id in org_ids:
+        try:
+            with session_scope() as s:
+                from tools.pulse.costs import sync_llm_costs
+
+                sync_llm_costs(system_ctx(s, org_id), today - dt.timedelta(days=2))
+            with session_scope() as s:
+                ctx = system_ctx(s, org_id)
+                yesterday = today - dt.timedelta(days=1)
+                if not day_is_final(s, org_id, yesterday):
+                    snapshot_day(ctx, yesterday)
+                snapshot_day(ctx, today)
+                done["snapshots"] += 1
+                targets.publish_gauges(ctx, targets.evaluate(ctx.session, org_id, today))
+            with session_scope() as s:
+                last = PulseRepository(s).last_run(org_id)
+                if last is None or now - last.created_at >= dt.timedelta(days=7):
+                    planner.run_planner(system_ctx(s, org_id), trigger="schedule")
+                    done["planner_runs"] += 1
+            prev_month = (today.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+            with session_scope() as s:
+                if today.day == 1 and PulseRepository(s).report(org_id, prev_month) is None:
+                    report.generate(system_ctx(s, org_id), prev_month)
+                    done["reports"] += 1
+        except Exception:
+            log.exception("pulse check failed", extra={"fields": {"org_id": org_id}})
+    return done
+
+
+def run_probe() -> None:
+    """Scheduler job: one /readyz probe; keep 400 days of them."""
+    probe_readiness()
+    with session_scope() as s:
+        PulseRepository(s).prune_probes(utcnow() - dt.timedelta(days=400))
