@@ -4,60 +4,139 @@ from __future__ import annotations
 
 import os
 import sys
-import shutil
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as mp
 
 from levqor import __version__
+from levqor.settings import get_settings
 
 REQUESTS = Counter("levqor_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
     "levqor_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-BUILD = Gauge("levqor_build_info", "Build information", ["version", "python"], multiprocess_mode="max")
+BUILD = Gauge("levqor_build_info", "Build information", ["version", "python", "env"], multiprocess_mode="max")
+# Pool gauges are kept by every process (pool events) and summed over live processes; the
+# supervisor marks dead children so their last value does not linger.
 DB_POOL_IN_USE = Gauge("levqor_db_pool_connections_in_use", "Checked-out DB connections",
                        multiprocess_mode="livesum")
-DB_POOL_SIZE = Gauge("levqor_db_pool_size", "DB pool size", multiprocess_mode="max")
+DB_POOL_SIZE = Gauge("levqor_db_pool_size", "DB pool size", multiprocess_mode="livesum")
+# One series per live process (multiprocess mode adds a ``pid`` label): shows every role serving.
+PROCESS_START = Gauge("levqor_process_start_time_seconds", "Start time of a Levqor process (unix seconds)",
+                      ["role"], multiprocess_mode="liveall")
 TOOL_CALLS = Counter("levqor_tool_calls_total", "Tool invocations", ["tool"])
 AUDIT_ENTRIES = Counter("levqor_audit_entries_total", "Audit entries appended", ["action"])
 POLICY_DECISIONS = Counter("levqor_policy_decisions_total", "Policy decisions", ["outcome"])
 EVENTS_DISPATCHED = Counter("levqor_events_handled_total", "Event handler runs", ["result"])
+AGENT_TOOL_CALLS = Counter("levqor_agent_tool_calls_total", "Tool calls asked for by agents",
+                           ["agent", "tool", "outcome"])
+AGENT_RUNS = Counter("levqor_agent_runs_total", "Agent runs finished or paused", ["agent", "trigger", "status"])
+LLM_TOKENS = Counter("levqor_llm_tokens_total", "LLM tokens used by agents", ["agent", "model", "direction"])
 
-BUILD.labels(version=__version__, python=".".join(map(str, sys.version_info[:3]))).set(1)
+BUILD.labels(version=__version__, python=".".join(map(str, sys.version_info[:3])), env=get_settings().env).set(1)
+
+
+_ready_gauge: Gauge | None = None
+
+
+def ready_gauge() -> Gauge:
+    """``levqor_ready``, created on first use so only API processes export it.
+
+    In multiprocess mode a label-free gauge writes 0 for every process that creates it; a worker's 0
+    would pull the aggregate down, so workers and schedulers never create it.
+    """
+    global _ready_gauge
+    with _pool_lock:
+        if _ready_gauge is None:
+            _ready_gauge = Gauge("levqor_ready", "1 when the database answers and migrations are at head",
+                                 multiprocess_mode="livemin")
+        return _ready_gauge
 
 
 def prepare_multiproc_dir(path: Path) -> None:
-    """Wipe and create the multiprocess directory (call once, in the supervisor, before children)."""
-    if path.exists():
-        shutil.rmtree(path)
+    """Empty (only ``*.db`` files) and create the multiprocess directory; call before children start."""
     path.mkdir(parents=True, exist_ok=True)
+    for f in path.glob("*.db"):
+        f.unlink()
+
+
+def mark_process_dead(pid: int, path: Path) -> None:
+    """Drop a dead child's live gauges (pool use, process series) from the aggregate."""
+    mp.mark_process_dead(pid, str(path))
+
+
+def start_process(role: str) -> None:
+    """Record this process (role, start time) and count its DB pool use; call once per process.
+
+    A standalone worker or scheduler (not a ``levqor up`` child, whose metrics the API aggregates)
+    serves its own ``/metrics`` on ``LEVQOR_METRICS_PORT`` when that is set.
+    """
+    PROCESS_START.labels(role=os.environ.get("LEVQOR_PROCESS_ROLE") or role).set(time.time())
+    install_pool_metrics()
+    s = get_settings()
+    if role != "api" and s.metrics_port and not os.environ.get("LEVQOR_PROCESS_ROLE"):
+        serve_metrics(s.host, s.metrics_port)
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """Serve ``/metrics`` from a background thread (processes without the API)."""
+    from prometheus_client import REGISTRY, start_http_server
+
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        mp.MultiProcessCollector(registry)
+    start_http_server(port, addr=host, registry=registry)
+
+
+_pool_lock = threading.Lock()
+_pool_sizes: dict[int, int] = {}
+_checked_out: set[int] = set()
+_pool_installed = False
+
+
+def install_pool_metrics() -> None:
+    """Track checked-out connections of every SQLAlchemy pool in this process (idempotent)."""
+    global _pool_installed
+    from sqlalchemy import event
+    from sqlalchemy.pool import Pool
+
+    with _pool_lock:
+        if _pool_installed:
+            return
+        _pool_installed = True
+
+    def checkout(_dbapi: Any, record: Any, _proxy: Any) -> None:
+        pool = getattr(record, "_ConnectionRecord__pool", None)
+        with _pool_lock:
+            _checked_out.add(id(record))
+            if id(pool) not in _pool_sizes:
+                size = getattr(pool, "size", None)
+                _pool_sizes[id(pool)] = int(size()) if callable(size) else 1
+                DB_POOL_SIZE.set(sum(_pool_sizes.values()))
+        DB_POOL_IN_USE.inc()
+
+    def checkin(_dbapi: Any, record: Any) -> None:
+        # Count only what was counted at checkout (a connection may predate the listener).
+        with _pool_lock:
+            if id(record) not in _checked_out:
+                return
+            _checked_out.discard(id(record))
+        DB_POOL_IN_USE.dec()
+
+    event.listen(Pool, "checkout", checkout)
+    event.listen(Pool, "checkin", checkin)
 
 
 def render() -> bytes:
     """Current metrics in Prometheus text format, aggregated across processes when configured."""
-    _update_pool()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         reg = CollectorRegistry()
         mp.MultiProcessCollector(reg)
         return generate_latest(reg)
     return generate_latest()
-
-
-def _update_pool() -> None:
-    from memory.db import _engines
-
-    in_use = 0
-    size = 0
-    for engine in list(_engines.values()):
-        pool = engine.pool
-        checked = getattr(pool, "checkedout", None)
-        if callable(checked):
-            in_use += int(checked())
-        sz = getattr(pool, "size", None)
-        if callable(sz):
-            size += int(sz())
-    DB_POOL_IN_USE.set(in_use)
-    DB_POOL_SIZE.set(size)

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from levqor.settings import get_settings
 
@@ -35,13 +36,36 @@ def _stop_on_signals() -> threading.Event:
 WORKER_LOOPS: list[Callable[[threading.Event, int | None], None]] = []
 
 
+def _jobs_loop(stop: threading.Event, concurrency: int | None) -> None:
+    from tools.jobs.workers import run_jobs
+
+    run_jobs(stop, concurrency)
+
+
+WORKER_LOOPS.append(_jobs_loop)
+
+
+def _hooks_loop(stop: threading.Event, concurrency: int | None) -> None:
+    from tools.partner_api.hooks import run_hooks
+
+    run_hooks(stop)
+
+
+WORKER_LOOPS.append(_hooks_loop)
+
+
 def run_worker(concurrency: int | None = None) -> None:
     """Run the outbox dispatcher and every registered worker loop until SIGTERM."""
+    from levqor.metrics import start_process
     from tools.events.service import run_dispatcher
     from tools.registry import registry
 
     registry.load()
+    from agents.runtime import install_event_triggers
+
+    install_event_triggers()  # agents started by platform events (LEVQOR_AGENT_EVENT_TRIGGERS)
     stop = _stop_on_signals()
+    start_process("worker")
     s = get_settings()
     threads = [threading.Thread(target=run_dispatcher, args=(stop, s.events_poll_s), name="outbox", daemon=True)]
     for loop in WORKER_LOOPS:
@@ -56,8 +80,105 @@ def run_worker(concurrency: int | None = None) -> None:
     log.info("worker stopped")
 
 
-# Scheduled callables run by the leading scheduler: (name, seconds between runs, function).
-SCHEDULED: list[tuple[str, float, Callable[[], None]]] = []
+# Scheduled callables run by the leading scheduler: (name, seconds between runs or "cron:<crontab>",
+# function). Each tick (job, time slot) is claimed in the database, so it runs once across leaders.
+SCHEDULED: list[tuple[str, float | str, Callable[[], None]]] = []
+# The tick being run in this thread: ``TICK.slot`` and ``TICK.epoch`` (the lease's fencing token).
+TICK = threading.local()
+_SLOT_BASE = 946684800.0  # 2000-01-01 UTC: interval ticks fire at BASE + k * interval, slot k
+
+
+def _trigger(every: float | str) -> Any:
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    if isinstance(every, str):
+        return CronTrigger.from_crontab(every.removeprefix("cron:").strip(), timezone="UTC")
+    import datetime as dt
+
+    start = dt.datetime.fromtimestamp(_SLOT_BASE, dt.UTC)
+    return IntervalTrigger(seconds=every, start_date=start, timezone="UTC")
+
+
+def _slot(every: float | str) -> int:
+    seconds = 60.0 if isinstance(every, str) else every
+    return int((time.time() - _SLOT_BASE + seconds / 4) // seconds)
+
+
+def _claim_tick(name: str, slot: int, holder: str, ttl: float) -> int | None:
+    """Renew our lease and claim tick ``(name, slot)`` in one transaction; the epoch, or None."""
+    from memory.db import session_scope
+    from memory.leases.repository import LeaseRepository
+    from memory.scheduler.repository import TickRepository
+
+    with session_scope() as session:
+        epoch = LeaseRepository(session).try_acquire("scheduler", holder, ttl)
+        if epoch is None or not TickRepository(session).claim(name, slot, holder, epoch):
+            return None
+        return epoch
+
+
+def _jobs_schedule() -> None:
+    from tools.jobs.triggers import schedule_tick
+
+    schedule_tick()
+
+
+def _jobs_demo_trickle() -> None:
+    from tools.jobs.demo import trickle
+
+    trickle()
+
+
+SCHEDULED.append(("jobs.schedule", 10.0, _jobs_schedule))
+SCHEDULED.append(("jobs.demo_trickle", 4.0, _jobs_demo_trickle))
+
+
+def _partner_payouts() -> None:
+    """Monthly: charge subscriptions for the new month, then pay the previous month's shares."""
+    import datetime as dt
+
+    from memory.db import session_scope, utcnow
+    from tools.context import SYSTEM, ToolContext
+    from tools.partner_api.payouts import period_of, run_payouts
+    from tools.registry import registry
+
+    now = utcnow()
+    with session_scope() as s:
+        registry.invoke("payouts.accrue_subscriptions", ToolContext(s, SYSTEM), {"period": period_of(now)})
+    if get_settings().stripe_api_key:
+        last = now.replace(day=1) - dt.timedelta(days=1)
+        run_payouts(period_of(last))
+
+
+SCHEDULED.append(("partners.payouts", "cron:0 6 1 * *", _partner_payouts))
+
+
+def _pulse_probe() -> None:
+    from tools.pulse.store import run_probe
+
+    run_probe()
+
+
+def _pulse_checks() -> None:
+    """Daily snapshot, weekly planner, monthly PDF on the 1st: each idempotent, so checked often."""
+    from tools.pulse.store import run_checks
+
+    run_checks()
+
+
+SCHEDULED.append(("pulse.probe", float(get_settings().pulse_probe_interval_s), _pulse_probe))
+SCHEDULED.append(("pulse.checks", float(get_settings().pulse_check_interval_s), _pulse_checks))
+
+
+def _ops_monitor() -> None:
+    """The monitor graph: sample and detect, one healing step per open incident, notifications."""
+    from agents.monitor.graph import run_monitor
+
+    run_monitor()
+
+
+SCHEDULED.append(("ops.monitor", float(get_settings().ops_sample_interval_s), _ops_monitor))
 
 
 def _audit_checkpoint() -> None:
@@ -72,31 +193,45 @@ def run_scheduler() -> None:
     """Lead when holding the ``scheduler`` lease; run scheduled work only while leading."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
+    from levqor.metrics import start_process
     from memory.db import session_scope
     from memory.leases.repository import LeaseRepository
 
     s = get_settings()
     stop = _stop_on_signals()
+    start_process("scheduler")
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     leading = threading.Event()
+    from agents.runtime import register_schedules
+
+    register_schedules()  # agent graphs on LEVQOR_AGENT_SCHEDULES
     jobs = [("audit.checkpoint", float(s.audit_checkpoint_interval_s), _audit_checkpoint), *SCHEDULED]
     sched = BackgroundScheduler(timezone="UTC")
+    ttl = s.scheduler_lease_s
 
-    def guarded(name: str, fn: Callable[[], None]) -> Callable[[], None]:
+    def guarded(name: str, every: float | str, fn: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             if not leading.is_set():
                 return
+            slot = _slot(every)
+            try:
+                epoch = _claim_tick(name, slot, holder, ttl)
+            except Exception:
+                log.exception("could not claim a scheduler tick", extra={"fields": {"job": name}})
+                return
+            if epoch is None:  # not leading any more, or this tick already ran elsewhere
+                return
+            TICK.slot, TICK.epoch = slot, epoch
             try:
                 fn()
             except Exception:
                 log.exception("scheduled job failed", extra={"fields": {"job": name}})
         return run
 
-    for name, seconds, fn in jobs:
-        sched.add_job(guarded(name, fn), "interval", seconds=seconds, id=name, max_instances=1, coalesce=True)
+    for name, every, fn in jobs:
+        sched.add_job(guarded(name, every, fn), _trigger(every), id=name, max_instances=1, coalesce=True)
     sched.start()
     log.info("scheduler started", extra={"fields": {"holder": holder}})
-    ttl = s.scheduler_lease_s
     while not stop.is_set():
         try:
             with session_scope() as session:
@@ -110,7 +245,7 @@ def run_scheduler() -> None:
         elif epoch is None and leading.is_set():
             log.warning("scheduler lost the lease; standing by")
             leading.clear()
-        stop.wait(ttl / 3)
+        stop.wait(s.scheduler_renew_s or ttl / 3)
     sched.shutdown(wait=True)
     if leading.is_set():
         with session_scope() as session:
@@ -128,7 +263,7 @@ class Child:
 
 def supervise(workers: int | None = None) -> int:
     """Start API, scheduler and N workers; restart any that dies; stop all on Ctrl-C or SIGTERM."""
-    from levqor.metrics import prepare_multiproc_dir
+    from levqor.metrics import mark_process_dead, prepare_multiproc_dir
 
     s = get_settings()
     n = s.workers if workers is None else workers
@@ -150,6 +285,7 @@ def supervise(workers: int | None = None) -> int:
     while not stop.is_set():
         for child in children:
             if child.proc is not None and child.proc.poll() is not None and not stop.is_set():
+                mark_process_dead(child.proc.pid, mpdir)
                 now = time.monotonic()
                 child.restarts = [t for t in child.restarts if now - t < 60] + [now]
                 delay = min(30.0, 0.5 * 2 ** (len(child.restarts) - 1))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,8 +51,81 @@ class Settings(BaseSettings):
     metrics_multiproc_dir: Path | None = Field(
         None, description="prometheus multiprocess dir; empty means VAR_DIR/prometheus when several processes serve."
     )
+    metrics_port: int = Field(
+        0, description="Port where a standalone `levqor worker`/`scheduler` serves /metrics (0: off)."
+    )
     allow_loopback_urls: bool = Field(False, description="Let the SSRF guard allow 127.0.0.1 (tests only).")
+    staff_orgs: list[str] = Field(
+        default_factory=list, description='Slugs of Levqor staff organisations (JSON list); their admins review plugins and run payouts.')
+    hooks_concurrency: int = Field(16, description="Partner webhook deliveries one worker sends at once.")
+    hooks_per_endpoint: int = Field(2, description="Deliveries in flight per partner endpoint (a slow one cannot starve others).")
+    hooks_timeout_s: float = Field(10, description="Partner webhook request timeout in seconds.")
+    hooks_disable_after_s: int = Field(
+        432000, description="Disable a partner endpoint failing for this long (seconds) and email the partner.")
+    stripe_api_key: str = Field("", description="Stripe secret key for Connect payouts; empty disables payouts.")
+    stripe_api_base: str = Field("", description="Stripe API base URL; empty means https://api.stripe.com.")
+    stripe_webhook_secret: str = Field("", description="Stripe webhook signing secret (whsec_...).")
+    payout_minimum_minor: int = Field(
+        2500, description="Smallest partner payout in minor units; smaller shares roll over to the next run.")
     scheduler_lease_s: int = Field(15, description="Scheduler leader lease length.")
+    scheduler_renew_s: float = Field(
+        0, description="Seconds between scheduler lease renewals; 0 means a third of the lease.")
+    llm_timeout_s: float = Field(30, description="LLM request timeout in seconds.")
+    llm_max_retries: int = Field(2, description="LLM request retries (with backoff) before a run fails.")
+    llm_prices: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {
+            "gpt-4o-mini": {"in": 0.15, "out": 0.60}, "gpt-4o": {"in": 2.50, "out": 10.00},
+            "gpt-4.1-mini": {"in": 0.40, "out": 1.60}, "gpt-4.1": {"in": 2.00, "out": 8.00}},
+        description="LLM price table as JSON: model -> USD per million tokens {in, out}; unknown cost 0.",
+    )
+    agent_recursion_limit: int = Field(40, description="LangGraph recursion limit for one agent run.")
+    agent_schedules: dict[str, str] = Field(
+        default_factory=lambda: {"janitor": "interval:300"},
+        description='Agent schedules as JSON: agent -> "interval:SECONDS" or "cron:MIN HOUR DOM MON DOW".',
+    )
+    agent_event_triggers: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Agents started by platform events (JSON: event -> [agents]), e.g. {"job_failed": ["janitor"]}.',
+    )
+    approval_ttl_s: int = Field(
+        0, description="Seconds before a pending approval expires (then rejected); 0: policy approval_ttl_s.")
+    janitor_batch_threshold: int = Field(
+        5, description="Janitor: more retries than this in one run need one approval for the batch.")
+    pulse_targets: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {
+            "uptime": {"op": ">=", "value": 99.98, "window": "month"},
+            "spend": {"op": "<=", "value": 1000, "window": "day"},
+            "partner_revenue_share": {"op": ">=", "value": 20.0, "window": "month"},
+            "certified_users": {"op": ">=", "value": 100, "window": "latest"},
+            "manual_incidents": {"op": "<", "value": 1, "window": "quarter"}},
+        description="KPI targets as JSON: kpi -> {op, value, window: day|month|quarter|latest}; money in cents.",
+    )
+    pulse_probe_interval_s: int = Field(60, description="Seconds between the scheduler's /readyz uptime probes.")
+    pulse_check_interval_s: int = Field(
+        900, description="Seconds between Pulse checks (daily snapshot, weekly planner, monthly PDF; idempotent).")
+    notion_token: str = Field("", description="Notion integration token; with the data source id enables the feed.")
+    notion_data_source_id: str = Field("", description="Notion Pulse data source id (API 2025-09-03).")
+    notion_base_url: str = Field("", description="Notion API base URL; empty means https://api.notion.com.")
+    ops_sample_interval_s: float = Field(5, description="Seconds between the monitor's samples of the platform.")
+    ops_anomaly_threshold: float = Field(0.5, description="Anomaly score at or above which a series opens an incident.")
+    ops_detector_warmup: int = Field(300, description="Points a series' detector learns before it scores.")
+    ops_queue_age_max_s: float = Field(600, description="Rule: the oldest due job waiting longer opens an incident.")
+    ops_failure_rate_max: float = Field(0.5, description="Rule: a pipeline failing more than this share opens one.")
+    ops_failure_min_jobs: int = Field(5, description="Rule: finished jobs in the window before a failure rate counts.")
+    ops_partner_error_rate_max: float = Field(0.5, description="Rule: partner endpoint error rate over this.")
+    ops_rss_growth_bytes: int = Field(
+        200_000_000, description="Rule: a worker whose RSS grew this much, steadily, over the last samples leaks.")
+    ops_window_s: int = Field(300, description="Window of the rate signals (failure rate, latency) in seconds.")
+    ops_resolve_quiet_s: float = Field(30, description="An incident not seen for this long resolves itself.")
+    ops_flap_window_s: float = Field(600, description="A cause that comes back within this reopens its incident.")
+    ops_flap_max: int = Field(3, description="Reopens after which an incident is flapping: a person must look.")
+    ops_heal_max_attempts: int = Field(3, description="Healer attempts per incident before it escalates to a person.")
+    ops_heal_verify_s: float = Field(20, description="Seconds the healer waits for a symptom to go before retrying.")
+    ops_notify_emails: list[str] = Field(default_factory=list, description="Incident emails go to these (JSON list).")
+    ops_notify_webhook: str = Field("", description="Incident notifications POSTed here (SSRF-guarded); empty: off.")
+    ops_raw_retention_h: int = Field(24, description="Hours raw samples are kept (then 5-minute rollups).")
+    ops_rollup_retention_d: int = Field(30, description="Days 5-minute rollups are kept.")
+    prometheus_url: str = Field("", description="External Prometheus HTTP API base URL to read series from.")
 
     @property
     def resolved_database_url(self) -> str:

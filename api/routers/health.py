@@ -33,10 +33,11 @@ def healthz() -> Health:
     return Health(status="ok", version=__version__)
 
 
-@router.get("/readyz", response_model=Ready, dependencies=[public()],
-            responses={503: {"model": Ready, "description": "Not ready"}})
-def readyz() -> Response:
-    """Report ready when the database answers and its migrations are at head."""
+def _readiness() -> tuple[Ready, int]:
+    """Check the database and its migrations; record the answer in the ``levqor_ready`` gauge."""
+    from levqor.metrics import ready_gauge
+
+    ready = ready_gauge()
     engine = get_engine()
     try:
         with engine.connect() as conn:
@@ -44,13 +45,24 @@ def readyz() -> Response:
         have = current(engine)
     except Exception as exc:  # any database failure means "not ready", never a 500
         body = Ready(status="unavailable", database="unreachable", migrations="unknown", detail=str(exc)[:200])
-        return JSONResponse(body.model_dump(), status_code=503)
+        ready.set(0)
+        return body, 503
     want = heads()
     if have != want:
         body = Ready(status="unavailable", database="ok", migrations="behind",
                      detail=f"database at {sorted(have)}, code at {sorted(want)}: run `levqor migrate`")
-        return JSONResponse(body.model_dump(), status_code=503)
-    return JSONResponse(Ready(status="ok", database="ok", migrations="head").model_dump())
+        ready.set(0)
+        return body, 503
+    ready.set(1)
+    return Ready(status="ok", database="ok", migrations="head"), 200
+
+
+@router.get("/readyz", response_model=Ready, dependencies=[public()],
+            responses={503: {"model": Ready, "description": "Not ready"}})
+def readyz() -> Response:
+    """Report ready when the database answers and its migrations are at head."""
+    body, status = _readiness()
+    return JSONResponse(body.model_dump(), status_code=status)
 
 
 @router.get("/metrics", dependencies=[public()], response_class=Response,
@@ -61,4 +73,5 @@ def metrics() -> Response:
 
     from levqor.metrics import render
 
+    _readiness()  # every scrape carries a fresh levqor_ready
     return Response(render(), media_type=CONTENT_TYPE_LATEST)
