@@ -21,6 +21,15 @@ ROUTERS: tuple[str, ...] = (
     "api.routers.identity",
     "api.routers.audit",
     "api.routers.platform",
+    "api.routers.partners",
+    "api.pages.marketplace",
+    "api.routers.jobs",
+    "api.routers.agents",
+    "api.pages.agents",
+    "api.routers.pulse",
+    "api.pages.pulse",
+    "api.routers.ops",
+    "api.pages.ops",
     "api.pages.router",
 )
 
@@ -36,15 +45,22 @@ def _route_template(request: Request) -> str:
     return "unmatched"
 
 
+def _loggable_path(path: str, route: str) -> str:
+    """The path for logs; routes carrying a secret in the URL log their template instead."""
+    return route if "{secret}" in route else path
+
+
 def create_app() -> FastAPI:
     """Build the app: routers, problem-details errors, request ids, metrics, logs."""
     import importlib
     from pathlib import Path
 
+    from levqor.metrics import start_process
     from policies.engine import get_engine as load_policy
 
     settings = get_settings()
     load_policy()  # a bad policy.json stops start-up here, naming the line
+    start_process("api")
     app = FastAPI(
         title="Levqor API",
         version=__version__,
@@ -79,9 +95,51 @@ def create_app() -> FastAPI:
             LATENCY.labels(request.method, route).observe(elapsed)
             if route not in ("/metrics", "/healthz"):
                 log.info("request", extra={"fields": {
-                    "method": request.method, "route": route, "path": request.url.path,
+                    "method": request.method, "route": route, "path": _loggable_path(request.url.path, route),
                     "status": status, "ms": round(elapsed * 1000, 2)}})
             request_id_var.reset(token)
 
     app.state.settings = settings
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "instance": {"type": "string"}, "request_id": {"type": "string"},
+        "field": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "properties": {
+            "field": {"type": "string"}, "in": {"type": "string"}, "rule": {"type": "string"},
+            "message": {"type": "string"}}}},
+    },
+}
+
+
+def _openapi(app: FastAPI) -> dict[str, object]:
+    """OpenAPI with every error documented as ``application/problem+json`` and bearer auth."""
+    from fastapi.openapi.utils import get_openapi
+
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    comps = doc.setdefault("components", {})
+    comps.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    comps["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "API key: lvq_live_… or lvq_test_…"}}
+    problem = {"description": "Problem details", "content": {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for path, ops in doc.get("paths", {}).items():
+        for op in ops.values():
+            responses = op.setdefault("responses", {})
+            responses.pop("422", None)
+            responses["4XX"] = problem
+            responses["5XX"] = problem
+            if path not in ("/healthz", "/readyz", "/metrics", "/login"):
+                op["security"] = [{"bearer": []}]
+    app.openapi_schema = doc
+    return doc

@@ -1,12 +1,16 @@
 """Import every model module so ``Base.metadata`` is complete (Alembic, tests)."""
 
+from memory.agents import models as agents  # noqa: F401
 from memory.audit import models as audit  # noqa: F401
+from memory.db import Base
 from memory.events import models as events  # noqa: F401
 from memory.identity import models as identity  # noqa: F401
+from memory.jobs import models as jobs  # noqa: F401
 from memory.leases import models as leases  # noqa: F401
+from memory.ops import models as ops  # noqa: F401
+from memory.partner import models as partner  # noqa: F401
 from memory.policy import models as policy  # noqa: F401
-
-
-from memory.db import Base
+from memory.pulse import models as pulse  # noqa: F401
+from memory.scheduler import models as scheduler  # noqa: F401
 
 metadata = Base.metadata

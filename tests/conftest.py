@@ -22,6 +22,8 @@ os.environ.setdefault("LEVQOR_LOG_JSON", "true")
 os.environ.pop("OPENAI_API_KEY", None)
 os.environ.pop("OPENAI_BASE_URL", None)
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+# Scheduled agents would act on other tests' data; tests that need a schedule set their own.
+os.environ.setdefault("LEVQOR_AGENT_SCHEDULES", "{}")
 
 IS_PG = TEST_DB_URL.startswith("postgresql")
 REQUIRE_SYSTEM = os.environ.get("LEVQOR_REQUIRE_SYSTEM_PACKAGES") == "1"
@@ -114,7 +116,7 @@ def make_org(plan: str = "pro") -> OrgFixture:
         ctx = ToolContext(s, Principal(kind="system", id="test", org_id=org.id, role="admin"))  # type: ignore[attr-defined]
         registry.invoke("users.create", ctx, {"email": email, "role": "admin", "password": password})
         keys = {}
-        for role in ("admin", "viewer", "auditor"):
+        for role in ("admin", "viewer", "auditor", "partner"):
             keys[role] = registry.invoke("keys.create", ctx, {"name": f"{role} key", "role": role}).key  # type: ignore[attr-defined]
     return OrgFixture(org.id, slug, keys, email, password)  # type: ignore[attr-defined]
 

@@ -180,7 +180,7 @@ def test_targets_publish_prometheus_gauges(client) -> None:
     assert f'levqor_pulse_target_status{{kpi="uptime",org="{org.org_id}"}}' in text
     assert f'levqor_pulse_target{{kpi="spend",org="{org.org_id}"}} 1000.0' in text
     assert f'levqor_pulse_kpi{{kpi="revenue",org="{org.org_id}"}}' in text
-    assert f'levqor_pulse_error_budget_remaining_minutes{{org="{org.org_id}"}}' in text
+    assert f'levqor_pulse_error_budget_remaining_seconds{{org="{org.org_id}"}}' in text
 
 
 def test_kpis_history_and_pages(client) -> None:

@@ -25,8 +25,8 @@ TARGET_GAUGE = Gauge("levqor_pulse_target", "Pulse KPI target value", ["org", "k
                      multiprocess_mode="mostrecent")
 TARGET_STATUS = Gauge("levqor_pulse_target_status", "Target status: 1 met, 0.5 at risk, 0 missed, -1 no data",
                       ["org", "kpi"], multiprocess_mode="mostrecent")
-ERROR_BUDGET = Gauge("levqor_pulse_error_budget_remaining_minutes",
-                     "Uptime error budget left this month (minutes)", ["org"], multiprocess_mode="mostrecent")
+ERROR_BUDGET = Gauge("levqor_pulse_error_budget_remaining_seconds",
+                     "Uptime error budget left this month (seconds)", ["org"], multiprocess_mode="mostrecent")
 
 AT_RISK_MARGIN = 0.10  # within 10 % of a limit (or 75 % of an error budget used) is "at risk"
 
@@ -200,7 +200,7 @@ def publish_gauges(ctx: ToolContext, report: TargetsReport) -> None:
         TARGET_GAUGE.labels(org=org, kpi=t.kpi).set(t.target)
         TARGET_STATUS.labels(org=org, kpi=t.kpi).set(STATUS_VALUE[t.status])
         if t.error_budget is not None:
-            ERROR_BUDGET.labels(org=org).set(t.error_budget.remaining_minutes)
+            ERROR_BUDGET.labels(org=org).set(t.error_budget.remaining_minutes * 60)
 
 
 class TargetsIn(BaseModel):
