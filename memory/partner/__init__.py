@@ -1,0 +1,1 @@
+"""Partner ecosystem stores: partners, plugins, installs, webhook deliveries, revenue and payouts."""

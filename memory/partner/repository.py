@@ -1,0 +1,272 @@
+"""Partner storage: plugins, installs, the webhook outbox and delivery log, revenue and payouts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from memory.partner.models import (
+    Partner,
+    PartnerEmail,
+    Payout,
+    Plugin,
+    PluginInstall,
+    PluginRating,
+    PluginVersion,
+    RevenueEntry,
+    StripeEventSeen,
+    WebhookAttempt,
+    WebhookDelivery,
+)
+
+
+class PartnerRepository:
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, obj: Any) -> None:
+        self.session.add(obj)
+        self.session.flush()
+
+    # ---- partners and plugins ---------------------------------------------------------------
+    def partner(self, partner_id: int) -> Partner | None:
+        return self.session.get(Partner, partner_id)
+
+    def partner_for_org(self, org_id: int) -> Partner | None:
+        return self.session.scalar(select(Partner).where(Partner.org_id == org_id))
+
+    def partner_by_account(self, account_id: str) -> Partner | None:
+        return self.session.scalar(select(Partner).where(Partner.stripe_account_id == account_id))
+
+    def partners(self) -> list[Partner]:
+        return list(self.session.scalars(select(Partner).order_by(Partner.id)))
+
+    def plugin(self, plugin_id: int) -> Plugin | None:
+        return self.session.get(Plugin, plugin_id)
+
+    def plugin_by_slug(self, slug: str) -> Plugin | None:
+        return self.session.scalar(select(Plugin).where(Plugin.slug == slug))
+
+    def plugins(self, *, states: Sequence[str] | None = None, partner_id: int | None = None) -> list[Plugin]:
+        stmt = select(Plugin).order_by(Plugin.name, Plugin.id)
+        if states is not None:
+            stmt = stmt.where(Plugin.state.in_(states))
+        if partner_id is not None:
+            stmt = stmt.where(Plugin.partner_id == partner_id)
+        return list(self.session.scalars(stmt))
+
+    def version(self, version_id: int) -> PluginVersion | None:
+        return self.session.get(PluginVersion, version_id)
+
+    def versions(self, plugin_id: int) -> list[PluginVersion]:
+        return list(self.session.scalars(
+            select(PluginVersion).where(PluginVersion.plugin_id == plugin_id).order_by(PluginVersion.id)))
+
+    def listed_versions(self, plugin_ids: Sequence[int]) -> dict[int, PluginVersion]:
+        if not plugin_ids:
+            return {}
+        rows = self.session.scalars(select(PluginVersion).join(
+            Plugin, Plugin.listed_version_id == PluginVersion.id).where(Plugin.id.in_(plugin_ids)))
+        return {v.plugin_id: v for v in rows}
+
+    def install_counts(self) -> dict[int, int]:
+        rows = self.session.execute(select(PluginInstall.plugin_id, func.count()).where(
+            PluginInstall.status == "active").group_by(PluginInstall.plugin_id))
+        return {int(p): int(n) for p, n in rows}
+
+    # ---- installs -----------------------------------------------------------------------------
+    def install(self, install_id: int) -> PluginInstall | None:
+        return self.session.get(PluginInstall, install_id)
+
+    def install_for(self, plugin_id: int, org_id: int) -> PluginInstall | None:
+        return self.session.scalar(select(PluginInstall).where(
+            PluginInstall.plugin_id == plugin_id, PluginInstall.org_id == org_id))
+
+    def installs_for_org(self, org_id: int, active_only: bool = True) -> list[PluginInstall]:
+        stmt = select(PluginInstall).where(PluginInstall.org_id == org_id).order_by(PluginInstall.id)
+        if active_only:
+            stmt = stmt.where(PluginInstall.status == "active")
+        return list(self.session.scalars(stmt))
+
+    def active_installs(self, plugin_id: int | None = None) -> list[PluginInstall]:
+        stmt = select(PluginInstall).where(PluginInstall.status == "active").order_by(PluginInstall.id)
+        if plugin_id is not None:
+            stmt = stmt.where(PluginInstall.plugin_id == plugin_id)
+        return list(self.session.scalars(stmt))
+
+    def subscribed_installs(self, org_id: int) -> list[tuple[PluginInstall, Plugin, PluginVersion]]:
+        """Active installs in ``org_id`` of listed plugins, with the version each install runs."""
+        rows = self.session.execute(
+            select(PluginInstall, Plugin, PluginVersion)
+            .join(Plugin, Plugin.id == PluginInstall.plugin_id)
+            .join(PluginVersion, PluginVersion.id == PluginInstall.version_id)
+            .where(PluginInstall.org_id == org_id, PluginInstall.status == "active", Plugin.state == "listed"))
+        return [(i, p, v) for i, p, v in rows]
+
+    def rate(self, plugin: Plugin, org_id: int, stars: int) -> None:
+        existing = self.session.scalar(select(PluginRating).where(
+            PluginRating.plugin_id == plugin.id, PluginRating.org_id == org_id))
+        if existing is None:
+            self.session.add(PluginRating(plugin_id=plugin.id, org_id=org_id, stars=stars))
+            plugin.rating_sum += stars
+            plugin.rating_count += 1
+        else:
+            plugin.rating_sum += stars - existing.stars
+            existing.stars = stars
+        self.session.flush()
+
+    # ---- webhook outbox -------------------------------------------------------------------------
+    def delivered_installs(self, event_id: int) -> set[int]:
+        """Installs that already have a delivery of ``event_id`` (the fan-out runs at least once)."""
+        return set(self.session.scalars(select(WebhookDelivery.install_id).where(
+            WebhookDelivery.event_id == event_id)))
+
+    def delivery(self, delivery_id: int) -> WebhookDelivery | None:
+        return self.session.get(WebhookDelivery, delivery_id)
+
+    def claim_due(self, now: dt.datetime, limit: int, exclude_installs: Sequence[int],
+                  lease_until: dt.datetime) -> list[WebhookDelivery]:
+        """Take up to ``limit`` due deliveries (or expired leases) of enabled endpoints and lease them."""
+        stmt = (
+            select(WebhookDelivery)
+            .join(PluginInstall, PluginInstall.id == WebhookDelivery.install_id)
+            .where(
+                or_(
+                    WebhookDelivery.status.in_(("pending", "failing")),
+                    (WebhookDelivery.status == "delivering") & (WebhookDelivery.lease_until < now),
+                ),
+                WebhookDelivery.next_attempt_at <= now,
+                PluginInstall.endpoint_disabled_at.is_(None),
+                PluginInstall.status == "active",
+            )
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(limit)
+        )
+        if exclude_installs:
+            stmt = stmt.where(WebhookDelivery.install_id.not_in(list(exclude_installs)))
+        if self.session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True, of=WebhookDelivery)
+        rows = list(self.session.scalars(stmt))
+        for d in rows:
+            d.status, d.lease_until = "delivering", lease_until
+        self.session.flush()
+        return rows
+
+    def add_attempt(self, attempt: WebhookAttempt) -> None:
+        self.session.add(attempt)
+
+    def attempts(self, delivery_id: int) -> list[WebhookAttempt]:
+        return list(self.session.scalars(
+            select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id).order_by(WebhookAttempt.id)))
+
+    def deliveries_visible(self, org_id: int, *, install_id: int | None, status: str | None,
+                           cursor: int | None, limit: int) -> list[WebhookDelivery]:
+        """Deliveries of the org's installs, or to the org's own plugins when it is a partner."""
+        partner = self.partner_for_org(org_id)
+        cond = WebhookDelivery.org_id == org_id
+        if partner is not None:
+            own = select(Plugin.id).where(Plugin.partner_id == partner.id)
+            cond = or_(cond, WebhookDelivery.plugin_id.in_(own))
+        stmt = select(WebhookDelivery).where(cond).order_by(WebhookDelivery.id.desc()).limit(limit)
+        if install_id is not None:
+            stmt = stmt.where(WebhookDelivery.install_id == install_id)
+        if status is not None:
+            stmt = stmt.where(WebhookDelivery.status == status)
+        if cursor is not None:
+            stmt = stmt.where(WebhookDelivery.id < cursor)
+        return list(self.session.scalars(stmt))
+
+    def failed_since(self, install_ids: Sequence[int], since: dt.datetime) -> list[WebhookDelivery]:
+        if not install_ids:
+            return []
+        return list(self.session.scalars(select(WebhookDelivery).where(
+            WebhookDelivery.install_id.in_(list(install_ids)),
+            WebhookDelivery.status.in_(("failed", "failing")),
+            WebhookDelivery.created_at >= since).order_by(WebhookDelivery.id)))
+
+    def count_deliveries(self, install_id: int, status: str) -> int:
+        return int(self.session.scalar(select(func.count()).select_from(WebhookDelivery).where(
+            WebhookDelivery.install_id == install_id, WebhookDelivery.status == status)) or 0)
+
+    def add_email(self, email: PartnerEmail) -> None:
+        self.session.add(email)
+        self.session.flush()
+
+    def unsent_emails(self, limit: int = 100) -> list[PartnerEmail]:
+        return list(self.session.scalars(select(PartnerEmail).where(PartnerEmail.sent_at.is_(None))
+                                         .order_by(PartnerEmail.id).limit(limit)))
+
+    def emails(self, partner_id: int) -> list[PartnerEmail]:
+        return list(self.session.scalars(select(PartnerEmail).where(PartnerEmail.partner_id == partner_id)
+                                         .order_by(PartnerEmail.id)))
+
+    # ---- revenue and payouts ------------------------------------------------------------------
+    def revenue_exists(self, source_ref: str) -> bool:
+        return self.session.scalar(select(RevenueEntry.id).where(RevenueEntry.source_ref == source_ref)) is not None
+
+    def unpaid_revenue(self, partner_id: int, up_to_period: str) -> list[RevenueEntry]:
+        return list(self.session.scalars(select(RevenueEntry).where(
+            RevenueEntry.partner_id == partner_id, RevenueEntry.payout_id.is_(None),
+            RevenueEntry.period <= up_to_period).order_by(RevenueEntry.id)))
+
+    def revenue(self, *, partner_id: int | None = None, period: str | None = None,
+                payout_id: int | None = None) -> list[RevenueEntry]:
+        stmt = select(RevenueEntry).order_by(RevenueEntry.id)
+        if partner_id is not None:
+            stmt = stmt.where(RevenueEntry.partner_id == partner_id)
+        if period is not None:
+            stmt = stmt.where(RevenueEntry.period == period)
+        if payout_id is not None:
+            stmt = stmt.where(RevenueEntry.payout_id == payout_id)
+        return list(self.session.scalars(stmt))
+
+    def attach_revenue(self, entry_ids: Sequence[int], payout_id: int) -> None:
+        self.session.execute(update(RevenueEntry).where(RevenueEntry.id.in_(list(entry_ids)),
+                                                        RevenueEntry.payout_id.is_(None))
+                             .values(payout_id=payout_id))
+
+    def payout(self, payout_id: int) -> Payout | None:
+        return self.session.get(Payout, payout_id)
+
+    def payout_for(self, partner_id: int, period: str, currency: str) -> Payout | None:
+        return self.session.scalar(select(Payout).where(
+            Payout.partner_id == partner_id, Payout.period == period, Payout.currency == currency))
+
+    def payout_by_transfer(self, transfer_id: str) -> Payout | None:
+        return self.session.scalar(select(Payout).where(Payout.stripe_transfer_id == transfer_id))
+
+    def payouts(self, *, partner_id: int | None = None, statuses: Sequence[str] | None = None) -> list[Payout]:
+        stmt = select(Payout).order_by(Payout.id)
+        if partner_id is not None:
+            stmt = stmt.where(Payout.partner_id == partner_id)
+        if statuses is not None:
+            stmt = stmt.where(Payout.status.in_(statuses))
+        return list(self.session.scalars(stmt))
+
+    def stripe_event_seen(self, event_id: str, type_: str) -> bool:
+        """Record a Stripe event id; True if it was already there (a redelivery)."""
+        if self.session.get(StripeEventSeen, event_id) is not None:
+            return True
+        self.session.add(StripeEventSeen(id=event_id, type=type_))
+        self.session.flush()
+        return False
+
+    def revenue_totals(self) -> tuple[int, int]:
+        """(all plugin revenue, partner share) in minor units."""
+        rows = self.session.execute(select(RevenueEntry.amount_minor, RevenueEntry.share_bps))
+        gross = share = 0
+        for amount, bps in rows:
+            gross += int(amount)
+            share += int(amount) * int(bps) // 10000
+        return gross, share
+
+    def pipeline_steps(self, pipeline_id: int) -> list[dict[str, Any]]:
+        """A pipeline's steps (to find the plugin actions a job used)."""
+        from memory.jobs.models import Pipeline
+
+        steps = self.session.scalar(select(Pipeline.steps).where(Pipeline.id == pipeline_id))
+        return [st for st in steps or [] if isinstance(st, dict)]

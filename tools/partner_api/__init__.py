@@ -1,0 +1,1 @@
+"""Partner API and marketplace: plugin registry, partner webhooks, revenue and payouts."""
