@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 import logging
 import random
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
@@ -276,7 +276,8 @@ class DeadQuery(BaseModel):
 
 
 class DeadPurge(BaseModel):
-    job_ids: list[int] | None = Field(None, max_length=1000, description="Only these dead jobs (default: all)")
+    job_ids: list[Annotated[int, Field(ge=1, le=2**62)]] | None = Field(
+        None, max_length=1000, description="Only these dead jobs (default: all)")
     older_than_s: int | None = Field(None, ge=0, le=10**9, description="Only jobs dead for at least this long")
 
 

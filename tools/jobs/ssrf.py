@@ -12,9 +12,11 @@ the original ``Host`` and TLS server name, and re-checks every redirect.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -183,6 +185,12 @@ def check_url(url: str, *, resolve: bool = True) -> Target:
     return Target(url, scheme, host, port, candidates[0])
 
 
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context per process: building one costs tens of milliseconds (CA bundle load)."""
+    return ssl.create_default_context()
+
+
 def request(method: str, url: str, *, headers: dict[str, str] | None = None, content: bytes | None = None,
             timeout: float = 10.0, max_redirects: int = MAX_REDIRECTS,
             max_body: int = MAX_BODY_BYTES) -> SafeResponse:
@@ -192,7 +200,7 @@ def request(method: str, url: str, *, headers: dict[str, str] | None = None, con
     seen: list[str] = []
     current = url
     send_method, send_content = method.upper(), content
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, verify=_ssl_context()) as client:
         for _ in range(max_redirects + 1):
             target = check_url(current)
             parts = urlsplit(current)
