@@ -43,5 +43,33 @@ lint: venv
 types: venv
 	$(VENV)/bin/mypy agents tools memory api policies levqor
 
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): requirements/bench.in | $(STAMP)
+	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements/bench.in || echo "bench extras (prophet) not installed: reported as unavailable"
+	@touch $(BENCH_STAMP)
+
+bench-anomaly: venv $(BENCH_STAMP)
+	$(PY) bench/anomaly/run.py
+
+bench-forecast: venv $(BENCH_STAMP)
+	$(PY) bench/forecast/run.py
+
+bench-jobs: venv
+	$(PY) bench/jobs/run.py
+
+bench-hooks: venv
+	$(PY) bench/hooks/run.py
+
+# Janitor evaluation cases against a real model (offline and fake-server runs are part of `make test`).
+evals: venv
+	@if [ -z "$$OPENAI_API_KEY" ]; then \
+	  echo "evals: OPENAI_API_KEY is not set, so there is no real model to evaluate; the eval cases already run"; \
+	  echo "       offline and against the local fake OpenAI server in 'make test'. Nothing to do."; \
+	else \
+	  LEVQOR_EVALS_REAL=1 LEVQOR_EVALS_OPENAI_API_KEY="$$OPENAI_API_KEY" LEVQOR_EVALS_OPENAI_BASE_URL="$$OPENAI_BASE_URL" \
+	    $(PY) -m pytest tests/test_evals_janitor.py -k real -v; \
+	fi
+
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -42,7 +42,10 @@ def _policy_or_exit() -> None:
     try:
         get_engine()
     except PolicyError as exc:
-        err.print(f"[red]policy error:[/red] {exc}")
+        from rich.markup import escape
+
+        # One unwrapped line: the file:LINE stays greppable whatever the terminal width.
+        err.print(f"[red]policy error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -308,6 +311,395 @@ def policy_check(path: Annotated[Path | None, typer.Argument()] = None) -> None:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     console.print(f"[green]{p} is valid[/green]")
+
+
+# ---- agents and approvals -------------------------------------------------------------------------
+
+agents_app = typer.Typer(help="Agents: list them, run one now.", no_args_is_help=True)
+approvals_app = typer.Typer(help="Agent approvals: list, approve, reject.", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
+app.add_typer(approvals_app, name="approvals")
+
+
+def _person_ctx(session: object, org_slug: str, email: str) -> object:
+    """A ToolContext for the person deciding (approvals need a human with the role, never the CLI itself)."""
+    from memory.identity.repository import IdentityRepository
+    from tools.context import Principal, ToolContext
+
+    repo = IdentityRepository(session)  # type: ignore[arg-type]
+    org = repo.org_by_slug(org_slug)
+    user = repo.user_by_email(email)
+    if org is None or user is None or user.org_id != org.id or not user.active:
+        err.print(f"[red]no active user {email!r} in organisation {org_slug!r}[/red]")
+        raise typer.Exit(1)
+    principal = Principal(kind="user", id=str(user.id), org_id=org.id, role=user.role, name=user.name,
+                          user_id=user.id)
+    return ToolContext(session=session, principal=principal)  # type: ignore[arg-type]
+
+
+@agents_app.command("list")
+def agents_list(org: Annotated[str, typer.Option(help="Organisation slug")] = "demo",
+                json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List agents, their schedules, triggers and offered tools, and the LLM mode."""
+    _boot(log=False)
+    from memory.db import session_scope
+    from tools.registry import registry
+
+    with session_scope() as s:
+        out = registry.invoke("agents.list", _org_ctx(s, org), {})  # type: ignore[arg-type]
+    if json_out:
+        print(out.model_dump_json())
+        return
+    console.print(out.mode["label"])  # type: ignore[attr-defined]
+    t = Table("agent", "schedule", "events", "tools (allow / needs approval)", "description")
+    for a in out.items:  # type: ignore[attr-defined]
+        tools = ", ".join(f"{n}{'*' if o == 'needs_approval' else ''}" for n, o in sorted(a.tools.items()))
+        t.add_row(a.name, a.schedule or "-", ", ".join(a.events) or "-", tools or "(none yet)", a.description)
+    console.print(t)
+
+
+@agents_app.command("run")
+def agents_run(name: Annotated[str, typer.Argument(help="Agent name, e.g. janitor")],
+               org: Annotated[str, typer.Option(help="Organisation slug")] = "demo",
+               json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Run an agent now in this process and print the outcome (a paused run names its approval)."""
+    _boot(log=False)
+    from agents.runtime import execute_run
+    from memory.db import session_scope
+    from tools.errors import AppError
+    from tools.registry import registry
+
+    try:
+        with session_scope() as s:
+            ctx = _org_ctx(s, org)
+            run_id = registry.invoke("agents.run", ctx, {"agent": name}).id  # type: ignore[arg-type, attr-defined]
+        execute_run(run_id)  # no-op when the post-commit hook already ran it
+        with session_scope() as s:
+            ctx = _org_ctx(s, org)
+            run = registry.invoke("agents.get_run", ctx, {"run_id": run_id})  # type: ignore[arg-type]
+            pending = registry.invoke("approvals.list", ctx, {"status": "pending"})  # type: ignore[arg-type]
+    except AppError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+    waiting = [a for a in pending.items if a.run_id == run_id]  # type: ignore[attr-defined]
+    if json_out:
+        print(json.dumps({"run": run.model_dump(mode="json"), "approvals": [a.model_dump(mode="json")
+                                                                            for a in waiting]}))
+    else:
+        console.print(f"run {run_id} ({run.mode}): [bold]{run.status}[/bold]")  # type: ignore[attr-defined]
+        if run.summary:  # type: ignore[attr-defined]
+            console.print(run.summary)  # type: ignore[attr-defined]
+        for a in waiting:
+            console.print(f"approval {a.id} pending: {a.tool} {json.dumps(a.args)} — {a.reason} "
+                          f"(levqor approvals approve {a.id} --by EMAIL)")
+    raise typer.Exit(1 if run.status == "failed" else 0)  # type: ignore[attr-defined]
+
+
+@approvals_app.command("list")
+def approvals_list(org: Annotated[str, typer.Option(help="Organisation slug")] = "demo",
+                   status: Annotated[str | None, typer.Option(help="pending|approved|rejected|expired")] = "pending",
+                   json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List agent approvals (pending by default)."""
+    _boot(log=False)
+    from memory.db import session_scope
+    from tools.errors import AppError
+    from tools.registry import registry
+
+    try:
+        with session_scope() as s:
+            out = registry.invoke("approvals.list", _org_ctx(s, org), {"status": status})  # type: ignore[arg-type]
+    except AppError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+    if json_out:
+        print(out.model_dump_json())
+        return
+    t = Table("id", "agent", "run", "tool", "args", "reason", "status", "expires", "decided by")
+    for a in out.items:  # type: ignore[attr-defined]
+        t.add_row(str(a.id), a.agent, str(a.run_id), a.tool, json.dumps(a.args), a.reason, a.status,
+                  f"{a.expires_at:%Y-%m-%d %H:%M}", a.decided_by or "")
+    console.print(t)
+
+
+def _decide(verb: str, approval_id: int, org: str, by: str, note: str | None, args: str | None) -> None:
+    _boot(log=False)
+    from memory.db import session_scope
+    from tools.errors import AppError
+    from tools.registry import registry
+
+    params: dict[str, object] = {"approval_id": approval_id, "note": note}
+    if args is not None:
+        try:
+            params["args"] = json.loads(args)
+        except json.JSONDecodeError as exc:
+            err.print(f"[red]--args is not JSON: {exc}[/red]")
+            raise typer.Exit(2) from None
+    try:
+        with session_scope() as s:
+            out = registry.invoke(f"approvals.{verb}", _person_ctx(s, org, by), params)  # type: ignore[arg-type]
+        # The run resumed in this process once the decision committed.
+        with session_scope() as s:
+            run = registry.invoke("agents.get_run", _org_ctx(s, org), {"run_id": out.run_id})  # type: ignore[arg-type, attr-defined]
+    except AppError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"approval {approval_id} {out.status} by {out.decided_by}; "  # type: ignore[attr-defined]
+                  f"run {run.id}: [bold]{run.status}[/bold]")  # type: ignore[attr-defined]
+    if run.summary:  # type: ignore[attr-defined]
+        console.print(run.summary)  # type: ignore[attr-defined]
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    approval_id: Annotated[int, typer.Argument()],
+    by: Annotated[str, typer.Option(help="Email of the person approving (needs approvals:write)")],
+    org: Annotated[str, typer.Option(help="Organisation slug")] = "demo",
+    args: Annotated[str | None, typer.Option(help="Edited arguments as JSON")] = None,
+    note: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Approve a paused agent call (optionally with edited arguments); the run resumes here."""
+    _decide("approve", approval_id, org, by, note, args)
+
+
+@approvals_app.command("reject")
+def approvals_reject(
+    approval_id: Annotated[int, typer.Argument()],
+    by: Annotated[str, typer.Option(help="Email of the person rejecting (needs approvals:write)")],
+    org: Annotated[str, typer.Option(help="Organisation slug")] = "demo",
+    note: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Reject a paused agent call; the run resumes without it."""
+    _decide("reject", approval_id, org, by, note, None)
+
+
+# ---- models (anomaly detector, load forecaster) -------------------------------------------------
+
+@app.command()
+def detect(path: Annotated[Path | None, typer.Argument(help="CSV of timestamp,value (default stdin)")] = None
+           ) -> None:
+    """Print one anomaly score in [0, 1] per row, scoring each row as it is read (causal)."""
+    from tools.auto_intel.series_io import detect_stream
+
+    if path is None:
+        detect_stream(sys.stdin, sys.stdout)
+    else:
+        with path.open() as f:
+            detect_stream(f, sys.stdout, flush=False)
+
+
+@app.command()
+def forecast(
+    horizon: Annotated[int, typer.Option(min=1, help="Steps to forecast after the last row")],
+    path: Annotated[Path | None, typer.Argument(help="CSV of timestamp,value (default stdin)")] = None,
+) -> None:
+    """Print timestamp,yhat,lower,upper (90% interval) for the steps after the history."""
+    from tools.auto_intel.predictor import ForecastError
+    from tools.auto_intel.series_io import forecast_csv
+
+    try:
+        if path is None:
+            forecast_csv(sys.stdin, sys.stdout, horizon=horizon)
+        else:
+            with path.open() as f:
+                forecast_csv(f, sys.stdout, horizon=horizon)
+    except ForecastError as exc:
+        err.print(f"[red]forecast error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+# ---- pulse, costs, planner ------------------------------------------------------------------------
+
+pulse_app = typer.Typer(help="Pulse: KPI snapshots, targets, monthly report.", no_args_is_help=True)
+costs_app = typer.Typer(help="The Cost DB: import bills, show spend.", no_args_is_help=True)
+planner_app = typer.Typer(help="The planner: find KPIs off target and propose suggestions.", no_args_is_help=True)
+app.add_typer(pulse_app, name="pulse")
+app.add_typer(costs_app, name="costs")
+app.add_typer(planner_app, name="planner")
+
+
+def _invoke_or_exit(org: str, tool_name: str, params: dict[str, object]) -> object:
+    from memory.db import session_scope
+    from tools.errors import AppError
+    from tools.registry import registry
+
+    try:
+        with session_scope() as s:
+            return registry.invoke(tool_name, _org_ctx(s, org), params)  # type: ignore[arg-type]
+    except AppError as exc:
+        err.print(f"[red]{escape_markup(exc.detail)}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def escape_markup(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+@pulse_app.command("snapshot")
+def pulse_snapshot(org: Annotated[str, typer.Option(help="Organisation slug")] = "demo") -> None:
+    """Take (or refresh) today's KPI snapshot."""
+    _boot(log=False)
+    out = _invoke_or_exit(org, "pulse.snapshot", {})
+    t = Table("kpi", "value", "note")
+    for i in out.items:  # type: ignore[attr-defined]
+        t.add_row(i.kpi, "" if i.value is None else f"{i.value:g}", i.reason or "")
+    console.print(t)
+
+
+@pulse_app.command("targets")
+def pulse_targets(org: Annotated[str, typer.Option(help="Organisation slug")] = "demo") -> None:
+    """Evaluate the KPI targets."""
+    _boot(log=False)
+    out = _invoke_or_exit(org, "pulse.targets", {})
+    t = Table("kpi", "actual", "target", "status", "trend", "why")
+    for i in out.items:  # type: ignore[attr-defined]
+        t.add_row(i.kpi, "n/a" if i.actual is None else f"{i.actual:g}", f"{i.op} {i.target:g}", i.status,
+                  i.trend.direction, i.reason)
+    console.print(t)
+
+
+@pulse_app.command("report")
+def pulse_report(month: Annotated[str, typer.Option(help="YYYY-MM, e.g. 2026-10")],
+                 org: Annotated[str, typer.Option(help="Organisation slug")] = "demo",
+                 out: Annotated[Path | None, typer.Option(help="Also write the PDF here")] = None) -> None:
+    """Generate and archive the monthly Ecosystem Pulse PDF."""
+    _boot(log=False)
+    import re
+
+    if not re.match(r"^(19|20)\d{2}-(0[1-9]|1[0-2])$", month):
+        err.print(f"[red]--month must be YYYY-MM, got {escape_markup(month)!r}[/red]")
+        raise typer.Exit(2)
+    rep = _invoke_or_exit(org, "pulse.report_generate", {"month": month})
+    if out is not None:
+        from memory.db import session_scope
+        from tools.pulse.report import pdf_bytes
+
+        with session_scope() as s:
+            out.write_bytes(pdf_bytes(_org_ctx(s, org), month))  # type: ignore[arg-type]
+    console.print(f"[green]Pulse report {month}[/green]: {rep.pages} pages, {rep.size_bytes} bytes"  # type: ignore[attr-defined]
+                  + (f", written to {out}" if out else f"; download {rep.download_url}"))  # type: ignore[attr-defined]
+
+
+@costs_app.command("import")
+def costs_import(file: Annotated[Path, typer.Argument(help="CSV: day,source,amount_cents[,description,ref]")],
+                 org: Annotated[str, typer.Option(help="Organisation slug")] = "demo") -> None:
+    """Import spend entries from a CSV bill (all rows or none)."""
+    _boot(log=False)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"[red]cannot read {file}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    out = _invoke_or_exit(org, "costs.import_csv", {"csv": text})
+    console.print(f"[green]imported {out.rows} rows[/green] ({out.created} new, {out.updated} updated), "  # type: ignore[attr-defined]
+                  f"total {out.total_cents / 100:.2f} USD")  # type: ignore[attr-defined]
+
+
+@costs_app.command("summary")
+def costs_summary(org: Annotated[str, typer.Option(help="Organisation slug")] = "demo",
+                  days: Annotated[int, typer.Option()] = 30) -> None:
+    """Show spend by source over the last N days."""
+    _boot(log=False)
+    out = _invoke_or_exit(org, "costs.summary", {"days": days})
+    t = Table("source", "total USD", "share", "per day USD")
+    for s_ in out.by_source:  # type: ignore[attr-defined]
+        t.add_row(s_.source, f"{s_.total_cents / 100:.2f}", f"{s_.share_pct} %", f"{s_.per_day_cents / 100:.2f}")
+    console.print(t)
+
+
+@planner_app.command("run")
+def planner_run(org: Annotated[str, typer.Option(help="Organisation slug")] = "demo") -> None:
+    """Run the deterministic planner now and print its suggestions."""
+    _boot(log=False)
+    out = _invoke_or_exit(org, "planner.run", {})
+    for f in out.findings:  # type: ignore[attr-defined]
+        console.print(f"[bold]{f.kpi}[/bold] {f.status}: " + "; ".join(f.drivers))
+    for sg in out.suggestions:  # type: ignore[attr-defined]
+        console.print(f"  #{sg.id} {sg.title} (confidence {sg.confidence:.0%})")
+    if not out.suggestions:  # type: ignore[attr-defined]
+        console.print("no new suggestions")
+
+
+@app.command("marketplace-json")
+def marketplace_json(out: Annotated[str | None, typer.Option(help="File (default tools/partner_api/marketplace.json)")]
+                     = None) -> None:
+    """Write marketplace.json (every listed plugin's public metadata) from the registry."""
+    from pathlib import Path
+
+    from memory.db import session_scope
+    from tools.partner_api.registry import MARKETPLACE_JSON, write_marketplace_json
+
+    _boot(log=False)
+    with session_scope() as s:
+        path = write_marketplace_json(s, Path(out) if out else MARKETPLACE_JSON)
+    console.print(f"wrote {path}")
+
+
+@app.command("payouts-run")
+def payouts_run(period: Annotated[str, typer.Option(help="Month to pay, YYYY-MM")]) -> None:
+    """Prepare a month's partner payouts and transfer them through Stripe Connect (idempotent)."""
+    from tools.partner_api.payouts import run_payouts
+
+    _boot(log=False)
+    prepared, sent = run_payouts(period)
+    for p in prepared.payouts:
+        console.print(f"payout #{p.id} partner {p.partner_id}: {p.amount_minor} {p.currency} minor units")
+    for h in prepared.held:
+        console.print(f"held partner {h.partner_id}: {h.amount_minor} ({h.reason})")
+    console.print(f"transferred: {sent}")
+
+
+@app.command("credits-grant")
+def credits_grant(amount: Annotated[int, typer.Argument(help="Credits to add")],
+                  org: Annotated[str, typer.Option(help="Organisation slug")] = "demo",
+                  note: Annotated[str, typer.Option()] = "granted with the levqor CLI") -> None:
+    """Add job credits to an organisation (a ledger row records it)."""
+    _boot(log=False)
+    from memory.db import session_scope
+    from tools.errors import AppError
+    from tools.registry import registry
+
+    try:
+        with session_scope() as s:
+            out = registry.invoke("credits.grant", _org_ctx(s, org), {"amount": amount, "note": note})  # type: ignore[arg-type]
+    except AppError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"balance of {org}: {out.balance}")  # type: ignore[attr-defined]
+
+
+chaos_app = typer.Typer(help="The chaos suite: inject faults, measure detection and self-healing.",
+                        no_args_is_help=True)
+app.add_typer(chaos_app, name="chaos")
+
+
+@chaos_app.command("run")
+def chaos_run(scenario: Annotated[str | None, typer.Argument(help="One scenario (default: all eight)")] = None,
+              here: Annotated[bool, typer.Option(help="Use the configured database, not a scratch one")] = False,
+              workers: Annotated[int, typer.Option(min=2, max=8)] = 2) -> None:
+    """Break a small real platform on purpose; print detection, recovery, losses per scenario."""
+    import tempfile
+    from pathlib import Path
+
+    from tools.auto_intel import chaos
+
+    names = [scenario] if scenario else list(chaos.ALL_SCENARIOS)
+    if scenario and scenario not in chaos.ALL_SCENARIOS:
+        err.print(f"[red]unknown scenario {scenario!r}; one of {', '.join(chaos.ALL_SCENARIOS)}[/red]")
+        raise typer.Exit(2)
+    tmp = Path(tempfile.mkdtemp(prefix="levqor-chaos-"))
+    if not here:
+        chaos.prepare_scratch(tmp)
+    _boot(log=False)
+    results = chaos.run(names, workers=workers, logdir=tmp / "logs")
+    t = Table("scenario", "detected", "ttd s", "recovered", "ttr s", "actions", "lost", "human", "note")
+    for r in results:
+        t.add_row(r.scenario, "yes" if r.detected else "no", f"{r.ttd_s:.1f}" if r.ttd_s is not None else "-",
+                  "yes" if r.recovered else "no", f"{r.ttr_s:.1f}" if r.ttr_s is not None else "-",
+                  "; ".join(r.actions)[:80] or "-", str(r.lost), "yes" if r.human else "no", r.note[:90])
+    Console(width=200).print(t)
+    print(chaos.summary_line(results))  # noqa: T201
 
 
 def main() -> None:

@@ -18,6 +18,24 @@ DEMO_EMAIL = "admin@demo.levqor.ai"
 SEEDERS: list[Callable[[ToolContext], None]] = []
 
 
+def _jobs_demo(ctx: ToolContext) -> None:
+    from tools.jobs.demo import seed_jobs_demo
+
+    seed_jobs_demo(ctx)
+
+
+SEEDERS.append(_jobs_demo)
+
+
+def _pulse_demo(ctx: ToolContext) -> None:
+    from tools.pulse.seed import seed_pulse
+
+    seed_pulse(ctx)
+
+
+SEEDERS.append(_pulse_demo)
+
+
 def seed() -> dict[str, Any]:
     """Create the demo org and admin when missing; always issue a new admin key."""
     out: dict[str, Any] = {"org": DEMO_SLUG, "email": DEMO_EMAIL}

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 # Event names the platform emits; handlers may subscribe to any of them or to "*".
 KNOWN_EVENTS: set[str] = {"user_signup", "org_created",
                           "job_complete", "job_failed", "job_dead", "job_retrying", "job_cancelled",
-                          "pipeline_created", "credits_low", "notification_requested"}
+                          "pipeline_created", "credits_low", "notification_requested",
+                          "incident_opened", "incident_resolved"}
 
 
 @dataclass(frozen=True)

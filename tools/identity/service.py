@@ -24,7 +24,7 @@ from tools.registry import tool
 _ALPHABET = string.ascii_letters + string.digits
 KEY_PREFIXES = {"live": "lvq_live_", "test": "lvq_test_"}
 _KEY_RE = re.compile(r"^lvq_(live|test)_[A-Za-z0-9]{40}$")
-RoleName = Literal["admin", "viewer", "auditor"]
+RoleName = Literal["admin", "viewer", "auditor", "partner"]
 
 
 def _hasher() -> Any:

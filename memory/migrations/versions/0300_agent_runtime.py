@@ -1,7 +1,7 @@
 """agent runtime
 
 Revision ID: 0300
-Revises: 0001
+Revises: 0200
 Create Date: 2026-11-26 23:22:52.349256
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import memory.db
 
 
 revision = '0300'
-down_revision = '0001'
+down_revision = '0200'
 branch_labels = None
 depends_on = None
 

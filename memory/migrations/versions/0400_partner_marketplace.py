@@ -1,7 +1,7 @@
 """partner marketplace
 
 Revision ID: 0400
-Revises: 0001
+Revises: 0300
 Create Date: 2026-11-26 23:26:49.143749
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import memory.db
 
 
 revision = '0400'
-down_revision = '0001'
+down_revision = '0300'
 branch_labels = None
 depends_on = None
 

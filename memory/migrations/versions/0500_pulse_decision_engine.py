@@ -1,7 +1,7 @@
 """pulse decision engine
 
 Revision ID: 0500
-Revises: 0001
+Revises: 0400
 Create Date: 2026-11-26 23:26:20.285757
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import memory.db
 
 revision = '0500'
-down_revision = '0001'
+down_revision = '0400'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Operations: signal samples and rollups, detector state, incidents, their timeline and notifications.
 
 Revision ID: 0600
-Revises: 0001
+Revises: 0500
 Create Date: 2026-11-27 00:09:53.628224
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import memory.db
 
 
 revision = "0600"
-down_revision = "0001"
+down_revision = '0500'
 branch_labels = None
 depends_on = None
 
