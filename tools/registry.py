@@ -37,6 +37,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.jobs.credits",
     "tools.jobs.workers",
     "tools.jobs.triggers",
+    "tools.jobs.kpis",
     "tools.agents.service",
     "tools.pulse.store",
     "tools.pulse.costs",

@@ -365,3 +365,35 @@ class CreditRepository:
     def spent_total(self) -> int:
         return -int(self.session.scalar(select(func.coalesce(func.sum(CreditLedger.delta), 0))
                                         .where(CreditLedger.reason.in_(("job_run", "refund")))) or 0)
+
+
+class JobKpiRepository:
+    """Daily figures for the Pulse store: finished jobs by state, credits granted and spent."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def finished_by_state(self, org_id: int, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
+        from sqlalchemy import func, select
+
+        from memory.jobs.models import Job
+
+        rows = self.session.execute(
+            select(Job.state, func.count()).where(
+                Job.org_id == org_id, Job.finished_at >= start, Job.finished_at < end,
+                Job.state.in_(("succeeded", "failed", "dead")),
+            ).group_by(Job.state)
+        ).all()
+        return {str(state): int(n) for state, n in rows}
+
+    def credit_totals(self, org_id: int, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
+        from sqlalchemy import func, select
+
+        from memory.jobs.models import CreditLedger
+
+        rows = self.session.execute(
+            select(CreditLedger.reason, func.coalesce(func.sum(CreditLedger.delta), 0)).where(
+                CreditLedger.org_id == org_id, CreditLedger.created_at >= start, CreditLedger.created_at < end,
+            ).group_by(CreditLedger.reason)
+        ).all()
+        return {str(reason): int(total) for reason, total in rows}
