@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from levqor.logging import request_id_var
 from levqor.settings import get_settings
-from memory.db import close_session, session_factory
+from memory.db import session_scope
 from tools.context import Principal, ToolContext
 from tools.enterprise import audit_log
 from tools.enterprise.rbac import PERMISSIONS, allowed
@@ -22,15 +22,8 @@ SESSION_COOKIE = "levqor_session"
 
 def get_session() -> Iterator[Session]:
     """One session per request: commit when the handler returns, roll back on any error."""
-    session = session_factory()()
-    try:
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        close_session(session)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

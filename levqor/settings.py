@@ -56,9 +56,13 @@ class Settings(BaseSettings):
     )
     allow_loopback_urls: bool = Field(False, description="Let the SSRF guard allow 127.0.0.1 (tests only).")
     staff_orgs: list[str] = Field(
-        default_factory=list, description='Slugs of Levqor staff organisations (JSON list); their admins review plugins and run payouts.')
+        default_factory=list,
+        description="Slugs of Levqor staff organisations (JSON list); their admins review plugins and run payouts.",
+    )
     hooks_concurrency: int = Field(16, description="Partner webhook deliveries one worker sends at once.")
-    hooks_per_endpoint: int = Field(2, description="Deliveries in flight per partner endpoint (a slow one cannot starve others).")
+    hooks_per_endpoint: int = Field(
+        2, description="Deliveries in flight per partner endpoint (a slow one cannot starve others)."
+    )
     hooks_timeout_s: float = Field(10, description="Partner webhook request timeout in seconds.")
     hooks_disable_after_s: int = Field(
         432000, description="Disable a partner endpoint failing for this long (seconds) and email the partner.")
