@@ -252,7 +252,8 @@ def accrue(body: PeriodIn, ctx: Annotated[ToolContext, require("payouts:write")]
     return _run("payouts.accrue_subscriptions", ctx, body)
 
 
-@v1.get("/payouts/statement", response_model=Statement)
+@v1.get("/payouts/statement", response_model=Statement, responses={
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "JSON, or CSV with format=csv"}})
 def statement(ctx: Annotated[ToolContext, require("payouts:read")],
               period: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
               format: Annotated[str, Query(pattern="^(json|csv)$")] = "json") -> Any:
