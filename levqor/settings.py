@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         0, description="Port where a standalone `levqor worker`/`scheduler` serves /metrics (0: off)."
     )
+    smtp_url: str = Field(
+        "", description="SMTP server for email notifications, smtp://[user:pass@]host[:port] (smtps:// for TLS, "
+        "smtp+starttls:// for STARTTLS); empty writes each message as an .eml file in VAR_DIR/mail.",
+    )
+    smtp_from: str = Field("Levqor <noreply@levqor.ai>", description="From address of email notifications.")
     allow_loopback_urls: bool = Field(False, description="Let the SSRF guard allow 127.0.0.1 (tests only).")
     staff_orgs: list[str] = Field(
         default_factory=list,

@@ -1,0 +1,81 @@
+"""Email notifications: the ``notification_requested`` handler sends mail by SMTP.
+
+A pipeline's ``notify`` step (channel ``email``) emits ``notification_requested`` when its run's
+success is recorded; the outbox delivers it here at least once, with retries. With no
+``LEVQOR_SMTP_URL`` each message is written as an ``.eml`` file under ``VAR_DIR/mail`` instead
+(a development sink: nothing is lost and nothing leaves the machine).
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from sqlalchemy.orm import Session
+
+from levqor.settings import get_settings
+from tools.events.service import EventRecord, on_event
+
+log = logging.getLogger(__name__)
+
+
+def build_message(event: EventRecord) -> EmailMessage:
+    s = get_settings()
+    p = event.payload
+    msg = EmailMessage()
+    msg["From"] = s.smtp_from
+    msg["To"] = str(p["to"])
+    msg["Subject"] = str(p.get("subject") or "Levqor notification")
+    # The event id makes redelivery idempotent for receivers that de-duplicate on Message-ID.
+    msg["Message-ID"] = make_msgid(idstring=event.uid, domain="levqor.ai")
+    msg.set_content(str(p.get("body") or ""))
+    return msg
+
+
+def send(msg: EmailMessage, smtp_url: str, timeout: float = 15.0) -> None:
+    """Send ``msg`` through the SMTP server named by ``smtp_url``."""
+    u = urlsplit(smtp_url)
+    if u.scheme not in ("smtp", "smtps", "smtp+starttls") or not u.hostname:
+        raise ValueError("LEVQOR_SMTP_URL must look like smtp://host:port, smtps://… or smtp+starttls://…")
+    port = u.port or (465 if u.scheme == "smtps" else 587 if u.scheme == "smtp+starttls" else 25)
+    client: smtplib.SMTP
+    if u.scheme == "smtps":
+        client = smtplib.SMTP_SSL(u.hostname, port, timeout=timeout, context=ssl.create_default_context())
+    else:
+        client = smtplib.SMTP(u.hostname, port, timeout=timeout)
+    with client:
+        if u.scheme == "smtp+starttls":
+            client.starttls(context=ssl.create_default_context())
+        if u.username:
+            client.login(unquote(u.username), unquote(u.password or ""))
+        client.send_message(msg)
+
+
+def write_eml(msg: EmailMessage, event_uid: str) -> Path:
+    folder = get_settings().var_dir / "mail"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{event_uid}.eml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(bytes(msg))
+    tmp.replace(path)
+    return path
+
+
+@on_event("notification_requested", handler_name="jobs.email_notification")
+def deliver_email(session: Session, event: EventRecord) -> None:
+    """Send an email notification (SMTP when configured, else an .eml file in VAR_DIR/mail)."""
+    if event.payload.get("channel") != "email":
+        return
+    msg = build_message(event)
+    url = get_settings().smtp_url
+    if url:
+        send(msg, url)
+        log.info("email sent", extra={"fields": {"to": msg["To"], "event": event.uid}})
+    else:
+        path = write_eml(msg, event.uid)
+        log.info("email written (no LEVQOR_SMTP_URL)", extra={"fields": {"to": msg["To"], "path": str(path)}})
