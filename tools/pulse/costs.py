@@ -76,7 +76,14 @@ class CsvError(Unprocessable):
 
 def parse_csv(text: str) -> list[CostIn]:
     """Parse and validate a cost CSV; raise naming the first bad row and column."""
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return _parse_rows(reader)
+    except csv.Error as exc:
+        raise CsvError(f"row {reader.line_num}: not valid CSV: {exc}", field="file") from None
+
+
+def _parse_rows(reader: csv.DictReader[str]) -> list[CostIn]:
     header = [h.strip() for h in (reader.fieldnames or [])]
     if not header:
         raise CsvError("the file is empty: expected a header row day,source,amount_cents[,description,ref]",
