@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         0, description="Port where a standalone `levqor worker`/`scheduler` serves /metrics (0: off)."
     )
+    job_lease_sweep: bool = Field(
+        True, description="Workers return jobs with expired leases to the queue on each heartbeat (the chaos "
+        "suite turns this off so that only the healer can fix them).",
+    )
     smtp_url: str = Field(
         "", description="SMTP server for email notifications, smtp://[user:pass@]host[:port] (smtps:// for TLS, "
         "smtp+starttls:// for STARTTLS); empty writes each message as an .eml file in VAR_DIR/mail.",

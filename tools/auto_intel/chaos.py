@@ -27,6 +27,11 @@ ALL_SCENARIOS: tuple[str, ...] = ("worker_kill9", "worker_hang", "memory_leak", 
 CHAOS_ENV = {"LEVQOR_JOB_LEASE_S": "3", "LEVQOR_OPS_RESOLVE_QUIET_S": "3", "LEVQOR_OPS_HEAL_VERIFY_S": "4",
              "LEVQOR_WORKER_CONCURRENCY": "2", "LEVQOR_LOG_JSON": "true", "LEVQOR_OPS_QUEUE_AGE_MAX_S": "60"}
 
+# Per-scenario worker settings. Workers sweep expired leases themselves on each heartbeat; in the
+# expired-leases scenario that sweep is off, so the scenario tests the monitor and healer rather than
+# racing them (and a run where the sweep wins would show the fault as undetected).
+SCENARIO_ENV: dict[str, dict[str, str]] = {"expired_leases": {"LEVQOR_JOB_LEASE_SWEEP": "false"}}
+
 
 @dataclass
 class Result:
@@ -359,7 +364,7 @@ def run(names: list[str], *, workers: int = 2, logdir: Path) -> list[Result]:
             results.append(Result(name, built=False, note="scenario not built yet"))
             continue
         org_id, pipeline_id = _setup()
-        platform = Platform(workers, env, logdir / name)
+        platform = Platform(workers, {**env, **SCENARIO_ENV.get(name, {})}, logdir / name)
         try:
             results.append(SCENARIOS[name](platform, org_id, pipeline_id))
         finally:

@@ -252,7 +252,7 @@ class JobWorker:
         with session_scope() as s:
             from tools.jobs.queue import requeue_expired
 
-            requeued, dead = requeue_expired(s, None)
+            requeued, dead = requeue_expired(s, None) if get_settings().job_lease_sweep else ([], [])
             if requeued or dead:
                 log.warning("expired leases swept", extra={"fields": {"requeued": requeued, "dead": dead}})
             WorkerRepository(s).prune(utcnow() - PRUNE_AFTER)
