@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/bench_h3"
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/levqor_bench"
 
 
 def pct(values: list[float], q: float) -> float:
