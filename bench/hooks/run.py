@@ -194,19 +194,6 @@ def child(url: str, events: int, rate: float, endpoints: int) -> dict[str, Any]:
         rx.wait()
 
 
-def _ensure_pg_database(url: str) -> None:
-    """Create the benchmark's PostgreSQL database on a fresh machine."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": u.database}):
-            conn.execute(text(f'CREATE DATABASE "{u.database}"'))
-    admin.dispose()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=10)
@@ -220,7 +207,10 @@ def main() -> None:
         print(json.dumps(child(args.child, args.events, args.rate, args.endpoints)))
         return
     results: dict[str, Any] = {}
-    _ensure_pg_database(args.pg)
+    sys.path.insert(0, str(ROOT))
+    from bench.pg import ensure_pg_database
+
+    ensure_pg_database(args.pg)
     for name, url in (("sqlite", ""), ("pg", args.pg)):
         out = subprocess.run([sys.executable, __file__, "--child", url, "--events", str(args.events), "--rate",
                               str(args.rate), "--endpoints", str(args.endpoints)], cwd=ROOT, capture_output=True,

@@ -199,18 +199,6 @@ def run_celery(n: int, m: int, rate: float) -> dict[str, Any]:
     return {"throughput": tput, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "n": n, "m": m}
 
 
-def ensure_pg_database(url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": u.database}):
-            conn.execute(text(f'CREATE DATABASE "{u.database}"'))
-    admin.dispose()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2000)
@@ -227,6 +215,9 @@ def main() -> None:
     res: dict[str, dict[str, Any]] = {}
     sqlite_url = f"sqlite:///{tempfile.mkdtemp(prefix='levqor-bench-sqlite-')}/bench.db"
     res["sqlite"] = run_ours("sqlite", sqlite_url, a.jobs, a.latency_jobs, a.rate)
+    sys.path.insert(0, str(ROOT))
+    from bench.pg import ensure_pg_database
+
     ensure_pg_database(a.pg)
     res["pg"] = run_ours("pg", a.pg, a.jobs, a.latency_jobs, a.rate)
     res["celery"] = run_celery(a.jobs, a.latency_jobs, a.rate)
