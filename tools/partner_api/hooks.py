@@ -552,13 +552,11 @@ def list_deliveries(ctx: ToolContext, params: DeliveryQuery) -> DeliveryPage:
 
 
 def _visible_delivery(ctx: ToolContext, delivery_id: int) -> WebhookDelivery:
+    from tools.partner_api.registry import visible_to_org_or_publisher
+
     repo = PartnerRepository(ctx.session)
     d = repo.delivery(delivery_id)
-    if d is not None and d.org_id == ctx.org_id:
-        return d
-    partner = repo.partner_for_org(ctx.org_id)
-    plugin = repo.plugin(d.plugin_id) if d else None
-    if d is None or partner is None or plugin is None or plugin.partner_id != partner.id:
+    if d is None or not visible_to_org_or_publisher(repo, ctx.org_id, d.org_id, d.plugin_id):
         raise NotFound(f"delivery {delivery_id} not found", field="delivery_id")
     return d
 

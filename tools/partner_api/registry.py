@@ -18,6 +18,7 @@ import ipaddress
 import json
 import re
 import secrets
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -100,6 +101,14 @@ class Endpoints(Strict):
     actions: list[Action] = Field(default_factory=list, max_length=20)
 
 
+
+def _known(values: list[str], allowed: Collection[str], what: str) -> list[str]:
+    """Refuse values outside ``allowed`` (naming them); return the rest sorted without repeats."""
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ValueError(f"unknown {what} {bad}; use {', '.join(allowed)}")
+    return sorted(set(values))
+
 class Manifest(Strict):
     """A plugin manifest (the roadmap's ``id, name, author, endpoints, revenue_share`` and more)."""
 
@@ -128,26 +137,17 @@ class Manifest(Strict):
     @field_validator("categories")
     @classmethod
     def _categories(cls, v: list[str]) -> list[str]:
-        bad = [c for c in v if c not in CATEGORIES]
-        if bad:
-            raise ValueError(f"unknown categories {bad}; use {', '.join(CATEGORIES)}")
-        return sorted(set(v))
+        return _known(v, CATEGORIES, "categories")
 
     @field_validator("scopes")
     @classmethod
     def _scopes(cls, v: list[str]) -> list[str]:
-        bad = [s for s in v if s not in PLUGIN_SCOPES]
-        if bad:
-            raise ValueError(f"unknown scopes {bad}; use {', '.join(PLUGIN_SCOPES)}")
-        return sorted(set(v))
+        return _known(v, PLUGIN_SCOPES, "scopes")
 
     @field_validator("events")
     @classmethod
     def _events(cls, v: list[str]) -> list[str]:
-        bad = [e for e in v if e not in KNOWN_EVENTS]
-        if bad:
-            raise ValueError(f"unknown events {bad}; use {', '.join(sorted(KNOWN_EVENTS))}")
-        return sorted(set(v))
+        return _known(v, sorted(KNOWN_EVENTS), "events")
 
     @model_validator(mode="after")
     def _webhook_needed(self) -> Manifest:
@@ -700,15 +700,20 @@ def _org_install(ctx: ToolContext, install_id: int) -> PluginInstall:
     return inst
 
 
+def visible_to_org_or_publisher(repo: PartnerRepository, org_id: int, row_org_id: int, plugin_id: int) -> bool:
+    """Whether org ``org_id`` owns a row (install, delivery) or publishes the row's plugin."""
+    if row_org_id == org_id:
+        return True
+    partner = repo.partner_for_org(org_id)
+    plugin = repo.plugin(plugin_id)
+    return partner is not None and plugin is not None and plugin.partner_id == partner.id
+
+
 def _install_for_org_or_partner(ctx: ToolContext, install_id: int) -> PluginInstall:
     """The install, when the caller's org installed it or publishes its plugin."""
     repo = PartnerRepository(ctx.session)
     inst = repo.install(install_id)
-    if inst is not None and inst.org_id == ctx.org_id:
-        return inst
-    partner = repo.partner_for_org(ctx.org_id)
-    plugin = repo.plugin(inst.plugin_id) if inst else None
-    if inst is None or partner is None or plugin is None or plugin.partner_id != partner.id:
+    if inst is None or not visible_to_org_or_publisher(repo, ctx.org_id, inst.org_id, inst.plugin_id):
         raise NotFound(f"install {install_id} not found", field="install_id")
     return inst
 
