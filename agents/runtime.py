@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("levqor.agents")
 
 # Modules that define agents (each calls :func:`register_agent` on import).
-AGENT_MODULES: tuple[str, ...] = ("agents.janitor.graph", "agents.advisor.graph", "agents.planner.graph")
+AGENT_MODULES: tuple[str, ...] = ("agents.janitor.graph", "agents.advisor.graph", "agents.planner.graph",
+                                  "agents.healer.graph")
 TRIGGERS = ("schedule", "event", "chat", "manual")
 ABANDONED_AFTER_S = 1800
 FINAL_OUTCOMES = ("ok", "denied", "refused", "error", "approved", "rejected")
@@ -56,6 +57,9 @@ class AgentDef:
     initial_state: Callable[[RunDeps, dict[str, Any]], dict[str, Any]]
     offline_chat: Callable[[RunDeps, str], Iterator[ChatEvent]] | None = None
     system_prompt: str = ""
+    # Its tools act on the whole platform (a principal with no organisation, like the ops healer); the
+    # run's organisation owns the run record, its approvals and its costs.
+    platform: bool = False
 
 
 _agents: dict[str, AgentDef] = {}
@@ -139,13 +143,14 @@ class Toolbox:
     """The tools one agent run may use; every call is policy-checked, recorded and counted."""
 
     def __init__(self, agent: str, org_id: int, run_id: int, reg: ToolRegistry | None = None,
-                 *, interruptible: bool = True):
+                 *, interruptible: bool = True, platform: bool = False):
         self.agent = agent
         self.org_id = org_id
         self.run_id = run_id
         self.registry = reg or registry
         self.interruptible = interruptible
-        self.principal = Principal(kind="agent", id=agent, org_id=org_id, role="agent", name=f"agent {agent}")
+        self.principal = Principal(kind="agent", id=agent, org_id=None if platform else org_id, role="agent",
+                                   name=f"agent {agent}")
         self.offered = offered_tools(agent, self.registry)
         self._llm_names = {llm_name(n): n for n in self.offered}
         self._seq = 0
@@ -176,8 +181,11 @@ class Toolbox:
                                                     args_schema=spec.input_model))
         return out
 
-    def call(self, tool: str, args: dict[str, Any], call_key: str | None = None) -> ToolResult:
-        """Ask for ``tool(args)`` as this agent. Replays of a graph node get the recorded answer."""
+    def call(self, tool: str, args: dict[str, Any], call_key: str | None = None, *,
+             purpose: str | None = None) -> ToolResult:
+        """Ask for ``tool(args)`` as this agent. Replays of a graph node get the recorded answer.
+
+        ``purpose`` (what the call is for, e.g. the incident) heads the approval request if one is needed."""
         if call_key is None:
             self._seq += 1
             call_key = f"auto-{self._seq}"
@@ -194,7 +202,7 @@ class Toolbox:
             result = self._invoke(tool, args, call_key)
             if result.outcome != "needs_approval":
                 return result
-        return self._await_approval(tool, args, call_key)
+        return self._await_approval(tool, args, call_key, purpose)
 
     # -- the three paths ---------------------------------------------------------------------
 
@@ -233,7 +241,8 @@ class Toolbox:
             self._record(s, call_key, tool, ctx_args, outcome, data, msg or _summary(data), ms)
         return ToolResult(tool=tool, outcome=outcome, data=data, message=msg or _summary(data))
 
-    def _await_approval(self, tool: str, args: dict[str, Any], call_key: str) -> ToolResult:
+    def _await_approval(self, tool: str, args: dict[str, Any], call_key: str,
+                        purpose: str | None = None) -> ToolResult:
         if not self.interruptible:
             msg = f"{tool} needs a person's approval; it can only be asked for in an agent run, not in chat"
             with session_scope() as s:
@@ -241,7 +250,7 @@ class Toolbox:
             return ToolResult(tool=tool, outcome="rejected", message=msg)
         from langgraph.types import interrupt
 
-        ap = self._ensure_approval(tool, args, call_key)
+        ap = self._ensure_approval(tool, args, call_key, purpose)
         interrupt({"approval_id": ap["id"], "tool": tool, "args": ap["args"], "reason": ap["reason"],
                    "agent": self.agent, "run_id": self.run_id})
         # Resumed: the row, not the resume value, says what was decided.
@@ -257,7 +266,8 @@ class Toolbox:
         return self._run_approved(tool, edited if edited is not None else ap["args"], call_key, ap["id"],
                                   by or "")
 
-    def _ensure_approval(self, tool: str, args: dict[str, Any], call_key: str) -> dict[str, Any]:
+    def _ensure_approval(self, tool: str, args: dict[str, Any], call_key: str,
+                         purpose: str | None = None) -> dict[str, Any]:
         from tools.enterprise.audit_log import append
 
         with session_scope() as s:
@@ -266,6 +276,8 @@ class Toolbox:
             if ap is None:
                 # The policy engine recorded the needs_approval decision (and its reason) a moment ago.
                 reason = repo.last_policy_reason(self.principal.actor, tool) or f"{tool} needs approval"
+                if purpose:
+                    reason = f"{purpose[:300]}. {reason}"
                 now = utcnow()
                 # The policy engine already validated these arguments; store them as the tool sees them.
                 clean = self.registry.get(tool).input_model.model_validate(args).model_dump(mode="json")
@@ -304,8 +316,8 @@ class Toolbox:
                                 detail={"reason": decision.reason, "args": params.model_dump(mode="json"),
                                         "approval_id": approval_id})
                 return ToolResult(tool=tool, outcome="denied", message=decision.reason, approval_id=approval_id)
-            system = Principal(kind="system", id=f"approval-{approval_id}", org_id=self.org_id, role="admin",
-                               name=f"agent {self.agent}, approved by {approved_by}")
+            system = Principal(kind="system", id=f"approval-{approval_id}", org_id=self.principal.org_id,
+                               role="admin", name=f"agent {self.agent}, approved by {approved_by}")
             ctx = ToolContext(session=s, principal=system, agent_run_id=self.run_id)
             try:
                 out = self.registry.invoke(tool, ctx, params)
@@ -380,6 +392,7 @@ class RunDeps:
     mode: str
     model: Any = None  # a ChatOpenAI in LLM mode
     model_name: str | None = None
+    history: list[tuple[str, str]] = field(default_factory=list)  # a chat's earlier (role, content), oldest first
 
     def record_llm(self, message: Any) -> None:
         """Count one model response's tokens and cost on the run and in the cost store."""
@@ -458,7 +471,8 @@ def reset_checkpointers() -> None:
 
 
 def _deps(run: AgentRun, reg: ToolRegistry | None, *, interruptible: bool = True) -> RunDeps:
-    toolbox = Toolbox(run.agent, run.org_id, run.id, reg, interruptible=interruptible)
+    toolbox = Toolbox(run.agent, run.org_id, run.id, reg, interruptible=interruptible,
+                      platform=get_agent(run.agent).platform)
     if run.mode == "llm":
         return RunDeps(run.agent, run.org_id, run.id, toolbox, "llm", llm_backend.chat_model(),
                        run.model or llm_backend.model_name())
@@ -533,6 +547,17 @@ def execute_run(run_id: int, *, resume: dict[str, Any] | None = None, reg: ToolR
     log.info("agent run", extra={"fields": {"run": run_id, "agent": run.agent, "status": status,
                                             "steps": steps}})
     return status
+
+
+def run_values(run_id: int, reg: ToolRegistry | None = None) -> dict[str, Any]:
+    """The run's graph state at its last checkpoint (what its nodes produced so far); {} if none."""
+    with session_scope() as s:
+        run = AgentRepository(s).run(run_id)
+        if run is None:
+            return {}
+        s.expunge(run)
+    graph = get_agent(run.agent).build(_deps(run, reg)).compile(checkpointer=checkpointer())
+    return dict(graph.get_state({"configurable": {"thread_id": run.thread_id}}).values)
 
 
 # ---- approvals --------------------------------------------------------------------------------
@@ -721,6 +746,11 @@ def chat_stream(run_id: int, thread_id: int, reg: ToolRegistry | None = None) ->
         s.expunge(run)
         history = [(m.role, m.content) for m in repo.messages(thread_id)]
     agent = get_agent(run.agent)
+    if agent.platform:
+        yield ChatEvent("error", {"detail": f"agent {agent.name} acts on the whole platform and does not chat"})
+        with session_scope() as s:
+            AgentRepository(s).set_status(run_id, "failed", error="platform agents do not chat", finished=True)
+        return
     deps = _deps(run, reg, interruptible=False)
     text: list[str] = []
     calls: list[dict[str, Any]] = []
@@ -730,6 +760,7 @@ def chat_stream(run_id: int, thread_id: int, reg: ToolRegistry | None = None) ->
             if agent.offline_chat is None:
                 raise NotFound(f"agent {agent.name} has no offline chat", field="agent")
             user = next((c for r, c in reversed(history) if r == "user"), "")
+            deps.history = history[:-1] if history and history[-1] == ("user", user) else history
             for ev in agent.offline_chat(deps, user):
                 if ev.event == "token":
                     text.append(str(ev.data.get("text", "")))

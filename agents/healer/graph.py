@@ -1,99 +1,73 @@
-"""The healer graph: diagnose -> summarize -> act (one healing step), for one incident.
+"""The healer agent: one healing attempt on one incident, as a run on the agent runtime.
 
-Offline, the summary is the incident's template and the playbook is the diagnosis' own. With an LLM
-configured, the model writes a plain-language summary and may propose one of the known playbooks; the
-proposal goes through the same precondition, per-target limit, policy engine and verification.
-No checkpointer: each run is one short step and the incident row holds the healing state.
+diagnose -> summarize -> act -> (approve) -> verify -> report. Offline, the summary is the incident's
+template and the playbook the diagnosis' own; with an LLM configured the model writes the summary and may
+propose a known playbook, which passes the same precondition, limits, policy engine and verification.
+An action the policy wants approved pauses the run (checkpointed) until a person decides.
+
+:func:`run_healer` is what the monitor (trigger ``schedule``) and the ``incident_opened`` handler
+(``event``) call for an incident: steps that choose no action (verifying a pending one, backing off,
+watching an anomaly) are taken directly; an attempt that chooses a playbook is an agent run.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from typing import Any, TypedDict
+import datetime as dt
+from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from agents import llm as llm_backend
-
-log = logging.getLogger("levqor.agents.healer")
-
-SYSTEM = (
-    "You are Levqor's on-call healer. Given an incident as JSON and the playbooks you may choose, answer with "
-    'one JSON object {"summary": "<two or three plain sentences for an operator: what broke, the evidence, '
-    'what will be done>", "playbook": "<one of the allowed names, or null>"} and nothing else.'
-)
+from agents.healer import launch, nodes, prompts
+from agents.healer.state import HealerState
+from agents.runtime import AgentDef, RunDeps, register_agent, run_values, start_run
 
 
-class HealerState(TypedDict, total=False):
-    incident_id: int
-    incident: dict[str, Any]
-    summary: str
-    proposal: str | None
-    step: dict[str, Any]
+def build(deps: RunDeps) -> StateGraph[Any]:
+    g: StateGraph[Any] = StateGraph(HealerState)
+    for name, fn in nodes.nodes(deps).items():
+        g.add_node(name, fn)
+    g.add_edge(START, "diagnose")
+    g.add_edge("summarize", "act")
+    g.add_edge("verify", "report")
+    g.add_edge("report", END)
+    return g
 
 
-def diagnose(state: HealerState) -> dict[str, Any]:
-    from tools.auto_intel.self_heal import invoke_as_healer
-
-    inc = invoke_as_healer("incidents.get", {"incident_id": state["incident_id"]})
-    return {"incident": inc}
-
-
-def summarize(state: HealerState) -> dict[str, Any]:
-    from tools.auto_intel.self_heal import invoke_as_healer, playbook_names
-
-    inc = state["incident"]
-    if not llm_backend.is_online() or inc["state"] == "resolved":
-        return {"summary": inc["summary"], "proposal": None}
-    from langchain_core.messages import HumanMessage, SystemMessage
-
-    allowed = playbook_names()
-    brief = {k: inc[k] for k in ("title", "diagnosis", "severity", "subject", "signals", "occurrences")}
-    brief["timeline"] = [f"{e['kind']}: {e['message']}" for e in inc["timeline"][-10:]]
-    try:
-        answer = llm_backend.chat_model().invoke([
-            SystemMessage(SYSTEM),
-            HumanMessage(json.dumps({"incident": brief, "allowed_playbooks": allowed}, default=str))])
-        text = str(answer.content).strip().removeprefix("```json").removeprefix("```").removesuffix("```")
-        data = json.loads(text)
-        summary = str(data.get("summary") or "").strip()[:4000]
-        proposal = data.get("playbook")
-        proposal = proposal if isinstance(proposal, str) and proposal in allowed else None
-    except Exception:
-        log.warning("LLM summary failed; keeping the template", exc_info=True)
-        return {"summary": inc["summary"], "proposal": None}
-    if summary:
-        invoke_as_healer("incidents.summarize", {"incident_id": inc["id"], "summary": summary})
-    return {"summary": summary or inc["summary"], "proposal": proposal}
+def initial_state(deps: RunDeps, run_input: dict[str, Any]) -> dict[str, Any]:
+    """The run's incident: given (its own or an event's), else the organisation's oldest due one."""
+    iid = run_input.get("incident_id") or (run_input.get("payload") or {}).get("incident_id")
+    if iid is not None and launch.run_owner(int(iid)) != deps.org_id:
+        iid = None  # another organisation's incident: never healed from this organisation's run
+    if iid is None and "incident_id" not in run_input:
+        iid = launch.next_due(deps.org_id)
+    return {"incident_id": int(iid) if iid is not None else None,
+            "trigger": str(run_input.get("event") or run_input.get("trigger") or "run")}
 
 
-def act(state: HealerState) -> dict[str, Any]:
+def run_healer(incident_id: int, *, trigger: str = "schedule", now: dt.datetime | None = None) -> HealerState:
+    """Take the next healing step on an incident: directly, or as a healer run when it chooses an action.
+
+    Returns the run's final state (``run_id``, ``step``, ``proposal`` ...) or, for a direct step, ``step``."""
     from tools.auto_intel.self_heal import heal
 
-    step = heal(state["incident_id"], prefer=state.get("proposal"))
-    return {"step": {"outcome": step.outcome, "action": step.action, "detail": step.detail}}
-
-
-def build() -> Any:
-    g: StateGraph[Any] = StateGraph(HealerState)
-    g.add_node("diagnose", diagnose)
-    g.add_node("summarize", summarize)
-    g.add_node("act", act)
-    g.add_edge(START, "diagnose")
-    g.add_edge("diagnose", "summarize")
-    g.add_edge("summarize", "act")
-    g.add_edge("act", END)
-    return g.compile()
-
-
-_graph: Any = None
-
-
-def run_healer(incident_id: int) -> HealerState:
-    """Run the healer graph once for ``incident_id``."""
-    global _graph
-    if _graph is None:
-        _graph = build()
-    out: HealerState = _graph.invoke({"incident_id": incident_id})
+    gate = heal(incident_id, now, act=False)
+    if gate.outcome != "due":
+        return {"incident_id": incident_id, "step": nodes.step_dict(gate)}
+    owner = launch.run_owner(incident_id)
+    if owner is None:
+        launch.warn_unowned()
+        return {"incident_id": incident_id, "step": nodes.step_dict(heal(incident_id, now))}
+    if launch.active_run(incident_id) is not None:
+        return {"incident_id": incident_id, "step": {"outcome": "waiting", "detail": "a healer run is at work"}}
+    run_id = start_run("healer", owner, trigger, input={"incident_id": incident_id})
+    out: HealerState = {"incident_id": incident_id, **run_values(run_id), "run_id": run_id}  # type: ignore[typeddict-item]
     return out
+
+
+AGENT = register_agent(AgentDef(
+    name="healer",
+    description="On each incident the monitor opens: diagnoses it, writes the summary, runs one playbook action "
+                "through policy and verifies it; an action that needs approval waits for a person, and what "
+                "fails or is rejected goes to a person.",
+    build=build, initial_state=initial_state, system_prompt=prompts.SYSTEM, platform=True,
+))

@@ -53,6 +53,11 @@ class AgentRepository:
         return self.session.scalar(select(AgentRun).where(
             AgentRun.org_id == org_id, AgentRun.agent == agent, AgentRun.status.in_(ACTIVE)).limit(1))
 
+    def active_runs(self, agent: str, limit: int = 200) -> list[AgentRun]:
+        """Runs of ``agent`` in any organisation that have not ended (queued, running, waiting)."""
+        return list(self.session.scalars(select(AgentRun).where(
+            AgentRun.agent == agent, AgentRun.status.in_(ACTIVE)).order_by(AgentRun.id.desc()).limit(limit)))
+
     def claim_run(self, run_id: int, from_status: str = "queued") -> bool:
         """Move a run from ``from_status`` to running; only one caller wins."""
         res = self.session.execute(update(AgentRun).where(

@@ -432,7 +432,8 @@ def chat_start(ctx: ToolContext, params: ChatStart) -> ChatStarted:
     """Store your message in a chat thread with an agent (new thread when none given) and open a chat run."""
     from agents.runtime import create_run, get_agent
 
-    get_agent(params.agent)
+    if get_agent(params.agent).platform:
+        raise Unprocessable(f"agent {params.agent} acts on the whole platform and does not chat", field="agent")
     repo = AgentRepository(ctx.session)
     if params.thread_id is not None:
         thread = repo.thread(params.thread_id, ctx.org_id, ctx.principal.actor)

@@ -1,0 +1,73 @@
+"""Which organisation owns a healer run, and whether one is already at work on an incident.
+
+Incidents of an organisation (a poison job, a failing pipeline) are healed in runs of that organisation.
+Platform incidents (workers, the queue, the API) have no organisation: their runs, approvals and costs
+belong to the first organisation in ``LEVQOR_STAFF_ORGS`` (whose admins see platform incidents), or to
+the only organisation when there is just one. With neither, nobody could see or approve such a run, so
+the healer takes the step outside the runtime (an approval then escalates to a person).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+log = logging.getLogger("levqor.agents.healer")
+_warned: list[bool] = []
+
+
+def warn_unowned() -> None:
+    """Say once per process that platform incidents are healed outside agent runs (no owner)."""
+    if not _warned:
+        _warned.append(True)
+        log.warning("platform incidents are healed outside agent runs (no run history, approvals escalate): "
+                    "several organisations and none in LEVQOR_STAFF_ORGS")
+
+
+def run_owner(incident_id: int) -> int | None:
+    """The organisation whose healer run heals ``incident_id``; None when none can own it."""
+    from levqor.settings import get_settings
+    from memory.agents.repository import AgentRepository
+    from memory.db import session_scope
+    from memory.identity.repository import IdentityRepository
+    from memory.ops.repository import IncidentRepository
+
+    with session_scope() as s:
+        inc = IncidentRepository(s).get(incident_id)
+        if inc is None:
+            return None
+        if inc.org_id is not None:
+            return inc.org_id
+        ident = IdentityRepository(s)
+        for slug in get_settings().staff_orgs:
+            org = ident.org_by_slug(slug)
+            if org is not None:
+                return org.id
+        ids = AgentRepository(s).org_ids()
+        return ids[0] if len(ids) == 1 else None
+
+
+def active_run(incident_id: int) -> int | None:
+    """A healer run on ``incident_id`` that has not ended (queued, running, waiting for approval)."""
+    from memory.agents.repository import AgentRepository
+    from memory.db import session_scope
+
+    with session_scope() as s:
+        for run in AgentRepository(s).active_runs("healer"):
+            if (run.input or {}).get("incident_id") == incident_id:
+                return run.id
+    return None
+
+
+def next_due(org_id: int, now: dt.datetime | None = None) -> int | None:
+    """The oldest incident this organisation's healer run may act on now (manual and scheduled runs)."""
+    from memory.db import session_scope
+    from memory.ops.repository import IncidentRepository
+    from tools.auto_intel.self_heal import heal
+
+    with session_scope() as s:
+        ids = sorted(i.id for i in IncidentRepository(s).unresolved() if not i.manual)
+    for iid in ids:
+        if run_owner(iid) == org_id and active_run(iid) is None and heal(iid, now, act=False).outcome == "due":
+            return iid
+    return None
