@@ -53,6 +53,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    raw_headers: list[tuple[str, str]] = field(default_factory=list)  # as sent, repeats included
 
 
 @dataclass
@@ -82,7 +83,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 with rec.lock:
                     rec.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
-                                                 time.time()))
+                                                 time.time(), list(self.headers.items())))
                     b = rec.behaviour.get(self.path, Behaviour())
                 if b.delay:
                     rec.release.wait(b.delay)

@@ -155,7 +155,7 @@ class WebhookAttempt(Base):
 
 
 class PartnerEmail(Base):
-    """Email to a partner, written here and sent by a pluggable sender (no SMTP in this build)."""
+    """Email to a partner, queued here and sent by the jobs mailer (SMTP, or the .eml sink) or a set sender."""
 
     __tablename__ = "partner_emails"
 

@@ -3,7 +3,8 @@
 A pipeline's ``notify`` step (channel ``email``) emits ``notification_requested`` when its run's
 success is recorded; the outbox delivers it here at least once, with retries. With no
 ``LEVQOR_SMTP_URL`` each message is written as an ``.eml`` file under ``VAR_DIR/mail`` instead
-(a development sink: nothing is lost and nothing leaves the machine).
+(a development sink: nothing is lost and nothing leaves the machine). :func:`compose` and
+:func:`deliver` also send the partner emails of :mod:`tools.partner_api.hooks`.
 """
 
 from __future__ import annotations
@@ -24,17 +25,22 @@ from tools.events.service import EventRecord, on_event
 log = logging.getLogger(__name__)
 
 
-def build_message(event: EventRecord) -> EmailMessage:
-    s = get_settings()
-    p = event.payload
+def compose(to: str, subject: str, body: str, *, uid: str) -> EmailMessage:
+    """A plain-text message from ``LEVQOR_SMTP_FROM``; ``uid`` goes into its Message-ID."""
     msg = EmailMessage()
-    msg["From"] = s.smtp_from
-    msg["To"] = str(p["to"])
-    msg["Subject"] = str(p.get("subject") or "Levqor notification")
-    # The event id makes redelivery idempotent for receivers that de-duplicate on Message-ID.
-    msg["Message-ID"] = make_msgid(idstring=event.uid, domain="levqor.ai")
-    msg.set_content(str(p.get("body") or ""))
+    msg["From"] = get_settings().smtp_from
+    msg["To"] = to
+    msg["Subject"] = subject
+    # A stable uid makes redelivery idempotent for receivers that de-duplicate on Message-ID.
+    msg["Message-ID"] = make_msgid(idstring=uid, domain="levqor.ai")
+    msg.set_content(body)
     return msg
+
+
+def build_message(event: EventRecord) -> EmailMessage:
+    p = event.payload
+    return compose(str(p["to"]), str(p.get("subject") or "Levqor notification"), str(p.get("body") or ""),
+                   uid=event.uid)
 
 
 def send(msg: EmailMessage, smtp_url: str, timeout: float = 15.0) -> None:
@@ -66,16 +72,20 @@ def write_eml(msg: EmailMessage, event_uid: str) -> Path:
     return path
 
 
+def deliver(msg: EmailMessage, uid: str) -> None:
+    """Send ``msg`` by SMTP when ``LEVQOR_SMTP_URL`` is set, else write it to ``VAR_DIR/mail/{uid}.eml``."""
+    url = get_settings().smtp_url
+    if url:
+        send(msg, url)
+        log.info("email sent", extra={"fields": {"to": msg["To"], "uid": uid}})
+    else:
+        path = write_eml(msg, uid)
+        log.info("email written (no LEVQOR_SMTP_URL)", extra={"fields": {"to": msg["To"], "path": str(path)}})
+
+
 @on_event("notification_requested", handler_name="jobs.email_notification")
 def deliver_email(session: Session, event: EventRecord) -> None:
     """Send an email notification (SMTP when configured, else an .eml file in VAR_DIR/mail)."""
     if event.payload.get("channel") != "email":
         return
-    msg = build_message(event)
-    url = get_settings().smtp_url
-    if url:
-        send(msg, url)
-        log.info("email sent", extra={"fields": {"to": msg["To"], "event": event.uid}})
-    else:
-        path = write_eml(msg, event.uid)
-        log.info("email written (no LEVQOR_SMTP_URL)", extra={"fields": {"to": msg["To"], "path": str(path)}})
+    deliver(build_message(event), event.uid)

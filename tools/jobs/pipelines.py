@@ -24,6 +24,7 @@ from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.errors import Conflict, NotFound, Unprocessable
 from tools.events.service import KNOWN_EVENTS, emit
+from tools.partner_api.actions import reserved_header
 from tools.registry import tool
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(.+?)\s*\}\}")
@@ -108,7 +109,12 @@ class _Step(BaseModel):
 class HttpStep(_Step):
     kind: Literal["http"]
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
-    url: str = Field(min_length=1, max_length=2000, description="http(s) URL; may contain {{ }} placeholders")
+    url: str | None = Field(None, min_length=1, max_length=2000,
+                            description="http(s) URL; may contain {{ }} placeholders (or give plugin and action)")
+    plugin: str | None = Field(None, min_length=3, max_length=64, pattern=r"^[a-z0-9][a-z0-9.-]*$",
+                               description="Installed plugin whose action this step calls, signed to the partner")
+    action: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
+                               description="Name of the plugin's action (with plugin)")
     headers: dict[str, str] = Field(default_factory=dict, max_length=50)
     body: Any = Field(None, description="JSON template (object/array/string) sent as the body")
     timeout_s: float = Field(10.0, gt=0, le=60)
@@ -117,8 +123,16 @@ class HttpStep(_Step):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, v: str) -> str:
-        return _check_static_url(v)
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else _check_static_url(v)
+
+    @model_validator(mode="after")
+    def _target(self) -> HttpStep:
+        if (self.url is None) == (self.plugin is None):
+            raise ValueError("give either 'url' or 'plugin' (with 'action'), not both")
+        if (self.plugin is None) != (self.action is None):
+            raise ValueError("'plugin' and 'action' go together")
+        return self
 
     @field_validator("headers")
     @classmethod
@@ -126,7 +140,7 @@ class HttpStep(_Step):
         for k, val in v.items():
             if not re.fullmatch(r"[A-Za-z0-9-]{1,100}", k):
                 raise ValueError(f"invalid header name {k!r}")
-            if k.lower() in ("host", "content-length", "transfer-encoding", "connection"):
+            if k.lower() in ("host", "content-length", "transfer-encoding", "connection") or reserved_header(k):
                 raise ValueError(f"header {k!r} is set by Levqor")
             if "\n" in val or "\r" in val:
                 raise ValueError(f"header {k!r} contains a line break")
@@ -318,6 +332,23 @@ def _apply_trigger(p: Pipeline, trigger: Trigger) -> str | None:
     return None
 
 
+def check_plugin_steps(ctx: ToolContext, steps: list[Any]) -> None:
+    """Refuse a step that calls a plugin action without an active install of that plugin."""
+    from tools.partner_api.actions import PluginDirectory
+
+    directory: PluginDirectory | None = None
+    for i, step in enumerate(steps):
+        plugin = step.plugin if isinstance(step, HttpStep) else None
+        url = step.url if isinstance(step, HttpStep | NotifyStep) else None
+        if plugin is None and (url is None or _PLACEHOLDER.search(url)):
+            continue  # no call, or a templated URL (checked when it runs)
+        directory = directory or PluginDirectory.load(ctx.session, ctx.org_id)
+        if plugin is not None:
+            directory.by_name(plugin, step.action, field=f"steps.{i}.plugin")
+        elif url is not None:
+            directory.by_url(url, field=f"steps.{i}.url")
+
+
 def _dump_steps(steps: list[Any]) -> list[dict[str, Any]]:
     return [s.model_dump(mode="json", exclude_none=True) for s in steps]
 
@@ -337,6 +368,7 @@ def create_pipeline(ctx: ToolContext, params: PipelineCreate) -> PipelineRead:
     repo = PipelineRepository(ctx.session)
     if repo.by_name(ctx.org_id, params.name) is not None:
         raise Conflict(f"a pipeline named {params.name!r} already exists", field="name")
+    check_plugin_steps(ctx, params.steps)
     now = utcnow()
     p = Pipeline(org_id=ctx.org_id, name=params.name, description=params.description,
                  steps=_dump_steps(params.steps), max_attempts=params.max_attempts, timeout_s=params.timeout_s,
@@ -373,6 +405,7 @@ def update_pipeline(ctx: ToolContext, params: PipelineUpdate) -> PipelineRead:
     if params.description is not None:
         p.description = params.description
     if params.steps is not None:
+        check_plugin_steps(ctx, params.steps)
         p.steps = _dump_steps(params.steps)
     for attr in ("max_attempts", "timeout_s", "retry_backoff_s"):
         value = getattr(params, attr)

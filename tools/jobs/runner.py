@@ -2,7 +2,9 @@
 
 Steps never execute code: ``http`` (through the SSRF guard), ``transform`` (JMESPath or a
 placeholder template), ``delay`` (interruptible) and ``notify`` (email through the outbox, or a
-webhook through the SSRF guard). Errors are classified: timeouts, connection errors, 5xx and 429
+webhook through the SSRF guard). An ``http`` call to a plugin action (by name or by URL) needs an
+active install in the job's organisation and is signed with its secrets
+(:mod:`tools.partner_api.actions`). Errors are classified: timeouts, connection errors, 5xx and 429
 are transient (retried with backoff); everything else fails the job at once.
 """
 
@@ -12,14 +14,18 @@ import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memory.db import session_scope, utcnow
 from memory.jobs.models import Job, JobStep, Pipeline
 from memory.jobs.repository import JobRepository
 from tools.jobs import metrics
 from tools.jobs.pipelines import render, search
+
+if TYPE_CHECKING:
+    from tools.partner_api.actions import LazyDirectory, PluginCall
 
 log = logging.getLogger(__name__)
 MAX_OUTPUT_CHARS = 64_000
@@ -81,15 +87,40 @@ def _clip(value: Any) -> Any:
     return {"truncated": True, "preview": text[:MAX_OUTPUT_CHARS]}
 
 
-def _http(step: dict[str, Any], data: dict[str, Any], ctrl: RunControl, logs: list[str]) -> Any:
+def _plugin_call(step: dict[str, Any], url: str | None, plugins: LazyDirectory | None) -> PluginCall | None:
+    """The install this step's call belongs to (None: not a plugin action); StepFailed if not installed."""
+    from tools.errors import AppError
+
+    if plugins is None:
+        if step.get("plugin"):
+            raise StepFailed("plugin actions need an organisation", retryable=False)
+        return None
+    try:
+        if step.get("plugin"):
+            return plugins.get().by_name(str(step["plugin"]), step.get("action"))
+        return plugins.get().by_url(url or "")
+    except AppError as exc:
+        raise StepFailed(f"refused: {exc.detail}", retryable=False) from None
+    except Exception as exc:  # reading the installs failed (database): worth a retry
+        raise StepFailed(f"could not read the plugin installs: {type(exc).__name__}: {exc}", retryable=True) from None
+
+
+def _http(step: dict[str, Any], data: dict[str, Any], ctrl: RunControl, logs: list[str],
+          plugins: LazyDirectory | None = None, call_id: str = "") -> Any:
     import httpx
 
     from tools.jobs import ssrf
+    from tools.partner_api.actions import without_reserved
 
-    url = render(step["url"], data)
-    if not isinstance(url, str):
+    url = render(step["url"], data) if step.get("url") is not None else None
+    if url is not None and not isinstance(url, str):
         raise StepFailed(f"url template produced {type(url).__name__}, not a string", retryable=False)
-    headers = {k: str(render(v, data)) for k, v in (step.get("headers") or {}).items()}
+    call = _plugin_call(step, url, plugins)
+    if call is not None:
+        url = call.url
+    assert url is not None  # pipelines validate that a step has a url or a plugin action
+    # Signature and caller headers are Levqor's: whatever a stored step says, they are dropped here.
+    headers = without_reserved({k: str(render(v, data)) for k, v in (step.get("headers") or {}).items()})
     body = step.get("body")
     content: bytes | None = None
     if body is not None:
@@ -102,10 +133,18 @@ def _http(step: dict[str, Any], data: dict[str, Any], ctrl: RunControl, logs: li
     method = step.get("method", "GET")
     timeout = min(float(step.get("timeout_s", 10.0)), max(0.1, ctrl.deadline - time.monotonic()))
     logs.append(f"{method} {url}")
+    redirects = ssrf.MAX_REDIRECTS
+    if call is not None:
+        headers.update(call.headers(call_id or f"msg_{uuid.uuid4().hex}", content or b""))
+        redirects = 0  # the signed request must not be replayed to another host
+        logs.append(f"signed for plugin {call.plugin} (install {call.install_id}, action {call.action})")
     started = time.perf_counter()
     try:
-        resp = ssrf.request(method, url, headers=headers, content=content, timeout=timeout)
+        resp = ssrf.request(method, url, headers=headers, content=content, timeout=timeout, max_redirects=redirects)
     except ssrf.SSRFBlocked as exc:
+        if call is not None and exc.detail.startswith("more than"):
+            raise StepFailed(f"plugin {call.plugin} answered with a redirect; signed calls do not follow "
+                             "redirects", retryable=False) from None
         raise StepFailed(f"refused by the SSRF guard: {exc.detail}", retryable=False) from None
     except httpx.TimeoutException as exc:
         raise StepFailed(f"timeout after {timeout:g}s: {type(exc).__name__}", retryable=True) from None
@@ -144,7 +183,8 @@ def _transform(step: dict[str, Any], data: dict[str, Any], logs: list[str]) -> A
 
 
 def _notify(step: dict[str, Any], data: dict[str, Any], ctrl: RunControl, logs: list[str],
-            emits: list[tuple[str, dict[str, Any]]]) -> Any:
+            emits: list[tuple[str, dict[str, Any]]], plugins: LazyDirectory | None = None,
+            call_id: str = "") -> Any:
     subject = render(step.get("subject") or "", data)
     body = render(step.get("body"), data)
     if step["channel"] == "email":
@@ -155,12 +195,15 @@ def _notify(step: dict[str, Any], data: dict[str, Any], ctrl: RunControl, logs: 
         return {"queued": True, "to": step["to"]}
     http_step = {"url": step["url"], "method": "POST", "timeout_s": 10.0,
                  "body": {"subject": subject, "body": body, "job": data.get("job")}}
-    return _http(http_step, {}, ctrl, logs)
+    return _http(http_step, {}, ctrl, logs, plugins, call_id)
 
 
 def execute(pipeline_steps: list[dict[str, Any]], *, job_input: dict[str, Any], job_meta: dict[str, Any],
-            run: int, attempt: int, job_id: int, ctrl: RunControl) -> RunResult:
+            run: int, attempt: int, job_id: int, ctrl: RunControl, org_id: int | None = None) -> RunResult:
     """Run every step in order; stop at the first failure. Never raises for step errors."""
+    from tools.partner_api.actions import LazyDirectory
+
+    plugins = LazyDirectory(org_id) if org_id is not None else None
     result = RunResult(ok=True)
     outputs: list[Any] = []
     prev: Any = job_input
@@ -171,10 +214,11 @@ def execute(pipeline_steps: list[dict[str, Any]], *, job_input: dict[str, Any], 
         row = JobStep(job_id=job_id, run=run, attempt=attempt, position=pos, name=step.get("name") or kind,
                       kind=kind, status="running", started_at=started)
         data = {"input": job_input, "prev": prev, "steps": outputs, "job": job_meta}
+        call_id = f"msg_job{job_id}_{run}_{attempt}_{pos}"  # webhook-id of a plugin call: one per step attempt
         try:
             ctrl.check()
             if kind == "http":
-                out = _http(step, data, ctrl, logs)
+                out = _http(step, data, ctrl, logs, plugins, call_id)
             elif kind == "transform":
                 out = _transform(step, data, logs)
             elif kind == "delay":
@@ -182,7 +226,7 @@ def execute(pipeline_steps: list[dict[str, Any]], *, job_input: dict[str, Any], 
                 ctrl.wait(float(step["seconds"]))
                 out = prev
             elif kind == "notify":
-                out = _notify(step, data, ctrl, logs, result.emits)
+                out = _notify(step, data, ctrl, logs, result.emits, plugins, call_id)
             else:
                 raise StepFailed(f"unknown step kind {kind!r}", retryable=False)
         except StepFailed as exc:
@@ -245,7 +289,7 @@ def run_claimed(job: Job, ctrl: RunControl, pipeline: PipelineSnapshot | None = 
         res = RunResult(ok=False, error="pipeline was deleted", retryable=False)
     else:
         res = execute(steps, job_input=dict(job.input or {}), job_meta=meta, run=job.fence, attempt=job.attempts,
-                      job_id=job.id, ctrl=ctrl)
+                      job_id=job.id, ctrl=ctrl, org_id=job.org_id)
     metrics.RUN_DURATION.labels(pipeline=name).observe(time.monotonic() - started)
     with session_scope() as s:
         if res.interrupted:

@@ -79,8 +79,11 @@ def accrue_runs(session: Session, ev: Any, installs: list[tuple[PluginInstall, P
     """Record per-run usage of the plugins a completed job used.
 
     A job uses a plugin when the event names it (``plugins``) or when its pipeline has an ``http``
-    step calling one of the plugin's action URLs (the jobs runtime's step, signed to the partner).
+    step calling one of the plugin's actions, by name or by URL (the jobs runtime's step, signed to
+    the partner: :mod:`tools.partner_api.actions`).
     """
+    from tools.partner_api.actions import endpoint_matches
+
     repo = PartnerRepository(session)
     named = ev.payload.get("plugins")
     step_urls: list[str] = []
@@ -88,14 +91,16 @@ def accrue_runs(session: Session, ev: Any, installs: list[tuple[PluginInstall, P
         named = []
         pid = ev.payload.get("pipeline_id")
         if isinstance(pid, int):
-            step_urls = [str(st.get("url", "")) for st in repo.pipeline_steps(pid) if st.get("kind") == "http"]
+            http_steps = [st for st in repo.pipeline_steps(pid) if st.get("kind") == "http"]
+            named = [st["plugin"] for st in http_steps if st.get("plugin")]
+            step_urls = [str(st["url"]) for st in http_steps if st.get("url")]
     n = 0
     for inst, plugin, version in installs:
         pricing = version.manifest.get("pricing", {})
         if pricing.get("model") != "per_run":
             continue
         actions = [a["url"] for a in (version.manifest.get("endpoints") or {}).get("actions", [])]
-        if plugin.slug not in named and not any(u.startswith(a) for u in step_urls for a in actions):
+        if plugin.slug not in named and not any(endpoint_matches(u, a) for u in step_urls for a in actions):
             continue
         credits = int(pricing["credits_per_run"])
         if _accrue(session, ref=f"run:{ev.uid}:{inst.id}", plugin=plugin, org_id=inst.org_id, kind="per_run",
