@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LEVQOR := $(VENV)/bin/levqor
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv migrate seed api worker scheduler lint types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast
+.PHONY: run test venv migrate seed api worker scheduler lint types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-chaos
 
 $(STAMP): requirements/dev.lock requirements/base.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-forecast: venv $(BENCH_STAMP)
 
 bench-jobs: venv
 	$(PY) bench/jobs/run.py
+
+# All eight chaos scenarios on a scratch SQLite database: the table, then `chaos: detected=N/8 ...` last.
+bench-chaos: venv
+	$(PY) -m api.cli chaos run
 
 bench-hooks: venv
 	$(PY) bench/hooks/run.py

@@ -675,30 +675,40 @@ app.add_typer(chaos_app, name="chaos")
 
 
 @chaos_app.command("run")
-def chaos_run(scenario: Annotated[str | None, typer.Argument(help="One scenario (default: all eight)")] = None,
+def chaos_run(scenario: Annotated[list[str] | None, typer.Argument(help="Scenarios (default: all eight)")] = None,
               here: Annotated[bool, typer.Option(help="Use the configured database, not a scratch one")] = False,
-              workers: Annotated[int, typer.Option(min=2, max=8)] = 2) -> None:
+              workers: Annotated[int, typer.Option(min=2, max=8)] = 2,
+              json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results here")] = None,
+              keep: Annotated[bool, typer.Option(help="Keep the scratch directory (database, logs)")] = False) -> None:
     """Break a small real platform on purpose; print detection, recovery, losses per scenario."""
+    import dataclasses
+    import shutil
     import tempfile
-    from pathlib import Path
 
     from tools.auto_intel import chaos
 
-    names = [scenario] if scenario else list(chaos.ALL_SCENARIOS)
-    if scenario and scenario not in chaos.ALL_SCENARIOS:
-        err.print(f"[red]unknown scenario {scenario!r}; one of {', '.join(chaos.ALL_SCENARIOS)}[/red]")
+    names = list(scenario) if scenario else list(chaos.ALL_SCENARIOS)
+    unknown = [n for n in names if n not in chaos.ALL_SCENARIOS]
+    if unknown:
+        err.print(f"[red]unknown scenario {unknown[0]!r}; one of {', '.join(chaos.ALL_SCENARIOS)}[/red]")
         raise typer.Exit(2)
     tmp = Path(tempfile.mkdtemp(prefix="levqor-chaos-"))
     if not here:
         chaos.prepare_scratch(tmp)
     _boot(log=False)
     results = chaos.run(names, workers=workers, logdir=tmp / "logs")
+    if json_out is not None:
+        json_out.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1))
     t = Table("scenario", "detected", "ttd s", "recovered", "ttr s", "actions", "lost", "human", "note")
     for r in results:
         t.add_row(r.scenario, "yes" if r.detected else "no", f"{r.ttd_s:.1f}" if r.ttd_s is not None else "-",
                   "yes" if r.recovered else "no", f"{r.ttr_s:.1f}" if r.ttr_s is not None else "-",
                   "; ".join(r.actions)[:80] or "-", str(r.lost), "yes" if r.human else "no", r.note[:90])
     Console(width=200).print(t)
+    if keep or not all(r.recovered and not r.lost for r in results):
+        print(f"scratch directory (database, process logs): {tmp}")  # noqa: T201
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(chaos.summary_line(results))  # noqa: T201
 
 

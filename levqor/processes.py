@@ -261,6 +261,34 @@ class Child:
     restarts: list[float] = field(default_factory=list)
 
 
+SCALE_CHECK_S = 2.0  # how often the supervisor reads the desired worker count
+
+
+def _rescale(children: list[Child], retiring: list[Child], base: int, start: Callable[[Child], None]) -> None:
+    """Start or stop worker children to match the desired count (``workers.scale``; ``base`` otherwise)."""
+    from tools.jobs.workers import desired_workers
+
+    want = desired_workers(base)
+    workers = [c for c in children if c.role.startswith("worker-")]
+    if want > len(workers):
+        used = {c.role for c in workers}
+        for _ in range(want - len(workers)):
+            k = next(i for i in range(1, 10_000) if f"worker-{i}" not in used)
+            used.add(f"worker-{k}")
+            child = Child(f"worker-{k}", list(workers[0].args) if workers else
+                          [sys.executable, "-m", "api.cli", "worker"])
+            children.append(child)
+            start(child)
+        log.info("workers scaled up", extra={"fields": {"from": len(workers), "to": want}})
+    elif want < len(workers):
+        for child in workers[want:]:  # the newest go first; each returns its jobs as it stops
+            children.remove(child)
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+                retiring.append(child)
+        log.info("workers scaled down", extra={"fields": {"from": len(workers), "to": want}})
+
+
 def supervise(workers: int | None = None) -> int:
     """Start API, scheduler and N workers; restart any that dies; stop all on Ctrl-C or SIGTERM."""
     from levqor.metrics import mark_process_dead, prepare_multiproc_dir
@@ -282,7 +310,13 @@ def supervise(workers: int | None = None) -> int:
     for child in children:
         start(child)
     log.info("levqor up", extra={"fields": {"url": s.base_url, "workers": n}})
+    retiring: list[Child] = []
+    next_scale_check = 0.0
     while not stop.is_set():
+        if time.monotonic() >= next_scale_check:
+            next_scale_check = time.monotonic() + SCALE_CHECK_S
+            _rescale(children, retiring, n, start)
+        retiring = [c for c in retiring if c.proc is not None and c.proc.poll() is None]
         for child in children:
             if child.proc is not None and child.proc.poll() is not None and not stop.is_set():
                 mark_process_dead(child.proc.pid, mpdir)
@@ -295,6 +329,7 @@ def supervise(workers: int | None = None) -> int:
                     break
                 start(child)
         stop.wait(0.5)
+    children += retiring
     for child in children:
         if child.proc and child.proc.poll() is None:
             child.proc.send_signal(signal.SIGTERM)

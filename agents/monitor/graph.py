@@ -14,6 +14,7 @@ from langgraph.graph import END, START, StateGraph
 
 
 class MonitorState(TypedDict, total=False):
+    api_text: str | None  # Prometheus text of the API's metrics when it runs elsewhere (the chaos suite)
     sampled: int
     opened: list[int]
     resolved: list[int]
@@ -25,7 +26,7 @@ class MonitorState(TypedDict, total=False):
 def sample(state: MonitorState) -> dict[str, Any]:
     from tools.auto_intel.incidents import monitor_tick
 
-    res = monitor_tick()
+    res = monitor_tick(api_text=state.get("api_text"))
     return {"sampled": res.sampled, "opened": res.opened, "resolved": res.resolved, "error": res.error}
 
 
@@ -65,10 +66,10 @@ def build() -> Any:
 _graph: Any = None
 
 
-def run_monitor() -> MonitorState:
-    """Run the monitor graph once."""
+def run_monitor(api_text: str | None = None) -> MonitorState:
+    """Run the monitor graph once (``api_text``: the API's /metrics when it is not this process's)."""
     global _graph
     if _graph is None:
         _graph = build()
-    out: MonitorState = _graph.invoke({})
+    out: MonitorState = _graph.invoke({"api_text": api_text} if api_text is not None else {})
     return out

@@ -32,7 +32,7 @@ from tools.jobs.queue import (
     RequeueResult,
     RetryFailed,
 )
-from tools.jobs.workers import WorkerCommandOut, WorkerList
+from tools.jobs.workers import ScaleIn, ScaleOut, WorkerCommandOut, WorkerList
 from tools.registry import registry
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -210,6 +210,12 @@ def restart_worker(worker_id: WorkerId, ctx: Annotated[ToolContext, require("wor
 def drain_worker(worker_id: WorkerId, ctx: Annotated[ToolContext, require("workers:write")]) -> WorkerCommandOut:
     """Drain a worker (no new jobs)."""
     return registry.invoke("workers.drain", ctx, {"worker_id": worker_id})  # type: ignore[return-value]
+
+
+@router.post("/workers/scale", response_model=ScaleOut)
+def scale_workers(body: ScaleIn, ctx: Annotated[ToolContext, require("workers:write")]) -> ScaleOut:
+    """Set how many worker processes the supervisor runs (Levqor staff; up to LEVQOR_WORKERS_MAX)."""
+    return registry.invoke("workers.scale", ctx, body.model_dump())  # type: ignore[return-value]
 
 
 # ---- credits -------------------------------------------------------------------------------

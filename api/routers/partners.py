@@ -185,6 +185,16 @@ def enable(install_id: IntId, ctx: Annotated[ToolContext, require("hooks:write")
     return _run("plugins.enable_endpoint", ctx, {"install_id": install_id})
 
 
+class DisableIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=400)
+
+
+@v1.post("/installs/{install_id}/disable", response_model=InstallRead)
+def disable(install_id: IntId, body: DisableIn, ctx: Annotated[ToolContext, require("hooks:write")]) -> Any:
+    """Disable a failing webhook endpoint (deliveries are held) and email the partner."""
+    return _run("plugins.disable_endpoint", ctx, {"install_id": install_id, "reason": body.reason})
+
+
 class SinceIn(BaseModel):
     since: dt.datetime
 

@@ -44,6 +44,21 @@ class SignalSourceRepository:
                 out.append(max(0.0, (started - enq).total_seconds()))
         return out
 
+    def run_seconds(self, since: dt.datetime, limit: int = 500) -> list[float]:
+        """Seconds from start to finish of the latest jobs that succeeded since ``since``."""
+        stmt = (select(Job.started_at, Job.finished_at).where(Job.state == "succeeded", Job.finished_at >= since)
+                .order_by(Job.finished_at.desc()).limit(limit))
+        out = []
+        for started, finished in self.session.execute(stmt):
+            if started is not None and finished is not None:
+                out.append(max(0.0, (finished - started).total_seconds()))
+        return out
+
+    def enqueue_times(self, since: dt.datetime, limit: int = 100_000) -> list[dt.datetime]:
+        """When the jobs submitted since ``since`` were enqueued (arrivals, for the load forecast)."""
+        stmt = select(Job.enqueued_at).where(Job.enqueued_at >= since).order_by(Job.enqueued_at).limit(limit)
+        return [t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in self.session.scalars(stmt)]
+
     def queue(self, now: dt.datetime) -> tuple[int, dt.datetime | None]:
         row = self.session.execute(select(func.count(), func.min(Job.enqueued_at))
                                    .where(Job.state == "queued", Job.run_at <= now)).one()

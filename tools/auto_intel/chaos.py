@@ -1,11 +1,18 @@
 """The chaos suite: break a small real platform on purpose and measure whether the monitor and healer cope.
 
-``levqor chaos run [SCENARIO]`` starts worker processes (``levqor worker``) on a scratch SQLite database
-(or the configured one with ``--here``), a minimal supervisor that restarts any that exits (as
-``levqor up`` does), and runs the monitor and healer in this process every ``TICK_S``. Each scenario
-injects one fault, then measures time to detect (an incident for the cause opens), time to recover (it
-is resolved by the healer with no person), the actions taken, jobs lost (submitted but never succeeded)
-and unsafe actions (the healer's policy denials). Scenarios not built yet are reported as such.
+``levqor chaos run [SCENARIO]`` starts worker processes (``levqor worker``, and ``levqor api`` for
+``api_slowdown``) on a scratch SQLite database (or the configured one with ``--here``), a minimal
+supervisor with the rules of ``levqor up`` (restart any worker that exits; run as many as
+``workers.scale`` asks for), and runs the monitor and healer in this process every ``TICK_S``. Each
+scenario injects one fault, then measures time to detect (an incident for the cause opens), time to
+recover (it is resolved with no person), the actions taken, jobs lost (submitted but never succeeded)
+and unsafe actions (the healer's policy denials).
+
+What *recovered* means per scenario: the healer's action was verified (worker restarted or recycled,
+leases requeued, poison job dead-lettered with every innocent job succeeding, failing partner endpoint
+disabled while the healthy one received every event, workers added and the backlog cleared), except
+``api_slowdown``: no control action speeds up an API, so the healer only watches and the incident is
+resolved by the monitor once the injected latency is lifted (see :func:`api_slowdown`).
 """
 
 from __future__ import annotations
@@ -25,12 +32,26 @@ TICK_S = 0.25
 ALL_SCENARIOS: tuple[str, ...] = ("worker_kill9", "worker_hang", "memory_leak", "expired_leases", "poison_job",
                                   "partner_500s", "api_slowdown", "traffic_spike")
 CHAOS_ENV = {"LEVQOR_JOB_LEASE_S": "3", "LEVQOR_OPS_RESOLVE_QUIET_S": "3", "LEVQOR_OPS_HEAL_VERIFY_S": "4",
-             "LEVQOR_WORKER_CONCURRENCY": "2", "LEVQOR_LOG_JSON": "true", "LEVQOR_OPS_QUEUE_AGE_MAX_S": "60"}
+             "LEVQOR_WORKER_CONCURRENCY": "2", "LEVQOR_LOG_JSON": "true", "LEVQOR_OPS_QUEUE_AGE_MAX_S": "60",
+             # scaled-down thresholds so that each fault shows within seconds
+             "LEVQOR_OPS_RSS_GROWTH_BYTES": "60000000", "LEVQOR_OPS_CAPACITY_HORIZON_S": "10",
+             "LEVQOR_OPS_API_P95_MAX_S": "0.3", "LEVQOR_WORKERS_MAX": "4",
+             # the partner receivers of the partner_500s scenario listen on 127.0.0.1
+             "LEVQOR_ALLOW_LOOPBACK_URLS": "true"}
 
-# Per-scenario worker settings. Workers sweep expired leases themselves on each heartbeat; in the
-# expired-leases scenario that sweep is off, so the scenario tests the monitor and healer rather than
-# racing them (and a run where the sweep wins would show the fault as undetected).
-SCENARIO_ENV: dict[str, dict[str, str]] = {"expired_leases": {"LEVQOR_JOB_LEASE_SWEEP": "false"}}
+# Per-scenario worker (and API) settings; ``{var_dir}`` is the scratch directory. Workers sweep expired
+# leases themselves on each heartbeat; in the expired-leases scenario that sweep is off, so the scenario
+# tests the monitor and healer rather than racing them (and a run where the sweep wins would show the
+# fault as undetected). The fault injections (leak, API latency) exist only through these settings.
+SCENARIO_ENV: dict[str, dict[str, str]] = {
+    "expired_leases": {"LEVQOR_JOB_LEASE_SWEEP": "false"},
+    "api_slowdown": {"LEVQOR_CHAOS_API_DELAY_FILE": "{var_dir}/chaos-api-delay"},
+}
+# Settings only the first worker process gets (its replacements run without them): the faulty one.
+FIRST_WORKER_ENV: dict[str, dict[str, str]] = {
+    "memory_leak": {"LEVQOR_CHAOS_LEAK_BYTES_PER_JOB": "6000000"},
+}
+WITH_API = frozenset({"api_slowdown"})  # scenarios whose platform also runs `levqor api`
 
 
 @dataclass
@@ -49,38 +70,98 @@ class Result:
 
 
 class Platform:
-    """Worker processes plus the supervisor's restart rule, on one database."""
+    """Worker processes (and, when asked, the API) plus the supervisor's rules, on one database: restart
+    any worker that exits, and run as many as ``workers.scale`` asks for (as ``levqor up`` does)."""
 
-    def __init__(self, workers: int, env: dict[str, str], logdir: Path):
+    def __init__(self, workers: int, env: dict[str, str], logdir: Path, *, first_env: dict[str, str] | None = None,
+                 api: bool = False):
         self.env = env
         self.logdir = logdir
+        self.base = workers
         self.procs: list[subprocess.Popen[bytes]] = []
-        for _ in range(workers):
-            self.procs.append(self._start())
+        self.retiring: list[subprocess.Popen[bytes]] = []
+        self.next_scale_check = 0.0
+        self.api: subprocess.Popen[bytes] | None = None
+        self.api_url = ""
+        for i in range(workers):
+            self.procs.append(self._start({**env, **(first_env or {})} if i == 0 else env))
+        if api:
+            try:
+                self._start_api()
+            except BaseException:
+                self.stop()
+                raise
 
-    def _start(self) -> subprocess.Popen[bytes]:
+    def _log(self, name: str) -> Any:
         self.logdir.mkdir(parents=True, exist_ok=True)
-        log = (self.logdir / f"worker-{len(os.listdir(self.logdir))}.err").open("wb")
-        return subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=self.env,
-                                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        return (self.logdir / f"{name}-{len(os.listdir(self.logdir))}.err").open("wb")
+
+    def _start(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=env or self.env,
+                                stdout=subprocess.DEVNULL, stderr=self._log("worker"), start_new_session=True)
+
+    def _start_api(self) -> None:
+        import socket
+
+        import httpx
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        self.api_url = f"http://127.0.0.1:{port}"
+        self.api = subprocess.Popen([sys.executable, "-m", "api.cli", "api", "--host", "127.0.0.1", "--port",
+                                     str(port)], env=self.env, stdout=subprocess.DEVNULL, stderr=self._log("api"),
+                                    start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.api.poll() is None:
+            try:
+                if httpx.get(self.api_url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the chaos API process did not start")
 
     def supervise(self) -> None:
         for i, p in enumerate(self.procs):
             if p.poll() is not None:
                 self.procs[i] = self._start()
+        self.retiring = [p for p in self.retiring if p.poll() is None]
+        if time.monotonic() >= self.next_scale_check:
+            from tools.jobs.workers import desired_workers
+
+            self.next_scale_check = time.monotonic() + 1.0
+            want = desired_workers(self.base)
+            while len(self.procs) < want:
+                self.procs.append(self._start())
+            while len(self.procs) > want:
+                p = self.procs.pop()
+                p.send_signal(signal.SIGTERM)
+                self.retiring.append(p)
 
     def owns(self, pid: int) -> bool:
         return any(p.pid == pid and p.poll() is None for p in self.procs)
 
+    def api_metrics(self) -> str | None:
+        if not self.api_url:
+            return None
+        import httpx
+
+        try:
+            return httpx.get(self.api_url + "/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return None
+
     def stop(self) -> None:
-        for p in self.procs:
+        procs = self.procs + self.retiring + ([self.api] if self.api is not None else [])
+        for p in procs:
             if p.poll() is None:
                 try:
                     os.kill(p.pid, signal.SIGCONT)
                     p.send_signal(signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        for p in self.procs:
+        for p in procs:
             try:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -88,17 +169,17 @@ class Platform:
                 p.wait()
 
 
-def _tick() -> None:
+def _tick(platform: Platform | None = None) -> None:
     from agents.monitor.graph import run_monitor
 
-    run_monitor()
+    run_monitor(api_text=platform.api_metrics() if platform is not None else None)
 
 
 def _until(platform: Platform, pred: Callable[[], Any], timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         platform.supervise()
-        _tick()
+        _tick(platform)
         value = pred()
         if value:
             return value
@@ -294,7 +375,9 @@ def expired_leases(platform: Platform, org_id: int, pipeline_id: int) -> Result:
 
 
 def poison_job(platform: Platform, org_id: int, pipeline_id: int) -> Result:
-    """A job that crashes every worker that runs it (simulated: whoever runs it is killed -9)."""
+    """A job that crashes every worker that runs it (simulated: whoever runs it is killed -9), among
+    innocent jobs that keep arriving while it does: the healer dead-letters the poison job only, and every
+    innocent job (``lost`` counts them) still succeeds, even one killed beside it (it runs again)."""
     from memory.db import session_scope, utcnow
     from memory.jobs.models import Job
     from memory.jobs.repository import WorkerRepository
@@ -313,13 +396,18 @@ def poison_job(platform: Platform, org_id: int, pipeline_id: int) -> Result:
     def crash_its_worker() -> None:
         with session_scope() as s:
             job = s.get(Job, poison)
-            if job is None or job.state != "running":
-                return
+            state = job.state if job is not None else None
+        if state == "queued" and len(jobs) < 18 and sum(_states(jobs).get(st, 0) for st in ("queued", "running")) < 2:
+            jobs.extend(_submit(org_id, pipeline_id, 2))  # innocent work keeps arriving beside the poison
+        if state != "running":
+            return
+        with session_scope() as s:
             for w in WorkerRepository(s).all():
                 if poison in (w.current_jobs or []) and platform.owns(w.pid):
                     os.kill(w.pid, signal.SIGKILL)
 
     _finish(platform, res, f"job:{poison}", t0, jobs, timeout=90, during=crash_its_worker)
+    res.note = (res.note + f"; {len(jobs) - res.lost}/{len(jobs)} innocent jobs succeeded").lstrip("; ")
     with session_scope() as s:
         job = s.get(Job, poison)
         if job is None or job.state != "dead":
@@ -328,9 +416,242 @@ def poison_job(platform: Platform, org_id: int, pipeline_id: int) -> Result:
     return res
 
 
+def _worker_of(platform: Platform, pid: int, timeout: float = 30) -> Any:
+    from memory.db import session_scope
+    from memory.jobs.repository import WorkerRepository
+
+    def find() -> Any:
+        with session_scope() as s:
+            for w in WorkerRepository(s).all():
+                if w.pid == pid:
+                    s.expunge(w)
+                    return w
+        return None
+
+    return _until(platform, find, timeout)
+
+
+def memory_leak(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """The first worker keeps memory from every job it runs (LEVQOR_CHAOS_LEAK_BYTES_PER_JOB): its RSS
+    grows steadily until the healer recycles it (``workers.restart``); its replacement runs clean."""
+    from memory.db import utcnow
+
+    res = Result("memory_leak")
+    leaky_pid = platform.procs[0].pid
+    w = _worker_of(platform, leaky_pid)
+    if w is None:
+        res.note = "the leaking worker never registered"
+        return res
+    t0 = utcnow()
+    jobs: list[int] = []
+
+    def keep_busy() -> None:  # a steady trickle of work until the leak is seen (bounded)
+        if not res.detected and len(jobs) < 200 and _states(jobs).get("queued", 0) < 4:
+            jobs.extend(_submit(org_id, pipeline_id, 4))
+
+    return _finish(platform, res, f"worker:{w.id}", t0, jobs, timeout=90, during=keep_busy)
+
+
+class _Receiver:
+    """Partner endpoints on 127.0.0.1: ``/ok`` answers 200, ``/fail`` answers 500; counts what arrives."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        counts = self.counts = {"/ok": 0, "/fail": 0}
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                with lock:
+                    counts[self.path] = counts.get(self.path, 0) + 1
+                self.send_response(500 if self.path == "/fail" else 200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _partner_installs(org_id: int, receiver: str) -> dict[str, int]:
+    """A partner with two listed plugins subscribed to ``job_complete``, both installed by ``org_id``."""
+    import uuid
+
+    from memory.db import session_scope
+    from tools.context import SYSTEM, Principal, ToolContext
+    from tools.registry import registry
+
+    tag = uuid.uuid4().hex[:6]
+    out = {}
+    with session_scope() as s:
+        partner = registry.invoke("org.create", ToolContext(s, SYSTEM), {"name": "Chaos partner",
+                                                                        "slug": f"chaos-partner-{tag}"})
+        pctx = ToolContext(s, Principal(kind="system", id="chaos", org_id=partner.id, role="admin"))  # type: ignore[attr-defined]
+        cctx = ToolContext(s, Principal(kind="system", id="chaos", org_id=org_id, role="admin"))
+        registry.invoke("partners.register", pctx, {"display_name": "Chaos", "contact_email": "c@chaos.example"})
+        for path in ("ok", "fail"):
+            slug = f"chaos{tag}.{path}"
+            m = {"id": slug, "name": f"Chaos {path}", "author": "Chaos", "version": "1.0.0", "scopes": ["jobs:read"],
+                 "events": ["job_complete"], "endpoints": {"webhook_url": f"{receiver}/{path}"},
+                 "revenue_share": 0.7, "support_url": "https://chaos.example/s", "privacy_url": "https://chaos.example/p"}
+            registry.invoke("plugins.create", pctx, {"manifest": m})
+            registry.invoke("plugins.submit", pctx, {"plugin": slug, "version": "1.0.0"})
+            registry.invoke("plugins.review", pctx, {"plugin": slug, "version": "1.0.0", "decision": "approve"})
+            out[path] = registry.invoke("plugins.install", cctx, {"plugin": slug}).id  # type: ignore[attr-defined]
+    return out
+
+
+def partner_500s(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """One installed partner endpoint answers 500 to every delivery: the healer disables that endpoint
+    (``plugins.disable_endpoint``, the partner is emailed); the other endpoint keeps receiving every event."""
+    from memory.db import session_scope, utcnow
+    from memory.partner.models import PartnerEmail, PluginInstall
+
+    res = Result("partner_500s")
+    receiver = _Receiver()
+    try:
+        installs = _partner_installs(org_id, receiver.url)
+        t0 = utcnow()
+        jobs = _submit(org_id, pipeline_id, 8)
+        _finish(platform, res, f"partner:{installs['fail']}", t0, jobs, timeout=60)
+        more = _submit(org_id, pipeline_id, 4)  # after the fault: the healthy endpoint must get these too
+        jobs += more
+        _until(platform, lambda: _states(more).get("succeeded", 0) == len(more)
+               and receiver.counts["/ok"] >= len(jobs), 60)
+        states = _states(jobs)
+        res.lost = len(jobs) - states.get("succeeded", 0)
+        with session_scope() as s:
+            failing = s.get(PluginInstall, installs["fail"])
+            healthy = s.get(PluginInstall, installs["ok"])
+            mailed = s.query(PartnerEmail).filter(PartnerEmail.body.like(f"%to install {installs['fail']} %")).count()
+            problems = []
+            if failing is None or failing.endpoint_disabled_at is None:
+                problems.append("the failing endpoint is still enabled")
+            if healthy is None or healthy.endpoint_disabled_at is not None:
+                problems.append("the healthy endpoint was disabled")
+            if receiver.counts["/ok"] < len(jobs):
+                problems.append(f"the healthy endpoint got {receiver.counts['/ok']} of {len(jobs)} events")
+            if not mailed:
+                problems.append("the partner was not emailed")
+        if problems:
+            res.recovered = False
+            res.note = (res.note + "; " + "; ".join(problems)).lstrip("; ")
+        else:
+            res.note = (res.note + f"; healthy endpoint received {receiver.counts['/ok']}/{len(jobs)} events, "
+                        "partner emailed").lstrip("; ")
+        return res
+    finally:
+        receiver.close()
+
+
+def api_slowdown(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """The API answers every request ``INJECTED_DELAY_S`` late (LEVQOR_CHAOS_API_DELAY_FILE) while steady
+    traffic hits ``/healthz``. Detected by the p95 latency rule (LEVQOR_OPS_API_P95_MAX_S). No control
+    action speeds the API up, so the healer only watches: *healed* here means the incident resolved with no
+    person once the latency went back under the limit (the scenario lifts the injection
+    ``HOLD_AFTER_DETECT_S`` after detection, as a rollback of a bad deploy would), never that an action
+    mitigated it."""
+    import threading
+
+    import httpx
+
+    from memory.db import utcnow
+
+    res = Result("api_slowdown")
+    delay_file = Path(platform.env["LEVQOR_CHAOS_API_DELAY_FILE"])
+    delay_file.write_text("0")
+    stop = threading.Event()
+
+    def traffic() -> None:  # bounded: stops with the scenario or after 3 minutes
+        deadline = time.monotonic() + 180
+        with httpx.Client(base_url=platform.api_url, timeout=10) as client:
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    client.get("/healthz")
+                except httpx.HTTPError:
+                    pass
+                stop.wait(0.05)
+
+    threads = [threading.Thread(target=traffic, daemon=True) for _ in range(8)]
+    for th in threads:
+        th.start()
+    try:
+        warm = time.monotonic() + 3.0  # normal latency first
+        _until(platform, lambda: time.monotonic() > warm, 10)
+        t0 = utcnow()
+        delay_file.write_text(str(INJECTED_DELAY_S))
+        seen_at: list[float] = []
+
+        def lift_after_detection() -> None:
+            if res.detected and not seen_at:
+                seen_at.append(time.monotonic())
+            if seen_at and len(seen_at) == 1 and time.monotonic() - seen_at[0] >= HOLD_AFTER_DETECT_S:
+                delay_file.write_text("0")
+                seen_at.append(time.monotonic())
+
+        _finish(platform, res, "api:/healthz", t0, [], timeout=60, during=lift_after_detection)
+        if res.recovered:
+            res.note = (f"no action (none helps): resolved by the monitor once the injected {INJECTED_DELAY_S}s "
+                        f"latency was lifted {HOLD_AFTER_DETECT_S:g}s after detection")
+        return res
+    finally:
+        stop.set()
+        delay_file.write_text("0")
+        for th in threads:
+            th.join(timeout=15)
+
+
+INJECTED_DELAY_S = 0.6
+HOLD_AFTER_DETECT_S = 3.0
+
+
+def traffic_spike(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """A burst of submissions the workers cannot clear within LEVQOR_OPS_CAPACITY_HORIZON_S: the capacity
+    rule warns, the healer asks for more workers (``workers.scale``, up to LEVQOR_WORKERS_MAX), the
+    supervisor starts them and the queue drains. The scale decision is undone at the end."""
+    from memory.db import session_scope, utcnow
+    from tools.context import SYSTEM, ToolContext
+    from tools.registry import registry
+
+    res = Result("traffic_spike")
+    warm = _submit(org_id, pipeline_id, 4)  # measured throughput needs a few finished jobs
+    _until(platform, lambda: _states(warm).get("succeeded", 0) == len(warm), 30)
+    t0 = utcnow()
+    jobs = _submit(org_id, pipeline_id, SPIKE_JOBS)
+    peak = [len(platform.procs)]
+
+    def count_workers() -> None:
+        peak[0] = max(peak[0], len(platform.procs))
+
+    try:
+        _finish(platform, res, "capacity", t0, warm + jobs, timeout=120, during=count_workers)
+    finally:
+        with session_scope() as s:
+            registry.invoke("workers.scale", ToolContext(s, SYSTEM), {"desired": platform.base,
+                                                                       "reason": "chaos traffic_spike done"})
+    res.note = (res.note + f"; workers {platform.base} -> {peak[0]}").lstrip("; ")
+    if peak[0] <= platform.base:
+        res.recovered = False
+        res.note += " (no worker was added)"
+    return res
+
+
+SPIKE_JOBS = 120
+
 SCENARIOS: dict[str, Callable[[Platform, int, int], Result]] = {
-    "worker_kill9": worker_kill9, "worker_hang": worker_hang, "expired_leases": expired_leases,
-    "poison_job": poison_job,
+    "worker_kill9": worker_kill9, "worker_hang": worker_hang, "memory_leak": memory_leak,
+    "expired_leases": expired_leases, "poison_job": poison_job, "partner_500s": partner_500s,
+    "api_slowdown": api_slowdown, "traffic_spike": traffic_spike,
 }
 
 
@@ -364,7 +685,10 @@ def run(names: list[str], *, workers: int = 2, logdir: Path) -> list[Result]:
             results.append(Result(name, built=False, note="scenario not built yet"))
             continue
         org_id, pipeline_id = _setup()
-        platform = Platform(workers, {**env, **SCENARIO_ENV.get(name, {})}, logdir / name)
+        var_dir = str(get_settings().var_dir)
+        extra = {k: v.replace("{var_dir}", var_dir) for k, v in SCENARIO_ENV.get(name, {}).items()}
+        platform = Platform(workers, {**env, **extra}, logdir / name, first_env=FIRST_WORKER_ENV.get(name),
+                            api=name in WITH_API)
         try:
             results.append(SCENARIOS[name](platform, org_id, pipeline_id))
         finally:

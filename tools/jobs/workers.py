@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from levqor.settings import get_settings
 from memory.db import session_scope, utcnow
 from memory.jobs.models import Job, Worker
-from memory.jobs.repository import JobRepository, PipelineRepository, WorkerRepository
+from memory.jobs.repository import LOST_WORKER_ERROR, JobRepository, PipelineRepository, WorkerRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.errors import NotFound
@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 IDLE_POLL_S = {"sqlite": 0.5, "postgresql": 1.0}
 SQLITE_WATCH_S = 0.005
 SHUTDOWN_GRACE_S = 10.0
+HUNG_KILL_GRACE_S = 5.0  # after SIGCONT + SIGTERM, a hung worker still running is killed
 PRUNE_AFTER = dt.timedelta(hours=1)
+_chaos_leak: list[bytearray] = []  # LEVQOR_CHAOS_LEAK_BYTES_PER_JOB (chaos suite only)
 
 
 def _pg_listen_url() -> str | None:
@@ -64,6 +66,7 @@ class JobWorker:
         self.wake = threading.Event()
         self.draining = False
         self.restart = False
+        self.solo: int | None = None  # a suspect job running alone (see _claim)
         self.jobs_done = 0
         self.dialect = "postgresql" if not s.is_sqlite else "sqlite"
 
@@ -82,11 +85,13 @@ class JobWorker:
             while not stop.is_set() and not self.restart:
                 with self.lock:
                     free = self.concurrency - len(self.running)
-                if self.draining or free <= 0:
+                    busy = bool(self.running)
+                    alone = self.solo is not None
+                if self.draining or free <= 0 or alone:
                     self._idle(stop, 0.5)
                     continue
                 try:
-                    jobs = self._claim(free)
+                    jobs = self._claim(free, busy=busy)
                 except Exception:
                     log.exception("claim failed")
                     stop.wait(1.0)
@@ -116,11 +121,24 @@ class JobWorker:
         self.wake.wait(seconds)
         self.wake.clear()
 
-    def _claim(self, n: int) -> list[tuple[Job, PipelineSnapshot | None]]:
+    def _claim(self, n: int, *, busy: bool = False) -> list[tuple[Job, PipelineSnapshot | None]]:
+        """Claim up to ``n`` jobs. A *suspect* (its last run lost its worker: it may be the poison that
+        crashes workers, or an innocent job that ran beside it) runs alone: a busy worker does not claim
+        one, and an idle one that does gives back the rest of its batch and claims nothing while it runs.
+        So a poison job crashes no innocent job twice, and the poison detector tells them apart."""
         with session_scope() as s:
-            jobs = JobRepository(s).claim(self.id, n, self.lease_s)
+            repo = JobRepository(s)
+            jobs = repo.claim(self.id, n, self.lease_s, skip_suspects=busy)
             if not jobs:
                 return []
+            suspect = next((j for j in jobs if (j.last_error or "").startswith(LOST_WORKER_ERROR)), None)
+            if suspect is not None:
+                for j in jobs:
+                    if j is not suspect:
+                        repo.unclaim(j.id, j.fence)
+                jobs = [suspect]
+                with self.lock:
+                    self.solo = suspect.id
             pipes = PipelineRepository(s).by_ids({j.pipeline_id for j in jobs})
             out = []
             for j in jobs:
@@ -131,6 +149,9 @@ class JobWorker:
 
     def _run_one(self, job: Job, ctrl: RunControl, snapshot: PipelineSnapshot | None) -> None:
         try:
+            leak = get_settings().chaos_leak_bytes_per_job
+            if leak > 0:  # the chaos suite's memory leak: touched pages, kept for the process's life
+                _chaos_leak.append(bytearray(b"\x01") * leak)
             outcome = run_claimed(job, ctrl, snapshot)
             log.info("job run finished", extra={"fields": {"job_id": job.id, "outcome": outcome,
                                                            "attempt": job.attempts}})
@@ -140,6 +161,8 @@ class JobWorker:
             with self.lock:
                 self.running.pop(job.id, None)
                 self.jobs_done += 1
+                if self.solo == job.id:
+                    self.solo = None
             self.wake.set()
 
     def _shutdown(self, pool: ThreadPoolExecutor) -> None:
@@ -376,19 +399,49 @@ def _command(ctx: ToolContext, worker_id: str, command: str) -> WorkerCommandOut
     delivery = "heartbeat"
     if command == "restart" and _health(w, now) == "stale" and w.host == socket.gethostname():
         # A hung worker never reads its row: stop it directly if it is really one of ours.
-        import psutil
-
-        try:
-            p = psutil.Process(w.pid)
-            if "worker" in " ".join(p.cmdline()):
-                p.terminate()
-                delivery = "signal"
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            delivery = "gone"
+        delivery = _stop_hung(w.pid, told_before=w.command == "restart")
     repo.set_command(worker_id, command)
     ctx.session.refresh(w)
     audit_log.record(ctx, f"workers.{command}", f"worker:{worker_id}", detail={"delivery": delivery})
     return WorkerCommandOut(worker=_read(w, now), command=command, delivery=delivery)
+
+
+def _stop_hung(pid: int, *, told_before: bool) -> str:
+    """Stop a worker process on this host that stopped heartbeating; how: signal, killed or gone.
+
+    A stopped (SIGSTOP) or wedged process ignores SIGTERM, so it is continued first, asked to stop
+    (SIGTERM: it returns its jobs and deregisters), and killed if it has not exited after
+    ``HUNG_KILL_GRACE_S`` (a timer in this process). If it was already told to restart and still runs
+    (the caller that held the timer is gone), it is killed at once. Its leases then expire and the
+    lease sweep returns the jobs to the queue: none is lost, a job may run again (at least once)."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        if "worker" not in " ".join(p.cmdline()):
+            return "heartbeat"  # the pid is not a worker any more: leave it alone
+        if told_before:
+            p.kill()
+            return "killed"
+        p.send_signal(signal.SIGCONT)
+        p.terminate()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return "gone"
+
+    def kill_if_still_there() -> None:
+        try:
+            p.wait(timeout=HUNG_KILL_GRACE_S)
+        except psutil.TimeoutExpired:
+            try:
+                p.kill()  # psutil refuses if the pid now belongs to another process
+                log.warning("hung worker killed", extra={"fields": {"pid": pid}})
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        except psutil.NoSuchProcess:
+            pass
+
+    threading.Thread(target=kill_if_still_there, name=f"kill-hung-{pid}", daemon=True).start()
+    return "signal"
 
 
 @tool("workers.restart", risk="destructive")
@@ -401,3 +454,76 @@ def restart_worker(ctx: ToolContext, params: WorkerRef) -> WorkerCommandOut:
 def drain_worker(ctx: ToolContext, params: WorkerRef) -> WorkerCommandOut:
     """Drain a worker: it finishes its current jobs and claims no new ones."""
     return _command(ctx, params.worker_id, "drain")
+
+
+# ---- scaling -------------------------------------------------------------------------------------
+# The desired worker count is the latest ``workers.scaled`` decision in the audit log (platform-wide,
+# tamper-evident, no extra table): the ``levqor up`` supervisor reads it and starts or stops worker
+# processes; a decision with ``until`` lapses back to the supervisor's own count after that time.
+
+SCALED_ACTION = "workers.scaled"
+
+
+def scale_decision(session: Session, now: dt.datetime | None = None) -> tuple[int, dt.datetime | None] | None:
+    """The desired count in force and until when (None: no decision, or the last one lapsed)."""
+    from memory.audit.repository import AuditRepository
+
+    rows = AuditRepository(session).search(org_id=None, action=SCALED_ACTION, limit=1)
+    if not rows or not rows[0].detail:
+        return None
+    d = rows[0].detail
+    until = dt.datetime.fromisoformat(str(d["until"])) if d.get("until") else None
+    if until is not None and until <= (now or utcnow()):
+        return None
+    return min(int(str(d["desired"])), get_settings().workers_max), until
+
+
+def desired_workers(base: int) -> int:
+    """Worker processes a supervisor started with ``base`` should run now (``base`` if the store fails)."""
+    try:
+        with session_scope() as s:
+            decision = scale_decision(s)
+    except Exception:
+        log.warning("could not read the desired worker count; keeping %s", base, exc_info=True)
+        return base
+    return base if decision is None else decision[0]
+
+
+class ScaleIn(BaseModel):
+    desired: int = Field(ge=1, le=256, description="Worker processes the supervisor should run")
+    for_s: int | None = Field(None, ge=10, le=7 * 86400,
+                              description="Keep this count this long, then return to the supervisor's own count "
+                                          "(empty: until the next decision)")
+    reason: str = Field("", max_length=500)
+
+
+class ScaleOut(BaseModel):
+    desired: int
+    previous: int = Field(description="The count in force before (LEVQOR_WORKERS when no decision held)")
+    limit: int = Field(description="LEVQOR_WORKERS_MAX")
+    until: dt.datetime | None
+    healthy: int = Field(description="Workers heartbeating now")
+
+
+@tool("workers.scale", risk="write")
+def scale_workers(ctx: ToolContext, params: ScaleIn) -> ScaleOut:
+    """Set how many worker processes the supervisor runs (up to LEVQOR_WORKERS_MAX), optionally for a while."""
+    from tools.errors import Forbidden, Unprocessable
+    from tools.partner_api.registry import is_staff
+
+    p = ctx.principal
+    if not (p.org_id is None and p.kind in ("system", "agent")) and not is_staff(ctx):
+        raise Forbidden("workers are shared by every organisation: only Levqor staff scale them")
+    s = get_settings()
+    if params.desired > s.workers_max:
+        raise Unprocessable(f"desired must be at most LEVQOR_WORKERS_MAX ({s.workers_max})", field="desired")
+    now = utcnow()
+    current = scale_decision(ctx.session, now)
+    previous = current[0] if current is not None else s.workers
+    until = now + dt.timedelta(seconds=params.for_s) if params.for_s else None
+    audit_log.record(ctx, SCALED_ACTION, "workers", before={"desired": previous},
+                     detail={"desired": params.desired, "until": until.isoformat() if until else None,
+                             "reason": params.reason})
+    health = worker_health(ctx.session)
+    return ScaleOut(desired=params.desired, previous=previous, limit=s.workers_max, until=until,
+                    healthy=health.get("healthy", 0))

@@ -788,6 +788,30 @@ def enable_endpoint(ctx: ToolContext, params: InstallRef) -> InstallRead:
     return _install_read(PartnerRepository(ctx.session), inst)
 
 
+class EndpointDisable(InstallRef):
+    reason: str = Field(min_length=1, max_length=400, description="Why: told to the partner by email")
+
+
+@tool("plugins.disable_endpoint", risk="write")
+def disable_endpoint(ctx: ToolContext, params: EndpointDisable) -> InstallRead:
+    """Disable an install's failing webhook endpoint (deliveries are held) and email the partner why."""
+    from tools.partner_api.hooks import disable_install_endpoint
+
+    p = ctx.principal
+    if (p.org_id is None and p.kind in ("system", "agent")) or is_staff(ctx):
+        inst = PartnerRepository(ctx.session).install(params.install_id)
+        if inst is None:
+            raise NotFound(f"install {params.install_id} not found", field="install_id")
+    else:
+        inst = _install_for_org_or_partner(ctx, params.install_id)
+    if inst.endpoint_disabled_at is not None:
+        raise Conflict(f"the endpoint of install {inst.id} is already disabled", field="install_id")
+    disable_install_endpoint(ctx.session, inst, f"{params.reason} (by {p.actor})")
+    ctx.session.flush()
+    audit_log.record(ctx, "plugins.endpoint_disabled", f"install:{inst.id}", detail={"reason": params.reason})
+    return _install_read(PartnerRepository(ctx.session), inst)
+
+
 class RatingIn(BaseModel):
     plugin: str = Field(min_length=3, max_length=64, pattern=_SLUG)
     stars: int = Field(ge=1, le=5)
