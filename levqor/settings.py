@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     session_ttl_hours: int = Field(12, description="Browser session lifetime.")
     cookie_secure: bool = Field(False, description="Mark cookies Secure (set true behind HTTPS).")
     workers: int = Field(2, description="Worker processes started by `levqor up`.")
+    workers_max: int = Field(
+        8, description="Most worker processes `workers.scale` may ask the `levqor up` supervisor for."
+    )
     worker_concurrency: int = Field(4, description="Jobs one worker process runs at once.")
     job_lease_s: int = Field(30, description="Job lease length; heartbeats renew it.")
     events_max_attempts: int = Field(8, description="Attempts for an in-process event handler before it is dead.")
@@ -129,7 +132,21 @@ class Settings(BaseSettings):
     ops_rss_growth_bytes: int = Field(
         200_000_000, description="Rule: a worker whose RSS grew this much, steadily, over the last samples leaks.")
     ops_window_s: int = Field(300, description="Window of the rate signals (failure rate, latency) in seconds.")
+    ops_capacity_horizon_s: float = Field(
+        300, description="Rule: a backlog (now or forecast) the workers cannot clear within this many seconds at "
+        "their measured throughput warns of a capacity shortage (the healer adds workers)."
+    )
+    ops_api_p95_max_s: float = Field(2.0, description="Rule: an API route whose p95 latency exceeds this is slow.")
+    chaos_leak_bytes_per_job: int = Field(
+        0, description="Chaos suite only: a worker keeps this many bytes per job it runs (a memory leak); 0: off."
+    )
+    chaos_api_delay_file: str = Field(
+        "", description="Chaos suite only: the API sleeps, per request, the seconds written in this file; empty: off."
+    )
     ops_resolve_quiet_s: float = Field(30, description="An incident not seen for this long resolves itself.")
+    ops_api_down_probes: int = Field(2, description="Rule: this many failed /readyz probes in a row open an "
+                                     "api_down outage incident (it counts as downtime).")
+    ops_api_down_escalate_s: float = Field(600, description="An api_down outage lasting longer goes to a person.")
     ops_flap_window_s: float = Field(600, description="A cause that comes back within this reopens its incident.")
     ops_flap_max: int = Field(3, description="Reopens after which an incident is flapping: a person must look.")
     ops_heal_max_attempts: int = Field(3, description="Healer attempts per incident before it escalates to a person.")

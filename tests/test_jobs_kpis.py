@@ -46,4 +46,4 @@ def test_pulse_snapshot_reads_jobs_kpis() -> None:
     assert items["job_success_rate"].value == 100.0
     assert items["credits_sold"].value == 10.0
     # No billing catalogue yet: revenue stays "not available" with the reason, never a made-up zero.
-    assert items["revenue"].value is None and "revenue_cents" in (items["revenue"].reason or "")
+    assert items["revenue"].value is None and "billing" in (items["revenue"].reason or "")

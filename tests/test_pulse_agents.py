@@ -47,6 +47,35 @@ def test_advisor_chat_through_the_agent_chat_api(client) -> None:
     assert "outside what I can answer" in text2
 
 
+def _ask(client, org, message: str, thread_id: object = None) -> tuple[list[tuple[str, dict[str, object]]], str]:
+    r = client.post("/v1/agents/advisor/chat", json={"message": message, "thread_id": thread_id},
+                    headers=org.headers())
+    assert r.status_code == 200, r.text
+    ev = _events(r.text)
+    return ev, "".join(str(d["text"]) for n, d in ev if n == "token")
+
+
+def test_offline_advisor_remembers_the_thread_for_follow_ups(client) -> None:
+    org = seeded_org()
+    ev, _ = _ask(client, org, "How has revenue changed over the last 30 days?")
+    thread = ev[-1][1]["thread_id"]
+    # "and spend?" alone is outside every question type; in the thread it is the same trend for spend.
+    ev, text = _ask(client, org, "and spend?", thread)
+    calls = [d for n, d in ev if n == "tool_call"]
+    assert [(c["tool"], c["args"]) for c in calls] == [("pulse.history", {"kpi": "spend", "days": 30})]
+    assert "spend" in text.lower()
+    ev, _ = _ask(client, org, "what about the last 7 days?", thread)
+    assert [d["args"] for n, d in ev if n == "tool_call"] == [{"kpi": "spend", "days": 7}]
+    ev, text = _ask(client, org, "What if Pro goes from $29 to $35?", thread)
+    ev, text = _ask(client, org, "and at $39?", thread)
+    call = next(d for n, d in ev if n == "tool_call")
+    assert call["tool"] == "decision.simulate_price" and call["args"]["new_price_cents"] == 3900
+    assert "29.00 -> 39.00" in text
+    # A new thread has no memory: the same follow-up is out of scope there.
+    _, text = _ask(client, org, "and spend?")
+    assert "outside what I can answer" in text
+
+
 def test_planner_agent_run_proposes_suggestions() -> None:
     from agents.runtime import start_run
     from memory.agents.repository import AgentRepository

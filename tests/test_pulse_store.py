@@ -100,35 +100,132 @@ class _Ready(BaseHTTPRequestHandler):
         self.wfile.write(b"{}")
 
 
-def test_uptime_is_measured_from_readyz_probes() -> None:
-    from memory.db import session_scope, utcnow
-    from memory.pulse.models import ReadinessProbe
-    from tools.pulse.kpis import _uptime
+def test_readyz_probe_records_success_and_failure() -> None:
     from tools.pulse.store import probe_readiness
 
-    with session_scope() as s:
-        from sqlalchemy import delete
-
-        s.execute(delete(ReadinessProbe))
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Ready)
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/readyz"
-        for _ in range(6):
-            assert probe_readiness(url).ok
+        assert probe_readiness(url).ok
         _Ready.status = 503
-        assert not probe_readiness(url).ok
+        failed = probe_readiness(url)
+        assert not failed.ok and failed.status_code == 503
     finally:
         server.shutdown()
         server.server_close()
         _Ready.status = 200
     down = probe_readiness(f"http://127.0.0.1:{free_port()}/readyz", timeout_s=2)
     assert not down.ok and down.status_code is None and down.detail
+
+
+def _yesterday() -> tuple[dt.date, dt.datetime]:
+    day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    return day, dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+
+
+def _reset_probes_and_outages() -> None:
+    from sqlalchemy import delete
+
+    from memory.db import session_scope
+    from memory.ops.models import Incident
+    from memory.pulse.models import ReadinessProbe
+
+    with session_scope() as s:
+        s.execute(delete(ReadinessProbe))
+        s.execute(delete(Incident).where(Incident.diagnosis == "api_down"))
+
+
+def test_uptime_is_time_weighted_from_probes_and_counts_outage_incidents() -> None:
+    """A day probed every minute: 10 failed minutes, then a 5-minute outage incident during a stretch
+    where the prober itself was down, overlapping 2 more failed minutes; the rest up."""
+    from memory.db import session_scope
+    from memory.ops.models import Incident
+    from memory.pulse.models import ReadinessProbe
+    from tools.pulse.kpis import _uptime
+
+    _reset_probes_and_outages()
+    day, t0 = _yesterday()
+    failed = set(range(600, 610)) | {901, 902}
+    missing = set(range(903, 907))  # the prober was down too: only the incident saw these minutes
+    with session_scope() as s:
+        s.add_all(ReadinessProbe(ts=t0 + dt.timedelta(minutes=m), ok=m not in failed, status_code=200)
+                  for m in range(1440) if m not in missing)
+        s.add(Incident(cause="api", fingerprint="rule:api_down", kind="rule", diagnosis="api_down",
+                       title="API down", severity="critical", state="resolved",
+                       detected_at=t0 + dt.timedelta(minutes=901), opened_at=t0 + dt.timedelta(minutes=902),
+                       last_seen_at=t0 + dt.timedelta(minutes=905),
+                       resolved_at=t0 + dt.timedelta(hours=20)))  # resolved late by a person: the wait is not counted
     org = make_org()
     with session_scope() as s:
-        reading = _uptime(ctx_for(s, org.org_id), utcnow().date())
-    assert reading.value == round(100 * 6 / 8, 4)
+        reading = _uptime(ctx_for(s, org.org_id), day)
+    # Down: minutes 600-610 (10) and 901-906 (the incident until last seen + one interval): 15. Observed: all
+    # but 906-907 (the probe at 902 stands for two intervals at most; the incident ends at 906): 1439.
+    assert reading.available and reading.value == round(100 * (1 - 15 / 1439), 4)
+    assert "outage_incidents" in reading.source
+
+
+def test_uptime_counts_an_open_outage_and_excludes_unobserved_time() -> None:
+    from tools.pulse.kpis import uptime_percent
+
+    t0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    end = t0 + dt.timedelta(days=1)
+    minute = dt.timedelta(minutes=1)
+    # Probes only in the first hour (the scheduler stopped), all up; an outage still open at 23:00.
+    probes = [(t0 + i * minute, True) for i in range(60)]
+    outage = (t0 + dt.timedelta(hours=23), None, end - minute)
+    value, down, seen = uptime_percent(probes, [outage], t0, end, 60.0) or (0.0, 0.0, 0.0)
+    assert (down, seen) == (3600.0, 7200.0) and value == 50.0
+    assert uptime_percent([], [], t0, end, 60.0) is None
+
+
+def test_failed_probes_open_an_api_down_outage_that_resolves_itself() -> None:
+    from memory.db import session_scope, utcnow
+    from memory.ops.models import Incident
+    from memory.pulse.models import ReadinessProbe
+    from tools.auto_intel.incidents import monitor_tick
+    from tools.auto_intel.self_heal import heal
+
+    _reset_probes_and_outages()
+    now = utcnow()
+    with session_scope() as s:
+        s.add(ReadinessProbe(ts=now - dt.timedelta(seconds=100), ok=True, status_code=200))
+        s.add(ReadinessProbe(ts=now - dt.timedelta(seconds=60), ok=False, status_code=503, detail="db down"))
+        s.add(ReadinessProbe(ts=now - dt.timedelta(seconds=1), ok=False, status_code=None, detail="refused"))
+    monitor_tick(now)
+    with session_scope() as s:
+        inc = s.scalars(select(Incident).where(Incident.diagnosis == "api_down")).one()
+        assert inc.state == "open" and inc.severity == "critical" and inc.cause == "api"
+        assert abs((inc.detected_at.replace(tzinfo=dt.UTC) - (now - dt.timedelta(seconds=60))).total_seconds()) < 1
+        iid = inc.id
+    assert heal(iid, now).outcome == "observed"  # the supervisor restarts the API; nobody is paged yet
+    with session_scope() as s:
+        s.add(ReadinessProbe(ts=now + dt.timedelta(seconds=5), ok=True, status_code=200))
+    monitor_tick(now + dt.timedelta(seconds=120))
+    with session_scope() as s:
+        inc = s.get(Incident, iid)
+        assert inc is not None and inc.state == "resolved" and not inc.manual
+
+
+def test_a_long_api_outage_goes_to_a_person() -> None:
+    from memory.db import session_scope, utcnow
+    from memory.ops.models import Incident
+    from tools.auto_intel.self_heal import heal
+
+    _reset_probes_and_outages()
+    now = utcnow()
+    with session_scope() as s:
+        inc = Incident(cause="api", fingerprint="rule:api_down", kind="rule", diagnosis="api_down",
+                       title="API down", severity="critical", detected_at=now - dt.timedelta(minutes=11),
+                       opened_at=now - dt.timedelta(minutes=11), last_seen_at=now)
+        s.add(inc)
+        s.flush()
+        iid = inc.id
+    assert heal(iid, now).outcome == "escalated"
+    with session_scope() as s:
+        inc = s.get(Incident, iid)
+        assert inc is not None and inc.manual
 
 
 def test_scheduled_checks_are_idempotent_and_make_the_monthly_pdf() -> None:
@@ -150,6 +247,11 @@ def test_scheduled_checks_are_idempotent_and_make_the_monthly_pdf() -> None:
         runs = repo.runs(org.org_id)
         prev = (first_of_month.date() - dt.timedelta(days=1)).strftime("%Y-%m")
         assert len(runs) == 1 and runs[0].trigger == "schedule"  # weekly, not every check
+        from memory.agents.repository import AgentRepository
+
+        agent_runs = AgentRepository(s).runs(org.org_id, agent="planner")
+        # The weekly planner is an agent run (policy-checked as agent:planner, listed with the agents' runs).
+        assert [(r.trigger, r.status) for r in agent_runs] == [("schedule", "succeeded")]
         report = repo.report(org.org_id, prev)
         assert report is not None and report.pdf.startswith(b"%PDF")
         created = report.created_at
@@ -157,6 +259,11 @@ def test_scheduled_checks_are_idempotent_and_make_the_monthly_pdf() -> None:
     with session_scope() as s:
         again = PulseRepository(s).report(org.org_id, prev)
         assert again is not None and again.created_at == created  # not regenerated
+    run_checks(first_of_month + dt.timedelta(days=7), [org.org_id])  # the next ISO week: the planner runs again
+    with session_scope() as s:
+        from memory.agents.repository import AgentRepository
+
+        assert len(AgentRepository(s).runs(org.org_id, agent="planner")) == 2
 
 
 def test_seeded_history_is_not_overwritten_by_the_daily_check() -> None:

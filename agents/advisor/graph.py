@@ -59,8 +59,10 @@ def initial_state(deps: RunDeps, run_input: dict[str, Any]) -> dict[str, Any]:
 
 
 def offline_chat(deps: RunDeps, message: str) -> Iterator[ChatEvent]:
-    """Answer one chat message offline, showing each tool call and its result."""
-    out = answer(None, message, caller=toolbox_caller(deps))
+    """Answer one chat message offline, showing each tool call and its result; a follow-up question
+    ("and spend?", "what about the last 7 days?") is read with the thread's earlier questions."""
+    earlier = [content for role, content in deps.history if role == "user"]
+    out = answer(None, message, caller=toolbox_caller(deps), earlier=earlier)
     for c in out.tool_calls:
         yield ChatEvent("tool_call", {"tool": c.tool, "args": c.args})
         yield ChatEvent("tool_result", {"tool": c.tool, "outcome": "error" if c.error else "ok",

@@ -78,6 +78,25 @@ class PulseRepository:
                                                                             ReadinessProbe.ok.is_(True))) or 0
         return int(total), int(ok)
 
+    def probes(self, start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, bool]]:
+        """(time, ok) of every probe in ``[start, end)``, oldest first."""
+        rows = self.session.execute(select(ReadinessProbe.ts, ReadinessProbe.ok)
+                                    .where(ReadinessProbe.ts >= start, ReadinessProbe.ts < end)
+                                    .order_by(ReadinessProbe.ts))
+        return [(ts, bool(ok)) for ts, ok in rows]
+
+    def outages(self, start: dt.datetime, end: dt.datetime,
+                diagnoses: tuple[str, ...]) -> list[tuple[dt.datetime, dt.datetime | None, dt.datetime]]:
+        """(first evidence, resolved or None, last seen) of outage incidents overlapping ``[start, end)``."""
+        from memory.ops.models import Incident
+
+        rows = self.session.execute(
+            select(Incident.detected_at, Incident.resolved_at, Incident.last_seen_at)
+            .where(Incident.diagnosis.in_(diagnoses), Incident.detected_at < end,
+                   or_(Incident.resolved_at.is_(None), Incident.resolved_at > start))
+            .order_by(Incident.detected_at))
+        return [(a, b, c) for a, b, c in rows]
+
     def prune_probes(self, before: dt.datetime) -> None:
         from sqlalchemy import delete
 
@@ -117,10 +136,6 @@ class PulseRepository:
         self.session.add(run)
         self.session.flush()
         return run
-
-    def last_run(self, org_id: int) -> PlannerRun | None:
-        return self.session.scalar(select(PlannerRun).where(PlannerRun.org_id == org_id)
-                                   .order_by(PlannerRun.created_at.desc(), PlannerRun.id.desc()).limit(1))
 
     def runs(self, org_id: int, limit: int = 20) -> list[PlannerRun]:
         return list(self.session.scalars(select(PlannerRun).where(PlannerRun.org_id == org_id)

@@ -161,7 +161,7 @@ def anomaly_findings(scored: list[tuple[str, float, float | None]], ts: dt.datet
 
 def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, float]]) -> list[Finding]:
     """Evaluate the rule breaches: queue age, expired leases, dead, hung or leaking workers,
-    failing pipelines, poison jobs, failing partner endpoints."""
+    failing pipelines, slow API routes, failing partner endpoints, poison jobs, capacity shortage."""
     import socket
 
     import psutil
@@ -227,14 +227,38 @@ def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, fl
                                    f"Pipeline {pid}: {value:.0%} of {n:.0f} recent jobs failed", "high",
                                    subject={"pipeline_id": pid}, evidence={"failure_rate": value, "finished": n},
                                    org_id=src.pipeline_org(pid), symptom_at=now))
+        elif name == "api.latency_s.p95" and "route" in labels and value > s.ops_api_p95_max_s:
+            route = labels["route"]
+            n = values.get(f"api.requests{{route={route}}}", 0.0)
+            if n >= 3:  # one slow request is not a slow route
+                out.append(Finding(f"api:{route}", f"rule:api_slow:{route}", "rule", "api_slow",
+                                   f"API {route}: p95 latency {value:.2f}s over {n:.0f} requests "
+                                   f"(limit {s.ops_api_p95_max_s:g}s)", "high", subject={"route": route},
+                                   evidence={"p95_s": value, "requests": n}, symptom_at=now))
         elif name == "partner.error_rate" and "install" in labels and value > s.ops_partner_error_rate_max:
             iid = int(labels["install"])
             n = values.get(f"partner.attempts{{install={iid}}}", 0.0)
-            if n >= s.ops_failure_min_jobs:
+            if n >= s.ops_failure_min_jobs and not _endpoint_disabled(session, iid):
                 out.append(Finding(f"partner:{iid}", f"rule:partner_errors:{iid}", "rule", "partner_errors",
                                    f"Partner endpoint of install {iid}: {value:.0%} of {n:.0f} deliveries failed",
                                    "medium", subject={"install_id": iid}, evidence={"error_rate": value},
                                    symptom_at=now))
+
+    outage = _api_down(session, now)
+    if outage is not None:
+        out.append(outage)
+
+    from tools.auto_intel.capacity import measure
+
+    cap = measure(session, now, depth=int(values.get("jobs.queue.depth", 0)))
+    if cap is not None and cap.short:
+        want = min(s.workers_max, cap.workers_needed())
+        out.append(Finding("capacity", "rule:capacity", "rule", "capacity", cap.describe(), "high",
+                           subject={"desired": want, "healthy_workers": cap.healthy_workers},
+                           evidence={"depth": cap.depth, "drain_s": round(cap.drain_s, 2),
+                                     "throughput_per_s": round(cap.throughput_per_s, 3),
+                                     "mean_run_s": round(cap.mean_run_s, 3), "forecast_peak": cap.forecast_peak,
+                                     "workers_needed": cap.workers_needed()}, symptom_at=now))
 
     for job in _poison(src.suspected_poison(now - dt.timedelta(days=1))):
         out.append(Finding(f"job:{job.id}", f"rule:poison_job:{job.id}", "rule", "poison_job",
@@ -243,6 +267,40 @@ def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, fl
                            evidence={"attempts": job.attempts, "last_error": (job.last_error or "")[:300]},
                            org_id=job.org_id, symptom_at=now))
     return out
+
+
+def _api_down(session: Session, now: dt.datetime) -> Finding | None:
+    """An outage: the scheduler's last ``ops_api_down_probes`` /readyz probes (all recent) failed.
+
+    The incident's first evidence is the first failed probe of the streak; it resolves itself once a probe
+    succeeds, and its span is downtime in the uptime KPI (``tools.pulse.kpis.OUTAGE_DIAGNOSES``)."""
+    from sqlalchemy import select
+
+    from memory.pulse.models import ReadinessProbe
+
+    s = get_settings()
+    n = max(1, s.ops_api_down_probes)
+    recent_since = now - dt.timedelta(seconds=s.pulse_probe_interval_s * (n + 1))
+    rows = list(session.execute(select(ReadinessProbe.ts, ReadinessProbe.ok, ReadinessProbe.status_code,
+                                       ReadinessProbe.detail)
+                                .where(ReadinessProbe.ts >= recent_since)
+                                .order_by(ReadinessProbe.ts.desc()).limit(n)))
+    if len(rows) < n or any(r.ok for r in rows):
+        return None
+    first = _aware(rows[-1].ts)
+    return Finding("api", "rule:api_down", "rule", "api_down",
+                   f"The API failed its last {n} readiness probes (/readyz)", "critical",
+                   evidence={"probes": [{"at": _aware(r.ts).isoformat(), "status": r.status_code,
+                                         "detail": (r.detail or "")[:200]} for r in rows]},
+                   symptom_at=first)
+
+
+def _endpoint_disabled(session: Session, install_id: int) -> bool:
+    """A disabled endpoint gets no deliveries: its past failures are no longer a live symptom."""
+    from memory.partner.models import PluginInstall
+
+    inst = session.get(PluginInstall, install_id)
+    return inst is not None and inst.endpoint_disabled_at is not None
 
 
 def _expiries(job: Any) -> int:

@@ -6,8 +6,10 @@ precondition must still hold (otherwise the symptom is gone and the incident res
 per-target limit (``max_per_target`` actions on one worker, job or pipeline within ``window_s``) must
 not be reached. After acting the incident waits, with ``heal_pending``, for the symptom to go; when it
 does the incident resolves, when it does not within ``ops_heal_verify_s`` the next attempt waits an
-exponential back-off, and after ``ops_heal_max_attempts`` (or a denial, an approval request, a missing
-playbook, a reached limit) it escalates to a person. Nothing here loops: every call does one step.
+exponential back-off, and after ``ops_heal_max_attempts`` (or a denial, a missing playbook, a reached
+limit) it escalates to a person. An action the policy wants approved pauses the healer's agent run
+(``agents/healer``) until a person decides (:func:`approval_decided`); outside a run it escalates.
+Nothing here loops: every call does one step.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ class Playbook:
     target_key: str = ""
     max_per_target: int = 3
     window_s: int = 600
+    verify_min_s: float = 0.0  # the symptom may take this long to go (e.g. new processes start)
 
 
 def _worker_ref(inc: Incident) -> dict[str, Any]:
@@ -129,6 +132,52 @@ RETRY = Playbook("retry_transient_failures", "jobs.retry_failed",
 PAUSE = Playbook("pause_pipeline", "queues.pause", lambda i: {"pipeline_id": i.subject["pipeline_id"]},
                  lambda s, i: not _pipeline_paused(s, i), _pipeline_paused, "pipeline_id", max_per_target=1)
 
+def _endpoint_enabled(session: Session, inc: Incident) -> bool:
+    from memory.partner.models import PluginInstall
+
+    inst = session.get(PluginInstall, (inc.subject or {}).get("install_id"))
+    if inst is not None:
+        session.refresh(inst)
+    return inst is not None and inst.status == "active" and inst.endpoint_disabled_at is None
+
+
+DISABLE_ENDPOINT = Playbook(
+    "disable_partner_endpoint", "plugins.disable_endpoint",
+    lambda i: {"install_id": i.subject["install_id"],
+               "reason": f"incident {i.id}: most deliveries to this endpoint failed ({i.title})"[:400]},
+    _endpoint_enabled, lambda s, i: not _endpoint_enabled(s, i), "install_id", max_per_target=1)
+
+SCALE_HOLD_S = 600  # added workers stay this long, then the supervisor returns to its own count
+
+
+def _scale_args(inc: Incident) -> dict[str, Any]:
+    # each further attempt (the shortage outlived the last one) asks for one more worker
+    want = int(inc.subject["desired"]) + inc.heal_attempts
+    return {"desired": min(get_settings().workers_max, want), "for_s": SCALE_HOLD_S,
+            "reason": f"incident {inc.id}: {inc.title}"[:500]}
+
+
+def _capacity_short(session: Session) -> bool:
+    from tools.auto_intel.capacity import measure
+
+    cap = measure(session, utcnow())
+    return cap is not None and cap.short
+
+
+def _scale_helps(session: Session, inc: Incident) -> bool:
+    """Still short, and the count asked for is above the one in force (else: at the limit, a person)."""
+    from tools.jobs.workers import scale_decision
+
+    if not _capacity_short(session):
+        return False
+    decision = scale_decision(session)
+    current = decision[0] if decision is not None else int((inc.subject or {}).get("healthy_workers", 0))
+    return int(_scale_args(inc)["desired"]) > current
+
+
+SCALE_UP = Playbook("add_workers", "workers.scale", _scale_args, _scale_helps,
+                    lambda s, i: not _capacity_short(s), verify_min_s=15.0)
+
 # diagnosis -> playbooks tried in order (the first whose precondition holds runs).
 PLAYBOOKS: dict[str, tuple[Playbook, ...]] = {
     "worker_dead": (RESTART,),
@@ -138,21 +187,27 @@ PLAYBOOKS: dict[str, tuple[Playbook, ...]] = {
     "queue_age": (REQUEUE,),
     "poison_job": (DEAD_LETTER,),
     "failure_rate": (RETRY, PAUSE),
+    "partner_errors": (DISABLE_ENDPOINT,),
+    "capacity": (SCALE_UP,),
 }
 # Diagnoses with no automatic action: a person decides (the reason is written on the incident).
-NO_PLAYBOOK: dict[str, str] = {
-    "partner_errors": "no control tool disables a partner endpoint yet; the hooks runtime disables it after "
-                      "LEVQOR_HOOKS_DISABLE_AFTER_S of failures",
-    "capacity": "no control tool adds worker processes; scale the worker deployment",
+NO_PLAYBOOK: dict[str, str] = {}
+# Diagnoses the healer only watches: no control tool helps, the incident resolves when the symptom goes.
+OBSERVE_ONLY: dict[str, str] = {
+    "anomaly": "an anomaly alone has no playbook; watching",
+    "api_slow": "no control action speeds up the API; watching until its latency is back under the limit",
 }
 
 
 @dataclass
 class HealStep:
     incident_id: int
-    outcome: str  # acted | healed | waiting | retry_later | escalated | observed | skipped
+    # acted | healed | waiting | retry_later | escalated | observed | skipped | due | needs_approval
+    outcome: str
     action: str = ""
     detail: str = ""
+    tool: str = ""  # needs_approval: the tool and arguments a person must approve
+    args: dict[str, Any] | None = None
 
 
 def _ctx(session: Session) -> ToolContext:
@@ -168,11 +223,15 @@ def _record_action(session: Session, inc: Incident, pb: Playbook, args: dict[str
     SELF_HEALS.labels(action=pb.name, result=result).inc()
 
 
-def heal(incident_id: int, now: dt.datetime | None = None, *, prefer: str | None = None) -> HealStep:
+def heal(incident_id: int, now: dt.datetime | None = None, *, prefer: str | None = None,
+         run_id: int | None = None, act: bool = True) -> HealStep:
     """Take one healing step on an incident (act, verify, back off or escalate) and commit it.
 
     ``prefer`` names a playbook proposed by the healer's LLM: tried first when its precondition holds;
-    it runs through the same policy checks, limits and verification as any other."""
+    it runs through the same policy checks, limits and verification as any other. ``act=False`` stops
+    where a playbook would be chosen and returns ``due`` (the healer then starts an agent run for it).
+    In healer run ``run_id`` an action that needs approval returns ``needs_approval`` and the incident
+    waits for the person's decision (:func:`approval_decided`); outside a run it escalates."""
     now = now or utcnow()
     s = get_settings()
     with session_scope() as session:
@@ -181,6 +240,8 @@ def heal(incident_id: int, now: dt.datetime | None = None, *, prefer: str | None
         if inc is None or inc.state == "resolved" or inc.manual:
             return HealStep(incident_id, "skipped", detail="resolved or with a person")
         pending = inc.heal_pending
+        if pending and pending.get("awaiting_approval"):
+            return _awaiting(session, inc, pending, now)
         if pending:
             pb = _find(pending["playbook"])
             if pb is not None and pb.verify(session, inc):
@@ -201,8 +262,18 @@ def heal(incident_id: int, now: dt.datetime | None = None, *, prefer: str | None
             return HealStep(incident_id, "retry_later", pending["playbook"])
         if inc.next_heal_at is not None and _aware(inc.next_heal_at) > now:
             return HealStep(incident_id, "waiting", detail="backing off")
-        if inc.diagnosis == "anomaly":
-            return HealStep(incident_id, "observed", detail="an anomaly alone has no playbook; watching")
+        if inc.diagnosis in OBSERVE_ONLY:
+            return HealStep(incident_id, "observed", detail=OBSERVE_ONLY[inc.diagnosis])
+        if inc.diagnosis == "api_down":
+            # `levqor up` (or the orchestrator) restarts a dead API process; a person is called only when
+            # the outage outlasts that.
+            lasted = (now - _aware(inc.detected_at)).total_seconds()
+            if lasted < s.ops_api_down_escalate_s:
+                return HealStep(incident_id, "observed", detail="API outage; waiting for the supervisor's restart")
+            escalate(session, inc, f"the API has been failing its readiness probes for {lasted:.0f}s", now=now)
+            return HealStep(incident_id, "escalated", detail="outage outlasted the supervisor")
+        if not act:
+            return HealStep(incident_id, "due")
         if inc.diagnosis in NO_PLAYBOOK or inc.diagnosis not in PLAYBOOKS:
             escalate(session, inc, NO_PLAYBOOK.get(inc.diagnosis, f"no playbook for {inc.diagnosis}"), now=now)
             return HealStep(incident_id, "escalated", detail="no playbook")
@@ -236,6 +307,8 @@ def heal(incident_id: int, now: dt.datetime | None = None, *, prefer: str | None
             with session.begin_nested():
                 out = registry.invoke(pb.tool, ctx, args)
         except (PolicyDenied, ApprovalRequired) as exc:
+            if isinstance(exc, ApprovalRequired) and run_id is not None:
+                return _await_approval(session, inc, pb, args, run_id, exc.detail, now)
             result = "denied" if isinstance(exc, PolicyDenied) else "needs_approval"
             _record_action(session, inc, pb, args, result, now, exc.detail)
             escalate(session, inc, f"{pb.tool}: {exc.detail}", now=now)
@@ -249,13 +322,140 @@ def heal(incident_id: int, now: dt.datetime | None = None, *, prefer: str | None
             inc.next_heal_at = now + dt.timedelta(seconds=BACKOFF_BASE_S * 2 ** (inc.heal_attempts - 1))
             return HealStep(incident_id, "retry_later", pb.name, exc.detail)
         inc.heal_attempts += 1
-        deadline = now + dt.timedelta(seconds=s.ops_heal_verify_s)
+        deadline = now + dt.timedelta(seconds=max(s.ops_heal_verify_s, pb.verify_min_s))
         inc.heal_pending = {"playbook": pb.name, "args": args, "at": now.isoformat(), "deadline": deadline.isoformat()}
         _record_action(session, inc, pb, args, "acted", now)
         audit_log.record(ctx, "ops.self_heal", f"incident:{inc.id}",
                          detail={"playbook": pb.name, "tool": pb.tool, "args": args,
                                  "result": out.model_dump(mode="json")})
         return HealStep(incident_id, "acted", pb.name)
+
+
+# ---- actions a person must approve (the healer's agent runs pause for them) -----------------------
+
+def _await_approval(session: Session, inc: Incident, pb: Playbook, args: dict[str, Any], run_id: int,
+                    reason: str, now: dt.datetime) -> HealStep:
+    """The policy wants a person to approve ``pb``: the incident waits for healer run ``run_id``."""
+    inc.heal_pending = {"playbook": pb.name, "tool": pb.tool, "args": args, "at": now.isoformat(),
+                        "awaiting_approval": True, "run_id": run_id}
+    IncidentRepository(session).add_event(
+        inc.id, "action", f"{pb.name}: awaiting approval of {pb.tool} by a person (healer run {run_id})",
+        actor=HEALER.actor, at=now,
+        data={"tool": pb.tool, "args": args, "result": "awaiting_approval", "run_id": run_id, "reason": reason})
+    SELF_HEALS.labels(action=pb.name, result="needs_approval").inc()
+    return HealStep(inc.id, "needs_approval", pb.name, reason, tool=pb.tool, args=args)
+
+
+def _approval_run_status(session: Session, pending: dict[str, Any]) -> str | None:
+    from memory.agents.repository import AgentRepository
+
+    run = AgentRepository(session).run(int(pending["run_id"]))
+    return run.status if run is not None else None
+
+
+def _awaiting(session: Session, inc: Incident, pending: dict[str, Any], now: dt.datetime) -> HealStep:
+    """A step while an action awaits a person: the symptom may go meanwhile, or its run may have died."""
+    status = _approval_run_status(session, pending)
+    if status in (None, "succeeded", "failed"):
+        escalate(session, inc, f"healer run {pending['run_id']} ended without recording the decision on "
+                               f"{pending.get('tool')}", now=now)
+        return HealStep(inc.id, "escalated", pending["playbook"], "approval run ended")
+    pb = _find(pending["playbook"])
+    # While the run is resuming (running), the decision is being recorded: leave the incident to it.
+    if status == "waiting_approval" and pb is not None and not _applies(pb, session, inc):
+        resolve(session, inc, HEALER.actor, f"the symptom went away while {pb.name} awaited approval", now)
+        return HealStep(inc.id, "healed", pb.name, "symptom gone before the approval")
+    return HealStep(inc.id, "waiting", pending["playbook"], "awaiting approval")
+
+
+def _awaits(inc: Incident | None, run_id: int) -> bool:
+    pending = inc.heal_pending if inc is not None else None
+    return bool(pending and pending.get("awaiting_approval") and pending.get("run_id") == run_id)
+
+
+def approval_still_needed(incident_id: int, run_id: int) -> str | None:
+    """None while the incident waits for run ``run_id``'s approval and its symptom is there; else why not.
+
+    A healer run asks this before it asks for (and again before it executes) an approved action, so a
+    person's late approval never acts on an incident that healed, resolved or went to a person meanwhile."""
+    now = utcnow()
+    with session_scope() as session:
+        inc = IncidentRepository(session).get(incident_id, lock=True)
+        if inc is None or inc.state == "resolved":
+            return "the incident is resolved"
+        if inc.manual:
+            return "the incident is with a person"
+        if not _awaits(inc, run_id):
+            return "the incident no longer waits for this approval"
+        pb = _find(inc.heal_pending["playbook"])  # type: ignore[index]
+        if pb is None:
+            escalate(session, inc, f"playbook {inc.heal_pending['playbook']} no longer exists", now=now)  # type: ignore[index]
+            return "the playbook no longer exists"
+        if not _applies(pb, session, inc):
+            resolve(session, inc, HEALER.actor, f"the symptom went away while {pb.name} awaited approval", now)
+            return "the symptom went away before the action ran"
+        return None
+
+
+def approval_decided(incident_id: int, *, run_id: int, outcome: str, message: str = "",
+                     approval_id: int | None = None, result: dict[str, Any] | None = None,
+                     now: dt.datetime | None = None) -> HealStep:
+    """Record what became of an action healer run ``run_id`` asked a person to approve, and go on from there.
+
+    ``outcome`` is the runtime's: ``approved`` (it ran as a system call naming the approver; ``ok`` when the
+    policy no longer asked), ``rejected`` (rejected or expired), ``denied`` or ``refused`` (the policy refused
+    it even so) or ``error``. Approved: the action is recorded and verified like any other; rejected or denied: a person
+    takes the incident; an error backs off like a failed action (the next attempt asks again)."""
+    now = now or utcnow()
+    s = get_settings()
+    with session_scope() as session:
+        inc = IncidentRepository(session).get(incident_id, lock=True)
+        if inc is None or not _awaits(inc, run_id):
+            return HealStep(incident_id, "skipped", detail="the incident no longer waits for this approval")
+        pending = dict(inc.heal_pending or {})
+        args = dict(pending.get("args") or {})
+        status, by, note = outcome, "", ""
+        if approval_id is not None:
+            from memory.agents.repository import AgentRepository
+
+            ap = AgentRepository(session).approval(approval_id)
+            if ap is not None:
+                status, by, note = ap.status, ap.decided_by or "", ap.note or ""
+                if ap.status == "approved" and ap.edited_args is not None:
+                    args = dict(ap.edited_args)
+        ref = f"approval {approval_id}" if approval_id is not None else "no approval was needed in the end"
+        who = ", ".join(x for x in (f"by {by}" if by else "", ref, note) if x)
+        pb = _find(pending["playbook"])
+        if pb is None:
+            escalate(session, inc, f"playbook {pending['playbook']} no longer exists; {pending.get('tool')} "
+                                   f"was {status} ({who})", now=now)
+            return HealStep(incident_id, "escalated", pending["playbook"], "unknown playbook")
+        inc.heal_pending = None
+        if outcome in ("approved", "ok"):
+            inc.heal_attempts += 1
+            deadline = now + dt.timedelta(seconds=max(s.ops_heal_verify_s, pb.verify_min_s))
+            inc.heal_pending = {"playbook": pb.name, "args": args, "at": now.isoformat(),
+                                "deadline": deadline.isoformat(), "approval_id": approval_id}
+            _record_action(session, inc, pb, args, "acted", now, f"approved {who}" if by else who)
+            audit_log.record(_ctx(session), "ops.self_heal", f"incident:{inc.id}",
+                             detail={"playbook": pb.name, "tool": pb.tool, "args": args, "result": result,
+                                     "approval_id": approval_id, "approved_by": by or None})
+            return HealStep(incident_id, "acted", pb.name, f"approved {who}" if by else who)
+        if outcome == "rejected":
+            _record_action(session, inc, pb, args, status, now, who)
+            escalate(session, inc, f"{pb.tool} was {status} ({who}); a person decides what to do", now=now)
+            return HealStep(incident_id, "escalated", pb.name, status)
+        if outcome in ("denied", "refused"):
+            _record_action(session, inc, pb, args, "denied", now, message)
+            escalate(session, inc, f"{pb.tool}: {message}", now=now)
+            return HealStep(incident_id, "escalated", pb.name, "denied")
+        inc.heal_attempts += 1
+        _record_action(session, inc, pb, args, "failed", now, message)
+        if inc.heal_attempts >= s.ops_heal_max_attempts:
+            escalate(session, inc, f"{pb.tool} failed: {message}", now=now)
+            return HealStep(incident_id, "escalated", pb.name, message)
+        inc.next_heal_at = now + dt.timedelta(seconds=BACKOFF_BASE_S * 2 ** (inc.heal_attempts - 1))
+        return HealStep(incident_id, "retry_later", pb.name, message)
 
 
 def _applies(pb: Playbook, session: Session, inc: Incident) -> bool:
@@ -282,13 +482,17 @@ def open_incident_ids() -> list[int]:
 
 
 def heal_open(now: dt.datetime | None = None) -> list[HealStep]:
-    """One step on every incident that is neither resolved nor with a person."""
+    """One step on every incident that is neither resolved nor with a person (an action: a healer run)."""
+    from agents.healer.graph import run_healer
+
     with session_scope() as s:
         ids = [i.id for i in IncidentRepository(s).unresolved() if not i.manual]
     steps = []
     for iid in ids:
         try:
-            steps.append(heal(iid, now))
+            st = run_healer(iid, trigger="schedule", now=now).get("step") or {}
+            steps.append(HealStep(iid, str(st.get("outcome") or "error"), str(st.get("action") or ""),
+                                  str(st.get("detail") or "")))
         except Exception:
             log.exception("healing step failed", extra={"fields": {"incident": iid}})
             steps.append(HealStep(iid, "error"))
@@ -305,7 +509,7 @@ def _safe_heal(incident_id: int) -> None:
     try:
         from agents.healer.graph import run_healer
 
-        run_healer(incident_id)
+        run_healer(incident_id, trigger="event")
     except Exception:
         log.exception("healer failed", extra={"fields": {"incident": incident_id}})
 

@@ -177,6 +177,60 @@ def understand(question: str) -> Intent:
     return Intent(None)
 
 
+_FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|same (for|but)|now|also|ok(ay)?,?|then|instead)\b|"
+                        r"^\s*(for|over) (the )?(last|past)\b|\b(instead|that|it)\?*\s*$")
+
+
+def understand_in_thread(question: str, earlier: list[str]) -> Intent:
+    """Like :func:`understand`, but a follow-up ("and spend?", "what about the last 7 days?", "and at $39?")
+    takes what it leaves out from the thread's last in-scope question (``earlier``: oldest first), itself
+    read the same way."""
+    prev: Intent | None = None
+    for e in earlier:
+        read = _read_follow_up(e, prev)
+        prev = read if read.type is not None else prev
+    return _read_follow_up(question, prev)
+
+
+def _read_follow_up(question: str, prev: Intent | None) -> Intent:
+    intent = understand(question)
+    if intent.type is not None or prev is None:
+        return intent
+    q = question.lower().strip()
+    if not _FOLLOW_UP.search(q) and len(q.split()) > 6:
+        return intent
+    params = dict(prev.params)
+    kpi = _kpi_in(q)
+    days = re.search(r"\d+\s+days?|week|quarter|fortnight", q)
+    amounts = _money(question)
+    plan = next((p for p in ("starter", "pro", "business") if re.search(rf"\b{p}\b", q)), None)
+    pct = re.findall(r"(-?\d+(?:\.\d+)?)\s*(?:%|percent)", q)
+    partners = re.search(r"(\d+)\s+(?:more |new )?partners?|\b(\d+)\b", q)
+    changed = False
+    if prev.type in ("kpi_status", "trend") and kpi:
+        params["kpi"] = kpi
+        changed = True
+    if prev.type in ("trend", "cost_breakdown", "incident_summary") and days:
+        params["days"] = _days(q)
+        changed = True
+    if prev.type == "price_whatif":
+        if plan and plan != params.get("plan"):
+            from tools.decision_engine.simulator import PLAN_PRICES_CENTS
+
+            # "and business?": the same relative change on the other plan.
+            before = params.pop("current_price_cents", None) or PLAN_PRICES_CENTS.get(params.get("plan", ""))
+            if before and not amounts:
+                params["new_price_cents"] = round(PLAN_PRICES_CENTS[plan] * params["new_price_cents"] / before)
+            params["plan"], changed = plan, True
+        if amounts:
+            params["new_price_cents"], changed = amounts[-1], True
+    if prev.type == "partner_share_whatif" and pct:
+        params["new_share_pct"], changed = float(pct[-1]), True
+    if prev.type == "add_partners_whatif" and partners:
+        params["partners"], changed = int(partners.group(1) or partners.group(2)), True
+    return Intent(prev.type, params) if changed else intent
+
+
 ToolCaller = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
@@ -312,13 +366,15 @@ OUT_OF_SCOPE = ("That question is outside what I can answer in offline mode. I c
                 + "; ".join(QUESTION_TYPES.values()) + ".")
 
 
-def answer(ctx: ToolContext | None, question: str, caller: ToolCaller | None = None) -> AdvisorAnswer:
+def answer(ctx: ToolContext | None, question: str, caller: ToolCaller | None = None,
+           earlier: list[str] | None = None) -> AdvisorAnswer:
     """Answer one question offline with tool calls; every figure comes from this turn's results.
 
-    Tools are called as the person in ``ctx``, or through ``caller`` (the agent runtime's toolbox)."""
+    Tools are called as the person in ``ctx``, or through ``caller`` (the agent runtime's toolbox).
+    ``earlier`` are the thread's previous questions: a follow-up takes what it leaves out from them."""
     from tools.decision_engine.simulator import SIMULATION_TOOLS
 
-    intent = understand(question)
+    intent = understand_in_thread(question, earlier or [])
     if caller is None:
         assert ctx is not None
         caller = registry_caller(ctx)

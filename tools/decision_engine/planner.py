@@ -182,12 +182,22 @@ class PlannerIn(BaseModel):
     pass
 
 
+def _trigger(ctx: ToolContext) -> str:
+    """``manual`` for a person; for the planner agent, its run's trigger (``schedule`` for the weekly run)."""
+    if ctx.agent_run_id is None:
+        return "manual"
+    from memory.agents.repository import AgentRepository
+
+    run = AgentRepository(ctx.session).run(ctx.agent_run_id)
+    return run.trigger if run is not None else "manual"
+
+
 @tool("planner.run", risk="write")
 def planner_run(ctx: ToolContext, params: PlannerIn) -> PlannerRunRead:
     """Run the planner now: find KPIs missed or at risk and propose suggestions with expected effects."""
     from tools.enterprise import audit_log
 
-    out = run_planner(ctx, trigger="manual")
+    out = run_planner(ctx, trigger=_trigger(ctx))
     audit_log.record(ctx, "planner.ran", f"planner_run:{out.id}", detail={"suggestions": len(out.suggestions)})
     return out
 

@@ -6,7 +6,7 @@ data source is missing it returns ``Reading.missing(reason)``. The built-in prov
 built elsewhere read them only through their registered tools (``registry.invoke``), by contract::
 
     jobs.kpis          {"day": "YYYY-MM-DD"} -> {jobs_run, job_success_rate, active_orgs?}
-    credits.kpis       {"day": ...} -> {credits_sold, credits_spent, revenue_cents}
+    credits.kpis       {"day": ...} -> {credits_sold, credits_spent}
     partners.kpis      {"day": ...} -> {partner_revenue_cents, plugin_installs_day} per day, or totals to
                        date {partner_revenue_minor, plugin_installs} (daily = difference of daily totals)
     certification.kpis {"day": ...} -> {certified_users}
@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from levqor.settings import get_settings
+from memory.db import utcnow
 from tools.context import ToolContext
 
 
@@ -156,14 +158,89 @@ def from_tool(tool: str, field: str) -> Provider:
     return provider
 
 
+def _revenue(ctx: ToolContext, day: dt.date) -> Reading:
+    """Total revenue comes from a billing area (plan subscriptions, credit packs) that registers it here;
+    until one exists, say so (partner revenue is measured separately from the payouts ledger)."""
+    return Reading.missing("no billing area records plan or credit-pack sales yet (register a 'revenue' "
+                           "provider with tools.pulse.kpis.register_kpi)", "billing")
+
+
+# Incidents that mean the platform was down for its users (opened by the monitor's ``api_down`` rule
+# from failed /readyz probes, or by a person); their span counts as downtime even where no probe ran.
+OUTAGE_DIAGNOSES: tuple[str, ...] = ("api_down",)
+
+
+def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(s for s in spans if s[1] > s[0]):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _length(spans: list[tuple[float, float]]) -> float:
+    return sum(b - a for a, b in _merge(spans))
+
+
+def uptime_percent(probes: list[tuple[dt.datetime, bool]],
+                   outages: list[tuple[dt.datetime, dt.datetime | None, dt.datetime]],
+                   start: dt.datetime, end: dt.datetime, interval_s: float) -> tuple[float, float, float] | None:
+    """(uptime %, downtime seconds, observed seconds) over ``[start, end)``, or None when nothing was observed.
+
+    Each probe stands for the time until the next probe, at most two intervals (a gap longer than that
+    was not observed, e.g. the scheduler was stopped). Downtime is the union of the spans of failed
+    probes and of outage incidents (first evidence until one probe interval after it was last seen, or
+    its resolution if sooner: an outage a person resolves late does not count the wait). The observed
+    time is the union of all probe spans and outage spans, so an outage counts even where the prober
+    itself was down."""
+    t0, t1 = start.timestamp(), end.timestamp()
+
+    def clip(a: float, b: float) -> tuple[float, float]:
+        return max(a, t0), min(b, t1)
+
+    observed: list[tuple[float, float]] = []
+    down: list[tuple[float, float]] = []
+    stamps = [(_aware(ts).timestamp(), ok) for ts, ok in probes]
+    for i, (ts, ok) in enumerate(stamps):
+        nxt = stamps[i + 1][0] if i + 1 < len(stamps) else ts + interval_s
+        span = clip(ts, min(nxt, ts + 2 * interval_s))
+        observed.append(span)
+        if not ok:
+            down.append(span)
+    for first, resolved, last_seen in outages:
+        until = _aware(last_seen).timestamp() + interval_s
+        if resolved is not None:
+            until = min(until, _aware(resolved).timestamp())
+        span = clip(_aware(first).timestamp(), until)
+        observed.append(span)
+        down.append(span)
+    seen = _length(observed)
+    if seen <= 0:
+        return None
+    lost = _length(down)
+    return round(100.0 * (1 - lost / seen), 4), lost, seen
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
 def _uptime(ctx: ToolContext, day: dt.date) -> Reading:
     from memory.pulse.repository import PulseRepository
 
-    total, ok = PulseRepository(ctx.session).probe_counts(*_day_bounds(day))
-    if total == 0:
-        return Reading.missing("no /readyz probes were recorded on this day (is the scheduler running?)",
-                               "readiness_probes")
-    return Reading(round(100.0 * ok / total, 4), "readiness_probes")
+    repo = PulseRepository(ctx.session)
+    start, end = _day_bounds(day)
+    end = min(end, utcnow())
+    if end <= start:
+        return Reading.missing("this day has not started yet", "readiness_probes")
+    measured = uptime_percent(repo.probes(start, end), repo.outages(start, end, OUTAGE_DIAGNOSES), start, end,
+                              float(get_settings().pulse_probe_interval_s))
+    if measured is None:
+        return Reading.missing("no /readyz probes or outage incidents were recorded on this day "
+                               "(is the scheduler running?)", "readiness_probes")
+    return Reading(measured[0], "readiness_probes+outage_incidents")
 
 
 def _spend(ctx: ToolContext, day: dt.date) -> Reading:
@@ -320,7 +397,7 @@ def _load_builtin() -> None:
         "job_success_rate": from_tool("jobs.kpis", "job_success_rate"),
         "credits_sold": from_tool("credits.kpis", "credits_sold"),
         "credits_spent": from_tool("credits.kpis", "credits_spent"),
-        "revenue": from_tool("credits.kpis", "revenue_cents"),
+        "revenue": _revenue,
         "partner_revenue": from_total("partners.kpis", "partner_revenue_minor", "partner_revenue_total",
                                       "partner_revenue_cents"),
         "partner_revenue_share": _partner_share,

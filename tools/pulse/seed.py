@@ -92,6 +92,14 @@ def seed_pulse(ctx: ToolContext) -> None:
         if row is not None:
             row.status, row.decided_at, row.decided_by = decision, utcnow(), "user:demo-admin"
             row.note = "seeded decision"
+    decided = run.suggestions[:2]
+    made: dict[str, float | None] = {
+        "ai_suggestions_made": float(len(run.suggestions)), "ai_suggestions_accepted": 1.0 if decided else 0.0,
+        "suggestion_acceptance_rate": 100.0 / len(decided) if decided else None}
+    for kpi, figure in made.items():  # today's figures are the planner run above, not the generated history
+        repo.upsert_snapshot(org_id=ctx.org_id, day=today, kpi=kpi, value=figure, available=figure is not None,
+                             reason=None if figure is not None else "no suggestion had been decided yet",
+                             source="pulse_suggestions", now=now)
     last_month = (today.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
     generate(ctx, last_month)
     generate(ctx, today.strftime("%Y-%m"))  # month to date, with this month's planner suggestions

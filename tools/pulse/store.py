@@ -192,10 +192,27 @@ def system_ctx(session: Session, org_id: int) -> ToolContext:
                                                             role="admin", name="pulse scheduler"))
 
 
+def _iso_week(now: dt.datetime) -> str:
+    iso = now.isocalendar()
+    return f"{iso.year}-W{iso.week:02d}"
+
+
+def _weekly_planner_due(org_id: int, now: dt.datetime) -> bool:
+    """True until the planner agent has run on schedule for ``now``'s ISO week (once a week, idempotent)."""
+    from memory.agents.repository import AgentRepository
+
+    week = _iso_week(now)
+    with session_scope() as s:
+        runs = AgentRepository(s).runs(org_id, agent="planner", limit=50)
+        return not any(r.trigger == "schedule" and (r.input or {}).get("week") == week and r.status != "failed"
+                       for r in runs)
+
+
 def run_checks(now: dt.datetime | None = None, org_ids: list[int] | None = None) -> dict[str, int]:
     """Scheduler job (idempotent): snapshot today (and finish yesterday), evaluate targets,
-    run the weekly planner, and make last month's PDF on the 1st."""
-    from tools.decision_engine import planner
+    run the planner agent once a week (an agent run, trigger ``schedule``), and make last month's PDF on
+    the 1st."""
+    from agents.runtime import start_run
     from tools.pulse import report, targets
 
     now = now or utcnow()
@@ -218,11 +235,9 @@ def run_checks(now: dt.datetime | None = None, org_ids: list[int] | None = None)
                 snapshot_day(ctx, today)
                 done["snapshots"] += 1
                 targets.publish_gauges(ctx, targets.evaluate(ctx.session, org_id, today))
-            with session_scope() as s:
-                last = PulseRepository(s).last_run(org_id)
-                if last is None or now - last.created_at >= dt.timedelta(days=7):
-                    planner.run_planner(system_ctx(s, org_id), trigger="schedule")
-                    done["planner_runs"] += 1
+            if _weekly_planner_due(org_id, now):
+                start_run("planner", org_id, "schedule", input={"week": _iso_week(now)}, requested_by="scheduler")
+                done["planner_runs"] += 1
             prev_month = (today.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
             with session_scope() as s:
                 if today.day == 1 and PulseRepository(s).report(org_id, prev_month) is None:
