@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
@@ -50,6 +52,23 @@ def _loggable_path(path: str, route: str) -> str:
     return route if "{secret}" in route else path
 
 
+_chaos_delay_cache: list[float] = [0.0, 0.0]  # [read at (monotonic), seconds]
+CHAOS_DELAY_REREAD_S = 0.5
+
+
+def _chaos_delay(path: str) -> float:
+    """Seconds of latency the chaos suite injects (LEVQOR_CHAOS_API_DELAY_FILE), re-read twice a second."""
+    now = time.monotonic()
+    if now - _chaos_delay_cache[0] >= CHAOS_DELAY_REREAD_S:
+        try:
+            with open(path) as f:
+                _chaos_delay_cache[1] = max(0.0, min(30.0, float(f.read().strip() or 0)))
+        except (OSError, ValueError):
+            _chaos_delay_cache[1] = 0.0
+        _chaos_delay_cache[0] = now
+    return _chaos_delay_cache[1]
+
+
 def create_app() -> FastAPI:
     """Build the app: routers, problem-details errors, request ids, metrics, logs."""
     import importlib
@@ -84,6 +103,20 @@ def create_app() -> FastAPI:
         started = time.perf_counter()
         status = 500
         try:
+            nul = _nul_field(request)
+            if nul is None and request.method in ("POST", "PUT", "PATCH") and \
+                    "json" in request.headers.get("content-type", ""):
+                nul = _nul_in_json(await request.body())
+            if nul is not None:  # PostgreSQL text cannot hold NUL: refuse it up front, naming the field
+                refused = errors.problem(422, "Validation failed", f"{nul}: NUL characters are not allowed",
+                                         "validation-error", request, field=nul)
+                status = 422
+                refused.headers["x-request-id"] = rid
+                return refused
+            if settings.chaos_api_delay_file:  # the chaos suite's injected slowdown (never set in production)
+                import asyncio
+
+                await asyncio.sleep(_chaos_delay(settings.chaos_api_delay_file))
             response = await call_next(request)
             status = response.status_code
             response.headers["x-request-id"] = rid
@@ -102,6 +135,40 @@ def create_app() -> FastAPI:
     app.state.settings = settings
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _nul_field(request: Request) -> str | None:
+    """The first query parameter or path segment holding a NUL character, if any."""
+    if "\x00" in request.url.path:
+        return "path"
+    for key, value in request.query_params.multi_items():
+        if "\x00" in key or "\x00" in value:
+            return key.replace("\x00", "") or "query"
+    return None
+
+
+def _nul_in_json(body: bytes) -> str | None:
+    """The path (``a.b.0``) of the first JSON string holding a NUL character, if any."""
+    if b"\\u0000" not in body.lower():
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None  # not JSON: the validators name the problem
+
+    def walk(value: Any, path: str) -> str | None:
+        if isinstance(value, str):
+            return path if "\x00" in value else None
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for k, v in items:
+            if isinstance(k, str) and "\x00" in k:
+                return path or "body"
+            found = walk(v, f"{path}.{k}" if path else str(k))
+            if found is not None:
+                return found
+        return None
+
+    return walk(doc, "") or "body"
 
 
 PROBLEM_SCHEMA = {

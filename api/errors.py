@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from levqor.logging import request_id_var
@@ -85,6 +86,14 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 405:
             resp.headers["Allow"] = ", ".join(_allowed_methods(request))
         return resp
+
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the validators let through (a NUL character in a JSON string, a
+        # number out of a column's range): bad input, not a server fault.
+        log.info("database refused a value", extra={"fields": {"error": str(exc.orig)[:200]}})
+        return problem(422, "Validation failed", "a value is not valid for storage (a NUL character, or a number "
+                       "out of range)", "validation-error", request, field="body")
 
     @app.exception_handler(Exception)
     async def unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -2,8 +2,11 @@
 
 ``decide`` returns allow | deny | needs_approval with a reason. Order: a ``deny`` match, an
 argument over its limit, or a rate limit reached denies; then ``needs_approval``; then ``allow``;
-anything not allowed is denied. Patterns are a tool name, ``area.*``, ``risk:<risk>`` or ``*``; a
-rate limit names a pattern too and counts the actor's recorded allowed calls of every tool it matches.
+anything not allowed is denied. A tool named exactly in ``allow`` is pre-approved: a pattern in
+``needs_approval`` (``risk:destructive``, ``area.*``, ``*``) does not apply to it, only its exact name
+does (so "destructive tools need approval, except these two, within their rate limits" is one
+policy). Patterns are a tool name, ``area.*``, ``risk:<risk>`` or ``*``; a rate limit names a pattern
+too and counts the actor's recorded allowed calls of every tool it matches.
 Denials are written to the audit log in their own transaction (they survive the caller's rollback).
 """
 
@@ -259,8 +262,9 @@ class PolicyEngine:
                     return Decision(
                         "deny", f"rate limit: {actor} may call {rl.tool} {rl.max} times per {rl.window_s}s"
                     )
+        pre_approved = spec.name in pol.allow
         for pat in pol.needs_approval:
-            if _matches(pat, spec):
+            if _matches(pat, spec) and (pat == spec.name or not pre_approved):
                 return Decision("needs_approval", f"{spec.name} needs a person's approval ({key}: {pat})")
         for pat in pol.allow:
             if _matches(pat, spec):

@@ -152,6 +152,28 @@ def test_deny_wins_and_needs_approval() -> None:
     assert both.evaluate("agent:a", "agent", spec("jobs.retry", "write"), {}).outcome == "deny"
 
 
+def test_a_tool_named_in_allow_is_pre_approved_over_approval_patterns() -> None:
+    eng = PolicyEngine(doc({"agent:h": {
+        "allow": ["workers.restart", "jobs.*"], "needs_approval": ["risk:destructive", "jobs.retry"]}}))
+    # Destructive in general needs a person; the tool named in allow is pre-approved.
+    assert eng.evaluate("agent:h", "agent", spec("workers.restart", "destructive"), {}).outcome == "allow"
+    assert eng.evaluate("agent:h", "agent", spec("workers.kill", "destructive"), {}).outcome == "needs_approval"
+    # A pattern in allow (jobs.*) is no pre-approval; an exact name in needs_approval always applies.
+    assert eng.evaluate("agent:h", "agent", spec("jobs.purge", "destructive"), {}).outcome == "needs_approval"
+    assert eng.evaluate("agent:h", "agent", spec("jobs.retry", "write"), {}).outcome == "needs_approval"
+
+
+def test_shipped_healer_policy_pre_approves_its_playbook_actions_only() -> None:
+    from levqor.settings import get_settings
+
+    eng = PolicyEngine(load_policy(get_settings().policy_path))
+    for name in ("workers.restart", "jobs.dead_letter"):
+        assert eng.evaluate("agent:healer", "agent", registry.get(name), {}).outcome == "allow", name
+    for name, risk in (("pipelines.pause_all", "destructive"), ("payouts.run", "financial")):
+        assert eng.evaluate("agent:healer", "agent", spec(name, risk), {}).outcome == "needs_approval", name
+    assert eng.evaluate("agent:healer", "agent", registry.get("jobs.dead_purge"), {}).outcome == "deny"
+
+
 def test_actor_fallbacks() -> None:
     eng = PolicyEngine(doc({"human": {"allow": ["risk:write"]}, "system": {"allow": ["*"]},
                             "user:7": {"allow": []}}))
