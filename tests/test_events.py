@@ -330,3 +330,35 @@ def test_run_dispatcher_wakes_on_commit(handlers: Any) -> None:
         wakeup.set()
         loop.join(timeout=30)
     assert not loop.is_alive()
+
+
+def test_batch_handler_runs_once_per_claimed_batch_and_a_bad_event_fails_alone() -> None:
+    from tools.events.service import on_events
+
+    evname, hname = name(), f"test.batch.{uuid.uuid4().hex[:8]}"
+    calls: list[list[str]] = []
+    poison: set[str] = set()
+
+    def batch(s: Session, evs: list[EventRecord]) -> None:
+        calls.append([e.uid for e in evs])
+        if poison & {e.uid for e in evs}:
+            raise RuntimeError("poisoned event")
+
+    on_events(evname, handler_name=hname)(batch)
+    try:
+        uids = [emit_committed(evname) for _ in range(3)]
+        drain()
+        assert calls == [uids]
+        assert [(d.status, d.attempts) for u in uids for d in deliveries(u, hname)] == [("done", 1)] * 3
+        assert all(event_row(u).dispatched_at is not None for u in uids)
+        calls.clear()
+        bad, good = emit_committed(evname), emit_committed(evname)
+        poison.add(bad)
+        drain()
+        assert calls[0] == [bad, good] and sorted(calls[1:]) == sorted([[bad], [good]])
+        (d_bad,) = deliveries(bad, hname)
+        (d_good,) = deliveries(good, hname)
+        assert d_bad.status == "failing" and "poisoned event" in (d_bad.last_error or "")
+        assert d_good.status == "done" and event_row(good).dispatched_at is not None
+    finally:
+        remove_handler(evname, hname)

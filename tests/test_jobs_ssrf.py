@@ -107,3 +107,71 @@ def test_redirects_are_followed_and_rechecked(loopback: None, local_server: str)
     assert r.status_code == 200 and r.json()["ok"] is True and r.redirects == [local_server + "/redirect-ok"]
     with pytest.raises(ssrf.SSRFBlocked, match="link-local"):
         ssrf.request("GET", local_server + "/redirect-private")
+
+
+class _KeepAlive(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    connections = 0
+
+    def setup(self) -> None:
+        type(self).connections += 1
+        super().setup()
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        out = b'{"host": "' + self.headers.get("Host", "").encode() + b'", "got": ' + str(len(body)).encode() + b"}"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def keepalive_server() -> Iterator[int]:
+    _KeepAlive.connections = 0
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAlive)
+    srv.daemon_threads = True
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield int(srv.server_address[1])
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_guarded_pool_reuses_a_connection_and_checks_every_new_one(
+        keepalive_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from levqor.settings import get_settings
+
+    answer = {"ip": "127.0.0.1"}
+    real = socket.getaddrinfo
+
+    def fake(host: str, *a: object, **kw: object) -> object:
+        if host == "hooks.partner.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer["ip"], keepalive_server))]
+        return real(host, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    url = f"http://hooks.partner.example:{keepalive_server}/hook"
+    pool = ssrf.GuardedPool()
+    try:
+        with pytest.raises(ssrf.SSRFBlocked, match="resolves to a loopback address 127.0.0.1"):
+            pool.request("POST", url, content=b"{}")
+        assert _KeepAlive.connections == 0
+        monkeypatch.setattr(get_settings(), "allow_loopback_urls", True)
+        for _ in range(3):
+            r = pool.request("POST", url, content=b"{}")
+            assert r.status_code == 200 and r.json() == {"host": f"hooks.partner.example:{keepalive_server}",
+                                                         "got": 2}
+        assert _KeepAlive.connections == 1  # kept alive, not re-resolved
+        answer["ip"] = "10.0.0.5"  # the name now rebinds to a private address: a new connection is refused
+        pool.close()
+        with pytest.raises(ssrf.SSRFBlocked, match="private address 10.0.0.5"):
+            pool.request("POST", url, content=b"{}")
+        assert _KeepAlive.connections == 1
+    finally:
+        pool.close()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from memory.events.models import Event, EventDelivery
@@ -63,6 +64,17 @@ class EventRepository:
     def add_delivery(self, d: EventDelivery) -> None:
         self.session.add(d)
         self.session.flush()
+
+    def add_done_deliveries(self, rows: list[dict[str, Any]]) -> None:
+        """Insert settled delivery rows (a batch handler's) in multi-row statements."""
+        for i in range(0, len(rows), 500):
+            self.session.execute(insert(EventDelivery).values(rows[i:i + 500]))
+
+    def mark_dispatched(self, event_ids: list[int], at: dt.datetime) -> None:
+        """Set ``dispatched_at`` on many events in one statement."""
+        if event_ids:
+            self.session.execute(update(Event).where(Event.id.in_(event_ids)).values(dispatched_at=at)
+                                 .execution_options(synchronize_session=False))
 
     def get(self, event_id: int) -> Event | None:
         return self.session.get(Event, event_id)

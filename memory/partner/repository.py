@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Row, Table, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from memory.partner.models import (
@@ -22,6 +22,9 @@ from memory.partner.models import (
     WebhookAttempt,
     WebhookDelivery,
 )
+
+_DELIVERIES = cast(Table, WebhookDelivery.__table__)
+_ATTEMPTS = cast(Table, WebhookAttempt.__table__)
 
 
 class PartnerRepository:
@@ -107,6 +110,16 @@ class PartnerRepository:
             .where(PluginInstall.org_id == org_id, PluginInstall.status == "active", Plugin.state == "listed"))
         return [(i, p, v) for i, p, v in rows]
 
+    def subscriptions(self, org_id: int) -> list[Row[Any]]:
+        """:meth:`subscribed_installs` as plain rows (install id, org, scopes, created_at, plugin id,
+        manifest): the fan-out reads these for every event, without building ORM objects."""
+        return list(self.session.execute(
+            select(PluginInstall.id, PluginInstall.org_id, PluginInstall.scopes, PluginInstall.created_at,
+                   Plugin.id.label("plugin_id"), PluginVersion.manifest)
+            .join(Plugin, Plugin.id == PluginInstall.plugin_id)
+            .join(PluginVersion, PluginVersion.id == PluginInstall.version_id)
+            .where(PluginInstall.org_id == org_id, PluginInstall.status == "active", Plugin.state == "listed")))
+
     def rate(self, plugin: Plugin, org_id: int, stars: int) -> None:
         existing = self.session.scalar(select(PluginRating).where(
             PluginRating.plugin_id == plugin.id, PluginRating.org_id == org_id))
@@ -120,41 +133,94 @@ class PartnerRepository:
         self.session.flush()
 
     # ---- webhook outbox -------------------------------------------------------------------------
-    def delivered_installs(self, event_id: int) -> set[int]:
-        """Installs that already have a delivery of ``event_id`` (the fan-out runs at least once)."""
-        return set(self.session.scalars(select(WebhookDelivery.install_id).where(
-            WebhookDelivery.event_id == event_id)))
+    def delivered_pairs(self, event_ids: Sequence[int]) -> set[tuple[int, int]]:
+        """``(event_id, install_id)`` pairs that already have a delivery (a batch fan-out re-run)."""
+        if not event_ids:
+            return set()
+        rows = self.session.execute(select(WebhookDelivery.event_id, WebhookDelivery.install_id).where(
+            WebhookDelivery.event_id.in_(list(event_ids))))
+        return {(int(e), int(i)) for e, i in rows}
 
-    def delivery(self, delivery_id: int) -> WebhookDelivery | None:
-        return self.session.get(WebhookDelivery, delivery_id)
+    def add_deliveries(self, rows: list[dict[str, Any]]) -> None:
+        """Insert fan-out rows in one multi-row statement (no ORM objects)."""
+        if rows:
+            self.session.execute(insert(_DELIVERIES), rows)
 
-    def claim_due(self, now: dt.datetime, limit: int, exclude_installs: Sequence[int],
-                  lease_until: dt.datetime) -> list[WebhookDelivery]:
-        """Take up to ``limit`` due deliveries (or expired leases) of enabled endpoints and lease them."""
-        stmt = (
-            select(WebhookDelivery)
-            .join(PluginInstall, PluginInstall.id == WebhookDelivery.install_id)
+    def claim_batch(self, now: dt.datetime, limit: int, exclude_installs: Sequence[int],
+                    lease_until: dt.datetime) -> list[Row[Any]]:
+        """Lease up to ``limit`` due deliveries of enabled endpoints in one ``UPDATE ... RETURNING``.
+
+        Due means pending or failing with ``next_attempt_at`` passed, or delivering with an expired
+        lease (its worker died). PostgreSQL skips rows another worker is claiming.
+        """
+        t = _DELIVERIES.c
+        due = (
+            select(t.id)
+            .join(PluginInstall, PluginInstall.id == t.install_id)
             .where(
-                or_(
-                    WebhookDelivery.status.in_(("pending", "failing")),
-                    (WebhookDelivery.status == "delivering") & (WebhookDelivery.lease_until < now),
-                ),
-                WebhookDelivery.next_attempt_at <= now,
+                or_(t.status.in_(("pending", "failing")), (t.status == "delivering") & (t.lease_until < now)),
+                t.next_attempt_at <= now,
                 PluginInstall.endpoint_disabled_at.is_(None),
                 PluginInstall.status == "active",
             )
-            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .order_by(t.next_attempt_at, t.id)
             .limit(limit)
         )
         if exclude_installs:
-            stmt = stmt.where(WebhookDelivery.install_id.not_in(list(exclude_installs)))
+            due = due.where(t.install_id.not_in(list(exclude_installs)))
         if self.session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True, of=WebhookDelivery)
-        rows = list(self.session.scalars(stmt))
-        for d in rows:
-            d.status, d.lease_until = "delivering", lease_until
-        self.session.flush()
-        return rows
+            due = due.with_for_update(skip_locked=True, of=_DELIVERIES)
+        stmt = (update(_DELIVERIES).where(t.id.in_(due.scalar_subquery()))
+                .values(status="delivering", lease_until=lease_until)
+                .returning(t.id, t.uid, t.url, t.body, t.attempts, t.event_at, t.install_id))
+        return sorted(self.session.execute(stmt).all(), key=lambda r: int(r.id))
+
+    def install_secrets(self, install_ids: Sequence[int], now: dt.datetime) -> dict[int, tuple[str, ...]]:
+        """The signing secrets valid now for each install (two during a rotation, as ``hooks.valid_secrets``)."""
+        if not install_ids:
+            return {}
+        rows = self.session.execute(select(
+            PluginInstall.id, PluginInstall.secret, PluginInstall.previous_secret, PluginInstall.previous_expires_at)
+            .where(PluginInstall.id.in_(list(install_ids))))
+        return {int(i): (cur,) + ((prev,) if prev and until and until > now else ())
+                for i, cur, prev, until in rows}
+
+    def record_successes(self, deliveries: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> None:
+        """Mark deliveries succeeded and log their attempts, a few statements per batch.
+
+        ``deliveries``: ``b_id, b_at, b_code, b_ms``; ``attempts``: WebhookAttempt columns. On
+        PostgreSQL the update is one ``UPDATE ... FROM unnest(arrays)``, elsewhere an executemany
+        (SQLite runs in-process: no round trips to save); attempts go in multi-row INSERTs.
+        """
+        t = _DELIVERIES.c
+        if deliveries and self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(text(
+                "UPDATE webhook_deliveries AS d SET status = 'succeeded', delivered_at = v.at, "
+                "attempts = d.attempts + 1, last_status_code = v.code, last_error = NULL, "
+                "last_latency_ms = v.ms, lease_until = NULL "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[]), CAST(:codes AS integer[]), "
+                "CAST(:ms AS double precision[])) AS v(id, at, code, ms) WHERE d.id = v.id"),
+                {"ids": [r["b_id"] for r in deliveries], "ats": [r["b_at"] for r in deliveries],
+                 "codes": [r["b_code"] for r in deliveries], "ms": [r["b_ms"] for r in deliveries]})
+        elif deliveries:
+            self.session.execute(
+                update(_DELIVERIES).where(t.id == bindparam("b_id")).values(
+                    status="succeeded", delivered_at=bindparam("b_at"), attempts=t.attempts + 1,
+                    last_status_code=bindparam("b_code"), last_error=None, last_latency_ms=bindparam("b_ms"),
+                    lease_until=None),
+                deliveries)
+        for i in range(0, len(attempts), 500):
+            self.session.execute(insert(_ATTEMPTS).values(attempts[i:i + 500]))
+
+    def clear_failing(self, install_ids: Sequence[int]) -> None:
+        """A success ends an endpoint's failure streak."""
+        if install_ids:
+            self.session.execute(update(PluginInstall).where(
+                PluginInstall.id.in_(list(install_ids)), PluginInstall.failing_since.is_not(None))
+                .values(failing_since=None).execution_options(synchronize_session=False))
+
+    def delivery(self, delivery_id: int) -> WebhookDelivery | None:
+        return self.session.get(WebhookDelivery, delivery_id)
 
     def add_attempt(self, attempt: WebhookAttempt) -> None:
         self.session.add(attempt)

@@ -4,6 +4,14 @@
 change that caused it committed. The dispatcher delivers each event to every handler registered
 for its name, at least once, each handler in its own transaction; failures are retried with
 exponential backoff and jitter, recorded, and after ``LEVQOR_EVENTS_MAX_ATTEMPTS`` marked dead.
+
+Hot paths (the partner webhook fan-out runs for every event) register with :func:`on_events`: a
+batch handler first runs once for all the new events a dispatcher claimed, inside the claiming
+transaction (one savepoint), and its delivery rows are written as done in the same commit; only
+when the batch raises does each event fall back to its own delivery and transaction, so one bad
+event is retried and recorded alone. On PostgreSQL ``emit`` also sends ``NOTIFY levqor_events``
+(delivered at commit) and dispatchers in other processes ``LISTEN`` for it instead of waiting
+for their next poll.
 """
 
 from __future__ import annotations
@@ -49,8 +57,11 @@ class EventRecord:
 
 
 Handler = Callable[[Session, EventRecord], None]
+BatchHandler = Callable[[Session, list[EventRecord]], None]
 _handlers: dict[str, dict[str, Handler]] = {}
+_batch_handlers: dict[str, BatchHandler] = {}
 wakeup = threading.Event()
+NOTIFY_CHANNEL = "levqor_events"
 
 
 def on_event(name: str, *, handler_name: str | None = None) -> Callable[[Handler], Handler]:
@@ -64,8 +75,23 @@ def on_event(name: str, *, handler_name: str | None = None) -> Callable[[Handler
     return decorator
 
 
+def on_events(name: str, *, handler_name: str) -> Callable[[BatchHandler], BatchHandler]:
+    """Register ``func(session, events)`` for events called ``name``, run on whole claimed batches."""
+
+    def decorator(func: BatchHandler) -> BatchHandler:
+        def one(session: Session, ev: EventRecord) -> None:
+            func(session, [ev])
+
+        _handlers.setdefault(name, {})[handler_name] = one
+        _batch_handlers[handler_name] = func
+        return func
+
+    return decorator
+
+
 def remove_handler(name: str, handler_name: str) -> None:
     _handlers.get(name, {}).pop(handler_name, None)
+    _batch_handlers.pop(handler_name, None)
 
 
 def handlers_for(name: str) -> dict[str, Handler]:
@@ -77,6 +103,10 @@ def emit(session: Session, name: str, payload: dict[str, Any], *, org_id: int | 
     ev = Event(uid=f"evt_{uuid.uuid4().hex}", name=name, org_id=org_id, payload=payload)
     EventRepository(session).add(ev)
     session.info["emitted_events"] = True
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})  # sent at commit
     return ev
 
 
@@ -107,20 +137,56 @@ def dispatch_pending(limit: int = 100, *, now: dt.datetime | None = None) -> int
         repo = EventRepository(s)
         events = repo.claim_due(clock, limit)
         existing = repo.deliveries_of([ev.id for ev in events])
+        batches: dict[str, list[Event]] = {}
         for ev in events:
             mine = existing[ev.id]
             for hname in handlers_for(ev.name):
-                if hname not in mine:
-                    d = EventDelivery(event_id=ev.id, handler=hname, status="pending", next_attempt_at=clock,
-                                      updated_at=clock)
-                    repo.add_delivery(d)
-                    mine[hname] = d
+                if hname in mine:
+                    continue
+                if hname in _batch_handlers:
+                    batches.setdefault(hname, []).append(ev)
+                    continue
+                mine[hname] = EventDelivery(event_id=ev.id, handler=hname, status="pending", next_attempt_at=clock,
+                                            updated_at=clock)
+                s.add(mine[hname])
+        done_rows: list[dict[str, Any]] = []
+        for hname, evs in batches.items():
+            if _run_batch(s, hname, evs):  # done: plain rows, no ORM objects (the hot path)
+                done_rows += [{"event_id": ev.id, "handler": hname, "status": "done", "attempts": 1,
+                               "next_attempt_at": clock, "updated_at": clock} for ev in evs]
+                continue
+            for ev in evs:
+                existing[ev.id][hname] = d = EventDelivery(event_id=ev.id, handler=hname, status="pending",
+                                                           next_attempt_at=clock, updated_at=clock)
+                s.add(d)
+        s.flush()  # one multi-row insert for the new pending delivery rows
+        repo.add_done_deliveries(done_rows)
+        dispatched: list[int] = []
+        for ev in events:
+            mine = existing[ev.id]
             open_ = [d for d in mine.values() if d.status in OPEN]
             if not open_:
-                ev.dispatched_at = clock
+                dispatched.append(ev.id)
             work.extend(d.id for d in sorted(open_, key=lambda d: d.id) if d.next_attempt_at <= clock)
+        repo.mark_dispatched(dispatched, clock)
     ran = sum(_run_one(delivery_id, max_attempts, clock) for delivery_id in work)
     return len(events) + ran
+
+
+def _run_batch(s: Session, hname: str, events: list[Event]) -> bool:
+    """Run batch handler ``hname`` on ``events`` in a savepoint; False (writes undone) if it raised."""
+    handler = _batch_handlers.get(hname)
+    if handler is None:
+        return False
+    records = [EventRecord(ev.id, ev.uid, ev.name, ev.org_id, dict(ev.payload), ev.created_at) for ev in events]
+    try:
+        with s.begin_nested():
+            handler(s, records)
+    except Exception:
+        log.warning("batch event handler failed; running its events one by one",
+                    extra={"fields": {"handler": hname, "events": len(events)}}, exc_info=True)
+        return False
+    return True
 
 
 def _run_one(delivery_id: int, max_attempts: int, clock: dt.datetime) -> bool:
@@ -165,8 +231,43 @@ def _run_one(delivery_id: int, max_attempts: int, clock: dt.datetime) -> bool:
         return True
 
 
+def listen(stop: threading.Event, channels: dict[str, Callable[[], None]]) -> threading.Thread | None:
+    """On PostgreSQL, call ``channels[name]()`` whenever ``NOTIFY name`` arrives (from a daemon thread)."""
+    from levqor.settings import get_settings
+
+    url = get_settings().resolved_database_url
+    if not url.startswith("postgresql"):
+        return None
+
+    def run() -> None:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        while not stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    for name in channels:
+                        conn.execute(f'LISTEN "{name}"')
+                    for wake in channels.values():
+                        wake()  # anything sent while we were not listening
+                    while not stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            callback = channels.get(note.channel)
+                            if callback is not None:
+                                callback()
+            except Exception:
+                log.warning("event listener lost its connection; reconnecting", exc_info=True)
+                stop.wait(1.0)
+
+    t = threading.Thread(target=run, name="pg-listen", daemon=True)
+    t.start()
+    return t
+
+
 def run_dispatcher(stop: threading.Event, poll_s: float) -> None:
-    """Loop until ``stop`` is set, waking on local commits or every ``poll_s`` seconds."""
+    """Loop until ``stop`` is set, waking on commits (local, or NOTIFY on PostgreSQL) or every ``poll_s``."""
+    listen(stop, {NOTIFY_CHANNEL: wakeup.set})
     while not stop.is_set():
         try:
             ran = dispatch_pending()

@@ -17,6 +17,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -167,6 +168,16 @@ def check_url(url: str, *, resolve: bool = True) -> Target:
     if not host:
         raise SSRFBlocked("URL has no host", field="url")
     port = port_raw or (443 if scheme == "https" else 80)
+    ip = address_for(host, port, resolve=resolve)
+    return Target(url, scheme, host, port, ip or ipaddress.IPv4Address("0.0.0.0"))
+
+
+def address_for(host: str, port: int, *, resolve: bool = True) -> IPAddress | None:
+    """The public address to connect to for ``host``; raise :class:`SSRFBlocked` if there is none.
+
+    ``resolve=False`` checks only names and literal IPs (None for a name left unresolved).
+    """
+    host = host.lower()
     ip = _literal(host)
     bare = host.rstrip(".")
     if ip is None and (bare in ("localhost", "localhost.localdomain") or bare.endswith(".localhost")):
@@ -177,18 +188,29 @@ def check_url(url: str, *, resolve: bool = True) -> Target:
     elif resolve:
         candidates = _resolve(host, port)
     else:
-        return Target(url, scheme, host, port, ipaddress.IPv4Address("0.0.0.0"))
+        return None
     for cand in candidates:
         why = refusal(cand)
         if why:
             raise SSRFBlocked(f"URL host {host!r} resolves to a {why}", field="url")
-    return Target(url, scheme, host, port, candidates[0])
+    return candidates[0]
 
 
-@functools.lru_cache(maxsize=1)
-def _ssl_context() -> ssl.SSLContext:
-    """One TLS context per process: building one costs tens of milliseconds (CA bundle load)."""
+_ssl_lock = threading.Lock()
+
+
+@functools.cache
+def _ssl_context_once() -> ssl.SSLContext:
     return ssl.create_default_context()
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context per process: building one costs tens of milliseconds (CA bundle load).
+
+    The lock keeps threads that start together from each building their own.
+    """
+    with _ssl_lock:
+        return _ssl_context_once()
 
 
 def request(method: str, url: str, *, headers: dict[str, str] | None = None, content: bytes | None = None,
@@ -230,3 +252,126 @@ def request(method: str, url: str, *, headers: dict[str, str] | None = None, con
             finally:
                 resp.close()
     raise SSRFBlocked(f"more than {max_redirects} redirects", field="url")
+
+
+def _guarded_backend() -> Any:
+    import httpcore
+
+    class GuardedBackend(httpcore.SyncBackend):
+        """Resolves and checks the host of every new connection, then connects to that very address."""
+
+        def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                        socket_options: Any = None) -> httpcore.NetworkStream:
+            ip = address_for(host, port)
+            assert ip is not None
+            return super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
+
+    return GuardedBackend()
+
+
+class GuardedPool:
+    """Keep-alive connections reused across requests (webhook delivery), guarded like :func:`request`.
+
+    The guard moves from the request to the connection: every new TCP connection resolves its host,
+    refuses non-public addresses and connects to the address it checked (so a rebinding DNS answer
+    cannot slip in between), and a kept-alive connection is only ever reused for its own
+    ``scheme://host:port``, whose TLS certificate was verified for that host name. Each request and
+    redirect is still checked for scheme, credentials and numeric host tricks first.
+
+    Each thread keeps its own idle connections (at most ``per_thread``, least recently used
+    closed first): no pool lock or scan of every connection per request, which under many sender
+    threads cost more than the requests. Thread-safe.
+    """
+
+    def __init__(self, *, per_thread: int = 32, keepalive_expiry: float = 30.0):
+        self._backend = _guarded_backend()
+        self._per_thread = per_thread
+        self._expiry = keepalive_expiry
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[Any] = []
+
+    def _idle(self) -> dict[tuple[str, str, int], Any]:
+        idle = getattr(self._local, "idle", None)
+        if idle is None:
+            idle = self._local.idle = {}
+        return idle  # type: ignore[no-any-return]
+
+    def _connection(self, key: tuple[str, str, int]) -> Any:
+        import httpcore
+
+        conn = self._idle().pop(key, None)
+        if conn is not None and (conn.has_expired() or not conn.is_idle()):
+            conn.close()
+            conn = None
+        if conn is None:
+            conn = httpcore.HTTPConnection(
+                httpcore.Origin(key[0].encode(), key[1].encode("idna"), key[2]), ssl_context=_ssl_context(),
+                keepalive_expiry=self._expiry, network_backend=self._backend)
+            with self._lock:
+                self._opened = [c for c in self._opened if not c.is_closed()] + [conn]
+        return conn
+
+    def _release(self, key: tuple[str, str, int], conn: Any) -> None:
+        idle = self._idle()
+        if not conn.is_idle():
+            conn.close()
+            return
+        idle[key] = conn
+        while len(idle) > self._per_thread:
+            idle.pop(next(iter(idle))).close()
+
+    def request(self, method: str, url: str, *, headers: dict[str, str] | None = None,
+                content: bytes | None = None, timeout: float = 10.0, max_redirects: int = MAX_REDIRECTS,
+                max_body: int = MAX_BODY_BYTES) -> SafeResponse:
+        """Send one request, following (and re-checking) up to ``max_redirects``."""
+        import httpcore
+
+        seen: list[str] = []
+        current = url
+        send_method, send_content = method.upper(), content
+        base = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
+                if k.lower() not in ("host", "content-length")]
+        limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        for _ in range(max_redirects + 1):
+            target = check_url(current, resolve=False)  # addresses are checked as connections open
+            default_port = 443 if target.scheme == "https" else 80
+            host = target.host if target.port == default_port else f"{target.host}:{target.port}"
+            hdrs = [(b"Host", host.encode("idna"))] + base
+            if send_content is not None:
+                hdrs.append((b"Content-Length", str(len(send_content)).encode()))
+            key = (target.scheme, target.host, target.port)
+            conn = self._connection(key)
+            req = httpcore.Request(send_method, current, headers=hdrs, content=send_content or b"",
+                                   extensions={"timeout": limits})
+            resp = conn.handle_request(req)
+            done = False
+            try:
+                got = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in resp.headers}
+                body = b""
+                for chunk in resp.iter_stream():
+                    body += chunk
+                    if len(body) > max_body:
+                        raise SSRFBlocked(f"response larger than {max_body} bytes", field="url")
+                done = True
+            finally:
+                resp.close()
+                if done:
+                    self._release(key, conn)
+                else:
+                    conn.close()
+            if resp.status in (301, 302, 303, 307, 308) and "location" in got:
+                seen.append(current)
+                current = urljoin(current, got["location"])
+                if resp.status == 303 or (resp.status in (301, 302) and send_method == "POST"):
+                    send_method, send_content = "GET", None
+                continue
+            return SafeResponse(resp.status, got, body, current, seen)
+        raise SSRFBlocked(f"more than {max_redirects} redirects", field="url")
+
+    def close(self) -> None:
+        """Close every connection (idle ones of other threads too); later requests open new ones."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()

@@ -1,10 +1,21 @@
 """Platform events to partner endpoints, following Standard Webhooks.
 
-Every platform event (``on_event("*")``) fans out, in the outbox dispatcher's transaction, to a
-durable ``webhook_deliveries`` row per active install subscribed to it. Worker loops claim due
-rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, with a lease), send them concurrently from a
-thread pool with a per-request timeout and a cap of in-flight requests per endpoint (a hanging
-partner holds at most ``LEVQOR_HOOKS_PER_ENDPOINT`` threads), and record every attempt.
+Outbox -> deliveries table -> dispatcher, built for fan-out rates:
+
+- Fan-out is a batch handler (``on_events("*")``): the outbox dispatcher runs it once for all the
+  events it claimed, in the claiming transaction, reading subscriptions as plain rows (one query
+  per organisation) and writing every ``webhook_deliveries`` row of the batch in one multi-row
+  insert. The rows commit with the events' dispatch, so a delivery exists exactly when its event
+  was dispatched; a failing batch falls back to one event per transaction (events service).
+- The commit wakes the deliverer in-process, and other workers through ``NOTIFY levqor_hooks`` on
+  PostgreSQL (replays from the API too); polling every 0.5 s remains for retries falling due.
+- Each worker leases due rows in batches with one ``UPDATE ... RETURNING`` (``SKIP LOCKED`` on
+  PostgreSQL) and sends them from a thread pool with keep-alive connections, at most
+  ``LEVQOR_HOOKS_PER_ENDPOINT`` in flight per endpoint and a per-request timeout (a hanging
+  partner holds only its own senders; see the delivery section), then records finished attempts
+  in batched transactions (2xx as bulk statements; failures one by one through the retry rules).
+- At least once: a row leaves "delivering" only when its outcome commits; a worker killed with
+  ``kill -9`` leaves leased rows that any worker reclaims once the lease expires.
 
 A request carries ``webhook-id`` (stable across retries), ``webhook-timestamp`` and
 ``webhook-signature: v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>``, one signature
@@ -17,6 +28,7 @@ event fields the install's granted scopes allow (``SCOPE_FIELDS``); anything els
 from __future__ import annotations
 
 import base64
+import collections
 import datetime as dt
 import email.utils
 import hashlib
@@ -41,7 +53,7 @@ from memory.partner.repository import PartnerRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.errors import Conflict, NotFound, Unauthorized
-from tools.events.service import EventRecord, on_event
+from tools.events.service import EventRecord, on_events
 from tools.partner_api import metrics
 from tools.registry import tool
 
@@ -62,7 +74,9 @@ SCOPE_FIELDS: dict[str, frozenset[str]] = {
     "org:read": frozenset({"org_id", "slug"}),
     "credits:read": frozenset({"balance", "cost_per_run"}),
 }
-wakeup = threading.Event()
+wakeup = threading.Event()  # the delivery loop has something to do (new rows, finished sends)
+new_work = threading.Event()  # deliveries were queued or requeued (fan-out, replay, NOTIFY)
+NOTIFY_CHANNEL = "levqor_hooks"
 
 
 # ---- signing (Standard Webhooks) ---------------------------------------------------------------
@@ -78,7 +92,15 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 
 def signature_header(secrets: list[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: one ``v1,…`` signature per secret, space-separated."""
     return " ".join(sign(s, msg_id, timestamp, body) for s in secrets)
+
+
+def webhook_headers(secrets: list[str], msg_id: str, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
+    """``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` for ``body`` (now, unless given)."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts),
+            "webhook-signature": signature_header(secrets, msg_id, ts, body)}
 
 
 def verify(secrets: list[str], headers: dict[str, str], body: bytes, *, tolerance_s: int = TOLERANCE_S,
@@ -129,45 +151,73 @@ def message_body(ev: EventRecord, scopes: list[str], org_slug: str | None) -> st
     return json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str)
 
 
-@on_event("*", handler_name="partner_api.hooks.fanout")
-def fanout(session: Session, ev: EventRecord) -> None:
-    """Queue one signed delivery per subscribed install, and accrue per-run plugin revenue."""
-    if ev.org_id is None:
-        return
-    repo = PartnerRepository(session)
-    installs = repo.subscribed_installs(ev.org_id)
-    if not installs:
+@on_events("*", handler_name="partner_api.hooks.fanout")
+def fanout(session: Session, events: list[EventRecord]) -> None:
+    """Queue one signed delivery per subscribed install and event, and accrue per-run plugin revenue.
+
+    Runs on a dispatcher's whole batch: one installs query per organisation, one body per distinct
+    scope set, and one multi-row insert for every delivery of the batch.
+    """
+    by_org: dict[int, list[EventRecord]] = {}
+    for ev in events:
+        if ev.org_id is not None:
+            by_org.setdefault(ev.org_id, []).append(ev)
+    if not by_org:
         return
     from memory.identity.repository import IdentityRepository
 
-    org = IdentityRepository(session).org(ev.org_id)
-    done = repo.delivered_installs(ev.id)
-    created = 0
-    for inst, plugin, version in installs:
-        m = version.manifest
-        url = (m.get("endpoints") or {}).get("webhook_url")
-        if ev.name not in m.get("events", []) or not url or ev.created_at < inst.created_at:
-            continue  # not subscribed, or the event happened before the install
-        if inst.id in done:
+    repo = PartnerRepository(session)
+    done: set[tuple[int, int]] | None = None
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for org_id, evs in by_org.items():
+        subs = repo.subscriptions(org_id)
+        if not subs:
             continue
-        body = message_body(ev, list(inst.scopes), org.slug if org else None)
-        session.add(WebhookDelivery(
-            uid=f"msg_{ev.uid.removeprefix('evt_')}_{inst.id}", event_id=ev.id, event_name=ev.name,
-            event_at=ev.created_at, install_id=inst.id, plugin_id=plugin.id, org_id=inst.org_id, url=url,
-            body=body, status="pending", next_attempt_at=utcnow()))
-        created += 1
-    if ev.name == "job_complete":
-        from tools.partner_api import payouts
+        if done is None:
+            done = repo.delivered_pairs([e.id for e in events])
+        org = IdentityRepository(session).org(org_id)
+        slug = org.slug if org else None
+        per_run = any((sub.manifest.get("pricing") or {}).get("model") == "per_run" for sub in subs)
+        installs = repo.subscribed_installs(org_id) if per_run else []
+        for ev in evs:
+            bodies: dict[tuple[str, ...], str] = {}
+            for sub in subs:
+                m = sub.manifest
+                url = (m.get("endpoints") or {}).get("webhook_url")
+                if ev.name not in m.get("events", []) or not url or ev.created_at < sub.created_at:
+                    continue  # not subscribed, or the event happened before the install
+                if (ev.id, sub.id) in done:
+                    continue
+                scopes = tuple(sorted(sub.scopes))
+                if scopes not in bodies:
+                    bodies[scopes] = message_body(ev, list(scopes), slug)
+                rows.append({
+                    "uid": f"msg_{ev.uid.removeprefix('evt_')}_{sub.id}", "event_id": ev.id, "event_name": ev.name,
+                    "event_at": ev.created_at, "install_id": sub.id, "plugin_id": sub.plugin_id,
+                    "org_id": sub.org_id, "url": url, "body": bodies[scopes], "status": "pending", "attempts": 0,
+                    "next_attempt_at": now, "replays": 0, "created_at": now})
+            if ev.name == "job_complete" and installs:
+                from tools.partner_api import payouts
 
-        payouts.accrue_runs(session, ev, installs)
-    if created:
-        session.flush()
+                payouts.accrue_runs(session, ev, installs)
+    if rows:
+        repo.add_deliveries(rows)
         session.info["webhook_deliveries"] = True
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _notify(session: Session) -> None:
+    if session.info.get("webhook_deliveries") and session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})  # wakes other workers
 
 
 @sa_event.listens_for(Session, "after_commit")
 def _wake(session: Session) -> None:
     if session.info.pop("webhook_deliveries", False):
+        new_work.set()
         wakeup.set()
 
 
@@ -177,21 +227,31 @@ class EmailSender(Protocol):
     def __call__(self, to: str, subject: str, body: str) -> None: ...
 
 
-def _log_sender(to: str, subject: str, body: str) -> None:
-    log.warning("partner email", extra={"fields": {"to": to, "subject": subject, "body": body}})
+def mail_sender(to: str, subject: str, body: str) -> None:
+    """The default sender: the jobs mailer (``LEVQOR_SMTP_URL``, else an .eml file in ``VAR_DIR/mail``)."""
+    import uuid
+
+    from tools.jobs import mailer
+
+    uid = f"partner-{uuid.uuid4().hex}"
+    mailer.deliver(mailer.compose(to, subject, body, uid=uid), uid)
 
 
-_sender: EmailSender = _log_sender
+_sender: EmailSender = mail_sender
 
 
 def set_email_sender(sender: EmailSender | None) -> None:
-    """Send partner emails with ``sender(to, subject, body)`` (default: the log; there is no SMTP here)."""
+    """Send partner emails with ``sender(to, subject, body)`` (None: back to the mailer, :func:`mail_sender`)."""
     global _sender
-    _sender = sender or _log_sender
+    _sender = sender or mail_sender
 
 
 def send_pending_emails() -> int:
-    """Send queued partner emails with the configured sender; return how many were sent."""
+    """Send queued partner emails with the configured sender; return how many were sent.
+
+    The first failure ends the round (the mail server is likely down, and a hanging one must not
+    hold the caller once per email); unsent emails stay queued for the next round.
+    """
     sent = 0
     with session_scope() as s:
         for mail in PartnerRepository(s).unsent_emails():
@@ -199,7 +259,7 @@ def send_pending_emails() -> int:
                 _sender(mail.to, mail.subject, mail.body)
             except Exception:
                 log.exception("partner email failed", extra={"fields": {"email": mail.id}})
-                continue
+                break
             mail.sent_at = utcnow()
             sent += 1
     return sent
@@ -223,7 +283,30 @@ def _disable(session: Session, inst: PluginInstall, reason: str, kind: str) -> N
     log.warning("partner endpoint disabled", extra={"fields": {"install": inst.id, "reason": reason}})
 
 
+def disable_install_endpoint(session: Session, inst: PluginInstall, reason: str) -> None:
+    """Disable an endpoint by hand or by the healer (``plugins.disable_endpoint``): held, partner emailed."""
+    _disable(session, inst, reason, "requested")
+
+
 # ---- delivery ------------------------------------------------------------------------------------
+#
+# One Deliverer per worker process. Its loop thread owns the database side: it leases due rows
+# in batches (one ``UPDATE ... RETURNING``, ``SKIP LOCKED`` on PostgreSQL) and records finished
+# attempts in batches every RECORD_TICK_S (successes as a few bulk statements; failures through
+# :func:`record`, which applies the retry schedule, Retry-After, 410 and sustained-failure rules
+# one by one, in order). Claimed jobs wait in a queue per endpoint (install); sender threads
+# take them, endpoints taking turns, while the endpoint has fewer than ``per_endpoint`` requests
+# in flight and the process fewer than ``concurrency``. A sender that finishes takes the next job
+# itself (no hand-off to another thread per request). A hanging endpoint therefore holds at most
+# ``per_endpoint`` senders, each bounded by the request timeout, and as its pace slows it may hold
+# only two rounds of queued jobs, so claims skip it and leave its rows in the table. Senders
+# share keep-alive connections (:class:`tools.jobs.ssrf.GuardedPool`): the SSRF guard checks the
+# address of every new connection, and connections are reused only for their own
+# scheme/host/port. A job whose lease could run out before it is sent is dropped, not sent: its
+# row comes back when the lease expires. Every row stays in the database until its outcome is
+# committed, so a worker killed at any point only delays deliveries (at least once).
+# Threads rather than asyncio: the work per request is small and httpcore's synchronous
+# connection is the cheapest HTTP client here; a few dozen threads saturate two cores.
 
 @dataclass(frozen=True)
 class Job:
@@ -235,6 +318,7 @@ class Job:
     event_at: dt.datetime
     install_id: int
     secrets: tuple[str, ...]
+    send_by: float = float("inf")  # time.monotonic() after which the lease may run out mid-send
 
 
 @dataclass
@@ -266,8 +350,15 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, min((when - utcnow()).total_seconds(), MAX_RETRY_AFTER_S))
 
 
-def send(job: Job, timeout_s: float) -> Outcome:
-    """Sign and POST one delivery through the SSRF guard (no DB access)."""
+MAX_REDIRECTS = 2
+RECORD_BATCH = 64  # finished attempts that wake the loop to record them at once
+RECORD_TICK_S = 0.02  # how long finished attempts may wait to be recorded in one transaction
+BACKLOG_S = 2.0  # claimed work an endpoint may hold, in seconds of its recent pace
+MAX_ROUNDS = 64  # ... at most this many rounds of ``per_endpoint`` requests
+
+
+def send(job: Job, timeout_s: float, client: Any = None) -> Outcome:
+    """Sign and POST one delivery through the SSRF guard (no DB access); ``client``: a GuardedPool."""
     from tools.errors import AppError
     from tools.jobs import ssrf
 
@@ -283,8 +374,9 @@ def send(job: Job, timeout_s: float) -> Outcome:
     excerpt = ""
     retry_after: float | None = None
     try:
-        resp = ssrf.request("POST", job.url, headers=headers, content=job.body, timeout=timeout_s,
-                            max_redirects=2, max_body=64_000)
+        req = client.request if client is not None else ssrf.request
+        resp = req("POST", job.url, headers=headers, content=job.body, timeout=timeout_s,
+                   max_redirects=MAX_REDIRECTS, max_body=64_000)
         code, excerpt = resp.status_code, resp.text[:500]
         retry_after = _retry_after({k.lower(): v for k, v in resp.headers.items()}.get("retry-after"))
         if resp.redirects:
@@ -351,66 +443,156 @@ def record(session: Session, out: Outcome) -> None:
                      "sustained_failure")
 
 
+def record_batch(session: Session, outs: list[Outcome]) -> None:
+    """Record many attempts: 2xx in bulk statements, anything else through :func:`record`, in order."""
+    ok: list[Outcome] = []
+    last_ok: dict[int, bool] = {}
+    for out in outs:
+        code = out.status_code
+        if code is not None and 200 <= code < 300:
+            ok.append(out)
+            last_ok[out.job.install_id] = True
+            continue
+        if last_ok.get(out.job.install_id):  # an earlier success in this batch ended the failure streak
+            inst = session.get(PluginInstall, out.job.install_id)
+            if inst is not None:
+                inst.failing_since = None
+        last_ok[out.job.install_id] = False
+        record(session, out)
+    if not ok:
+        return
+    deliveries, attempts = [], []
+    for out in ok:
+        ms = round(out.latency_ms, 2)
+        deliveries.append({"b_id": out.job.id, "b_at": out.finished, "b_code": out.status_code, "b_ms": ms})
+        attempts.append({"delivery_id": out.job.id, "attempt": out.job.attempts + 1, "started_at": out.started,
+                         "request_headers": out.headers, "status_code": out.status_code, "latency_ms": ms,
+                         "error": None, "response_excerpt": out.excerpt})
+        metrics.DELIVERY_LATENCY.observe(max(0.0, (out.finished - out.job.event_at).total_seconds()))
+    metrics.DELIVERIES.labels(result="success").inc(len(ok))
+    repo = PartnerRepository(session)
+    repo.record_successes(deliveries, attempts)
+    repo.clear_failing([i for i, good in last_ok.items() if good])
+
+
 class Deliverer:
-    """Claims due deliveries and sends them from a thread pool; one per worker process."""
+    """Claims due deliveries in batches and sends them from a thread pool; one per worker process."""
 
     def __init__(self, concurrency: int | None = None, per_endpoint: int | None = None,
                  timeout_s: float | None = None):
         from levqor.settings import get_settings
+        from tools.jobs import ssrf
 
         s = get_settings()
         self.concurrency = concurrency or s.hooks_concurrency
         self.per_endpoint = per_endpoint or s.hooks_per_endpoint
         self.timeout_s = timeout_s or s.hooks_timeout_s
+        # Claimed jobs held in all, and per endpoint beyond those in flight: as many as it answers
+        # in about BACKLOG_S at its recent pace (a fast endpoint keeps its senders busy between
+        # claims), but only two rounds for a slow or new one.
+        self.max_held = max(16 * self.concurrency, 64)
+        self.pace: dict[int, float] = {}  # install -> moving average of send seconds
+        # The lease outlasts two rounds of waiting plus the send (each redirect hop has its own
+        # timeout); after it another worker may take the row. Jobs held longer are not sent.
+        self.send_s = self.timeout_s * (MAX_REDIRECTS + 1)
+        self.lease_s = self.send_s * 4 + 30
+        self.client = ssrf.GuardedPool()
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="hooks")
         self.results: queue.Queue[Outcome] = queue.Queue()
+        self.queues: dict[int, collections.deque[Job]] = {}
         self.inflight: dict[int, int] = {}
+        self.running = 0
+        self.queued = 0
         self.lock = threading.Lock()
 
     def busy(self) -> int:
+        """Jobs claimed by this process and not yet finished (in flight or queued)."""
         with self.lock:
-            return sum(self.inflight.values())
+            return self.running + self.queued
 
     def claim_and_send(self) -> int:
-        """Claim what fits in free capacity (per endpoint too) and start sending; return how many."""
-        free = self.concurrency - self.busy()
-        if free <= 0:
+        """Lease what fits in the local queues (skipping full endpoints) and start sending; return how many."""
+        with self.lock:
+            room = self.max_held - self.running - self.queued
+            full = [i for i in set(self.inflight) | set(self.queues)
+                    if self.inflight.get(i, 0) + len(self.queues.get(i, ())) >= self._cap(i)]
+        if room <= 0:
             return 0
         now = utcnow()
-        with self.lock:
-            counts = dict(self.inflight)
-        full = [i for i, n in counts.items() if n >= self.per_endpoint]
-        jobs: list[Job] = []
         with session_scope() as s:
             repo = PartnerRepository(s)
-            lease = now + dt.timedelta(seconds=self.timeout_s * 3 + 30)
-            rows = repo.claim_due(now, free * 4, full, lease)
-            secrets: dict[int, tuple[str, ...]] = {}
-            for d in rows:
-                if len(jobs) >= free or counts.get(d.install_id, 0) >= self.per_endpoint:
-                    d.status = "failing" if d.attempts else "pending"  # not ours this round
-                    d.lease_until = None
-                    continue
-                counts[d.install_id] = counts.get(d.install_id, 0) + 1
-                if d.install_id not in secrets:
-                    inst = s.get(PluginInstall, d.install_id)
-                    secrets[d.install_id] = tuple(valid_secrets(inst, now)) if inst else ()
-                jobs.append(Job(d.id, d.uid, d.url, d.body.encode(), d.attempts, d.event_at, d.install_id,
-                                secrets[d.install_id]))
+            rows = repo.claim_batch(now, room, full, now + dt.timedelta(seconds=self.lease_s))
+            secrets = repo.install_secrets(sorted({int(r.install_id) for r in rows}), now)
+        send_by = time.monotonic() + self.lease_s - self.send_s - 5
+        jobs = [Job(int(r.id), r.uid, r.url, r.body.encode(), int(r.attempts), r.event_at, int(r.install_id),
+                    secrets.get(int(r.install_id), ()), send_by) for r in rows]
         with self.lock:
             for j in jobs:
-                self.inflight[j.install_id] = self.inflight.get(j.install_id, 0) + 1
-        for j in jobs:
-            self.pool.submit(self._run, j)
+                self.queues.setdefault(j.install_id, collections.deque()).append(j)
+            self.queued += len(jobs)
+            self._pump()
         return len(jobs)
 
+    def _cap(self, install_id: int) -> int:
+        """Jobs an endpoint may hold (in flight and queued), from its recent pace."""
+        pace = self.pace.get(install_id)
+        rounds = 2 if pace is None else max(2, min(MAX_ROUNDS, int(BACKLOG_S / max(pace, 1e-4))))
+        return self.per_endpoint * (1 + rounds)
+
+    def _take(self) -> Job | None:
+        """The next job to start, endpoints taking turns, with its slot counted (lock held)."""
+        while self.running < self.concurrency and self.queued:
+            now = time.monotonic()
+            for install_id in list(self.queues):
+                if self.inflight.get(install_id, 0) >= self.per_endpoint:
+                    continue
+                q = self.queues.pop(install_id)  # put back at the end: endpoints take turns
+                job = q.popleft()
+                self.queued -= 1
+                if q:
+                    self.queues[install_id] = q
+                if now > job.send_by:
+                    log.warning("webhook lease too short to send; left for a later claim",
+                                extra={"fields": {"delivery": job.id}})
+                    break  # look again from the start
+                self.inflight[install_id] = self.inflight.get(install_id, 0) + 1
+                self.running += 1
+                return job
+            else:
+                return None  # every endpoint with queued jobs is at its cap
+        return None
+
+    def _pump(self) -> None:
+        """Start queued jobs on idle senders while there is room (lock held)."""
+        while (job := self._take()) is not None:
+            self.pool.submit(self._run, job)
+
     def _run(self, job: Job) -> None:
-        try:
-            out = send(job, self.timeout_s)
-        except Exception as exc:  # never lose a result
-            out = Outcome(job, utcnow(), {}, None, 0.0, f"{type(exc).__name__}: {exc}", "", None, utcnow())
-        self.results.put(out)
-        wakeup.set()
+        """Send ``job``, then keep this sender busy with the next queued job (no hand-off per request)."""
+        current: Job | None = job
+        while current is not None:
+            try:
+                out = send(current, self.timeout_s, self.client)
+            except Exception as exc:  # never lose a result
+                out = Outcome(current, utcnow(), {}, None, 0.0, f"{type(exc).__name__}: {exc}", "", None,
+                              utcnow())
+            self.results.put(out)
+            took = out.latency_ms / 1000 if out.status_code is not None else self.timeout_s
+            i = current.install_id
+            with self.lock:
+                prev = self.pace.get(i)
+                self.pace[i] = took if prev is None else 0.8 * prev + 0.2 * took
+                n = self.inflight.get(i, 1) - 1
+                if n <= 0:
+                    self.inflight.pop(i, None)
+                else:
+                    self.inflight[i] = n
+                self.running -= 1
+                current = self._take()
+                self._pump()
+                idle = self.running == 0 and self.queued == 0
+            if idle or self.results.qsize() >= RECORD_BATCH:
+                wakeup.set()  # otherwise the loop records on its next tick, many results per transaction
 
     def record_results(self) -> int:
         """Write every finished attempt in one transaction; return how many."""
@@ -420,20 +602,9 @@ class Deliverer:
                 outs.append(self.results.get_nowait())
             except queue.Empty:
                 break
-        if not outs:
-            return 0
-        try:
+        if outs:
             with session_scope() as s:
-                for out in outs:
-                    record(s, out)
-        finally:
-            with self.lock:
-                for out in outs:
-                    n = self.inflight.get(out.job.install_id, 1) - 1
-                    if n <= 0:
-                        self.inflight.pop(out.job.install_id, None)
-                    else:
-                        self.inflight[out.job.install_id] = n
+                record_batch(s, outs)
         return len(outs)
 
     def drain(self, timeout_s: float = 30.0) -> int:
@@ -443,7 +614,7 @@ class Deliverer:
         while time.monotonic() < deadline:
             started = self.claim_and_send()
             done += self.record_results()
-            if started == 0 and self.busy() == 0:
+            if started == 0 and self.busy() == 0 and self.results.empty():
                 break
             if started == 0:
                 wakeup.wait(0.05)
@@ -454,6 +625,7 @@ class Deliverer:
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=False)
         self.record_results()
+        self.client.close()
 
 
 def deliver_due(timeout_s: float = 30.0) -> int:
@@ -465,25 +637,52 @@ def deliver_due(timeout_s: float = 30.0) -> int:
         d.close()
 
 
-def run_hooks(stop: threading.Event, concurrency: int | None = None) -> None:
-    """Worker loop: claim, send concurrently, record; wake on new deliveries or finished sends."""
-    d = Deliverer()
-    last_mail = 0.0
+def _notified() -> None:
+    new_work.set()
+    wakeup.set()
+
+
+def run_hooks(stop: threading.Event, concurrency: int | None = None, poll_s: float = 0.5) -> None:
+    """Worker loop: record finished attempts, claim and send; wake on new deliveries or finished sends.
+
+    It claims when told of new rows (a local commit, or NOTIFY on PostgreSQL), when its last claim
+    filled the room it had (more may be due), and otherwise every ``poll_s`` (retries falling due,
+    rows from workers that died).
+    """
+    from tools.events.service import listen
+
+    d = Deliverer(concurrency=concurrency)
+    listen(stop, {NOTIFY_CHANNEL: _notified})
+    last_mail = last_claim = last_record = 0.0
+    more = True
     try:
         while not stop.is_set():
             try:
-                recorded = d.record_results()
-                started = d.claim_and_send()
-                if time.monotonic() - last_mail > 5:
-                    last_mail = time.monotonic()
+                with d.lock:
+                    room = d.max_held - d.running - d.queued
+                    held = d.running + d.queued
+                now = time.monotonic()
+                # Claims come first (they are on the latency path), in chunks worth a transaction
+                # unless the poll is due anyway; results are recorded in batches.
+                if room > 0 and (now - last_claim >= poll_s
+                                 or ((new_work.is_set() or more) and room >= d.max_held // 8)):
+                    new_work.clear()
+                    last_claim = now
+                    started = d.claim_and_send()
+                    more = started > 0  # keep claiming each tick while claims find work
+                pending = d.results.qsize()
+                if pending and (pending >= RECORD_BATCH or held == 0 or now - last_record >= RECORD_TICK_S):
+                    last_record = now
+                    d.record_results()
+                if now - last_mail > 5:
+                    last_mail = now
                     send_pending_emails()
             except Exception:
                 log.exception("webhook delivery loop failed")
-                recorded = started = 0
                 stop.wait(1.0)
-            if recorded == 0 and started == 0:
-                wakeup.wait(0.5)
-                wakeup.clear()
+            busy = d.busy() > 0 or not d.results.empty()
+            wakeup.wait(RECORD_TICK_S if busy else poll_s)
+            wakeup.clear()
     finally:
         d.close()
 
