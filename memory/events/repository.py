@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import exists, insert, or_, select, update
+from sqlalchemy import exists, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from memory.events.models import Event, EventDelivery
@@ -66,7 +66,20 @@ class EventRepository:
         self.session.flush()
 
     def add_done_deliveries(self, rows: list[dict[str, Any]]) -> None:
-        """Insert settled delivery rows (a batch handler's) in multi-row statements."""
+        """Insert settled delivery rows (a batch handler's) in multi-row statements.
+
+        On PostgreSQL one statement of fixed text over arrays (parsed and planned once, whatever the
+        batch size); elsewhere multi-row INSERTs.
+        """
+        if rows and self._pg:
+            self.session.execute(text(
+                "INSERT INTO event_deliveries (event_id, handler, status, attempts, next_attempt_at, updated_at) "
+                "SELECT * FROM unnest(CAST(:event_id AS integer[]), CAST(:handler AS text[]), "
+                "CAST(:status AS text[]), CAST(:attempts AS integer[]), CAST(:next_attempt_at AS timestamptz[]), "
+                "CAST(:updated_at AS timestamptz[]))"),
+                {c: [r[c] for r in rows] for c in ("event_id", "handler", "status", "attempts", "next_attempt_at",
+                                                   "updated_at")})
+            return
         for i in range(0, len(rows), 500):
             self.session.execute(insert(EventDelivery).values(rows[i:i + 500]))
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from memory.db import Base, UTCDateTime, utcnow
 
 PLUGIN_STATES: tuple[str, ...] = ("draft", "in_review", "listed", "suspended", "retired")
 _BigId = BigInteger().with_variant(Integer, "sqlite")
+# Webhook deliveries a claim may take (the predicate of their partial index; claims repeat it literally).
+CLAIMABLE = "status IN ('pending', 'failing', 'delivering')"
 
 
 class Partner(Base):
@@ -111,7 +113,9 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("event_id", "install_id"),
-        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        # Only claimable rows (migration 0700): the churn of finished rows leaves the claim path alone.
+        Index("ix_webhook_deliveries_claimable", "next_attempt_at", "id",
+              postgresql_where=text(CLAIMABLE), sqlite_where=text(CLAIMABLE)),
         Index("ix_webhook_deliveries_install_created", "install_id", "created_at"),
     )
 

@@ -10,6 +10,7 @@ from sqlalchemy import Row, Table, bindparam, func, insert, or_, select, text, u
 from sqlalchemy.orm import Session
 
 from memory.partner.models import (
+    CLAIMABLE,
     Partner,
     PartnerEmail,
     Payout,
@@ -25,6 +26,15 @@ from memory.partner.models import (
 
 _DELIVERIES = cast(Table, WebhookDelivery.__table__)
 _ATTEMPTS = cast(Table, WebhookAttempt.__table__)
+# Fan-out rows as PostgreSQL arrays (column, array type): see PartnerRepository.add_deliveries.
+_DELIVERY_ARRAYS = (
+    ("uid", "text"), ("event_id", "integer"), ("event_name", "text"), ("event_at", "timestamptz"),
+    ("install_id", "integer"), ("plugin_id", "integer"), ("org_id", "integer"), ("url", "text"), ("body", "text"),
+    ("status", "text"), ("attempts", "integer"), ("next_attempt_at", "timestamptz"), ("lease_until", "timestamptz"),
+    ("replays", "integer"), ("created_at", "timestamptz"))
+_DELIVERY_INSERT = (
+    f"INSERT INTO webhook_deliveries ({', '.join(c for c, _ in _DELIVERY_ARRAYS)}) "
+    f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _DELIVERY_ARRAYS)})")
 
 
 class PartnerRepository:
@@ -112,10 +122,13 @@ class PartnerRepository:
 
     def subscriptions(self, org_id: int) -> list[Row[Any]]:
         """:meth:`subscribed_installs` as plain rows (install id, org, scopes, created_at, plugin id,
-        manifest): the fan-out reads these for every event, without building ORM objects."""
+        manifest, signing secrets, endpoint_disabled_at): the fan-out reads these for every event,
+        without building ORM objects."""
         return list(self.session.execute(
             select(PluginInstall.id, PluginInstall.org_id, PluginInstall.scopes, PluginInstall.created_at,
-                   Plugin.id.label("plugin_id"), PluginVersion.manifest)
+                   Plugin.id.label("plugin_id"), PluginVersion.manifest, PluginInstall.secret,
+                   PluginInstall.previous_secret, PluginInstall.previous_expires_at,
+                   PluginInstall.endpoint_disabled_at)
             .join(Plugin, Plugin.id == PluginInstall.plugin_id)
             .join(PluginVersion, PluginVersion.id == PluginInstall.version_id)
             .where(PluginInstall.org_id == org_id, PluginInstall.status == "active", Plugin.state == "listed")))
@@ -141,10 +154,21 @@ class PartnerRepository:
             WebhookDelivery.event_id.in_(list(event_ids))))
         return {(int(e), int(i)) for e, i in rows}
 
-    def add_deliveries(self, rows: list[dict[str, Any]]) -> None:
-        """Insert fan-out rows in one multi-row statement (no ORM objects)."""
-        if rows:
+    def add_deliveries(self, rows: list[dict[str, Any]], *, returning: bool = False) -> list[tuple[str, int]]:
+        """Insert fan-out rows in one multi-row statement (no ORM objects); ``returning``: their (uid, id)."""
+        if not rows:
+            return []
+        if self.session.get_bind().dialect.name == "postgresql":
+            # One statement of fixed text over arrays: parsed and planned once, whatever the batch size.
+            cols = {c: [r.get(c) for r in rows] for c, _ in _DELIVERY_ARRAYS}
+            sql = _DELIVERY_INSERT + (" RETURNING uid, id" if returning else "")
+            result = self.session.execute(text(sql), cols)
+            return [(u, int(i)) for u, i in result] if returning else []
+        if not returning:
             self.session.execute(insert(_DELIVERIES), rows)
+            return []
+        t = _DELIVERIES.c
+        return [(r.uid, int(r.id)) for r in self.session.execute(insert(_DELIVERIES).returning(t.uid, t.id), rows)]
 
     def claim_batch(self, now: dt.datetime, limit: int, exclude_installs: Sequence[int],
                     lease_until: dt.datetime) -> list[Row[Any]]:
@@ -154,14 +178,19 @@ class PartnerRepository:
         lease (its worker died). PostgreSQL skips rows another worker is claiming.
         """
         t = _DELIVERIES.c
+        # Held endpoints as a NOT IN filter rather than a join: the plan stays one ordered scan of
+        # the partial index, stopping at ``limit``, whatever the statistics say (a join let a fresh
+        # table's planner visit every due row of every endpoint and sort them).
+        held = select(PluginInstall.id).where(
+            or_(PluginInstall.endpoint_disabled_at.is_not(None), PluginInstall.status != "active"))
         due = (
             select(t.id)
-            .join(PluginInstall, PluginInstall.id == t.install_id)
             .where(
+                text(f"webhook_deliveries.{CLAIMABLE}"),  # the partial index's predicate, literally (SQLite
+                # uses the index only then; PostgreSQL also with a generic plan)
                 or_(t.status.in_(("pending", "failing")), (t.status == "delivering") & (t.lease_until < now)),
                 t.next_attempt_at <= now,
-                PluginInstall.endpoint_disabled_at.is_(None),
-                PluginInstall.status == "active",
+                t.install_id.not_in(held),
             )
             .order_by(t.next_attempt_at, t.id)
             .limit(limit)

@@ -7,8 +7,13 @@ Outbox -> deliveries table -> dispatcher, built for fan-out rates:
   per organisation) and writing every ``webhook_deliveries`` row of the batch in one multi-row
   insert. The rows commit with the events' dispatch, so a delivery exists exactly when its event
   was dispatched; a failing batch falls back to one event per transaction (events service).
-- The commit wakes the deliverer in-process, and other workers through ``NOTIFY levqor_hooks`` on
-  PostgreSQL (replays from the API too); polling every 0.5 s remains for retries falling due.
+- In a worker running the delivery loop, the fan-out inserts the rows its deliverer has room for
+  already leased to it ("delivering") and hands them over when the transaction commits, so they
+  are sent without a claim query or a wait for the loop (rows of an uncommitted or rolled-back
+  transaction are never handed over; a worker killed in between leaves leased rows, as below).
+- Other rows wait as "pending": the commit wakes the deliverer in-process, and other workers
+  through ``NOTIFY levqor_hooks`` on PostgreSQL (replays from the API too); polling every 0.5 s
+  remains for retries falling due.
 - Each worker leases due rows in batches with one ``UPDATE ... RETURNING`` (``SKIP LOCKED`` on
   PostgreSQL) and sends them from a thread pool with keep-alive connections, at most
   ``LEVQOR_HOOKS_PER_ENDPOINT`` in flight per endpoint and a per-request timeout (a hanging
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import dataclasses
 import datetime as dt
 import email.utils
 import hashlib
@@ -77,6 +83,7 @@ SCOPE_FIELDS: dict[str, frozenset[str]] = {
 wakeup = threading.Event()  # the delivery loop has something to do (new rows, finished sends)
 new_work = threading.Event()  # deliveries were queued or requeued (fan-out, replay, NOTIFY)
 NOTIFY_CHANNEL = "levqor_hooks"
+_local: Deliverer | None = None  # the deliverer of this process's run_hooks loop: fan-out hands it rows
 
 
 # ---- signing (Standard Webhooks) ---------------------------------------------------------------
@@ -156,7 +163,9 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
     """Queue one signed delivery per subscribed install and event, and accrue per-run plugin revenue.
 
     Runs on a dispatcher's whole batch: one installs query per organisation, one body per distinct
-    scope set, and one multi-row insert for every delivery of the batch.
+    scope set, and one multi-row insert for every delivery of the batch. When this process runs the
+    delivery loop (:func:`run_hooks`), rows it has room for are inserted already leased to it and
+    handed to it at commit (no claim query, no wait for the loop); the others wait as "pending".
     """
     by_org: dict[int, list[EventRecord]] = {}
     for ev in events:
@@ -170,6 +179,12 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
     done: set[tuple[int, int]] | None = None
     now = utcnow()
     rows: list[dict[str, Any]] = []
+    local = _local
+    jobs: list[Job] = []
+    if local is not None:
+        room, full = local.handoff_room()
+        lease_until = now + dt.timedelta(seconds=local.lease_s)
+        send_by = time.monotonic() + local.lease_s - local.send_s - 5
     for org_id, evs in by_org.items():
         subs = repo.subscriptions(org_id)
         if not subs:
@@ -192,22 +207,39 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
                 scopes = tuple(sorted(sub.scopes))
                 if scopes not in bodies:
                     bodies[scopes] = message_body(ev, list(scopes), slug)
+                uid = f"msg_{ev.uid.removeprefix('evt_')}_{sub.id}"
+                status, lease = "pending", None
+                if local is not None and room > 0 and sub.endpoint_disabled_at is None and sub.id not in full:
+                    status, lease = "delivering", lease_until  # leased to this process's deliverer
+                    room -= 1
+                    secrets = (sub.secret,) + ((sub.previous_secret,) if sub.previous_secret and sub.previous_expires_at
+                                               and sub.previous_expires_at > now else ())
+                    jobs.append(Job(0, uid, url, bodies[scopes].encode(), 0, ev.created_at, sub.id, secrets,
+                                    send_by))
                 rows.append({
-                    "uid": f"msg_{ev.uid.removeprefix('evt_')}_{sub.id}", "event_id": ev.id, "event_name": ev.name,
+                    "uid": uid, "event_id": ev.id, "event_name": ev.name,
                     "event_at": ev.created_at, "install_id": sub.id, "plugin_id": sub.plugin_id,
-                    "org_id": sub.org_id, "url": url, "body": bodies[scopes], "status": "pending", "attempts": 0,
-                    "next_attempt_at": now, "replays": 0, "created_at": now})
+                    "org_id": sub.org_id, "url": url, "body": bodies[scopes], "status": status, "attempts": 0,
+                    "next_attempt_at": now, "lease_until": lease, "replays": 0, "created_at": now})
             if ev.name == "job_complete" and installs:
                 from tools.partner_api import payouts
 
                 payouts.accrue_runs(session, ev, installs)
     if rows:
-        repo.add_deliveries(rows)
-        session.info["webhook_deliveries"] = True
+        ids = repo.add_deliveries(rows, returning=bool(jobs))
+        if jobs:  # the rows' ids, matched by webhook-id; handed over by _wake once the rows are committed
+            by_uid = dict(ids)
+            session.info.setdefault("webhook_jobs", []).extend(
+                dataclasses.replace(j, id=by_uid[j.uid]) for j in jobs)
+        if len(jobs) < len(rows):
+            session.info["webhook_deliveries"] = True
 
 
 @sa_event.listens_for(Session, "before_commit")
 def _notify(session: Session) -> None:
+    # Savepoints fire before/after_commit too: act on the real commit only (the fan-out runs in one).
+    if session.in_nested_transaction():
+        return
     if session.info.get("webhook_deliveries") and session.get_bind().dialect.name == "postgresql":
         from sqlalchemy import text
 
@@ -216,9 +248,22 @@ def _notify(session: Session) -> None:
 
 @sa_event.listens_for(Session, "after_commit")
 def _wake(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released: the rows are not visible to others yet
+    jobs = session.info.pop("webhook_jobs", None)
+    if jobs:
+        local = _local
+        if local is not None:
+            local.accept(jobs)
+        # else the loop stopped in between: the rows come back when their lease expires
     if session.info.pop("webhook_deliveries", False):
         new_work.set()
         wakeup.set()
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop("webhook_jobs", None)  # not committed (after a savepoint: their lease brings them back)
 
 
 # ---- partner email (pluggable sender) -----------------------------------------------------------
@@ -510,6 +555,23 @@ class Deliverer:
         with self.lock:
             return self.running + self.queued
 
+    def handoff_room(self) -> tuple[int, set[int]]:
+        """What a fan-out may hand over now, as a claim would take: the room left in all, and the
+        endpoints already holding their share (:meth:`_cap`), whose rows stay pending."""
+        with self.lock:
+            room = self.max_held - self.running - self.queued
+            full = {i for i in set(self.inflight) | set(self.queues)
+                    if self.inflight.get(i, 0) + len(self.queues.get(i, ())) >= self._cap(i)}
+        return room, full
+
+    def accept(self, jobs: list[Job]) -> None:
+        """Queue jobs whose rows a committed fan-out leased to this process, and start sending."""
+        with self.lock:
+            for j in jobs:
+                self.queues.setdefault(j.install_id, collections.deque()).append(j)
+            self.queued += len(jobs)
+            self._pump()
+
     def claim_and_send(self) -> int:
         """Lease what fits in the local queues (skipping full endpoints) and start sending; return how many."""
         with self.lock:
@@ -651,7 +713,10 @@ def run_hooks(stop: threading.Event, concurrency: int | None = None, poll_s: flo
     """
     from tools.events.service import listen
 
+    global _local
     d = Deliverer(concurrency=concurrency)
+    if _local is None:
+        _local = d
     listen(stop, {NOTIFY_CHANNEL: _notified})
     last_mail = last_claim = last_record = 0.0
     more = True
@@ -684,6 +749,8 @@ def run_hooks(stop: threading.Event, concurrency: int | None = None, poll_s: flo
             wakeup.wait(RECORD_TICK_S if busy else poll_s)
             wakeup.clear()
     finally:
+        if _local is d:
+            _local = None
         d.close()
 
 
