@@ -3,6 +3,14 @@
 Nothing here needs the internet: the steps are transforms, delays and an email notification
 through the outbox. Failures are deterministic: every 7th order is over the review limit (fails
 at once), every 5th stock sync finds the warehouse "down" (transient: retried, then dead).
+
+So that a fresh ``make run`` shows the ops loop at work, the warehouse also has an *outage*: for
+``OUTAGE_S`` seconds, starting ``OUTAGE_START_S`` into every ``OUTAGE_CYCLE_S`` since the demo was
+seeded, every stock sync fails. The monitor sees the pipeline's failure rate pass its limit and opens
+an incident; the healer, finding nothing transient to retry, pauses the pipeline and verifies it. The
+demo then plays the warehouse team: once the outage and the failure-rate window are over it resumes
+the pipeline (``queues.resume`` as ``system:demo``, audited). While the sync is paused the trickle
+submits orders only.
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from memory.db import session_scope
+from memory.db import session_scope, utcnow
 from memory.identity.models import Organization
 from memory.jobs.repository import CreditRepository, JobRepository, PipelineRepository
 from tools.context import Principal, ToolContext
@@ -75,6 +83,24 @@ def seed_jobs_demo(ctx: ToolContext) -> None:
     ctx.session.flush()
 
 
+OUTAGE_CYCLE_S = 900.0
+OUTAGE_START_S = 120.0
+OUTAGE_S = 180.0
+
+
+def outage_phase(seconds_since_seed: float) -> str:
+    """``outage`` during the warehouse outage, ``recovering`` until the failure-rate window has passed
+    after it (the sync stays paused), else ``normal``."""
+    from levqor.settings import get_settings
+
+    t = seconds_since_seed % OUTAGE_CYCLE_S
+    if OUTAGE_START_S <= t < OUTAGE_START_S + OUTAGE_S:
+        return "outage"
+    if OUTAGE_START_S + OUTAGE_S <= t < OUTAGE_START_S + OUTAGE_S + get_settings().ops_window_s:
+        return "recovering"
+    return "normal"
+
+
 def _order(n: int) -> dict[str, Any]:
     big = n % 7 == 0
     items = [{"sku": f"SKU-{100 + (n * 3 + i) % 40}", "price_cents": (90_000 if big else 1_250 + 310 * i)}
@@ -82,8 +108,8 @@ def _order(n: int) -> dict[str, Any]:
     return {"order_id": f"ORD-{10_000 + n}", "customer": f"cust-{n % 23:03d}", "items": items}
 
 
-def _stock(n: int) -> dict[str, Any]:
-    return {"warehouse_online": n % 5 != 0,
+def _stock(n: int, outage: bool = False) -> dict[str, Any]:
+    return {"warehouse_online": not outage and n % 5 != 0,
             "skus": [{"sku": f"SKU-{100 + (n + i) % 40}", "qty": (n * 7 + i * 13) % 90} for i in range(3)]}
 
 
@@ -98,14 +124,19 @@ def trickle() -> None:
         if org is None or not (org.settings or {}).get(DEMO_FLAG):
             return
         pipes = PipelineRepository(s)
+        ctx = ToolContext(s, Principal(kind="system", id="demo", org_id=org.id, role="admin", name="demo"))
+        phase = outage_phase((utcnow() - org.created_at).total_seconds())
+        stock = pipes.by_name(org.id, STOCK)
+        if stock is not None and stock.paused and phase == "normal":
+            # The warehouse team has fixed it: resume the sync the healer paused.
+            registry.invoke("queues.resume", ctx, {"pipeline_id": stock.id})
         n = JobRepository(s).count(org.id)
-        name = ORDERS if n % 2 == 0 else STOCK
+        name = ORDERS if n % 2 == 0 or stock is None or stock.paused else STOCK
         p = pipes.by_name(org.id, name)
         if p is None or p.paused:
             return
         if CreditRepository(s).balance(org.id) < 100:
-            ctx = ToolContext(s, Principal(kind="system", id="demo", org_id=org.id, role="admin", name="demo"))
             registry.invoke("credits.grant", ctx, {"amount": 1000, "note": "demo top-up"})
-        data = _order(n // 2) if name == ORDERS else _stock(n // 2)
+        data = _order(n // 2) if name == ORDERS else _stock(n // 2, outage=phase == "outage")
         submit_job(s, org_id=org.id, pipeline=p, input=data, trigger="manual" if name == ORDERS else "webhook",
                    actor="system:demo", idempotency_key=f"demo:{n}")
