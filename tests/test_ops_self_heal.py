@@ -151,6 +151,28 @@ def test_non_transient_failures_pause_the_pipeline(org: OrgFixture) -> None:
     assert _audited("queues.paused", f"pipeline:{pid}")
 
 
+def test_a_paused_pipeline_does_not_reopen_its_failure_rate_incident(org: OrgFixture) -> None:
+    """Once paused (by the healer or a person), the pipeline's failures still in the rate window must not
+    reopen the incident until it flaps to a person (seen in the make run demo)."""
+    from memory.db import session_scope, utcnow
+    from memory.jobs.models import Pipeline
+    from tools.auto_intel.incidents import rule_findings
+
+    clean_ops()
+    pid = make_pipeline(org.org_id)
+    points = [(f"jobs.failure_rate{{pipeline={pid}}}", 0.9), (f"jobs.finished{{pipeline={pid}}}", 20.0)]
+
+    def failing() -> bool:
+        with session_scope() as s:
+            return any(f.diagnosis == "failure_rate" and f.cause == f"pipeline:{pid}"
+                       for f in rule_findings(s, utcnow(), points))
+
+    assert failing()
+    with session_scope() as s:
+        s.get(Pipeline, pid).paused = True  # type: ignore[union-attr]
+    assert not failing()
+
+
 def test_poison_job_is_dead_lettered(org: OrgFixture) -> None:
     from memory.db import session_scope, utcnow
     from memory.jobs.models import Job

@@ -222,7 +222,9 @@ def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, fl
         if name == "jobs.failure_rate" and "pipeline" in labels and value > s.ops_failure_rate_max:
             pid = int(labels["pipeline"])
             n = values.get(f"jobs.finished{{pipeline={pid}}}", 0.0)
-            if n >= s.ops_failure_min_jobs:
+            # A paused pipeline's recent failures are handled (paused by the healer or a person): the
+            # rule would only reopen the incident until they age out of the window.
+            if n >= s.ops_failure_min_jobs and not _paused(session, pid):
                 out.append(Finding(f"pipeline:{pid}", f"rule:failure_rate:{pid}", "rule", "failure_rate",
                                    f"Pipeline {pid}: {value:.0%} of {n:.0f} recent jobs failed", "high",
                                    subject={"pipeline_id": pid}, evidence={"failure_rate": value, "finished": n},
@@ -267,6 +269,13 @@ def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, fl
                            evidence={"attempts": job.attempts, "last_error": (job.last_error or "")[:300]},
                            org_id=job.org_id, symptom_at=now))
     return out
+
+
+def _paused(session: Session, pipeline_id: int) -> bool:
+    from memory.jobs.models import Pipeline
+
+    p = session.get(Pipeline, pipeline_id)
+    return bool(p is not None and p.paused)
 
 
 def _api_down(session: Session, now: dt.datetime) -> Finding | None:
