@@ -58,6 +58,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def aware(t: dt.datetime) -> dt.datetime:
+    """``t`` as an aware UTC time (a naive value read back from the database is UTC)."""
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _factories: dict[str, sessionmaker[Session]] = {}

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from levqor.settings import get_settings
+from memory.db import aware as _aware
 from memory.ops.repository import SignalRepository, SignalSourceRepository
 
 MIN_RUNS = 3  # finished jobs needed before throughput counts as measured
@@ -63,10 +64,6 @@ class Capacity:
         need_per_s = max(self.depth / self.horizon_s, (self.forecast_peak or 0.0) / self.bucket_s)
         per_worker = self.throughput_per_s / max(1, self.healthy_workers)
         return max(self.healthy_workers + 1, math.ceil(need_per_s / max(per_worker, 1e-9)))
-
-
-def _aware(t: dt.datetime) -> dt.datetime:
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def measure(session: Session, now: dt.datetime, *, depth: int | None = None) -> Capacity | None:

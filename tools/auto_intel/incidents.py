@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from levqor.settings import get_settings
+from memory.db import aware as _aware
 from memory.db import session_scope, utcnow
 from memory.ops.models import INCIDENT_STATES, SEVERITIES, Incident, IncidentEvent, OpsNotification
 from memory.ops.repository import IncidentRepository, SignalRepository, SignalSourceRepository
@@ -66,10 +67,6 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
     org_id: int | None = None
     symptom_at: dt.datetime | None = None
-
-
-def _aware(t: dt.datetime) -> dt.datetime:
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 # ---- anomaly scoring --------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from levqor.settings import get_settings
 from memory.db import after_close, session_scope, utcnow
+from memory.db import aware as _aware
 from memory.jobs.models import Job, Pipeline, Worker
 from memory.ops.models import Incident
 from memory.ops.repository import IncidentRepository, SignalSourceRepository
@@ -40,10 +41,6 @@ log = logging.getLogger("levqor.ops.heal")
 SELF_HEALS = Counter("levqor_ops_self_heals_total", "Self-heal steps by action and result", ["action", "result"])
 HEALER = Principal(kind="agent", id="healer", org_id=None, role="agent", name="agent healer")
 BACKOFF_BASE_S = 5.0
-
-
-def _aware(t: dt.datetime) -> dt.datetime:
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def _worker(session: Session, inc: Incident) -> Worker | None:

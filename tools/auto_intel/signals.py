@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from levqor.settings import get_settings
+from memory.db import aware as _aware
 from memory.db import utcnow
 from memory.ops.models import OpsSample
 from memory.ops.repository import SignalRepository, SignalSourceRepository
@@ -54,10 +55,6 @@ def quantile(values: list[float], q: float) -> float:
     lo = int(math.floor(pos))
     hi = min(lo + 1, len(xs) - 1)
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def _aware(t: dt.datetime) -> dt.datetime:
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 # ---- API latency from the Prometheus histograms ---------------------------------------------------

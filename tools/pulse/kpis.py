@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from levqor.settings import get_settings
+from memory.db import aware as _aware
 from memory.db import utcnow
 from tools.context import ToolContext
 
@@ -221,10 +222,6 @@ def uptime_percent(probes: list[tuple[dt.datetime, bool]],
         return None
     lost = _length(down)
     return round(100.0 * (1 - lost / seen), 4), lost, seen
-
-
-def _aware(t: dt.datetime) -> dt.datetime:
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def _uptime(ctx: ToolContext, day: dt.date) -> Reading:
