@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,3 +138,26 @@ def db_session() -> Iterator[object]:
     finally:
         s.rollback()
         s.close()
+
+
+@pytest.fixture()
+def fake_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``fake_llm(steps)`` starts the local fake OpenAI server with a script and points the agents at it
+    (LLM mode); the servers stop at the end of the test."""
+    from tests.fake_openai import FakeOpenAI, Script
+
+    servers: list[FakeOpenAI] = []
+
+    def start(steps: Any) -> Script:
+        script = Script(steps)
+        server = FakeOpenAI(script)
+        url = server.__enter__()
+        servers.append(server)
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-fake")
+        monkeypatch.setenv("LEVQOR_LLM_MAX_RETRIES", "0")
+        return script
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)

@@ -79,3 +79,15 @@ def ago(seconds: float) -> dt.datetime:
     from memory.db import utcnow
 
     return utcnow() - dt.timedelta(seconds=seconds)
+
+
+def incident(iid: int) -> Any:
+    """Incident ``iid`` as a detached row (read in its own session)."""
+    from memory.db import session_scope
+    from memory.ops.models import Incident
+
+    with session_scope() as s:
+        inc = s.get(Incident, iid)
+        assert inc is not None, f"incident {iid} not found"
+        s.expunge(inc)
+        return inc

@@ -4,7 +4,7 @@ scripted tool calls; prompt-injection guards (the refusals are in the audit log)
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,29 +16,15 @@ from memory.db import session_scope
 from tests import agents_fakes as fj
 from tests.agents_fakes import fake_jobs  # noqa: F401  (fixture)
 from tests.conftest import OrgFixture
-from tests.fake_openai import FakeOpenAI, Script, Step
+from tests.fake_openai import Script, Step
 
 
 @pytest.fixture()
-def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[list[Step] | Callable[[dict[str, Any]], Step]],
-                                                              Script]]:
+def llm(fake_llm: Callable[[list[Step] | Callable[[dict[str, Any]], Step]], Script],
+        monkeypatch: pytest.MonkeyPatch) -> Callable[[list[Step] | Callable[[dict[str, Any]], Step]], Script]:
     """Start the fake server with a script and switch the agents to LLM mode pointing at it."""
-    servers: list[FakeOpenAI] = []
-
-    def start(steps: list[Step] | Callable[[dict[str, Any]], Step]) -> Script:
-        script = Script(steps)
-        server = FakeOpenAI(script)
-        url = server.__enter__()
-        servers.append(server)
-        monkeypatch.setenv("OPENAI_BASE_URL", url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-fake")
-        monkeypatch.setenv("LEVQOR_LLM_MAX_RETRIES", "0")
-        monkeypatch.setenv("LEVQOR_LLM_TIMEOUT_S", "10")
-        return script
-
-    yield start
-    for server in servers:
-        server.__exit__(None, None, None)
+    monkeypatch.setenv("LEVQOR_LLM_TIMEOUT_S", "10")
+    return fake_llm
 
 
 def _run(run_id: int) -> AgentRun:

@@ -3,33 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import OrgFixture
 from tests.ops_support import ago, clean_ops, make_job, make_pipeline
-
-
-@pytest.fixture()
-def fake_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    from tests.fake_openai import FakeOpenAI, Script
-
-    servers: list[FakeOpenAI] = []
-
-    def start(steps: list[dict[str, object]]) -> Script:
-        script = Script(steps)
-        server = FakeOpenAI(script)
-        url = server.__enter__()
-        servers.append(server)
-        monkeypatch.setenv("OPENAI_BASE_URL", url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-fake")
-        monkeypatch.setenv("LEVQOR_LLM_MAX_RETRIES", "0")
-        return script
-
-    yield start
-    for s in servers:
-        s.__exit__(None, None, None)
 
 
 def test_monitor_graph_offline_detects_and_heals_expired_leases(org: OrgFixture,

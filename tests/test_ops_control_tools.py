@@ -15,17 +15,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import OrgFixture
-from tests.ops_support import ago, clean_ops, make_job, make_pipeline, ops_settings
-
-
-def _wait(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.ops_support import ago, clean_ops, incident, make_job, make_pipeline, ops_settings
+from tests.procs import wait_for
 
 
 def _healer_ctx(s: Any) -> Any:
@@ -42,16 +33,6 @@ def _open(finding: Any) -> int:
     with session_scope() as s:
         inc, _ = open_or_update(s, finding, utcnow())
         return inc.id
-
-
-def _incident(iid: int) -> Any:
-    from memory.db import session_scope
-    from memory.ops.models import Incident
-
-    with session_scope() as s:
-        inc = s.get(Incident, iid)
-        s.expunge(inc)
-        return inc
 
 
 # ---- hung worker -------------------------------------------------------------------------------------
@@ -74,7 +55,7 @@ def _fake_worker(ignore_term: bool) -> subprocess.Popen[bytes]:
 def _ended_after_term(p: subprocess.Popen[bytes]) -> None:
     """The process got SIGTERM (so it was continued first) and is gone. The returncode proves nothing
     here: the killer thread's psutil wait may reap our child first."""
-    _wait(lambda: p.poll() is not None, 20, "the process to end")
+    wait_for(lambda: p.poll() is not None, 20, "the process to end")
     assert p.stdout is not None and p.stdout.read().split() == [b"term"]
 
 
@@ -170,7 +151,7 @@ def test_the_healer_disables_a_failing_partner_endpoint_and_the_partner_is_email
                         subject={"install_id": bad}, evidence={"error_rate": 1.0}, symptom_at=utcnow()))
     assert heal(iid).outcome == "acted"
     assert heal(iid).outcome == "healed"
-    assert _incident(iid).state == "resolved" and not _incident(iid).manual
+    assert incident(iid).state == "resolved" and not incident(iid).manual
     with session_scope() as s:
         assert s.get(PluginInstall, bad).endpoint_disabled_at is not None  # type: ignore[union-attr]
         assert s.get(PluginInstall, good).endpoint_disabled_at is None  # type: ignore[union-attr]
@@ -330,13 +311,13 @@ def test_a_backlog_the_workers_cannot_clear_opens_capacity_and_the_healer_adds_w
             assert heal(iid).outcome == "waiting"  # no new worker yet: verification goes on
             add_workers(ids[1:])  # the supervisor's new workers come up and heartbeat
             assert heal(iid).outcome == "healed"
-            assert _incident(iid).state == "resolved" and not _incident(iid).manual
+            assert incident(iid).state == "resolved" and not incident(iid).manual
             with session_scope() as s:  # they die again: the shortage comes back, the incident reopens
                 s.query(Worker).filter(Worker.id.in_(ids[1:])).delete()
                 again = [f for f in rule_findings(s, utcnow(), [("jobs.queue.depth", 40.0)])
                          if f.diagnosis == "capacity"]
             assert again
-            assert _open(again[0]) == iid and _incident(iid).reopens == 1
+            assert _open(again[0]) == iid and incident(iid).reopens == 1
             step = heal(iid)
             assert step.outcome == "acted", step  # one more worker than last time
             assert desired_workers(1) == found[0].subject["desired"] + 1
@@ -378,7 +359,7 @@ def test_a_slow_api_route_is_a_rule_breach_the_healer_only_watches_until_it_is_g
         assert heal(iid).outcome == "observed"
         monitor_tick(t + dt.timedelta(seconds=3), api_text=metrics(130, 10))  # fast again
         monitor_tick(t + dt.timedelta(seconds=5), api_text=metrics(140, 10))
-        inc = _incident(iid)
+        inc = incident(iid)
         assert inc.state == "resolved" and inc.resolved_by == "agent:monitor" and not inc.manual
 
 
@@ -425,7 +406,7 @@ def test_latency_injected_into_the_real_api_is_detected_watched_and_resolved_onc
         delay.write_text("0")  # the injection is lifted
         traffic(6)
         monitor_tick(t_slow + dt.timedelta(seconds=2))
-    inc = _incident(iid)
+    inc = incident(iid)
     assert inc.state == "resolved" and inc.resolved_by == "agent:monitor" and not inc.manual
 
 

@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import _TMP, TEST_DB_URL, OrgFixture, make_org
-from tests.ops_support import clean_ops, make_job, make_pipeline, ops_settings
+from tests.ops_support import clean_ops, incident, make_job, make_pipeline, ops_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,27 +42,6 @@ def approval_policy(tmp_path: Path) -> Iterator[Path]:
     reset_engine()
 
 
-@pytest.fixture()
-def fake_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[list[dict[str, Any]]], Any]]:
-    from tests.fake_openai import FakeOpenAI, Script
-
-    servers: list[FakeOpenAI] = []
-
-    def start(steps: list[dict[str, Any]]) -> Script:
-        script = Script(steps)
-        server = FakeOpenAI(script)
-        url = server.__enter__()
-        servers.append(server)
-        monkeypatch.setenv("OPENAI_BASE_URL", url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-fake")
-        monkeypatch.setenv("LEVQOR_LLM_MAX_RETRIES", "0")
-        return script
-
-    yield start
-    for s in servers:
-        s.__exit__(None, None, None)
-
-
 # ---- helpers -------------------------------------------------------------------------------------
 
 def _poison_incident(org: OrgFixture) -> tuple[int, int]:
@@ -79,17 +58,6 @@ def _poison_incident(org: OrgFixture) -> tuple[int, int]:
                                            severity="high", subject={"job_id": jid}, org_id=org.org_id),
                                 utcnow())
         return inc.id, jid
-
-
-def _incident(iid: int) -> Any:
-    from memory.db import session_scope
-    from memory.ops.models import Incident
-
-    with session_scope() as s:
-        inc = s.get(Incident, iid)
-        assert inc is not None
-        s.expunge(inc)
-        return inc
 
 
 def _timeline(iid: int) -> list[str]:
@@ -163,7 +131,7 @@ def _assert_paused(iid: int, jid: int, run_id: int, ap: Any) -> None:
     assert f"incident #{iid}" in ap.reason and "dead_letter_poison_job" in ap.reason
     assert f'{{"job_id": {jid}}}' in ap.reason
     assert _job_state(jid) == "failed"  # nothing done before a person decides
-    inc = _incident(iid)
+    inc = incident(iid)
     assert inc.state == "open" and not inc.manual and inc.heal_pending["awaiting_approval"]
     assert any("awaiting approval" in m and f"healer run {run_id}" in m for m in _timeline(iid))
 
@@ -199,7 +167,7 @@ def test_approval_pauses_the_run_then_approve_executes_verifies_and_resolves(cli
     run = _run(run_id)
     assert run.status == "succeeded", run.error
     assert _job_state(jid) == "dead"
-    inc = _incident(iid)
+    inc = incident(iid)
     assert inc.state == "resolved" and not inc.manual and inc.resolved_by == "agent:healer"
     assert inc.heal_attempts == 1 and inc.heal_pending is None
     timeline = _timeline(iid)
@@ -232,7 +200,7 @@ def test_rejected_approval_escalates_to_a_person(client, org: OrgFixture) -> Non
     run = _run(run_id)
     assert run.status == "succeeded" and run.trigger == "schedule" and "rejected" in (run.summary or "")
     assert _job_state(jid) == "failed"
-    inc = _incident(iid)
+    inc = incident(iid)
     assert inc.manual and inc.state != "resolved" and inc.heal_pending is None and inc.heal_attempts == 0
     timeline = _timeline(iid)
     assert any(m.startswith("dead_letter_poison_job: rejected (by ") and "not this job" in m for m in timeline)
@@ -258,7 +226,7 @@ def test_expired_approval_escalates(org: OrgFixture) -> None:
             expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
     assert expire_approvals() >= 1
     assert _run(run_id).status == "succeeded" and _job_state(jid) == "failed"
-    assert _incident(iid).manual
+    assert incident(iid).manual
     assert any(m.startswith("dead_letter_poison_job: expired (by system:expiry") for m in _timeline(iid))
 
 
@@ -274,7 +242,7 @@ def test_symptom_gone_while_waiting_resolves_and_a_late_approval_does_nothing(cl
         assert job is not None
         job.state = "succeeded"  # the job came right by itself
     assert run_healer(iid)["step"]["outcome"] == "healed"
-    assert _incident(iid).state == "resolved"
+    assert incident(iid).state == "resolved"
     r = client.post(f"/v1/approvals/{ap.id}/approve", headers=org.headers())
     assert r.status_code == 200
     run = _run(run_id)
@@ -313,7 +281,7 @@ def test_a_crash_between_pause_and_approval_resumes_from_the_checkpoint(client, 
     assert r.status_code == 200, r.text
     run = _run(run_id)
     assert run.status == "succeeded", run.error
-    assert _job_state(jid) == "dead" and _incident(iid).state == "resolved"
+    assert _job_state(jid) == "dead" and incident(iid).state == "resolved"
     # Resumed, not restarted: one diagnosis call, recorded by the first process, and one approval.
     from memory.agents.models import AgentToolCall
     from memory.db import session_scope
@@ -335,11 +303,11 @@ def test_llm_summary_and_proposal_then_approval(client, org: OrgFixture, fake_ll
     run = _run(run_id)
     assert run.mode == "llm" and run.tokens_in == 300 and run.tokens_out == 40 and run.cost_micro_usd > 0
     assert len(script.requests) == 1 and "allowed_playbooks" in json.dumps(script.requests[0])
-    assert _incident(iid).summary.startswith("A job keeps killing")
+    assert incident(iid).summary.startswith("A job keeps killing")
     r = client.post(f"/v1/approvals/{ap.id}/approve", headers=org.headers())
     assert r.status_code == 200, r.text
     assert _run(run_id).status == "succeeded"
-    assert _job_state(jid) == "dead" and _incident(iid).state == "resolved"
+    assert _job_state(jid) == "dead" and incident(iid).state == "resolved"
     assert len(script.requests) == 1  # resumed from the checkpoint: the model is not asked again
 
 
@@ -393,7 +361,7 @@ def test_platform_incident_runs_in_the_staff_organisation(client, org: OrgFixtur
             r = client.post(f"/v1/approvals/{ap.id}/approve", headers=org.headers())
             assert r.status_code == 200, r.text
             assert _run(run_id).status == "succeeded"
-            inc = _incident(iid)
+            inc = incident(iid)
             assert inc.state == "resolved", _timeline(iid)
             with session_scope() as s:
                 w = s.get(Worker, wid)
@@ -413,7 +381,7 @@ def test_without_approval_the_healer_run_acts_and_the_monitor_flow_still_heals(c
 
     def healed() -> bool:
         dispatch_pending()
-        return _incident(iid).state == "resolved"
+        return incident(iid).state == "resolved"
 
     wait_for(healed, 30, what="the event-triggered healer run")
     runs = _healer_runs(iid)
@@ -436,13 +404,13 @@ def test_manual_run_heals_the_organisations_oldest_due_incident(client, org: Org
     assert r.status_code == 202, r.text
     idle = wait_for(lambda: (run := _run(r.json()["id"])).status == "succeeded" and run, 30, what="the idle run")
     assert "No incident of this organisation is due" in (idle.summary or "")
-    assert _incident(iid).state == "open"  # another organisation's run never touches this incident
+    assert incident(iid).state == "open"  # another organisation's run never touches this incident
 
     r = client.post("/v1/agents/healer/runs", headers=org.headers())
     assert r.status_code == 202, r.text
     run = wait_for(lambda: (run := _run(r.json()["id"])).status == "succeeded" and run, 30, what="the manual run")
     assert run.trigger == "manual" and run.requested_by and f"#{iid} (poison job" in (run.summary or "")
-    assert _incident(iid).state == "resolved" and _job_state(jid) == "dead"
+    assert incident(iid).state == "resolved" and _job_state(jid) == "dead"
 
 
 @pytest.mark.usefixtures("approval_policy")
@@ -456,4 +424,4 @@ def test_a_run_that_died_while_waiting_hands_the_incident_to_a_person(org: OrgFi
         AgentRepository(s).set_status(run_id, "failed", error="abandoned", finished=True)
     step = run_healer(iid)["step"]
     assert (step["outcome"], step["detail"]) == ("escalated", "approval run ended")
-    assert _incident(iid).manual and _job_state(jid) == "failed"
+    assert incident(iid).manual and _job_state(jid) == "failed"

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from tests.conftest import OrgFixture, make_org
-from tests.ops_support import clean_ops, make_job, make_pipeline, ops_settings
+from tests.ops_support import clean_ops, incident, make_job, make_pipeline, ops_settings
 
 
 def _finding(cause: str, fp: str, org_id: int | None = None, diagnosis: str = "queue_age") -> object:
@@ -26,16 +26,6 @@ def _record(f: object, now: dt.datetime) -> tuple[int, str]:
         return inc.id, what
 
 
-def _incident(iid: int) -> object:
-    from memory.db import session_scope
-    from memory.ops.models import Incident
-
-    with session_scope() as s:
-        inc = s.get(Incident, iid)
-        s.expunge(inc)
-        return inc
-
-
 def test_same_cause_updates_one_incident_groups_signals_and_emits_once() -> None:
     from sqlalchemy import func, select
 
@@ -51,7 +41,7 @@ def test_same_cause_updates_one_incident_groups_signals_and_emits_once() -> None
         b, what_b = _record(_finding("queue", "rule:queue_age"), now + dt.timedelta(seconds=5))
         c, what_c = _record(_finding("queue", "anomaly:jobs.queue.depth"), now + dt.timedelta(seconds=10))
     assert (what_a, what_b, what_c) == ("opened", "updated", "updated") and a == b == c
-    inc = _incident(a)
+    inc = incident(a)
     assert inc.occurrences == 3 and inc.signals == ["rule:queue_age", "anomaly:jobs.queue.depth"]  # type: ignore[attr-defined]
     with session_scope() as s:
         after = s.scalar(select(func.count()).select_from(Event).where(Event.name == "incident_opened"))
@@ -77,8 +67,8 @@ def test_quiet_incident_resolves_then_flapping_escalates() -> None:
             t += dt.timedelta(seconds=40)
             again, what = _record(_finding("worker:w-flap", "rule:worker_hung", diagnosis="worker_hung"), t)
             assert (again, what) == (iid, "reopened")
-            assert _incident(iid).reopens == n  # type: ignore[attr-defined]
-    inc = _incident(iid)
+            assert incident(iid).reopens == n  # type: ignore[attr-defined]
+    inc = incident(iid)
     assert inc.flapping and inc.manual and inc.state == "open"  # type: ignore[attr-defined]
     with session_scope() as s:  # a person's incident does not resolve by itself
         assert resolve_quiet(s, t + dt.timedelta(hours=1), set()) == []
@@ -102,7 +92,7 @@ def test_anomalous_series_opens_an_incident_scored_by_the_detector() -> None:
     assert max(x for x in scores if x is not None) < 0.5
     assert len(found) == 1 and found[0].cause == "api:/v1/slow" and found[0].evidence["score"] >= 0.5
     iid, what = _record(found[0], utcnow())
-    assert what == "opened" and _incident(iid).diagnosis == "anomaly"  # type: ignore[attr-defined]
+    assert what == "opened" and incident(iid).diagnosis == "anomaly"  # type: ignore[attr-defined]
 
 
 def test_incident_api_permissions_scoping_ack_and_resolve(client, org: OrgFixture) -> None:

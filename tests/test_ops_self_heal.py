@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from tests.conftest import OrgFixture
-from tests.ops_support import ago, clean_ops, make_job, make_pipeline, ops_settings
+from tests.ops_support import ago, clean_ops, incident, make_job, make_pipeline, ops_settings
 
 
 def _open(f_kwargs: dict[str, object]) -> int:
@@ -18,16 +18,6 @@ def _open(f_kwargs: dict[str, object]) -> int:
     with session_scope() as s:
         inc, _ = open_or_update(s, Finding(**f_kwargs), utcnow())  # type: ignore[arg-type]
         return inc.id
-
-
-def _get(iid: int) -> object:
-    from memory.db import session_scope
-    from memory.ops.models import Incident
-
-    with session_scope() as s:
-        inc = s.get(Incident, iid)
-        s.expunge(inc)
-        return inc
 
 
 def _healer_decisions(tool: str) -> list[str]:
@@ -73,7 +63,7 @@ def test_expired_leases_are_requeued_through_policy_verified_and_audited(org: Or
         assert s.get(Job, jid).state == "queued"  # type: ignore[union-attr]
     if step.outcome == "acted":
         assert heal(iid).outcome == "healed"
-    inc = _get(iid)
+    inc = incident(iid)
     assert inc.state == "resolved" and inc.resolved_by == "agent:healer" and not inc.manual  # type: ignore[attr-defined]
     assert _healer_decisions("jobs.requeue_expired")[before:] == ["allow"]
     assert _audited("ops.self_heal", f"incident:{iid}")
@@ -99,7 +89,7 @@ def test_dead_worker_is_restarted_and_the_incident_resolves() -> None:
         step = heal(iid)
         assert (step.outcome, step.action) == ("acted", "restart_worker")
         assert heal(iid).outcome == "healed"
-        assert _get(iid).state == "resolved"  # type: ignore[attr-defined]
+        assert incident(iid).state == "resolved"  # type: ignore[attr-defined]
         with session_scope() as s:  # retired: the rule no longer fires for it
             assert not [f for f in rule_findings(s, utcnow(), []) if f.cause == f"worker:{wid}"]
     finally:
@@ -127,7 +117,7 @@ def test_symptom_that_stays_backs_off_then_escalates_never_loops(org: OrgFixture
             if outcomes[-1] in ("escalated", "skipped"):
                 break
     assert outcomes[:4] == ["acted", "retry_later", "acted", "escalated"], outcomes
-    inc = _get(iid)
+    inc = incident(iid)
     assert inc.manual and inc.heal_attempts == 2 and inc.state == "open"  # type: ignore[attr-defined]
     assert heal(iid, t).outcome == "skipped"  # with a person now: the healer stays away
     assert self_heal.SELF_HEALS.labels(action="retry_transient_failures", result="not_verified")._value.get() >= 1
@@ -207,7 +197,7 @@ def test_denied_by_policy_or_over_the_per_target_limit_escalates(org: OrgFixture
                      title="old queue"))
     step = heal(iid)
     assert (step.outcome, step.detail) == ("escalated", "denied")
-    assert _get(iid).manual  # type: ignore[attr-defined]
+    assert incident(iid).manual  # type: ignore[attr-defined]
     assert _audited("policy.denied", "credits.grant")  # the engine's own audit of the denial
 
     # Three restarts of one worker in ten minutes: the fourth goes to a person, not to the tool.
@@ -243,7 +233,7 @@ def test_incident_opened_event_triggers_the_healer(org: OrgFixture) -> None:
             return s.get(Job, jid).state == "queued"  # type: ignore[union-attr]
 
     wait_for(healed, 20, what="the healer to requeue the job")
-    assert _get(iid).heal_attempts >= 1 or _get(iid).state == "resolved"  # type: ignore[attr-defined]
+    assert incident(iid).heal_attempts >= 1 or incident(iid).state == "resolved"  # type: ignore[attr-defined]
 
 
 def test_leaking_worker_is_recycled_once_its_rss_keeps_growing() -> None:
