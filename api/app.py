@@ -149,7 +149,7 @@ def _nul_field(request: Request) -> str | None:
 
 def _nul_in_json(body: bytes) -> str | None:
     """The path (``a.b.0``) of the first JSON string holding a NUL character, if any."""
-    if b"\\u0000" not in body.lower():
+    if b"\\u0000" not in body:  # JSON spells NUL only as \u0000 (a lowercase u)
         return None
     try:
         doc = json.loads(body)

@@ -70,14 +70,6 @@ class PulseRepository:
         self.session.flush()
         return probe
 
-    def probe_counts(self, start: dt.datetime, end: dt.datetime) -> tuple[int, int]:
-        """(probes, successful probes) in ``[start, end)``."""
-        window = (ReadinessProbe.ts >= start, ReadinessProbe.ts < end)
-        total = self.session.scalar(select(func.count(ReadinessProbe.id)).where(*window)) or 0
-        ok = self.session.scalar(select(func.count(ReadinessProbe.id)).where(*window,
-                                                                            ReadinessProbe.ok.is_(True))) or 0
-        return int(total), int(ok)
-
     def probes(self, start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, bool]]:
         """(time, ok) of every probe in ``[start, end)``, oldest first."""
         rows = self.session.execute(select(ReadinessProbe.ts, ReadinessProbe.ok)
