@@ -190,9 +190,12 @@ PLAYBOOKS: dict[str, tuple[Playbook, ...]] = {
 # Diagnoses with no automatic action: a person decides (the reason is written on the incident).
 NO_PLAYBOOK: dict[str, str] = {}
 # Diagnoses the healer only watches: no control tool helps, the incident resolves when the symptom goes.
-OBSERVE_ONLY: dict[str, str] = {
-    "anomaly": "an anomaly alone has no playbook; watching",
-    "api_slow": "no control action speeds up the API; watching until its latency is back under the limit",
+# Diagnoses the healer only watches: (why, the setting after which a person is called, or None).
+OBSERVE_ONLY: dict[str, tuple[str, str | None]] = {
+    "anomaly": ("an anomaly alone has no playbook; watching", None),
+    "api_slow": ("no control action speeds up the API; watching until its latency is back under the limit", None),
+    # `levqor up` (or the orchestrator) restarts a dead API process; a person only if the outage outlasts that.
+    "api_down": ("API outage; waiting for the supervisor's restart", "ops_api_down_escalate_s"),
 }
 
 
@@ -260,15 +263,12 @@ def heal(incident_id: int, now: dt.datetime | None = None, *, prefer: str | None
         if inc.next_heal_at is not None and _aware(inc.next_heal_at) > now:
             return HealStep(incident_id, "waiting", detail="backing off")
         if inc.diagnosis in OBSERVE_ONLY:
-            return HealStep(incident_id, "observed", detail=OBSERVE_ONLY[inc.diagnosis])
-        if inc.diagnosis == "api_down":
-            # `levqor up` (or the orchestrator) restarts a dead API process; a person is called only when
-            # the outage outlasts that.
+            why, limit = OBSERVE_ONLY[inc.diagnosis]
             lasted = (now - _aware(inc.detected_at)).total_seconds()
-            if lasted < s.ops_api_down_escalate_s:
-                return HealStep(incident_id, "observed", detail="API outage; waiting for the supervisor's restart")
-            escalate(session, inc, f"the API has been failing its readiness probes for {lasted:.0f}s", now=now)
-            return HealStep(incident_id, "escalated", detail="outage outlasted the supervisor")
+            if limit is None or lasted < float(getattr(s, limit)):
+                return HealStep(incident_id, "observed", detail=why)
+            escalate(session, inc, f"still there after {lasted:.0f}s of watching ({why})", now=now)
+            return HealStep(incident_id, "escalated", detail="watched too long")
         if not act:
             return HealStep(incident_id, "due")
         if inc.diagnosis in NO_PLAYBOOK or inc.diagnosis not in PLAYBOOKS:
