@@ -269,7 +269,7 @@ def audit_export(org: Annotated[str, typer.Option()] = "demo",
     """Export an organisation's audit entries as JSON lines."""
     _boot(log=False)
     from memory.db import session_scope
-    from tools.enterprise.audit_log import AuditSearch, export_jsonl
+    from tools.enterprise.audit_tools import AuditSearch, export_jsonl
 
     with session_scope() as s:
         ctx = _org_ctx(s, org)

@@ -7,25 +7,25 @@ anything not allowed is denied. A tool named exactly in ``allow`` is pre-approve
 does (so "destructive tools need approval, except these two, within their rate limits" is one
 policy). Patterns are a tool name, ``area.*``, ``risk:<risk>`` or ``*``; a rate limit names a pattern
 too and counts the actor's recorded allowed calls of every tool it matches.
-Denials are written to the audit log in their own transaction (they survive the caller's rollback).
+
+The engine is pure: it reads the policy file and decides. Recording agents' decisions and auditing
+denials is the tools registry's part (``tools.registry``), which asks the engine before every call.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import bisect
 import json
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-if TYPE_CHECKING:
-    from tools.context import ToolContext
-    from tools.registry import ToolSpec
+from levqor.settings import get_settings
 
 Outcome = Literal["allow", "deny", "needs_approval"]
 _TOOL_NAME = r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*"
@@ -104,6 +104,16 @@ class PolicyError(Exception):
     """policy.json cannot be used; the message names the file, line and key."""
 
 
+class ToolRef(Protocol):
+    """What the engine needs to know of a tool: its name (``area.verb``) and its risk."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def risk(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Decision:
     outcome: Outcome
@@ -112,8 +122,6 @@ class Decision:
 
 def _path_lines(text: str) -> dict[tuple[int | str, ...], int]:
     """Map every key path of the (valid) JSON ``text`` to the line where its key or item starts."""
-    import bisect
-
     newlines = [i for i, ch in enumerate(text) if ch == "\n"]
     lines: dict[tuple[int | str, ...], int] = {}
     decoder = json.JSONDecoder()
@@ -199,25 +207,15 @@ def load_policy(path: Path) -> PolicyDocument:
         raise PolicyError(f"{path}:{_line_of(text, loc)}: {msg}") from None
 
 
-def _matches(pattern: str, spec: ToolSpec) -> bool:
-    if pattern == "*" or pattern == spec.name:
+def matches(pattern: str, tool: ToolRef) -> bool:
+    """Whether a policy pattern (a tool name, ``area.*``, ``risk:<risk>`` or ``*``) names ``tool``."""
+    if pattern == "*" or pattern == tool.name:
         return True
     if pattern.startswith("risk:"):
-        return pattern[5:] == spec.risk
+        return pattern[5:] == tool.risk
     if pattern.endswith(".*"):
-        return spec.area == pattern[:-2]
+        return tool.name.split(".", 1)[0] == pattern[:-2]
     return False
-
-
-def _tool_names(pattern: str) -> list[str] | None:
-    """The registered tools ``pattern`` names (None: every tool)."""
-    if pattern == "*":
-        return None
-    if _TOOL.match(pattern):
-        return [pattern]
-    from tools.registry import registry
-
-    return [t.name for t in registry.all() if _matches(pattern, t)]
 
 
 class PolicyEngine:
@@ -239,7 +237,7 @@ class PolicyEngine:
             return "system", actors["system"]
         return "(none)", ActorPolicy()
 
-    def evaluate(self, actor: str, kind: str, spec: ToolSpec, args: dict[str, Any],
+    def evaluate(self, actor: str, kind: str, spec: ToolRef, args: dict[str, Any],
                  recent_count: Callable[[str, int], int] | None = None) -> Decision:
         """Pure decision (no I/O except ``recent_count(pattern, window_s)`` for rate limits).
 
@@ -248,7 +246,7 @@ class PolicyEngine:
         """
         key, pol = self.actor_policy(actor, kind)
         for pat in pol.deny:
-            if _matches(pat, spec):
+            if matches(pat, spec):
                 return Decision("deny", f"{spec.name} is denied to {actor} by policy ({key}: deny {pat})")
         for arg, limit in pol.arg_limits.get(spec.name, {}).items():
             value = args.get(arg)
@@ -256,7 +254,7 @@ class PolicyEngine:
             if isinstance(size, int | float) and not isinstance(size, bool) and size > limit:
                 return Decision("deny", f"{spec.name}: argument {arg}={size} is over the policy limit {limit:g}")
         for rl in pol.rate_limits:
-            if recent_count is not None and _matches(rl.tool, spec):
+            if recent_count is not None and matches(rl.tool, spec):
                 used = recent_count(rl.tool, rl.window_s)
                 if used >= rl.max:
                     return Decision(
@@ -264,38 +262,12 @@ class PolicyEngine:
                     )
         pre_approved = spec.name in pol.allow
         for pat in pol.needs_approval:
-            if _matches(pat, spec) and (pat == spec.name or not pre_approved):
+            if matches(pat, spec) and (pat == spec.name or not pre_approved):
                 return Decision("needs_approval", f"{spec.name} needs a person's approval ({key}: {pat})")
         for pat in pol.allow:
-            if _matches(pat, spec):
+            if matches(pat, spec):
                 return Decision("allow", f"allowed by {key}: {pat}")
         return Decision("deny", f"{spec.name} ({spec.risk}) is not in {actor}'s allow-list")
-
-    def decide(self, ctx: ToolContext, spec: ToolSpec, params: BaseModel) -> Decision:
-        """Decide, record agent decisions (rate limits count them) and audit every denial."""
-        from memory.policy.repository import PolicyDecisionRepository
-
-        principal = ctx.principal
-        args = params.model_dump(mode="json")
-        repo = PolicyDecisionRepository(ctx.session)
-
-        def recent_count(pattern: str, window_s: int) -> int:
-            return repo.count_allowed(principal.actor, _tool_names(pattern), window_s)
-
-        decision = self.evaluate(principal.actor, principal.kind, spec, args, recent_count=recent_count)
-        if principal.kind == "agent":
-            repo.record(principal.actor, spec.name, decision.outcome, decision.reason, args)
-        if decision.outcome == "deny":
-            from tools.enterprise.audit_log import append_detached
-
-            # After the caller's session closes: on SQLite a second writer would wait on its lock.
-            append_detached(
-                session=ctx.session,
-                actor=principal.actor, action="policy.denied", target=spec.name, org_id=principal.org_id,
-                request_id=ctx.request_id, outcome="denied",
-                detail={"reason": decision.reason, "args": args, "risk": spec.risk},
-            )
-        return decision
 
 
 _lock = threading.Lock()
@@ -307,8 +279,6 @@ def get_engine() -> PolicyEngine:
     global _engine
     with _lock:
         if _engine is None:
-            from levqor.settings import get_settings
-
             path = get_settings().policy_path
             _engine = PolicyEngine(load_policy(path), path)
         return _engine
@@ -318,7 +288,3 @@ def reset_engine() -> None:
     global _engine
     with _lock:
         _engine = None
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -271,7 +271,7 @@ def test_agent_or_system_can_never_decide_an_approval(org: OrgFixture) -> None:
                 # Straight to the tool function: even past the policy engine, the tool refuses.
                 from tools.agents.service import ApprovalDecision, approve
 
-                approve(ToolContext(s, principal), ApprovalDecision(approval_id=ap.id))
+                approve.run(ToolContext(s, principal), ApprovalDecision(approval_id=ap.id))
     refused = [e for e in _audit("approvals.decision_refused", org.org_id) if e.target == f"approval:{ap.id}"]
     assert {e.actor for e in refused} == {"agent:janitor", "system:cli"}
     assert _approvals(run_id)[0].status == "pending"

@@ -188,10 +188,10 @@ def test_verify_endpoint_allows_auditors_and_admins_only(client, org: OrgFixture
 
 def test_verify_endpoint_answers_409_naming_the_first_bad_entry(client, org: OrgFixture,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import tools.enterprise.audit_log as audit_log
+    import tools.enterprise.audit_tools as audit_tools
 
     (seq,) = _append(1, org.org_id)
-    real = audit_log.verify_chain
+    real = audit_tools.verify_chain
 
     def on_tampered_rows(session: Session, export_path: Path | None = None) -> Any:
         # Tamper inside the request's own transaction, verify, and undo it before the request commits.
@@ -203,7 +203,7 @@ def test_verify_endpoint_answers_409_naming_the_first_bad_entry(client, org: Org
         finally:
             session.rollback()
 
-    monkeypatch.setattr(audit_log, "verify_chain", on_tampered_rows)
+    monkeypatch.setattr(audit_tools, "verify_chain", on_tampered_rows)
     r = client.get("/v1/audit/verify", headers=org.headers("auditor"))
     assert r.status_code == 409, r.text
     assert r.json()["ok"] is False and r.json()["first_bad_seq"] == seq and f"entry {seq}" in r.json()["problem"]

@@ -1,7 +1,11 @@
 """The tools registry: every domain operation registered once, typed, with its risk.
 
-API routers and agents call tools only through :func:`invoke`, which asks the policy engine
-first. A tool is a plain function ``(ctx: ToolContext, params: In) -> Out``.
+A tool is a plain function ``(ctx: ToolContext, params: In) -> Out``. Registering it with
+``@tool("area.verb", risk=...)`` returns a typed handle, :class:`Tool` ``[In, Out]``: routers and the
+CLI call the handle (``pipelines.create_pipeline(ctx, body)`` returns ``PipelineRead``) and agents look
+tools up by name (:meth:`ToolRegistry.invoke`). Both paths go through :meth:`ToolRegistry.call`, which
+asks the policy engine first, records agents' decisions (rate limits count them) and writes every
+denial to the audit log.
 """
 
 from __future__ import annotations
@@ -11,11 +15,15 @@ import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
+from levqor.metrics import TOOL_CALLS
+from memory.policy.repository import PolicyDecisionRepository
+from policies.engine import Decision, get_engine, matches
 from tools.context import ToolContext
+from tools.enterprise.audit_log import append_detached
 from tools.errors import ApprovalRequired, PolicyDenied, Unprocessable
 
 Risk = Literal["read", "write", "destructive", "financial"]
@@ -24,10 +32,10 @@ RISKS: tuple[str, ...] = ("read", "write", "destructive", "financial")
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
 
-# Modules that register tools; imported lazily so ``levqor`` starts fast.
+# Modules that register tools; imported on first lookup by name so ``levqor`` starts fast.
 TOOL_MODULES: tuple[str, ...] = (
     "tools.identity.service",
-    "tools.enterprise.audit_log",
+    "tools.enterprise.audit_tools",
     "tools.events.service",
     "tools.partner_api.registry",
     "tools.partner_api.hooks",
@@ -68,6 +76,35 @@ class ToolSpec:
         return self.name.split(".", 1)[0]
 
 
+class Tool(Generic[In, Out]):
+    """A registered tool. Calling it runs it policy-checked: ``handle(ctx, params) -> Out``.
+
+    ``run`` calls the function without asking the policy engine; only the domain's own composition
+    (one tool's code building on another's) uses it, never an edge or an agent.
+    """
+
+    def __init__(self, spec: ToolSpec, func: Callable[[ToolContext, In], Out], registry: ToolRegistry):
+        self.spec = spec
+        self._func = func
+        self._registry = registry
+        self.__doc__ = func.__doc__
+        self.__name__ = func.__name__
+        self.__wrapped__ = func
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __call__(self, ctx: ToolContext, params: In) -> Out:
+        return cast(Out, self._registry.call(self.spec, ctx, params))
+
+    def run(self, ctx: ToolContext, params: In) -> Out:
+        return self._func(ctx, params)
+
+    def __repr__(self) -> str:
+        return f"<tool {self.spec.name} ({self.spec.risk})>"
+
+
 class ToolRegistry:
     """Holds every :class:`ToolSpec` by name."""
 
@@ -75,15 +112,14 @@ class ToolRegistry:
         self._tools: dict[str, ToolSpec] = {}
         self._loaded = False
 
-    def tool(self, name: str, *, risk: Risk) -> Callable[[Callable[[ToolContext, In], Out]],
-                                                           Callable[[ToolContext, In], Out]]:
-        """Register ``func`` as tool ``name`` (``area.verb``) with ``risk``."""
+    def tool(self, name: str, *, risk: Risk) -> Callable[[Callable[[ToolContext, In], Out]], Tool[In, Out]]:
+        """Register ``func`` as tool ``name`` (``area.verb``) with ``risk``; return its typed handle."""
         if risk not in RISKS:
             raise ValueError(f"tool {name}: risk must be one of {RISKS}")
         if "." not in name:
             raise ValueError(f"tool {name}: name must be area.verb")
 
-        def decorator(func: Callable[[ToolContext, In], Out]) -> Callable[[ToolContext, In], Out]:
+        def decorator(func: Callable[[ToolContext, In], Out]) -> Tool[In, Out]:
             sig = inspect.signature(func)
             params = list(sig.parameters.values())
             hints = inspect.get_annotations(func, eval_str=True)
@@ -100,8 +136,9 @@ class ToolRegistry:
                 raise TypeError(f"tool {name}: a one-line docstring is required (it is the LLM's description)")
             if name in self._tools and self._tools[name].func is not func:
                 raise ValueError(f"tool {name} registered twice")
-            self._tools[name] = ToolSpec(name, func, input_model, output_model, risk, doc[0])
-            return func
+            spec = ToolSpec(name, func, input_model, output_model, risk, doc[0])
+            self._tools[name] = spec
+            return Tool(spec, func, self)
 
         return decorator
 
@@ -122,10 +159,16 @@ class ToolRegistry:
         self.load()
         return sorted(self._tools.values(), key=lambda t: t.name)
 
-    def invoke(self, name: str, ctx: ToolContext, params: BaseModel | dict[str, Any]) -> BaseModel:
-        """Validate ``params``, ask the policy engine, then run tool ``name``."""
-        from policies.engine import get_engine as get_policy
+    def names_matching(self, pattern: str) -> list[str] | None:
+        """The registered tools a policy ``pattern`` names (None: every tool)."""
+        if pattern == "*":
+            return None
+        if "*" not in pattern and not pattern.startswith("risk:"):
+            return [pattern]
+        return [t.name for t in self.all() if matches(pattern, t)]
 
+    def invoke(self, name: str, ctx: ToolContext, params: BaseModel | dict[str, Any]) -> BaseModel:
+        """Look tool ``name`` up, validate ``params`` (a model or, from an agent, a dict), then :meth:`call` it."""
         spec = self.get(name)
         if isinstance(params, dict):
             try:
@@ -134,23 +177,44 @@ class ToolRegistry:
                 err = exc.errors()[0]
                 loc = ".".join(str(p) for p in err["loc"])
                 raise Unprocessable(f"{loc}: {err['msg']}", field=loc) from None
-        elif not isinstance(params, spec.input_model):
-            raise TypeError(f"tool {name} takes {spec.input_model.__name__}")
-        decision = get_policy().decide(ctx, spec, params)
+        return self.call(spec, ctx, params)
+
+    def call(self, spec: ToolSpec, ctx: ToolContext, params: BaseModel) -> BaseModel:
+        """Ask the policy engine, then run the tool; a denial or a needed approval raises."""
+        if not isinstance(params, spec.input_model):
+            raise TypeError(f"tool {spec.name} takes {spec.input_model.__name__}")
+        decision = self.decide(ctx, spec, params)
         if decision.outcome == "deny":
-            raise PolicyDenied(decision.reason, extra={"tool": name})
+            raise PolicyDenied(decision.reason, extra={"tool": spec.name})
         if decision.outcome == "needs_approval":
-            raise ApprovalRequired(decision.reason, extra={"tool": name})
+            raise ApprovalRequired(decision.reason, extra={"tool": spec.name})
         started = time.perf_counter()
         result = spec.func(ctx, params)
-        _observe(name, time.perf_counter() - started)
+        TOOL_CALLS.labels(tool=spec.name).inc()
+        _ = time.perf_counter() - started
         return result
 
+    def decide(self, ctx: ToolContext, spec: ToolSpec, params: BaseModel) -> Decision:
+        """The policy decision for this call; agents' decisions are recorded, every denial is audited."""
+        principal = ctx.principal
+        args = params.model_dump(mode="json")
+        repo = PolicyDecisionRepository(ctx.session)
 
-def _observe(name: str, seconds: float) -> None:
-    from levqor.metrics import TOOL_CALLS
+        def recent_count(pattern: str, window_s: int) -> int:
+            return repo.count_allowed(principal.actor, self.names_matching(pattern), window_s)
 
-    TOOL_CALLS.labels(tool=name).inc()
+        decision = get_engine().evaluate(principal.actor, principal.kind, spec, args, recent_count=recent_count)
+        if principal.kind == "agent":
+            repo.record(principal.actor, spec.name, decision.outcome, decision.reason, args)
+        if decision.outcome == "deny":
+            # After the caller's session closes: on SQLite a second writer would wait on its lock.
+            append_detached(
+                session=ctx.session,
+                actor=principal.actor, action="policy.denied", target=spec.name, org_id=principal.org_id,
+                request_id=ctx.request_id, outcome="denied",
+                detail={"reason": decision.reason, "args": args, "risk": spec.risk},
+            )
+        return decision
 
 
 registry = ToolRegistry()

@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse
 
 from api.deps import require
 from tools.context import ToolContext
-from tools.enterprise.audit_log import AuditPage, AuditSearch, CheckpointList, VerifyResult, export_jsonl
+from tools.enterprise.audit_log import VerifyResult
+from tools.enterprise.audit_tools import AuditPage, AuditSearch, CheckpointList, export_jsonl
 from tools.registry import registry
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])

@@ -17,11 +17,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -29,7 +28,6 @@ from memory.audit.models import AuditCheckpoint, AuditEntry
 from memory.audit.repository import GENESIS, AuditRepository
 from memory.db import after_close, session_scope, utcnow
 from tools.context import ToolContext
-from tools.registry import tool
 
 log = logging.getLogger(__name__)
 
@@ -353,112 +351,3 @@ def verify_chain(session: Session, export_path: Path | None = None) -> VerifyRes
 
 
 # ---- tools ---------------------------------------------------------------------------------
-
-class AuditEntryRead(BaseModel):
-    seq: int
-    ts: dt.datetime
-    org_id: int | None
-    actor: str
-    action: str
-    target: str
-    outcome: str
-    request_id: str | None
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    detail: dict[str, Any] | None
-    hash: str
-
-    @classmethod
-    def of(cls, e: AuditEntry) -> AuditEntryRead:
-        return cls(seq=e.seq, ts=e.ts, org_id=e.org_id, actor=e.actor, action=e.action, target=e.target,
-                   outcome=e.outcome, request_id=e.request_id, before=e.before, after=e.after,
-                   detail=e.detail, hash=e.hash)
-
-
-class AuditSearch(BaseModel):
-    actor: str | None = Field(None, max_length=200, description="Exact actor, e.g. user:3")
-    action: str | None = Field(None, max_length=100, description="Action; * is a wildcard, e.g. keys.*")
-    target: str | None = Field(None, max_length=300)
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-    cursor: int | None = Field(None, ge=1, description="Return entries older than this seq")
-    limit: int = Field(50, ge=1, le=500)
-
-    @field_validator("since", "until")
-    @classmethod
-    def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
-        """A time without an offset is read as UTC."""
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value
-
-
-class AuditPage(BaseModel):
-    items: list[AuditEntryRead]
-    next_cursor: int | None
-
-
-@tool("audit.search", risk="read")
-def search(ctx: ToolContext, params: AuditSearch) -> AuditPage:
-    """List audit entries of the caller's organisation, newest first, filtered and paginated."""
-    rows = AuditRepository(ctx.session).search(
-        org_id=ctx.org_id, actor=params.actor, action=params.action, target=params.target,
-        since=params.since, until=params.until, before_seq=params.cursor, limit=params.limit + 1,
-    )
-    more = len(rows) > params.limit
-    rows = rows[: params.limit]
-    return AuditPage(items=[AuditEntryRead.of(r) for r in rows], next_cursor=rows[-1].seq if more else None)
-
-
-def export_jsonl(session: Session, org_id: int | None, params: AuditSearch) -> Iterator[str]:
-    """Yield the matching entries, oldest first, as JSON lines."""
-    rows = AuditRepository(session).iter_matching(
-        org_id=org_id, actor=params.actor, action=params.action, target=params.target,
-        since=params.since, until=params.until,
-    )
-    for row in rows:
-        yield AuditEntryRead.of(row).model_dump_json() + "\n"
-
-
-class NoInput(BaseModel):
-    pass
-
-
-@tool("audit.verify", risk="read")
-def verify(ctx: ToolContext, params: NoInput) -> VerifyResult:
-    """Verify the audit hash chain and signed checkpoints; name the first bad entry."""
-    return verify_chain(ctx.session)
-
-
-class CheckpointRead(BaseModel):
-    seq: int
-    head_hash: str
-    ts: dt.datetime
-    key_id: str
-    signature: str
-    public_key: str
-
-
-class CheckpointList(BaseModel):
-    items: list[CheckpointRead]
-
-
-@tool("audit.checkpoints", risk="read")
-def checkpoints(ctx: ToolContext, params: NoInput) -> CheckpointList:
-    """List the signed audit checkpoints with the public key that verifies them."""
-    pub = public_key_b64()
-    return CheckpointList(items=[
-        CheckpointRead(seq=c.seq, head_hash=c.head_hash, ts=c.ts, key_id=c.key_id, signature=c.signature,
-                       public_key=pub)
-        for c in AuditRepository(ctx.session).checkpoints()
-    ])
-
-
-@tool("audit.checkpoint", risk="write")
-def checkpoint(ctx: ToolContext, params: NoInput) -> CheckpointList:
-    """Write a signed checkpoint of the audit chain head now."""
-    cp = write_checkpoint(ctx.session)
-    pub = public_key_b64()
-    items = [] if cp is None else [CheckpointRead(seq=cp.seq, head_hash=cp.head_hash, ts=cp.ts,
-                                                  key_id=cp.key_id, signature=cp.signature, public_key=pub)]
-    return CheckpointList(items=items)
