@@ -41,7 +41,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 types: venv
-	$(VENV)/bin/mypy agents tools memory api policies levqor
+	$(VENV)/bin/mypy agents tools memory api policies levqor workers
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
@@ -60,7 +60,7 @@ bench-jobs: venv
 
 # All eight chaos scenarios on a scratch SQLite database: the table, then `chaos: detected=N/8 ...` last.
 bench-chaos: venv
-	$(PY) -m api.cli chaos run
+	$(PY) bench/chaos/run.py
 
 bench-hooks: venv
 	$(PY) bench/hooks/run.py

@@ -30,7 +30,9 @@ from memory.agents.repository import AgentRepository
 from memory.db import session_scope, utcnow
 from tools.context import Principal, ToolContext
 from tools.errors import AppError, ApprovalRequired, NotFound, PolicyDenied
+from tools.events.service import Reaction
 from tools.registry import ToolRegistry, ToolSpec, registry
+from tools.schedules import Schedule
 
 if TYPE_CHECKING:
     from langchain_core.tools import StructuredTool
@@ -657,45 +659,24 @@ def scheduled_jobs() -> list[tuple[str, str, Any, Callable[[], None]]]:
     return out
 
 
-def register_schedules() -> list[str]:
-    """Add the configured agent schedules and the agents' sweep to ``levqor.processes.SCHEDULED``."""
-    from levqor.processes import SCHEDULED
-
-    have = {name for name, _every, _fn in SCHEDULED}
-    added = []
+def schedules() -> list[Schedule]:
+    """The configured agent schedules and the agents' sweep, for the scheduler edge to run."""
+    out: list[Schedule] = []
     for name, kind, value, fn in scheduled_jobs():
-        if name in have:
-            continue
         every: float | str = value if kind == "interval" else "cron:" + get_settings().agent_schedules[
             name.removeprefix("agent.")].partition(":")[2]
-        SCHEDULED.append((name, every, fn))
-        added.append(name)
-    return added
+        out.append(Schedule(name, every, fn))
+    return out
 
 
-_installed: set[tuple[str, str]] = set()
-
-
-def install_event_triggers() -> None:
-    """Subscribe agents to platform events as configured (idempotent)."""
-    from tools.events.service import on_event
-
+def event_reactions() -> list[Reaction]:
+    """Agents started by platform events, as configured (``LEVQOR_AGENT_EVENT_TRIGGERS``)."""
+    out: list[Reaction] = []
     for event, names in get_settings().agent_event_triggers.items():
         for agent in names:
             get_agent(agent)
-            if (event, agent) in _installed:
-                continue
-            on_event(event, handler_name=f"agents.trigger.{agent}")(_event_handler(agent))
-            _installed.add((event, agent))
-
-
-def remove_event_triggers() -> None:
-    """Unsubscribe every agent installed by :func:`install_event_triggers` (tests)."""
-    from tools.events.service import remove_handler
-
-    for event, agent in list(_installed):
-        remove_handler(event, f"agents.trigger.{agent}")
-        _installed.discard((event, agent))
+            out.append(Reaction(event, f"agents.trigger.{agent}", handle=_event_handler(agent)))
+    return out
 
 
 def _event_handler(agent: str) -> Callable[[Any, Any], None]:

@@ -92,7 +92,7 @@ def worker(concurrency: Annotated[int | None, typer.Option(help="Jobs at once")]
     """Run a worker: background work from the database (job queue, event outbox)."""
     _boot()
     _policy_or_exit()
-    from levqor.processes import run_worker
+    from workers.worker import run_worker
 
     run_worker(concurrency)
 
@@ -102,7 +102,7 @@ def scheduler() -> None:
     """Run the scheduler (only the lease holder leads; others stand by)."""
     _boot()
     _policy_or_exit()
-    from levqor.processes import run_scheduler
+    from workers.scheduler import run_scheduler
 
     run_scheduler()
 
@@ -112,7 +112,7 @@ def up(workers: Annotated[int | None, typer.Option(help="Worker processes")] = N
     """Run API + scheduler + N workers under one supervisor; Ctrl-C stops them all."""
     _boot()
     _policy_or_exit()
-    from levqor.processes import supervise
+    from workers.supervisor import supervise
 
     raise typer.Exit(supervise(workers))
 
@@ -121,9 +121,11 @@ def up(workers: Annotated[int | None, typer.Option(help="Worker processes")] = N
 def seed_demo() -> None:
     """Create the demo organisation and admin (idempotent) and print a fresh admin API key."""
     _boot(log=False)
-    from levqor.seed import seed
+    from memory.db import session_scope
+    from tools.demo.seed import seed
 
-    out = seed()
+    with session_scope() as session:
+        out = seed(session)
     from levqor.settings import get_settings
 
     s = get_settings()
@@ -674,42 +676,20 @@ chaos_app = typer.Typer(help="The chaos suite: inject faults, measure detection 
 app.add_typer(chaos_app, name="chaos")
 
 
-@chaos_app.command("run")
-def chaos_run(scenario: Annotated[list[str] | None, typer.Argument(help="Scenarios (default: all eight)")] = None,
-              here: Annotated[bool, typer.Option(help="Use the configured database, not a scratch one")] = False,
-              workers: Annotated[int, typer.Option(min=2, max=8)] = 2,
-              json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results here")] = None,
-              keep: Annotated[bool, typer.Option(help="Keep the scratch directory (database, logs)")] = False) -> None:
-    """Break a small real platform on purpose; print detection, recovery, losses per scenario."""
-    import dataclasses
-    import shutil
-    import tempfile
+@chaos_app.command("run", add_help_option=False,
+                   context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def chaos_run(ctx: typer.Context) -> None:
+    """Break a small real platform on purpose; print detection, recovery, losses per scenario.
 
-    from tools.auto_intel import chaos
+    The harness lives with the benchmarks, in the source checkout (``bench/chaos/run.py --help``)."""
+    import runpy
 
-    names = list(scenario) if scenario else list(chaos.ALL_SCENARIOS)
-    unknown = [n for n in names if n not in chaos.ALL_SCENARIOS]
-    if unknown:
-        err.print(f"[red]unknown scenario {unknown[0]!r}; one of {', '.join(chaos.ALL_SCENARIOS)}[/red]")
+    script = Path(__file__).resolve().parents[1] / "bench" / "chaos" / "run.py"
+    if not script.exists():
+        err.print(f"[red]the chaos suite runs from a source checkout: {script} not found[/red]")
         raise typer.Exit(2)
-    tmp = Path(tempfile.mkdtemp(prefix="levqor-chaos-"))
-    if not here:
-        chaos.prepare_scratch(tmp)
-    _boot(log=False)
-    results = chaos.run(names, workers=workers, logdir=tmp / "logs")
-    if json_out is not None:
-        json_out.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1))
-    t = Table("scenario", "detected", "ttd s", "recovered", "ttr s", "actions", "lost", "human", "note")
-    for r in results:
-        t.add_row(r.scenario, "yes" if r.detected else "no", f"{r.ttd_s:.1f}" if r.ttd_s is not None else "-",
-                  "yes" if r.recovered else "no", f"{r.ttr_s:.1f}" if r.ttr_s is not None else "-",
-                  "; ".join(r.actions)[:80] or "-", str(r.lost), "yes" if r.human else "no", r.note[:90])
-    Console(width=200).print(t)
-    if keep or not all(r.recovered and not r.lost for r in results):
-        print(f"scratch directory (database, process logs): {tmp}")  # noqa: T201
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(chaos.summary_line(results))  # noqa: T201
+    sys.argv = [str(script), *ctx.args]
+    runpy.run_path(str(script), run_name="__main__")
 
 
 def main() -> None:

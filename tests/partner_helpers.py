@@ -165,7 +165,8 @@ def secrets_for(client: Any, w: World, install_id: int) -> dict[str, Any]:
 def emit_event(name: str, payload: dict[str, Any], org_id: int) -> None:
     """Emit a platform event (committed) and run the outbox dispatcher so hooks fan out."""
     from memory.db import session_scope
-    from tools.events.service import dispatch_pending, emit
+    from tools.events.service import emit
+    from workers.dispatcher import dispatch_pending
 
     with session_scope() as s:
         emit(s, name, payload, org_id=org_id)

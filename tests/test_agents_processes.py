@@ -98,17 +98,17 @@ def test_cli_refuses_an_unknown_approver(org: OrgFixture, tmp_path: Path) -> Non
 
 PROBE = """
 import os, sys
-from levqor import processes
 from levqor.logging import configure_logging
+from tools.schedules import Schedule
+from workers import scheduler
 
 configure_logging("INFO", True)
 
 def probe():
     with open(os.environ["PROBE_FILE"], "a") as fh:
-        fh.write(f"{os.getpid()} {processes.TICK.slot} {processes.TICK.epoch}\\n")
+        fh.write(f"{os.getpid()} {scheduler.TICK.slot} {scheduler.TICK.epoch}\\n")
 
-processes.SCHEDULED[:] = [("test.probe", 0.5, probe)]
-processes.run_scheduler()
+scheduler.run_scheduler([Schedule("test.probe", 0.5, probe)])
 """
 LEASE_S = 2
 RENEW_S = 0.3

@@ -316,26 +316,22 @@ def test_approval_ttl_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("fake_jobs", "janitor_on_job_failed")
 def test_job_failed_event_triggers_the_janitor(org: OrgFixture) -> None:
-    from agents.runtime import install_event_triggers, remove_event_triggers
-    from tools.events.service import dispatch_pending, emit
+    from tools.events.service import emit
+    from workers.dispatcher import dispatch_pending
 
-    install_event_triggers()
-    try:
-        job = fj.add_job(org.org_id)
+    job = fj.add_job(org.org_id)
+    with session_scope() as s:
+        emit(s, "job_failed", {"job_id": job}, org_id=org.org_id)
+    deadline_runs: list[AgentRun] = []
+    for _ in range(5):
+        dispatch_pending()  # with the janitor's reaction to job_failed (janitor_on_job_failed)
         with session_scope() as s:
-            emit(s, "job_failed", {"job_id": job}, org_id=org.org_id)
-        deadline_runs: list[AgentRun] = []
-        for _ in range(5):
-            dispatch_pending()
-            with session_scope() as s:
-                deadline_runs = list(s.scalars(select(AgentRun).where(AgentRun.org_id == org.org_id,
-                                                                      AgentRun.trigger == "event")))
-                for r in deadline_runs:
-                    s.expunge(r)
-            if deadline_runs and deadline_runs[0].status == "succeeded":
-                break
-    finally:
-        remove_event_triggers()
+            deadline_runs = list(s.scalars(select(AgentRun).where(AgentRun.org_id == org.org_id,
+                                                                  AgentRun.trigger == "event")))
+            for r in deadline_runs:
+                s.expunge(r)
+        if deadline_runs and deadline_runs[0].status == "succeeded":
+            break
     assert len(deadline_runs) == 1 and deadline_runs[0].status == "succeeded"
     assert deadline_runs[0].input["event"] == "job_failed"
     assert fj.job(job)["state"] == "queued"

@@ -63,25 +63,22 @@ def _decide(approval_id: int, org_id: int, how: str) -> None:
 
 
 def _trigger(case: dict[str, Any], org_id: int) -> int:
-    from agents.runtime import install_event_triggers, remove_event_triggers, start_run
-    from tools.events.service import dispatch_pending, emit
+    from agents.runtime import start_run
+    from tools.events.service import emit
+    from workers.dispatcher import dispatch_pending
 
     if case["trigger"] != "event":
         return start_run("janitor", org_id, case["trigger"])
-    install_event_triggers()
-    try:
+    with session_scope() as s:
+        emit(s, "job_failed", {"job_id": 1}, org_id=org_id)
+    for _ in range(10):
+        dispatch_pending()  # the janitor reacts to job_failed (janitor_on_job_failed sets the trigger)
         with session_scope() as s:
-            emit(s, "job_failed", {"job_id": 1}, org_id=org_id)
-        for _ in range(10):
-            dispatch_pending()
-            with session_scope() as s:
-                run_id = s.scalar(select(AgentRun.id).where(AgentRun.org_id == org_id,
-                                                            AgentRun.trigger == "event"))
-            if run_id:
-                return int(run_id)
-        raise AssertionError("the job_failed event did not start the janitor")
-    finally:
-        remove_event_triggers()
+            run_id = s.scalar(select(AgentRun.id).where(AgentRun.org_id == org_id,
+                                                        AgentRun.trigger == "event"))
+        if run_id:
+            return int(run_id)
+    raise AssertionError("the job_failed event did not start the janitor")
 
 
 @pytest.mark.usefixtures("fake_jobs", "janitor_on_job_failed")

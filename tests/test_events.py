@@ -18,33 +18,38 @@ from memory.db import session_scope
 from memory.events.models import Event, EventDelivery
 from tests.conftest import IS_PG, OrgFixture
 from tools.enterprise.audit_log import append
-from tools.events.service import (
-    EventRecord,
-    dispatch_pending,
-    emit,
-    on_event,
-    remove_handler,
-    run_dispatcher,
-    wakeup,
-)
+from tools.events import service as events
+from tools.events.service import EventRecord, Reaction, Reactions, emit, wakeup
+from workers import wiring
+from workers.dispatcher import run_dispatcher
 
 Handler = Callable[[Session, EventRecord], None]
+# The tests' own reactions, beside every reaction the features declare.
+_extra: list[Reaction] = []
+
+
+def table() -> Reactions:
+    return Reactions([*wiring.reaction_list(), *_extra])
+
+
+def dispatch_pending(limit: int = 100, *, now: dt.datetime | None = None) -> int:
+    return events.dispatch_pending(table(), limit, now=now)
 
 
 @pytest.fixture()
 def handlers() -> Iterator[Callable[[str, Handler], str]]:
-    """Register handlers for the test; remove them afterwards."""
-    added: list[tuple[str, str]] = []
+    """Add reactions for the test; remove them afterwards."""
+    added: list[Reaction] = []
 
     def add(event: str, fn: Handler) -> str:
         hname = f"test.{fn.__name__}.{uuid.uuid4().hex[:8]}"
-        on_event(event, handler_name=hname)(fn)
-        added.append((event, hname))
+        added.append(Reaction(event, hname, handle=fn))
+        _extra.append(added[-1])
         return hname
 
     yield add
-    for event, hname in added:
-        remove_handler(event, hname)
+    for r in added:
+        _extra.remove(r)
 
 
 @pytest.fixture()
@@ -319,7 +324,7 @@ def test_run_dispatcher_wakes_on_commit(handlers: Any) -> None:
     got = threading.Event()
     handlers(ev, lambda s, e: got.set())
     stop = threading.Event()
-    loop = threading.Thread(target=run_dispatcher, args=(stop, 60.0))
+    loop = threading.Thread(target=run_dispatcher, args=(stop, 60.0, table()))
     loop.start()
     try:
         emit_committed(ev)
@@ -333,8 +338,6 @@ def test_run_dispatcher_wakes_on_commit(handlers: Any) -> None:
 
 
 def test_batch_handler_runs_once_per_claimed_batch_and_a_bad_event_fails_alone() -> None:
-    from tools.events.service import on_events
-
     evname, hname = name(), f"test.batch.{uuid.uuid4().hex[:8]}"
     calls: list[list[str]] = []
     poison: set[str] = set()
@@ -344,7 +347,7 @@ def test_batch_handler_runs_once_per_claimed_batch_and_a_bad_event_fails_alone()
         if poison & {e.uid for e in evs}:
             raise RuntimeError("poisoned event")
 
-    on_events(evname, handler_name=hname)(batch)
+    _extra.append(reaction := Reaction(evname, hname, batch=batch))
     try:
         uids = [emit_committed(evname) for _ in range(3)]
         drain()
@@ -361,4 +364,4 @@ def test_batch_handler_runs_once_per_claimed_batch_and_a_bad_event_fails_alone()
         assert d_bad.status == "failing" and "poisoned event" in (d_bad.last_error or "")
         assert d_good.status == "done" and event_row(good).dispatched_at is not None
     finally:
-        remove_handler(evname, hname)
+        _extra.remove(reaction)

@@ -9,8 +9,9 @@ import pytest
 
 from levqor.settings import get_settings
 from memory.db import session_scope
-from tools.events.service import dispatch_pending, emit
+from tools.events.service import emit
 from tools.registry import registry
+from workers.dispatcher import dispatch_pending
 
 
 class Inbox:

@@ -123,7 +123,8 @@ def test_event_trigger_runs_pipeline_on_platform_event(org: OrgFixture) -> None:
 
     from memory.db import session_scope
     from memory.jobs.models import Job
-    from tools.events.service import dispatch_pending, emit
+    from tools.events.service import emit
+    from workers.dispatcher import dispatch_pending
 
     js.grant(org.org_id, 10)
     pid = js.pipeline(org.org_id, NOOP, trigger={"type": "event", "event": "user_signup"})

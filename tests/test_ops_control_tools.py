@@ -132,10 +132,10 @@ def test_restarting_a_stale_worker_row_stops_its_process_through_the_healer_poli
 def test_the_healer_disables_a_failing_partner_endpoint_and_the_partner_is_emailed(org: OrgFixture) -> None:
     from sqlalchemy import select
 
+    from bench.chaos.harness import _partner_installs
     from memory.audit.models import AuditEntry
     from memory.db import session_scope, utcnow
     from memory.partner.models import PartnerEmail, PluginInstall
-    from tools.auto_intel.chaos import _partner_installs
     from tools.auto_intel.incidents import Finding
     from tools.auto_intel.self_heal import heal
     from tools.context import Principal, ToolContext
@@ -237,10 +237,10 @@ def test_workers_scale_is_limited_staff_only_and_read_by_the_supervisor(org: Org
 
 
 def test_the_supervisor_starts_and_retires_workers_to_match_the_desired_count() -> None:
-    from levqor.processes import Child, _rescale
     from memory.db import session_scope
     from tools.context import SYSTEM, ToolContext
     from tools.registry import registry
+    from workers.supervisor import Child, _rescale
 
     started: list[Child] = []
 

@@ -375,7 +375,7 @@ def test_without_approval_the_healer_run_acts_and_the_monitor_flow_still_heals(c
     """Shipped policy: a poison job is dead-lettered in one run (trigger event) with no person."""
     from tests.jobs_support import wait_for
     from tools.auto_intel import self_heal  # noqa: F401  (registers the incident_opened handler)
-    from tools.events.service import dispatch_pending
+    from workers.dispatcher import dispatch_pending
 
     iid, jid = _poison_incident(org)
 

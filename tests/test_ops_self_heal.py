@@ -218,7 +218,7 @@ def test_incident_opened_event_triggers_the_healer(org: OrgFixture) -> None:
     from memory.jobs.models import Job
     from tests.jobs_support import wait_for
     from tools.auto_intel import self_heal  # noqa: F401  (registers the handler)
-    from tools.events.service import dispatch_pending
+    from workers.dispatcher import dispatch_pending
 
     clean_ops()
     pid = make_pipeline(org.org_id)

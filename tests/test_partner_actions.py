@@ -93,7 +93,7 @@ def test_pipeline_call_to_plugin_action_is_signed_with_the_install_secret(client
         assert not _hmac_ok("whsec_" + base64.b64encode(b"k" * 32).decode(), hits[0].headers, hits[0].body)
 
         # Per-run pricing accrues as before: 5 credits x 10 minor units for the job.
-        from tools.events.service import dispatch_pending
+        from workers.dispatcher import dispatch_pending
 
         wait_for(lambda: dispatch_pending() == 0, 10, "the outbox to drain")
         st = client.get("/v1/payouts/statement", headers=w.partner.headers("partner")).json()

@@ -219,7 +219,7 @@ def test_sustained_failure_disables_endpoint(client, psettings) -> None:
 
 
 def test_hanging_endpoint_does_not_slow_other_deliveries(client, psettings) -> None:
-    from tools.partner_api.hooks import run_hooks
+    from workers.hooks import run_hooks
 
     with Receiver() as rx:
         rx.behaviour["/hang"] = Behaviour(200, delay=60)

@@ -92,7 +92,7 @@ def _setup(client: Any, psettings: Any, rx: Receiver, path: str) -> tuple[int, i
     Events other tests left undispatched are dispatched here first, so that the workers' first
     outbox batch is this test's events (the outbox claims the oldest first, 100 at a time).
     """
-    from tools.events.service import dispatch_pending
+    from workers.dispatcher import dispatch_pending
 
     w = make_world(client, psettings)
     slug = f"{w.partner.slug}.crash"

@@ -13,13 +13,20 @@ watching an anomaly) are taken directly; an attempt that chooses a playbook is a
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
+from sqlalchemy.orm import Session
 
 from agents.healer import launch, nodes, prompts
 from agents.healer.state import HealerState
 from agents.runtime import AgentDef, RunDeps, register_agent, run_values, start_run
+from memory.db import after_close
+from tools.auto_intel.self_heal import heal
+from tools.events.service import EventRecord, Reaction
+
+log = logging.getLogger("levqor.ops.heal")
 
 
 def build(deps: RunDeps) -> StateGraph[Any]:
@@ -48,8 +55,6 @@ def run_healer(incident_id: int, *, trigger: str = "schedule", now: dt.datetime 
     """Take the next healing step on an incident: directly, or as a healer run when it chooses an action.
 
     Returns the run's final state (``run_id``, ``step``, ``proposal`` ...) or, for a direct step, ``step``."""
-    from tools.auto_intel.self_heal import heal
-
     gate = heal(incident_id, now, act=False)
     if gate.outcome != "due":
         return {"incident_id": incident_id, "step": nodes.step_dict(gate)}
@@ -71,3 +76,19 @@ AGENT = register_agent(AgentDef(
                 "fails or is rejected goes to a person.",
     build=build, initial_state=initial_state, system_prompt=prompts.SYSTEM, platform=True,
 ))
+
+
+def _on_incident_opened(session: Session, event: EventRecord) -> None:
+    """A new incident: take the first healing step once the event's transaction has committed."""
+    iid = int(event.payload["incident_id"])
+    after_close(session, lambda: _safe_heal(iid))
+
+
+def _safe_heal(incident_id: int) -> None:
+    try:
+        run_healer(incident_id, trigger="event")
+    except Exception:
+        log.exception("healer failed", extra={"fields": {"incident": incident_id}})
+
+
+REACTIONS = (Reaction("incident_opened", "ops.healer", handle=_on_incident_opened),)

@@ -12,6 +12,9 @@ from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
+from levqor.settings import get_settings
+from tools.schedules import Schedule
+
 
 class MonitorState(TypedDict, total=False):
     api_text: str | None  # Prometheus text of the API's metrics when it runs elsewhere (the chaos suite)
@@ -73,3 +76,12 @@ def run_monitor(api_text: str | None = None) -> MonitorState:
         _graph = build()
     out: MonitorState = _graph.invoke({"api_text": api_text} if api_text is not None else {})
     return out
+
+
+def _scheduled() -> None:
+    run_monitor()
+
+
+def schedules() -> list[Schedule]:
+    """The monitor runs every ``LEVQOR_OPS_SAMPLE_INTERVAL_S`` on the leading scheduler."""
+    return [Schedule("ops.monitor", float(get_settings().ops_sample_interval_s), _scheduled)]

@@ -25,8 +25,8 @@ from prometheus_client import Counter
 from sqlalchemy.orm import Session
 
 from levqor.settings import get_settings
-from memory.db import after_close, session_scope, utcnow
 from memory.db import aware as _aware
+from memory.db import session_scope, utcnow
 from memory.jobs.models import Job, Pipeline, Worker
 from memory.ops.models import Incident
 from memory.ops.repository import IncidentRepository, SignalSourceRepository
@@ -34,7 +34,6 @@ from tools.auto_intel.incidents import escalate, resolve
 from tools.context import Principal, ToolContext
 from tools.enterprise import audit_log
 from tools.errors import AppError, ApprovalRequired, PolicyDenied
-from tools.events.service import on_event
 
 log = logging.getLogger("levqor.ops.heal")
 
@@ -476,39 +475,6 @@ def open_incident_ids() -> list[int]:
     """Incidents the healer may still act on (not resolved, not with a person)."""
     with session_scope() as s:
         return [i.id for i in IncidentRepository(s).unresolved() if not i.manual]
-
-
-def heal_open(now: dt.datetime | None = None) -> list[HealStep]:
-    """One step on every incident that is neither resolved nor with a person (an action: a healer run)."""
-    from agents.healer.graph import run_healer
-
-    with session_scope() as s:
-        ids = [i.id for i in IncidentRepository(s).unresolved() if not i.manual]
-    steps = []
-    for iid in ids:
-        try:
-            st = run_healer(iid, trigger="schedule", now=now).get("step") or {}
-            steps.append(HealStep(iid, str(st.get("outcome") or "error"), str(st.get("action") or ""),
-                                  str(st.get("detail") or "")))
-        except Exception:
-            log.exception("healing step failed", extra={"fields": {"incident": iid}})
-            steps.append(HealStep(iid, "error"))
-    return steps
-
-
-@on_event("incident_opened", handler_name="ops.healer")
-def _on_incident_opened(session: Session, event: Any) -> None:
-    iid = int(event.payload["incident_id"])
-    after_close(session, lambda: _safe_heal(iid))
-
-
-def _safe_heal(incident_id: int) -> None:
-    try:
-        from agents.healer.graph import run_healer
-
-        run_healer(incident_id, trigger="event")
-    except Exception:
-        log.exception("healer failed", extra={"fields": {"incident": incident_id}})
 
 
 def playbook_names(diagnosis: str | None = None) -> list[str]:

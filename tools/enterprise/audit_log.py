@@ -24,10 +24,12 @@ from pydantic import BaseModel
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, SessionTransaction
 
+from levqor.settings import get_settings
 from memory.audit.models import AuditCheckpoint, AuditEntry
 from memory.audit.repository import GENESIS, AuditRepository
 from memory.db import after_close, session_scope, utcnow
 from tools.context import ToolContext
+from tools.schedules import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +118,6 @@ def _load_or_create_key() -> Any:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from levqor.settings import get_settings
-
     path = get_settings().resolved_audit_key_path
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,8 +146,6 @@ def public_key_b64() -> str:
 def _known_public_keys() -> dict[str, str]:
     """key id -> public key, from the existing key file only (verification never creates a key)."""
     from cryptography.hazmat.primitives import serialization
-
-    from levqor.settings import get_settings
 
     path = get_settings().resolved_audit_key_path
     if not path.exists():
@@ -195,8 +193,6 @@ def _export_committed_checkpoints(session: Session) -> None:
     lines = session.info.pop(_EXPORT_KEY, None)
     if not lines:
         return
-    from levqor.settings import get_settings
-
     export = get_settings().resolved_checkpoint_export
     try:
         export.parent.mkdir(parents=True, exist_ok=True)
@@ -270,8 +266,6 @@ def verify_chain(session: Session, export_path: Path | None = None) -> VerifyRes
     recomputed from some entry onward (as the range of entries after the last checkpoint that
     still matches).
     """
-    from levqor.settings import get_settings
-
     repo = AuditRepository(session)
     problems: list[tuple[int, str]] = []
     prev = GENESIS
@@ -351,3 +345,13 @@ def verify_chain(session: Session, export_path: Path | None = None) -> VerifyRes
 
 
 # ---- tools ---------------------------------------------------------------------------------
+
+
+def _scheduled_checkpoint() -> None:
+    with session_scope() as session:
+        write_checkpoint(session)
+
+
+def schedules() -> list[Schedule]:
+    """A signed checkpoint of the chain head every ``LEVQOR_AUDIT_CHECKPOINT_INTERVAL_S``."""
+    return [Schedule("audit.checkpoint", float(get_settings().audit_checkpoint_interval_s), _scheduled_checkpoint)]

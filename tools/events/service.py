@@ -1,17 +1,20 @@
-"""Platform events: ``on_event`` handlers, the transactional outbox, and its dispatcher.
+"""Platform events: the transactional outbox, reactions to events, and one dispatch step.
 
 ``emit`` writes an event row in the caller's transaction, so an event exists exactly when the
-change that caused it committed. The dispatcher delivers each event to every handler registered
-for its name, at least once, each handler in its own transaction; failures are retried with
-exponential backoff and jitter, recorded, and after ``LEVQOR_EVENTS_MAX_ATTEMPTS`` marked dead.
+change that caused it committed. :func:`dispatch_pending` delivers each event to every
+:class:`Reaction` to its name, at least once, each handler in its own transaction; failures are
+retried with exponential backoff and jitter, recorded, and after ``LEVQOR_EVENTS_MAX_ATTEMPTS``
+marked dead.
 
-Hot paths (the partner webhook fan-out runs for every event) register with :func:`on_events`: a
-batch handler first runs once for all the new events a dispatcher claimed, inside the claiming
-transaction (one savepoint), and its delivery rows are written as done in the same commit; only
-when the batch raises does each event fall back to its own delivery and transaction, so one bad
-event is retried and recorded alone. On PostgreSQL ``emit`` also sends ``NOTIFY levqor_events``
-(delivered at commit) and dispatchers in other processes ``LISTEN`` for it instead of waiting
-for their next poll.
+Features declare their reactions in their own module (``REACTIONS``); the loops edge
+(``workers.wiring``) collects them into one :class:`Reactions` table and runs the dispatcher.
+
+Hot paths (the partner webhook fan-out runs for every event) react in batches: a batch handler first
+runs once for all the new events a dispatcher claimed, inside the claiming transaction (one
+savepoint), and its delivery rows are written as done in the same commit; only when the batch raises
+does each event fall back to its own delivery and transaction, so one bad event is retried and
+recorded alone. On PostgreSQL ``emit`` also sends ``NOTIFY levqor_events`` (delivered at commit) and
+dispatchers in other processes ``LISTEN`` for it instead of waiting for their next poll.
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ import random
 import threading
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import event as sa_event
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from levqor.settings import get_settings
 from memory.db import session_scope, utcnow
 from memory.events.models import Event, EventDelivery
 from memory.events.repository import OPEN, EventRepository
@@ -40,10 +45,9 @@ from tools.registry import tool
 log = logging.getLogger(__name__)
 
 # Event names the platform emits; handlers may subscribe to any of them or to "*".
-KNOWN_EVENTS: set[str] = {"user_signup", "org_created",
-                          "job_complete", "job_failed", "job_dead", "job_retrying", "job_cancelled",
-                          "pipeline_created", "credits_low", "notification_requested",
-                          "incident_opened", "incident_resolved"}
+KNOWN_EVENTS: frozenset[str] = frozenset({
+    "user_signup", "org_created", "job_complete", "job_failed", "job_dead", "job_retrying", "job_cancelled",
+    "pipeline_created", "credits_low", "notification_requested", "incident_opened", "incident_resolved"})
 
 
 @dataclass(frozen=True)
@@ -58,44 +62,52 @@ class EventRecord:
 
 Handler = Callable[[Session, EventRecord], None]
 BatchHandler = Callable[[Session, list[EventRecord]], None]
-_handlers: dict[str, dict[str, Handler]] = {}
-_batch_handlers: dict[str, BatchHandler] = {}
 wakeup = threading.Event()
 NOTIFY_CHANNEL = "levqor_events"
 
 
-def on_event(name: str, *, handler_name: str | None = None) -> Callable[[Handler], Handler]:
-    """Register ``func(session, event)`` for events called ``name`` (``"*"`` for all)."""
+@dataclass(frozen=True)
+class Reaction:
+    """What a feature does when an event happens: ``handle(session, event)``, each event in its own
+    transaction, or ``batch(session, events)`` once per claimed batch (falling back to one by one).
 
-    def decorator(func: Handler) -> Handler:
-        key = handler_name or f"{func.__module__}.{func.__qualname__}"
-        _handlers.setdefault(name, {})[key] = func
-        return func
+    ``name`` keys the delivery rows, so it must stay the same across releases."""
 
-    return decorator
+    event: str  # an event name, or "*" for every event
+    name: str
+    handle: Handler | None = None
+    batch: BatchHandler | None = None
 
-
-def on_events(name: str, *, handler_name: str) -> Callable[[BatchHandler], BatchHandler]:
-    """Register ``func(session, events)`` for events called ``name``, run on whole claimed batches."""
-
-    def decorator(func: BatchHandler) -> BatchHandler:
-        def one(session: Session, ev: EventRecord) -> None:
-            func(session, [ev])
-
-        _handlers.setdefault(name, {})[handler_name] = one
-        _batch_handlers[handler_name] = func
-        return func
-
-    return decorator
+    def __post_init__(self) -> None:
+        if (self.handle is None) == (self.batch is None):
+            raise ValueError(f"reaction {self.name}: give handle or batch, not both")
 
 
-def remove_handler(name: str, handler_name: str) -> None:
-    _handlers.get(name, {}).pop(handler_name, None)
-    _batch_handlers.pop(handler_name, None)
+class Reactions:
+    """Every reaction the dispatcher runs, by event name (built once by the edge that dispatches)."""
 
+    def __init__(self, reactions: Iterable[Reaction] = ()):
+        self._handlers: dict[str, dict[str, Handler]] = {}
+        self._batches: dict[str, BatchHandler] = {}
+        for r in reactions:
+            if r.batch is not None:
+                batch = r.batch
 
-def handlers_for(name: str) -> dict[str, Handler]:
-    return {**_handlers.get("*", {}), **_handlers.get(name, {})}
+                def one(session: Session, ev: EventRecord, _batch: BatchHandler = batch) -> None:
+                    _batch(session, [ev])
+
+                self._handlers.setdefault(r.event, {})[r.name] = one
+                self._batches[r.name] = batch
+            else:
+                assert r.handle is not None
+                self._handlers.setdefault(r.event, {})[r.name] = r.handle
+
+    def for_event(self, name: str) -> dict[str, Handler]:
+        """Handlers of event ``name`` by reaction name (reactions to "*" included)."""
+        return {**self._handlers.get("*", {}), **self._handlers.get(name, {})}
+
+    def batch(self, name: str) -> BatchHandler | None:
+        return self._batches.get(name)
 
 
 def emit(session: Session, name: str, payload: dict[str, Any], *, org_id: int | None = None) -> Event:
@@ -104,8 +116,6 @@ def emit(session: Session, name: str, payload: dict[str, Any], *, org_id: int | 
     EventRepository(session).add(ev)
     session.info["emitted_events"] = True
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy import text
-
         session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})  # sent at commit
     return ev
 
@@ -121,15 +131,13 @@ def backoff_seconds(attempts: int) -> float:
     return random.uniform(0.5, min(600.0, 2.0 ** attempts))
 
 
-def dispatch_pending(limit: int = 100, *, now: dt.datetime | None = None) -> int:
-    """Deliver events with work due to their handlers once; return the work done (0: nothing was due).
+def dispatch_pending(reactions: Reactions, limit: int = 100, *, now: dt.datetime | None = None) -> int:
+    """Deliver events with work due to their reactions once; return the work done (0: nothing was due).
 
-    One transaction claims up to ``limit`` events, creates a delivery per handler registered for
-    each, and marks those with nothing left open as dispatched; then each due delivery runs in its
-    own transaction. ``now`` replaces the clock (tests).
+    One transaction claims up to ``limit`` events, creates a delivery per reaction to each, and marks
+    those with nothing left open as dispatched; then each due delivery runs in its own transaction.
+    ``now`` replaces the clock (tests).
     """
-    from levqor.settings import get_settings
-
     max_attempts = get_settings().events_max_attempts
     clock = now or utcnow()
     work: list[int] = []
@@ -140,10 +148,10 @@ def dispatch_pending(limit: int = 100, *, now: dt.datetime | None = None) -> int
         batches: dict[str, list[Event]] = {}
         for ev in events:
             mine = existing[ev.id]
-            for hname in handlers_for(ev.name):
+            for hname in reactions.for_event(ev.name):
                 if hname in mine:
                     continue
-                if hname in _batch_handlers:
+                if reactions.batch(hname) is not None:
                     batches.setdefault(hname, []).append(ev)
                     continue
                 mine[hname] = EventDelivery(event_id=ev.id, handler=hname, status="pending", next_attempt_at=clock,
@@ -151,7 +159,7 @@ def dispatch_pending(limit: int = 100, *, now: dt.datetime | None = None) -> int
                 s.add(mine[hname])
         done_rows: list[dict[str, Any]] = []
         for hname, evs in batches.items():
-            if _run_batch(s, hname, evs):  # done: plain rows, no ORM objects (the hot path)
+            if _run_batch(s, reactions, hname, evs):  # done: plain rows, no ORM objects (the hot path)
                 done_rows += [{"event_id": ev.id, "handler": hname, "status": "done", "attempts": 1,
                                "next_attempt_at": clock, "updated_at": clock} for ev in evs]
                 continue
@@ -169,13 +177,13 @@ def dispatch_pending(limit: int = 100, *, now: dt.datetime | None = None) -> int
                 dispatched.append(ev.id)
             work.extend(d.id for d in sorted(open_, key=lambda d: d.id) if d.next_attempt_at <= clock)
         repo.mark_dispatched(dispatched, clock)
-    ran = sum(_run_one(delivery_id, max_attempts, clock) for delivery_id in work)
+    ran = sum(_run_one(reactions, delivery_id, max_attempts, clock) for delivery_id in work)
     return len(events) + ran
 
 
-def _run_batch(s: Session, hname: str, events: list[Event]) -> bool:
+def _run_batch(s: Session, reactions: Reactions, hname: str, events: list[Event]) -> bool:
     """Run batch handler ``hname`` on ``events`` in a savepoint; False (writes undone) if it raised."""
-    handler = _batch_handlers.get(hname)
+    handler = reactions.batch(hname)
     if handler is None:
         return False
     records = [EventRecord(ev.id, ev.uid, ev.name, ev.org_id, dict(ev.payload), ev.created_at) for ev in events]
@@ -189,7 +197,7 @@ def _run_batch(s: Session, hname: str, events: list[Event]) -> bool:
     return True
 
 
-def _run_one(delivery_id: int, max_attempts: int, clock: dt.datetime) -> bool:
+def _run_one(reactions: Reactions, delivery_id: int, max_attempts: int, clock: dt.datetime) -> bool:
     """Run one due delivery under its row lock; the handler's writes commit with its outcome.
 
     Returns False when there was nothing to run (another dispatcher holds it, or it is no longer
@@ -203,7 +211,7 @@ def _run_one(delivery_id: int, max_attempts: int, clock: dt.datetime) -> bool:
             return False
         ev = repo.get(d.event_id)
         assert ev is not None
-        handler = handlers_for(ev.name).get(d.handler)
+        handler = reactions.for_event(ev.name).get(d.handler)
         if handler is None:
             d.status, d.last_error, d.updated_at = "dead", "handler no longer registered", utcnow()
             return True
@@ -229,54 +237,6 @@ def _run_one(delivery_id: int, max_attempts: int, clock: dt.datetime) -> bool:
             d.next_attempt_at = clock + dt.timedelta(seconds=backoff_seconds(d.attempts))
             log.warning("event handler failed; will retry", extra={"fields": fields})
         return True
-
-
-def listen(stop: threading.Event, channels: dict[str, Callable[[], None]]) -> threading.Thread | None:
-    """On PostgreSQL, call ``channels[name]()`` whenever ``NOTIFY name`` arrives (from a daemon thread)."""
-    from levqor.settings import get_settings
-
-    url = get_settings().resolved_database_url
-    if not url.startswith("postgresql"):
-        return None
-
-    def run() -> None:
-        import psycopg
-        from sqlalchemy.engine import make_url
-
-        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        while not stop.is_set():
-            try:
-                with psycopg.connect(dsn, autocommit=True) as conn:
-                    for name in channels:
-                        conn.execute(f'LISTEN "{name}"')
-                    for wake in channels.values():
-                        wake()  # anything sent while we were not listening
-                    while not stop.is_set():
-                        for note in conn.notifies(timeout=1.0):
-                            callback = channels.get(note.channel)
-                            if callback is not None:
-                                callback()
-            except Exception:
-                log.warning("event listener lost its connection; reconnecting", exc_info=True)
-                stop.wait(1.0)
-
-    t = threading.Thread(target=run, name="pg-listen", daemon=True)
-    t.start()
-    return t
-
-
-def run_dispatcher(stop: threading.Event, poll_s: float) -> None:
-    """Loop until ``stop`` is set, waking on commits (local, or NOTIFY on PostgreSQL) or every ``poll_s``."""
-    listen(stop, {NOTIFY_CHANNEL: wakeup.set})
-    while not stop.is_set():
-        try:
-            ran = dispatch_pending()
-        except Exception:
-            log.exception("outbox dispatch failed")
-            ran = 0
-        if ran == 0:
-            wakeup.wait(poll_s)
-            wakeup.clear()
 
 
 # ---- tools ---------------------------------------------------------------------------------

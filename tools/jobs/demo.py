@@ -23,6 +23,7 @@ from memory.identity.models import Organization
 from memory.jobs.repository import CreditRepository, JobRepository, PipelineRepository
 from tools.context import Principal, ToolContext
 from tools.registry import registry
+from tools.schedules import Schedule
 
 log = logging.getLogger(__name__)
 DEMO_FLAG = "demo_trickle"
@@ -140,3 +141,6 @@ def trickle() -> None:
         data = _order(n // 2) if name == ORDERS else _stock(n // 2, outage=phase == "outage")
         submit_job(s, org_id=org.id, pipeline=p, input=data, trigger="manual" if name == ORDERS else "webhook",
                    actor="system:demo", idempotency_key=f"demo:{n}")
+
+
+SCHEDULES = (Schedule("jobs.demo_trickle", 4.0, trickle),)

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy.orm import Session
 
 from levqor.settings import get_settings
-from tools.events.service import EventRecord, on_event
+from tools.events.service import EventRecord, Reaction
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,11 @@ def deliver(msg: EmailMessage, uid: str) -> None:
         log.info("email written (no LEVQOR_SMTP_URL)", extra={"fields": {"to": msg["To"], "path": str(path)}})
 
 
-@on_event("notification_requested", handler_name="jobs.email_notification")
 def deliver_email(session: Session, event: EventRecord) -> None:
     """Send an email notification (SMTP when configured, else an .eml file in VAR_DIR/mail)."""
     if event.payload.get("channel") != "email":
         return
     deliver(build_message(event), event.uid)
+
+
+REACTIONS = (Reaction("notification_requested", "jobs.email_notification", handle=deliver_email),)

@@ -11,10 +11,11 @@ from memory.db import session_scope, utcnow
 from memory.jobs.repository import PipelineRepository
 from tools.context import Principal, ToolContext
 from tools.errors import NotFound, PaymentRequired, Unprocessable
-from tools.events.service import KNOWN_EVENTS, EventRecord, on_event
+from tools.events.service import KNOWN_EVENTS, EventRecord, Reaction
 from tools.jobs.pipelines import next_fire, secret_hash
 from tools.jobs.queue import JobRead, JobSubmitted, submit_job
 from tools.registry import tool
+from tools.schedules import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +62,10 @@ def _on_platform_event(session: Any, ev: EventRecord) -> None:
                                                                         "reason": exc.detail}})
 
 
-def register_event_triggers() -> None:
-    """Subscribe to every known event except the busiest (a completion per job); idempotent.
-
-    Called at import and again when a worker starts, once every module has added its events.
-    """
-    for name in sorted(KNOWN_EVENTS - {"job_complete"}):
-        on_event(name, handler_name=f"jobs.trigger.{name}")(_on_platform_event)
-
-
-register_event_triggers()
+# Pipelines triggered by platform events: every known event except the busiest (a completion per job).
+REACTIONS = tuple(Reaction(name, f"jobs.trigger.{name}", handle=_on_platform_event)
+                  for name in sorted(KNOWN_EVENTS - {"job_complete"}))
+SCHEDULES = (Schedule("jobs.schedule", 10.0, schedule_tick),)
 
 
 class HookCall(BaseModel):

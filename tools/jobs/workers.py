@@ -1,6 +1,6 @@
 """Workers: the claim loop, heartbeats (worker row + job leases), graceful stop, and worker tools.
 
-A worker process runs one :class:`JobWorker` (registered in ``levqor.processes.WORKER_LOOPS``).
+A worker process runs one :class:`JobWorker` (``workers.jobs``).
 It claims up to ``concurrency`` jobs, runs each in a thread, renews their leases every third of
 the lease, sweeps expired leases back into the queue, and obeys ``drain`` / ``restart``
 commands left on its row. On SIGTERM it stops claiming, lets running jobs finish for a grace
@@ -281,14 +281,6 @@ class JobWorker:
             WorkerRepository(s).prune(utcnow() - PRUNE_AFTER)
         if requeued:
             self.wake.set()
-
-
-def run_jobs(stop: threading.Event, concurrency: int | None) -> None:
-    """Worker loop entry point for ``levqor worker`` (see ``levqor.processes.WORKER_LOOPS``)."""
-    from tools.jobs.triggers import register_event_triggers
-
-    register_event_triggers()
-    JobWorker(concurrency).run(stop)
 
 
 # ---- tools ---------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Outbox -> deliveries table -> dispatcher, built for fan-out rates:
 
-- Fan-out is a batch handler (``on_events("*")``): the outbox dispatcher runs it once for all the
+- Fan-out is a batch reaction to every event (``REACTIONS``): the outbox dispatcher runs it once for all the
   events it claimed, in the claiming transaction, reading subscriptions as plain rows (one query
   per organisation) and writing every ``webhook_deliveries`` row of the batch in one multi-row
   insert. The rows commit with the events' dispatch, so a delivery exists exactly when its event
@@ -59,7 +59,7 @@ from memory.partner.repository import PartnerRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.errors import Conflict, NotFound, Unauthorized
-from tools.events.service import EventRecord, on_events
+from tools.events.service import EventRecord, Reaction
 from tools.partner_api import metrics
 from tools.registry import tool
 
@@ -158,7 +158,6 @@ def message_body(ev: EventRecord, scopes: list[str], org_slug: str | None) -> st
     return json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str)
 
 
-@on_events("*", handler_name="partner_api.hooks.fanout")
 def fanout(session: Session, events: list[EventRecord]) -> None:
     """Queue one signed delivery per subscribed install and event, and accrue per-run plugin revenue.
 
@@ -233,6 +232,10 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
                 dataclasses.replace(j, id=by_uid[j.uid]) for j in jobs)
         if len(jobs) < len(rows):
             session.info["webhook_deliveries"] = True
+
+
+# Every event, in the dispatcher's claimed batches.
+REACTIONS = (Reaction("*", "partner_api.hooks.fanout", batch=fanout),)
 
 
 @sa_event.listens_for(Session, "before_commit")
@@ -699,59 +702,25 @@ def deliver_due(timeout_s: float = 30.0) -> int:
         d.close()
 
 
-def _notified() -> None:
+def notified() -> None:
+    """New deliveries were committed somewhere (NOTIFY on PostgreSQL): wake this process's loop."""
     new_work.set()
     wakeup.set()
 
 
-def run_hooks(stop: threading.Event, concurrency: int | None = None, poll_s: float = 0.5) -> None:
-    """Worker loop: record finished attempts, claim and send; wake on new deliveries or finished sends.
-
-    It claims when told of new rows (a local commit, or NOTIFY on PostgreSQL), when its last claim
-    filled the room it had (more may be due), and otherwise every ``poll_s`` (retries falling due,
-    rows from workers that died).
-    """
-    from tools.events.service import listen
-
+def attach(d: Deliverer) -> bool:
+    """Make ``d`` this process's deliverer, to which the fan-out hands rows; False if one is attached."""
     global _local
-    d = Deliverer(concurrency=concurrency)
-    if _local is None:
-        _local = d
-    listen(stop, {NOTIFY_CHANNEL: _notified})
-    last_mail = last_claim = last_record = 0.0
-    more = True
-    try:
-        while not stop.is_set():
-            try:
-                with d.lock:
-                    room = d.max_held - d.running - d.queued
-                    held = d.running + d.queued
-                now = time.monotonic()
-                # Claims come first (they are on the latency path), in chunks worth a transaction
-                # unless the poll is due anyway; results are recorded in batches.
-                if room > 0 and (now - last_claim >= poll_s
-                                 or ((new_work.is_set() or more) and room >= d.max_held // 8)):
-                    new_work.clear()
-                    last_claim = now
-                    started = d.claim_and_send()
-                    more = started > 0  # keep claiming each tick while claims find work
-                pending = d.results.qsize()
-                if pending and (pending >= RECORD_BATCH or held == 0 or now - last_record >= RECORD_TICK_S):
-                    last_record = now
-                    d.record_results()
-                if now - last_mail > 5:
-                    last_mail = now
-                    send_pending_emails()
-            except Exception:
-                log.exception("webhook delivery loop failed")
-                stop.wait(1.0)
-            busy = d.busy() > 0 or not d.results.empty()
-            wakeup.wait(RECORD_TICK_S if busy else poll_s)
-            wakeup.clear()
-    finally:
-        if _local is d:
-            _local = None
-        d.close()
+    if _local is not None:
+        return False
+    _local = d
+    return True
+
+
+def detach(d: Deliverer) -> None:
+    global _local
+    if _local is d:
+        _local = None
 
 
 # ---- tools: delivery log and replay ---------------------------------------------------------------

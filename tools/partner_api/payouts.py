@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from levqor.settings import get_settings
 from memory.db import session_scope, utcnow
 from memory.partner.models import Partner, Payout, Plugin, PluginInstall, PluginVersion, RevenueEntry
 from memory.partner.repository import PartnerRepository
@@ -35,6 +36,7 @@ from tools.errors import AppError, BadRequest, NotFound
 from tools.partner_api import metrics
 from tools.partner_api.registry import NoInput, is_staff, own_partner, require_staff, share_bps
 from tools.registry import tool
+from tools.schedules import Schedule
 
 log = logging.getLogger(__name__)
 CREDIT_MINOR = 10  # one credit is USD 0.10 of plugin revenue
@@ -341,6 +343,21 @@ def run_payouts(period: str) -> tuple[PrepareResult, list[int]]:
     with session_scope() as s:
         prepared = registry.invoke("payouts.prepare", ToolContext(s, SYSTEM), {"period": period})
     return prepared, transfer_pending()  # type: ignore[return-value]
+
+
+def monthly() -> None:
+    """Scheduled on the 1st: charge subscriptions for the new month, then pay the previous month's shares."""
+    from tools.context import SYSTEM
+
+    now = utcnow()
+    with session_scope() as s:
+        accrue_subscriptions(ToolContext(s, SYSTEM), PeriodIn(period=period_of(now)))
+    if get_settings().stripe_api_key:
+        last = now.replace(day=1) - dt.timedelta(days=1)
+        run_payouts(period_of(last))
+
+
+SCHEDULES = (Schedule("partners.payouts", "cron:0 6 1 * *", monthly),)
 
 
 class PayoutQuery(BaseModel):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from levqor.settings import get_settings
 from memory.db import session_scope, utcnow
 from memory.pulse.models import ReadinessProbe
 from memory.pulse.repository import PulseRepository
@@ -16,6 +18,7 @@ from tools.context import Principal, ToolContext
 from tools.errors import Unprocessable
 from tools.pulse.kpis import KPIS, read_all
 from tools.registry import tool
+from tools.schedules import RunRequest, Schedule
 
 log = logging.getLogger("levqor.pulse")
 
@@ -167,8 +170,6 @@ def probe_readiness(url: str | None = None, timeout_s: float = 5.0) -> Readiness
     """GET ``/readyz`` once and store the answer (connection failures count as down)."""
     import httpx
 
-    from levqor.settings import get_settings
-
     url = url or get_settings().base_url.rstrip("/") + "/readyz"
     started = time.perf_counter()
     try:
@@ -208,24 +209,31 @@ def _weekly_planner_due(org_id: int, now: dt.datetime) -> bool:
                        for r in runs)
 
 
-def run_checks(now: dt.datetime | None = None, org_ids: list[int] | None = None) -> dict[str, int]:
-    """Scheduler job (idempotent): snapshot today (and finish yesterday), evaluate targets,
-    run the planner agent once a week (an agent run, trigger ``schedule``), and make last month's PDF on
-    the 1st."""
-    from agents.runtime import start_run
+@dataclass
+class PulseChecks:
+    """What one scheduled check did, and the planner runs it asks the edge to start."""
+
+    snapshots: int = 0
+    reports: int = 0
+    runs: list[RunRequest] = field(default_factory=list)
+
+
+def run_checks(now: dt.datetime | None = None, org_ids: list[int] | None = None) -> PulseChecks:
+    """Scheduler job (idempotent): snapshot today (and finish yesterday), evaluate targets, ask for the
+    planner agent once a week (a :class:`RunRequest`, trigger ``schedule``), and make last month's PDF
+    on the 1st."""
     from tools.pulse import report, targets
+    from tools.pulse.costs import sync_llm_costs
 
     now = now or utcnow()
     today = now.date()
-    done = {"snapshots": 0, "planner_runs": 0, "reports": 0}
+    done = PulseChecks()
     if org_ids is None:
         with session_scope() as s:
             org_ids = PulseRepository(s).org_ids()
     for org_id in org_ids:
         try:
             with session_scope() as s:
-                from tools.pulse.costs import sync_llm_costs
-
                 sync_llm_costs(system_ctx(s, org_id), today - dt.timedelta(days=2))
             with session_scope() as s:
                 ctx = system_ctx(s, org_id)
@@ -233,19 +241,23 @@ def run_checks(now: dt.datetime | None = None, org_ids: list[int] | None = None)
                 if not day_is_final(s, org_id, yesterday):
                     snapshot_day(ctx, yesterday)
                 snapshot_day(ctx, today)
-                done["snapshots"] += 1
+                done.snapshots += 1
                 targets.publish_gauges(ctx, targets.evaluate(ctx.session, org_id, today))
             if _weekly_planner_due(org_id, now):
-                start_run("planner", org_id, "schedule", input={"week": _iso_week(now)}, requested_by="scheduler")
-                done["planner_runs"] += 1
+                done.runs.append(RunRequest("planner", org_id, "schedule", input={"week": _iso_week(now)},
+                                            requested_by="scheduler"))
             prev_month = (today.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
             with session_scope() as s:
                 if today.day == 1 and PulseRepository(s).report(org_id, prev_month) is None:
                     report.generate(system_ctx(s, org_id), prev_month)
-                    done["reports"] += 1
+                    done.reports += 1
         except Exception:
             log.exception("pulse check failed", extra={"fields": {"org_id": org_id}})
     return done
+
+
+def _scheduled_checks() -> list[RunRequest]:
+    return run_checks().runs
 
 
 def run_probe() -> None:
@@ -253,3 +265,10 @@ def run_probe() -> None:
     probe_readiness()
     with session_scope() as s:
         PulseRepository(s).prune_probes(utcnow() - dt.timedelta(days=400))
+
+
+def schedules() -> list[Schedule]:
+    """The uptime probe and the Pulse checks (daily snapshot, weekly planner, monthly PDF), at their settings."""
+    s = get_settings()
+    return [Schedule("pulse.probe", float(s.pulse_probe_interval_s), run_probe),
+            Schedule("pulse.checks", float(s.pulse_check_interval_s), _scheduled_checks)]

@@ -1,0 +1,1 @@
+"""The demo organisation that ``make run`` seeds: identity, pipelines and jobs, Pulse history."""

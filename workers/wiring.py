@@ -1,0 +1,37 @@
+"""What the loops run, collected from the features that declare it in their own modules.
+
+Nothing below this package appends to a global list: each feature declares its schedules (``SCHEDULES``
+or ``schedules()`` when an interval is a setting) and its reactions to events (``REACTIONS``, or
+``event_reactions()`` for agents configured by settings), and this module is the one place that
+gathers them.
+"""
+
+from __future__ import annotations
+
+from agents import runtime as agent_runtime
+from agents.healer import graph as healer
+from agents.monitor import graph as monitor
+from tools.enterprise import audit_log
+from tools.events.service import Reaction, Reactions
+from tools.jobs import demo as jobs_demo
+from tools.jobs import mailer, triggers
+from tools.partner_api import hooks, payouts
+from tools.pulse import store as pulse
+from tools.schedules import Schedule
+
+
+def schedules() -> list[Schedule]:
+    """Every scheduled job, in the order the scheduler adds them (settings are read now)."""
+    return [*audit_log.schedules(), *triggers.SCHEDULES, *jobs_demo.SCHEDULES, *payouts.SCHEDULES,
+            *pulse.schedules(), *monitor.schedules(), *agent_runtime.schedules()]
+
+
+def reaction_list() -> list[Reaction]:
+    """Every reaction to platform events (settings are read now)."""
+    return [*triggers.REACTIONS, *mailer.REACTIONS, *hooks.REACTIONS, *healer.REACTIONS,
+            *agent_runtime.event_reactions()]
+
+
+def reactions() -> Reactions:
+    """The dispatcher's table of every reaction."""
+    return Reactions(reaction_list())
