@@ -30,7 +30,7 @@ from memory.agents.repository import AgentRepository
 from memory.db import session_scope, utcnow
 from tools.context import Principal, ToolContext
 from tools.errors import AppError, ApprovalRequired, NotFound, PolicyDenied
-from tools.events.service import Reaction
+from tools.events.service import Reaction, after_commit
 from tools.registry import ToolRegistry, ToolSpec, registry
 from tools.schedules import Schedule
 
@@ -681,8 +681,6 @@ def event_reactions() -> list[Reaction]:
 
 def _event_handler(agent: str) -> Callable[[Any, Any], None]:
     def handle(session: Any, event: Any) -> None:
-        from memory.db import after_close
-
         if event.org_id is None:
             return
         repo = AgentRepository(session)
@@ -693,7 +691,7 @@ def _event_handler(agent: str) -> Callable[[Any, Any], None]:
                          input={"event": event.name, "event_id": event.uid, "payload": event.payload})
         run_id = run.id
         # Queued in the handler's transaction; executed once it commits (the sweep catches a crash).
-        after_close(session, lambda: _safe_execute(run_id))
+        after_commit(session, lambda: _safe_execute(run_id))
 
     return handle
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import ValidationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -67,9 +68,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _invalid(request, exc.errors())
+
+    @app.exception_handler(ValidationError)
+    async def model_error(request: Request, exc: ValidationError) -> JSONResponse:
+        # A tool's input model built in a router from request values (path, query and body together).
+        return _invalid(request, exc.errors(), where="request")
+
+    def _invalid(request: Request, raw: Any, where: str | None = None) -> JSONResponse:
         errors = []
-        for err in exc.errors():
-            errors.append({"field": _field(err.get("loc", ())), "in": str((err.get("loc") or ["body"])[0]),
+        for err in raw:
+            errors.append({"field": _field(err.get("loc", ())),
+                           "in": where or str((err.get("loc") or ["body"])[0]),
                            "rule": err.get("type", "invalid"), "message": err.get("msg", "invalid")})
         first = errors[0] if errors else {"field": "body", "message": "invalid request"}
         detail = f"{first['field']}: {first['message']}"

@@ -22,20 +22,22 @@ def _compose() -> dict[str, Any]:
 
 
 def _check_cli_command(argv: list[str]) -> None:
-    """Raise unless ``argv`` (``levqor sub [options]``) parses against the typer app in api/cli.py."""
+    """Raise unless ``argv`` (``levqor sub [options]``) parses against the typer app in api/cli/."""
     import typer
+    from typer.core import TyperGroup
 
     from api.cli import app
 
     assert argv and argv[0] == "levqor", f"command must start with the levqor CLI: {argv}"
-    cmd: Any = typer.main.get_command(app)  # a click group (typer vendors its own click)
-    assert hasattr(cmd, "commands")
+    cmd: Any = typer.main.get_command(app)  # a group (typer vendors its own click); commands load lazily
+    assert isinstance(cmd, TyperGroup)
     args = argv[1:]
-    while hasattr(cmd, "commands"):
+    while isinstance(cmd, TyperGroup):
         assert args, f"{argv}: no subcommand"
-        sub = cmd.commands.get(args[0])
+        _name, sub, rest = cmd.resolve_command(cmd.make_context("levqor", [], resilient_parsing=True),
+                                               list(args))  # a UsageError when there is no such command
         assert sub is not None, f"{argv}: the levqor CLI has no command {args[0]!r}"
-        cmd, args = sub, args[1:]
+        cmd, args = sub, rest
     cmd.make_context(cmd.name or "", list(args))  # raises a click UsageError on unknown options
 
 

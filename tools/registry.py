@@ -20,10 +20,10 @@ from typing import Any, Generic, Literal, TypeVar, cast
 from pydantic import BaseModel, ValidationError
 
 from levqor.metrics import TOOL_CALLS
+from memory.audit.chain import append_detached
 from memory.policy.repository import PolicyDecisionRepository
 from policies.engine import Decision, get_engine, matches
 from tools.context import ToolContext
-from tools.enterprise.audit_log import append_detached
 from tools.errors import ApprovalRequired, PolicyDenied, Unprocessable
 
 Risk = Literal["read", "write", "destructive", "financial"]

@@ -22,9 +22,8 @@ from sqlalchemy.orm import Session
 from agents.healer import launch, nodes, prompts
 from agents.healer.state import HealerState
 from agents.runtime import AgentDef, RunDeps, register_agent, run_values, start_run
-from memory.db import after_close
 from tools.auto_intel.self_heal import heal
-from tools.events.service import EventRecord, Reaction
+from tools.events.service import EventRecord, Reaction, after_commit
 
 log = logging.getLogger("levqor.ops.heal")
 
@@ -81,7 +80,7 @@ AGENT = register_agent(AgentDef(
 def _on_incident_opened(session: Session, event: EventRecord) -> None:
     """A new incident: take the first healing step once the event's transaction has committed."""
     iid = int(event.payload["incident_id"])
-    after_close(session, lambda: _safe_heal(iid))
+    after_commit(session, lambda: _safe_heal(iid))
 
 
 def _safe_heal(incident_id: int) -> None:

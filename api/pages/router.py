@@ -16,6 +16,7 @@ from levqor import __version__
 from levqor.settings import get_settings
 from tools.context import ToolContext
 from tools.errors import Unauthorized
+from tools.identity.service import end_session, login
 from tools.registry import registry
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -54,8 +55,6 @@ def login_submit(
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     """Check the password, open a browser session, go to the dashboard."""
-    from tools.identity.service import login
-
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not hmac.compare_digest(expected, csrf_token):
         return RedirectResponse("/login?error=Your+form+expired%2C+try+again", status_code=303)
@@ -74,14 +73,7 @@ def login_submit(
 @router.post("/logout", dependencies=[Depends(form_csrf)])
 def logout(ctx: Annotated[ToolContext, require("org:read")], request: Request) -> Response:
     """End the browser session."""
-    from memory.db import utcnow
-    from memory.identity.repository import IdentityRepository
-    from tools.identity.service import sha256
-
-    token = request.cookies.get(SESSION_COOKIE, "")
-    bs = IdentityRepository(ctx.session).browser_session(sha256(token)) if token else None
-    if bs is not None:
-        bs.revoked_at = utcnow()
+    end_session(ctx.session, request.cookies.get(SESSION_COOKIE, ""))
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE)
     return resp

@@ -1,5 +1,8 @@
 """Immutable audit log: a hash chain over every privileged action, with signed checkpoints.
 
+Entries are written by ``memory.audit.chain`` (``append`` in the caller's transaction,
+``append_detached`` after it; both are importable from here as the tools' audit API).
+
 Each entry's hash covers its fields and the previous entry's hash, so an edit, a deletion in the
 middle or a reordering breaks the chain. A deleted tail (or a chain recomputed from some point)
 is caught by Ed25519-signed checkpoints ``(seq, head hash)`` kept in the database and in an
@@ -25,63 +28,16 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, SessionTransaction
 
 from levqor.settings import get_settings
+from memory.audit.chain import append, append_detached, entry_hash
 from memory.audit.models import AuditCheckpoint, AuditEntry
 from memory.audit.repository import GENESIS, AuditRepository
-from memory.db import after_close, session_scope, utcnow
+from memory.db import session_scope, utcnow
 from tools.context import ToolContext
 from tools.schedules import Schedule
 
+__all__ = ["append", "append_detached", "entry_hash", "record", "verify_chain", "write_checkpoint"]
+
 log = logging.getLogger(__name__)
-
-
-def _canonical(entry: Any) -> bytes:
-    """The bytes an entry's hash covers; ``entry`` is a model or a row with the same attributes."""
-    body = {
-        "seq": entry.seq,
-        "ts": entry.ts.astimezone(dt.UTC).isoformat(timespec="microseconds"),
-        "org_id": entry.org_id,
-        "actor": entry.actor,
-        "action": entry.action,
-        "target": entry.target,
-        "outcome": entry.outcome,
-        "request_id": entry.request_id,
-        "before": entry.before,
-        "after": entry.after,
-        "detail": entry.detail,
-        "prev_hash": entry.prev_hash,
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
-
-
-def entry_hash(entry: Any) -> str:
-    return hashlib.sha256(_canonical(entry)).hexdigest()
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str)) if value is not None else None
-
-
-def append(
-    session: Session, *, actor: str, action: str, target: str = "", org_id: int | None = None,
-    request_id: str | None = None, before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
-    detail: dict[str, Any] | None = None, outcome: str = "ok",
-) -> AuditEntry:
-    """Append one entry in the caller's transaction (it commits or rolls back with the change)."""
-    repo = AuditRepository(session)
-    head = repo.lock_head()
-    ts = utcnow()
-    entry = AuditEntry(
-        seq=head.seq + 1, ts=ts, org_id=org_id, actor=actor[:200], action=action[:100], target=target[:300],
-        outcome=outcome[:20], request_id=request_id[:64] if request_id else None,
-        before=_jsonable(before), after=_jsonable(after),
-        detail=_jsonable(detail), prev_hash=head.hash,
-    )
-    entry.hash = entry_hash(entry)
-    repo.add(entry, head)
-    from levqor.metrics import AUDIT_ENTRIES
-
-    AUDIT_ENTRIES.labels(action=action).inc()
-    return entry
 
 
 def record(ctx: ToolContext, action: str, target: str = "", **kwargs: Any) -> AuditEntry:
@@ -89,27 +45,6 @@ def record(ctx: ToolContext, action: str, target: str = "", **kwargs: Any) -> Au
     kwargs.setdefault("org_id", ctx.principal.org_id)
     return append(ctx.session, actor=ctx.principal.actor, action=action, target=target,
                   request_id=ctx.request_id, **kwargs)
-
-
-def append_detached(*, session: Session | None = None, **kwargs: Any) -> None:
-    """Append an entry that must survive the caller's rollback (denials).
-
-    With a session, it is written in a new transaction once that session has closed (through
-    :func:`memory.db.close_session`, as ``session_scope`` and the API dependency do); without one,
-    at once, so never call it without the session while a transaction is open: on SQLite the new
-    transaction would wait for the caller's write lock, on PostgreSQL for the chain head it may hold.
-    """
-    def write() -> None:
-        try:
-            with session_scope() as s:
-                append(s, **kwargs)
-        except Exception:  # an audit write must never turn a 403 into a 500
-            log.exception("could not write detached audit entry", extra={"fields": kwargs})
-
-    if session is not None:
-        after_close(session, write)
-    else:
-        write()
 
 
 # ---- signing -------------------------------------------------------------------------------

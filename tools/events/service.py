@@ -35,7 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from levqor.settings import get_settings
-from memory.db import session_scope, utcnow
+from memory.db import after_close, session_scope, utcnow
 from memory.events.models import Event, EventDelivery
 from memory.events.repository import OPEN, EventRepository
 from tools.context import ToolContext
@@ -108,6 +108,12 @@ class Reactions:
 
     def batch(self, name: str) -> BatchHandler | None:
         return self._batches.get(name)
+
+
+def after_commit(session: Session, fn: Callable[[], None]) -> None:
+    """Run ``fn`` once the reaction's transaction has ended, to start work that must see its writes
+    (an agent run queued in it); a crash in between is caught by whoever sweeps that work."""
+    after_close(session, fn)
 
 
 def emit(session: Session, name: str, payload: dict[str, Any], *, org_id: int | None = None) -> Event:

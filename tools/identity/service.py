@@ -364,3 +364,32 @@ def session_principal(session: Any, token: str) -> tuple[Principal, BrowserSessi
         raise Unauthorized("session expired; log in again")
     return Principal(kind="user", id=str(user.id), org_id=user.org_id, role=user.role, name=user.email,
                      user_id=user.id), bs
+
+
+def end_session(session: Any, token: str) -> None:
+    """Revoke the browser session behind ``token`` (logout); an unknown token is a no-op."""
+    bs = IdentityRepository(session).browser_session(sha256(token)) if token else None
+    if bs is not None:
+        bs.revoked_at = utcnow()
+
+
+# ---- contexts for the command line (not tools: used by api.cli) ----------------------------------
+
+def org_context(session: Any, org_slug: str, *, actor: str = "cli", name: str = "levqor CLI") -> ToolContext:
+    """A system principal acting inside the organisation ``org_slug`` (the CLI's own context)."""
+    org = IdentityRepository(session).org_by_slug(org_slug)
+    if org is None:
+        raise NotFound(f"no organisation {org_slug!r}", field="org")
+    return ToolContext(session=session, principal=Principal(kind="system", id=actor, org_id=org.id, role="admin",
+                                                            name=name))
+
+
+def person_context(session: Any, org_slug: str, email: str) -> ToolContext:
+    """The active user ``email`` of ``org_slug`` as the principal (decisions that need a person)."""
+    repo = IdentityRepository(session)
+    org = repo.org_by_slug(org_slug)
+    user = repo.user_by_email(email)
+    if org is None or user is None or user.org_id != org.id or not user.active:
+        raise NotFound(f"no active user {email!r} in organisation {org_slug!r}", field="by")
+    return ToolContext(session=session, principal=Principal(kind="user", id=str(user.id), org_id=org.id,
+                                                            role=user.role, name=user.name, user_id=user.id))

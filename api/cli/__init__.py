@@ -1,0 +1,98 @@
+"""The ``levqor`` command. Each command group is a module of its own, imported only when one of its
+commands runs, so ``levqor`` starts fast and a command loads what it needs and no more."""
+
+from __future__ import annotations
+
+import importlib
+from difflib import get_close_matches
+from typing import Any
+
+import typer
+from typer import _click  # typer vendors click: its group API speaks these types
+from typer.core import TyperCommand, TyperGroup
+
+# command -> (module, attribute, short help). The attribute is a typer app: a group of its own (``keys``),
+# or the module's ``cli`` holding top-level commands (``migrate``).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "migrate": ("api.cli.database", "cli", "Apply database migrations up to head."),
+    "seed-demo": ("api.cli.database", "cli", "Create the demo organisation and admin; print a fresh admin API key."),
+    "api": ("api.cli.serve", "cli", "Run the HTTP API (uvicorn)."),
+    "worker": ("api.cli.processes", "cli", "Run a worker: job queue, event outbox, webhook deliveries."),
+    "scheduler": ("api.cli.processes", "cli", "Run the scheduler (only the lease holder leads)."),
+    "up": ("api.cli.processes", "cli", "Run API + scheduler + N workers under one supervisor."),
+    "users": ("api.cli.identity", "users", "Manage users."),
+    "keys": ("api.cli.identity", "keys", "Manage API keys."),
+    "audit": ("api.cli.audit", "audit", "Audit log: verify, checkpoint, export."),
+    "tools": ("api.cli.policy", "tools", "The tools registry."),
+    "policy": ("api.cli.policy", "policy", "The policy file."),
+    "agents": ("api.cli.agents", "agents", "Agents: list them, run one now."),
+    "approvals": ("api.cli.agents", "approvals", "Agent approvals: list, approve, reject."),
+    "detect": ("api.cli.models", "cli", "One anomaly score in [0, 1] per row of timestamp,value."),
+    "forecast": ("api.cli.models", "cli", "Forecast the steps after a timestamp,value history."),
+    "pulse": ("api.cli.pulse", "pulse", "Pulse: KPI snapshots, targets, monthly report."),
+    "costs": ("api.cli.pulse", "costs", "The Cost DB: import bills, show spend."),
+    "planner": ("api.cli.pulse", "planner", "The planner: find KPIs off target and propose suggestions."),
+    "marketplace-json": ("api.cli.partners", "cli", "Write marketplace.json from the registry."),
+    "payouts-run": ("api.cli.partners", "cli", "Prepare and transfer a month's partner payouts."),
+    "credits-grant": ("api.cli.jobs", "cli", "Add job credits to an organisation."),
+    "chaos": ("api.cli.chaos", "chaos", "The chaos suite: inject faults, measure detection and self-healing."),
+}
+
+
+class LazyGroup(TyperGroup):
+    """The root group: lists commands from :data:`COMMANDS` and imports a command's module only to run it."""
+
+    _resolving = False
+
+    def list_commands(self, ctx: _click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        if cmd_name not in COMMANDS:
+            return None
+        module, attr, short = COMMANDS[cmd_name]
+        if not self._resolving:  # listing (``levqor --help``): the help line is enough
+            return TyperCommand(cmd_name, help=short, short_help=short)
+        target = getattr(importlib.import_module(module), attr)
+        command: Any
+        if attr == "cli":  # a module of top-level commands
+            command = typer.main.get_command(target)
+            if isinstance(command, TyperGroup):
+                command = command.get_command(ctx, cmd_name)
+        else:  # a group, even of one command
+            command = typer.main.get_group(target)
+            command.name = cmd_name
+        self.commands[cmd_name] = command
+        return command  # type: ignore[no-any-return]
+
+    def resolve_command(self, ctx: _click.Context, args: list[str]) -> tuple[str | None, _click.Command | None,
+                                                                               list[str]]:
+        self._resolving = True
+        try:
+            return super().resolve_command(ctx, args)
+        except _click.exceptions.UsageError as exc:
+            matches = get_close_matches(args[0], list(COMMANDS)) if args and args[0] not in COMMANDS else []
+            if matches and "Did you mean" not in exc.message:
+                exc.message = f"{exc.message.rstrip('.')}. Did you mean {', '.join(repr(m) for m in matches)}?"
+            raise
+        finally:
+            self._resolving = False
+
+
+app = typer.Typer(cls=LazyGroup, help="Levqor: automation platform operations, agents and partner ecosystem.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+@app.callback()
+def _root() -> None:
+    """Levqor: automation platform operations, agents and partner ecosystem."""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

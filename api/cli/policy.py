@@ -1,0 +1,43 @@
+"""``levqor tools list`` and ``levqor policy check``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from api.cli.common import console, err
+from levqor.settings import get_settings
+from policies.engine import PolicyError, load_policy
+from tools.registry import registry
+
+tools = typer.Typer(help="The tools registry.", no_args_is_help=True)
+policy = typer.Typer(help="The policy file.", no_args_is_help=True)
+
+
+@tools.command("list")
+def tools_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print every registered tool with its risk."""
+    specs = registry.all()
+    if json_out:
+        print(json.dumps([{"name": t.name, "risk": t.risk, "description": t.description} for t in specs]))
+        return
+    t = Table("tool", "risk", "description")
+    for spec in specs:
+        t.add_row(spec.name, spec.risk, spec.description)
+    console.print(t)
+
+
+@policy.command("check")
+def policy_check(path: Annotated[Path | None, typer.Argument()] = None) -> None:
+    """Validate a policy file (default: the configured one)."""
+    p = path or get_settings().policy_path
+    try:
+        load_policy(p)
+    except PolicyError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"[green]{p} is valid[/green]")
