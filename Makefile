@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LEVQOR := $(VENV)/bin/levqor
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv migrate seed api worker scheduler lint types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-chaos
+.PHONY: run test venv migrate seed api worker scheduler lint types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-chaos bench-arch
 
 $(STAMP): requirements/dev.lock requirements/base.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -64,6 +64,11 @@ bench-chaos: venv
 
 bench-hooks: venv
 	$(PY) bench/hooks/run.py
+
+# Structure figures (cycles, upward imports, function-level imports, type: ignore, large files) beside the
+# commit before the architecture redesign.
+bench-arch: venv
+	$(PY) bench/arch/run.py
 
 # Janitor evaluation cases against a real model (offline and fake-server runs are part of `make test`).
 evals: venv

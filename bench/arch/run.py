@@ -3,7 +3,7 @@
 Counts, for the project packages (``levqor memory policies tools agents workers api``; tests, benchmarks
 and migrations left out): import cycles between files, imports that point up the layers, imports of
 project modules written inside functions, ``# type: ignore`` comments, ``registry.invoke`` calls from the
-edges (and those passing a dict), and the largest files. The baseline is a git revision (default: the
+edges (and those passing a dict); and the largest files, tests and benchmarks included. The baseline is a git revision (default: the
 commit before the architecture redesign), read with ``git archive`` into a temporary folder.
 
     python bench/arch/run.py [--base REV] [--json]
@@ -133,6 +133,10 @@ def measure(root: Path) -> dict[str, object]:
                     invokes += 1
                     if len(node.args) >= 3 and isinstance(node.args[2], ast.Dict | ast.DictComp):
                         dict_invokes += 1
+    for extra in ("bench", "tests"):
+        for path in sorted((root / extra).rglob("*.py")):
+            text = path.read_text()
+            sizes.append((text.count("\n") + (0 if text.endswith("\n") else 1), str(path.relative_to(root))))
     cycles = _sccs(modules, edges)
     cross = [c for c in cycles if len({m.split(".")[0] for m in c}) > 1]
     sizes.sort(reverse=True)
@@ -199,9 +203,7 @@ def _sccs(nodes: dict[str, Path], edges: dict[str, set[str]]) -> list[list[str]]
 
 
 def _checkout(rev: str, into: Path) -> Path:
-    data = subprocess.run(["git", "archive", rev, *PACKAGES], capture_output=True, check=False).stdout
-    if not data:  # a package missing at that revision: take what exists
-        data = subprocess.run(["git", "archive", rev], capture_output=True, check=True).stdout
+    data = subprocess.run(["git", "archive", rev], capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(into, filter="data")
     return into

@@ -624,7 +624,7 @@ class IncidentResolve(IncidentRef):
 
 def _scope(ctx: ToolContext) -> int | None:
     """Platform incidents (no organisation) are for Levqor staff and the platform's own principals."""
-    from tools.partner_api.registry import is_staff
+    from tools.identity.service import is_staff
 
     p = ctx.principal
     if p.kind in ("system", "agent") and p.org_id is None:

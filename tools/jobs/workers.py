@@ -501,7 +501,7 @@ class ScaleOut(BaseModel):
 def scale_workers(ctx: ToolContext, params: ScaleIn) -> ScaleOut:
     """Set how many worker processes the supervisor runs (up to LEVQOR_WORKERS_MAX), optionally for a while."""
     from tools.errors import Forbidden, Unprocessable
-    from tools.partner_api.registry import is_staff
+    from tools.identity.service import is_staff
 
     p = ctx.principal
     if not (p.org_id is None and p.kind in ("system", "agent")) and not is_staff(ctx):
