@@ -1,42 +1,20 @@
-"""LLM backend choice. No ``OPENAI_API_KEY`` (and no ``OPENAI_BASE_URL``) means offline mode:
-deterministic graph nodes and templates, never a scripted imitation of a model."""
+"""The LLM client of the agents: ``ChatOpenAI`` against the configured OpenAI-compatible backend.
+
+Whether there is one (offline mode otherwise), which model and what a call costs are in ``levqor.llm``.
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-DEFAULT_MODEL = "gpt-4o-mini"
-
-
-def model_name() -> str:
-    return os.environ.get("LEVQOR_LLM_MODEL") or DEFAULT_MODEL
-
-
-def is_online() -> bool:
-    """Whether an OpenAI-compatible backend is configured."""
-    return bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
-
-
-def mode() -> str:
-    return "llm" if is_online() else "offline"
-
-
-def mode_info() -> dict[str, Any]:
-    """What the UI, API and CLI show about the active mode."""
-    if is_online():
-        return {"mode": "llm", "model": model_name(),
-                "base_url": os.environ.get("OPENAI_BASE_URL") or "api.openai.com",
-                "label": f"LLM mode ({model_name()})"}
-    return {"mode": "offline", "model": None, "base_url": None,
-            "label": "Offline mode: agents decide with deterministic rules and write from templates"}
+from levqor.llm import model_name
+from levqor.settings import get_settings
 
 
 def chat_model(**overrides: Any) -> Any:
-    """Build the ``ChatOpenAI`` client (imported here so the CLI starts fast)."""
-    from langchain_openai import ChatOpenAI
-
-    from levqor.settings import get_settings
+    """Build the ``ChatOpenAI`` client for the configured backend (``levqor.llm``)."""
+    from langchain_openai import ChatOpenAI  # kept lazy: start-up time (offline mode never loads it)
 
     s = get_settings()
     kwargs: dict[str, Any] = {
@@ -52,17 +30,3 @@ def chat_model(**overrides: Any) -> Any:
     }
     kwargs.update(overrides)
     return ChatOpenAI(**kwargs)
-
-
-def cost_micro_usd(model: str, tokens_in: int, tokens_out: int) -> int:
-    """Cost of one call in millionths of a dollar from the price table (USD per million tokens)."""
-    from levqor.settings import get_settings
-
-    prices = get_settings().llm_prices
-    price = prices.get(model)
-    if price is None:
-        # Dated snapshots (gpt-4o-mini-2024-07-18) cost what their family costs.
-        family = [k for k in prices if model.startswith(k)]
-        price = prices[max(family, key=len)] if family else {}
-    # USD per million tokens == micro-USD per token.
-    return round(tokens_in * float(price.get("in", 0)) + tokens_out * float(price.get("out", 0)))

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from agents import llm as llm_backend
+from agents import llm as llm_client
+from levqor import llm as llm_backend
 from levqor.settings import get_settings
 from memory.agents.models import AgentApproval, AgentRun, AgentToolCall
 from memory.agents.repository import AgentRepository
@@ -476,7 +477,7 @@ def _deps(run: AgentRun, reg: ToolRegistry | None, *, interruptible: bool = True
     toolbox = Toolbox(run.agent, run.org_id, run.id, reg, interruptible=interruptible,
                       platform=get_agent(run.agent).platform)
     if run.mode == "llm":
-        return RunDeps(run.agent, run.org_id, run.id, toolbox, "llm", llm_backend.chat_model(),
+        return RunDeps(run.agent, run.org_id, run.id, toolbox, "llm", llm_client.chat_model(),
                        run.model or llm_backend.model_name())
     return RunDeps(run.agent, run.org_id, run.id, toolbox, "offline")
 

@@ -338,8 +338,8 @@ def test_job_failed_event_triggers_the_janitor(org: OrgFixture) -> None:
 
 
 def test_llm_usage_goes_to_the_run_and_the_cost_store(org: OrgFixture, client) -> None:
-    from agents.llm import cost_micro_usd
     from agents.runtime import create_run, record_llm_usage
+    from levqor.llm import cost_micro_usd
 
     assert cost_micro_usd("gpt-4o-mini", 1_000_000, 0) == 150_000
     assert cost_micro_usd("gpt-4o-mini-2024-07-18", 1000, 2000) == 150 + 1200

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import require
 from api.pages.router import form_csrf, render
+from levqor.llm import mode_info
 from tools.context import ToolContext
 from tools.enterprise.rbac import allowed
 from tools.registry import registry
@@ -87,7 +88,6 @@ def report(ctx: Annotated[ToolContext, require("pulse:write")],
 @router.get("/advisor")
 def advisor_page(request: Request, ctx: Annotated[ToolContext, require("decisions:read")]) -> HTMLResponse:
     """The advisor chat: answers with the tool calls and data it used."""
-    from agents.llm import mode_info
     from tools.decision_engine.advisor import QUESTION_TYPES
 
     examples: list[str] = ["Are we meeting our targets?", "How has revenue changed over the last 30 days?",

@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from api.deps import SESSION_COOKIE, SessionDep, public, require
 from levqor import __version__
+from levqor.llm import mode_info
 from levqor.settings import get_settings
 from tools.context import ToolContext
 from tools.errors import Unauthorized
@@ -83,8 +84,6 @@ def logout(ctx: Annotated[ToolContext, require("org:read")], request: Request) -
 def dashboard(request: Request, ctx: Annotated[ToolContext, require("org:read")]) -> HTMLResponse:
     """The home page: organisation, mode, recent activity."""
     org = registry.invoke("org.get", ctx, {})
-    from agents.llm import mode_info
-
     return render(request, "dashboard.html", ctx, org=org, mode=mode_info())
 
 

@@ -3,8 +3,8 @@
 Counts, for the project packages (``levqor memory policies tools agents workers api``; tests, benchmarks
 and migrations left out): import cycles between files, imports that point up the layers, imports of
 project modules written inside functions, ``# type: ignore`` comments, ``registry.invoke`` calls from the
-edges (and those passing a dict); and the largest files, tests and benchmarks included. The baseline is a git revision (default: the
-commit before the architecture redesign), read with ``git archive`` into a temporary folder.
+edges (and those passing a dict); and the largest files, tests and benchmarks included. The baseline is a
+git revision (default: the commit before the architecture redesign), read with ``git archive``.
 
     python bench/arch/run.py [--base REV] [--json]
 

@@ -218,8 +218,8 @@ class CostList(BaseModel):
 @tool("agents.list", risk="read")
 def list_agents(ctx: ToolContext, params: NoInput) -> AgentList:
     """List the agents with their schedule, event triggers and the tools policy offers each."""
-    from agents import llm
     from agents.runtime import agents, offered_tools
+    from levqor import llm
     from levqor.settings import get_settings
 
     s = get_settings()

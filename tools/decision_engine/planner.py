@@ -89,7 +89,7 @@ def _proposals(ctx: ToolContext, feed: MetricsFeed, t: TargetEval) -> tuple[list
         drivers = [f"{s}: {c / 100:.2f} USD over 30 days ({100 * c / total:.0f} %)" for s, c in top[:3]]
         evidence["costs_by_source_cents"] = dict(top)
         if by_source.get("llm", 0) > 0:
-            from agents.llm import model_name
+            from levqor.llm import model_name
             from levqor.settings import get_settings
             from tools.decision_engine.simulator import _blended_price
 
