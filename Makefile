@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LEVQOR := $(VENV)/bin/levqor
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv migrate seed api worker scheduler lint types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-chaos bench-arch
+.PHONY: run test venv migrate seed api worker scheduler lint imports check types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-chaos bench-arch
 
 $(STAMP): requirements/dev.lock requirements/base.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -39,6 +39,13 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# The import contracts of pyproject.toml: layers point down, the named exceptions only, no cycles.
+imports: venv
+	$(VENV)/bin/lint-imports
+
+# Everything CI checks before the tests.
+check: imports lint types
 
 types: venv
 	$(VENV)/bin/mypy agents tools memory api policies levqor workers
