@@ -28,7 +28,7 @@ def _healer_ctx(s: Any) -> Any:
 
 def _open(finding: Any) -> int:
     from memory.db import session_scope, utcnow
-    from tools.auto_intel.incidents import open_or_update
+    from tools.auto_intel.lifecycle import open_or_update
 
     with session_scope() as s:
         inc, _ = open_or_update(s, finding, utcnow())
@@ -136,7 +136,7 @@ def test_the_healer_disables_a_failing_partner_endpoint_and_the_partner_is_email
     from memory.audit.models import AuditEntry
     from memory.db import session_scope, utcnow
     from memory.partner.models import PartnerEmail, PluginInstall
-    from tools.auto_intel.incidents import Finding
+    from tools.auto_intel.findings import Finding
     from tools.auto_intel.self_heal import heal
     from tools.context import Principal, ToolContext
     from tools.errors import Conflict, NotFound
@@ -170,7 +170,7 @@ def test_the_healer_disables_a_failing_partner_endpoint_and_the_partner_is_email
         with pytest.raises(NotFound):
             registry.invoke("plugins.disable_endpoint", ctx, {"install_id": good, "reason": "not mine"})
     # the rule no longer reports a disabled endpoint (its failures stay in the window)
-    from tools.auto_intel.incidents import rule_findings
+    from tools.auto_intel.rules import rule_findings
 
     with session_scope() as s, ops_settings(ops_failure_min_jobs=1):
         found = rule_findings(s, utcnow(), [(f"partner.error_rate{{install={bad}}}", 1.0),
@@ -276,7 +276,7 @@ def test_a_backlog_the_workers_cannot_clear_opens_capacity_and_the_healer_adds_w
 
     from memory.db import session_scope, utcnow
     from memory.jobs.models import Job, Worker
-    from tools.auto_intel.incidents import rule_findings
+    from tools.auto_intel.rules import rule_findings
     from tools.auto_intel.self_heal import heal
     from tools.jobs.workers import desired_workers
 
@@ -329,7 +329,7 @@ def test_a_backlog_the_workers_cannot_clear_opens_capacity_and_the_healer_adds_w
 
 
 def test_a_slow_api_route_is_a_rule_breach_the_healer_only_watches_until_it_is_gone() -> None:
-    from tools.auto_intel.incidents import monitor_tick
+    from tools.auto_intel.monitor import monitor_tick
     from tools.auto_intel.self_heal import heal
 
     def metrics(n: int, slow: int) -> str:
@@ -373,7 +373,7 @@ def test_latency_injected_into_the_real_api_is_detected_watched_and_resolved_onc
     from api.app import create_app
     from memory.db import session_scope, utcnow
     from memory.ops.repository import IncidentRepository
-    from tools.auto_intel.incidents import monitor_tick
+    from tools.auto_intel.monitor import monitor_tick
     from tools.auto_intel.self_heal import heal
 
     monkeypatch.setattr(api.app, "CHAOS_DELAY_REREAD_S", 0.0)
