@@ -132,7 +132,7 @@ def test_restarting_a_stale_worker_row_stops_its_process_through_the_healer_poli
 def test_the_healer_disables_a_failing_partner_endpoint_and_the_partner_is_emailed(org: OrgFixture) -> None:
     from sqlalchemy import select
 
-    from bench.chaos.harness import _partner_installs
+    from bench.chaos.scenarios import partner_installs
     from memory.audit.models import AuditEntry
     from memory.db import session_scope, utcnow
     from memory.partner.models import PartnerEmail, PluginInstall
@@ -144,7 +144,7 @@ def test_the_healer_disables_a_failing_partner_endpoint_and_the_partner_is_email
 
     clean_ops()
     with ops_settings(allow_loopback_urls=True):
-        installs = _partner_installs(org.org_id, "http://127.0.0.1:9")
+        installs = partner_installs(org.org_id, "http://127.0.0.1:9")
     bad, good = installs["fail"], installs["ok"]
     iid = _open(Finding(f"partner:{bad}", f"rule:partner_errors:{bad}", "rule", "partner_errors",
                         f"Partner endpoint of install {bad}: 100% of 8 deliveries failed", "medium",
