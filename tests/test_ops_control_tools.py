@@ -439,16 +439,17 @@ def test_the_predictor_warns_of_arrivals_outgrowing_the_workers_before_any_backl
 
         try:
             arrivals(lambda i: 1)  # steady: 1 job per 2 s, the worker clears 2
+            # measured at the `now` the history was written for: inserting it may take a while under load
             with session_scope() as s:
-                quiet = measure(s, utcnow(), depth=0)
+                quiet = measure(s, now, depth=0)
             assert quiet is not None and quiet.forecast_peak is None and not quiet.short, quiet
             arrivals(lambda i: i // 6)  # then arrivals ramp up to 8 per 2 s
             with session_scope() as s:
-                cap = measure(s, utcnow(), depth=0)
+                cap = measure(s, now, depth=0)
             assert cap is not None and cap.drain_s == 0.0
             assert cap.forecast_peak is not None and cap.forecast_peak > cap.throughput_per_s * cap.bucket_s, cap
             assert cap.short and cap.workers_needed() >= 2 and "forecast" in cap.describe()
-            later = utcnow() + dt.timedelta(seconds=3 * bucket)  # three quiet buckets on: the load is gone
+            later = now + dt.timedelta(seconds=3 * bucket)  # three quiet buckets on: the load is gone
             with session_scope() as s:
                 s.query(Worker).filter(Worker.id == wid).update({"heartbeat_at": later})
             with session_scope() as s:
