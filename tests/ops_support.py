@@ -37,7 +37,7 @@ def clean_ops() -> None:
 
     from memory.db import session_scope
     from memory.ops.models import Incident, OpsDetectorState, OpsSample
-    from tools.auto_intel.incidents import detectors
+    from tools.auto_intel.anomalies import detectors
 
     with session_scope() as s:
         s.execute(update(Incident).where(Incident.state != "resolved").values(state="resolved"))

@@ -42,7 +42,8 @@ def test_healer_llm_writes_the_summary_and_its_proposal_still_goes_through_polic
     from memory.db import session_scope, utcnow
     from memory.jobs.models import Pipeline
     from memory.ops.models import Incident
-    from tools.auto_intel.incidents import Finding, open_or_update
+    from tools.auto_intel.findings import Finding
+    from tools.auto_intel.lifecycle import open_or_update
 
     clean_ops()
     pid = make_pipeline(org.org_id)
@@ -75,7 +76,8 @@ def test_healer_llm_writes_the_summary_and_its_proposal_still_goes_through_polic
 
 def test_healer_ignores_an_unknown_playbook_from_the_llm(org: OrgFixture, fake_llm) -> None:  # type: ignore[no-untyped-def]
     from memory.db import session_scope, utcnow
-    from tools.auto_intel.incidents import Finding, open_or_update
+    from tools.auto_intel.findings import Finding
+    from tools.auto_intel.lifecycle import open_or_update
 
     clean_ops()
     pid = make_pipeline(org.org_id)

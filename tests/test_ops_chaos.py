@@ -88,7 +88,7 @@ def test_unknown_scenario_is_refused(tmp_path: Path) -> None:
 
 
 def test_every_scenario_is_built_and_covered() -> None:
-    from bench.chaos import harness as chaos
+    from bench.chaos import scenarios as chaos
 
     assert set(chaos.SCENARIOS) == set(chaos.ALL_SCENARIOS)
     assert set(FAST) | {"api_slowdown", "traffic_spike"} == set(chaos.ALL_SCENARIOS)

@@ -28,7 +28,7 @@ def _healer_ctx(s: Any) -> Any:
 
 def _open(finding: Any) -> int:
     from memory.db import session_scope, utcnow
-    from tools.auto_intel.incidents import open_or_update
+    from tools.auto_intel.lifecycle import open_or_update
 
     with session_scope() as s:
         inc, _ = open_or_update(s, finding, utcnow())
@@ -132,11 +132,11 @@ def test_restarting_a_stale_worker_row_stops_its_process_through_the_healer_poli
 def test_the_healer_disables_a_failing_partner_endpoint_and_the_partner_is_emailed(org: OrgFixture) -> None:
     from sqlalchemy import select
 
-    from bench.chaos.harness import _partner_installs
+    from bench.chaos.scenarios import partner_installs
     from memory.audit.models import AuditEntry
     from memory.db import session_scope, utcnow
     from memory.partner.models import PartnerEmail, PluginInstall
-    from tools.auto_intel.incidents import Finding
+    from tools.auto_intel.findings import Finding
     from tools.auto_intel.self_heal import heal
     from tools.context import Principal, ToolContext
     from tools.errors import Conflict, NotFound
@@ -144,7 +144,7 @@ def test_the_healer_disables_a_failing_partner_endpoint_and_the_partner_is_email
 
     clean_ops()
     with ops_settings(allow_loopback_urls=True):
-        installs = _partner_installs(org.org_id, "http://127.0.0.1:9")
+        installs = partner_installs(org.org_id, "http://127.0.0.1:9")
     bad, good = installs["fail"], installs["ok"]
     iid = _open(Finding(f"partner:{bad}", f"rule:partner_errors:{bad}", "rule", "partner_errors",
                         f"Partner endpoint of install {bad}: 100% of 8 deliveries failed", "medium",
@@ -170,7 +170,7 @@ def test_the_healer_disables_a_failing_partner_endpoint_and_the_partner_is_email
         with pytest.raises(NotFound):
             registry.invoke("plugins.disable_endpoint", ctx, {"install_id": good, "reason": "not mine"})
     # the rule no longer reports a disabled endpoint (its failures stay in the window)
-    from tools.auto_intel.incidents import rule_findings
+    from tools.auto_intel.rules import rule_findings
 
     with session_scope() as s, ops_settings(ops_failure_min_jobs=1):
         found = rule_findings(s, utcnow(), [(f"partner.error_rate{{install={bad}}}", 1.0),
@@ -276,7 +276,7 @@ def test_a_backlog_the_workers_cannot_clear_opens_capacity_and_the_healer_adds_w
 
     from memory.db import session_scope, utcnow
     from memory.jobs.models import Job, Worker
-    from tools.auto_intel.incidents import rule_findings
+    from tools.auto_intel.rules import rule_findings
     from tools.auto_intel.self_heal import heal
     from tools.jobs.workers import desired_workers
 
@@ -329,7 +329,7 @@ def test_a_backlog_the_workers_cannot_clear_opens_capacity_and_the_healer_adds_w
 
 
 def test_a_slow_api_route_is_a_rule_breach_the_healer_only_watches_until_it_is_gone() -> None:
-    from tools.auto_intel.incidents import monitor_tick
+    from tools.auto_intel.monitor import monitor_tick
     from tools.auto_intel.self_heal import heal
 
     def metrics(n: int, slow: int) -> str:
@@ -373,7 +373,7 @@ def test_latency_injected_into_the_real_api_is_detected_watched_and_resolved_onc
     from api.app import create_app
     from memory.db import session_scope, utcnow
     from memory.ops.repository import IncidentRepository
-    from tools.auto_intel.incidents import monitor_tick
+    from tools.auto_intel.monitor import monitor_tick
     from tools.auto_intel.self_heal import heal
 
     monkeypatch.setattr(api.app, "CHAOS_DELAY_REREAD_S", 0.0)
@@ -439,16 +439,17 @@ def test_the_predictor_warns_of_arrivals_outgrowing_the_workers_before_any_backl
 
         try:
             arrivals(lambda i: 1)  # steady: 1 job per 2 s, the worker clears 2
+            # measured at the `now` the history was written for: inserting it may take a while under load
             with session_scope() as s:
-                quiet = measure(s, utcnow(), depth=0)
+                quiet = measure(s, now, depth=0)
             assert quiet is not None and quiet.forecast_peak is None and not quiet.short, quiet
             arrivals(lambda i: i // 6)  # then arrivals ramp up to 8 per 2 s
             with session_scope() as s:
-                cap = measure(s, utcnow(), depth=0)
+                cap = measure(s, now, depth=0)
             assert cap is not None and cap.drain_s == 0.0
             assert cap.forecast_peak is not None and cap.forecast_peak > cap.throughput_per_s * cap.bucket_s, cap
             assert cap.short and cap.workers_needed() >= 2 and "forecast" in cap.describe()
-            later = utcnow() + dt.timedelta(seconds=3 * bucket)  # three quiet buckets on: the load is gone
+            later = now + dt.timedelta(seconds=3 * bucket)  # three quiet buckets on: the load is gone
             with session_scope() as s:
                 s.query(Worker).filter(Worker.id == wid).update({"heartbeat_at": later})
             with session_scope() as s:

@@ -47,7 +47,8 @@ def approval_policy(tmp_path: Path) -> Iterator[Path]:
 def _poison_incident(org: OrgFixture) -> tuple[int, int]:
     """A failed job suspected of crashing workers, and its incident (the playbook dead-letters it)."""
     from memory.db import session_scope, utcnow
-    from tools.auto_intel.incidents import Finding, open_or_update
+    from tools.auto_intel.findings import Finding
+    from tools.auto_intel.lifecycle import open_or_update
 
     clean_ops()
     pid = make_pipeline(org.org_id)
@@ -330,7 +331,7 @@ def test_platform_incident_runs_in_the_staff_organisation(client, org: OrgFixtur
     from memory.db import session_scope, utcnow
     from memory.jobs.models import Worker
     from tests.ops_support import ago
-    from tools.auto_intel.incidents import rule_findings
+    from tools.auto_intel.rules import rule_findings
 
     other = make_org()
     clean_ops()
@@ -341,7 +342,7 @@ def test_platform_incident_runs_in_the_staff_organisation(client, org: OrgFixtur
         s.add(Worker(id=wid, host=socket.gethostname(), pid=gone.pid, concurrency=1, heartbeat_at=ago(2)))
     try:
         with ops_settings(staff_orgs=[org.slug]):
-            from tools.auto_intel.incidents import open_or_update
+            from tools.auto_intel.lifecycle import open_or_update
 
             with session_scope() as s:
                 found = [f for f in rule_findings(s, utcnow(), []) if f.cause == f"worker:{wid}"]
@@ -374,7 +375,6 @@ def test_platform_incident_runs_in_the_staff_organisation(client, org: OrgFixtur
 def test_without_approval_the_healer_run_acts_and_the_monitor_flow_still_heals(client, org: OrgFixture) -> None:
     """Shipped policy: a poison job is dead-lettered in one run (trigger event) with no person."""
     from tests.jobs_support import wait_for
-    from tools.auto_intel import self_heal  # noqa: F401  (registers the incident_opened handler)
     from workers.dispatcher import dispatch_pending
 
     iid, jid = _poison_incident(org)

@@ -11,7 +11,7 @@ from tests.ops_support import clean_ops, incident, make_job, make_pipeline, ops_
 
 
 def _finding(cause: str, fp: str, org_id: int | None = None, diagnosis: str = "queue_age") -> object:
-    from tools.auto_intel.incidents import Finding
+    from tools.auto_intel.findings import Finding
 
     return Finding(cause=cause, fingerprint=fp, kind="rule", diagnosis=diagnosis, title=f"{fp} breached",
                    severity="high", org_id=org_id)
@@ -19,7 +19,7 @@ def _finding(cause: str, fp: str, org_id: int | None = None, diagnosis: str = "q
 
 def _record(f: object, now: dt.datetime) -> tuple[int, str]:
     from memory.db import session_scope
-    from tools.auto_intel.incidents import open_or_update
+    from tools.auto_intel.lifecycle import open_or_update
 
     with session_scope() as s:
         inc, what = open_or_update(s, f, now)  # type: ignore[arg-type]
@@ -54,7 +54,7 @@ def test_same_cause_updates_one_incident_groups_signals_and_emits_once() -> None
 
 def test_quiet_incident_resolves_then_flapping_escalates() -> None:
     from memory.db import session_scope, utcnow
-    from tools.auto_intel.incidents import resolve_quiet
+    from tools.auto_intel.lifecycle import resolve_quiet
 
     clean_ops()
     t = utcnow()
@@ -76,7 +76,7 @@ def test_quiet_incident_resolves_then_flapping_escalates() -> None:
 
 def test_anomalous_series_opens_an_incident_scored_by_the_detector() -> None:
     from memory.db import session_scope, utcnow
-    from tools.auto_intel.incidents import anomaly_findings, detectors
+    from tools.auto_intel.anomalies import anomaly_findings, detectors
 
     clean_ops()
     t0 = utcnow() - dt.timedelta(hours=1)
@@ -126,7 +126,7 @@ def test_incident_api_permissions_scoping_ack_and_resolve(client, org: OrgFixtur
 def test_notifications_email_logged_webhook_through_ssrf_guard() -> None:
     from memory.db import session_scope, utcnow
     from memory.ops.repository import IncidentRepository
-    from tools.auto_intel.incidents import send_notifications
+    from tools.auto_intel.notifications import send_notifications
 
     clean_ops()
     with ops_settings(ops_notify_emails=["oncall@acme-test.io"], ops_notify_webhook="http://127.0.0.1:9/hook"):
@@ -144,7 +144,7 @@ def test_monitor_tick_opens_rule_incidents_and_survives_a_dead_database(org: Org
 
     from memory.db import utcnow
     from tools.auto_intel import signals
-    from tools.auto_intel.incidents import monitor_tick
+    from tools.auto_intel.monitor import monitor_tick
 
     clean_ops()
     pid = make_pipeline(org.org_id)

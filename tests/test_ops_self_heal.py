@@ -13,7 +13,8 @@ from tests.ops_support import ago, clean_ops, incident, make_job, make_pipeline,
 
 def _open(f_kwargs: dict[str, object]) -> int:
     from memory.db import session_scope, utcnow
-    from tools.auto_intel.incidents import Finding, open_or_update
+    from tools.auto_intel.findings import Finding
+    from tools.auto_intel.lifecycle import open_or_update
 
     with session_scope() as s:
         inc, _ = open_or_update(s, Finding(**f_kwargs), utcnow())  # type: ignore[arg-type]
@@ -45,7 +46,7 @@ def _audited(action: str, target: str) -> bool:
 def test_expired_leases_are_requeued_through_policy_verified_and_audited(org: OrgFixture) -> None:
     from memory.db import session_scope, utcnow
     from memory.jobs.models import Job
-    from tools.auto_intel.incidents import rule_findings
+    from tools.auto_intel.rules import rule_findings
     from tools.auto_intel.self_heal import heal
 
     clean_ops()
@@ -72,7 +73,7 @@ def test_expired_leases_are_requeued_through_policy_verified_and_audited(org: Or
 def test_dead_worker_is_restarted_and_the_incident_resolves() -> None:
     from memory.db import session_scope, utcnow
     from memory.jobs.models import Worker
-    from tools.auto_intel.incidents import rule_findings
+    from tools.auto_intel.rules import rule_findings
     from tools.auto_intel.self_heal import heal
 
     clean_ops()
@@ -146,7 +147,7 @@ def test_a_paused_pipeline_does_not_reopen_its_failure_rate_incident(org: OrgFix
     reopen the incident until it flaps to a person (seen in the make run demo)."""
     from memory.db import session_scope, utcnow
     from memory.jobs.models import Pipeline
-    from tools.auto_intel.incidents import rule_findings
+    from tools.auto_intel.rules import rule_findings
 
     clean_ops()
     pid = make_pipeline(org.org_id)
@@ -166,7 +167,7 @@ def test_a_paused_pipeline_does_not_reopen_its_failure_rate_incident(org: OrgFix
 def test_poison_job_is_dead_lettered(org: OrgFixture) -> None:
     from memory.db import session_scope, utcnow
     from memory.jobs.models import Job
-    from tools.auto_intel.incidents import rule_findings
+    from tools.auto_intel.rules import rule_findings
     from tools.auto_intel.self_heal import heal
 
     clean_ops()
@@ -186,13 +187,14 @@ def test_poison_job_is_dead_lettered(org: OrgFixture) -> None:
 def test_denied_by_policy_or_over_the_per_target_limit_escalates(org: OrgFixture, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from memory.db import session_scope, utcnow
     from memory.ops.repository import IncidentRepository
-    from tools.auto_intel import self_heal
-    from tools.auto_intel.self_heal import Playbook, heal
+    from tools.auto_intel import playbooks
+    from tools.auto_intel.playbooks import Playbook
+    from tools.auto_intel.self_heal import heal
 
     clean_ops()
     grab = Playbook("grant_credits", "credits.grant", lambda i: {"amount": 10}, lambda s, i: True,
                     lambda s, i: False)
-    monkeypatch.setitem(self_heal.PLAYBOOKS, "queue_age", (grab,))
+    monkeypatch.setitem(playbooks.PLAYBOOKS, "queue_age", (grab,))
     iid = _open(dict(cause="queue:deny", fingerprint="rule:queue_age", kind="rule", diagnosis="queue_age",
                      title="old queue"))
     step = heal(iid)
@@ -208,7 +210,7 @@ def test_denied_by_policy_or_over_the_per_target_limit_escalates(org: OrgFixture
         for _ in range(3):
             IncidentRepository(s).add_event(iid2, "action", "restart_worker: acted", data={"worker_id": wid},
                                             at=utcnow())
-    monkeypatch.setattr(self_heal, "_worker_fine", lambda s, i: False)
+    monkeypatch.setattr(playbooks, "_worker_fine", lambda s, i: False)
     step = heal(iid2)
     assert (step.outcome, step.detail) == ("escalated", "per-target limit")
 
@@ -217,7 +219,6 @@ def test_incident_opened_event_triggers_the_healer(org: OrgFixture) -> None:
     from memory.db import session_scope
     from memory.jobs.models import Job
     from tests.jobs_support import wait_for
-    from tools.auto_intel import self_heal  # noqa: F401  (registers the handler)
     from workers.dispatcher import dispatch_pending
 
     clean_ops()
@@ -240,7 +241,7 @@ def test_leaking_worker_is_recycled_once_its_rss_keeps_growing() -> None:
     from memory.db import session_scope, utcnow
     from memory.jobs.models import Worker
     from tools.auto_intel import signals
-    from tools.auto_intel.incidents import rule_findings
+    from tools.auto_intel.rules import rule_findings
     from tools.auto_intel.self_heal import heal
 
     clean_ops()
@@ -273,7 +274,7 @@ def test_leaking_worker_is_recycled_once_its_rss_keeps_growing() -> None:
 
 def test_ops_metrics_are_exported(client, org: OrgFixture) -> None:
     from memory.db import session_scope
-    from tools.auto_intel.incidents import refresh_gauges
+    from tools.auto_intel.lifecycle import refresh_gauges
 
     clean_ops()
     pid = make_pipeline(org.org_id)

@@ -184,7 +184,7 @@ def test_failed_probes_open_an_api_down_outage_that_resolves_itself() -> None:
     from memory.db import session_scope, utcnow
     from memory.ops.models import Incident
     from memory.pulse.models import ReadinessProbe
-    from tools.auto_intel.incidents import monitor_tick
+    from tools.auto_intel.monitor import monitor_tick
     from tools.auto_intel.self_heal import heal
 
     _reset_probes_and_outages()

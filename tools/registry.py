@@ -58,7 +58,6 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.decision_engine.advisor",
     "tools.auto_intel.signals",
     "tools.auto_intel.incidents",
-    "tools.auto_intel.self_heal",
 )
 
 

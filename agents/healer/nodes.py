@@ -18,18 +18,19 @@ from langgraph.types import Command
 from agents.healer import prompts
 from agents.healer.state import HealerState
 from agents.runtime import RunDeps
+from tools.auto_intel import self_heal
+from tools.auto_intel.playbooks import playbook_names
 
 log = logging.getLogger("levqor.agents.healer")
 
 
-def step_dict(step: Any) -> dict[str, Any]:
+def step_dict(step: self_heal.HealStep) -> dict[str, Any]:
+    """A healing step as the run's state keeps it (checkpointed: plain data)."""
     return {"outcome": step.outcome, "action": step.action, "detail": step.detail, "tool": step.tool,
             "args": step.args}
 
 
 def nodes(deps: RunDeps) -> dict[str, Callable[..., Any]]:
-    from tools.auto_intel import self_heal
-
     def diagnose(state: HealerState) -> Command[Literal["summarize", "report"]]:
         iid = state.get("incident_id")
         if iid is None:
@@ -44,9 +45,9 @@ def nodes(deps: RunDeps) -> dict[str, Callable[..., Any]]:
         template = {"incident_summary": inc.get("summary") or "", "proposal": None}
         if deps.mode != "llm" or deps.model is None or inc.get("state") == "resolved":
             return template
-        from langchain_core.messages import HumanMessage, SystemMessage
+        from langchain_core.messages import HumanMessage, SystemMessage  # kept lazy: start-up time
 
-        allowed = self_heal.playbook_names()
+        allowed = playbook_names()
         try:
             answer = deps.model.invoke([SystemMessage(prompts.SYSTEM), HumanMessage(prompts.ask(inc, allowed))])
             deps.record_llm(answer)

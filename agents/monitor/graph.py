@@ -12,7 +12,11 @@ from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
+from agents.healer.graph import run_healer
 from levqor.settings import get_settings
+from tools.auto_intel.monitor import monitor_tick
+from tools.auto_intel.notifications import send_notifications
+from tools.auto_intel.self_heal import open_incident_ids
 from tools.schedules import Schedule
 
 
@@ -27,16 +31,11 @@ class MonitorState(TypedDict, total=False):
 
 
 def sample(state: MonitorState) -> dict[str, Any]:
-    from tools.auto_intel.incidents import monitor_tick
-
     res = monitor_tick(api_text=state.get("api_text"))
     return {"sampled": res.sampled, "opened": res.opened, "resolved": res.resolved, "error": res.error}
 
 
 def heal(state: MonitorState) -> dict[str, Any]:
-    from agents.healer.graph import run_healer
-    from tools.auto_intel.self_heal import open_incident_ids
-
     if state.get("error"):
         return {"healed": []}
     steps = []
@@ -47,8 +46,6 @@ def heal(state: MonitorState) -> dict[str, Any]:
 
 
 def notify(state: MonitorState) -> dict[str, Any]:
-    from tools.auto_intel.incidents import send_notifications
-
     if state.get("error"):
         return {"notified": 0}
     return {"notified": send_notifications()}

@@ -10,22 +10,27 @@ from fastapi.responses import HTMLResponse
 from api.deps import require
 from api.pages.router import render
 from levqor.settings import get_settings
+from tools.auto_intel import incidents, signals
+from tools.auto_intel.incidents import IncidentQuery
+from tools.auto_intel.predictor import Forecast, ForecastError, forecast
+from tools.auto_intel.signals import Point, PointsQuery
 from tools.context import ToolContext
 from tools.enterprise.rbac import allowed
-from tools.registry import registry
+from tools.jobs import workers as job_workers
+from tools.jobs.workers import NoInput
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 KEY_SERIES = ("jobs.queue.depth", "jobs.failure_rate", "jobs.start_latency_s.p95", "workers.stale", "jobs.finished")
 W, H = 360, 70
 
 
-def chart(points: list[Any], threshold: float, forecast: Any = None) -> dict[str, Any]:
+def chart(points: list[Point], threshold: float, fc: Forecast | None = None) -> dict[str, Any]:
     """SVG coordinates: the line, anomaly markers, and (optionally) a forecast line with its band."""
     xs = [p.ts.timestamp() for p in points]
     ys = [p.value for p in points]
-    fx: list[float] = list(forecast.timestamps) if forecast is not None else []
+    fx: list[float] = list(fc.timestamps) if fc is not None else []
     all_x = xs + fx
-    all_y = ys + (list(forecast.lower) + list(forecast.upper) if forecast is not None else [])
+    all_y = ys + (list(fc.lower) + list(fc.upper) if fc is not None else [])
     if len(all_x) < 2:
         return {"line": "", "marks": [], "band": "", "fline": ""}
     x0, x1 = min(all_x), max(all_x)
@@ -39,31 +44,29 @@ def chart(points: list[Any], threshold: float, forecast: Any = None) -> dict[str
     line = " ".join("{},{}".format(*pt(x, y)) for x, y in zip(xs, ys, strict=True))
     marks = [pt(p.ts.timestamp(), p.value) for p in points if p.score is not None and p.score >= threshold]
     band = fline = ""
-    if forecast is not None:
-        upper = [pt(x, y) for x, y in zip(fx, forecast.upper, strict=True)]
-        lower = [pt(x, y) for x, y in zip(fx, forecast.lower, strict=True)]
+    if fc is not None:
+        upper = [pt(x, y) for x, y in zip(fx, fc.upper, strict=True)]
+        lower = [pt(x, y) for x, y in zip(fx, fc.lower, strict=True)]
         band = " ".join(f"{a},{b}" for a, b in upper + lower[::-1])
-        fline = " ".join("{},{}".format(*pt(x, y)) for x, y in zip(fx, forecast.yhat, strict=True))
+        fline = " ".join("{},{}".format(*pt(x, y)) for x, y in zip(fx, fc.yhat, strict=True))
     return {"line": line, "marks": marks, "band": band, "fline": fline}
 
 
 @router.get("/ops")
 def ops_page(request: Request, ctx: Annotated[ToolContext, require("incidents:read")]) -> HTMLResponse:
     """Show incidents, workers, key series with anomalies marked and the load forecast."""
-    incidents = registry.invoke("incidents.list", ctx, {"limit": 50})
-    workers = registry.invoke("workers.list", ctx, {}) if allowed(ctx.principal.role, "workers:read") else None
+    page = incidents.list_incidents(ctx, IncidentQuery(limit=50))
+    workers = job_workers.list_workers(ctx, NoInput()) if allowed(ctx.principal.role, "workers:read") else None
     threshold = get_settings().ops_anomaly_threshold
     charts = {}
     for name in KEY_SERIES:
-        pts = registry.invoke("signals.points", ctx, {"series": name, "since_s": 6 * 3600}).points  # type: ignore[attr-defined]
+        pts = signals.get_points(ctx, PointsQuery(series=name, since_s=6 * 3600)).points
         fc = None
         if name == "jobs.finished" and len(pts) >= 24:
-            from tools.auto_intel.predictor import ForecastError, forecast
-
             try:
                 fc = forecast([p.value for p in pts], horizon=12, timestamps=[p.ts.timestamp() for p in pts])
             except ForecastError:
                 fc = None
         charts[name] = {**chart(pts, threshold, fc), "last": pts[-1].value if pts else None,
                         "anomalies": sum(1 for p in pts if p.score is not None and p.score >= threshold)}
-    return render(request, "ops.html", ctx, incidents=incidents, workers=workers, charts=charts, W=W, H=H)
+    return render(request, "ops.html", ctx, incidents=page, workers=workers, charts=charts, W=W, H=H)

@@ -8,10 +8,17 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from api.deps import require
-from tools.auto_intel.incidents import IncidentDetail, IncidentPage, IncidentRead
-from tools.auto_intel.signals import PointsOut, SeriesNames
+from tools.auto_intel import incidents, signals
+from tools.auto_intel.incidents import (
+    IncidentDetail,
+    IncidentPage,
+    IncidentQuery,
+    IncidentRead,
+    IncidentRef,
+    IncidentResolve,
+)
+from tools.auto_intel.signals import PointsOut, PointsQuery, SeriesNames, SeriesQuery
 from tools.context import ToolContext
-from tools.registry import registry
 
 router = APIRouter(prefix="/v1", tags=["ops"])
 IncidentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -27,28 +34,26 @@ def list_incidents(ctx: Annotated[ToolContext, require("incidents:read")],
                    cursor: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> IncidentPage:
     """List incidents, newest first, optionally by state."""
-    return registry.invoke("incidents.list", ctx, {"state": state, "cursor": cursor,  # type: ignore[return-value]
-                                                   "limit": limit})
+    return incidents.list_incidents(ctx, IncidentQuery(state=state, cursor=cursor, limit=limit))
 
 
 @router.get("/incidents/{incident_id}", response_model=IncidentDetail)
 def get_incident(incident_id: IncidentId, ctx: Annotated[ToolContext, require("incidents:read")]) -> IncidentDetail:
     """Show one incident with its timeline and notifications."""
-    return registry.invoke("incidents.get", ctx, {"incident_id": incident_id})  # type: ignore[return-value]
+    return incidents.get_incident(ctx, IncidentRef(incident_id=incident_id))
 
 
 @router.post("/incidents/{incident_id}/ack", response_model=IncidentRead)
 def ack_incident(incident_id: IncidentId, ctx: Annotated[ToolContext, require("incidents:write")]) -> IncidentRead:
     """Acknowledge an incident."""
-    return registry.invoke("incidents.ack", ctx, {"incident_id": incident_id})  # type: ignore[return-value]
+    return incidents.ack_incident(ctx, IncidentRef(incident_id=incident_id))
 
 
 @router.post("/incidents/{incident_id}/resolve", response_model=IncidentRead)
 def resolve_incident(incident_id: IncidentId, body: ResolveBody,
                      ctx: Annotated[ToolContext, require("incidents:write")]) -> IncidentRead:
     """Resolve an incident with a note."""
-    return registry.invoke("incidents.resolve", ctx,  # type: ignore[return-value]
-                           {"incident_id": incident_id, "note": body.note})
+    return incidents.resolve_incident(ctx, IncidentResolve(incident_id=incident_id, note=body.note))
 
 
 @router.get("/signals", response_model=SeriesNames)
@@ -56,7 +61,7 @@ def list_signals(ctx: Annotated[ToolContext, require("incidents:read")],
                  prefix: Annotated[str, Query(max_length=200)] = "",
                  since_s: Annotated[int, Query(ge=1, le=40 * 86400)] = 3600) -> SeriesNames:
     """List the sampled operations series."""
-    return registry.invoke("signals.list", ctx, {"prefix": prefix, "since_s": since_s})  # type: ignore[return-value]
+    return signals.list_series(ctx, SeriesQuery(prefix=prefix, since_s=since_s))
 
 
 @router.get("/signals/points", response_model=PointsOut)
@@ -66,5 +71,4 @@ def signal_points(ctx: Annotated[ToolContext, require("incidents:read")],
                   source: Annotated[str, Query(pattern="^(local|prometheus)$")] = "local",
                   step_s: Annotated[float, Query(gt=0, le=86400)] = 15) -> PointsOut:
     """Show one series' points with anomaly scores (local store or the external Prometheus)."""
-    return registry.invoke("signals.points", ctx, {"series": series, "since_s": since_s,  # type: ignore[return-value]
-                                                   "source": source, "step_s": step_s})
+    return signals.get_points(ctx, PointsQuery(series=series, since_s=since_s, source=source, step_s=step_s))

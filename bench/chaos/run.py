@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench.chaos import harness as chaos  # noqa: E402
+from bench.chaos import harness, scenarios  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,15 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="Keep the scratch directory (database, logs)")
     args = ap.parse_args(argv)
     err = Console(stderr=True)
-    names = list(args.scenario) if args.scenario else list(chaos.ALL_SCENARIOS)
-    unknown = [n for n in names if n not in chaos.ALL_SCENARIOS]
+    names = list(args.scenario) if args.scenario else list(scenarios.ALL_SCENARIOS)
+    unknown = [n for n in names if n not in scenarios.ALL_SCENARIOS]
     if unknown:
-        err.print(f"[red]unknown scenario {unknown[0]!r}; one of {', '.join(chaos.ALL_SCENARIOS)}[/red]")
+        err.print(f"[red]unknown scenario {unknown[0]!r}; one of {', '.join(scenarios.ALL_SCENARIOS)}[/red]")
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="levqor-chaos-"))
     if not args.here:
-        chaos.prepare_scratch(tmp)
-    results = chaos.run(names, workers=args.workers, logdir=tmp / "logs")
+        harness.prepare_scratch(tmp)
+    results = scenarios.run(names, workers=args.workers, logdir=tmp / "logs")
     if args.json_out is not None:
         args.json_out.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1))
     t = Table("scenario", "detected", "ttd s", "recovered", "ttr s", "actions", "lost", "human", "note")
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scratch directory (database, process logs): {tmp}")
     else:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(chaos.summary_line(results))
+    print(scenarios.summary_line(results))
     return 0
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from levqor.settings import get_settings
 from memory.db import aware as _aware
 from memory.ops.repository import SignalRepository, SignalSourceRepository
+from tools.auto_intel.predictor import ForecastError, forecast, spike_warning
 
 MIN_RUNS = 3  # finished jobs needed before throughput counts as measured
 HORIZON_BUCKETS = 5
@@ -68,7 +69,7 @@ class Capacity:
 
 def measure(session: Session, now: dt.datetime, *, depth: int | None = None) -> Capacity | None:
     """Measure capacity now; None when it cannot be measured (no healthy worker, no recent runs)."""
-    import psutil
+    import psutil  # kept lazy: start-up time
 
     s = get_settings()
     src = SignalSourceRepository(session)
@@ -97,8 +98,6 @@ def measure(session: Session, now: dt.datetime, *, depth: int | None = None) -> 
 def _spike_peak(session: Session, now: dt.datetime, bucket_s: float, clearable: float) -> float | None:
     """Peak forecast arrivals per bucket when the predictor warns they exceed ``clearable`` (jobs the
     workers finish per bucket) within the horizon; None otherwise or with too little history."""
-    from tools.auto_intel.predictor import ForecastError, forecast, spike_warning
-
     start = now - dt.timedelta(seconds=bucket_s * HISTORY_BUCKETS)
     first = SignalRepository(session).points("jobs.queue.depth", start, now, "raw", limit=1)
     if not first or _aware(first[0].ts) > now - dt.timedelta(seconds=bucket_s * MIN_HISTORY_BUCKETS):

@@ -76,7 +76,7 @@ class SpikeWarning:
 
 def infer_step(timestamps: list[float] | Array) -> float:
     """Return the typical spacing (median difference) of increasing timestamps, in seconds."""
-    import numpy as np
+    import numpy as np  # kept lazy: start-up time
 
     t = np.asarray(timestamps, dtype=np.float64)
     if len(t) < 2:
@@ -104,7 +104,7 @@ def seasonal_period(step_s: float, n: int) -> int:
 
 def _baseline(z: Array, period: int, seasons: int, start: int, stop: int) -> Array:
     """Median of the values 1..K periods before each index in [start, stop) (K as history allows)."""
-    import numpy as np
+    import numpy as np  # kept lazy: start-up time
 
     out: Array = np.empty(stop - start)
     pos = start
@@ -120,7 +120,7 @@ def _baseline(z: Array, period: int, seasons: int, start: int, stop: int) -> Arr
 
 def _features(r: Array, t: IntArray, day: int) -> Array:
     """Deviation features at origins ``t`` (index of the last observed point)."""
-    import numpy as np
+    import numpy as np  # kept lazy: start-up time
 
     c = np.concatenate(([0.0], np.cumsum(r)))
     hour = max(1, day // 24)
@@ -136,7 +136,7 @@ def _features(r: Array, t: IntArray, day: int) -> Array:
 def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[float] | None = None,
              step_s: float | None = None, config: ForecastConfig | None = None) -> Forecast:
     """Forecast ``horizon`` steps after the history, with a central prediction interval."""
-    import numpy as np
+    import numpy as np  # kept lazy: start-up time
 
     cfg = config or ForecastConfig()
     y = np.asarray(values, dtype=np.float64)

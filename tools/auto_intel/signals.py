@@ -16,9 +16,11 @@ import threading
 from collections import defaultdict
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from levqor.metrics import render
 from levqor.settings import get_settings
 from memory.db import aware as _aware
 from memory.db import utcnow
@@ -68,11 +70,7 @@ class ApiWindow:
         self.lock = threading.Lock()
 
     def sample(self, text: str | None = None) -> list[tuple[str, float]]:
-        from prometheus_client.parser import text_string_to_metric_families
-
         if text is None:
-            from levqor.metrics import render
-
             text = render().decode()
         buckets: dict[tuple[str, float], float] = defaultdict(float)
         requests: dict[tuple[str, str], float] = defaultdict(float)
@@ -139,7 +137,7 @@ _api_window = ApiWindow()
 def collect(session: Session, now: dt.datetime | None = None, *, api: ApiWindow | None = None,
             api_text: str | None = None) -> list[tuple[str, float]]:
     """Read every signal once: ``[(series, value), ...]`` at ``now``."""
-    import psutil
+    import psutil  # kept lazy: start-up time
 
     s = get_settings()
     now = now or utcnow()
@@ -281,7 +279,7 @@ class PrometheusReader:
         self.timeout_s = timeout_s
 
     def query_range(self, query: str, start: dt.datetime, end: dt.datetime, step_s: float) -> list[Point]:
-        import httpx
+        import httpx  # kept lazy: start-up time
 
         r = httpx.get(f"{self.base_url}/api/v1/query_range", timeout=self.timeout_s,
                       params={"query": query, "start": start.timestamp(), "end": end.timestamp(), "step": step_s})

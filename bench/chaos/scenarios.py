@@ -1,0 +1,360 @@
+"""The chaos scenarios: eight faults injected into a running platform, and the suite that runs them.
+
+What *recovered* means per scenario: the healer's action was verified (worker restarted or recycled,
+leases requeued, poison job dead-lettered with every innocent job succeeding, failing partner endpoint
+disabled while the healthy one received every event, workers added and the backlog cleared), except
+``api_slowdown``: no control action speeds up an API, so the healer only watches and the incident is
+resolved by the monitor once the injected latency is lifted (see :func:`api_slowdown`). Each scenario runs
+on a platform of its own (:func:`run`), so one fault cannot spoil the next.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.chaos.harness import CHAOS_ENV, Platform, until
+from bench.chaos.measure import Result, busy_worker, call, finish, org_ctx, setup, states, submit, worker_of
+from levqor.settings import get_settings
+from memory.db import session_scope, utcnow
+from memory.jobs.models import Job
+from memory.jobs.repository import WorkerRepository
+from memory.partner.models import PartnerEmail, PluginInstall
+from tools.context import SYSTEM, ToolContext
+
+ALL_SCENARIOS: tuple[str, ...] = ("worker_kill9", "worker_hang", "memory_leak", "expired_leases", "poison_job",
+                                  "partner_500s", "api_slowdown", "traffic_spike")
+# Per-scenario worker (and API) settings; ``{var_dir}`` is the scratch directory. Workers sweep expired
+# leases themselves on each heartbeat; in the expired-leases scenario that sweep is off, so the scenario
+# tests the monitor and healer rather than racing them (and a run where the sweep wins would show the
+# fault as undetected). The fault injections (leak, API latency) exist only through these settings.
+SCENARIO_ENV: dict[str, dict[str, str]] = {
+    "expired_leases": {"LEVQOR_JOB_LEASE_SWEEP": "false"},
+    "api_slowdown": {"LEVQOR_CHAOS_API_DELAY_FILE": "{var_dir}/chaos-api-delay"},
+}
+# Settings only the first worker process gets (its replacements run without them): the faulty one.
+FIRST_WORKER_ENV: dict[str, dict[str, str]] = {
+    "memory_leak": {"LEVQOR_CHAOS_LEAK_BYTES_PER_JOB": "6000000"},
+}
+WITH_API = frozenset({"api_slowdown"})  # scenarios whose platform also runs `levqor api`
+
+
+def _signal_a_busy_worker(platform: Platform, res: Result, org_id: int, pipeline_id: int, sig: int,
+                          timeout: float = 60.0) -> Result:
+    """Send ``sig`` to a worker while it runs jobs, then measure the incident for that worker."""
+    jobs = submit(org_id, pipeline_id, 12)
+    w = until(platform, lambda: busy_worker(platform), 30)
+    if w is None:
+        res.note = "no worker picked up a job"
+        return res
+    t0 = utcnow()
+    os.kill(w.pid, sig)
+    try:
+        return finish(platform, res, f"worker:{w.id}", t0, jobs, timeout=timeout)
+    finally:
+        if sig == signal.SIGSTOP:
+            try:  # never leave a stopped process behind
+                os.kill(w.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def worker_kill9(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """A worker running jobs is killed -9: the healer has it restarted and its jobs run again."""
+    return _signal_a_busy_worker(platform, Result("worker_kill9"), org_id, pipeline_id, signal.SIGKILL)
+
+
+def worker_hang(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """A worker running jobs is stopped (SIGSTOP, it stops beating): the healer has it restarted."""
+    return _signal_a_busy_worker(platform, Result("worker_hang"), org_id, pipeline_id, signal.SIGSTOP, timeout=45)
+
+
+def expired_leases(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """Jobs left running by a worker on a machine that vanished (its row never existed here)."""
+    res = Result("expired_leases")
+    t0 = utcnow()
+    ids = []
+    with session_scope() as s:
+        for _ in range(3):
+            j = Job(org_id=org_id, pipeline_id=pipeline_id, state="running", attempts=1, max_attempts=3,
+                    lease_owner="vanished-host:1:chaos", lease_until=t0 - dt.timedelta(seconds=1),
+                    started_at=t0 - dt.timedelta(seconds=10), enqueued_at=t0 - dt.timedelta(seconds=11), fence=1)
+            s.add(j)
+            s.flush()
+            ids.append(j.id)
+    return finish(platform, res, "queue:leases", t0, ids)
+
+
+def poison_job(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """A job that crashes every worker that runs it (simulated: whoever runs it is killed -9), among
+    innocent jobs that keep arriving while it does: the healer dead-letters the poison job only, and every
+    innocent job (``lost`` counts them) still succeeds, even one killed beside it (it runs again)."""
+    res = Result("poison_job")
+    with session_scope() as s:
+        ctx = org_ctx(s, org_id)
+        slow = call(ctx, "pipelines.create", name="poison", max_attempts=6, steps=[{"kind": "delay", "seconds": 30}])
+        poison = call(ctx, "jobs.submit", pipeline_id=slow.id).id
+    jobs = submit(org_id, pipeline_id, 6)
+    t0 = utcnow()
+
+    def crash_its_worker() -> None:
+        with session_scope() as s:
+            job = s.get(Job, poison)
+            state = job.state if job is not None else None
+        if state == "queued" and len(jobs) < 18 and sum(states(jobs).get(st, 0) for st in ("queued", "running")) < 2:
+            jobs.extend(submit(org_id, pipeline_id, 2))  # innocent work keeps arriving beside the poison
+        if state != "running":
+            return
+        with session_scope() as s:
+            for w in WorkerRepository(s).all():
+                if poison in (w.current_jobs or []) and platform.owns(w.pid):
+                    os.kill(w.pid, signal.SIGKILL)
+
+    finish(platform, res, f"job:{poison}", t0, jobs, timeout=90, during=crash_its_worker)
+    res.note = (res.note + f"; {len(jobs) - res.lost}/{len(jobs)} innocent jobs succeeded").lstrip("; ")
+    with session_scope() as s:
+        job = s.get(Job, poison)
+        if job is None or job.state != "dead":
+            res.recovered = False
+            res.note = (res.note + f"; poison job ended {job.state if job else 'missing'}").lstrip("; ")
+    return res
+
+
+def memory_leak(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """The first worker keeps memory from every job it runs (LEVQOR_CHAOS_LEAK_BYTES_PER_JOB): its RSS
+    grows steadily until the healer recycles it (``workers.restart``); its replacement runs clean."""
+    res = Result("memory_leak")
+    leaky_pid = platform.procs[0].pid
+    w = worker_of(platform, leaky_pid)
+    if w is None:
+        res.note = "the leaking worker never registered"
+        return res
+    t0 = utcnow()
+    jobs: list[int] = []
+
+    def keep_busy() -> None:  # a steady trickle of work until the leak is seen (bounded)
+        if not res.detected and len(jobs) < 200 and states(jobs).get("queued", 0) < 4:
+            jobs.extend(submit(org_id, pipeline_id, 4))
+
+    return finish(platform, res, f"worker:{w.id}", t0, jobs, timeout=90, during=keep_busy)
+
+
+class _Receiver:
+    """Partner endpoints on 127.0.0.1: ``/ok`` answers 200, ``/fail`` answers 500; counts what arrives."""
+
+    def __init__(self) -> None:
+        counts = self.counts = {"/ok": 0, "/fail": 0}
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                with lock:
+                    counts[self.path] = counts.get(self.path, 0) + 1
+                self.send_response(500 if self.path == "/fail" else 200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def partner_installs(org_id: int, receiver: str) -> dict[str, int]:
+    """A partner with two listed plugins subscribed to ``job_complete``, both installed by ``org_id``."""
+    tag = uuid.uuid4().hex[:6]
+    out = {}
+    with session_scope() as s:
+        partner = call(ToolContext(s, SYSTEM), "org.create", name="Chaos partner", slug=f"chaos-partner-{tag}")
+        pctx, cctx = org_ctx(s, partner.id), org_ctx(s, org_id)
+        call(pctx, "partners.register", display_name="Chaos", contact_email="c@chaos.example")
+        for path in ("ok", "fail"):
+            slug = f"chaos{tag}.{path}"
+            m = {"id": slug, "name": f"Chaos {path}", "author": "Chaos", "version": "1.0.0", "scopes": ["jobs:read"],
+                 "events": ["job_complete"], "endpoints": {"webhook_url": f"{receiver}/{path}"},
+                 "revenue_share": 0.7, "support_url": "https://chaos.example/s", "privacy_url": "https://chaos.example/p"}
+            call(pctx, "plugins.create", manifest=m)
+            call(pctx, "plugins.submit", plugin=slug, version="1.0.0")
+            call(pctx, "plugins.review", plugin=slug, version="1.0.0", decision="approve")
+            out[path] = call(cctx, "plugins.install", plugin=slug).id
+    return out
+
+
+def partner_500s(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """One installed partner endpoint answers 500 to every delivery: the healer disables that endpoint
+    (``plugins.disable_endpoint``, the partner is emailed); the other endpoint keeps receiving every event."""
+    res = Result("partner_500s")
+    receiver = _Receiver()
+    try:
+        installs = partner_installs(org_id, receiver.url)
+        t0 = utcnow()
+        jobs = submit(org_id, pipeline_id, 8)
+        finish(platform, res, f"partner:{installs['fail']}", t0, jobs, timeout=60)
+        more = submit(org_id, pipeline_id, 4)  # after the fault: the healthy endpoint must get these too
+        jobs += more
+        until(platform, lambda: states(more).get("succeeded", 0) == len(more)
+              and receiver.counts["/ok"] >= len(jobs), 60)
+        final = states(jobs)
+        res.lost = len(jobs) - final.get("succeeded", 0)
+        with session_scope() as s:
+            failing = s.get(PluginInstall, installs["fail"])
+            healthy = s.get(PluginInstall, installs["ok"])
+            mailed = s.query(PartnerEmail).filter(PartnerEmail.body.like(f"%to install {installs['fail']} %")).count()
+            problems = []
+            if failing is None or failing.endpoint_disabled_at is None:
+                problems.append("the failing endpoint is still enabled")
+            if healthy is None or healthy.endpoint_disabled_at is not None:
+                problems.append("the healthy endpoint was disabled")
+            if receiver.counts["/ok"] < len(jobs):
+                problems.append(f"the healthy endpoint got {receiver.counts['/ok']} of {len(jobs)} events")
+            if not mailed:
+                problems.append("the partner was not emailed")
+        if problems:
+            res.recovered = False
+            res.note = (res.note + "; " + "; ".join(problems)).lstrip("; ")
+        else:
+            res.note = (res.note + f"; healthy endpoint received {receiver.counts['/ok']}/{len(jobs)} events, "
+                        "partner emailed").lstrip("; ")
+        return res
+    finally:
+        receiver.close()
+
+
+def api_slowdown(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """The API answers every request ``INJECTED_DELAY_S`` late (LEVQOR_CHAOS_API_DELAY_FILE) while steady
+    traffic hits ``/healthz``. Detected by the p95 latency rule (LEVQOR_OPS_API_P95_MAX_S). No control
+    action speeds the API up, so the healer only watches: *healed* here means the incident resolved with no
+    person once the latency went back under the limit (the scenario lifts the injection
+    ``HOLD_AFTER_DETECT_S`` after detection, as a rollback of a bad deploy would), never that an action
+    mitigated it."""
+    res = Result("api_slowdown")
+    delay_file = Path(platform.env["LEVQOR_CHAOS_API_DELAY_FILE"])
+    delay_file.write_text("0")
+    stop = threading.Event()
+
+    def traffic() -> None:  # bounded: stops with the scenario or after 3 minutes
+        deadline = time.monotonic() + 180
+        with httpx.Client(base_url=platform.api_url, timeout=10) as client:
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    client.get("/healthz")
+                except httpx.HTTPError:
+                    pass
+                stop.wait(0.05)
+
+    threads = [threading.Thread(target=traffic, daemon=True) for _ in range(8)]
+    for th in threads:
+        th.start()
+    try:
+        warm = time.monotonic() + 3.0  # normal latency first
+        until(platform, lambda: time.monotonic() > warm, 10)
+        t0 = utcnow()
+        delay_file.write_text(str(INJECTED_DELAY_S))
+        seen_at: list[float] = []
+
+        def lift_after_detection() -> None:
+            if res.detected and not seen_at:
+                seen_at.append(time.monotonic())
+            if seen_at and len(seen_at) == 1 and time.monotonic() - seen_at[0] >= HOLD_AFTER_DETECT_S:
+                delay_file.write_text("0")
+                seen_at.append(time.monotonic())
+
+        finish(platform, res, "api:/healthz", t0, [], timeout=60, during=lift_after_detection)
+        if res.recovered:
+            res.note = (f"no action (none helps): resolved by the monitor once the injected {INJECTED_DELAY_S}s "
+                        f"latency was lifted {HOLD_AFTER_DETECT_S:g}s after detection")
+        return res
+    finally:
+        stop.set()
+        delay_file.write_text("0")
+        for th in threads:
+            th.join(timeout=15)
+
+
+INJECTED_DELAY_S = 0.6
+HOLD_AFTER_DETECT_S = 3.0
+
+
+def traffic_spike(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """A burst of submissions the workers cannot clear within LEVQOR_OPS_CAPACITY_HORIZON_S: the capacity
+    rule warns, the healer asks for more workers (``workers.scale``, up to LEVQOR_WORKERS_MAX), the
+    supervisor starts them and the queue drains. The scale decision is undone at the end."""
+    res = Result("traffic_spike")
+    warm = submit(org_id, pipeline_id, 4)  # measured throughput needs a few finished jobs
+    until(platform, lambda: states(warm).get("succeeded", 0) == len(warm), 30)
+    t0 = utcnow()
+    jobs = submit(org_id, pipeline_id, SPIKE_JOBS)
+    peak = [len(platform.procs)]
+
+    def count_workers() -> None:
+        peak[0] = max(peak[0], len(platform.procs))
+
+    try:
+        finish(platform, res, "capacity", t0, warm + jobs, timeout=120, during=count_workers)
+    finally:
+        with session_scope() as s:
+            call(ToolContext(s, SYSTEM), "workers.scale", desired=platform.base, reason="chaos traffic_spike done")
+    res.note = (res.note + f"; workers {platform.base} -> {peak[0]}").lstrip("; ")
+    if peak[0] <= platform.base:
+        res.recovered = False
+        res.note += " (no worker was added)"
+    return res
+
+
+SPIKE_JOBS = 120
+
+SCENARIOS: dict[str, Callable[[Platform, int, int], Result]] = {
+    "worker_kill9": worker_kill9, "worker_hang": worker_hang, "memory_leak": memory_leak,
+    "expired_leases": expired_leases, "poison_job": poison_job, "partner_500s": partner_500s,
+    "api_slowdown": api_slowdown, "traffic_spike": traffic_spike,
+}
+
+
+def run(names: list[str], *, workers: int = 2, logdir: Path) -> list[Result]:
+    """Run the scenarios (one platform each, so one fault cannot spoil the next)."""
+    for k, v in CHAOS_ENV.items():
+        os.environ.setdefault(k, v)
+    get_settings.cache_clear()
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["LEVQOR_DATABASE_URL"] = get_settings().resolved_database_url
+    results = []
+    for name in names:
+        if name not in SCENARIOS:
+            results.append(Result(name, built=False, note="scenario not built yet"))
+            continue
+        org_id, pipeline_id = setup()
+        var_dir = str(get_settings().var_dir)
+        extra = {k: v.replace("{var_dir}", var_dir) for k, v in SCENARIO_ENV.get(name, {}).items()}
+        platform = Platform(workers, {**env, **extra}, logdir / name, first_env=FIRST_WORKER_ENV.get(name),
+                            api=name in WITH_API)
+        try:
+            results.append(SCENARIOS[name](platform, org_id, pipeline_id))
+        finally:
+            platform.stop()
+    return results
+
+
+def summary_line(results: list[Result]) -> str:
+    """The suite's last line: ``chaos: detected=N/8 healed=N/8 lost=N unsafe=N mttr_worker_crash_s=X``."""
+    crash = next((r for r in results if r.scenario == "worker_kill9" and r.ttr_s is not None), None)
+    mttr = f"{crash.ttr_s:.1f}" if crash is not None and crash.ttr_s is not None else "n/a"
+    return (f"chaos: detected={sum(r.detected for r in results)}/{len(ALL_SCENARIOS)} "
+            f"healed={sum(r.recovered for r in results)}/{len(ALL_SCENARIOS)} lost={sum(r.lost for r in results)} "
+            f"unsafe={sum(r.unsafe for r in results)} mttr_worker_crash_s={mttr}")

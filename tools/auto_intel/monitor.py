@@ -1,0 +1,63 @@
+"""The monitor's tick: sample the signals, score them, evaluate the rules, correlate into incidents.
+
+One tick is one transaction of its own (the monitor runs on a clock, nobody's request holds it); the
+agents' monitor graph (``agents/monitor``) runs it on the leading scheduler every
+``ops_sample_interval_s``, then the healer and the notifications.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import DBAPIError
+
+from memory.db import get_engine, session_scope, utcnow
+from tools.auto_intel import signals
+from tools.auto_intel.anomalies import anomaly_findings, detectors
+from tools.auto_intel.findings import Finding
+from tools.auto_intel.lifecycle import open_or_update, refresh_gauges, resolve_quiet
+from tools.auto_intel.rules import rule_findings
+
+log = logging.getLogger("levqor.ops")
+
+
+@dataclass
+class TickResult:
+    sampled: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    opened: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)
+    resolved: list[int] = field(default_factory=list)
+    error: str | None = None
+
+
+_last_maintenance: list[dt.datetime] = []
+
+
+def monitor_tick(now: dt.datetime | None = None, *, api_text: str | None = None) -> TickResult:
+    """Sample, score, evaluate rules, correlate, open/update/resolve incidents. Never raises: a dead
+    database connection is reported and the next tick starts afresh (detector state is in memory)."""
+    res = TickResult()
+    now = now or utcnow()
+    try:
+        with session_scope() as s:
+            points = signals.collect(s, now, api_text=api_text)
+            scored = detectors.score(s, now, points)
+            res.sampled = signals.store(s, now, scored)
+            res.findings = rule_findings(s, now, points) + anomaly_findings(scored, now)
+            for f in res.findings:
+                inc, what = open_or_update(s, f, now)
+                (res.opened if what in ("opened", "reopened") else res.updated).append(inc.id)
+            res.resolved = resolve_quiet(s, now, {f.cause for f in res.findings})
+            if not _last_maintenance or now - _last_maintenance[0] >= dt.timedelta(minutes=5):
+                signals.maintain(s, now)
+                _last_maintenance[:] = [now]
+            refresh_gauges(s)
+    except Exception as exc:
+        res.error = f"{type(exc).__name__}: {exc}"[:500]
+        log.exception("monitor tick failed; retrying next tick")
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            get_engine().dispose()
+    return res

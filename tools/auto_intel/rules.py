@@ -1,0 +1,183 @@
+"""The monitor's rules: breaches it recognises from the sampled signals and the stores, each one a finding.
+
+Queue age, expired leases, dead, hung or leaking workers, failing pipelines, slow API routes, an API
+that fails its readiness probes, failing partner endpoints, poison jobs and a capacity shortage (measured
+and forecast, :mod:`tools.auto_intel.capacity`). Thresholds are settings (``LEVQOR_OPS_*``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import socket
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from levqor.settings import get_settings
+from memory.db import aware as _aware
+from memory.jobs.models import Pipeline
+from memory.ops.repository import SignalRepository, SignalSourceRepository
+from memory.partner.models import PluginInstall
+from memory.pulse.models import ReadinessProbe
+from tools.auto_intel.capacity import measure
+from tools.auto_intel.findings import Finding
+from tools.auto_intel.signals import parse_series
+
+
+def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, float]]) -> list[Finding]:
+    """Evaluate the rule breaches: queue age, expired leases, dead, hung or leaking workers,
+    failing pipelines, slow API routes, failing partner endpoints, poison jobs, capacity shortage."""
+    import psutil  # kept lazy: start-up time
+
+    s = get_settings()
+    src = SignalSourceRepository(session)
+    values = dict(points)
+    out: list[Finding] = []
+
+    age = values.get("jobs.queue.oldest_age_s", 0.0)
+    if age > s.ops_queue_age_max_s:
+        out.append(Finding("queue", "rule:queue_age", "rule", "queue_age",
+                           f"Oldest due job has waited {age:.0f}s (limit {s.ops_queue_age_max_s:g}s)", "high",
+                           evidence={"oldest_age_s": age, "depth": values.get("jobs.queue.depth")},
+                           symptom_at=now - dt.timedelta(seconds=age - s.ops_queue_age_max_s)))
+    expired = src.expired_leases(now)
+    if expired:
+        since = min(_aware(j.lease_until) for j in expired if j.lease_until is not None)
+        out.append(Finding("queue:leases", "rule:expired_leases", "rule", "expired_leases",
+                           f"{len(expired)} running job(s) hold an expired lease", "high",
+                           subject={"job_ids": [j.id for j in expired][:50]},
+                           evidence={"job_ids": [j.id for j in expired][:50]}, symptom_at=since))
+
+    stale_after = max(3.0, float(s.job_lease_s))
+    host = socket.gethostname()
+    for w in src.workers():
+        hb_age = (now - _aware(w.heartbeat_at)).total_seconds()
+        alive = psutil.pid_exists(w.pid) if w.host == host else None
+        if w.command == "restart" and alive is False:
+            continue  # restarted and gone: retired, the supervisor runs a replacement
+        if alive is False:
+            out.append(Finding(f"worker:{w.id}", "rule:worker_dead", "rule", "worker_dead",
+                               f"Worker {w.id} (pid {w.pid}) is gone without deregistering", "critical",
+                               subject={"worker_id": w.id, "pid": w.pid},
+                               evidence={"heartbeat_age_s": hb_age, "jobs": list(w.current_jobs or [])},
+                               symptom_at=_aware(w.heartbeat_at)))
+        elif hb_age > stale_after:
+            out.append(Finding(f"worker:{w.id}", "rule:worker_hung", "rule", "worker_hung",
+                               f"Worker {w.id} has not sent a heartbeat for {hb_age:.0f}s", "high",
+                               subject={"worker_id": w.id, "pid": w.pid},
+                               evidence={"heartbeat_age_s": hb_age, "jobs": list(w.current_jobs or [])},
+                               symptom_at=_aware(w.heartbeat_at) + dt.timedelta(seconds=stale_after)))
+        elif w.rss_bytes is not None:
+            recent = SignalRepository(session).recent(f"worker.rss_bytes{{worker={w.id}}}", 11)
+            xs = [r.value for r in recent] + [float(w.rss_bytes)]
+            growing = len(xs) >= 6 and all(b >= a * 0.99 for a, b in zip(xs, xs[1:], strict=False))
+            if growing and xs[-1] - xs[0] >= s.ops_rss_growth_bytes:
+                out.append(Finding(f"worker:{w.id}", "rule:worker_leak", "rule", "worker_leak",
+                                   f"Worker {w.id} RSS grew {(xs[-1] - xs[0]) / 1e6:.0f} MB steadily", "medium",
+                                   subject={"worker_id": w.id, "pid": w.pid},
+                                   evidence={"rss_bytes": xs[-1], "growth_bytes": xs[-1] - xs[0]},
+                                   symptom_at=_aware(recent[0].ts) if recent else now))
+
+    for series, value in points:
+        name, labels = parse_series(series)
+        if name == "jobs.failure_rate" and "pipeline" in labels and value > s.ops_failure_rate_max:
+            pid = int(labels["pipeline"])
+            n = values.get(f"jobs.finished{{pipeline={pid}}}", 0.0)
+            # A paused pipeline's recent failures are handled (paused by the healer or a person): the
+            # rule would only reopen the incident until they age out of the window.
+            if n >= s.ops_failure_min_jobs and not _paused(session, pid):
+                out.append(Finding(f"pipeline:{pid}", f"rule:failure_rate:{pid}", "rule", "failure_rate",
+                                   f"Pipeline {pid}: {value:.0%} of {n:.0f} recent jobs failed", "high",
+                                   subject={"pipeline_id": pid}, evidence={"failure_rate": value, "finished": n},
+                                   org_id=src.pipeline_org(pid), symptom_at=now))
+        elif name == "api.latency_s.p95" and "route" in labels and value > s.ops_api_p95_max_s:
+            route = labels["route"]
+            n = values.get(f"api.requests{{route={route}}}", 0.0)
+            if n >= 3:  # one slow request is not a slow route
+                out.append(Finding(f"api:{route}", f"rule:api_slow:{route}", "rule", "api_slow",
+                                   f"API {route}: p95 latency {value:.2f}s over {n:.0f} requests "
+                                   f"(limit {s.ops_api_p95_max_s:g}s)", "high", subject={"route": route},
+                                   evidence={"p95_s": value, "requests": n}, symptom_at=now))
+        elif name == "partner.error_rate" and "install" in labels and value > s.ops_partner_error_rate_max:
+            iid = int(labels["install"])
+            n = values.get(f"partner.attempts{{install={iid}}}", 0.0)
+            if n >= s.ops_failure_min_jobs and not _endpoint_disabled(session, iid):
+                out.append(Finding(f"partner:{iid}", f"rule:partner_errors:{iid}", "rule", "partner_errors",
+                                   f"Partner endpoint of install {iid}: {value:.0%} of {n:.0f} deliveries failed",
+                                   "medium", subject={"install_id": iid}, evidence={"error_rate": value},
+                                   symptom_at=now))
+
+    outage = _api_down(session, now)
+    if outage is not None:
+        out.append(outage)
+
+    cap = measure(session, now, depth=int(values.get("jobs.queue.depth", 0)))
+    if cap is not None and cap.short:
+        want = min(s.workers_max, cap.workers_needed())
+        out.append(Finding("capacity", "rule:capacity", "rule", "capacity", cap.describe(), "high",
+                           subject={"desired": want, "healthy_workers": cap.healthy_workers},
+                           evidence={"depth": cap.depth, "drain_s": round(cap.drain_s, 2),
+                                     "throughput_per_s": round(cap.throughput_per_s, 3),
+                                     "mean_run_s": round(cap.mean_run_s, 3), "forecast_peak": cap.forecast_peak,
+                                     "workers_needed": cap.workers_needed()}, symptom_at=now))
+
+    for job in _poison(src.suspected_poison(now - dt.timedelta(days=1))):
+        out.append(Finding(f"job:{job.id}", f"rule:poison_job:{job.id}", "rule", "poison_job",
+                           f"Job {job.id} lost its worker {job.attempts} times (it may crash workers)", "high",
+                           subject={"job_id": job.id, "pipeline_id": job.pipeline_id},
+                           evidence={"attempts": job.attempts, "last_error": (job.last_error or "")[:300]},
+                           org_id=job.org_id, symptom_at=now))
+    return out
+
+
+def _paused(session: Session, pipeline_id: int) -> bool:
+    p = session.get(Pipeline, pipeline_id)
+    return bool(p is not None and p.paused)
+
+
+def _api_down(session: Session, now: dt.datetime) -> Finding | None:
+    """An outage: the scheduler's last ``ops_api_down_probes`` /readyz probes (all recent) failed.
+
+    The incident's first evidence is the first failed probe of the streak; it resolves itself once a probe
+    succeeds, and its span is downtime in the uptime KPI (``tools.pulse.kpis.OUTAGE_DIAGNOSES``)."""
+    s = get_settings()
+    n = max(1, s.ops_api_down_probes)
+    recent_since = now - dt.timedelta(seconds=s.pulse_probe_interval_s * (n + 1))
+    rows = list(session.execute(select(ReadinessProbe.ts, ReadinessProbe.ok, ReadinessProbe.status_code,
+                                       ReadinessProbe.detail)
+                                .where(ReadinessProbe.ts >= recent_since)
+                                .order_by(ReadinessProbe.ts.desc()).limit(n)))
+    if len(rows) < n or any(r.ok for r in rows):
+        return None
+    first = _aware(rows[-1].ts)
+    return Finding("api", "rule:api_down", "rule", "api_down",
+                   f"The API failed its last {n} readiness probes (/readyz)", "critical",
+                   evidence={"probes": [{"at": _aware(r.ts).isoformat(), "status": r.status_code,
+                                         "detail": (r.detail or "")[:200]} for r in rows]},
+                   symptom_at=first)
+
+
+def _endpoint_disabled(session: Session, install_id: int) -> bool:
+    """A disabled endpoint gets no deliveries: its past failures are no longer a live symptom."""
+    inst = session.get(PluginInstall, install_id)
+    return inst is not None and inst.endpoint_disabled_at is not None
+
+
+def _expiries(job: Any) -> int:
+    m = re.match(r"lease expired on attempt (\d+)", job.last_error or "")
+    return int(m.group(1)) if m else 0
+
+
+def _poison(suspects: list[Any]) -> list[Any]:
+    """Jobs that crashed their workers more often than any other suspect, or three times or more.
+
+    A job running beside a poison job dies with the same worker: two suspects with the same count are
+    not told apart until the poison one crashes another worker (dead-lettering an innocent job is worse
+    than one more crash)."""
+    if not suspects:
+        return []
+    top = max(_expiries(j) for j in suspects)
+    leaders = [j for j in suspects if _expiries(j) == top]
+    return [j for j in suspects if _expiries(j) >= 3 or (len(leaders) == 1 and j is leaders[0])]
