@@ -47,9 +47,9 @@ def _subst(value: Any, ids: list[int]) -> Any:
 
 
 def _decide(approval_id: int, org_id: int, how: str) -> None:
-    from agents.runtime import expire_approvals
+    from agents.runtime import expire_approvals, resume_after_commit
+    from tools.agents.service import ApprovalDecision, approve, reject
     from tools.context import Principal, ToolContext
-    from tools.registry import registry
 
     if how == "expire":
         with session_scope() as s:
@@ -59,7 +59,10 @@ def _decide(approval_id: int, org_id: int, how: str) -> None:
         return
     person = Principal(kind="user", id="eval", org_id=org_id, role="admin", name="eval reviewer")
     with session_scope() as s:
-        registry.invoke(f"approvals.{how}", ToolContext(s, person), {"approval_id": approval_id})
+        # As an edge does: decide with the tool, resume the run once the decision has committed.
+        decide = approve if how == "approve" else reject
+        out = decide(ToolContext(s, person), ApprovalDecision(approval_id=approval_id))
+        resume_after_commit(s, out.id)
 
 
 def _trigger(case: dict[str, Any], org_id: int) -> int:

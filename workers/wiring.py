@@ -8,9 +8,9 @@ gathers them.
 
 from __future__ import annotations
 
-from agents import runtime as agent_runtime
 from agents.healer import graph as healer
 from agents.monitor import graph as monitor
+from agents.runtime import triggers as agent_triggers
 from tools.enterprise import audit_log
 from tools.events.service import Reaction, Reactions
 from tools.jobs import demo as jobs_demo
@@ -23,13 +23,13 @@ from tools.schedules import Schedule
 def schedules() -> list[Schedule]:
     """Every scheduled job, in the order the scheduler adds them (settings are read now)."""
     return [*audit_log.schedules(), *triggers.SCHEDULES, *jobs_demo.SCHEDULES, *payouts.SCHEDULES,
-            *pulse.schedules(), *monitor.schedules(), *agent_runtime.schedules()]
+            *pulse.schedules(), *monitor.schedules(), *agent_triggers.schedules()]
 
 
 def reaction_list() -> list[Reaction]:
     """Every reaction to platform events (settings are read now)."""
     return [*triggers.REACTIONS, *mailer.REACTIONS, *hooks.REACTIONS, *healer.REACTIONS,
-            *agent_runtime.event_reactions()]
+            *agent_triggers.event_reactions()]
 
 
 def reactions() -> Reactions:

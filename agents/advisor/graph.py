@@ -72,7 +72,6 @@ def offline_chat(deps: RunDeps, message: str) -> Iterator[ChatEvent]:
 
 
 AGENT = register_agent(AgentDef(
-    name="advisor",
-    description="Answers questions about KPIs, targets, costs, incidents and what-ifs with numbers from tools.",
+    name="advisor",  # described in tools/agents/catalog.py
     build=build, initial_state=initial_state, offline_chat=offline_chat, system_prompt=SYSTEM_PROMPT,
 ))

@@ -80,13 +80,8 @@ def _warn_unowned() -> None:
                           "escalate): several organisations and none in LEVQOR_STAFF_ORGS")
 
 
-AGENT = register_agent(AgentDef(
-    name="healer",
-    description="On each incident the monitor opens: diagnoses it, writes the summary, runs one playbook action "
-                "through policy and verifies it; an action that needs approval waits for a person, and what "
-                "fails or is rejected goes to a person.",
-    build=build, initial_state=initial_state, system_prompt=prompts.SYSTEM, platform=True,
-))
+# Described (and marked as acting on the whole platform) in tools/agents/catalog.py.
+AGENT = register_agent(AgentDef(name="healer", build=build, initial_state=initial_state, system_prompt=prompts.SYSTEM))
 
 
 def _on_incident_opened(session: Session, event: EventRecord) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from langchain_core.messages import HumanMessage
 from langgraph.graph import END, START, StateGraph
 
 from agents.janitor import nodes, prompts
@@ -32,8 +33,6 @@ def initial_state(deps: RunDeps, run_input: dict[str, Any]) -> dict[str, Any]:
     state: dict[str, Any] = {"org_id": deps.org_id, "pipeline_id": pipeline_id,
                              "trigger": str(run_input.get("event") or "run"), "retried": [], "skipped": []}
     if deps.mode == "llm":
-        from langchain_core.messages import HumanMessage
-
         pipe = f", pipeline {pipeline_id}" if pipeline_id is not None else ""
         state["messages"] = [HumanMessage(prompts.TASK.format(org_id=deps.org_id, pipeline=pipe,
                                                               trigger=state["trigger"]))]
@@ -57,9 +56,7 @@ def offline_chat(deps: RunDeps, message: str) -> Iterator[ChatEvent]:
 
 
 AGENT = register_agent(AgentDef(
-    name="janitor",
-    description="Every few minutes, retries failed jobs whose error is retryable, within policy limits; "
-                "more than a threshold needs one approval for the batch.",
+    name="janitor",  # described in tools/agents/catalog.py
     build=build, initial_state=initial_state, offline_chat=offline_chat,
     system_prompt=prompts.CHAT_SYSTEM,
 ))

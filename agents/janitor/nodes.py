@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
+from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
 from langgraph.types import Command
 
 from agents.janitor import prompts
 from agents.janitor.state import JanitorState
 from agents.runtime import RunDeps
+from levqor.settings import get_settings
 
 LIST_PAGE = 100
 MAX_SCAN = 500
@@ -25,8 +27,6 @@ BATCH_CAP = 50
 
 
 def threshold() -> int:
-    from levqor.settings import get_settings
-
     return get_settings().janitor_batch_threshold
 
 
@@ -141,8 +141,6 @@ def _count(data: dict[str, Any] | None) -> int:
 
 
 def llm_nodes(deps: RunDeps) -> dict[str, Callable[..., Any]]:
-    from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
-
     system = SystemMessage(prompts.SYSTEM.format(threshold=threshold(), cap=BATCH_CAP))
 
     def model(state: JanitorState) -> Command[Literal["tools", "finish"]]:

@@ -66,7 +66,6 @@ def offline_chat(deps: RunDeps, message: str) -> Iterator[ChatEvent]:
 
 
 AGENT = register_agent(AgentDef(
-    name="planner",
-    description="Weekly and on demand: finds KPIs missed or at risk and proposes suggestions with evidence.",
+    name="planner",  # described in tools/agents/catalog.py
     build=build, initial_state=initial_state, offline_chat=offline_chat, system_prompt=SYSTEM_PROMPT,
 ))

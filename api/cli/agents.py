@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agents.runtime import execute_run
+from agents.runtime import execute_run, resume_after_commit
 from api.cli.common import boot, console, fail, org_session, params, session_or_exit
 from tools.agents.service import (
     ApprovalDecision,
@@ -56,7 +56,7 @@ def agents_run(name: Annotated[str, typer.Argument(help="Agent name, e.g. janito
     start = params(RunStart, agent=name)
     with org_session(org) as ctx:
         run_id = start_run(ctx, start).id
-    execute_run(run_id)  # no-op when the post-commit hook already ran it
+    execute_run(run_id)  # here, now that the queued run has committed
     with org_session(org) as ctx:
         run = get_run(ctx, RunId(run_id=run_id))
         pending = list_approvals(ctx, ApprovalQuery(status="pending"))
@@ -104,6 +104,7 @@ def _decide(verb: str, approval_id: int, org: str, by: str, note: str | None, ar
     decision = params(ApprovalDecision, approval_id=approval_id, note=note, args=edited)
     with session_or_exit() as s:
         out = (approve if verb == "approve" else reject)(person_context(s, org, by), decision)
+        resume_after_commit(s, out.id)
     # The run resumed in this process once the decision committed.
     with session_or_exit() as s:
         run = get_run(org_context(s, org), RunId(run_id=out.run_id))

@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse
 
 from api.deps import require
 from api.pages.router import render
+from tools.agents.service import ApprovalQuery, NoInput, RunQuery, list_agents, list_approvals, list_runs
 from tools.context import ToolContext
 from tools.enterprise.rbac import allowed
-from tools.registry import registry
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -20,10 +20,9 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 def agents_page(request: Request, ctx: Annotated[ToolContext, require("agents:read")],
                 agent: str | None = None) -> HTMLResponse:
     """Show the agents, their recent runs and pending approvals."""
-    agents = registry.invoke("agents.list", ctx, {})
-    runs = registry.invoke("agents.runs", ctx, {"agent": agent or None, "limit": 50})
-    approvals = (registry.invoke("approvals.list", ctx, {"status": "pending"})
+    agents = list_agents(ctx, NoInput())
+    runs = list_runs(ctx, RunQuery(agent=agent or None, limit=50))
+    approvals = (list_approvals(ctx, ApprovalQuery(status="pending"))
                  if allowed(ctx.principal.role, "approvals:read") else None)
-    return render(request, "agents.html", ctx, agents=agents, runs=runs.items,  # type: ignore[attr-defined]
-                  approvals=approvals.items if approvals else [],  # type: ignore[attr-defined]
-                  mode=agents.mode, agent=agent or "")  # type: ignore[attr-defined]
+    return render(request, "agents.html", ctx, agents=agents, runs=runs.items,
+                  approvals=approvals.items if approvals else [], mode=agents.mode, agent=agent or "")

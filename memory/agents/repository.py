@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Update, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,6 +16,11 @@ from memory.identity.models import Organization
 from memory.policy.models import PolicyDecision
 
 ACTIVE = ("queued", "running", "waiting_approval")
+
+
+def _updated(session: Session, stmt: Update) -> int:
+    """Run an UPDATE; how many rows it changed (a claim is won when it changed one)."""
+    return cast(CursorResult[Any], session.execute(stmt)).rowcount
 
 
 class AgentRepository:
@@ -60,9 +66,8 @@ class AgentRepository:
 
     def claim_run(self, run_id: int, from_status: str = "queued") -> bool:
         """Move a run from ``from_status`` to running; only one caller wins."""
-        res = self.session.execute(update(AgentRun).where(
-            AgentRun.id == run_id, AgentRun.status == from_status).values(status="running"))
-        if not res.rowcount:  # type: ignore[attr-defined]
+        if not _updated(self.session, update(AgentRun).where(
+                AgentRun.id == run_id, AgentRun.status == from_status).values(status="running")):
             return False
         self.session.execute(update(AgentRun).where(AgentRun.id == run_id, AgentRun.started_at.is_(None))
                              .values(started_at=utcnow()))
@@ -160,10 +165,9 @@ class AgentRepository:
     def decide(self, approval_id: int, status: str, by: str, note: str | None,
                edited_args: dict[str, Any] | None) -> bool:
         """Set a pending approval's decision; False when it was no longer pending."""
-        res = self.session.execute(update(AgentApproval).where(
+        return bool(_updated(self.session, update(AgentApproval).where(
             AgentApproval.id == approval_id, AgentApproval.status == "pending").values(
-            status=status, decided_by=by, decided_at=utcnow(), note=note, edited_args=edited_args))
-        return bool(res.rowcount)  # type: ignore[attr-defined]
+            status=status, decided_by=by, decided_at=utcnow(), note=note, edited_args=edited_args)))
 
     def expired_pending_ids(self, now: dt.datetime, limit: int = 100) -> list[int]:
         return list(self.session.scalars(select(AgentApproval.id).where(
@@ -177,10 +181,9 @@ class AgentRepository:
 
     def claim_resume(self, approval_id: int) -> bool:
         """Mark a decided approval as being resumed; only one process wins."""
-        res = self.session.execute(update(AgentApproval).where(
+        return bool(_updated(self.session, update(AgentApproval).where(
             AgentApproval.id == approval_id, AgentApproval.status != "pending",
-            AgentApproval.resumed_at.is_(None)).values(resumed_at=utcnow()))
-        return bool(res.rowcount)  # type: ignore[attr-defined]
+            AgentApproval.resumed_at.is_(None)).values(resumed_at=utcnow())))
 
     # ---- LLM costs -----------------------------------------------------------------------------
 
@@ -192,7 +195,7 @@ class AgentRepository:
                   "cost_micro_usd": LlmCost.cost_micro_usd + cost_micro_usd}
         where = (LlmCost.day == day, LlmCost.org_id == org_id, LlmCost.agent == agent, LlmCost.model == model)
         for _ in range(3):
-            if self.session.execute(update(LlmCost).where(*where).values(**values)).rowcount:  # type: ignore[attr-defined]
+            if _updated(self.session, update(LlmCost).where(*where).values(**values)):
                 return
             try:
                 with self.session.begin_nested():

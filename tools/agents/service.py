@@ -1,26 +1,32 @@
 """Agent tools: list agents and runs, start a run, decide approvals, chat threads, LLM spend.
 
-Deciding an approval is for people only (a user or an API key with the role); the paused run is
-resumed once the decision has committed, in the process that took it.
+These tools record and decide; they never run an agent. The edge that called them starts the run they
+queued (``agents.run``, ``agents.chat``) or resumes the run paused on the approval they decided, once
+its transaction has committed, in the same process (``agents.runtime.execute_after_commit`` and
+``resume_after_commit``). Deciding an approval is for people only (a user or an API key with the role).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
+from levqor import llm
+from levqor.settings import get_settings
 from memory.agents.models import AgentApproval, AgentMessage, AgentRun, AgentThread, AgentToolCall
 from memory.agents.repository import AgentRepository
-from memory.db import after_close, utcnow
+from memory.db import utcnow
+from policies.engine import get_engine
+from tools.agents.catalog import AGENTS, agent_info, offered_tools
+from tools.agents.runs import add_run
 from tools.context import ToolContext
 from tools.enterprise import audit_log
+from tools.enterprise.rbac import allowed
 from tools.errors import Conflict, Forbidden, NotFound, Unprocessable
-from tools.registry import tool
+from tools.registry import registry, tool
 
-log = logging.getLogger(__name__)
 AgentName = str
 
 
@@ -218,13 +224,9 @@ class CostList(BaseModel):
 @tool("agents.list", risk="read")
 def list_agents(ctx: ToolContext, params: NoInput) -> AgentList:
     """List the agents with their schedule, event triggers and the tools policy offers each."""
-    from agents.runtime import agents, offered_tools
-    from levqor import llm
-    from levqor.settings import get_settings
-
     s = get_settings()
     items = []
-    for name, agent in sorted(agents().items()):
+    for name, agent in sorted(AGENTS.items()):
         events = sorted(e for e, names in s.agent_event_triggers.items() if name in names)
         items.append(AgentRead(name=name, description=agent.description, schedule=s.agent_schedules.get(name),
                                events=events,
@@ -255,22 +257,11 @@ def get_run(ctx: ToolContext, params: RunId) -> RunRead:
 @tool("agents.run", risk="write")
 def start_run(ctx: ToolContext, params: RunStart) -> RunRead:
     """Start an agent run now (it executes once this request's changes commit)."""
-    from agents.runtime import create_run, execute_run
-
-    run = create_run(ctx.session, params.agent, ctx.org_id, "manual",
-                     input={"pipeline_id": params.pipeline_id} if params.pipeline_id else {},
-                     requested_by=ctx.principal.actor)
+    run = add_run(ctx.session, params.agent, ctx.org_id, "manual",
+                  input={"pipeline_id": params.pipeline_id} if params.pipeline_id else {},
+                  requested_by=ctx.principal.actor)
     audit_log.record(ctx, "agents.run_started", f"agent:{params.agent}", detail={"run_id": run.id})
-    run_id = run.id
-    after_close(ctx.session, lambda: _quietly(execute_run, run_id))
     return RunRead.of(run)
-
-
-def _quietly(fn: Any, *args: Any) -> None:
-    try:
-        fn(*args)
-    except Exception:
-        log.exception("agent work after commit failed", extra={"fields": {"fn": fn.__name__, "args": args}})
 
 
 @tool("agents.costs", risk="read")
@@ -329,8 +320,6 @@ def list_approvals(ctx: ToolContext, params: ApprovalQuery) -> ApprovalPage:
 
 def _human_with_role(ctx: ToolContext, approval_id: int) -> None:
     """Only a person (user or API key) whose role holds approvals:write decides; agents never do."""
-    from tools.enterprise.rbac import allowed
-
     p = ctx.principal
     if p.kind in ("user", "api_key") and allowed(p.role, "approvals:write"):
         return
@@ -367,7 +356,6 @@ def approve(ctx: ToolContext, params: ApprovalDecision) -> ApprovalRead:
     audit_log.record(ctx, "approvals.approved", f"approval:{ap.id}", before={"args": ap.args},
                      after={"args": edited if edited is not None else ap.args},
                      detail={"agent": ap.agent, "run_id": ap.run_id, "tool": ap.tool, "note": params.note})
-    _resume_after_commit(ctx, ap.id)
     return ApprovalRead.of(ap)
 
 
@@ -384,17 +372,11 @@ def reject(ctx: ToolContext, params: ApprovalDecision) -> ApprovalRead:
     ctx.session.refresh(ap)
     audit_log.record(ctx, "approvals.rejected", f"approval:{ap.id}", outcome="rejected",
                      detail={"agent": ap.agent, "run_id": ap.run_id, "tool": ap.tool, "note": params.note})
-    _resume_after_commit(ctx, ap.id)
     return ApprovalRead.of(ap)
 
 
 def _check_edited(ap: AgentApproval, args: dict[str, Any]) -> dict[str, Any]:
     """Edited arguments must fit the tool's schema and the agent's policy limits."""
-    from pydantic import ValidationError
-
-    from policies.engine import get_engine
-    from tools.registry import registry
-
     spec = registry.get(ap.tool)
     try:
         params = spec.input_model.model_validate(args)
@@ -407,12 +389,6 @@ def _check_edited(ap: AgentApproval, args: dict[str, Any]) -> dict[str, Any]:
     if decision.outcome == "deny":
         raise Unprocessable(f"edited arguments are refused by policy: {decision.reason}", field="args")
     return dict(clean)
-
-
-def _resume_after_commit(ctx: ToolContext, approval_id: int) -> None:
-    from agents.runtime import resume_approval
-
-    after_close(ctx.session, lambda: _quietly(resume_approval, approval_id))
 
 
 # ---- chat threads -------------------------------------------------------------------------------
@@ -430,9 +406,7 @@ def get_thread(ctx: ToolContext, params: ThreadGet) -> ThreadRead:
 @tool("agents.chat", risk="write")
 def chat_start(ctx: ToolContext, params: ChatStart) -> ChatStarted:
     """Store your message in a chat thread with an agent (new thread when none given) and open a chat run."""
-    from agents.runtime import create_run, get_agent
-
-    if get_agent(params.agent).platform:
+    if agent_info(params.agent).platform:
         raise Unprocessable(f"agent {params.agent} acts on the whole platform and does not chat", field="agent")
     repo = AgentRepository(ctx.session)
     if params.thread_id is not None:
@@ -442,7 +416,7 @@ def chat_start(ctx: ToolContext, params: ChatStart) -> ChatStarted:
     else:
         thread = repo.add_thread(AgentThread(org_id=ctx.org_id, owner=ctx.principal.actor, agent=params.agent,
                                              title=params.message.strip().splitlines()[0][:200]))
-    run = create_run(ctx.session, params.agent, ctx.org_id, "chat", input={"thread_id": thread.id},
-                     requested_by=ctx.principal.actor)
+    run = add_run(ctx.session, params.agent, ctx.org_id, "chat", input={"thread_id": thread.id},
+                  requested_by=ctx.principal.actor)
     msg = repo.add_message(AgentMessage(thread_id=thread.id, role="user", content=params.message, run_id=run.id))
     return ChatStarted(thread_id=thread.id, run_id=run.id, message_id=msg.id)
