@@ -105,7 +105,7 @@ def ledger_rows(job_id: int) -> list[tuple[str, int]]:
 @contextlib.contextmanager
 def running_worker(concurrency: int = 2, lease_s: float = 30.0, grace_s: float = 5.0) -> Iterator[Any]:
     """A :class:`JobWorker` in a thread of this process (stopped on exit)."""
-    from tools.jobs.workers import JobWorker
+    from workers.jobs import JobWorker
 
     w = JobWorker(concurrency, lease_s=lease_s, grace_s=grace_s)
     stop = threading.Event()

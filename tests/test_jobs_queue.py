@@ -130,7 +130,7 @@ def test_completion_is_fenced_a_stale_run_cannot_record(org: OrgFixture) -> None
     from memory.db import session_scope
     from memory.jobs.models import Job
     from memory.jobs.repository import JobRepository
-    from tools.jobs.queue import record_success, requeue_expired
+    from tools.jobs.outcomes import record_success, requeue_expired
 
     js.grant(org.org_id, 2)
     pid = js.pipeline(org.org_id, NOOP)
@@ -171,7 +171,7 @@ def test_lease_expiry_after_max_attempts_is_dead(org: OrgFixture) -> None:
 
     from memory.db import session_scope
     from memory.jobs.models import Job
-    from tools.jobs.queue import requeue_expired
+    from tools.jobs.outcomes import requeue_expired
 
     js.grant(org.org_id, 2)
     pid = js.pipeline(org.org_id, NOOP, max_attempts=1)

@@ -210,8 +210,9 @@ def test_workers_scale_is_limited_staff_only_and_read_by_the_supervisor(org: Org
     from memory.db import session_scope
     from tools.context import Principal, ToolContext
     from tools.errors import Forbidden, Unprocessable
-    from tools.jobs.workers import desired_workers, scale_decision
+    from tools.jobs.workers import scale_decision
     from tools.registry import registry
+    from workers.supervisor import desired_workers
 
     with ops_settings(workers_max=5):
         with session_scope() as s:
@@ -278,7 +279,7 @@ def test_a_backlog_the_workers_cannot_clear_opens_capacity_and_the_healer_adds_w
     from memory.jobs.models import Job, Worker
     from tools.auto_intel.rules import rule_findings
     from tools.auto_intel.self_heal import heal
-    from tools.jobs.workers import desired_workers
+    from workers.supervisor import desired_workers
 
     clean_ops()
     _jobs_clean_slate()

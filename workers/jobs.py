@@ -1,12 +1,222 @@
-"""The job loop of a worker process."""
+"""The job loop of a worker process: claim, run each job in a thread, heartbeat, stop gracefully.
+
+A :class:`JobWorker` claims up to ``concurrency`` jobs, runs each in a thread
+(:func:`tools.jobs.runner.run_claimed`), renews their leases every third of the lease, sweeps expired
+leases back into the queue, and obeys ``drain`` / ``restart`` commands left on its row. On SIGTERM it
+stops claiming, lets running jobs finish for a grace period, then gives the rest back to the queue.
+Every database step is a function of :mod:`tools.jobs.leases` run in a session opened (and committed)
+here; a commit elsewhere wakes the idle loop (PostgreSQL ``NOTIFY``, SQLite ``PRAGMA data_version``).
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import socket
+import sqlite3
 import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
-from tools.jobs.workers import JobWorker
+import psutil
+
+from levqor.settings import get_settings
+from memory.db import session_scope
+from tools.jobs import leases, metrics
+from tools.jobs.leases import Claimed
+from tools.jobs.runner import RunControl, run_claimed
+from workers.dispatcher import listen
+
+log = logging.getLogger(__name__)
+JOBS_CHANNEL = "levqor_jobs"  # notified by every submission's commit (tools.jobs.queue.submit_job)
+# Idle claim polls; between them a commit elsewhere wakes the loop (PostgreSQL NOTIFY, SQLite data_version).
+IDLE_POLL_S = {"sqlite": 0.5, "postgresql": 1.0}
+SQLITE_WATCH_S = 0.005
+SHUTDOWN_GRACE_S = 10.0
+GAUGES_EVERY_S = 5.0  # how often a heartbeat also refreshes the queue gauges
+_chaos_leak: list[bytearray] = []  # LEVQOR_CHAOS_LEAK_BYTES_PER_JOB (chaos suite only)
 
 
 def run_jobs(stop: threading.Event, concurrency: int | None) -> None:
     """Claim and run jobs until ``stop`` is set (one :class:`JobWorker` per process)."""
     JobWorker(concurrency).run(stop)
+
+
+class JobWorker:
+    """One worker process's job loop."""
+
+    def __init__(self, concurrency: int | None = None, *, lease_s: float | None = None,
+                 grace_s: float = SHUTDOWN_GRACE_S):
+        s = get_settings()
+        self.concurrency = max(1, concurrency or s.worker_concurrency)
+        self.lease_s = float(lease_s or s.job_lease_s)
+        self.grace_s = grace_s
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.running: dict[int, tuple[Claimed, RunControl]] = {}
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.draining = False
+        self.restart = False
+        self.solo: int | None = None  # a suspect job running alone (see tools.jobs.leases.claim_batch)
+        self.jobs_done = 0
+        self.dialect = "postgresql" if not s.is_sqlite else "sqlite"
+
+    # ---- main loop -----------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        self._register()
+        hb_stop = threading.Event()
+        hb = threading.Thread(target=self._heartbeat_loop, args=(hb_stop,), name="jobs-heartbeat", daemon=True)
+        hb.start()
+        if self.dialect == "postgresql":
+            listen(stop, {JOBS_CHANNEL: self.wake.set})
+        else:
+            threading.Thread(target=self._watch_sqlite, args=(stop,), name="jobs-wake", daemon=True).start()
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
+        log.info("job worker started", extra={"fields": {"worker": self.id, "concurrency": self.concurrency}})
+        try:
+            while not stop.is_set() and not self.restart:
+                with self.lock:
+                    free = self.concurrency - len(self.running)
+                    busy = bool(self.running)
+                    alone = self.solo is not None
+                if self.draining or free <= 0 or alone:
+                    self._idle(0.5)
+                    continue
+                try:
+                    with session_scope() as s:
+                        batch = leases.claim_batch(s, self.id, free, self.lease_s, busy=busy)
+                except Exception:
+                    log.exception("claim failed")
+                    stop.wait(1.0)
+                    continue
+                if batch.suspect is not None:
+                    with self.lock:
+                        self.solo = batch.suspect
+                for claimed in batch.jobs:
+                    ctrl = RunControl()
+                    with self.lock:
+                        self.running[claimed.job.id] = (claimed, ctrl)
+                    pool.submit(self._run_one, claimed, ctrl)
+                if not batch.jobs:
+                    self._idle(IDLE_POLL_S[self.dialect])
+        finally:
+            self._shutdown(pool)
+            hb_stop.set()
+            hb.join(timeout=5)
+            try:
+                with session_scope() as s:
+                    leases.deregister_worker(s, self.id)
+            except Exception:
+                log.exception("could not deregister worker")
+            log.info("job worker stopped", extra={"fields": {"worker": self.id, "jobs_done": self.jobs_done}})
+        if self.restart and not stop.is_set():
+            # Exit the process; the supervisor (or the service manager) starts a fresh one.
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def _idle(self, seconds: float) -> None:
+        self.wake.wait(seconds)
+        self.wake.clear()
+
+    def _run_one(self, claimed: Claimed, ctrl: RunControl) -> None:
+        job = claimed.job
+        try:
+            leak = get_settings().chaos_leak_bytes_per_job
+            if leak > 0:  # the chaos suite's memory leak: touched pages, kept for the process's life
+                _chaos_leak.append(bytearray(b"\x01") * leak)
+            outcome = run_claimed(job, ctrl, claimed.pipeline)
+            log.info("job run finished", extra={"fields": {"job_id": job.id, "outcome": outcome,
+                                                           "attempt": job.attempts}})
+        except Exception:
+            log.exception("job run crashed", extra={"fields": {"job_id": job.id}})
+        finally:
+            with self.lock:
+                self.running.pop(job.id, None)
+                self.jobs_done += 1
+                if self.solo == job.id:
+                    self.solo = None
+            self.wake.set()
+
+    def _shutdown(self, pool: ThreadPoolExecutor) -> None:
+        deadline = time.monotonic() + self.grace_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not self.running:
+                    break
+            time.sleep(0.05)
+        with self.lock:
+            for _claimed, ctrl in self.running.values():
+                ctrl.shutdown.set()
+        pool.shutdown(wait=True, cancel_futures=False)
+
+    def _watch_sqlite(self, stop: threading.Event) -> None:
+        """SQLite: wake the claim loop when another connection commits (``PRAGMA data_version``)."""
+        path = get_settings().resolved_database_url.removeprefix("sqlite:///")
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        except sqlite3.Error:
+            log.warning("cannot watch the SQLite file; polling only", exc_info=True)
+            return
+        last = None
+        try:
+            while not stop.is_set():
+                try:
+                    version = conn.execute("PRAGMA data_version").fetchall()[0][0]
+                except sqlite3.Error:
+                    version = None
+                if version != last:
+                    last = version
+                    self.wake.set()
+                stop.wait(SQLITE_WATCH_S)
+        finally:
+            conn.close()
+
+    # ---- heartbeat -----------------------------------------------------------------------
+
+    def _register(self) -> None:
+        psutil.Process().cpu_percent(None)  # the first reading starts the CPU measurement
+        with session_scope() as s:
+            leases.register_worker(s, self.id, host=socket.gethostname(), pid=os.getpid(),
+                                   concurrency=self.concurrency)
+
+    def _heartbeat_loop(self, stop: threading.Event) -> None:
+        interval = max(0.2, self.lease_s / 3)
+        last_refresh = 0.0
+        while not stop.wait(interval):
+            try:
+                self.beat()
+                if time.monotonic() - last_refresh > GAUGES_EVERY_S:
+                    last_refresh = time.monotonic()
+                    with session_scope() as s:
+                        metrics.refresh(s)
+            except Exception:
+                log.exception("heartbeat failed")
+
+    def beat(self) -> None:
+        """Renew our leases, report our health, obey commands, sweep expired leases."""
+        with self.lock:
+            held = list(self.running.values())
+        with session_scope() as s:
+            lost = leases.renew_leases(s, [claimed.job for claimed, _ in held], self.lease_s)
+        for claimed, ctrl in held:
+            if claimed.job.id in lost:
+                ctrl.lost.set()
+        proc = psutil.Process()
+        state = "draining" if self.draining else ("stopping" if self.restart else "running")
+        with session_scope() as s:
+            command = leases.heartbeat(
+                s, self.id, current_jobs=[claimed.job.id for claimed, _ in held], jobs_done=self.jobs_done,
+                state=state, cpu_percent=proc.cpu_percent(None), rss_bytes=proc.memory_info().rss)
+        if command == "drain" and not self.draining:
+            log.info("draining on request", extra={"fields": {"worker": self.id}})
+            self.draining = True
+        elif command == "restart" and not self.restart:
+            log.info("restarting on request", extra={"fields": {"worker": self.id}})
+            self.restart = True
+            self.wake.set()
+        with session_scope() as s:
+            requeued, _dead = leases.sweep_expired(s)
+        if requeued:
+            self.wake.set()

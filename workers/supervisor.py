@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from levqor.metrics import mark_process_dead, prepare_multiproc_dir
 from levqor.settings import get_settings
-from tools.jobs.workers import desired_workers
+from memory.db import session_scope
+from tools.jobs.workers import scale_decision
 from workers.process import stop_on_signals
 
 log = logging.getLogger("levqor.process")
@@ -32,6 +33,17 @@ class Child:
 
 
 SCALE_CHECK_S = 2.0  # how often the supervisor reads the desired worker count
+
+
+def desired_workers(base: int) -> int:
+    """Worker processes a supervisor started with ``base`` should run now (``base`` if the store fails)."""
+    try:
+        with session_scope() as s:
+            decision = scale_decision(s)
+    except Exception:
+        log.warning("could not read the desired worker count; keeping %s", base, exc_info=True)
+        return base
+    return base if decision is None else decision[0]
 
 
 def _rescale(children: list[Child], retiring: list[Child], base: int, start: Callable[[Child], None]) -> None:

@@ -26,7 +26,7 @@ from agents.monitor.graph import run_monitor
 from levqor.settings import get_settings
 from memory.db import dispose_engines
 from memory.migrate import upgrade
-from tools.jobs.workers import desired_workers
+from workers.supervisor import desired_workers
 
 TICK_S = 0.25
 CHAOS_ENV = {"LEVQOR_JOB_LEASE_S": "3", "LEVQOR_OPS_RESOLVE_QUIET_S": "3", "LEVQOR_OPS_HEAL_VERIFY_S": "4",

@@ -40,11 +40,13 @@ def ours(n: int, m: int, rate: float) -> dict[str, Any]:
 
     from levqor.settings import get_settings
     from memory.db import session_scope
-    from memory.jobs.models import Job, Worker
+    from memory.jobs.models import Job, Pipeline, Worker
     from memory.migrate import upgrade
     from tools.context import SYSTEM, Principal, ToolContext
-    from tools.jobs.queue import submit_job
-    from tools.registry import registry
+    from tools.identity.service import OrgCreate, create_org
+    from tools.jobs.credits import CreditGrant, grant_credits
+    from tools.jobs.pipelines import PipelineCreate, create_pipeline
+    from tools.jobs.queue import QueueSwitch, pause, resume, submit_job
 
     s = get_settings()
     if not s.is_sqlite:
@@ -57,15 +59,13 @@ def ours(n: int, m: int, rate: float) -> dict[str, Any]:
         eng.dispose()
     upgrade()
     with session_scope() as ses:
-        org = registry.invoke("org.create", ToolContext(ses, SYSTEM), {"name": "Bench", "slug": "bench",
-                                                                        "plan": "pro"})
-        ctx = ToolContext(ses, Principal(kind="system", id="bench", org_id=org.id, role="admin"))  # type: ignore[attr-defined]
-        pipe = registry.invoke("pipelines.create", ctx, {"name": "noop", "steps": [
-            {"kind": "transform", "expression": "input"}]})
-        registry.invoke("credits.grant", ctx, {"amount": n + m + 10})
-        registry.invoke("queues.pause", ctx, {})
-    org_id, pid = org.id, pipe.id  # type: ignore[attr-defined]
-    from memory.jobs.models import Pipeline
+        org = create_org(ToolContext(ses, SYSTEM), OrgCreate(name="Bench", slug="bench", plan="pro"))
+        ctx = ToolContext(ses, Principal(kind="system", id="bench", org_id=org.id, role="admin"))
+        pipe = create_pipeline(ctx, PipelineCreate.model_validate({"name": "noop", "steps": [
+            {"kind": "transform", "expression": "input"}]}))
+        grant_credits(ctx, CreditGrant(amount=n + m + 10))
+        pause(ctx, QueueSwitch())
+    org_id, pid = org.id, pipe.id
 
     t = time.perf_counter()
     for start in range(0, n, 250):
@@ -88,8 +88,7 @@ def ours(n: int, m: int, rate: float) -> dict[str, Any]:
                 raise SystemExit("workers did not register")
             time.sleep(0.1)
         with session_scope() as ses:
-            registry.invoke("queues.resume", ToolContext(ses, Principal(kind="system", id="bench", org_id=org_id,
-                                                                        role="admin")), {})
+            resume(ToolContext(ses, Principal(kind="system", id="bench", org_id=org_id, role="admin")), QueueSwitch())
 
         def done(since_id: int) -> int:
             with session_scope() as ses:

@@ -21,7 +21,7 @@ from memory.jobs.models import (
 )
 
 _JOBS: Table = Job.__table__  # type: ignore[assignment]
-# ``last_error`` of a job whose run lost its worker (tools.jobs.queue.requeue_expired writes it)
+# ``last_error`` of a job whose run lost its worker (tools.jobs.outcomes.requeue_expired writes it)
 LOST_WORKER_ERROR = "lease expired on attempt"
 _STEPS: Table = JobStep.__table__  # type: ignore[assignment]
 

@@ -12,12 +12,14 @@ import datetime as dt
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from memory.identity.models import Organization
 from memory.jobs.models import CreditLedger
 from memory.jobs.repository import CreditRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.errors import Forbidden, PaymentRequired
 from tools.events.service import emit
+from tools.jobs.metrics import CREDITS_SPENT
 from tools.registry import tool
 
 # Credits one job run costs, by organisation plan.
@@ -44,8 +46,6 @@ def charge_job(session: Session, *, org_id: int, job_id: int, cost: int, actor: 
     threshold = LOW_BALANCE_RUNS * cost
     if after < threshold <= after + cost:
         emit(session, "credits_low", {"balance": after, "cost_per_run": cost}, org_id=org_id)
-    from tools.jobs.metrics import CREDITS_SPENT
-
     CREDITS_SPENT.inc(cost)
     return after
 
@@ -88,8 +88,6 @@ class CreditsRead(BaseModel):
 
 
 def _plan(ctx: ToolContext) -> str:
-    from memory.identity.models import Organization
-
     org = ctx.session.get(Organization, ctx.org_id)
     return org.plan if org is not None else "free"
 

@@ -18,11 +18,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy import select
+
+from levqor.settings import get_settings
 from memory.db import session_scope, utcnow
 from memory.identity.models import Organization
 from memory.jobs.repository import CreditRepository, JobRepository, PipelineRepository
 from tools.context import Principal, ToolContext
-from tools.registry import registry
+from tools.jobs.credits import CreditGrant, grant_credits
+from tools.jobs.pipelines import PipelineCreate, create_pipeline
+from tools.jobs.queue import QueueSwitch, resume, submit_job
 from tools.schedules import Schedule
 
 log = logging.getLogger(__name__)
@@ -76,8 +81,8 @@ PIPELINES: list[dict[str, Any]] = [
 def seed_jobs_demo(ctx: ToolContext) -> None:
     """Create the demo pipelines, grant credits and switch on the job trickle."""
     for spec in PIPELINES:
-        registry.invoke("pipelines.create", ctx, spec)
-    registry.invoke("credits.grant", ctx, {"amount": 5000, "note": "demo starting balance"})
+        create_pipeline(ctx, PipelineCreate.model_validate(spec))
+    grant_credits(ctx, CreditGrant(amount=5000, note="demo starting balance"))
     org = ctx.session.get(Organization, ctx.org_id)
     assert org is not None
     org.settings = {**dict(org.settings or {}), DEMO_FLAG: True}
@@ -92,8 +97,6 @@ OUTAGE_S = 180.0
 def outage_phase(seconds_since_seed: float) -> str:
     """``outage`` during the warehouse outage, ``recovering`` until the failure-rate window has passed
     after it (the sync stays paused), else ``normal``."""
-    from levqor.settings import get_settings
-
     t = seconds_since_seed % OUTAGE_CYCLE_S
     if OUTAGE_START_S <= t < OUTAGE_START_S + OUTAGE_S:
         return "outage"
@@ -116,10 +119,6 @@ def _stock(n: int, outage: bool = False) -> dict[str, Any]:
 
 def trickle() -> None:
     """Submit one demo job (orders and stock syncs alternate); top the demo credits up when low."""
-    from sqlalchemy import select
-
-    from tools.jobs.queue import submit_job
-
     with session_scope() as s:
         org = s.scalar(select(Organization).where(Organization.slug == "demo"))
         if org is None or not (org.settings or {}).get(DEMO_FLAG):
@@ -130,14 +129,14 @@ def trickle() -> None:
         stock = pipes.by_name(org.id, STOCK)
         if stock is not None and stock.paused and phase == "normal":
             # The warehouse team has fixed it: resume the sync the healer paused.
-            registry.invoke("queues.resume", ctx, {"pipeline_id": stock.id})
+            resume(ctx, QueueSwitch(pipeline_id=stock.id))
         n = JobRepository(s).count(org.id)
         name = ORDERS if n % 2 == 0 or stock is None or stock.paused else STOCK
         p = pipes.by_name(org.id, name)
         if p is None or p.paused:
             return
         if CreditRepository(s).balance(org.id) < 100:
-            registry.invoke("credits.grant", ctx, {"amount": 1000, "note": "demo top-up"})
+            grant_credits(ctx, CreditGrant(amount=1000, note="demo top-up"))
         data = _order(n // 2) if name == ORDERS else _stock(n // 2, outage=phase == "outage")
         submit_job(s, org_id=org.id, pipeline=p, input=data, trigger="manual" if name == ORDERS else "webhook",
                    actor="system:demo", idempotency_key=f"demo:{n}")

@@ -11,6 +11,12 @@ from __future__ import annotations
 import datetime as dt
 
 from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy.orm import Session
+
+from memory.db import utcnow
+from memory.jobs.models import JOB_STATES
+from memory.jobs.repository import JobRepository
+from tools.jobs.health import worker_health
 
 JOBS_SUBMITTED = Counter("levqor_jobs_submitted_total", "Jobs accepted", ["trigger"])
 JOBS_REFUSED = Counter("levqor_jobs_refused_total", "Submissions refused", ["reason"])
@@ -33,16 +39,8 @@ WORKERS = Gauge("levqor_workers", "Registered workers by health", ["health"], mu
 LEASES_EXPIRED = Counter("levqor_job_leases_expired_total", "Running jobs whose lease expired", ["action"])
 
 
-def refresh(session: object) -> None:
+def refresh(session: Session) -> None:
     """Read the queue's state from the database into the gauges."""
-    from sqlalchemy.orm import Session
-
-    from memory.db import utcnow
-    from memory.jobs.models import JOB_STATES
-    from memory.jobs.repository import JobRepository
-    from tools.jobs.workers import worker_health
-
-    assert isinstance(session, Session)
     repo = JobRepository(session)
     counts = repo.counts_by_state()
     for state in JOB_STATES:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
+from levqor.settings import get_settings
 from memory.db import utcnow
 from memory.jobs.models import Pipeline
 from memory.jobs.repository import PipelineRepository
@@ -24,7 +25,8 @@ from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.errors import Conflict, NotFound, Unprocessable
 from tools.events.service import KNOWN_EVENTS, emit
-from tools.partner_api.actions import reserved_header
+from tools.jobs.ssrf import SSRFBlocked, check_url
+from tools.partner_api.actions import PluginDirectory, reserved_header
 from tools.registry import tool
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(.+?)\s*\}\}")
@@ -36,7 +38,7 @@ MAX_STEPS = 20
 @lru_cache(maxsize=2048)
 def compile_expression(expr: str) -> Any:
     """Compile a JMESPath expression (cached); raise ValueError with the parser's message."""
-    import jmespath
+    import jmespath  # kept lazy: start-up time
     from jmespath.exceptions import JMESPathError
 
     try:
@@ -85,8 +87,6 @@ def check_template(template: Any) -> None:
 
 
 def _check_static_url(url: str) -> str:
-    from tools.jobs.ssrf import SSRFBlocked, check_url
-
     check_template(url)
     if _PLACEHOLDER.search(url):
         if not re.match(r"^https?://", url):
@@ -232,7 +232,7 @@ class Trigger(BaseModel):
 
 def next_fire(cron: str, after: dt.datetime) -> dt.datetime:
     """The next time ``cron`` fires after ``after`` (UTC); ValueError for a bad expression."""
-    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.cron import CronTrigger  # kept lazy: start-up time
 
     if len(cron.split()) != 5:
         raise ValueError(f"cron {cron!r} must have five fields: minute hour day month weekday")
@@ -292,8 +292,6 @@ class PipelineRead(BaseModel):
     def of(cls, p: Pipeline, webhook_secret: str | None = None) -> PipelineRead:
         url = None
         if webhook_secret:
-            from levqor.settings import get_settings
-
             url = f"{get_settings().base_url}/v1/hooks/{webhook_secret}"
         return cls(id=p.id, name=p.name, description=p.description, trigger=dict(p.trigger),
                    steps=list(p.steps), max_attempts=p.max_attempts, timeout_s=p.timeout_s,
@@ -334,8 +332,6 @@ def _apply_trigger(p: Pipeline, trigger: Trigger) -> str | None:
 
 def check_plugin_steps(ctx: ToolContext, steps: list[Any]) -> None:
     """Refuse a step that calls a plugin action without an active install of that plugin."""
-    from tools.partner_api.actions import PluginDirectory
-
     directory: PluginDirectory | None = None
     for i, step in enumerate(steps):
         plugin = step.plugin if isinstance(step, HttpStep) else None

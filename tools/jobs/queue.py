@@ -1,9 +1,8 @@
-"""Jobs and the queue in the database.
+"""Jobs and the queue in the database: submission, and the job, dead-letter and queue tools.
 
 A submission charges credits and inserts the job row (which *is* the queue entry) in the caller's
 transaction. Workers claim due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) under a lease and a
-fence; every outcome is written with ``WHERE fence = :fence AND state = 'running'``, so a run whose
-lease expired (and which someone else re-ran) can never record a second completion.
+fence (:mod:`tools.jobs.leases`) and write each outcome under that fence (:mod:`tools.jobs.outcomes`).
 """
 
 from __future__ import annotations
@@ -11,33 +10,28 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import random
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from memory.db import utcnow
 from memory.identity.models import Organization
-from memory.jobs.models import JOB_STATES, Job, JobStep, Pipeline
+from memory.jobs.models import JOB_STATES, Job, Pipeline
 from memory.jobs.repository import JobRepository, PipelineRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
-from tools.errors import Conflict, NotFound
+from tools.errors import Conflict, NotFound, PaymentRequired
 from tools.events.service import emit
 from tools.jobs import metrics
 from tools.jobs.credits import charge_job, refund_job, run_cost
+from tools.jobs.outcomes import job_event_payload, requeue_expired
 from tools.registry import tool
 
 log = logging.getLogger(__name__)
 JobState = Literal["queued", "running", "succeeded", "failed", "dead", "cancelled"]
-MAX_BACKOFF_S = 600.0
-
-
-def backoff_seconds(base: float, attempts: int) -> float:
-    """Exponential backoff with jitter: ``base * 2**(attempts-1)`` (capped) times 0.5 to 1.5."""
-    return min(MAX_BACKOFF_S, base * 2 ** max(0, attempts - 1)) * random.uniform(0.5, 1.5)
 
 
 def org_scope(ctx: ToolContext) -> int | None:
@@ -81,15 +75,10 @@ def submit_job(session: Session, *, org_id: int, pipeline: Pipeline, input: dict
             raise
         _check_same_pipeline(existing, pipeline, idempotency_key)
         return existing, False
-    except Exception as exc:
-        from tools.errors import PaymentRequired
-
-        if isinstance(exc, PaymentRequired):
-            metrics.JOBS_REFUSED.labels(reason="credits").inc()
+    except PaymentRequired:
+        metrics.JOBS_REFUSED.labels(reason="credits").inc()
         raise
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy import text
-
         session.execute(text("NOTIFY levqor_jobs"))
     metrics.JOBS_SUBMITTED.labels(trigger=trigger).inc()
     return job, True
@@ -99,78 +88,6 @@ def _check_same_pipeline(job: Job, pipeline: Pipeline, key: str) -> None:
     if job.pipeline_id != pipeline.id:
         raise Conflict(f"idempotency key {key!r} was already used for a job of pipeline {job.pipeline_id}",
                        field="idempotency_key")
-
-
-def _event_payload(job: Job, **extra: Any) -> dict[str, Any]:
-    return {"job_id": job.id, "pipeline_id": job.pipeline_id, "state": job.state, "attempts": job.attempts,
-            "trigger": job.trigger, **extra}
-
-
-def record_success(session: Session, job: Job, output: Any, steps: list[JobStep]) -> bool:
-    """Record a run's success under its fence (exactly once); False if the run was stale."""
-    now = utcnow()
-    repo = JobRepository(session)
-    repo.add_steps(steps)
-    ok = repo.finish(job.id, job.fence, state="succeeded", output=output, finished_at=now,
-                                       last_error=None, retryable=False)
-    if ok:
-        job.state = "succeeded"
-        emit(session, "job_complete", _event_payload(job), org_id=job.org_id)
-        metrics.JOBS_FINISHED.labels(outcome="succeeded").inc()
-    return ok
-
-
-def record_failure(session: Session, job: Job, error: str, retryable: bool, steps: list[JobStep],
-                   backoff_base: float) -> str | None:
-    """Record a failed run: retry later (queued), ``failed`` or ``dead``. None if the run was stale."""
-    now = utcnow()
-    repo = JobRepository(session)
-    repo.add_steps(steps)
-    error = error[-4000:]
-    if retryable and job.attempts < job.max_attempts:
-        state = "queued"
-        run_at = now + dt.timedelta(seconds=backoff_seconds(backoff_base, job.attempts))
-        values: dict[str, Any] = {"state": state, "run_at": run_at, "enqueued_at": run_at}
-    else:
-        state = "dead" if retryable else "failed"
-        values = {"state": state, "finished_at": now}
-    ok = repo.finish(job.id, job.fence, last_error=error, retryable=retryable, **values)
-    if not ok:
-        return None
-    job.state = state
-    event = {"queued": "job_retrying", "failed": "job_failed", "dead": "job_dead"}[state]
-    emit(session, event, _event_payload(job, error=error[:500], retryable=retryable), org_id=job.org_id)
-    metrics.JOBS_FINISHED.labels(outcome="retrying" if state == "queued" else state).inc()
-    return state
-
-
-def release(session: Session, job: Job) -> bool:
-    """Give a claimed job back to the queue untouched (graceful shutdown): the attempt does not count."""
-    now = utcnow()
-    return JobRepository(session).finish(job.id, job.fence, state="queued", attempts=job.attempts - 1,
-                                         run_at=now, enqueued_at=now)
-
-
-def requeue_expired(session: Session, org_id: int | None) -> tuple[list[int], list[int]]:
-    """Return running jobs whose lease expired to the queue (dead after max attempts)."""
-    repo = JobRepository(session)
-    now = utcnow()
-    requeued: list[int] = []
-    dead: list[int] = []
-    for job in repo.expired(org_id, now):
-        is_dead = job.attempts >= job.max_attempts
-        error = f"lease expired on attempt {job.attempts} (worker {job.lease_owner} stopped heartbeating)"
-        if not repo.release_expired(job, now, dead=is_dead, error=error):
-            continue
-        if is_dead:
-            job.state = "dead"
-            dead.append(job.id)
-            emit(session, "job_dead", _event_payload(job, error=error, retryable=True), org_id=job.org_id)
-            metrics.LEASES_EXPIRED.labels(action="dead").inc()
-        else:
-            requeued.append(job.id)
-            metrics.LEASES_EXPIRED.labels(action="requeued").inc()
-    return requeued, dead
 
 
 # ---- schemas -------------------------------------------------------------------------------
@@ -360,7 +277,7 @@ def cancel(ctx: ToolContext, params: JobRef) -> JobRead:
     if never_ran:
         refund_job(ctx.session, org_id=job.org_id, job_id=job.id, cost=job.cost, actor=ctx.principal.actor,
                    note="cancelled before it started")
-    emit(ctx.session, "job_cancelled", _event_payload(job, previous=before), org_id=job.org_id)
+    emit(ctx.session, "job_cancelled", job_event_payload(job, previous=before), org_id=job.org_id)
     audit_log.record(ctx, "jobs.cancelled", f"job:{job.id}", before={"state": before}, after={"state": job.state})
     return JobRead.of(job)
 
@@ -418,7 +335,7 @@ def dead_letter(ctx: ToolContext, params: JobRef) -> JobRead:
     job.state, job.finished_at, job.lease_owner, job.lease_until = "dead", utcnow(), None, None
     job.last_error = (job.last_error or "") + f"\n[dead-lettered by {ctx.principal.actor}]"
     ctx.session.flush()
-    emit(ctx.session, "job_dead", _event_payload(job, error="moved to dead-letter", retryable=False),
+    emit(ctx.session, "job_dead", job_event_payload(job, error="moved to dead-letter", retryable=False),
          org_id=job.org_id)
     audit_log.record(ctx, "jobs.dead_lettered", f"job:{job.id}", before={"state": before}, after={"state": "dead"})
     return JobRead.of(job)

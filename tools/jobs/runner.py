@@ -16,16 +16,17 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from memory.db import session_scope, utcnow
 from memory.jobs.models import Job, JobStep, Pipeline
 from memory.jobs.repository import JobRepository
-from tools.jobs import metrics
+from tools.errors import AppError
+from tools.events.service import emit
+from tools.jobs import metrics, ssrf
+from tools.jobs.outcomes import record_failure, record_success, release
 from tools.jobs.pipelines import render, search
-
-if TYPE_CHECKING:
-    from tools.partner_api.actions import LazyDirectory, PluginCall
+from tools.partner_api.actions import LazyDirectory, PluginCall, without_reserved
 
 log = logging.getLogger(__name__)
 MAX_OUTPUT_CHARS = 64_000
@@ -89,8 +90,6 @@ def _clip(value: Any) -> Any:
 
 def _plugin_call(step: dict[str, Any], url: str | None, plugins: LazyDirectory | None) -> PluginCall | None:
     """The install this step's call belongs to (None: not a plugin action); StepFailed if not installed."""
-    from tools.errors import AppError
-
     if plugins is None:
         if step.get("plugin"):
             raise StepFailed("plugin actions need an organisation", retryable=False)
@@ -107,10 +106,7 @@ def _plugin_call(step: dict[str, Any], url: str | None, plugins: LazyDirectory |
 
 def _http(step: dict[str, Any], data: dict[str, Any], ctrl: RunControl, logs: list[str],
           plugins: LazyDirectory | None = None, call_id: str = "") -> Any:
-    import httpx
-
-    from tools.jobs import ssrf
-    from tools.partner_api.actions import without_reserved
+    import httpx  # kept lazy: start-up time (only a worker running an http step needs it)
 
     url = render(step["url"], data) if step.get("url") is not None else None
     if url is not None and not isinstance(url, str):
@@ -167,7 +163,7 @@ def _http(step: dict[str, Any], data: dict[str, Any], ctrl: RunControl, logs: li
 
 
 def _transform(step: dict[str, Any], data: dict[str, Any], logs: list[str]) -> Any:
-    from jmespath.exceptions import JMESPathError
+    from jmespath.exceptions import JMESPathError  # kept lazy: start-up time
 
     try:
         if step.get("check") is not None and not search(step["check"], data):
@@ -201,8 +197,6 @@ def _notify(step: dict[str, Any], data: dict[str, Any], ctrl: RunControl, logs: 
 def execute(pipeline_steps: list[dict[str, Any]], *, job_input: dict[str, Any], job_meta: dict[str, Any],
             run: int, attempt: int, job_id: int, ctrl: RunControl, org_id: int | None = None) -> RunResult:
     """Run every step in order; stop at the first failure. Never raises for step errors."""
-    from tools.partner_api.actions import LazyDirectory
-
     plugins = LazyDirectory(org_id) if org_id is not None else None
     result = RunResult(ok=True)
     outputs: list[Any] = []
@@ -270,9 +264,6 @@ class PipelineSnapshot:
 
 def run_claimed(job: Job, ctrl: RunControl, pipeline: PipelineSnapshot | None = None) -> str:
     """Run one job this worker claimed; record the outcome. Returns what was recorded."""
-    from tools.events.service import emit
-    from tools.jobs.queue import record_failure, record_success, release
-
     if pipeline is None:
         with session_scope() as s:
             found = s.get(Pipeline, job.pipeline_id)
