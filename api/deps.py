@@ -97,7 +97,6 @@ def _public_marker() -> None:
     return None
 
 
-_public_marker.public = True  # type: ignore[attr-defined]
 
 
 def settings_dep() -> Any:
