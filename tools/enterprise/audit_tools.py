@@ -43,7 +43,7 @@ class AuditSearch(BaseModel):
     target: str | None = Field(None, max_length=300)
     since: dt.datetime | None = None
     until: dt.datetime | None = None
-    cursor: int | None = Field(None, ge=1, description="Return entries older than this seq")
+    cursor: int | None = Field(None, ge=1, le=2**62, description="Return entries older than this seq")
     limit: int = Field(50, ge=1, le=500)
 
     @field_validator("since", "until")

@@ -259,7 +259,7 @@ class EventRead(BaseModel):
 
 class EventQuery(BaseModel):
     name: str | None = Field(None, max_length=100)
-    cursor: int | None = Field(None, ge=1)
+    cursor: int | None = Field(None, ge=1, le=2**62)
     limit: int = Field(50, ge=1, le=500)
 
 
