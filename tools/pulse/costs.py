@@ -244,7 +244,7 @@ def sync_llm_costs(ctx: ToolContext, since: dt.date | None = None) -> SyncOut:
         cents = round(micro / 10_000)
         total += cents
         add_entry(ctx, CostIn(day=day, source="llm", amount_cents=cents, description="LLM tokens (agent runs)",
-                         ref=f"llm:{day.isoformat()}"))
+                              ref=f"llm:{day.isoformat()}"))
     return SyncOut(days=len(per_day), total_cents=total, source=source)
 
 
