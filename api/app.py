@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from levqor import __version__
 from levqor.logging import request_id_var
+from levqor.metrics import LATENCY, REQUESTS, start_process
 from levqor.settings import get_settings
+from policies.engine import get_engine as load_policy
 
 log = logging.getLogger("levqor.http")
 ROUTERS: tuple[str, ...] = (
@@ -71,12 +77,6 @@ def _chaos_delay(path: str) -> float:
 
 def create_app() -> FastAPI:
     """Build the app: routers, problem-details errors, request ids, metrics, logs."""
-    import importlib
-    from pathlib import Path
-
-    from levqor.metrics import start_process
-    from policies.engine import get_engine as load_policy
-
     settings = get_settings()
     load_policy()  # a bad policy.json stops start-up here, naming the line
     start_process("api")
@@ -94,8 +94,6 @@ def create_app() -> FastAPI:
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        from levqor.metrics import LATENCY, REQUESTS
-
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
         if len(rid) > 64 or not rid.replace("-", "").isalnum():
             rid = uuid.uuid4().hex
@@ -114,8 +112,6 @@ def create_app() -> FastAPI:
                 refused.headers["x-request-id"] = rid
                 return refused
             if settings.chaos_api_delay_file:  # the chaos suite's injected slowdown (never set in production)
-                import asyncio
-
                 await asyncio.sleep(_chaos_delay(settings.chaos_api_delay_file))
             response = await call_next(request)
             status = response.status_code
@@ -189,8 +185,6 @@ PROBLEM_SCHEMA = {
 
 def _openapi(app: FastAPI) -> dict[str, object]:
     """OpenAPI with every error documented as ``application/problem+json`` and bearer auth."""
-    from fastapi.openapi.utils import get_openapi
-
     if app.openapi_schema:
         return app.openapi_schema
     doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)

@@ -16,6 +16,7 @@ from tools.context import Principal, ToolContext
 from tools.enterprise import audit_log
 from tools.enterprise.rbac import PERMISSIONS, allowed
 from tools.errors import Forbidden, Unauthorized
+from tools.identity.service import authenticate_key, session_principal
 
 SESSION_COOKIE = "levqor_session"
 
@@ -41,8 +42,6 @@ def _bearer(request: Request) -> str | None:
 
 def get_principal(request: Request, session: SessionDep) -> Principal:
     """Authenticate by API key (``Authorization: Bearer`` or ``X-API-Key``) or browser session cookie."""
-    from tools.identity.service import authenticate_key, session_principal
-
     raw = _bearer(request)
     if raw:
         principal = authenticate_key(session, raw)
@@ -98,7 +97,6 @@ def _public_marker() -> None:
     return None
 
 
-_public_marker.public = True  # type: ignore[attr-defined]
 
 
 def settings_dep() -> Any:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from levqor.logging import request_id_var
 from tools.errors import AppError
@@ -46,8 +47,6 @@ def _wants_html(request: Request) -> bool:
 
 def _allowed_methods(request: Request) -> list[str]:
     """Every method any route serves at this path (Starlette names only the first route's)."""
-    from starlette.routing import Match
-
     methods: set[str] = set()
     for route in request.app.router.routes:
         match, _ = route.matches({**request.scope, "method": "__none__"})

@@ -17,8 +17,8 @@ def seeded_org(*, report: bool = False) -> OrgFixture:
     """A fresh organisation with ~90 days of demo KPI history and costs (no planner run, no PDF unless asked)."""
     from memory.db import session_scope, utcnow
     from memory.pulse.repository import PulseRepository
-    from tools.pulse.costs import CostIn, _add
-    from tools.pulse.seed import demo_series
+    from tools.demo.pulse import demo_series
+    from tools.pulse.costs import CostIn, Source, add_entry
 
     org = make_org()
     today = utcnow().date()
@@ -26,10 +26,10 @@ def seeded_org(*, report: bool = False) -> OrgFixture:
         ctx = ctx_for(s, org.org_id)
         repo = PulseRepository(s)
         for day, values in demo_series(today).items():
-            costs = {"infrastructure": 250, "payment_fees": round(values["revenue"] * 0.029 + 30), "llm": 260}
+            costs: dict[Source, int] = {"infrastructure": 250, "payment_fees": round(values["revenue"] * 0.029 + 30),
+                                        "llm": 260}
             for source, cents in costs.items():
-                _add(ctx, CostIn(day=day, source=source, amount_cents=cents,  # type: ignore[arg-type]
-                                 ref=f"t:{day}:{source}"))
+                add_entry(ctx, CostIn(day=day, source=source, amount_cents=cents, ref=f"t:{day}:{source}"))
             for kpi, v in {**values, "spend": float(sum(costs.values()))}.items():
                 repo.upsert_snapshot(org_id=org.org_id, day=day, kpi=kpi, value=float(v), available=True,
                                      reason=None, source="test", now=utcnow())

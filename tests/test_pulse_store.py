@@ -101,7 +101,7 @@ class _Ready(BaseHTTPRequestHandler):
 
 
 def test_readyz_probe_records_success_and_failure() -> None:
-    from tools.pulse.store import probe_readiness
+    from tools.pulse.checks import probe_readiness
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Ready)
     t = threading.Thread(target=server.serve_forever, daemon=True)
@@ -231,7 +231,7 @@ def test_a_long_api_outage_goes_to_a_person() -> None:
 def test_scheduled_checks_are_idempotent_and_make_the_monthly_pdf() -> None:
     from memory.db import session_scope
     from memory.pulse.repository import PulseRepository
-    from tools.pulse.store import run_checks as pulse_checks
+    from tools.pulse.checks import run_checks as pulse_checks
     from workers.scheduler import start_requested
 
     def run_checks(now: dt.datetime, org_ids: list[int]) -> None:  # as the scheduler runs them
@@ -273,7 +273,7 @@ def test_scheduled_checks_are_idempotent_and_make_the_monthly_pdf() -> None:
 def test_seeded_history_is_not_overwritten_by_the_daily_check() -> None:
     from memory.db import session_scope, utcnow
     from memory.pulse.repository import PulseRepository
-    from tools.pulse.store import run_checks
+    from tools.pulse.checks import run_checks
 
     org = seeded_org()
     yesterday = utcnow().date() - dt.timedelta(days=1)

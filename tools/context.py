@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from tools.errors import BadRequest
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -41,7 +43,5 @@ class ToolContext:
     @property
     def org_id(self) -> int:
         if self.principal.org_id is None:
-            from tools.errors import BadRequest
-
             raise BadRequest("this operation needs an organisation", field="org_id")
         return self.principal.org_id

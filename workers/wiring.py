@@ -16,7 +16,7 @@ from tools.events.service import Reaction, Reactions
 from tools.jobs import demo as jobs_demo
 from tools.jobs import mailer, triggers
 from tools.partner_api import hooks, payouts
-from tools.pulse import store as pulse
+from tools.pulse import checks as pulse
 from tools.schedules import Schedule
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 from difflib import get_close_matches
-from typing import Any
+from typing import Any, cast
 
 import typer
 from typer import _click  # typer vendors click: its group API speaks these types
@@ -65,7 +65,7 @@ class LazyGroup(TyperGroup):
             command = typer.main.get_group(target)
             command.name = cmd_name
         self.commands[cmd_name] = command
-        return command  # type: ignore[no-any-return]
+        return cast(_click.Command, command)
 
     def resolve_command(self, ctx: _click.Context, args: list[str]) -> tuple[str | None, _click.Command | None,
                                                                                list[str]]:

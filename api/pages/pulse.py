@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -11,8 +12,19 @@ from api.deps import require
 from api.pages.router import form_csrf, render
 from levqor.llm import mode_info
 from tools.context import ToolContext
+from tools.decision_engine import planner
+from tools.decision_engine.advisor import QUESTION_TYPES
+from tools.decision_engine.metrics_feed import MetricsFeed
+from tools.decision_engine.planner import DecideIn, PlannerIn, SuggestionsIn
 from tools.enterprise.rbac import allowed
-from tools.registry import registry
+from tools.pulse import costs as cost_db
+from tools.pulse import report as pulse_report
+from tools.pulse import store
+from tools.pulse import targets as pulse_targets
+from tools.pulse.costs import CostSummaryIn
+from tools.pulse.report import NoInput, ReportIn, fmt
+from tools.pulse.store import LatestIn
+from tools.pulse.targets import TargetsIn
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -31,31 +43,25 @@ def sparkline(values: list[float | None], width: int = 120, height: int = 28) ->
 
 
 def display(value: float | None, unit: str) -> str:
-    from tools.pulse.report import fmt
-
     return fmt(value, unit)
 
 
 @router.get("/pulse")
 def pulse_page(request: Request, ctx: Annotated[ToolContext, require("pulse:read")]) -> HTMLResponse:
     """Show KPIs with targets and trends, costs, planner suggestions and the report archive."""
-    from tools.decision_engine.metrics_feed import MetricsFeed
-
-    latest = registry.invoke("pulse.kpis", ctx, {})
-    targets = registry.invoke("pulse.targets", ctx, {})
-    costs = registry.invoke("costs.summary", ctx, {"days": 30})
+    latest = store.kpis(ctx, LatestIn())
+    targets = pulse_targets.targets(ctx, TargetsIn())
+    costs = cost_db.cost_summary(ctx, CostSummaryIn(days=30))
     feed = MetricsFeed(ctx, use_notion=False)
     until = feed.latest_day()
-    import datetime as dt
-
     since = until - dt.timedelta(days=29)
     series: dict[str, list[float | None]] = {}
     for p in feed.points(since, until):
         series.setdefault(p.kpi, []).append(p.value)
     can_decide = allowed(ctx.principal.role, "decisions:write")
-    sugg = registry.invoke("suggestions.list", ctx, {"limit": 30}) if allowed(
+    sugg = planner.list_suggestions(ctx, SuggestionsIn(limit=30)) if allowed(
         ctx.principal.role, "decisions:read") else None
-    reports = registry.invoke("pulse.reports", ctx, {})
+    reports = pulse_report.reports(ctx, NoInput())
     return render(request, "pulse.html", ctx, latest=latest, targets=targets, costs=costs,
                   spark={k: sparkline(v) for k, v in series.items()}, suggestions=sugg, reports=reports,
                   can_decide=can_decide, can_write=allowed(ctx.principal.role, "pulse:write"),
@@ -66,14 +72,14 @@ def pulse_page(request: Request, ctx: Annotated[ToolContext, require("pulse:read
 def decide(suggestion_id: int, ctx: Annotated[ToolContext, require("decisions:write")],
            decision: Annotated[str, Form(pattern="^(accepted|rejected)$")]) -> Response:
     """Accept or reject a suggestion from the page."""
-    registry.invoke("suggestions.decide", ctx, {"suggestion_id": suggestion_id, "decision": decision})
+    planner.decide(ctx, DecideIn(suggestion_id=suggestion_id, decision=decision))
     return RedirectResponse("/pulse#suggestions", status_code=303)
 
 
 @router.post("/pulse/planner", dependencies=[Depends(form_csrf)])
 def plan(ctx: Annotated[ToolContext, require("decisions:write")]) -> Response:
     """Run the planner now from the page."""
-    registry.invoke("planner.run", ctx, {})
+    planner.planner_run(ctx, PlannerIn())
     return RedirectResponse("/pulse#suggestions", status_code=303)
 
 
@@ -81,15 +87,13 @@ def plan(ctx: Annotated[ToolContext, require("decisions:write")]) -> Response:
 def report(ctx: Annotated[ToolContext, require("pulse:write")],
            month: Annotated[str, Form(pattern=r"^(19|20)\d{2}-(0[1-9]|1[0-2])$")]) -> Response:
     """Generate a month's PDF from the page."""
-    registry.invoke("pulse.report_generate", ctx, {"month": month})
+    pulse_report.report_generate(ctx, ReportIn(month=month))
     return RedirectResponse("/pulse#reports", status_code=303)
 
 
 @router.get("/advisor")
 def advisor_page(request: Request, ctx: Annotated[ToolContext, require("decisions:read")]) -> HTMLResponse:
     """The advisor chat: answers with the tool calls and data it used."""
-    from tools.decision_engine.advisor import QUESTION_TYPES
-
     examples: list[str] = ["Are we meeting our targets?", "How has revenue changed over the last 30 days?",
                            "What are we spending money on?", "What if Pro goes from $29 to $35?",
                            "What if we add 5 partners?", "Summarise incidents this month"]

@@ -16,9 +16,11 @@ from levqor import __version__
 from levqor.llm import mode_info
 from levqor.settings import get_settings
 from tools.context import ToolContext
+from tools.enterprise import audit_tools
+from tools.enterprise.audit_tools import AuditSearch
 from tools.errors import Unauthorized
-from tools.identity.service import end_session, login
-from tools.registry import registry
+from tools.identity import service as identity
+from tools.identity.service import ApiKeyCreate, NoInput, end_session, login
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -83,7 +85,7 @@ def logout(ctx: Annotated[ToolContext, require("org:read")], request: Request) -
 @router.get("/")
 def dashboard(request: Request, ctx: Annotated[ToolContext, require("org:read")]) -> HTMLResponse:
     """The home page: organisation, mode, recent activity."""
-    org = registry.invoke("org.get", ctx, {})
+    org = identity.get_org(ctx, NoInput())
     return render(request, "dashboard.html", ctx, org=org, mode=mode_info())
 
 
@@ -91,8 +93,8 @@ def dashboard(request: Request, ctx: Annotated[ToolContext, require("org:read")]
 def keys_page(request: Request, ctx: Annotated[ToolContext, require("keys:read")],
               created: str | None = None) -> HTMLResponse:
     """List API keys, with a form to create one."""
-    keys = registry.invoke("keys.list", ctx, {})
-    return render(request, "keys.html", ctx, keys=keys.items, created=None)  # type: ignore[attr-defined]
+    keys = identity.list_keys(ctx, NoInput())
+    return render(request, "keys.html", ctx, keys=keys.items, created=None)
 
 
 @router.post("/keys", dependencies=[Depends(form_csrf)])
@@ -103,15 +105,16 @@ def keys_create(
     mode: Annotated[str, Form(pattern="^(live|test)$")] = "live",
 ) -> HTMLResponse:
     """Create a key and show it once."""
-    created = registry.invoke("keys.create", ctx, {"name": name, "role": role, "mode": mode})
-    keys = registry.invoke("keys.list", ctx, {})
-    return render(request, "keys.html", ctx, keys=keys.items, created=created)  # type: ignore[attr-defined]
+    created = identity.create_key(ctx, ApiKeyCreate(name=name, role=role, mode=mode))
+    keys = identity.list_keys(ctx, NoInput())
+    return render(request, "keys.html", ctx, keys=keys.items, created=created)
 
 
 @router.get("/audit")
 def audit_page(request: Request, ctx: Annotated[ToolContext, require("audit:read")],
                action: str | None = None) -> HTMLResponse:
     """Show the organisation's audit log and the chain's verification status."""
-    page = registry.invoke("audit.search", ctx, {"action": action, "limit": 100})
-    result = registry.invoke("audit.verify", ctx, {}) if ctx.principal.role in ("admin", "auditor") else None
+    page = audit_tools.search(ctx, AuditSearch(action=action, limit=100))
+    verifies = ctx.principal.role in ("admin", "auditor")
+    result = audit_tools.verify(ctx, audit_tools.NoInput()) if verifies else None
     return render(request, "audit.html", ctx, page=page, verify=result, action=action or "")

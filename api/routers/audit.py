@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse
 
 from api.deps import require
 from tools.context import ToolContext
+from tools.enterprise import audit_tools
 from tools.enterprise.audit_log import VerifyResult
-from tools.enterprise.audit_tools import AuditPage, AuditSearch, CheckpointList, export_jsonl
-from tools.registry import registry
+from tools.enterprise.audit_tools import AuditPage, AuditSearch, CheckpointList, NoInput
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -19,35 +19,31 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 @router.get("", response_model=AuditPage)
 def search(q: Annotated[AuditSearch, Depends()], ctx: Annotated[ToolContext, require("audit:read")]) -> AuditPage:
     """List the organisation's audit entries, newest first (cursor = seq of the last one seen)."""
-    return registry.invoke("audit.search", ctx, q)  # type: ignore[return-value]
+    return audit_tools.search(ctx, q)
 
 
 @router.get("/export", response_class=Response,
             responses={200: {"content": {"application/x-ndjson": {}}, "description": "JSON lines"}})
 def export(q: Annotated[AuditSearch, Depends()], ctx: Annotated[ToolContext, require("audit:export")]) -> Response:
     """Export matching audit entries as JSON lines, oldest first."""
-    from tools.enterprise import audit_log
-
-    body = "".join(export_jsonl(ctx.session, ctx.org_id, q))
-    audit_log.record(ctx, "audit.exported", "audit", detail=q.model_dump(mode="json", exclude_none=True))
-    return Response(body, media_type="application/x-ndjson",
+    return Response(audit_tools.export_audited(ctx, q), media_type="application/x-ndjson",
                     headers={"content-disposition": 'attachment; filename="levqor-audit.jsonl"'})
 
 
 @router.get("/verify", response_model=VerifyResult, responses={409: {"model": VerifyResult}})
 def verify(ctx: Annotated[ToolContext, require("audit:verify")]) -> Response:
     """Verify the whole hash chain and the signed checkpoints (409 names the first bad entry)."""
-    result: VerifyResult = registry.invoke("audit.verify", ctx, {})  # type: ignore[assignment]
+    result = audit_tools.verify(ctx, NoInput())
     return JSONResponse(result.model_dump(), status_code=200 if result.ok else 409)
 
 
 @router.get("/checkpoints", response_model=CheckpointList)
 def checkpoints(ctx: Annotated[ToolContext, require("audit:read")]) -> CheckpointList:
     """List signed checkpoints and the Ed25519 public key that verifies them."""
-    return registry.invoke("audit.checkpoints", ctx, {})  # type: ignore[return-value]
+    return audit_tools.checkpoints(ctx, NoInput())
 
 
 @router.post("/checkpoints", response_model=CheckpointList)
 def checkpoint(ctx: Annotated[ToolContext, require("audit:write")]) -> CheckpointList:
     """Sign a checkpoint of the chain head now."""
-    return registry.invoke("audit.checkpoint", ctx, {})  # type: ignore[return-value]
+    return audit_tools.checkpoint(ctx, NoInput())

@@ -9,19 +9,22 @@ from pydantic import BaseModel
 
 from api.deps import require
 from tools.context import ToolContext
+from tools.identity import service as identity
 from tools.identity.service import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyList,
     ApiKeyRead,
+    ApiKeyRevoke,
+    NoInput,
     OrgRead,
     OrgSettingsUpdate,
+    RoleChange,
     RoleName,
     UserCreate,
     UserList,
     UserRead,
 )
-from tools.registry import registry
 
 router = APIRouter(prefix="/v1", tags=["identity"])
 
@@ -45,25 +48,25 @@ def me(ctx: Annotated[ToolContext, require("org:read")]) -> Me:
 @router.get("/org", response_model=OrgRead)
 def get_org(ctx: Annotated[ToolContext, require("org:read")]) -> OrgRead:
     """Show the caller's organisation."""
-    return registry.invoke("org.get", ctx, {})  # type: ignore[return-value]
+    return identity.get_org(ctx, NoInput())
 
 
 @router.patch("/org", response_model=OrgRead)
 def update_org(body: OrgSettingsUpdate, ctx: Annotated[ToolContext, require("org:write")]) -> OrgRead:
     """Change the organisation's name or settings."""
-    return registry.invoke("org.update_settings", ctx, body)  # type: ignore[return-value]
+    return identity.update_settings(ctx, body)
 
 
 @router.get("/users", response_model=UserList)
 def list_users(ctx: Annotated[ToolContext, require("users:read")]) -> UserList:
     """List users and roles."""
-    return registry.invoke("users.list", ctx, {})  # type: ignore[return-value]
+    return identity.list_users(ctx, NoInput())
 
 
 @router.post("/users", response_model=UserRead, status_code=status.HTTP_201_CREATED)
 def create_user(body: UserCreate, ctx: Annotated[ToolContext, require("users:write")]) -> UserRead:
     """Add a user with a role."""
-    return registry.invoke("users.create", ctx, body)  # type: ignore[return-value]
+    return identity.create_user(ctx, body)
 
 
 class RoleBody(BaseModel):
@@ -74,23 +77,23 @@ class RoleBody(BaseModel):
 def set_role(user_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: RoleBody,
              ctx: Annotated[ToolContext, require("users:write")]) -> UserRead:
     """Change a user's role."""
-    return registry.invoke("users.set_role", ctx, {"user_id": user_id, "role": body.role})  # type: ignore[return-value]
+    return identity.set_role(ctx, RoleChange(user_id=user_id, role=body.role))
 
 
 @router.get("/keys", response_model=ApiKeyList)
 def list_keys(ctx: Annotated[ToolContext, require("keys:read")]) -> ApiKeyList:
     """List API keys (never the secret part)."""
-    return registry.invoke("keys.list", ctx, {})  # type: ignore[return-value]
+    return identity.list_keys(ctx, NoInput())
 
 
 @router.post("/keys", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)
 def create_key(body: ApiKeyCreate, ctx: Annotated[ToolContext, require("keys:write")]) -> ApiKeyCreated:
     """Create an API key; the response is the only time the full key is shown."""
-    return registry.invoke("keys.create", ctx, body)  # type: ignore[return-value]
+    return identity.create_key(ctx, body)
 
 
 @router.delete("/keys/{key_id}", response_model=ApiKeyRead)
 def revoke_key(key_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
                ctx: Annotated[ToolContext, require("keys:write")]) -> ApiKeyRead:
     """Revoke an API key."""
-    return registry.invoke("keys.revoke", ctx, {"key_id": key_id})  # type: ignore[return-value]
+    return identity.revoke_key(ctx, ApiKeyRevoke(key_id=key_id))

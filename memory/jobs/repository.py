@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, Table, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -20,10 +20,10 @@ from memory.jobs.models import (
     Worker,
 )
 
-_JOBS: Table = Job.__table__  # type: ignore[assignment]
+_JOBS = cast(Table, Job.__table__)
 # ``last_error`` of a job whose run lost its worker (tools.jobs.outcomes.requeue_expired writes it)
 LOST_WORKER_ERROR = "lease expired on attempt"
-_STEPS: Table = JobStep.__table__  # type: ignore[assignment]
+_STEPS = cast(Table, JobStep.__table__)
 
 
 def _rowcount(result: Any) -> int:
@@ -394,10 +394,6 @@ class JobKpiRepository:
         self.session = session
 
     def finished_by_state(self, org_id: int, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
-        from sqlalchemy import func, select
-
-        from memory.jobs.models import Job
-
         rows = self.session.execute(
             select(Job.state, func.count()).where(
                 Job.org_id == org_id, Job.finished_at >= start, Job.finished_at < end,
@@ -407,10 +403,6 @@ class JobKpiRepository:
         return {str(state): int(n) for state, n in rows}
 
     def credit_totals(self, org_id: int, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
-        from sqlalchemy import func, select
-
-        from memory.jobs.models import CreditLedger
-
         rows = self.session.execute(
             select(CreditLedger.reason, func.coalesce(func.sum(CreditLedger.delta), 0)).where(
                 CreditLedger.org_id == org_id, CreditLedger.created_at >= start, CreditLedger.created_at < end,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,16 +21,16 @@ class LeaseRepository:
         """Take or renew lease ``name`` for ``holder``; return its epoch, or None if someone else holds it."""
         now = utcnow()
         until = now + dt.timedelta(seconds=ttl_s)
-        renewed = self.session.execute(
+        renewed = cast(CursorResult[Any], self.session.execute(
             update(Lease).where(Lease.name == name, Lease.holder == holder).values(expires_at=until)
-        )
-        if renewed.rowcount:  # type: ignore[attr-defined]
+        ))
+        if renewed.rowcount:
             return self._epoch(name)
-        taken = self.session.execute(
+        taken = cast(CursorResult[Any], self.session.execute(
             update(Lease).where(Lease.name == name, Lease.expires_at < now)
             .values(holder=holder, expires_at=until, epoch=Lease.epoch + 1)
-        )
-        if taken.rowcount:  # type: ignore[attr-defined]
+        ))
+        if taken.rowcount:
             return self._epoch(name)
         if self.session.get(Lease, name) is None:
             try:

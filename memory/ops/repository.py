@@ -10,8 +10,9 @@ from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from memory.db import utcnow
-from memory.jobs.models import CreditLedger, Job, Worker
+from memory.jobs.models import CreditLedger, Job, Pipeline, Worker
 from memory.ops.models import Incident, IncidentEvent, OpsDetectorState, OpsNotification, OpsSample
+from memory.partner.models import WebhookAttempt, WebhookDelivery
 
 
 class SignalSourceRepository:
@@ -88,8 +89,6 @@ class SignalSourceRepository:
             Job.pipeline_id == pipeline_id, Job.state == "failed", Job.retryable.is_(True))) or 0)
 
     def pipeline_org(self, pipeline_id: int) -> int | None:
-        from memory.jobs.models import Pipeline
-
         return self.session.scalar(select(Pipeline.org_id).where(Pipeline.id == pipeline_id))
 
     def workers(self) -> list[Worker]:
@@ -102,8 +101,6 @@ class SignalSourceRepository:
 
     def partner_attempts(self, since: dt.datetime) -> dict[int, tuple[int, int]]:
         """install_id -> (attempts, errors: no response or a status >= 500 or 4xx other than 410)."""
-        from memory.partner.models import WebhookAttempt, WebhookDelivery
-
         err = func.sum(case((or_(WebhookAttempt.status_code.is_(None), WebhookAttempt.status_code >= 400), 1),
                             else_=0))
         stmt = (select(WebhookDelivery.install_id, func.count(), err)

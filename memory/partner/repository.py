@@ -9,6 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from memory.jobs.models import Pipeline
 from memory.partner.models import (
     CLAIMABLE,
     Partner,
@@ -361,7 +362,5 @@ class PartnerRepository:
 
     def pipeline_steps(self, pipeline_id: int) -> list[dict[str, Any]]:
         """A pipeline's steps (to find the plugin actions a job used)."""
-        from memory.jobs.models import Pipeline
-
         steps = self.session.scalar(select(Pipeline.steps).where(Pipeline.id == pipeline_id))
         return [st for st in steps or [] if isinstance(st, dict)]

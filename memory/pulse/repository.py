@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, defer
 
 from memory.db import utcnow
 from memory.identity.models import ApiKey, Organization, User
+from memory.ops.models import Incident
 from memory.pulse.models import CostEntry, PlannerRun, PulseReport, PulseSnapshot, ReadinessProbe, Suggestion
 
 
@@ -80,8 +81,6 @@ class PulseRepository:
     def outages(self, start: dt.datetime, end: dt.datetime,
                 diagnoses: tuple[str, ...]) -> list[tuple[dt.datetime, dt.datetime | None, dt.datetime]]:
         """(first evidence, resolved or None, last seen) of outage incidents overlapping ``[start, end)``."""
-        from memory.ops.models import Incident
-
         rows = self.session.execute(
             select(Incident.detected_at, Incident.resolved_at, Incident.last_seen_at)
             .where(Incident.diagnosis.in_(diagnoses), Incident.detected_at < end,

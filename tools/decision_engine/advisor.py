@@ -24,9 +24,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tools.context import ToolContext
+from tools.decision_engine.simulator import PLAN_PRICES_CENTS, SIMULATION_TOOLS
 from tools.errors import AppError
 from tools.pulse.report import fmt
-from tools.registry import tool
+from tools.registry import registry, tool
 
 QUESTION_TYPES: dict[str, str] = {
     "kpi_status": "KPI status against targets, or one KPI's latest value",
@@ -149,8 +150,6 @@ def understand(question: str) -> Intent:
                 return Intent("price_whatif", params)
             change = re.search(r"(raise|increase|cut|lower|reduce|drop)\w*.*?by (\d+(?:\.\d+)?)\s*%", q)
             if plan and change and plan != "credits":
-                from tools.decision_engine.simulator import PLAN_PRICES_CENTS
-
                 sign = 1 if change.group(1) in ("raise", "increase") else -1
                 new = round(PLAN_PRICES_CENTS[plan] * (1 + sign * float(change.group(2)) / 100))
                 return Intent("price_whatif", {"plan": plan, "new_price_cents": new})
@@ -215,8 +214,6 @@ def _read_follow_up(question: str, prev: Intent | None) -> Intent:
         changed = True
     if prev.type == "price_whatif":
         if plan and plan != params.get("plan"):
-            from tools.decision_engine.simulator import PLAN_PRICES_CENTS
-
             # "and business?": the same relative change on the other plan.
             before = params.pop("current_price_cents", None) or PLAN_PRICES_CENTS.get(params.get("plan", ""))
             if before and not amounts:
@@ -236,8 +233,6 @@ ToolCaller = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 def registry_caller(ctx: ToolContext) -> ToolCaller:
     """Call tools as the person asking (policy-checked by ``registry.invoke``)."""
-    from tools.registry import registry
-
     def call(name: str, args: dict[str, Any]) -> dict[str, Any]:
         return registry.invoke(name, ctx, args).model_dump(mode="json")
 
@@ -372,8 +367,6 @@ def answer(ctx: ToolContext | None, question: str, caller: ToolCaller | None = N
 
     Tools are called as the person in ``ctx``, or through ``caller`` (the agent runtime's toolbox).
     ``earlier`` are the thread's previous questions: a follow-up takes what it leaves out from them."""
-    from tools.decision_engine.simulator import SIMULATION_TOOLS
-
     intent = understand_in_thread(question, earlier or [])
     if caller is None:
         assert ctx is not None

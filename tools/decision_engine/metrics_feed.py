@@ -15,9 +15,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from levqor.settings import get_settings
+from memory.db import utcnow
 from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
-from tools.errors import AppError
+from tools.errors import AppError, Conflict, Unprocessable
+from tools.pulse.costs import summarize
 from tools.pulse.kpis import KPIS
 from tools.registry import tool
 
@@ -48,15 +51,13 @@ class NotionPulse:
 
     @classmethod
     def from_settings(cls) -> NotionPulse | None:
-        from levqor.settings import get_settings
-
         s = get_settings()
         if not (s.notion_token and s.notion_data_source_id):
             return None
         return cls(s.notion_token, s.notion_data_source_id, s.notion_base_url)
 
     def client(self) -> Any:
-        from notion_client import Client
+        from notion_client import Client  # kept lazy: start-up time (only with Notion configured)
 
         opts: dict[str, Any] = {"auth": self.token, "timeout_ms": 10_000}
         if self.base_url:
@@ -65,6 +66,7 @@ class NotionPulse:
 
     def query(self, since: dt.date, until: dt.date) -> list[FeedPoint]:
         """Every KPI number on pages whose Day is in ``[since, until]`` (follows pagination)."""
+        # kept lazy: start-up time (as in client)
         from notion_client.errors import APIResponseError, HTTPResponseError, RequestTimeoutError
 
         client = self.client()
@@ -155,13 +157,9 @@ class MetricsFeed:
         return sum(vals) / len(vals) if vals else None
 
     def latest_day(self) -> dt.date:
-        from memory.db import utcnow
-
         return PulseRepository(self.ctx.session).latest_day(self.ctx.org_id) or utcnow().date()
 
     def costs_by_source(self, days: int = 30) -> dict[str, int]:
-        from tools.pulse.costs import summarize
-
         return {s.source: s.total_cents for s in summarize(self.ctx, days).by_source}
 
 
@@ -182,8 +180,6 @@ class FeedOut(BaseModel):
 @tool("decision.feed", risk="read")
 def feed(ctx: ToolContext, params: FeedIn) -> FeedOut:
     """Read daily KPI points from the Pulse store, merged with the Notion Pulse data source if enabled."""
-    from tools.errors import Unprocessable
-
     for k in params.kpis or []:
         if k not in KPIS:
             raise Unprocessable(f"kpis: unknown KPI {k!r}", field="kpis")
@@ -208,8 +204,6 @@ class NotionPushOut(BaseModel):
 @tool("pulse.notion_push", risk="write")
 def notion_push(ctx: ToolContext, params: NotionPushIn) -> NotionPushOut:
     """Write a day's KPI snapshot to the Notion Pulse data source."""
-    from tools.errors import Conflict
-
     notion = NotionPulse.from_settings()
     if notion is None:
         raise Conflict("Notion is not configured: set LEVQOR_NOTION_TOKEN and LEVQOR_NOTION_DATA_SOURCE_ID",

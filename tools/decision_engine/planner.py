@@ -8,18 +8,34 @@ A suggestion still open for the same KPI and kind is not proposed twice.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from levqor.llm import model_name
+from levqor.settings import get_settings
+from memory.agents.repository import AgentRepository
 from memory.db import utcnow
 from memory.pulse.models import PlannerRun, Suggestion
 from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
 from tools.decision_engine.metrics_feed import MetricsFeed
+from tools.decision_engine.simulator import (
+    AddPartnersIn,
+    LlmIn,
+    PartnerShareIn,
+    SimulationResult,
+    blended_price,
+    simulate_add_partners,
+    simulate_llm,
+    simulate_partner_share,
+)
+from tools.enterprise import audit_log
 from tools.errors import Conflict, NotFound
 from tools.pulse.targets import TargetEval, evaluate
-from tools.registry import tool
+from tools.registry import Tool, tool
+
+SimIn = TypeVar("SimIn", bound=BaseModel)
 
 
 class SuggestionRead(BaseModel):
@@ -66,11 +82,11 @@ def _series(feed: MetricsFeed, kpi: str, days: int = 30) -> list[list[Any]]:
     return [[d.isoformat(), v] for d, v in feed.series(kpi, until - dt.timedelta(days=days - 1), until)]
 
 
-def _sim(ctx: ToolContext, tool_name: str, params: dict[str, Any]) -> dict[str, Any]:
-    from tools.registry import registry
-
-    out = registry.invoke(tool_name, ctx, params).model_dump(mode="json")
-    return {"tool": tool_name, "params": params, "description": out["description"],
+def _sim(ctx: ToolContext, simulate: Tool[SimIn, SimulationResult], model: type[SimIn],
+         **params: Any) -> dict[str, Any]:
+    """Run a simulation as the caller (policy-checked) and keep what a suggestion shows of it."""
+    out = simulate(ctx, model(**params)).model_dump(mode="json")
+    return {"tool": simulate.name, "params": params, "description": out["description"],
             "outcomes": {k: {kk: v[kk] for kk in ("baseline", "p10", "p50", "p90", "unit")}
                          for k, v in out["outcomes"].items()},
             "kpi_impact": out["kpi_impact"]}
@@ -89,21 +105,17 @@ def _proposals(ctx: ToolContext, feed: MetricsFeed, t: TargetEval) -> tuple[list
         drivers = [f"{s}: {c / 100:.2f} USD over 30 days ({100 * c / total:.0f} %)" for s, c in top[:3]]
         evidence["costs_by_source_cents"] = dict(top)
         if by_source.get("llm", 0) > 0:
-            from levqor.llm import model_name
-            from levqor.settings import get_settings
-            from tools.decision_engine.simulator import _blended_price
-
             current = model_name()
             priced = get_settings().llm_prices
             if current in priced:
-                cheapest = min(priced, key=_blended_price)
-                if _blended_price(cheapest) < _blended_price(current):
-                    eff = _sim(ctx, "decision.simulate_llm", {"current_model": current, "new_model": cheapest})
-                    ratio = _blended_price(current) / _blended_price(cheapest)
+                cheapest = min(priced, key=blended_price)
+                if blended_price(cheapest) < blended_price(current):
+                    eff = _sim(ctx, simulate_llm, LlmIn, current_model=current, new_model=cheapest)
+                    ratio = blended_price(current) / blended_price(cheapest)
                     out.append({"kind": "llm_model", "title": f"Move agent LLM calls from {current} to {cheapest}",
                                 "rationale": f"LLM tokens drive daily spend; {cheapest} is priced about "
                                              f"{ratio:.0f}x lower per token.", "effect": eff, "confidence": 0.7})
-            eff2 = _sim(ctx, "decision.simulate_llm", {"runs_per_day_factor": 0.5})
+            eff2 = _sim(ctx, simulate_llm, LlmIn, runs_per_day_factor=0.5)
             out.append({"kind": "schedule", "title": "Run scheduled agents half as often",
                         "rationale": "Scheduled agent runs make up most LLM use; halving their frequency cuts "
                                      "that part of the spend.", "effect": eff2, "confidence": 0.55})
@@ -113,11 +125,11 @@ def _proposals(ctx: ToolContext, feed: MetricsFeed, t: TargetEval) -> tuple[list
         drivers = [f"partner revenue {pr / 100:.2f} USD/day vs total {rev / 100:.2f} USD/day"]
         evidence["partner_revenue_per_day_cents"] = round(pr)
         evidence["revenue_per_day_cents"] = round(rev)
-        eff = _sim(ctx, "decision.simulate_add_partners", {"partners": 5})
+        eff = _sim(ctx, simulate_add_partners, AddPartnersIn, partners=5)
         out.append({"kind": "add_partners", "title": "Recruit 5 more plugin partners this quarter",
                     "rationale": "Partner revenue is below its share target; each active partner adds revenue.",
                     "effect": eff, "confidence": 0.5})
-        eff2 = _sim(ctx, "decision.simulate_partner_share", {"new_share_pct": 80})
+        eff2 = _sim(ctx, simulate_partner_share, PartnerShareIn, new_share_pct=80)
         out.append({"kind": "partner_share", "title": "Raise the partner revenue share from 70 % to 80 %",
                     "rationale": "A higher share attracts partner supply; payouts rise with it.",
                     "effect": eff2, "confidence": 0.4})
@@ -186,8 +198,6 @@ def _trigger(ctx: ToolContext) -> str:
     """``manual`` for a person; for the planner agent, its run's trigger (``schedule`` for the weekly run)."""
     if ctx.agent_run_id is None:
         return "manual"
-    from memory.agents.repository import AgentRepository
-
     run = AgentRepository(ctx.session).run(ctx.agent_run_id)
     return run.trigger if run is not None else "manual"
 
@@ -195,8 +205,6 @@ def _trigger(ctx: ToolContext) -> str:
 @tool("planner.run", risk="write")
 def planner_run(ctx: ToolContext, params: PlannerIn) -> PlannerRunRead:
     """Run the planner now: find KPIs missed or at risk and propose suggestions with expected effects."""
-    from tools.enterprise import audit_log
-
     out = run_planner(ctx, trigger=_trigger(ctx))
     audit_log.record(ctx, "planner.ran", f"planner_run:{out.id}", detail={"suggestions": len(out.suggestions)})
     return out
@@ -231,8 +239,6 @@ class DecideIn(BaseModel):
 @tool("suggestions.decide", risk="write")
 def decide(ctx: ToolContext, params: DecideIn) -> SuggestionRead:
     """Accept or reject a planner suggestion (once)."""
-    from tools.enterprise import audit_log
-
     s = PulseRepository(ctx.session).suggestion(ctx.org_id, params.suggestion_id)
     if s is None:
         raise NotFound(f"suggestion {params.suggestion_id} not found", field="suggestion_id")

@@ -14,9 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from levqor.settings import get_settings
+from policies.engine import get_engine
 from tools.context import ToolContext
 from tools.decision_engine.metrics_feed import MetricsFeed
 from tools.errors import Unprocessable
+from tools.pulse.targets import satisfies, targets_from_settings
 from tools.registry import tool
 
 # Documented defaults (the billing catalogue is not in this repository yet).
@@ -158,7 +161,7 @@ def estimate_elasticity(prices: list[float], quantities: list[float],
                         days: list[dt.date] | None = None) -> tuple[float, float] | None:
     """Elasticity from history: least squares of log quantity on log price, controlling for a linear
     trend and weekends when ``days`` are given. (elasticity, standard error), or None if too thin."""
-    import numpy as np
+    import numpy as np  # kept lazy: start-up time (numpy costs the API ~0.3 s; only simulations need it)
 
     rows = [(math.log(p), math.log(q), i) for i, (p, q) in enumerate(zip(prices, quantities, strict=True))
             if p > 0 and q > 0]
@@ -186,7 +189,7 @@ def estimate_elasticity(prices: list[float], quantities: list[float],
 
 
 def _pct(values: Any, base: float, unit: str, digits: int = 0) -> Interval:
-    import numpy as np
+    import numpy as np  # kept lazy: start-up time
 
     p10, p50, p90 = (float(np.percentile(values, q)) for q in (10, 50, 90))
     return Interval(baseline=round(base, digits), p10=round(p10, digits), p50=round(p50, digits),
@@ -194,9 +197,7 @@ def _pct(values: Any, base: float, unit: str, digits: int = 0) -> Interval:
 
 
 def _impacts(ctx: ToolContext, impacts: dict[str, tuple[float | None, Any]]) -> list[KpiImpact]:
-    import numpy as np
-
-    from tools.pulse.targets import _satisfies, targets_from_settings
+    import numpy as np  # kept lazy: start-up time
 
     specs = targets_from_settings()
     out = []
@@ -208,7 +209,7 @@ def _impacts(ctx: ToolContext, impacts: dict[str, tuple[float | None, Any]]) -> 
         p10, p50, p90 = (round(float(np.percentile(arr, q)), 2) for q in (10, 50, 90))
         out.append(KpiImpact(kpi=kpi, baseline=None if base is None else round(base, 2), p10=p10, p50=p50, p90=p90,
                              target=spec.value if spec else None, op=spec.op if spec else None,
-                             meets_target_p50=_satisfies(p50, spec.op, spec.value) if spec else None))
+                             meets_target_p50=satisfies(p50, spec.op, spec.value) if spec else None))
     return out
 
 
@@ -226,7 +227,7 @@ def _finish(ctx: ToolContext, kind: str, desc: str, p: _SimBase, b: _Baseline, r
         "partner_payouts_cents": _pct(payouts * h, base_share * h, "cents"),
         "spend_per_day_cents": _pct(spend, b.spend, "cents/day"),
     }
-    import numpy as np
+    import numpy as np  # kept lazy: start-up time
 
     with np.errstate(divide="ignore", invalid="ignore"):
         share_pct = np.where(revenue > 0, 100.0 * partner_rev / revenue, 0.0)
@@ -238,7 +239,7 @@ def _finish(ctx: ToolContext, kind: str, desc: str, p: _SimBase, b: _Baseline, r
 
 
 def simulate_price_change(ctx: ToolContext, p: PriceIn) -> SimulationResult:
-    import numpy as np
+    import numpy as np  # kept lazy: start-up time
 
     rng = np.random.default_rng(p.seed)
     b = _Baseline(ctx)
@@ -309,9 +310,7 @@ def _credit_price_history(feed: MetricsFeed) -> list[tuple[float, float, dt.date
 
 
 def simulate_partner_share_change(ctx: ToolContext, p: PartnerShareIn) -> SimulationResult:
-    import numpy as np
-
-    from policies.engine import get_engine
+    import numpy as np  # kept lazy: start-up time
 
     rng = np.random.default_rng(p.seed)
     b = _Baseline(ctx)
@@ -341,7 +340,7 @@ def simulate_partner_share_change(ctx: ToolContext, p: PartnerShareIn) -> Simula
 
 
 def simulate_new_partners(ctx: ToolContext, p: AddPartnersIn) -> SimulationResult:
-    import numpy as np
+    import numpy as np  # kept lazy: start-up time
 
     rng = np.random.default_rng(p.seed)
     b = _Baseline(ctx)
@@ -366,9 +365,8 @@ def simulate_new_partners(ctx: ToolContext, p: AddPartnersIn) -> SimulationResul
     return _finish(ctx, "add_partners", desc, p, b, revenue, spend, pr, np.full(n, DEFAULT_PARTNER_SHARE), extra)
 
 
-def _blended_price(model: str) -> float:
-    from levqor.settings import get_settings
-
+def blended_price(model: str) -> float:
+    """Cents per token of ``model`` for agent calls' mix of input and output tokens."""
     prices = get_settings().llm_prices
     if model not in prices:
         raise Unprocessable(f"new_model: unknown model {model!r}; priced models: {', '.join(sorted(prices))}",
@@ -378,9 +376,7 @@ def _blended_price(model: str) -> float:
 
 
 def simulate_llm_change(ctx: ToolContext, p: LlmIn) -> SimulationResult:
-    import numpy as np
-
-    from levqor.settings import get_settings
+    import numpy as np  # kept lazy: start-up time
 
     rng = np.random.default_rng(p.seed)
     b = _Baseline(ctx)
@@ -392,7 +388,7 @@ def simulate_llm_change(ctx: ToolContext, p: LlmIn) -> SimulationResult:
              Assumption(name="current_model", value=p.current_model, source="input")]
     parts = []
     if p.new_model:
-        factor *= _blended_price(p.new_model) / _blended_price(p.current_model)
+        factor *= blended_price(p.new_model) / blended_price(p.current_model)
         extra.append(Assumption(name="new_model", value=p.new_model, source="input"))
         extra.append(Assumption(name="token_mix_in_per_out", value=3, source="assumption"))
         parts.append(f"model {p.current_model} -> {p.new_model}")

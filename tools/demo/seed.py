@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from memory.identity.repository import IdentityRepository
 from tools.context import SYSTEM, Principal, ToolContext
+from tools.demo.pulse import seed_pulse
 from tools.identity.service import ApiKeyCreate, OrgCreate, UserCreate, create_key, create_org, create_user
 from tools.jobs.demo import seed_jobs_demo
-from tools.pulse.seed import seed_pulse
 
 DEMO_SLUG = "demo"
 DEMO_EMAIL = "admin@demo.levqor.ai"

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from memory.audit.models import AuditEntry
 from memory.audit.repository import AuditRepository
 from tools.context import ToolContext
-from tools.enterprise.audit_log import VerifyResult, public_key_b64, verify_chain, write_checkpoint
+from tools.enterprise.audit_log import VerifyResult, public_key_b64, record, verify_chain, write_checkpoint
 from tools.registry import tool
 
 
@@ -43,7 +43,7 @@ class AuditSearch(BaseModel):
     target: str | None = Field(None, max_length=300)
     since: dt.datetime | None = None
     until: dt.datetime | None = None
-    cursor: int | None = Field(None, ge=1, description="Return entries older than this seq")
+    cursor: int | None = Field(None, ge=1, le=2**62, description="Return entries older than this seq")
     limit: int = Field(50, ge=1, le=500)
 
     @field_validator("since", "until")
@@ -80,6 +80,13 @@ def export_jsonl(session: Session, org_id: int | None, params: AuditSearch) -> I
     )
     for row in rows:
         yield AuditEntryRead.of(row).model_dump_json() + "\n"
+
+
+def export_audited(ctx: ToolContext, params: AuditSearch) -> str:
+    """The organisation's matching entries as JSON lines; the export itself goes into the audit log."""
+    body = "".join(export_jsonl(ctx.session, ctx.org_id, params))
+    record(ctx, "audit.exported", "audit", detail=params.model_dump(mode="json", exclude_none=True))
+    return body
 
 
 class NoInput(BaseModel):

@@ -39,6 +39,7 @@ from memory.db import after_close, session_scope, utcnow
 from memory.events.models import Event, EventDelivery
 from memory.events.repository import OPEN, EventRepository
 from tools.context import ToolContext
+from tools.enterprise import audit_log
 from tools.errors import Conflict, NotFound
 from tools.registry import tool
 
@@ -258,7 +259,7 @@ class EventRead(BaseModel):
 
 class EventQuery(BaseModel):
     name: str | None = Field(None, max_length=100)
-    cursor: int | None = Field(None, ge=1)
+    cursor: int | None = Field(None, ge=1, le=2**62)
     limit: int = Field(50, ge=1, le=500)
 
 
@@ -325,8 +326,6 @@ def retry_delivery(ctx: ToolContext, params: DeliveryRetry) -> DeliveryRead:
         raise NotFound(f"delivery {params.delivery_id} not found", field="delivery_id")
     if d.status == "done":
         raise Conflict(f"delivery {d.id} already succeeded", field="delivery_id")
-    from tools.enterprise import audit_log
-
     d.status, d.next_attempt_at = "pending", utcnow()
     repo.reopen(ev)
     ctx.session.info["emitted_events"] = True  # wake the local dispatcher on commit

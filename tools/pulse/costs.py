@@ -14,16 +14,18 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field
 
+from memory.agents.repository import AgentRepository
 from memory.db import utcnow
 from memory.pulse.models import CostEntry
 from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
+from tools.enterprise import audit_log
 from tools.errors import Unprocessable
-from tools.registry import tool
+from tools.registry import registry, tool
 
 SOURCES: tuple[str, ...] = ("llm", "infrastructure", "payment_fees", "other")
 Source = Literal["llm", "infrastructure", "payment_fees", "other"]
@@ -53,7 +55,8 @@ class CostRead(BaseModel):
                    ref=e.ref)
 
 
-def _add(ctx: ToolContext, item: CostIn) -> tuple[CostEntry, bool]:
+def add_entry(ctx: ToolContext, item: CostIn) -> tuple[CostEntry, bool]:
+    """Upsert one spend entry by its ref; (the row, whether it is new)."""
     ref = item.ref or f"manual:{item.day}:{item.source}:{item.description}"[:200]
     return PulseRepository(ctx.session).upsert_cost(CostEntry(
         org_id=ctx.org_id, day=item.day, source=item.source, amount_cents=item.amount_cents, currency="USD",
@@ -63,9 +66,7 @@ def _add(ctx: ToolContext, item: CostIn) -> tuple[CostEntry, bool]:
 @tool("costs.add", risk="write")
 def add_cost(ctx: ToolContext, params: CostIn) -> CostRead:
     """Record a spend entry (e.g. an infrastructure bill) for a day and source, in cents."""
-    from tools.enterprise import audit_log
-
-    row, _new = _add(ctx, params)
+    row, _new = add_entry(ctx, params)
     audit_log.record(ctx, "costs.added", f"cost:{row.id}", detail=params.model_dump(mode="json"))
     return CostRead.of(row)
 
@@ -125,7 +126,7 @@ def _parse_rows(reader: csv.DictReader[str]) -> list[CostIn]:
         ref = row.get("ref") or f"csv:{day}:{row['source']}:{desc}"[:200]
         if len(ref) > 200:
             raise CsvError(f"row {i}, column ref: longer than 200 characters", field="ref")
-        out.append(CostIn(day=day, source=row["source"], amount_cents=cents, description=desc,  # type: ignore[arg-type]
+        out.append(CostIn(day=day, source=cast(Source, row["source"]), amount_cents=cents, description=desc,
                           ref=ref))
     return out
 
@@ -144,12 +145,10 @@ class CostImportOut(BaseModel):
 @tool("costs.import_csv", risk="write")
 def import_csv(ctx: ToolContext, params: CostImportIn) -> CostImportOut:
     """Import spend entries from a CSV bill (all rows or none; re-import updates by ref)."""
-    from tools.enterprise import audit_log
-
     items = parse_csv(params.csv)
     created = updated = 0
     for item in items:
-        _row, new = _add(ctx, item)
+        _row, new = add_entry(ctx, item)
         created, updated = created + new, updated + (not new)
     total = sum(i.amount_cents for i in items)
     audit_log.record(ctx, "costs.imported", "costs", detail={"rows": len(items), "created": created,
@@ -224,8 +223,6 @@ class SyncOut(BaseModel):
 
 def sync_llm_costs(ctx: ToolContext, since: dt.date | None = None) -> SyncOut:
     """Copy LLM spend per day from the agent runtime into the Cost DB (micro-USD rounded to cents)."""
-    from tools.registry import registry
-
     since = since or (utcnow().date() - dt.timedelta(days=7))
     per_day: dict[dt.date, int] = {}
     names = {s.name for s in registry.all()}
@@ -239,10 +236,6 @@ def sync_llm_costs(ctx: ToolContext, since: dt.date | None = None) -> SyncOut:
             per_day[day] = per_day.get(day, 0) + int(micro)
         source = "agents.costs"
     else:
-        try:
-            from memory.agents.repository import AgentRepository
-        except ImportError:
-            return SyncOut(days=0, total_cents=0, source="not available: the agent runtime is not installed")
         for row in AgentRepository(ctx.session).costs(ctx.org_id, since):
             per_day[row.day] = per_day.get(row.day, 0) + int(row.cost_micro_usd)
         source = "llm_costs"
@@ -250,8 +243,8 @@ def sync_llm_costs(ctx: ToolContext, since: dt.date | None = None) -> SyncOut:
     for day, micro in per_day.items():
         cents = round(micro / 10_000)
         total += cents
-        _add(ctx, CostIn(day=day, source="llm", amount_cents=cents, description="LLM tokens (agent runs)",
-                         ref=f"llm:{day.isoformat()}"))
+        add_entry(ctx, CostIn(day=day, source="llm", amount_cents=cents, description="LLM tokens (agent runs)",
+                              ref=f"llm:{day.isoformat()}"))
     return SyncOut(days=len(per_day), total_cents=total, source=source)
 
 

@@ -21,12 +21,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from levqor.settings import get_settings
 from memory.db import aware as _aware
 from memory.db import utcnow
+from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
+from tools.errors import AppError
+from tools.registry import registry
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,7 @@ def _day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 def _tool_payload(ctx: ToolContext, tool: str, day: dt.date) -> dict[str, Any] | str:
     """The tool's output for ``day`` (cached per snapshot), or why it cannot be read."""
-    from tools.errors import AppError
-    from tools.registry import registry
-
-    cache: dict[str, Any] = ctx.extra.setdefault("kpi_cache", {})  # type: ignore[assignment]
+    cache = cast(dict[str, dict[str, Any] | str], ctx.extra.setdefault("kpi_cache", {}))
     key = f"{tool}:{day.isoformat()}"
     if key not in cache:
         names = {s.name for s in registry.all()}
@@ -141,7 +141,7 @@ def _tool_payload(ctx: ToolContext, tool: str, day: dt.date) -> dict[str, Any] |
                 cache[key] = registry.invoke(tool, ctx, {"day": day.isoformat()}).model_dump(mode="json")
             except AppError as exc:
                 cache[key] = f"{tool} failed: {exc.detail}"
-    return cache[key]  # type: ignore[no-any-return]
+    return cache[key]
 
 
 def from_tool(tool: str, field: str) -> Provider:
@@ -225,8 +225,6 @@ def uptime_percent(probes: list[tuple[dt.datetime, bool]],
 
 
 def _uptime(ctx: ToolContext, day: dt.date) -> Reading:
-    from memory.pulse.repository import PulseRepository
-
     repo = PulseRepository(ctx.session)
     start, end = _day_bounds(day)
     end = min(end, utcnow())
@@ -241,8 +239,6 @@ def _uptime(ctx: ToolContext, day: dt.date) -> Reading:
 
 
 def _spend(ctx: ToolContext, day: dt.date) -> Reading:
-    from memory.pulse.repository import PulseRepository
-
     rows = PulseRepository(ctx.session).cost_totals(ctx.org_id, day, day)
     if not rows:
         return Reading.missing("no cost entries for this day in the Cost DB", "cost_entries")
@@ -250,8 +246,6 @@ def _spend(ctx: ToolContext, day: dt.date) -> Reading:
 
 
 def _active_orgs(ctx: ToolContext, day: dt.date) -> Reading:
-    from memory.pulse.repository import PulseRepository
-
     start, end = _day_bounds(day)
     n = PulseRepository(ctx.session).active_org_count(end - dt.timedelta(days=30), end)
     return Reading(float(n), "identity (logins and API key use, 30 days)")
@@ -259,8 +253,6 @@ def _active_orgs(ctx: ToolContext, day: dt.date) -> Reading:
 
 def _suggestions(field: str) -> Provider:
     def provider(ctx: ToolContext, day: dt.date) -> Reading:
-        from memory.pulse.repository import PulseRepository
-
         repo = PulseRepository(ctx.session)
         start, end = _day_bounds(day)
         if field == "rate":
@@ -292,9 +284,6 @@ def from_total(tool: str, field: str, total_kpi: str, day_field: str) -> Provide
     A tool answering the per-day contract (``day_field``) is used directly."""
 
     def provider(ctx: ToolContext, day: dt.date) -> Reading:
-        from memory.db import utcnow
-        from memory.pulse.repository import PulseRepository
-
         data = _tool_payload(ctx, tool, day)
         if isinstance(data, str):
             return Reading.missing(data, tool)
@@ -320,16 +309,13 @@ def from_total(tool: str, field: str, total_kpi: str, day_field: str) -> Provide
 
 def _incidents(ctx: ToolContext, day: dt.date) -> list[dict[str, Any]] | str:
     """The organisation's incidents that touch ``day`` (detected or mitigated), via ``incidents.list``."""
-    from tools.errors import AppError
-    from tools.registry import registry
-
-    cache: dict[str, Any] = ctx.extra.setdefault("kpi_cache", {})  # type: ignore[assignment]
+    cache = cast(dict[str, list[dict[str, Any]] | str], ctx.extra.setdefault("kpi_cache", {}))
     key = f"incidents:{day.isoformat()}"
     if key in cache:
-        return cache[key]  # type: ignore[no-any-return]
+        return cache[key]
     if "incidents.list" not in {s.name for s in registry.all()}:
         cache[key] = "tool incidents.list is not registered (the incidents area is not installed yet)"
-        return cache[key]  # type: ignore[no-any-return]
+        return cache[key]
     start, end = _day_bounds(day)
     out: list[dict[str, Any]] = []
     cursor: int | None = None
@@ -348,7 +334,7 @@ def _incidents(ctx: ToolContext, day: dt.date) -> list[dict[str, Any]] | str:
                 break
     except AppError as exc:
         cache[key] = f"incidents.list failed: {exc.detail}"
-        return cache[key]  # type: ignore[no-any-return]
+        return cache[key]
     cache[key] = out
     return out
 

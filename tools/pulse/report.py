@@ -12,11 +12,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from memory.db import utcnow
+from memory.identity.models import Organization
 from memory.pulse.models import PulseReport
 from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
+from tools.enterprise import audit_log
 from tools.errors import NotFound, Unprocessable
 from tools.pulse.kpis import KPIS
+from tools.pulse.targets import evaluate
 from tools.registry import tool
 
 MONTH_RE = re.compile(r"^(19|20)\d{2}-(0[1-9]|1[0-2])$")
@@ -55,8 +58,6 @@ def _aggregate(values: list[float], how: str) -> float | None:
 
 def month_summary(ctx: ToolContext, month: str) -> dict[str, Any]:
     """Everything the report shows, as plain data (also used by the API and tests)."""
-    from tools.pulse.targets import evaluate
-
     start, end = month_bounds(month)
     prev_end = start - dt.timedelta(days=1)
     prev_start = prev_end.replace(day=1)
@@ -88,6 +89,7 @@ def month_summary(ctx: ToolContext, month: str) -> dict[str, Any]:
 
 def _chart(title: str, points: list[tuple[dt.date, float | None]], unit: str, target: float | None,
            width: float, height: float) -> Any:
+    # kept lazy: start-up time (reportlab costs the API ~0.4 s and only the PDF needs it)
     from reportlab.graphics.charts.lineplots import LinePlot
     from reportlab.graphics.shapes import Drawing, Line, String
     from reportlab.lib import colors
@@ -130,6 +132,7 @@ def _chart(title: str, points: list[tuple[dt.date, float | None]], unit: str, ta
 
 def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
     """Render the report; return (PDF bytes, page count)."""
+    # kept lazy: start-up time (as in _chart)
     from reportlab.lib import colors
     from reportlab.lib.enums import TA_LEFT
     from reportlab.lib.pagesizes import A4
@@ -358,7 +361,7 @@ def _summary_text(data: dict[str, Any]) -> str:
 
 
 def _table_style() -> list[Any]:
-    from reportlab.lib import colors
+    from reportlab.lib import colors  # kept lazy: start-up time (as in _chart)
 
     return [("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"), ("FONTSIZE", (0, 0), (-1, -1), 8.5),
             ("TEXTCOLOR", (0, 0), (-1, 0), colors.HexColor("#5b6473")),
@@ -388,8 +391,6 @@ def _read(r: PulseReport) -> ReportRead:
 
 def generate(ctx: ToolContext, month: str) -> ReportRead:
     """Build and archive the report for ``month`` (replacing an earlier version)."""
-    from memory.identity.models import Organization
-
     month_bounds(month)
     org = ctx.session.get(Organization, ctx.org_id)
     pdf, pages = build_pdf(ctx, month, org.name if org else f"org {ctx.org_id}")
@@ -406,8 +407,6 @@ class ReportIn(BaseModel):
 @tool("pulse.report_generate", risk="write")
 def report_generate(ctx: ToolContext, params: ReportIn) -> ReportRead:
     """Generate (or regenerate) the monthly Ecosystem Pulse PDF and archive it."""
-    from tools.enterprise import audit_log
-
     out = generate(ctx, params.month)
     audit_log.record(ctx, "pulse.report_generated", f"report:{params.month}", detail={"pages": out.pages})
     return out

@@ -9,10 +9,12 @@ from prometheus_client import Gauge
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from levqor.settings import get_settings
 from memory.db import utcnow
 from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
 from tools.pulse.kpis import KPIS
+from tools.pulse.store import latest
 from tools.registry import tool
 
 Status = Literal["met", "at_risk", "missed", "not_available"]
@@ -73,8 +75,6 @@ class TargetsReport(BaseModel):
 
 
 def targets_from_settings() -> dict[str, TargetSpec]:
-    from levqor.settings import get_settings
-
     out: dict[str, TargetSpec] = {}
     for kpi, raw in get_settings().pulse_targets.items():
         if kpi not in KPIS:
@@ -93,7 +93,7 @@ def _window_start(day: dt.date, window: str) -> dt.date:
     return day - dt.timedelta(days=6)  # "day": the latest day with data in the last week
 
 
-def _satisfies(actual: float, op: str, target: float) -> bool:
+def satisfies(actual: float, op: str, target: float) -> bool:
     return {">=": actual >= target, ">": actual > target, "<=": actual <= target, "<": actual < target}[op]
 
 
@@ -145,7 +145,7 @@ def evaluate_one(kpi: str, spec: TargetSpec, series: list[tuple[dt.date, float |
         actual = sum(values) / len(values)
     actual = round(actual, 4)
     budget = None
-    ok = _satisfies(actual, spec.op, spec.value)
+    ok = satisfies(actual, spec.op, spec.value)
     if kpi == "uptime":
         days_in_month = 30
         allowed = round((100.0 - spec.value) / 100.0 * days_in_month * 24 * 60, 2)
@@ -190,8 +190,6 @@ def evaluate(session: Session, org_id: int, day: dt.date | None = None) -> Targe
 
 def publish_gauges(ctx: ToolContext, report: TargetsReport) -> None:
     """Set the Prometheus gauges for every KPI and target of this organisation."""
-    from tools.pulse.store import latest
-
     org = str(ctx.org_id)
     for item in latest(ctx.session, ctx.org_id).items:
         if item.value is not None:

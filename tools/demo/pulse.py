@@ -1,4 +1,4 @@
-"""Demo history for ``make run``: ~90 days of KPI snapshots and costs, a planner run and a Pulse PDF."""
+"""Pulse demo history for ``make run``: ~90 days of KPI snapshots and costs, a planner run and a Pulse PDF."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import random
 from memory.db import utcnow
 from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
+from tools.decision_engine.planner import run_planner
+from tools.pulse.costs import CostIn, Source, add_entry
+from tools.pulse.report import generate
 
 DAYS = 90
 
@@ -58,10 +61,6 @@ def demo_series(today: dt.date, days: int = DAYS, seed: int = 42) -> dict[dt.dat
 
 def seed_pulse(ctx: ToolContext) -> None:
     """Write the demo history, run the planner, decide two suggestions and archive last month's PDF."""
-    from tools.decision_engine.planner import run_planner
-    from tools.pulse.costs import CostIn, _add
-    from tools.pulse.report import generate
-
     repo = PulseRepository(ctx.session)
     today = utcnow().date()
     rng = random.Random(7)
@@ -69,13 +68,14 @@ def seed_pulse(ctx: ToolContext) -> None:
     for day, values in demo_series(today).items():
         revenue = values["revenue"]
         t = 1 - (today - day).days / DAYS
-        costs = {"infrastructure": 250, "payment_fees": round(revenue * 0.029 + 30),
-                 "llm": round((150 + 120 * t) * rng.lognormvariate(0, 0.12))}
+        costs: dict[Source, int] = {"infrastructure": 250, "payment_fees": round(revenue * 0.029 + 30),
+                                    "llm": round((150 + 120 * t) * rng.lognormvariate(0, 0.12))}
         for source, cents in costs.items():
-            _add(ctx, CostIn(day=day, source=source, amount_cents=cents,  # type: ignore[arg-type]
-                             description={"infrastructure": "Hetzner + backups (daily share of monthly bill)",
-                                          "payment_fees": "Stripe fees", "llm": "LLM tokens (agent runs)"}[source],
-                             ref=f"seed:{day.isoformat()}:{source}"))
+            add_entry(ctx, CostIn(day=day, source=source, amount_cents=cents,
+                                  description={"infrastructure": "Hetzner + backups (daily share of monthly bill)",
+                                               "payment_fees": "Stripe fees",
+                                               "llm": "LLM tokens (agent runs)"}[source],
+                                  ref=f"seed:{day.isoformat()}:{source}"))
         values = {**values, "spend": float(sum(costs.values())), "ai_suggestions_made": 0.0,
                   "ai_suggestions_accepted": 0.0}
         for kpi, v in values.items():
@@ -85,10 +85,8 @@ def seed_pulse(ctx: ToolContext) -> None:
                              available=False, reason="no suggestion had been decided yet", source="demo seed",
                              now=now)
     run = run_planner(ctx, trigger="seed")
-    from memory.pulse.repository import PulseRepository as _R
-
     for s, decision in zip(run.suggestions[:2], ("accepted", "rejected"), strict=False):
-        row = _R(ctx.session).suggestion(ctx.org_id, s.id)
+        row = repo.suggestion(ctx.org_id, s.id)
         if row is not None:
             row.status, row.decided_at, row.decided_by = decision, utcnow(), "user:demo-admin"
             row.note = "seeded decision"
