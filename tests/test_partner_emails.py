@@ -1,4 +1,4 @@
-"""Partner emails go out through the jobs mailer: a real SMTP server on loopback, or the .eml sink."""
+"""Partner emails go out through the shared mail transport: a real SMTP server on loopback, or the .eml sink."""
 
 from __future__ import annotations
 

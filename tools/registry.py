@@ -46,7 +46,6 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.jobs.workers",
     "tools.jobs.triggers",
     "tools.jobs.kpis",
-    "tools.jobs.mailer",
     "tools.agents.service",
     "tools.pulse.store",
     "tools.pulse.costs",

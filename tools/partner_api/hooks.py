@@ -279,7 +279,7 @@ def mail_sender(to: str, subject: str, body: str) -> None:
     """The default sender: the jobs mailer (``LEVQOR_SMTP_URL``, else an .eml file in ``VAR_DIR/mail``)."""
     import uuid
 
-    from tools.jobs import mailer
+    from tools.shared import mail as mailer
 
     uid = f"partner-{uuid.uuid4().hex}"
     mailer.deliver(mailer.compose(to, subject, body, uid=uid), uid)
@@ -408,7 +408,7 @@ MAX_ROUNDS = 64  # ... at most this many rounds of ``per_endpoint`` requests
 def send(job: Job, timeout_s: float, client: Any = None) -> Outcome:
     """Sign and POST one delivery through the SSRF guard (no DB access); ``client``: a GuardedPool."""
     from tools.errors import AppError
-    from tools.jobs import ssrf
+    from tools.shared import ssrf
 
     ts = int(time.time())
     headers = {
@@ -529,7 +529,7 @@ class Deliverer:
     def __init__(self, concurrency: int | None = None, per_endpoint: int | None = None,
                  timeout_s: float | None = None):
         from levqor.settings import get_settings
-        from tools.jobs import ssrf
+        from tools.shared import ssrf
 
         s = get_settings()
         self.concurrency = concurrency or s.hooks_concurrency

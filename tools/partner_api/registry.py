@@ -169,7 +169,7 @@ def _loopback_host(host: str) -> bool:
 def check_partner_url(url: str, field: str, *, resolve: bool) -> None:
     """HTTPS only (http to loopback only with LEVQOR_ALLOW_LOOPBACK_URLS), then the SSRF guard."""
     from levqor.settings import get_settings
-    from tools.jobs.ssrf import SSRFBlocked, check_url
+    from tools.shared.ssrf import SSRFBlocked, check_url
 
     try:
         parts = urlsplit(url)
