@@ -60,7 +60,7 @@ def test_dns_name_resolving_to_a_private_address_is_refused(client, psettings, m
 
 
 def test_redirect_to_private_address_is_refused_at_delivery(client, psettings) -> None:
-    from tools.partner_api.hooks import deliver_due
+    from workers.hooks import deliver_due
 
     with Receiver() as rx:
         rx.behaviour["/moved"] = Behaviour(307, headers={"Location": "http://169.254.169.254/latest/meta-data/"})

@@ -29,9 +29,10 @@ def _login(client: Any, email: str, password: str) -> None:
 def test_partner_plugin_from_registration_to_payout(app, psettings) -> None:
     from fastapi.testclient import TestClient
 
-    from tools.partner_api.hooks import deliver_due
-    from tools.partner_api.payouts import period_of, run_payouts
+    from tools.partner_api.payouts import run_payouts
+    from tools.partner_api.revenue import period_of
     from workers.dispatcher import dispatch_pending
+    from workers.hooks import deliver_due
 
     with FakeStripe() as stripe_fake, Receiver() as rx, TestClient(app) as client:
         w = make_world(client, psettings, stripe_api_key="sk_test_e2e", stripe_api_base=stripe_fake.url,

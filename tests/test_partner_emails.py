@@ -1,4 +1,4 @@
-"""Partner emails go out through the jobs mailer: a real SMTP server on loopback, or the .eml sink."""
+"""Partner emails go out through the shared mail transport: a real SMTP server on loopback, or the .eml sink."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ smtp_server = smtp_server_fixture
 
 @pytest.fixture(autouse=True)
 def default_sender() -> None:
-    from tools.partner_api import hooks
+    from tools.partner_api.emails import set_email_sender
 
-    hooks.set_email_sender(None)
+    set_email_sender(None)
 
 
 def _queue_email(w: World, subject: str) -> int:
@@ -50,7 +50,7 @@ def _sent_at(mail_id: int) -> Any:
 
 
 def test_disabled_endpoint_email_reaches_the_partner_by_smtp(client, psettings, smtp_server: Inbox) -> None:
-    from tools.partner_api.hooks import deliver_due
+    from workers.hooks import deliver_due
 
     with Receiver() as rx:
         rx.behaviour["/gone"] = Behaviour(410)
@@ -69,7 +69,7 @@ def test_disabled_endpoint_email_reaches_the_partner_by_smtp(client, psettings, 
 
 def test_unreachable_smtp_keeps_the_email_queued_until_it_is_up(client, psettings, smtp_server: Inbox) -> None:
     from tests.jobs_support import free_port
-    from tools.partner_api.hooks import send_pending_emails
+    from workers.hooks import send_pending_emails
 
     up = get_settings().smtp_url
     w = make_world(client, psettings)
@@ -85,7 +85,7 @@ def test_unreachable_smtp_keeps_the_email_queued_until_it_is_up(client, psetting
 
 
 def test_without_smtp_the_partner_email_is_kept_as_eml(client, psettings) -> None:
-    from tools.partner_api.hooks import send_pending_emails
+    from workers.hooks import send_pending_emails
 
     w = make_world(client, psettings, smtp_url="")
     folder = get_settings().var_dir / "mail"

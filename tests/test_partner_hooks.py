@@ -57,7 +57,8 @@ def _force_due(install_id: int) -> None:
 
 def test_signed_event_verifies_and_payload_is_limited_by_scopes(client, psettings) -> None:
     from tools.errors import Unauthorized
-    from tools.partner_api.hooks import deliver_due, verify
+    from tools.partner_api.signing import verify
+    from workers.hooks import deliver_due
 
     with Receiver() as rx:
         w, inst, _ = _setup(client, psettings, rx, "/h", scopes=["jobs:read", "users:read"],
@@ -90,7 +91,7 @@ def test_signed_event_verifies_and_payload_is_limited_by_scopes(client, psetting
         with pytest.raises(WebhookVerificationError):
             Webhook("whsec_" + "A" * 43 + "=").verify(r0.body, r0.headers)
         old = int(time.time()) - 600
-        from tools.partner_api.hooks import sign
+        from tools.partner_api.signing import sign
 
         stale = {**r0.headers, "webhook-timestamp": str(old),
                  "webhook-signature": sign(secret, r0.headers["webhook-id"], old, r0.body)}
@@ -119,7 +120,7 @@ def test_signed_event_verifies_and_payload_is_limited_by_scopes(client, psetting
 
 
 def test_rotation_signs_with_both_secrets_during_grace(client, psettings) -> None:
-    from tools.partner_api.hooks import deliver_due
+    from workers.hooks import deliver_due
 
     with Receiver() as rx:
         w, inst, _ = _setup(client, psettings, rx, "/rot")
@@ -136,7 +137,7 @@ def test_rotation_signs_with_both_secrets_during_grace(client, psettings) -> Non
 def test_retries_follow_schedule_and_honour_retry_after(client, psettings) -> None:
     from memory.db import session_scope, utcnow
     from memory.partner.models import PluginInstall
-    from tools.partner_api.hooks import deliver_due
+    from workers.hooks import deliver_due
 
     with Receiver() as rx:
         rx.behaviour["/busy"] = Behaviour(503, headers={"Retry-After": "120"})
@@ -166,10 +167,11 @@ def test_retries_follow_schedule_and_honour_retry_after(client, psettings) -> No
 
 
 def test_410_disables_endpoint_and_emails_partner(client, psettings) -> None:
-    from tools.partner_api import hooks
+    from tools.partner_api import emails
+    from workers import hooks
 
     sent: list[tuple[str, str, str]] = []
-    hooks.set_email_sender(lambda to, subject, body: sent.append((to, subject, body)))
+    emails.set_email_sender(lambda to, subject, body: sent.append((to, subject, body)))
     try:
         with Receiver() as rx:
             rx.behaviour["/gone"] = Behaviour(410)
@@ -188,7 +190,7 @@ def test_410_disables_endpoint_and_emails_partner(client, psettings) -> None:
             hooks.deliver_due()
             assert len(rx.at("/gone")) == 2
     finally:
-        hooks.set_email_sender(None)
+        emails.set_email_sender(None)
 
 
 def test_sustained_failure_disables_endpoint(client, psettings) -> None:
@@ -196,7 +198,7 @@ def test_sustained_failure_disables_endpoint(client, psettings) -> None:
 
     from memory.db import session_scope, utcnow
     from memory.partner.models import PartnerEmail, PluginInstall
-    from tools.partner_api.hooks import deliver_due
+    from workers.hooks import deliver_due
 
     with Receiver() as rx:
         rx.behaviour["/down"] = Behaviour(500)
@@ -249,7 +251,7 @@ def test_hanging_endpoint_does_not_slow_other_deliveries(client, psettings) -> N
 
 
 def test_replay_one_delivery_and_all_failures_since(client, psettings) -> None:
-    from tools.partner_api.hooks import deliver_due
+    from workers.hooks import deliver_due
 
     with Receiver() as rx:
         w, inst, _ = _setup(client, psettings, rx, "/r")

@@ -45,7 +45,7 @@ def _prepare(period: str) -> Any:
 
 def _period() -> str:
     from memory.db import utcnow
-    from tools.partner_api.payouts import period_of
+    from tools.partner_api.revenue import period_of
 
     return period_of(utcnow())
 

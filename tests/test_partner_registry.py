@@ -106,7 +106,7 @@ def test_marketplace_json_matches_documented_schema(client, psettings) -> None:
     text = (ROOT / "docs" / "dev_portal" / "marketplace_schema.md").read_text()
     schema = json.loads(text.split("```json", 1)[1].split("```", 1)[0])
     jsonschema.validate(doc, schema)
-    from tools.partner_api.registry import MarketplaceDocument
+    from tools.partner_api.marketplace import MarketplaceDocument
 
     assert schema == MarketplaceDocument.model_json_schema(), "regenerate docs/dev_portal/marketplace_schema.md"
     generated = json.loads((ROOT / "tools" / "partner_api" / "marketplace.json").read_text())

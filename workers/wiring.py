@@ -14,8 +14,8 @@ from agents.runtime import triggers as agent_triggers
 from tools.enterprise import audit_log
 from tools.events.service import Reaction, Reactions
 from tools.jobs import demo as jobs_demo
-from tools.jobs import mailer, triggers
-from tools.partner_api import hooks, payouts
+from tools.jobs import email_notifications, triggers
+from tools.partner_api import fanout, payouts
 from tools.pulse import checks as pulse
 from tools.schedules import Schedule
 
@@ -28,7 +28,7 @@ def schedules() -> list[Schedule]:
 
 def reaction_list() -> list[Reaction]:
     """Every reaction to platform events (settings are read now)."""
-    return [*triggers.REACTIONS, *mailer.REACTIONS, *hooks.REACTIONS, *healer.REACTIONS,
+    return [*triggers.REACTIONS, *email_notifications.REACTIONS, *fanout.REACTIONS, *healer.REACTIONS,
             *agent_triggers.event_reactions()]
 
 

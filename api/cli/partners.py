@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import boot, console
+from api.cli.common import boot, console, params
 from memory.db import session_scope
+from tools.partner_api.marketplace import MARKETPLACE_JSON, write_marketplace_json
 from tools.partner_api.payouts import run_payouts
-from tools.partner_api.registry import MARKETPLACE_JSON, write_marketplace_json
+from tools.partner_api.revenue import PeriodIn
 
 cli = typer.Typer()
 
@@ -29,7 +30,8 @@ def marketplace_json(out: Annotated[str | None, typer.Option(help="File (default
 def payouts_run(period: Annotated[str, typer.Option(help="Month to pay, YYYY-MM")]) -> None:
     """Prepare a month's partner payouts and transfer them through Stripe Connect (idempotent)."""
     boot(log=False)
-    prepared, sent = run_payouts(period)
+    month = params(PeriodIn, period=period).period  # a bad month exits 2 naming --period
+    prepared, sent = run_payouts(month)
     for p in prepared.payouts:
         console.print(f"payout #{p.id} partner {p.partner_id}: {p.amount_minor} {p.currency} minor units")
     for h in prepared.held:

@@ -4,16 +4,23 @@ profile, and the partner's revenue statement. Browsing is public; installing nee
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 
 from api.deps import SESSION_COOKIE, SessionDep, public, require
 from api.pages.router import form_csrf, render
 from tools.context import Principal, ToolContext
 from tools.enterprise.rbac import allowed
 from tools.errors import AppError, NotFound, Unauthorized
-from tools.registry import registry
+from tools.identity.service import NoInput, session_principal
+from tools.partner_api import marketplace
+from tools.partner_api.installs import InstallCreate, InstallRef, install_plugin, list_installs, uninstall_plugin
+from tools.partner_api.manifest import PLUGIN_SCOPES
+from tools.partner_api.payouts import PayoutQuery, list_payouts
+from tools.partner_api.statements import StatementQuery, statement
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 Slug = Annotated[str, Path(min_length=3, max_length=64, pattern=r"^[a-z0-9][a-z0-9.-]*$")]
@@ -21,8 +28,6 @@ Slug = Annotated[str, Path(min_length=3, max_length=64, pattern=r"^[a-z0-9][a-z0
 
 def _viewer(request: Request, session: Any) -> Principal | None:
     """The logged-in person, if any (these pages are public)."""
-    from tools.identity.service import session_principal
-
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
@@ -34,18 +39,11 @@ def _viewer(request: Request, session: Any) -> Principal | None:
     return principal
 
 
-def _catalogue(session: Any) -> Any:
-    from levqor.settings import get_settings
-    from tools.partner_api.registry import marketplace_document
-
-    return marketplace_document(session, get_settings().base_url)
-
-
 def _installed(session: Any, principal: Principal | None) -> dict[str, int]:
     if principal is None or not allowed(principal.role, "plugins:read"):
         return {}
-    page = registry.invoke("plugins.installs", ToolContext(session, principal), {})
-    return {i.plugin: i.id for i in page.items}  # type: ignore[attr-defined]
+    page = list_installs(ToolContext(session, principal), NoInput())
+    return {i.plugin: i.id for i in page.items}
 
 
 @router.get("/marketplace", dependencies=[public()])
@@ -53,11 +51,9 @@ def marketplace_page(request: Request, session: SessionDep,
                      q: Annotated[str | None, Query(max_length=100)] = None,
                      category: Annotated[str | None, Query(max_length=40)] = None) -> HTMLResponse:
     """Browse and search listed plugins by category."""
-    from tools.partner_api.registry import _matches
-
     principal = _viewer(request, session)
-    doc = _catalogue(session)
-    items = [p for p in doc.plugins if _matches(p.model_dump(), q or None, category or None)]
+    doc = marketplace.public_catalogue(session)
+    items = marketplace.search(doc, q or None, category or None)
     return render(request, "marketplace.html", principal=principal, plugins=items, categories=doc.categories,
                   q=q or "", category=category or "", installed=_installed(session, principal))
 
@@ -66,18 +62,13 @@ def marketplace_page(request: Request, session: SessionDep,
 def plugin_page(request: Request, session: SessionDep, slug: Slug, installed: int | None = None,
                 error: Annotated[str | None, Query(max_length=300)] = None) -> HTMLResponse:
     """A plugin's detail page with its install button."""
-    from tools.partner_api.registry import PLUGIN_SCOPES
-
     principal = _viewer(request, session)
-    plugin = next((p for p in _catalogue(session).plugins if p.id == slug), None)
+    plugin = next((p for p in marketplace.public_catalogue(session).plugins if p.id == slug), None)
     if plugin is None:
         raise NotFound(f"plugin {slug!r} is not in the marketplace", field="slug")
-    from memory.partner.repository import PartnerRepository
-
-    row = PartnerRepository(session).plugin_by_slug(slug)
     can_install = principal is not None and allowed(principal.role, "plugins:install")
     return render(request, "marketplace_plugin.html", principal=principal, plugin=plugin,
-                  partner_id=row.partner_id if row else None, scope_help=PLUGIN_SCOPES,
+                  partner_id=marketplace.publisher_id(session, slug), scope_help=PLUGIN_SCOPES,
                   install_id=_installed(session, principal).get(slug), can_install=can_install,
                   just_installed=bool(installed), error=error)
 
@@ -87,14 +78,16 @@ def install_from_page(request: Request, slug: Slug,
                       ctx: Annotated[ToolContext, require("plugins:install")]) -> Response:
     """Install the plugin for the organisation, then show its page."""
     try:
-        registry.invoke("plugins.install", ctx, {"plugin": slug})
+        install_plugin(ctx, InstallCreate(plugin=slug))
+    except ValidationError as exc:  # a slug no plugin can have: said on the page, like any refusal
+        error = f"plugin: {exc.errors()[0]['msg']}"
     except AppError as exc:
         if exc.status_code == 404:
             raise
-        from urllib.parse import quote
-
-        return RedirectResponse(f"/marketplace/{slug}?error={quote(exc.detail)}", status_code=303)
-    return RedirectResponse(f"/marketplace/{slug}?installed=1", status_code=303)
+        error = exc.detail
+    else:
+        return RedirectResponse(f"/marketplace/{slug}?installed=1", status_code=303)
+    return RedirectResponse(f"/marketplace/{slug}?error={quote(error)}", status_code=303)
 
 
 @router.post("/marketplace/{slug}/uninstall", dependencies=[Depends(form_csrf)])
@@ -102,7 +95,7 @@ def uninstall_from_page(request: Request, slug: Slug,
                         ctx: Annotated[ToolContext, require("plugins:install")],
                         install_id: Annotated[int, Form(ge=1, le=2**31 - 1)]) -> Response:
     """Uninstall the plugin, then show its page."""
-    registry.invoke("plugins.uninstall", ctx, {"install_id": install_id})
+    uninstall_plugin(ctx, InstallRef(install_id=install_id))
     return RedirectResponse(f"/marketplace/{slug}", status_code=303)
 
 
@@ -110,13 +103,11 @@ def uninstall_from_page(request: Request, slug: Slug,
 def partner_page(request: Request, session: SessionDep,
                  partner_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> HTMLResponse:
     """A partner's public profile and listed plugins."""
-    from memory.partner.repository import PartnerRepository
-
     principal = _viewer(request, session)
-    partner = PartnerRepository(session).partner(partner_id)
-    if partner is None or partner.status != "active":
+    partner = marketplace.partner_profile(session, partner_id)
+    if partner is None:
         raise NotFound(f"partner {partner_id} not found", field="partner_id")
-    plugins = [p for p in _catalogue(session).plugins if p.partner == partner.display_name]
+    plugins = [p for p in marketplace.public_catalogue(session).plugins if p.partner == partner.display_name]
     return render(request, "marketplace_partner.html", principal=principal, partner=partner, plugins=plugins)
 
 
@@ -124,7 +115,6 @@ def partner_page(request: Request, session: SessionDep,
 def statement_page(request: Request, ctx: Annotated[ToolContext, require("payouts:read")],
                    period: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None) -> HTMLResponse:
     """The partner's revenue statement, with a CSV download."""
-    st = registry.invoke("payouts.statement", ctx, {"period": period})
-    payouts = registry.invoke("payouts.list", ctx, {})
-    return render(request, "partner_statement.html", ctx, st=st, payouts=payouts.items,  # type: ignore[attr-defined]
-                  period=period or "")
+    st = statement(ctx, StatementQuery(period=period))
+    payouts = list_payouts(ctx, PayoutQuery())
+    return render(request, "partner_statement.html", ctx, st=st, payouts=payouts.items, period=period or "")

@@ -137,9 +137,8 @@ def baseline(events: int, rate: float, endpoints: int, receiver: str, threads: i
     import datetime as dt
     from concurrent.futures import ThreadPoolExecutor
 
-    from tools.jobs import ssrf
-    from tools.partner_api.hooks import sign
-    from tools.partner_api.registry import new_secret
+    from tools.partner_api.signing import new_secret, sign
+    from tools.shared import ssrf
 
     secret = new_secret()
     pool = ThreadPoolExecutor(CONCURRENCY)

@@ -159,7 +159,7 @@ class WebhookAttempt(Base):
 
 
 class PartnerEmail(Base):
-    """Email to a partner, queued here and sent by the jobs mailer (SMTP, or the .eml sink) or a set sender."""
+    """Email to a partner, queued here and sent by the shared mail transport (SMTP or .eml) or a set sender."""
 
     __tablename__ = "partner_emails"
 

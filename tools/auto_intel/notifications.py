@@ -17,7 +17,7 @@ from levqor.settings import get_settings
 from memory.db import session_scope, utcnow
 from memory.ops.models import Incident, OpsNotification
 from memory.ops.repository import IncidentRepository
-from tools.jobs import ssrf
+from tools.shared import ssrf
 
 log = logging.getLogger("levqor.ops")
 

@@ -25,9 +25,9 @@ from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.errors import Conflict, NotFound, Unprocessable
 from tools.events.service import KNOWN_EVENTS, emit
-from tools.jobs.ssrf import SSRFBlocked, check_url
 from tools.partner_api.actions import PluginDirectory, reserved_header
 from tools.registry import tool
+from tools.shared.ssrf import SSRFBlocked, check_url
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(.+?)\s*\}\}")
 MAX_STEPS = 20

@@ -23,10 +23,11 @@ from memory.jobs.models import Job, JobStep, Pipeline
 from memory.jobs.repository import JobRepository
 from tools.errors import AppError
 from tools.events.service import emit
-from tools.jobs import metrics, ssrf
+from tools.jobs import metrics
 from tools.jobs.outcomes import record_failure, record_success, release
 from tools.jobs.pipelines import render, search
 from tools.partner_api.actions import LazyDirectory, PluginCall, without_reserved
+from tools.shared import ssrf
 
 log = logging.getLogger(__name__)
 MAX_OUTPUT_CHARS = 64_000

@@ -5,7 +5,7 @@ A pipeline's ``http`` step reaches a plugin's action either by name (``"plugin":
 URL (an action URL, or a path under it, same scheme, host and port). Either way the organisation
 must have an active install of that plugin, else the call is refused (when the pipeline is saved
 and again when it runs). The request is signed with the install's secrets following Standard
-Webhooks (:func:`tools.partner_api.hooks.webhook_headers`, both secrets during a rotation) and
+Webhooks (:func:`tools.partner_api.signing.webhook_headers`, both secrets during a rotation) and
 names the caller in ``levqor-install-id``, ``levqor-org-id``, ``levqor-plugin`` and
 ``levqor-action``. Those headers, and every ``webhook-*`` header, are Levqor's alone: a pipeline
 may not set them, and any that slip through are replaced. A signed call never follows redirects,
@@ -22,9 +22,10 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
-from memory.db import utcnow
+from memory.db import session_scope, utcnow
 from memory.partner.repository import PartnerRepository
 from tools.errors import Unprocessable
+from tools.partner_api.signing import valid_secrets, webhook_headers
 
 RESERVED_HEADER_PREFIXES: tuple[str, ...] = ("webhook-", "levqor-")
 
@@ -72,8 +73,6 @@ class PluginCall:
 
     def headers(self, msg_id: str, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
         """The signature (Standard Webhooks) and caller headers for one request with ``body``."""
-        from tools.partner_api.hooks import webhook_headers
-
         return {**webhook_headers(list(self.secrets), msg_id, body, timestamp=timestamp),
                 "levqor-install-id": str(self.install_id), "levqor-org-id": str(self.org_id),
                 "levqor-plugin": self.plugin, "levqor-action": self.action}
@@ -111,8 +110,6 @@ class PluginDirectory:
     @classmethod
     def load(cls, session: Session, org_id: int, now: dt.datetime | None = None) -> PluginDirectory:
         """Read the organisation's active installs and every listed or suspended plugin's actions."""
-        from tools.partner_api.hooks import valid_secrets
-
         repo = PartnerRepository(session)
         now = now or utcnow()
         installs: dict[str, _Install] = {}
@@ -175,8 +172,6 @@ class LazyDirectory:
         if self.org_id is None:
             raise Unprocessable("plugin actions need an organisation", field="plugin")
         if self._dir is None:
-            from memory.db import session_scope
-
             with session_scope() as s:
                 self._dir = PluginDirectory.load(s, self.org_id)
         return self._dir

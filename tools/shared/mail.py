@@ -1,10 +1,8 @@
-"""Email notifications: the ``notification_requested`` handler sends mail by SMTP.
+"""Mail transport: build a plain-text message and send it by SMTP, or keep it as an ``.eml`` file.
 
-A pipeline's ``notify`` step (channel ``email``) emits ``notification_requested`` when its run's
-success is recorded; the outbox delivers it here at least once, with retries. With no
-``LEVQOR_SMTP_URL`` each message is written as an ``.eml`` file under ``VAR_DIR/mail`` instead
-(a development sink: nothing is lost and nothing leaves the machine). :func:`compose` and
-:func:`deliver` also send the partner emails of :mod:`tools.partner_api.hooks`.
+With no ``LEVQOR_SMTP_URL`` each message is written under ``VAR_DIR/mail`` instead (a development
+sink: nothing is lost and nothing leaves the machine). Used by the jobs area's email notifications
+and by the partner API's partner emails.
 """
 
 from __future__ import annotations
@@ -17,10 +15,7 @@ from email.utils import make_msgid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy.orm import Session
-
 from levqor.settings import get_settings
-from tools.events.service import EventRecord, Reaction
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +30,6 @@ def compose(to: str, subject: str, body: str, *, uid: str) -> EmailMessage:
     msg["Message-ID"] = make_msgid(idstring=uid, domain="levqor.ai")
     msg.set_content(body)
     return msg
-
-
-def build_message(event: EventRecord) -> EmailMessage:
-    p = event.payload
-    return compose(str(p["to"]), str(p.get("subject") or "Levqor notification"), str(p.get("body") or ""),
-                   uid=event.uid)
 
 
 def send(msg: EmailMessage, smtp_url: str, timeout: float = 15.0) -> None:
@@ -62,10 +51,10 @@ def send(msg: EmailMessage, smtp_url: str, timeout: float = 15.0) -> None:
         client.send_message(msg)
 
 
-def write_eml(msg: EmailMessage, event_uid: str) -> Path:
+def write_eml(msg: EmailMessage, uid: str) -> Path:
     folder = get_settings().var_dir / "mail"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{event_uid}.eml"
+    path = folder / f"{uid}.eml"
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(bytes(msg))
     tmp.replace(path)
@@ -81,13 +70,3 @@ def deliver(msg: EmailMessage, uid: str) -> None:
     else:
         path = write_eml(msg, uid)
         log.info("email written (no LEVQOR_SMTP_URL)", extra={"fields": {"to": msg["To"], "path": str(path)}})
-
-
-def deliver_email(session: Session, event: EventRecord) -> None:
-    """Send an email notification (SMTP when configured, else an .eml file in VAR_DIR/mail)."""
-    if event.payload.get("channel") != "email":
-        return
-    deliver(build_message(event), event.uid)
-
-
-REACTIONS = (Reaction("notification_requested", "jobs.email_notification", handle=deliver_email),)

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import re
 import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urljoin, urlsplit
 
+from levqor.settings import get_settings
 from tools.errors import AppError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -59,8 +61,6 @@ class SafeResponse:
     redirects: list[str] = field(default_factory=list)
 
     def json(self) -> Any:
-        import json
-
         return json.loads(self.body)
 
     @property
@@ -69,8 +69,6 @@ class SafeResponse:
 
 
 def _loopback_allowed() -> bool:
-    from levqor.settings import get_settings
-
     return get_settings().allow_loopback_urls
 
 
@@ -217,7 +215,7 @@ def request(method: str, url: str, *, headers: dict[str, str] | None = None, con
             timeout: float = 10.0, max_redirects: int = MAX_REDIRECTS,
             max_body: int = MAX_BODY_BYTES) -> SafeResponse:
     """Send one HTTP request through the guard, following (and re-checking) up to ``max_redirects``."""
-    import httpx
+    import httpx  # kept lazy: start-up time
 
     seen: list[str] = []
     current = url
@@ -255,7 +253,7 @@ def request(method: str, url: str, *, headers: dict[str, str] | None = None, con
 
 
 def _guarded_backend() -> Any:
-    import httpcore
+    import httpcore  # kept lazy: start-up time
 
     class GuardedBackend(httpcore.SyncBackend):
         """Resolves and checks the host of every new connection, then connects to that very address."""
@@ -295,10 +293,10 @@ class GuardedPool:
         idle = getattr(self._local, "idle", None)
         if idle is None:
             idle = self._local.idle = {}
-        return idle  # type: ignore[no-any-return]
+        return cast(dict[tuple[str, str, int], Any], idle)
 
     def _connection(self, key: tuple[str, str, int]) -> Any:
-        import httpcore
+        import httpcore  # kept lazy: start-up time
 
         conn = self._idle().pop(key, None)
         if conn is not None and (conn.has_expired() or not conn.is_idle()):
@@ -325,7 +323,7 @@ class GuardedPool:
                 content: bytes | None = None, timeout: float = 10.0, max_redirects: int = MAX_REDIRECTS,
                 max_body: int = MAX_BODY_BYTES) -> SafeResponse:
         """Send one request, following (and re-checking) up to ``max_redirects``."""
-        import httpcore
+        import httpcore  # kept lazy: start-up time
 
         seen: list[str] = []
         current = url

@@ -1,0 +1,210 @@
+"""Platform events to partner endpoints: one delivery row per subscribed install and event.
+
+Outbox -> deliveries table -> delivery loop, built for fan-out rates:
+
+- Fan-out is a batch reaction to every event (``REACTIONS``): the outbox dispatcher runs it once for all the
+  events it claimed, in the claiming transaction, reading subscriptions as plain rows (one query
+  per organisation) and writing every ``webhook_deliveries`` row of the batch in one multi-row
+  insert. The rows commit with the events' dispatch, so a delivery exists exactly when its event
+  was dispatched; a failing batch falls back to one event per transaction (events service).
+- In a worker running the delivery loop, that loop attaches its deliverer here (:func:`attach`): the
+  fan-out inserts the rows the deliverer has room for already leased to it ("delivering") and hands
+  them over when the transaction commits, so they are sent without a claim query or a wait for the
+  loop (rows of an uncommitted or rolled-back transaction are never handed over; a worker killed in
+  between leaves leased rows that any worker reclaims once the lease expires).
+- Other rows wait as "pending": the commit wakes this process's deliverer, and other workers
+  through ``NOTIFY levqor_hooks`` on PostgreSQL (replays from the API too).
+
+The body holds only the event fields the install's granted scopes allow (``SCOPE_FIELDS``); anything
+else is dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import time
+from typing import Any, Protocol
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from memory.db import utcnow
+from memory.identity.repository import IdentityRepository
+from memory.partner.repository import PartnerRepository
+from tools.events.service import EventRecord, Reaction
+from tools.partner_api.delivery import Job
+from tools.partner_api.revenue import accrue_runs
+
+# Which event fields each granted scope releases to a plugin. Fields in no list never leave Levqor.
+SCOPE_FIELDS: dict[str, frozenset[str]] = {
+    "events:read": frozenset(),
+    "jobs:read": frozenset({"job_id", "pipeline_id", "state", "attempts", "trigger", "error", "retryable",
+                            "previous", "name"}),
+    "users:read": frozenset({"user_id", "email", "role"}),
+    "org:read": frozenset({"org_id", "slug"}),
+    "credits:read": frozenset({"balance", "cost_per_run"}),
+}
+NOTIFY_CHANNEL = "levqor_hooks"
+
+
+class LocalDeliverer(Protocol):
+    """What the fan-out needs of the deliverer of this process's delivery loop."""
+
+    lease_s: float  # how long a row handed over stays leased to it
+    send_s: float  # the longest one send may take
+
+    def handoff_room(self) -> tuple[int, set[int]]:
+        """Rows it takes now in all, and the installs whose rows must stay pending."""
+        ...
+
+    def accept(self, jobs: list[Job]) -> None:
+        """Take jobs whose rows a committed fan-out leased to it."""
+        ...
+
+    def rows_queued(self) -> None:
+        """Pending rows were committed in this process: claim soon."""
+        ...
+
+
+_local: LocalDeliverer | None = None
+
+
+def attach(d: LocalDeliverer) -> bool:
+    """Make ``d`` this process's deliverer, to which the fan-out hands rows; False if one is attached."""
+    global _local
+    if _local is not None:
+        return False
+    _local = d
+    return True
+
+
+def detach(d: LocalDeliverer) -> None:
+    global _local
+    if _local is d:
+        _local = None
+
+
+def scoped_data(payload: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
+    """The event fields the granted ``scopes`` release (no personal data without ``users:read``)."""
+    allowed: set[str] = set()
+    for s in scopes:
+        allowed |= SCOPE_FIELDS.get(s, frozenset())
+    return {k: v for k, v in payload.items() if k in allowed}
+
+
+def message_body(ev: EventRecord, scopes: list[str], org_slug: str | None) -> str:
+    data = scoped_data({**ev.payload, "org_id": ev.org_id, **({"slug": org_slug} if org_slug else {})}, scopes)
+    data["event_id"] = ev.uid
+    doc = {"type": ev.name, "timestamp": ev.created_at.isoformat().replace("+00:00", "Z"), "data": data}
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def fanout(session: Session, events: list[EventRecord]) -> None:
+    """Queue one signed delivery per subscribed install and event, and accrue per-run plugin revenue.
+
+    Runs on a dispatcher's whole batch: one installs query per organisation, one body per distinct
+    scope set, and one multi-row insert for every delivery of the batch. When this process runs the
+    delivery loop (a deliverer is attached), rows it has room for are inserted already leased to it and
+    handed to it at commit (no claim query, no wait for the loop); the others wait as "pending".
+    """
+    by_org: dict[int, list[EventRecord]] = {}
+    for ev in events:
+        if ev.org_id is not None:
+            by_org.setdefault(ev.org_id, []).append(ev)
+    if not by_org:
+        return
+    repo = PartnerRepository(session)
+    done: set[tuple[int, int]] | None = None
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    local = _local
+    jobs: list[Job] = []
+    if local is not None:
+        room, full = local.handoff_room()
+        lease_until = now + dt.timedelta(seconds=local.lease_s)
+        send_by = time.monotonic() + local.lease_s - local.send_s - 5
+    for org_id, evs in by_org.items():
+        subs = repo.subscriptions(org_id)
+        if not subs:
+            continue
+        if done is None:
+            done = repo.delivered_pairs([e.id for e in events])
+        org = IdentityRepository(session).org(org_id)
+        slug = org.slug if org else None
+        per_run = any((sub.manifest.get("pricing") or {}).get("model") == "per_run" for sub in subs)
+        installs = repo.subscribed_installs(org_id) if per_run else []
+        for ev in evs:
+            bodies: dict[tuple[str, ...], str] = {}
+            for sub in subs:
+                m = sub.manifest
+                url = (m.get("endpoints") or {}).get("webhook_url")
+                if ev.name not in m.get("events", []) or not url or ev.created_at < sub.created_at:
+                    continue  # not subscribed, or the event happened before the install
+                if (ev.id, sub.id) in done:
+                    continue
+                scopes = tuple(sorted(sub.scopes))
+                if scopes not in bodies:
+                    bodies[scopes] = message_body(ev, list(scopes), slug)
+                uid = f"msg_{ev.uid.removeprefix('evt_')}_{sub.id}"
+                status, lease = "pending", None
+                if local is not None and room > 0 and sub.endpoint_disabled_at is None and sub.id not in full:
+                    status, lease = "delivering", lease_until  # leased to this process's deliverer
+                    room -= 1
+                    secrets = (sub.secret,) + ((sub.previous_secret,) if sub.previous_secret and sub.previous_expires_at
+                                               and sub.previous_expires_at > now else ())
+                    jobs.append(Job(0, uid, url, bodies[scopes].encode(), 0, ev.created_at, sub.id, secrets,
+                                    send_by))
+                rows.append({
+                    "uid": uid, "event_id": ev.id, "event_name": ev.name,
+                    "event_at": ev.created_at, "install_id": sub.id, "plugin_id": sub.plugin_id,
+                    "org_id": sub.org_id, "url": url, "body": bodies[scopes], "status": status, "attempts": 0,
+                    "next_attempt_at": now, "lease_until": lease, "replays": 0, "created_at": now})
+            if ev.name == "job_complete" and installs:
+                accrue_runs(session, ev, installs)
+    if rows:
+        ids = repo.add_deliveries(rows, returning=bool(jobs))
+        if jobs:  # the rows' ids, matched by webhook-id; handed over by _wake once the rows are committed
+            by_uid = dict(ids)
+            session.info.setdefault("webhook_jobs", []).extend(
+                dataclasses.replace(j, id=by_uid[j.uid]) for j in jobs)
+        if len(jobs) < len(rows):
+            mark_queued(session)
+
+
+# Every event, in the dispatcher's claimed batches. The name is stored with each event's deliveries: keep it.
+REACTIONS = (Reaction("*", "partner_api.hooks.fanout", batch=fanout),)
+
+
+def mark_queued(session: Session) -> None:
+    """Pending deliveries were written in this transaction: wake the delivery loops when it commits."""
+    session.info["webhook_deliveries"] = True
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _notify(session: Session) -> None:
+    # Savepoints fire before/after_commit too: act on the real commit only (the fan-out runs in one).
+    if session.in_nested_transaction():
+        return
+    if session.info.get("webhook_deliveries") and session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})  # wakes other workers
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _wake(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released: the rows are not visible to others yet
+    jobs = session.info.pop("webhook_jobs", None)
+    local = _local
+    if jobs and local is not None:
+        local.accept(jobs)
+    # (with no deliverer attached, the loop stopped in between: the rows come back when their lease expires)
+    if session.info.pop("webhook_deliveries", False) and local is not None:
+        local.rows_queued()
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop("webhook_jobs", None)  # not committed (after a savepoint: their lease brings them back)
