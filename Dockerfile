@@ -25,6 +25,7 @@ COPY tools tools
 COPY memory memory
 COPY api api
 COPY policies policies
+COPY workers workers
 RUN pip install --no-deps -e .
 
 USER levqor

@@ -94,8 +94,13 @@ def test_dockerfile_builds_the_levqor_image_from_the_lock() -> None:
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
     assert "pip install -r requirements/base.lock" in text
     assert re.search(r"pip install --no-deps (-e )?\.", text)
-    for src in re.findall(r"^COPY (\S+)", text, re.M):
+    copied = re.findall(r"^COPY (\S+)", text, re.M)
+    for src in copied:
         assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
+    packages = re.search(r"^include = \[(.*)\]", (ROOT / "pyproject.toml").read_text(), re.M)
+    assert packages is not None
+    for pkg in re.findall(r'"(\w+)\*"', packages.group(1)):  # every installed package is in the image
+        assert pkg in copied, f"Dockerfile does not copy the package {pkg}/"
     for svc in _compose()["services"].values():
         if svc.get("image") == "levqor":
             assert svc.get("build") in (".", {"context": "."})
