@@ -84,7 +84,7 @@ evals: venv
 	  echo "       offline and against the local fake OpenAI server in 'make test'. Nothing to do."; \
 	else \
 	  LEVQOR_EVALS_REAL=1 LEVQOR_EVALS_OPENAI_API_KEY="$$OPENAI_API_KEY" LEVQOR_EVALS_OPENAI_BASE_URL="$$OPENAI_BASE_URL" \
-	    $(PY) -m pytest tests/test_evals_janitor.py -k real -v; \
+	    $(PY) -m pytest tests/agents/janitor/test_evals.py -k real -v; \
 	fi
 
 clean:

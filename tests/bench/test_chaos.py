@@ -1,0 +1,95 @@
+"""The chaos suite end to end: real worker processes (and an API process), each fault detected and healed
+with no person, no job lost, no action outside policy.
+
+``make test`` runs the six scenarios that take seconds each in one ``levqor chaos run`` (one scratch
+database, one start-up); the two slower ones (``api_slowdown`` starts an API process and holds the fault;
+``traffic_spike`` drains a burst) run end to end in ``make bench-chaos`` (all eight, the table and its
+``chaos:`` line) and in process here: the API's injected latency through the real middleware to the
+slow-route rule, and the capacity rule through the healer's ``workers.scale`` to the supervisor
+(``tests/test_ops_control_tools.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import ROOT
+
+SUMMARY = re.compile(r"chaos: detected=(\d)/8 healed=(\d)/8 lost=(\d+) unsafe=(\d+) mttr_worker_crash_s=(\S+)")
+
+# scenario -> the healer's verified action it must record
+FAST = {
+    "worker_kill9": "restart_worker: verified",
+    "worker_hang": "restart_worker: verified",
+    "memory_leak": "recycle_worker: verified",
+    "expired_leases": "requeue_expired: verified",
+    "poison_job": "dead_letter_poison_job: verified",
+    "partner_500s": "disable_partner_endpoint: verified",
+}
+
+
+def _chaos(*args: str, tmp: Path) -> str:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEVQOR_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["LEVQOR_VAR_DIR"] = str(tmp)
+    p = subprocess.run([sys.executable, "-m", "api.cli", "chaos", "run", *args], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p.stdout
+
+
+@pytest.fixture(scope="module")
+def fast_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, dict[str, Any]]]:
+    tmp = tmp_path_factory.mktemp("chaos")
+    out = _chaos(*FAST, "--json", str(tmp / "results.json"), tmp=tmp)
+    results = {r["scenario"]: r for r in json.loads((tmp / "results.json").read_text())}
+    return out, results
+
+
+def test_the_fast_scenarios_print_the_table_and_the_summary_line(fast_run: tuple[str, Any]) -> None:
+    out, _ = fast_run
+    last = out.strip().splitlines()[-1]
+    print(last)  # noqa: T201  (the summary line, shown with -s)
+    m = SUMMARY.fullmatch(last)
+    assert m, last
+    assert (int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4))) == (6, 6, 0, 0), out
+    assert float(m.group(5)) < 5.0  # a killed worker is back within 5 s
+    for name in FAST:
+        assert name in out
+
+
+@pytest.mark.parametrize("scenario", list(FAST))
+def test_chaos_scenario_is_detected_and_healed_without_loss(scenario: str, fast_run: tuple[str, Any]) -> None:
+    out, results = fast_run
+    r = results[scenario]
+    assert r["detected"] and r["recovered"] and not r["human"], r
+    assert r["lost"] == 0 and r["unsafe"] == 0, r
+    assert r["ttd_s"] is not None and r["ttr_s"] is not None and r["ttr_s"] >= r["ttd_s"], r
+    assert any(a.startswith(FAST[scenario]) for a in r["actions"]), r
+    if scenario == "poison_job":  # innocent jobs kept arriving beside the poison one; every one succeeded
+        n = re.search(r"(\d+)/(\d+) innocent jobs succeeded", r["note"])
+        assert n and n.group(1) == n.group(2) and int(n.group(2)) >= 6, r
+    if scenario == "partner_500s":
+        assert re.search(r"healthy endpoint received (\d+)/\1 events, partner emailed", r["note"]), r
+
+
+def test_unknown_scenario_is_refused(tmp_path: Path) -> None:
+    p = subprocess.run([sys.executable, "-m", "api.cli", "chaos", "run", "worker_kill9", "nope"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60,
+                       env={"PATH": "/usr/bin:/bin", "LEVQOR_VAR_DIR": str(tmp_path)})
+    assert p.returncode == 2 and "unknown scenario 'nope'" in p.stderr
+
+
+def test_every_scenario_is_built_and_covered() -> None:
+    from bench.chaos import scenarios as chaos
+
+    assert set(chaos.SCENARIOS) == set(chaos.ALL_SCENARIOS)
+    assert set(FAST) | {"api_slowdown", "traffic_spike"} == set(chaos.ALL_SCENARIOS)

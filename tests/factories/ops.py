@@ -1,0 +1,40 @@
+"""Operations state: a clean slate of incidents and samples, incidents as rows, jobs moved out of the
+measuring windows."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, update
+
+from memory.db import session_scope
+from memory.jobs.models import Job
+from memory.ops.models import Incident, OpsDetectorState, OpsSample
+from tests.factories.jobs import ago
+from tools.auto_intel.anomalies import detectors
+
+
+def clean_ops() -> None:
+    """Resolve every incident and drop samples so a test sees only its own findings."""
+    with session_scope() as s:
+        s.execute(update(Incident).where(Incident.state != "resolved").values(state="resolved"))
+        s.execute(delete(OpsSample))
+        s.execute(delete(OpsDetectorState))
+    detectors.forget()
+
+
+def incident(iid: int) -> Incident:
+    """Incident ``iid`` as a detached row (read in its own session)."""
+    with session_scope() as s:
+        inc = s.get(Incident, iid)
+        assert inc is not None, f"incident {iid} not found"
+        s.expunge(inc)
+        return inc
+
+
+def jobs_out_of_the_windows() -> None:
+    """Throughput, arrivals and start latency are measured from the jobs that came, started or finished
+    lately: move other tests' jobs an hour back and cancel their queued ones, so a test sees only its own."""
+    with session_scope() as s:
+        s.execute(update(Job).where(Job.finished_at >= ago(3600)).values(finished_at=ago(7200)))
+        s.execute(update(Job).where(Job.started_at >= ago(3600)).values(started_at=ago(7200)))
+        s.execute(update(Job).where(Job.enqueued_at >= ago(3600)).values(enqueued_at=ago(7200)))
+        s.execute(update(Job).where(Job.state.in_(("queued", "running"))).values(state="cancelled"))

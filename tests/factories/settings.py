@@ -1,0 +1,49 @@
+"""``LEVQOR_*`` settings for one block or one test (values JSON-encoded unless they are strings)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from levqor.settings import get_settings
+
+
+def _encode(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@contextmanager
+def override_settings(**values: Any) -> Iterator[None]:
+    """Override settings for the block: ``with override_settings(incident_cooldown_s=0): ...``."""
+    old = {k: os.environ.get(f"LEVQOR_{k.upper()}") for k in values}
+    for k, v in values.items():
+        os.environ[f"LEVQOR_{k.upper()}"] = _encode(v)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(f"LEVQOR_{k.upper()}", None)
+            else:
+                os.environ[f"LEVQOR_{k.upper()}"] = v
+        get_settings.cache_clear()
+
+
+@pytest.fixture()
+def set_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """``set_settings(staff_orgs=[...], ...)``: settings for the rest of the test."""
+
+    def set_(**values: Any) -> None:
+        for k, v in values.items():
+            monkeypatch.setenv(f"LEVQOR_{k.upper()}", _encode(v))
+        get_settings.cache_clear()
+
+    yield set_
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -1,0 +1,258 @@
+"""The anomaly detector and the load forecaster: causality, range, detection, snapshots,
+forecast accuracy and intervals, and the ``levqor detect`` / ``levqor forecast`` commands."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.support import ROOT
+from tools.auto_intel.anomaly_detector import ALERT_THRESHOLD, AnomalyDetector
+from tools.auto_intel.predictor import ForecastError, forecast, spike_warning
+from tools.auto_intel.series_io import detect_stream
+
+REPO = ROOT
+STEP = 300.0  # five-minute samples
+DAY = 288
+T0 = 1.7e9
+
+
+def seasonal(seed: int, n: int = 10 * DAY, noise: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    y = 50 + 20 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, noise, n)
+    return T0 + t * STEP, y
+
+
+def run(ts: np.ndarray, y: np.ndarray) -> np.ndarray:
+    det = AnomalyDetector()
+    return np.array([det.update(float(v), float(t)) for t, v in zip(ts, y, strict=True)])
+
+
+# ---- detector ---------------------------------------------------------------------------------
+
+def test_scores_stay_in_unit_interval_on_hostile_input() -> None:
+    rng = np.random.default_rng(7)
+    parts = [np.zeros(300), np.cumsum(rng.normal(0, 1, 1500)), rng.standard_cauchy(1000) * 1e6,
+             np.full(200, 1e300), np.full(200, -1e300), [math.nan, math.inf, -math.inf, 0.0] * 50]
+    values = np.concatenate([np.asarray(p, dtype=float) for p in parts])
+    det = AnomalyDetector()
+    scores = [det.update(float(v), T0 + i * STEP) for i, v in enumerate(values)]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    det2 = AnomalyDetector()  # no timestamps at all
+    assert all(0.0 <= det2.update(float(v)) <= 1.0 for v in values)
+
+
+def test_scores_are_causal() -> None:
+    ts, y = seasonal(1, n=4 * DAY)
+    y[700] += 60
+    full = run(ts, y)
+    for k in (350, 701, 1000):
+        assert np.array_equal(run(ts[:k], y[:k]), full[:k])
+
+
+@pytest.mark.parametrize("cut", [10, 100, 900])  # learning the step, the first day, later
+def test_snapshot_restore_gives_identical_scores(cut: int) -> None:
+    ts, y = seasonal(2, n=6 * DAY)
+    y[1400:] += 15
+    a = AnomalyDetector()
+    for t, v in zip(ts[:cut], y[:cut], strict=True):
+        a.update(float(v), float(t))
+    b = AnomalyDetector.restore(json.loads(json.dumps(a.snapshot(), allow_nan=False)))
+    rest_a = [a.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
+    rest_b = [b.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
+    assert rest_a == rest_b
+    assert max(rest_a) > 0  # the comparison covered real scores, not only zeros
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_quiet_on_clean_seasonal_noise(seed: int) -> None:
+    ts, y = seasonal(seed)
+    scores = run(ts, y)
+    assert scores[3 * DAY:].max() < ALERT_THRESHOLD
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("kind", ["spike", "level_shift", "slow_leak", "failure_burst"])
+def test_detects_injected_anomaly(kind: str, seed: int) -> None:
+    ts, y = seasonal(seed)
+    at = 7 * DAY
+    if kind == "spike":  # e.g. one very slow API call window
+        y[at] += 40
+    elif kind == "level_shift":  # a sustained slowdown
+        y[at:] += 25
+    elif kind == "slow_leak":  # RSS creeping up
+        y[at:] += np.arange(len(y) - at) * 0.1
+    else:  # failed jobs: a burst of erratic, high values
+        y[at:at + 30] += np.abs(np.random.default_rng(seed).normal(0, 15, 30)) + 10
+    scores = run(ts, y)
+    assert scores[3 * DAY:at].max() < ALERT_THRESHOLD  # quiet before
+    within = 2 * DAY if kind == "slow_leak" else 30  # a leak needs time to stand out
+    assert scores[at:at + within].max() >= ALERT_THRESHOLD
+
+
+def test_repeated_alerts_are_suppressed() -> None:
+    ts, y = seasonal(3)
+    at = 7 * DAY
+    y[at:] += 25
+    scores = run(ts, y)
+    alerts = np.flatnonzero(scores[at:at + 100] >= ALERT_THRESHOLD)
+    assert 1 <= len(alerts) <= 3
+
+
+# ---- forecaster -------------------------------------------------------------------------------
+
+def load_series(seed: int, weeks: int = 6, steps_per_day: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """Demand with daily and weekly shapes, a slow trend and multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    n = weeks * 7 * steps_per_day
+    t = np.arange(n)
+    day_phase = 2 * np.pi * (t % steps_per_day) / steps_per_day
+    weekday = (t // steps_per_day) % 7
+    shape = 1.0 + 0.6 * np.sin(day_phase - 1.5) + 0.25 * np.cos(2 * day_phase)
+    week = np.where(weekday >= 5, 0.7, 1.0)
+    level = 1000 * (1 + 0.15 * t / n)
+    y = level * shape * week * np.exp(rng.normal(0, 0.05, n))
+    return T0 + t * 1800.0, y
+
+
+def test_forecaster_beats_seasonal_naive() -> None:
+    ts, y = load_series(0)
+    week = 7 * 48
+    ours, naive = [], []
+    for k in range(7, 0, -1):
+        o = len(y) - k * 48
+        actual = y[o:o + 48]
+        fc = forecast(y[:o], horizon=48, timestamps=list(ts[:o]))
+        ours.append(np.mean(np.abs(np.array(fc.yhat) - actual)))
+        naive.append(np.mean(np.abs(y[o - week:o - week + 48] - actual)))
+    assert np.mean(ours) < 0.85 * np.mean(naive)
+
+
+def test_interval_coverage_is_roughly_nominal() -> None:
+    inside = total = 0
+    for seed in range(3):
+        ts, y = load_series(seed + 10)
+        for k in range(5, 0, -1):
+            o = len(y) - k * 48
+            fc = forecast(y[:o], horizon=48, timestamps=list(ts[:o]))
+            actual = y[o:o + 48]
+            assert np.all(np.array(fc.lower) <= np.array(fc.yhat))
+            assert np.all(np.array(fc.yhat) <= np.array(fc.upper))
+            inside += int(np.sum((actual >= fc.lower) & (actual <= fc.upper)))
+            total += len(actual)
+    assert 0.8 <= inside / total <= 0.98
+
+
+def test_forecast_steps_and_short_history() -> None:
+    ts, y = load_series(1, weeks=1)
+    fc = forecast(y[:100], horizon=5, timestamps=list(ts[:100]))
+    assert fc.step_s == 1800.0
+    assert fc.timestamps == [ts[99] + 1800.0 * (h + 1) for h in range(5)]
+    with pytest.raises(ForecastError):
+        forecast([1.0, 2.0], horizon=3)
+    with pytest.raises(ForecastError):
+        forecast([1.0, 2.0, 3.0], horizon=0)
+
+
+def test_spike_warning_fires_only_when_capacity_is_crossed_in_time() -> None:
+    ts, y = load_series(2)
+    fc = forecast(y, horizon=48, timestamps=list(ts))
+    peak = max(fc.yhat)
+    w = spike_warning(fc, capacity=peak * 0.9, scale_lead_s=600)
+    assert w is not None and w.in_time and w.peak == peak and w.extra_capacity_ratio > 1.0
+    assert w.seconds_ahead == w.steps_ahead * 1800.0
+    assert spike_warning(fc, capacity=peak * 1.5) is None
+    late = spike_warning(fc, capacity=peak * 0.9, scale_lead_s=w.seconds_ahead + 1)
+    assert late is not None and not late.in_time
+
+
+# ---- command line -------------------------------------------------------------------------------
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "api.cli", *args], input=stdin, capture_output=True,
+                          text=True, cwd=REPO, env=dict(os.environ), timeout=120)
+
+
+def csv_text(ts: np.ndarray, y: np.ndarray, header: bool = True) -> str:
+    rows = [f"{datetime.fromtimestamp(t, tz=UTC):%Y-%m-%d %H:%M:%S},{float(v)!r}"
+            for t, v in zip(ts, y, strict=True)]
+    return ("timestamp,value\n" if header else "") + "\n".join(rows) + "\n"
+
+
+def test_cli_detect_matches_the_detector(tmp_path: Path) -> None:
+    ts, y = seasonal(4, n=3 * DAY)
+    y[700] += 50
+    path = tmp_path / "s.csv"
+    path.write_text(csv_text(ts, y))
+    by_file = cli("detect", str(path))
+    by_stdin = cli("detect", stdin=csv_text(ts, y, header=False))
+    assert by_file.returncode == 0, by_file.stderr
+    assert by_stdin.returncode == 0, by_stdin.stderr
+    got = [float(x) for x in by_file.stdout.split()]
+    assert got == [float(x) for x in by_stdin.stdout.split()]
+    assert len(got) == len(y)
+    assert np.allclose(got, run(ts, y), atol=1e-6)
+    assert all(0.0 <= s <= 1.0 for s in got)
+
+
+def test_cli_detect_streams_each_row_as_it_arrives() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "api.cli", "detect"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=REPO, bufsize=1)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("timestamp,value\n")
+        for i in range(3):
+            proc.stdin.write(f"2024-01-01 00:0{i}:00,{i}\n")
+            proc.stdin.flush()
+            deadline = time.monotonic() + 30
+            ready: list[object] = []
+            while not ready and time.monotonic() < deadline:
+                ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+            assert ready, "no score before the next row was sent"
+            assert 0.0 <= float(proc.stdout.readline()) <= 1.0
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_forecast_round_trip(tmp_path: Path) -> None:
+    ts, y = load_series(3, weeks=4)
+    path = tmp_path / "load.csv"
+    path.write_text(csv_text(ts, y))
+    out = cli("forecast", "--horizon", "12", str(path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 12
+    assert lines[0].split(",")[0] == f"{datetime.fromtimestamp(ts[-1] + 1800, tz=UTC):%Y-%m-%d %H:%M:%S}"
+    for line in lines:
+        _, yhat, lo, hi = line.split(",")
+        assert float(lo) <= float(yhat) <= float(hi)
+    epoch_csv = "".join(f"{t:.0f},{float(v)}\n" for t, v in zip(ts, y, strict=True))
+    epoch = cli("forecast", "--horizon", "2", stdin=epoch_csv)
+    assert epoch.returncode == 0, epoch.stderr
+    assert epoch.stdout.splitlines()[0].split(",")[0] == f"{ts[-1] + 1800:.0f}"
+    bad = cli("forecast", "--horizon", "3", stdin="timestamp,value\n")
+    assert bad.returncode == 2 and "history" in bad.stderr
+
+
+def test_detect_stream_keeps_one_line_per_row() -> None:
+    import io
+
+    out = io.StringIO()
+    n = detect_stream(["timestamp,value\n", "2024-01-01 00:00:00,1\n", "2024-01-01 00:05:00,oops\n",
+                       "\n", "2024-01-01 00:10:00,nan\n", "5\n"], out)
+    assert n == 4 and len(out.getvalue().split()) == 4
