@@ -34,8 +34,11 @@ worker: venv
 scheduler: venv
 	$(LEVQOR) scheduler
 
+# The suite runs in parallel (pytest-xdist, one database per worker); `make test PYTEST_XDIST=` runs it serially.
+PYTEST_XDIST ?= -n auto --maxprocesses=4
+
 test: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
