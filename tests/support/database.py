@@ -42,16 +42,16 @@ os.environ.setdefault("LEVQOR_AGENT_SCHEDULES", "{}")
 
 
 def reset_postgres(url: str) -> None:
-    """An empty ``public`` schema in the database of ``url``, creating the database if it is missing."""
+    """An empty ``public`` schema in the database of ``url``, creating the database if it is missing
+    (through the server's ``postgres`` database)."""
     from sqlalchemy import create_engine, text
 
-    if url != PG_BASE_URL:
-        name = make_url(url).database
-        admin = create_engine(PG_BASE_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}) is None:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
+    name = make_url(url).database
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}) is None:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
