@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, make_wsgi_app
 from prometheus_client import multiprocess as mp
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from levqor import __version__
 from levqor.settings import get_settings
@@ -83,15 +86,38 @@ def start_process(role: str) -> None:
         serve_metrics(s.host, s.metrics_port)
 
 
-def serve_metrics(host: str, port: int) -> None:
-    """Serve ``/metrics`` from a background thread (processes without the API)."""
-    from prometheus_client import REGISTRY, start_http_server
+def scrape_allowed(authorization: str | None) -> bool:
+    """Whether a scrape may read /metrics: always without ``LEVQOR_METRICS_TOKEN``, else only with
+    ``Authorization: Bearer <token>`` (compared in constant time)."""
+    token = get_settings().metrics_token
+    if not token:
+        return True
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
+
+def serve_metrics(host: str, port: int) -> None:
+    """Serve ``/metrics`` from a background thread (processes without the API), with the same optional
+    bearer token as the API's."""
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         mp.MultiProcessCollector(registry)
-    start_http_server(port, addr=host, registry=registry)
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if not scrape_allowed(environ.get("HTTP_AUTHORIZATION")):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain"),
+                                                ("WWW-Authenticate", 'Bearer realm="metrics"')])
+            return [b"a bearer token is required (LEVQOR_METRICS_TOKEN)\n"]
+        return metrics_app(environ, start_response)
+
+    class _Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (the stdlib's name)
+            pass
+
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
 
 
 _pool_lock = threading.Lock()

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         0, description="Port where a standalone `levqor worker`/`scheduler` serves /metrics (0: off)."
     )
+    metrics_token: str = Field(
+        "", description="Bearer token every /metrics scrape must send (API and standalone workers); empty: none."
+    )
+    metrics_tenant_kpis: bool = Field(
+        False, description="Publish per-organisation Pulse KPI, target and error-budget gauges (label: org id) "
+                           "on /metrics. Off: /metrics carries no organisation's business figures."
+    )
     job_lease_sweep: bool = Field(
         True, description="Workers return jobs with expired leases to the queue on each heartbeat (the chaos "
         "suite turns this off so that only the healer can fix them).",

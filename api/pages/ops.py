@@ -13,9 +13,9 @@ from levqor.settings import get_settings
 from tools.auto_intel import incidents, signals
 from tools.auto_intel.incidents import IncidentQuery
 from tools.auto_intel.predictor import Forecast, ForecastError, forecast
-from tools.auto_intel.signals import Point, PointsQuery
+from tools.auto_intel.signals import Point, PointsQuery, SeriesQuery
 from tools.context import ToolContext
-from tools.enterprise.rbac import allowed
+from tools.enterprise.rbac import allowed, is_staff
 from tools.jobs import workers as job_workers
 from tools.jobs.workers import NoInput
 
@@ -59,14 +59,21 @@ def ops_page(request: Request, ctx: Annotated[ToolContext, require("incidents:re
     workers = job_workers.list_workers(ctx, NoInput()) if allowed(ctx.principal.role, "workers:read") else None
     threshold = get_settings().ops_anomaly_threshold
     charts = {}
-    for name in KEY_SERIES:
+    platform = is_staff(ctx, read=True)
+    if platform:
+        names: list[str] = list(KEY_SERIES)
+    else:  # an organisation sees its own pipelines' series; the platform's are Levqor staff's
+        own = signals.list_series(ctx, SeriesQuery(prefix="jobs.", since_s=6 * 3600)).series
+        names = [n for n in own if n.startswith(("jobs.finished{", "jobs.failure_rate{"))][:6]
+    for name in names:
         pts = signals.get_points(ctx, PointsQuery(series=name, since_s=6 * 3600)).points
         fc = None
-        if name == "jobs.finished" and len(pts) >= 24:
+        if name.split("{")[0] == "jobs.finished" and len(pts) >= 24:
             try:
                 fc = forecast([p.value for p in pts], horizon=12, timestamps=[p.ts.timestamp() for p in pts])
             except ForecastError:
                 fc = None
         charts[name] = {**chart(pts, threshold, fc), "last": pts[-1].value if pts else None,
                         "anomalies": sum(1 for p in pts if p.score is not None and p.score >= threshold)}
-    return render(request, "ops.html", ctx, incidents=page, workers=workers, charts=charts, W=W, H=H)
+    return render(request, "ops.html", ctx, incidents=page, workers=workers, charts=charts, W=W, H=H,
+                  platform=platform)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from api.deps import public
 from levqor import __version__
-from levqor.metrics import render
+from levqor.metrics import render, scrape_allowed
+from tools.errors import Unauthorized
 from tools.platform.database import Ready, readiness
 
 router = APIRouter(tags=["health"])
@@ -36,7 +39,10 @@ def readyz() -> Response:
 
 @router.get("/metrics", dependencies=[public()], response_class=Response,
             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
-def metrics() -> Response:
-    """Expose metrics in the Prometheus text format."""
+def metrics(authorization: Annotated[str | None, Header()] = None) -> Response:
+    """Expose metrics in the Prometheus text format (with ``LEVQOR_METRICS_TOKEN`` set, only to a scrape
+    sending it as a bearer token)."""
+    if not scrape_allowed(authorization):
+        raise Unauthorized("a bearer token is required to scrape /metrics (LEVQOR_METRICS_TOKEN)")
     readiness()  # every scrape carries a fresh levqor_ready
     return Response(render(), media_type=CONTENT_TYPE_LATEST)

@@ -192,7 +192,7 @@ def partner_installs(org_id: int, receiver: str) -> dict[str, int]:
                  "revenue_share": 0.7, "support_url": "https://chaos.example/s", "privacy_url": "https://chaos.example/p"}
             call(pctx, "plugins.create", manifest=m)
             call(pctx, "plugins.submit", plugin=slug, version="1.0.0")
-            call(pctx, "plugins.review", plugin=slug, version="1.0.0", decision="approve")
+            call(ToolContext(s, SYSTEM), "plugins.review", plugin=slug, version="1.0.0", decision="approve")
             out[path] = call(cctx, "plugins.install", plugin=slug).id
     return out
 

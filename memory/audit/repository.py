@@ -68,6 +68,16 @@ class AuditRepository:
             yield from rows
             last = rows[-1].seq
 
+    def org_summary(self, org_id: int) -> tuple[int, int]:
+        """(entries, last seq) of one organisation's log."""
+        n, last = self.session.execute(select(func.count(), func.max(AuditEntry.seq))
+                                       .where(AuditEntry.org_id == org_id)).one()
+        return int(n or 0), int(last or 0)
+
+    def org_of(self, seq: int) -> int | None:
+        """The organisation of entry ``seq`` (None: the platform's, or no such entry)."""
+        return self.session.scalar(select(AuditEntry.org_id).where(AuditEntry.seq == seq))
+
     def max_seq(self) -> int:
         return int(self.session.scalar(select(func.max(AuditEntry.seq))) or 0)
 
@@ -76,10 +86,12 @@ class AuditRepository:
 
     def _filters(
         self, *, org_id: int | None, actor: str | None, action: str | None, target: str | None,
-        since: dt.datetime | None, until: dt.datetime | None,
+        since: dt.datetime | None, until: dt.datetime | None, platform: bool = False,
     ) -> list[Any]:
         conds: list[Any] = []
-        if org_id is not None:
+        if platform:
+            conds.append(AuditEntry.org_id.is_(None))
+        elif org_id is not None:
             conds.append(AuditEntry.org_id == org_id)
         if actor:
             conds.append(AuditEntry.actor == actor)
@@ -99,10 +111,12 @@ class AuditRepository:
     def search(
         self, *, org_id: int | None, actor: str | None = None, action: str | None = None,
         target: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
-        before_seq: int | None = None, limit: int = 50,
+        before_seq: int | None = None, limit: int = 50, platform: bool = False,
     ) -> list[AuditEntry]:
-        """Matching entries, newest first, older than ``before_seq`` when given."""
-        conds = self._filters(org_id=org_id, actor=actor, action=action, target=target, since=since, until=until)
+        """Matching entries, newest first, older than ``before_seq`` when given (``platform``: only the
+        entries of no organisation; else ``org_id=None`` means every entry)."""
+        conds = self._filters(org_id=org_id, actor=actor, action=action, target=target, since=since, until=until,
+                              platform=platform)
         if before_seq:
             conds.append(AuditEntry.seq < before_seq)
         return list(self.session.scalars(
@@ -112,10 +126,11 @@ class AuditRepository:
     def iter_matching(
         self, *, org_id: int | None, actor: str | None = None, action: str | None = None,
         target: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
-        batch: int = 1000,
+        batch: int = 1000, platform: bool = False,
     ) -> Iterator[AuditEntry]:
         """Matching entries, oldest first, read in keyset batches (exports of any size)."""
-        conds = self._filters(org_id=org_id, actor=actor, action=action, target=target, since=since, until=until)
+        conds = self._filters(org_id=org_id, actor=actor, action=action, target=target, since=since, until=until,
+                              platform=platform)
         last = 0
         while True:
             rows = list(self.session.scalars(

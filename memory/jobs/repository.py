@@ -135,6 +135,12 @@ class JobRepository:
             return set()
         return set(self.session.scalars(select(Job.id).where(Job.id.in_(list(ids)), Job.org_id == org_id)))
 
+    def orgs_of(self, ids: set[int]) -> set[int]:
+        """The organisations owning the jobs ``ids``."""
+        if not ids:
+            return set()
+        return set(self.session.scalars(select(Job.org_id).where(Job.id.in_(list(ids))).distinct()))
+
     def count(self, org_id: int) -> int:
         return int(self.session.scalar(select(func.count()).select_from(Job).where(Job.org_id == org_id)) or 0)
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from memory.db import utcnow
 from memory.jobs.models import CreditLedger, Job, Pipeline, Worker
 from memory.ops.models import Incident, IncidentEvent, OpsDetectorState, OpsNotification, OpsSample
-from memory.partner.models import WebhookAttempt, WebhookDelivery
+from memory.partner.models import PluginInstall, WebhookAttempt, WebhookDelivery
 
 
 class SignalSourceRepository:
@@ -107,6 +107,17 @@ class SignalSourceRepository:
                 .join(WebhookDelivery, WebhookDelivery.id == WebhookAttempt.delivery_id)
                 .where(WebhookAttempt.started_at >= since).group_by(WebhookDelivery.install_id))
         return {int(i): (int(n), int(e or 0)) for i, n, e in self.session.execute(stmt)}
+
+
+    def owned_by(self, org_id: int, pipeline_ids: Iterable[int],
+                 install_ids: Iterable[int]) -> tuple[set[int], set[int]]:
+        """Which of ``pipeline_ids`` and ``install_ids`` belong to organisation ``org_id``."""
+        pipes, installs = list(set(pipeline_ids)), list(set(install_ids))
+        own_p = set(self.session.scalars(select(Pipeline.id).where(Pipeline.id.in_(pipes),
+                                                                   Pipeline.org_id == org_id))) if pipes else set()
+        own_i = set(self.session.scalars(select(PluginInstall.id).where(
+            PluginInstall.id.in_(installs), PluginInstall.org_id == org_id))) if installs else set()
+        return own_p, own_i
 
 
 class SignalRepository:

@@ -58,6 +58,10 @@ def test_role_map_is_consistent() -> None:
     # Viewers never write; auditors read the audit log, viewers do not.
     assert not any(p.endswith((":write", ":export", ":verify")) for p in ROLE_PERMISSIONS["viewer"])
     assert "audit:read" in ROLE_PERMISSIONS["auditor"] and "audit:read" not in ROLE_PERMISSIONS["viewer"]
+    # Partner keys, as docs/dev_portal/partners.md says: manage plugins, read deliveries and payouts,
+    # nothing else in the organisation.
+    assert ROLE_PERMISSIONS["partner"] == {"org:read", "tools:read", "plugins:read", "plugins:write", "hooks:read",
+                                           "payouts:read"}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +73,10 @@ def _concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "999999", path)
 
 
-def test_each_role_gets_exactly_what_the_map_says(app, client, matrix_org: OrgFixture) -> None:
+def test_each_role_gets_exactly_what_the_map_says(app, client, matrix_org: OrgFixture, set_settings) -> None:
+    # The organisation is staff, so platform-wide routes answer by the role map alone (the staff rule has
+    # its own test in tests/api/test_tenancy.py).
+    set_settings(staff_orgs=[matrix_org.slug])
     checked = 0
     for route, perm in _routes(app):
         if perm is None:

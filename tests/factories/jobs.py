@@ -13,6 +13,7 @@ from memory.events.models import Event
 from memory.jobs.models import CreditLedger, Job, JobStep, Pipeline
 from memory.jobs.repository import CreditRepository, JobRepository
 from tests.factories.orgs import org_ctx
+from tools.context import SYSTEM, ToolContext
 from tools.registry import registry
 
 
@@ -20,6 +21,12 @@ def invoke(org_id: int, name: str, params: dict[str, Any]) -> Any:
     """Run tool ``name`` for ``org_id`` in its own committed transaction."""
     with session_scope() as s:
         return registry.invoke(name, org_ctx(s, org_id), params)
+
+
+def invoke_platform(name: str, params: dict[str, Any]) -> Any:
+    """Run tool ``name`` as the platform itself (the system principal, no organisation)."""
+    with session_scope() as s:
+        return registry.invoke(name, ToolContext(s, SYSTEM), params)
 
 
 def grant(org_id: int, amount: int) -> int:

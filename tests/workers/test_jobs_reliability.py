@@ -156,7 +156,7 @@ def test_sigterm_gives_a_long_job_back_and_restart_command_restarts(org: OrgFixt
             return rows[0] if rows else None
 
         wid = wait_for(registered, timeout=40, what="worker registered")
-        out = js.invoke(org.org_id, "workers.restart", {"worker_id": wid})
+        out = js.invoke_platform("workers.restart", {"worker_id": wid})  # workers are the platform's
         assert out.command == "restart" and out.delivery == "heartbeat"
         other.wait(timeout=30)  # it leaves on its own; a supervisor starts a fresh one
         assert other.returncode == 0 and registered() is None

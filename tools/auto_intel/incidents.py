@@ -18,8 +18,8 @@ from memory.ops.repository import IncidentRepository
 from tools.auto_intel.lifecycle import resolve
 from tools.context import ToolContext
 from tools.enterprise import audit_log
+from tools.enterprise.rbac import is_staff
 from tools.errors import Conflict, NotFound, Unprocessable
-from tools.identity.service import is_staff
 from tools.registry import tool
 
 

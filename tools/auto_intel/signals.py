@@ -27,6 +27,7 @@ from memory.db import utcnow
 from memory.ops.models import OpsSample
 from memory.ops.repository import SignalRepository, SignalSourceRepository
 from tools.context import ToolContext
+from tools.enterprise.rbac import is_staff
 from tools.errors import BadRequest, NotFound
 from tools.registry import tool
 
@@ -324,16 +325,39 @@ class PointsOut(BaseModel):
     points: list[Point]
 
 
+# Labels that tie a series to one organisation's object; a series without one is the platform's.
+_TENANT_LABELS = ("pipeline", "install")
+
+
+def visible_series(ctx: ToolContext, names: list[str]) -> list[str]:
+    """The series the caller may read: all for Levqor staff; for an organisation, only the series of its
+    own pipelines and installs (platform series, such as queue depth or workers, are staff-only)."""
+    if is_staff(ctx, read=True):
+        return names
+    labelled: list[tuple[str, dict[str, str]]] = []
+    for n in names:
+        _name, labels = parse_series(n)
+        if len(labels) == 1 and next(iter(labels)) in _TENANT_LABELS and next(iter(labels.values())).isdigit():
+            labelled.append((n, labels))
+    pipes = {int(lb["pipeline"]) for _n, lb in labelled if "pipeline" in lb}
+    installs = {int(lb["install"]) for _n, lb in labelled if "install" in lb}
+    own_p, own_i = SignalSourceRepository(ctx.session).owned_by(ctx.org_id, pipes, installs)
+    return [n for n, lb in labelled
+            if ("pipeline" in lb and int(lb["pipeline"]) in own_p) or ("install" in lb and int(lb["install"]) in own_i)]
+
+
 @tool("signals.list", risk="read")
 def list_series(ctx: ToolContext, params: SeriesQuery) -> SeriesNames:
     """List the sampled operations series (optionally those starting with a prefix)."""
     since = utcnow() - dt.timedelta(seconds=params.since_s)
-    return SeriesNames(series=SignalRepository(ctx.session).series_names(params.prefix, since))
+    return SeriesNames(series=visible_series(ctx, SignalRepository(ctx.session).series_names(params.prefix, since)))
 
 
 @tool("signals.points", risk="read")
 def get_points(ctx: ToolContext, params: PointsQuery) -> PointsOut:
     """Show one series' points (raw, then 5-minute rollups) with their anomaly scores."""
+    if not visible_series(ctx, [params.series]):
+        raise NotFound(f"series {params.series!r} not found", field="series")
     until = utcnow()
     since = until - dt.timedelta(seconds=params.since_s)
     if params.source == "prometheus":

@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,19 @@ def record(ctx: ToolContext, action: str, target: str = "", **kwargs: Any) -> Au
     kwargs.setdefault("org_id", ctx.principal.org_id)
     return append(ctx.session, actor=ctx.principal.actor, action=action, target=target,
                   request_id=ctx.request_id, **kwargs)
+
+
+def record_platform(ctx: ToolContext, action: str, target: str, affected_orgs: Iterable[int] = (),
+                    **kwargs: Any) -> AuditEntry:
+    """A platform-wide action: one entry in the platform log (no organisation), and one in the log of
+    every organisation whose work it affects (so each tenant sees what was done to its work)."""
+    entry = append(ctx.session, actor=ctx.principal.actor, action=action, target=target,
+                   request_id=ctx.request_id, org_id=None, **kwargs)
+    detail = dict(kwargs.pop("detail", None) or {})
+    for org_id in sorted(set(affected_orgs)):
+        append(ctx.session, actor=ctx.principal.actor, action=action, target=target, request_id=ctx.request_id,
+               org_id=org_id, detail={**detail, "platform_seq": entry.seq}, **kwargs)
+    return entry
 
 
 # ---- signing -------------------------------------------------------------------------------

@@ -1,6 +1,12 @@
-"""Roles and the one permission map. ``api.deps.require("area:action")`` checks against it."""
+"""Roles, the one permission map (``api.deps.require("area:action")`` checks against it), and the
+one rule for platform-wide operations: Levqor staff only."""
 
 from __future__ import annotations
+
+from levqor.settings import get_settings
+from memory.identity.repository import IdentityRepository
+from tools.context import Principal, ToolContext
+from tools.errors import Forbidden
 
 ROLES: tuple[str, ...] = ("admin", "viewer", "auditor", "partner")
 
@@ -30,9 +36,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "auditor": frozenset({"audit:read", "audit:export", "audit:verify", "org:read", "users:read",
                           "keys:read", "policy:read", "tools:read", "events:read",
                           "jobs:read", "pipelines:read", "workers:read", "credits:read"}),
-    # A partner organisation's developers: manage its plugins, their deliveries and payouts.
-    "partner": frozenset({"org:read", "keys:read", "tools:read", "plugins:read", "plugins:write", "hooks:read",
-                          "hooks:write", "payouts:read", "payouts:write"}),
+    # A partner organisation's developers (docs/dev_portal/partners.md): manage its plugins, read their
+    # deliveries and its payouts, nothing else. Rotating secrets, enabling installs, replaying
+    # deliveries and Stripe onboarding are for the organisation's admins.
+    "partner": frozenset({"org:read", "tools:read", "plugins:read", "plugins:write", "hooks:read", "payouts:read"}),
 }
 
 
@@ -41,3 +48,31 @@ def allowed(role: str, permission: str) -> bool:
     if permission not in PERMISSIONS:
         raise KeyError(f"unknown permission {permission!r}")
     return permission in ROLE_PERMISSIONS.get(role, frozenset())
+
+
+def is_platform(p: Principal) -> bool:
+    """The platform's own principals: the system or an agent acting with no organisation.
+
+    A system or agent principal that carries an organisation (the CLI inside an org, a scheduled Pulse
+    snapshot, an agent run for one tenant) is scoped to that organisation like any other caller."""
+    return p.kind in ("system", "agent") and p.org_id is None
+
+
+def is_staff(ctx: ToolContext, *, read: bool = False) -> bool:
+    """Levqor staff: a platform principal, or an admin of an organisation in LEVQOR_STAFF_ORGS.
+
+    ``read``: any person or key of a staff organisation counts (reading platform-wide data still needs
+    the route's permission, e.g. ``audit:read`` for an auditor)."""
+    p = ctx.principal
+    if is_platform(p):
+        return True
+    if p.kind not in ("user", "api_key") or p.org_id is None or (p.role != "admin" and not read):
+        return False
+    org = IdentityRepository(ctx.session).org(p.org_id)
+    return org is not None and org.slug in get_settings().staff_orgs
+
+
+def require_staff(ctx: ToolContext, what: str, *, read: bool = False) -> None:
+    """Refuse (403) unless the caller is Levqor staff: "only Levqor staff may ``what``"."""
+    if not is_staff(ctx, read=read):
+        raise Forbidden(f"only Levqor staff may {what}")

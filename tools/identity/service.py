@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints, WithJsonSchema
 
-from levqor.settings import get_settings
 from memory.db import utcnow
 from memory.identity.models import ApiKey, BrowserSession, Organization, User
 from memory.identity.repository import IdentityRepository
@@ -372,17 +371,6 @@ def end_session(session: Any, token: str) -> None:
     bs = IdentityRepository(session).browser_session(sha256(token)) if token else None
     if bs is not None:
         bs.revoked_at = utcnow()
-
-
-def is_staff(ctx: ToolContext) -> bool:
-    """Levqor staff: the system principal, or an admin of an organisation in LEVQOR_STAFF_ORGS."""
-    p = ctx.principal
-    if p.kind == "system":
-        return True
-    if p.role != "admin" or p.org_id is None:
-        return False
-    org = IdentityRepository(ctx.session).org(p.org_id)
-    return org is not None and org.slug in get_settings().staff_orgs
 
 
 # ---- contexts for the command line (not tools: used by api.cli) ----------------------------------

@@ -122,11 +122,12 @@ class CreditGrantOut(BaseModel):
 def grant_credits(ctx: ToolContext, params: CreditGrant) -> CreditGrantOut:
     """Add credits to the organisation's balance (a ledger row records who and why)."""
     p = ctx.principal
-    if not (p.kind == "system" or p.key_mode == "test"):
-        # Customers buy credits through billing; only Levqor itself (CLI, seed, billing) and
-        # sandbox (test-mode) keys may add them directly.
-        raise Forbidden("credits can be granted only by Levqor operators or with a test-mode API key",
-                        field="amount")
+    if p.key_mode == "test":
+        # A test-mode key must never change the organisation's one real balance.
+        raise Forbidden("a test-mode API key cannot add to the organisation's live credit balance", field="amount")
+    if p.kind != "system":
+        # Customers buy credits through billing; only Levqor itself (CLI, seed, billing) adds them directly.
+        raise Forbidden("credits can be granted only by Levqor operators", field="amount")
     repo = CreditRepository(ctx.session)
     after = repo.credit(ctx.org_id, params.amount)
     entry = CreditLedger(org_id=ctx.org_id, delta=params.amount, balance_after=after, reason="grant",

@@ -26,7 +26,9 @@ ENQUEUE_TO_START = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 RUN_DURATION = Histogram(
-    "levqor_job_run_duration_seconds", "Job run duration by pipeline", ["pipeline"],
+    # No pipeline label: /metrics carries no tenant-controlled label values (per-pipeline figures are
+    # the organisation's own signals, GET /v1/signals).
+    "levqor_job_run_duration_seconds", "Job run duration",
     buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
 )
 CREDITS_SPENT = Counter("levqor_credits_spent_total", "Credits charged for job runs")

@@ -271,7 +271,6 @@ def run_claimed(job: Job, ctrl: RunControl, pipeline: PipelineSnapshot | None = 
             pipeline = PipelineSnapshot.of(found) if found is not None else None
     steps = pipeline.steps if pipeline else []
     timeout_s, backoff = (pipeline.timeout_s, pipeline.retry_backoff_s) if pipeline else (0.0, 0.0)
-    name = pipeline.name if pipeline else str(job.pipeline_id)
     started = time.monotonic()
     ctrl.deadline = started + timeout_s
     if job.started_at is not None:
@@ -282,7 +281,7 @@ def run_claimed(job: Job, ctrl: RunControl, pipeline: PipelineSnapshot | None = 
     else:
         res = execute(steps, job_input=dict(job.input or {}), job_meta=meta, run=job.fence, attempt=job.attempts,
                       job_id=job.id, ctrl=ctrl, org_id=job.org_id)
-    metrics.RUN_DURATION.labels(pipeline=name).observe(time.monotonic() - started)
+    metrics.RUN_DURATION.observe(time.monotonic() - started)
     with session_scope() as s:
         if res.interrupted:
             JobRepository(s).add_steps(res.steps)

@@ -23,8 +23,8 @@ from memory.jobs.models import Worker
 from memory.jobs.repository import JobRepository, WorkerRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
-from tools.errors import Forbidden, NotFound, Unprocessable
-from tools.identity.service import is_staff
+from tools.enterprise.rbac import require_staff
+from tools.errors import NotFound, Unprocessable
 from tools.jobs.health import health, worker_health
 from tools.jobs.queue import org_scope
 from tools.registry import tool
@@ -110,10 +110,12 @@ class WorkerCommandOut(BaseModel):
 
 
 def _command(ctx: ToolContext, worker_id: str, command: str) -> WorkerCommandOut:
+    require_staff(ctx, f"{command} workers: they run every organisation's jobs")
     repo = WorkerRepository(ctx.session)
     w = repo.get(worker_id)
     if w is None:
         raise NotFound(f"worker {worker_id!r} not found", field="worker_id")
+    affected = JobRepository(ctx.session).orgs_of({int(j) for j in (w.current_jobs or [])})
     now = utcnow()
     delivery = "heartbeat"
     if command == "restart" and health(w, now) == "stale" and w.host == socket.gethostname():
@@ -121,7 +123,8 @@ def _command(ctx: ToolContext, worker_id: str, command: str) -> WorkerCommandOut
         delivery = _stop_hung(w.pid, told_before=w.command == "restart")
     repo.set_command(worker_id, command)
     ctx.session.refresh(w)
-    audit_log.record(ctx, f"workers.{command}", f"worker:{worker_id}", detail={"delivery": delivery})
+    audit_log.record_platform(ctx, f"workers.{command}", f"worker:{worker_id}", affected,
+                              detail={"delivery": delivery})
     return WorkerCommandOut(worker=_read(w, now), command=command, delivery=delivery)
 
 
@@ -214,9 +217,7 @@ class ScaleOut(BaseModel):
 @tool("workers.scale", risk="write")
 def scale_workers(ctx: ToolContext, params: ScaleIn) -> ScaleOut:
     """Set how many worker processes the supervisor runs (up to LEVQOR_WORKERS_MAX), optionally for a while."""
-    p = ctx.principal
-    if not (p.org_id is None and p.kind in ("system", "agent")) and not is_staff(ctx):
-        raise Forbidden("workers are shared by every organisation: only Levqor staff scale them")
+    require_staff(ctx, "scale the workers: they run every organisation's jobs")
     s = get_settings()
     if params.desired > s.workers_max:
         raise Unprocessable(f"desired must be at most LEVQOR_WORKERS_MAX ({s.workers_max})", field="desired")
@@ -224,7 +225,7 @@ def scale_workers(ctx: ToolContext, params: ScaleIn) -> ScaleOut:
     current = scale_decision(ctx.session, now)
     previous = current[0] if current is not None else s.workers
     until = now + dt.timedelta(seconds=params.for_s) if params.for_s else None
-    audit_log.record(ctx, SCALED_ACTION, "workers", before={"desired": previous},
+    audit_log.record_platform(ctx, SCALED_ACTION, "workers", before={"desired": previous},
                      detail={"desired": params.desired, "until": until.isoformat() if until else None,
                              "reason": params.reason})
     health = worker_health(ctx.session)

@@ -1,7 +1,7 @@
 """Who may see or change what in the partner API.
 
 A partner is an organisation with a partner profile; its ``partner``-role keys (and its admins)
-manage its plugins. Levqor staff (:func:`tools.identity.service.is_staff`) approve or reject
+manage its plugins. Levqor staff (:func:`tools.enterprise.rbac.is_staff`) approve or reject
 versions, suspend plugins and partners, and run payouts. Rows a caller may not see are answered
 with 404, as if they did not exist.
 """
@@ -11,13 +11,8 @@ from __future__ import annotations
 from memory.partner.models import Partner, Plugin, PluginInstall
 from memory.partner.repository import PartnerRepository
 from tools.context import ToolContext
-from tools.errors import Forbidden, NotFound
-from tools.identity.service import is_staff
-
-
-def require_staff(ctx: ToolContext, what: str) -> None:
-    if not is_staff(ctx):
-        raise Forbidden(f"only Levqor staff may {what}")
+from tools.enterprise.rbac import is_staff
+from tools.errors import NotFound
 
 
 def own_partner(ctx: ToolContext) -> Partner:

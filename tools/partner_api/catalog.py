@@ -16,9 +16,9 @@ from memory.partner.models import Plugin, PluginVersion
 from memory.partner.repository import PartnerRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
+from tools.enterprise.rbac import is_staff, require_staff
 from tools.errors import Conflict, Forbidden, NotFound, Unprocessable
-from tools.identity.service import is_staff
-from tools.partner_api.access import own_partner, owned_plugin, require_staff, visible_plugin
+from tools.partner_api.access import own_partner, owned_plugin, visible_plugin
 from tools.partner_api.manifest import SLUG, semver_key, validate_manifest
 from tools.registry import tool
 

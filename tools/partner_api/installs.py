@@ -11,8 +11,9 @@ from memory.partner.models import PluginInstall
 from memory.partner.repository import PartnerRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
+from tools.enterprise.rbac import is_staff
 from tools.errors import BadRequest, Conflict, NotFound, Unprocessable
-from tools.identity.service import NoInput, is_staff
+from tools.identity.service import NoInput
 from tools.partner_api.access import install_for_org_or_partner, org_install, own_partner
 from tools.partner_api.catalog import PluginRead, plugin_read
 from tools.partner_api.delivery import disable_install_endpoint

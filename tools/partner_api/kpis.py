@@ -8,7 +8,8 @@ from pydantic import BaseModel, Field
 
 from memory.partner.repository import PartnerRepository
 from tools.context import ToolContext
-from tools.identity.service import NoInput, is_staff
+from tools.enterprise.rbac import is_staff
+from tools.identity.service import NoInput
 from tools.registry import tool
 
 

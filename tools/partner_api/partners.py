@@ -10,9 +10,10 @@ from memory.partner.models import Partner
 from memory.partner.repository import PartnerRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
+from tools.enterprise.rbac import require_staff
 from tools.errors import Conflict, NotFound
 from tools.identity.service import NoInput
-from tools.partner_api.access import own_partner, require_staff
+from tools.partner_api.access import own_partner
 from tools.partner_api.manifest import check_partner_url
 from tools.registry import tool
 

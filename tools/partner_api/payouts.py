@@ -24,9 +24,8 @@ from memory.partner.models import Payout
 from memory.partner.repository import PartnerRepository
 from tools.context import SYSTEM, ToolContext
 from tools.enterprise import audit_log
-from tools.identity.service import is_staff
+from tools.enterprise.rbac import is_staff, require_staff
 from tools.partner_api import metrics
-from tools.partner_api.access import require_staff
 from tools.partner_api.revenue import PeriodIn, accrue_subscriptions, partner_share, period_of
 from tools.partner_api.stripe_connect import stripe_client
 from tools.registry import tool

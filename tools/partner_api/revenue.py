@@ -19,7 +19,7 @@ from memory.partner.models import Plugin, PluginInstall, PluginVersion, RevenueE
 from memory.partner.repository import PartnerRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
-from tools.partner_api.access import require_staff
+from tools.enterprise.rbac import require_staff
 from tools.partner_api.actions import endpoint_matches
 from tools.partner_api.manifest import share_bps
 from tools.registry import tool

@@ -189,7 +189,10 @@ def evaluate(session: Session, org_id: int, day: dt.date | None = None) -> Targe
 
 
 def publish_gauges(ctx: ToolContext, report: TargetsReport) -> None:
-    """Set the Prometheus gauges for every KPI and target of this organisation."""
+    """Set the Prometheus gauges for every KPI and target of this organisation, when
+    ``LEVQOR_METRICS_TENANT_KPIS`` allows organisations' business figures on /metrics."""
+    if not get_settings().metrics_tenant_kpis:
+        return
     org = str(ctx.org_id)
     for item in latest(ctx.session, ctx.org_id).items:
         if item.value is not None:

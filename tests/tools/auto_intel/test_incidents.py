@@ -177,7 +177,7 @@ def test_monitor_tick_opens_rule_incidents_and_survives_a_dead_database(org: Org
         assert inc is not None and inc.id in second.opened and inc.org_id == org.org_id and inc.state == "open"
 
 
-def test_ops_page_shows_incidents_and_charts_with_anomalies(client, org: OrgFixture) -> None:
+def test_ops_page_shows_incidents_and_charts_with_anomalies(client, org: OrgFixture, set_settings) -> None:
     from memory.db import session_scope, utcnow
     from tools.auto_intel import signals
 
@@ -193,6 +193,10 @@ def test_ops_page_shows_incidents_and_charts_with_anomalies(client, org: OrgFixt
     r = client.get("/ops", headers=org.headers("viewer"))
     assert r.status_code == 200, r.text
     assert f'data-incident="{iid}"' in r.text
+    # The queue is the platform's: an organisation sees its own pipelines' series, staff the platform's.
+    assert 'data-series="jobs.queue.depth"' not in r.text and "shown to Levqor staff" in r.text
+    set_settings(staff_orgs=[org.slug])
+    r = client.get("/ops", headers=org.headers("viewer"))
     queue = r.text.split('data-series="jobs.queue.depth"')[1].split("</svg>")[0]
     assert queue.count('class="anomaly"') == 1
     finished = r.text.split('data-series="jobs.finished"')[1].split("</svg>")[0]

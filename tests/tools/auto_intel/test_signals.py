@@ -9,7 +9,7 @@ import pytest
 
 from tests.factories.jobs import ago, make_job, make_pipeline
 from tests.factories.ops import clean_ops, jobs_out_of_the_windows
-from tests.factories.orgs import OrgFixture
+from tests.factories.orgs import OrgFixture, make_org
 from tests.factories.settings import override_settings
 from tests.support import free_port, wait_for
 from tests.support.processes import Proc
@@ -102,21 +102,28 @@ def test_rollups_then_retention_and_reads_merge_both() -> None:
         assert signals.maintain(s, now)["rolled"] == 0
 
 
-def test_signals_api_lists_series_and_points(client, org: OrgFixture) -> None:
+def test_signals_api_lists_series_and_points(client, org: OrgFixture, set_settings) -> None:
     from memory.db import session_scope, utcnow
     from tools.auto_intel import signals
 
     clean_ops()
+    staff = make_org()
+    set_settings(staff_orgs=[staff.slug])
     with session_scope() as s:
         signals.store(s, utcnow() - dt.timedelta(seconds=5), [("jobs.queue.depth", 3.0, 0.2)])
-    r = client.get("/v1/signals", params={"prefix": "jobs."}, headers=org.headers("viewer"))
+    # The queue is the platform's: Levqor staff read it, an organisation does not.
+    r = client.get("/v1/signals", params={"prefix": "jobs."}, headers=staff.headers())
     assert r.status_code == 200 and "jobs.queue.depth" in r.json()["series"]
-    r = client.get("/v1/signals/points", params={"series": "jobs.queue.depth"}, headers=org.headers("viewer"))
+    r = client.get("/v1/signals/points", params={"series": "jobs.queue.depth"}, headers=staff.headers())
     assert r.status_code == 200 and r.json()["points"][-1]["value"] == 3.0
+    r = client.get("/v1/signals", params={"prefix": "jobs."}, headers=org.headers("viewer"))
+    assert r.status_code == 200 and "jobs.queue.depth" not in r.json()["series"]
+    assert client.get("/v1/signals/points", params={"series": "jobs.queue.depth"},
+                      headers=org.headers("viewer")).status_code == 404
     assert client.get("/v1/signals/points", params={"series": "x", "source": "nope"},
                       headers=org.headers()).status_code == 422
     r = client.get("/v1/signals/points", params={"series": "jobs.queue.depth", "source": "prometheus"},
-                   headers=org.headers())
+                   headers=staff.headers())
     assert r.status_code == 400 and "LEVQOR_PROMETHEUS_URL" in r.json()["detail"]
     assert client.get("/v1/signals", headers=org.headers("partner")).status_code == 403
 

@@ -79,12 +79,16 @@ def test_recomputed_chain_is_caught_by_the_signedcheckpoint() -> None:
 
 # ---- checkpoints --------------------------------------------------------------------------
 
-def test_checkpoint_signatures_verify_independently_with_the_public_key(client, org: OrgFixture,
-                                                                        tmp_var: Path) -> None:
+def test_checkpoint_signatures_verify_independently_with_the_public_key(client, org: OrgFixture, tmp_var: Path,
+                                                                        set_settings) -> None:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     append_entries(2, org.org_id)
+    # Checkpoints cover every organisation's entries: a tenant neither writes nor lists them.
+    assert client.post("/v1/audit/checkpoints", headers=org.headers()).status_code == 403
+    assert client.get("/v1/audit/checkpoints", headers=org.headers("auditor")).status_code == 403
+    set_settings(staff_orgs=[org.slug])
     made = client.post("/v1/audit/checkpoints", headers=org.headers())
     assert made.status_code == 200 and made.json()["items"]
     assert client.post("/v1/audit/checkpoints", headers=org.headers("auditor")).status_code == 403

@@ -9,7 +9,7 @@ import pytest
 
 from tests.factories import jobs as js
 from tests.factories.jobs import job_steps
-from tests.factories.orgs import OrgFixture
+from tests.factories.orgs import OrgFixture, make_org
 from tests.support import wait_for
 from tests.support.processes import running_worker
 
@@ -278,8 +278,10 @@ def test_list_filters_and_cursor_pagination(client, org: OrgFixture) -> None:
         client.post("/v1/queue/resume", headers=h)
 
 
-def test_workers_register_drain_and_report_usage(client, org: OrgFixture) -> None:
-    h = org.headers()
+def test_workers_register_drain_and_report_usage(client, org: OrgFixture, set_settings) -> None:
+    staff = make_org()
+    set_settings(staff_orgs=[staff.slug])
+    h = staff.headers()
     with running_worker(lease_s=0.6) as w:
         def mine() -> dict | None:  # type: ignore[type-arg]
             items = client.get("/v1/workers", headers=h).json()["items"]
@@ -288,6 +290,9 @@ def test_workers_register_drain_and_report_usage(client, org: OrgFixture) -> Non
         row = wait_for(mine, what="worker registered")
         assert row["health"] == "healthy" and row["pid"] > 0 and row["rss_bytes"] > 10_000_000
         assert client.post(f"/v1/workers/{w.id}/drain", headers=org.headers("viewer")).status_code == 403
+        # Workers run every organisation's jobs: a tenant's admin may not drain them.
+        r = client.post(f"/v1/workers/{w.id}/drain", headers=org.headers())
+        assert r.status_code == 403 and "only Levqor staff" in r.json()["detail"]
         r = client.post(f"/v1/workers/{w.id}/drain", headers=h)
         assert r.status_code == 200 and r.json()["command"] == "drain"
         wait_for(lambda: w.draining, what="worker draining")
@@ -329,14 +334,16 @@ def test_jobs_tools_are_registered_with_contract_names_and_risks() -> None:
     assert set(registry.get("jobs.retry_failed").input_model.model_fields) == {"pipeline_id", "limit"}
 
 
-def test_only_operators_or_test_keys_grant_credits_and_balance_is_readable(client, org: OrgFixture) -> None:
+def test_only_operators_grant_credits_test_keys_never_and_balance_is_readable(client, org: OrgFixture) -> None:
     r = client.post("/v1/credits/grant", json={"amount": 100}, headers=org.headers())
     assert r.status_code == 403 and r.json()["field"] == "amount"
     key = client.post("/v1/keys", json={"name": "sandbox", "role": "admin", "mode": "test"},
                       headers=org.headers()).json()["key"]
     r = client.post("/v1/credits/grant", json={"amount": 100, "note": "sandbox"},
                     headers={"Authorization": f"Bearer {key}"})
-    assert r.status_code == 200 and r.json()["balance"] == 100
+    assert r.status_code == 403 and r.json()["field"] == "amount" and "live credit balance" in r.json()["detail"]
+    assert js.balance(org.org_id) == 0
+    assert js.grant(org.org_id, 100) == 100  # the operator (CLI, seed, billing): a system principal
     body = client.get("/v1/credits", headers=org.headers("viewer")).json()
     assert body["balance"] == 100 and body["cost_per_run"] == 1 and body["ledger"][0]["reason"] == "grant"
 

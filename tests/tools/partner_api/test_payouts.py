@@ -25,7 +25,9 @@ def _world(client: Any, set_settings: Any, fake: FakeStripe, **settings: Any) ->
 
 
 def _onboard(client: Any, w: Any) -> str:
-    r = client.post("/v1/partners/me/stripe-onboarding", headers=w.partner.headers("partner"))
+    # Onboarding sets where the money goes: the partner organisation's admins, not its partner-role keys.
+    assert client.post("/v1/partners/me/stripe-onboarding", headers=w.partner.headers("partner")).status_code == 403
+    r = client.post("/v1/partners/me/stripe-onboarding", headers=w.partner.headers())
     assert r.status_code == 200, r.text
     assert r.json()["url"].startswith("https://connect.stripe.test/setup/")
     return str(r.json()["account_id"])

@@ -51,7 +51,7 @@ def test_partner_plugin_from_registration_to_payout(app, set_settings) -> None:
                         headers=w.staff.headers())
         assert r.json()["state"] == "listed"
         assert slug in client.get("/marketplace", params={"q": "chat channel"}).text
-        acct = client.post("/v1/partners/me/stripe-onboarding", headers=ph).json()["account_id"]
+        acct = client.post("/v1/partners/me/stripe-onboarding", headers=w.partner.headers()).json()["account_id"]
         # 3. A customer admin logs in and installs it from the plugin page.
         _login(client, w.customer.admin_email, w.customer.admin_password)
         page = client.get(f"/marketplace/{slug}")

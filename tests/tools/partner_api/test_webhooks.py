@@ -114,7 +114,10 @@ def test_rotation_signs_with_both_secrets_during_grace(client, set_settings) -> 
     with Receiver() as rx:
         w, inst, _ = _setup(client, set_settings, rx, "/rot")
         old = secrets_for(client, w, inst["id"])["secret"]
-        new = client.post(f"/v1/installs/{inst['id']}/rotate-secret", headers=w.partner.headers("partner")).json()
+        # Partner-role keys only read deliveries (docs/dev_portal/partners.md): rotating is for admins.
+        assert client.post(f"/v1/installs/{inst['id']}/rotate-secret",
+                           headers=w.partner.headers("partner")).status_code == 403
+        new = client.post(f"/v1/installs/{inst['id']}/rotate-secret", headers=w.partner.headers()).json()
         emit_event("job_complete", {"job_id": 1}, w.customer.org_id)
         deliver_due()
         (r,) = rx.at("/rot")
@@ -248,7 +251,9 @@ def test_replay_one_delivery_and_all_failures_since(client, set_settings) -> Non
         emit_event("job_complete", {"job_id": 1}, w.customer.org_id)
         deliver_due()
         (d,) = _deliveries(client, w.customer)
-        r = client.post(f"/v1/webhook-deliveries/{d['id']}/replay", headers=w.partner.headers("partner"))
+        assert client.post(f"/v1/webhook-deliveries/{d['id']}/replay",
+                           headers=w.partner.headers("partner")).status_code == 403
+        r = client.post(f"/v1/webhook-deliveries/{d['id']}/replay", headers=w.partner.headers())
         assert r.status_code == 200 and r.json()["status"] == "pending"
         deliver_due()
         assert [x.headers["webhook-id"] for x in rx.at("/r")] == [d["webhook_id"]] * 2

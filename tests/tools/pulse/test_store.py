@@ -283,8 +283,12 @@ def test_seeded_history_is_not_overwritten_by_the_daily_check() -> None:
     assert rows["revenue"].value is not None and rows["revenue"].source == "test"
 
 
-def test_targets_publish_prometheus_gauges(client) -> None:
+def test_targets_publish_prometheus_gauges_only_when_the_setting_allows(client, set_settings) -> None:
     org = seeded_org()
+    r = client.get("/v1/pulse/targets", headers=org.headers("viewer"))
+    assert r.status_code == 200, r.text
+    assert f'org="{org.org_id}"' not in client.get("/metrics").text  # off by default: no tenant figures
+    set_settings(metrics_tenant_kpis=True)
     r = client.get("/v1/pulse/targets", headers=org.headers("viewer"))
     assert r.status_code == 200, r.text
     text = client.get("/metrics").text
