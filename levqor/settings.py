@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     allow_loopback_urls: bool = Field(False, description="Let the SSRF guard allow 127.0.0.1 (tests only).")
     staff_orgs: list[str] = Field(
         default_factory=list,
-        description="Slugs of Levqor staff organisations (JSON list); their admins review plugins and run payouts.",
+        description="Slugs of Levqor staff organisations (JSON list); their admins review plugins, run payouts and "
+                    "command the shared workers; any of their roles reads platform-wide signals and audit checkpoints.",
     )
     hooks_concurrency: int = Field(16, description="Partner webhook deliveries one worker sends at once.")
     hooks_per_endpoint: int = Field(

@@ -1,0 +1,160 @@
+"""Tenancy: a second organisation's admin, viewer and partner keys are tried against every route of the
+OpenAPI document with the first organisation's ids, names and series. Every answer is a 4xx or carries
+none of the first organisation's data, no answer is a 5xx, and afterwards the first organisation's data
+and the shared workers are exactly as they were.
+
+The only route left out is ``POST /v1/hooks/{secret}``: whoever holds a pipeline's webhook secret may
+trigger it, by design (the secret is the credential)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from memory.db import session_scope, utcnow
+from memory.jobs.models import Job, Pipeline
+from memory.jobs.repository import WorkerRepository
+from memory.ops.models import Incident
+from memory.partner.models import PluginInstall
+from tests.factories import jobs as js
+from tests.factories.orgs import OrgFixture, make_org
+from tests.factories.partners import emit_event, install, make_world, manifest, publish
+from tests.fakes.partner_endpoint import Receiver
+from tests.support.processes import running_worker
+from tools.auto_intel import signals
+
+SKIPPED = {("POST", "/v1/hooks/{secret}")}
+NOOP = [{"kind": "transform", "name": "echo", "expression": "input"}]
+
+
+@dataclass
+class Victim:
+    org: OrgFixture
+    ids: dict[str, Any]
+    markers: list[str]
+    series: str
+    before: dict[str, Any] = field(default_factory=dict)
+
+
+def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
+    w = make_world(client, set_settings)
+    a = w.customer
+    tag = uuid.uuid4().hex[:8]
+    slug = f"{w.partner.slug}.tenancy"
+    publish(client, w, manifest(slug, rx.url("/t")))
+    inst = install(client, a, slug)
+    emit_event("job_complete", {"job_id": 1}, a.org_id)
+    js.grant(a.org_id, 10)
+    pipe_name = f"victim-pipeline-{tag}"
+    pid = js.pipeline(a.org_id, NOOP, name=pipe_name)
+    jid = js.submit(a.org_id, pid, {"secret_note": f"victim-input-{tag}"})
+    series = f"jobs.failed{{pipeline={pid}}}"
+    with session_scope() as s:
+        signals.store(s, utcnow() - dt.timedelta(seconds=5), [(series, 7.0, None)])
+        inc = Incident(org_id=a.org_id, cause=f"pipeline:{pid}:{tag}", fingerprint=f"rule:tenancy:{tag}", kind="rule",
+                       diagnosis="failure_rate", title=f"victim-incident-{tag}", severity="medium", state="open",
+                       subject={"pipeline_id": pid})
+        s.add(inc)
+        s.flush()
+        iid = inc.id
+    h = a.headers()
+    keys = client.get("/v1/keys", headers=h).json()["items"]
+    users = client.get("/v1/users", headers=h).json()["items"]
+    run = client.post("/v1/agents/janitor/runs", headers=h)
+    deliveries = client.get("/v1/webhook-deliveries", headers=h).json()["items"]
+    ids = {"pipeline_id": pid, "job_id": jid, "incident_id": iid, "install_id": inst["id"],
+           "key_id": keys[0]["id"], "user_id": users[0]["id"], "plugin": slug, "version": "1.0.0",
+           "run_id": run.json().get("id", 1) if run.status_code < 300 else 1,
+           "delivery_id": deliveries[0]["id"] if deliveries else 1, "agent": "janitor",
+           "thread_id": f"victim-thread-{tag}", "approval_id": 1, "suggestion_id": 1, "partner_id": 1,
+           "month": utcnow().strftime("%Y-%m")}
+    markers = [a.slug, a.admin_email, pipe_name, f"victim-input-{tag}", f"victim-incident-{tag}",
+               f"{{pipeline={pid}}}", *[k["prefix"] for k in keys]]
+    return Victim(a, ids, markers, series)
+
+
+def _state(v: Victim, worker_id: str) -> dict[str, Any]:
+    """Everything of the first organisation (and the shared worker) a leak could change."""
+    balance = js.balance(v.org.org_id)
+    with session_scope() as s:
+        pipes = sorted((p.id, p.name, p.paused, p.webhook_secret_hash, p.version)
+                       for p in s.query(Pipeline).filter(Pipeline.org_id == v.org.org_id))
+        jobs = sorted((j.id, j.state, j.attempts) for j in s.query(Job).filter(Job.org_id == v.org.org_id))
+        inc = s.get(Incident, v.ids["incident_id"])
+        inst = s.get(PluginInstall, v.ids["install_id"])
+        worker = WorkerRepository(s).get(worker_id)
+        return {"pipelines": pipes, "jobs": jobs, "incident": (inc.state, inc.summary) if inc else None,
+                "install": (inst.status, inst.endpoint_disabled_at, inst.secret) if inst else None,
+                "worker_command": worker.command if worker else "gone", "balance": balance}
+
+
+def _url(path: str, ids: dict[str, Any], worker_id: str) -> str:
+    def value(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name == "worker_id":
+            return worker_id
+        if name == "delivery_id" and path.startswith("/v1/events"):
+            return "1"
+        return str(ids[name])
+
+    return re.sub(r"\{([^}]+)\}", value, path)
+
+
+def _query(op: dict[str, Any], v: Victim) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in op.get("parameters", []):
+        if p["in"] != "query":
+            continue
+        name = p["name"]
+        if name in ("pipeline_id", "install_id"):
+            out[name] = v.ids[name]
+        elif name == "series":
+            out[name] = v.series
+        elif name == "prefix":
+            out[name] = "jobs."
+        elif name == "stream":
+            out[name] = "false"
+    return out
+
+
+def _body(v: Victim) -> dict[str, Any]:
+    """A body naming the first organisation's objects wherever a route reads an id or a name."""
+    return {"pipeline_id": v.ids["pipeline_id"], "job_id": v.ids["job_id"], "install_id": v.ids["install_id"],
+            "plugin": v.ids["plugin"], "worker_id": "x", "org": v.org.slug, "input": {}, "role": "admin",
+            "question": f"What failed in pipeline {v.ids['pipeline_id']}?", "message": "hello",
+            "decision": "approve", "since": (utcnow() - dt.timedelta(days=1)).isoformat(),
+            "period": utcnow().strftime("%Y-%m"), "desired": 1, "name": "x", "email": "x@attacker.example"}
+
+
+def test_a_second_organisation_reaches_nothing_of_the_first(app, client, set_settings) -> None:
+    with Receiver() as rx, running_worker() as worker:
+        v = _victim(client, set_settings, rx)
+        attacker = make_org()
+        before = _state(v, worker.id)
+        spec = app.openapi()
+        tried = 0
+        for path, ops in spec["paths"].items():
+            for method, op in ops.items():
+                if (method.upper(), path) in SKIPPED:
+                    continue
+                url = _url(path, v.ids, worker.id)
+                for role in ("admin", "viewer", "partner"):
+                    kwargs: dict[str, Any] = {"headers": attacker.headers(role), "params": _query(op, v)}
+                    if method in ("post", "put", "patch"):
+                        kwargs["json"] = _body(v)
+                    r = client.request(method.upper(), url, **kwargs)
+                    where = (role, method.upper(), path, r.status_code, r.text[:300])
+                    assert r.status_code < 500, where
+                    if r.status_code < 400:
+                        leaked = [m for m in v.markers if m in r.text]
+                        assert not leaked, (*where, leaked)
+                    tried += 1
+        assert tried >= 3 * 100
+        after = _state(v, worker.id)
+    assert after == before
+    # The first organisation still works with its own keys.
+    assert client.get("/v1/me", headers=v.org.headers()).status_code == 200
+    assert client.get(f"/v1/pipelines/{v.ids['pipeline_id']}", headers=v.org.headers("viewer")).status_code == 200
