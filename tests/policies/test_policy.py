@@ -251,10 +251,10 @@ def test_rate_limit_counts_recorded_agent_decisions_in_the_window(policy: Any, o
             registry.invoke("audit.search", agent_ctx(s, org, name), {})
     for _ in range(2):  # another tool of the area is only under the area-wide limit
         with session_scope() as s:
-            registry.invoke("audit.checkpoints", agent_ctx(s, org, name), {})
+            registry.invoke("audit.verify", agent_ctx(s, org, name), {})
     with pytest.raises(PolicyDenied, match=r"audit\.\* 5 times"):
         with session_scope() as s:
-            registry.invoke("audit.checkpoints", agent_ctx(s, org, name), {})
+            registry.invoke("audit.verify", agent_ctx(s, org, name), {})
     with session_scope() as s:
         rows = list(s.scalars(select(PolicyDecision).where(PolicyDecision.actor == f"agent:{name}")))
         assert [r.decision for r in rows] == ["allow"] * 5 and rows[0].tool == "audit.search"
