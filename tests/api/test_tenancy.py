@@ -158,3 +158,71 @@ def test_a_second_organisation_reaches_nothing_of_the_first(app, client, set_set
     # The first organisation still works with its own keys.
     assert client.get("/v1/me", headers=v.org.headers()).status_code == 200
     assert client.get(f"/v1/pipelines/{v.ids['pipeline_id']}", headers=v.org.headers("viewer")).status_code == 200
+
+
+# ---- the platform rule, one by one ------------------------------------------------------------------
+
+def test_worker_commands_are_staff_only_and_audited_in_the_platform_and_the_affected_orgs_logs(
+        client, org: OrgFixture, set_settings) -> None:
+    staff, other = make_org(), make_org()
+    set_settings(staff_orgs=[staff.slug])
+    with running_worker() as worker:
+        # The worker is running one of org's jobs (a row-level fact is enough: the command reads the row).
+        jid = js.make_job(org.org_id, js.make_pipeline(org.org_id), "running")
+        with session_scope() as s:
+            WorkerRepository(s).get(worker.id).current_jobs = [jid]  # type: ignore[union-attr]
+        for who in (other, org):  # another tenant's admin, and even the affected tenant's admin
+            r = client.post(f"/v1/workers/{worker.id}/drain", headers=who.headers())
+            assert r.status_code == 403 and "only Levqor staff" in r.json()["detail"], r.text
+        assert client.post("/v1/workers/scale", json={"desired": 2}, headers=org.headers()).status_code == 403
+        r = client.post(f"/v1/workers/{worker.id}/drain", headers=staff.headers())
+        assert r.status_code == 200, r.text
+
+    def drains(headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
+        r = client.get("/v1/audit", params={"action": "workers.drain", **params}, headers=headers)
+        assert r.status_code == 200, r.text
+        return [e for e in r.json()["items"] if e["target"] == f"worker:{worker.id}"]
+
+    (platform,) = drains(staff.headers("auditor"), platform="true")
+    assert platform["org_id"] is None and platform["actor"].startswith("api_key:")
+    (mine,) = drains(org.headers("auditor"))  # the organisation whose job the worker ran sees it too
+    assert mine["detail"]["platform_seq"] == platform["seq"]
+    assert drains(other.headers("auditor")) == []  # an organisation it did not touch does not
+    assert client.get("/v1/audit", params={"platform": "true"}, headers=org.headers("auditor")).status_code == 403
+
+
+def test_scheduled_pulse_snapshots_count_only_the_organisations_own_incidents(org: OrgFixture) -> None:
+    from memory.pulse.repository import PulseRepository
+    from tools.pulse.checks import run_checks
+
+    other = make_org()
+    now = utcnow()
+    with session_scope() as s:
+        for owner in (other.org_id, None):  # another tenant's incident and a platform one, detected today
+            s.add(Incident(org_id=owner, cause=f"t:{uuid.uuid4().hex[:8]}", fingerprint="rule:t", kind="rule",
+                           diagnosis="failure_rate", title="elsewhere", detected_at=now))
+        s.add(Incident(org_id=org.org_id, cause=f"t:{uuid.uuid4().hex[:8]}", fingerprint="rule:t", kind="rule",
+                       diagnosis="failure_rate", title="mine", detected_at=now))
+    run_checks(now=now, org_ids=[org.org_id])
+    with session_scope() as s:
+        rows = PulseRepository(s).snapshot_rows(org.org_id, now.date())
+    assert rows["anomalies_detected"].value == 1.0
+
+
+def test_metrics_carry_no_tenant_labels_and_can_require_a_token(client, org: OrgFixture, set_settings) -> None:
+    pid = js.pipeline(org.org_id, NOOP, name="<script>alert(1)</script> pipeline")
+    js.grant(org.org_id, 1)
+    jid = js.submit(org.org_id, pid)
+    with running_worker():
+        from tests.support import wait_for
+
+        wait_for(lambda: js.job(jid).state == "succeeded", what="the job to run")
+    text = client.get("/metrics").text
+    assert "levqor_job_run_duration_seconds_count" in text
+    assert "<script>" not in text and "pipeline=" not in text and org.slug not in text
+    set_settings(metrics_token="s3cret-scrape-token")
+    r = client.get("/metrics")
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    r = client.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape-token"})
+    assert r.status_code == 200 and "levqor_ready" in r.text
