@@ -118,11 +118,11 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _check_string(value: str, path: str, settings: Settings) -> None:
+def _check_string(value: str, path: str, settings: Settings, what: str = "string") -> None:
     where = path or "body"
     if len(value) > settings.max_string_length:
         raise Refusal(422, "String too long",
-                      f"{where}: a string of {len(value)} characters is longer than the "
+                      f"{where}: a {what} of {len(value)} characters is longer than the "
                       f"{settings.max_string_length} allowed (LEVQOR_MAX_STRING_LENGTH)",
                       "limit-exceeded", field=where, limit="LEVQOR_MAX_STRING_LENGTH",
                       allowed=settings.max_string_length)
@@ -174,7 +174,7 @@ def check_json(body: bytes, settings: Settings) -> None:
         elif isinstance(value, dict):
             _check_items(len(value), path, settings)
             for k, v in value.items():
-                _check_string(k, path, settings)
+                _check_string(k, path, settings, "key")
                 stack.append((v, f"{path}.{k}" if path else k))
         elif isinstance(value, list):
             _check_items(len(value), path, settings)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints, WithJsonSchema
 
+from levqor.logging import request_id_var
 from levqor.settings import get_settings
 from memory.db import utcnow
 from memory.identity.models import ApiKey, BrowserSession, Organization, User
@@ -376,13 +377,13 @@ def _login_failed(session: Any, throttle: LoginThrottle, email: str, ip: str, us
     """Count and audit a failed sign-in: in the user's organisation's log, else the platform's."""
     org_id = user.org_id if user is not None else None
     account = f"user:{user.id}" if user is not None else f"email:{email}"
-    actor = f"ip:{ip}"
+    actor, rid = f"ip:{ip}", request_id_var.get()
     audit_log.append(session, actor=actor, action="auth.login_failed", target=account, org_id=org_id,
-                     outcome="failed", detail={"email": email, "ip": ip, "reason": reason})
+                     request_id=rid, outcome="failed", detail={"email": email, "ip": ip, "reason": reason})
     for lock in throttle.failed(email, ip):
         on_account = lock.scope == "account"
         audit_log.append(session, actor=actor, action="auth.lockout", target=account if on_account else actor,
-                         org_id=org_id if on_account else None, outcome="locked",
+                         org_id=org_id if on_account else None, request_id=rid, outcome="locked",
                          detail={"scope": lock.scope, "email": email, "ip": ip, "seconds": lock.duration_s,
                                  "lockout": lock.strike})
 
