@@ -5,7 +5,6 @@ account, and every failure and lockout is in the audit log."""
 from __future__ import annotations
 
 import itertools
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,7 +15,7 @@ from sqlalchemy import select
 
 from memory.audit.models import AuditEntry
 from memory.db import session_scope
-from tests.factories.orgs import OrgFixture
+from tests.factories.orgs import OrgFixture, page_login
 
 _ips = itertools.count(uuid.uuid4().int % 2**20)
 Client = Callable[..., TestClient]
@@ -43,13 +42,6 @@ def new_client(app: Any) -> Iterator[Client]:
         c.__exit__(None, None, None)
 
 
-def login(c: TestClient, email: str, password: str) -> Any:
-    page = c.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    return c.post("/login", data={"email": email, "password": password, "csrf_token": token},
-                  follow_redirects=False)
-
-
 def assert_locked(r: Any, most_s: int) -> int:
     assert r.status_code == 429, r.text[:300]
     wait = int(r.headers["retry-after"])
@@ -64,11 +56,11 @@ def test_wrong_passwords_lock_the_account_even_for_the_right_password(new_client
     set_settings(login_max_failures=3, login_lockout_s=30)
     c = new_client()
     for _ in range(3):
-        r = login(c, org.admin_email, "wrong password")
+        r = page_login(c, org.admin_email, "wrong password")
         assert r.status_code == 303 and "Wrong+email+or+password" in r.headers["location"]
-    assert_locked(login(c, org.admin_email, org.admin_password), 30)
+    assert_locked(page_login(c, org.admin_email, org.admin_password), 30)
     # the account is locked whatever the address; the email's case does not matter
-    assert_locked(login(new_client(), org.admin_email.upper(), org.admin_password), 30)
+    assert_locked(page_login(new_client(), org.admin_email.upper(), org.admin_password), 30)
     assert c.get("/v1/me").status_code == 401
 
 
@@ -76,10 +68,10 @@ def test_the_ip_limit_counts_failures_across_emails(new_client: Client, org: Org
     set_settings(login_max_failures=100, login_max_failures_per_ip=4, login_lockout_s=60)
     attacker = new_client()
     for i in range(4):
-        assert login(attacker, f"nobody-{i}-{uuid.uuid4().hex[:6]}@example.com", "guess").status_code == 303
-    assert_locked(login(attacker, org.admin_email, org.admin_password), 60)
+        assert page_login(attacker, f"nobody-{i}-{uuid.uuid4().hex[:6]}@example.com", "guess").status_code == 303
+    assert_locked(page_login(attacker, org.admin_email, org.admin_password), 60)
     # the account itself is not locked: from another address the right password works
-    ok = login(new_client(), org.admin_email, org.admin_password)
+    ok = page_login(new_client(), org.admin_email, org.admin_password)
     assert ok.status_code == 303 and ok.headers["location"] == "/"
 
 
@@ -87,11 +79,11 @@ def test_a_success_resets_the_account_count(new_client: Client, org: OrgFixture,
     set_settings(login_max_failures=3)
     c = new_client()
     for _ in range(2):
-        assert login(c, org.admin_email, "wrong").status_code == 303
-    assert login(c, org.admin_email, org.admin_password).headers["location"] == "/"
+        assert page_login(c, org.admin_email, "wrong").status_code == 303
+    assert page_login(c, org.admin_email, org.admin_password).headers["location"] == "/"
     for _ in range(2):  # without the reset these would be the 3rd and 4th failures: locked
-        assert login(c, org.admin_email, "wrong").status_code == 303
-    assert login(c, org.admin_email, org.admin_password).headers["location"] == "/"
+        assert page_login(c, org.admin_email, "wrong").status_code == 303
+    assert page_login(c, org.admin_email, org.admin_password).headers["location"] == "/"
 
 
 def test_failures_and_lockouts_are_audited(client, new_client: Client, org: OrgFixture, set_settings) -> None:
@@ -99,8 +91,8 @@ def test_failures_and_lockouts_are_audited(client, new_client: Client, org: OrgF
     ip = new_ip()
     c = new_client(ip)
     for _ in range(2):
-        login(c, org.admin_email, "wrong")
-    assert_locked(login(c, org.admin_email, org.admin_password), 45)
+        page_login(c, org.admin_email, "wrong")
+    assert_locked(page_login(c, org.admin_email, org.admin_password), 45)
     auditor = org.headers("auditor")
     failed = client.get("/v1/audit", params={"action": "auth.login_failed"}, headers=auditor).json()["items"]
     assert len(failed) == 2
@@ -112,7 +104,7 @@ def test_failures_and_lockouts_are_audited(client, new_client: Client, org: OrgF
     assert locks[0]["outcome"] == "locked" and locks[0]["target"] == failed[0]["target"]
     # an email that belongs to no user goes to the platform log (no organisation)
     stranger = f"stranger-{uuid.uuid4().hex[:8]}@example.com"
-    login(c, stranger, "guess")
+    page_login(c, stranger, "guess")
     with session_scope() as s:
         row = s.scalars(select(AuditEntry).where(AuditEntry.action == "auth.login_failed",
                                                  AuditEntry.target == f"email:{stranger}")).one()

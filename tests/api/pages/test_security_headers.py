@@ -12,23 +12,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.security_headers import DOCS_CSP, PAGE_CSP
-from tests.factories.orgs import OrgFixture
+from tests.factories.orgs import OrgFixture, page_login
 from tests.factories.pulse import seeded_org
 
 PAGES = ["/", "/keys", "/audit", "/agents", "/pulse", "/ops", "/advisor", "/marketplace"]
 BROWSER_PAGES = ["/", "/ops", "/pulse", "/agents", "/advisor", "/marketplace"]
 
 
-def _login(c: TestClient, email: str, password: str) -> Any:
-    page = c.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    return c.post("/login", data={"email": email, "password": password, "csrf_token": token},
-                  follow_redirects=False)
-
-
 def test_every_page_sends_the_csp_and_has_no_inline_script_or_style(client, org: OrgFixture) -> None:
     assert "frame-ancestors 'none'" in PAGE_CSP and "unsafe-inline" not in PAGE_CSP
-    assert _login(client, org.admin_email, org.admin_password).status_code == 303
+    assert page_login(client, org.admin_email, org.admin_password).status_code == 303
     for path in ["/login", *PAGES]:
         r = client.get(path)
         assert r.status_code == 200, (path, r.status_code)
@@ -59,7 +52,7 @@ def _cookie(r: Any, name: str) -> str:
 
 def test_cookies_are_not_secure_on_plain_http_by_default(client, org: OrgFixture) -> None:
     assert "secure" not in _cookie(client.get("/login"), "levqor_login_csrf").lower()
-    assert "secure" not in _cookie(_login(client, org.admin_email, org.admin_password), "levqor_session").lower()
+    assert "secure" not in _cookie(page_login(client, org.admin_email, org.admin_password), "levqor_session").lower()
 
 
 @pytest.mark.parametrize("settings", [{"public_url": "https://levqor.example.com"},
@@ -70,7 +63,7 @@ def test_cookies_are_secure_when_the_public_url_is_https_or_forced(app, org: Org
     with TestClient(app, base_url="https://testserver", raise_server_exceptions=False) as c:
         csrf = _cookie(c.get("/login"), "levqor_login_csrf")
         assert "; secure" in csrf.lower() and "httponly" in csrf.lower()
-        session = _cookie(_login(c, org.admin_email, org.admin_password), "levqor_session")
+        session = _cookie(page_login(c, org.admin_email, org.admin_password), "levqor_session")
         assert "; secure" in session.lower() and "samesite=lax" in session.lower()
 
 
