@@ -66,13 +66,18 @@ def test_wrong_passwords_lock_the_account_even_for_the_right_password(new_client
 
 def test_the_ip_limit_counts_failures_across_emails(new_client: Client, org: OrgFixture, set_settings) -> None:
     set_settings(login_max_failures=100, login_max_failures_per_ip=4, login_lockout_s=60)
-    attacker = new_client()
+    ip = new_ip()
+    attacker = new_client(ip)
     for i in range(4):
         assert page_login(attacker, f"nobody-{i}-{uuid.uuid4().hex[:6]}@example.com", "guess").status_code == 303
     assert_locked(page_login(attacker, org.admin_email, org.admin_password), 60)
     # the account itself is not locked: from another address the right password works
     ok = page_login(new_client(), org.admin_email, org.admin_password)
     assert ok.status_code == 303 and ok.headers["location"] == "/"
+    with session_scope() as s:  # the address's lockout is in the platform log
+        lock = s.scalars(select(AuditEntry).where(AuditEntry.action == "auth.lockout",
+                                                  AuditEntry.target == f"ip:{ip}")).one()
+        assert lock.org_id is None and lock.detail and lock.detail["scope"] == "ip" and lock.detail["seconds"] == 60
 
 
 def test_a_success_resets_the_account_count(new_client: Client, org: OrgFixture, set_settings) -> None:
