@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 
-from api import errors
+from api import errors, security_headers
+from api.input_limits import InputLimits
 from levqor import __version__
 from levqor.logging import request_id_var
 from levqor.metrics import LATENCY, REQUESTS, start_process
@@ -91,6 +90,8 @@ def create_app() -> FastAPI:
         app.include_router(importlib.import_module(name).router)
     static = Path(__file__).parent / "pages" / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
+    # Inside the middleware below (added after it), so refusals carry the request id and are counted.
+    app.add_middleware(InputLimits)
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -101,21 +102,18 @@ def create_app() -> FastAPI:
         started = time.perf_counter()
         status = 500
         try:
+            # PostgreSQL text cannot hold NUL: refuse it up front, naming the field (in JSON bodies: InputLimits)
             nul = _nul_field(request)
-            if nul is None and request.method in ("POST", "PUT", "PATCH") and \
-                    "json" in request.headers.get("content-type", ""):
-                nul = _nul_in_json(await request.body())
-            if nul is not None:  # PostgreSQL text cannot hold NUL: refuse it up front, naming the field
-                refused = errors.problem(422, "Validation failed", f"{nul}: NUL characters are not allowed",
-                                         "validation-error", request, field=nul)
-                status = 422
-                refused.headers["x-request-id"] = rid
-                return refused
-            if settings.chaos_api_delay_file:  # the chaos suite's injected slowdown (never set in production)
-                await asyncio.sleep(_chaos_delay(settings.chaos_api_delay_file))
-            response = await call_next(request)
+            if nul is not None:
+                response: Response = errors.problem(422, "Validation failed", f"{nul}: NUL characters are not "
+                                                    "allowed", "validation-error", request, field=nul)
+            else:
+                if settings.chaos_api_delay_file:  # the chaos suite's injected slowdown (never set in production)
+                    await asyncio.sleep(_chaos_delay(settings.chaos_api_delay_file))
+                response = await call_next(request)
             status = response.status_code
             response.headers["x-request-id"] = rid
+            security_headers.apply(response.headers, request.url.path)
             return response
         finally:
             elapsed = time.perf_counter() - started
@@ -143,30 +141,6 @@ def _nul_field(request: Request) -> str | None:
     return None
 
 
-def _nul_in_json(body: bytes) -> str | None:
-    """The path (``a.b.0``) of the first JSON string holding a NUL character, if any."""
-    if b"\\u0000" not in body:  # JSON spells NUL only as \u0000 (a lowercase u)
-        return None
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return None  # not JSON: the validators name the problem
-
-    def walk(value: Any, path: str) -> str | None:
-        if isinstance(value, str):
-            return path if "\x00" in value else None
-        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-        for k, v in items:
-            if isinstance(k, str) and "\x00" in k:
-                return path or "body"
-            found = walk(v, f"{path}.{k}" if path else str(k))
-            if found is not None:
-                return found
-        return None
-
-    return walk(doc, "") or "body"
-
-
 PROBLEM_SCHEMA = {
     "type": "object",
     "title": "Problem",
@@ -176,6 +150,8 @@ PROBLEM_SCHEMA = {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
         "detail": {"type": "string"}, "instance": {"type": "string"}, "request_id": {"type": "string"},
         "field": {"type": "string"},
+        "limit": {"type": "string", "description": "The limit a refused request broke (e.g. LEVQOR_MAX_BODY_BYTES)"},
+        "allowed": {"type": "integer", "description": "The value that limit allows"},
         "errors": {"type": "array", "items": {"type": "object", "properties": {
             "field": {"type": "string"}, "in": {"type": "string"}, "rule": {"type": "string"},
             "message": {"type": "string"}}}},

@@ -62,8 +62,10 @@ def install(app: FastAPI) -> None:
     async def app_error(request: Request, exc: AppError) -> Response:
         if exc.status_code == 401 and _wants_html(request):
             return RedirectResponse("/login", status_code=303)
-        return problem(exc.status_code, exc.title, exc.detail, exc.type_slug, request, field=exc.field,
+        resp = problem(exc.status_code, exc.title, exc.detail, exc.type_slug, request, field=exc.field,
                        **exc.extra)
+        resp.headers.update(exc.headers)
+        return resp
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

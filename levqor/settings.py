@@ -42,7 +42,22 @@ class Settings(BaseSettings):
     )
     audit_checkpoint_interval_s: int = Field(300, description="Seconds between signed audit checkpoints.")
     session_ttl_hours: int = Field(12, description="Browser session lifetime.")
-    cookie_secure: bool = Field(False, description="Mark cookies Secure (set true behind HTTPS).")
+    cookie_secure: bool = Field(
+        False, description="Mark cookies Secure even when PUBLIC_URL is not https (they are whenever it is).")
+    max_body_bytes: int = Field(
+        1_048_576, description="Largest request body in bytes (413 beyond; a few routes have their own limit).")
+    max_json_depth: int = Field(32, description="Deepest nesting of arrays and objects in a JSON body (422 beyond).")
+    max_string_length: int = Field(100_000, description="Longest string in a JSON body, in characters (422 beyond).")
+    max_list_length: int = Field(
+        10_000, description="Most items in one JSON list or object of a request body (422 beyond).")
+    login_max_failures: int = Field(
+        5, description="Wrong passwords for one account within LOGIN_WINDOW_S before it is locked (429).")
+    login_max_failures_per_ip: int = Field(
+        20, description="Failed sign-ins from one IP address within LOGIN_WINDOW_S before it is locked (429).")
+    login_window_s: int = Field(900, description="Window in seconds over which failed sign-ins are counted.")
+    login_lockout_s: int = Field(
+        30, description="First sign-in lockout in seconds; each further lockout within a day doubles it.")
+    login_lockout_max_s: int = Field(3600, description="Longest sign-in lockout in seconds.")
     workers: int = Field(2, description="Worker processes started by `levqor up`.")
     workers_max: int = Field(
         8, description="Most worker processes `workers.scale` may ask the `levqor up` supervisor for."
@@ -178,6 +193,11 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies carry ``Secure`` when forced, or when the public URL is https."""
+        return self.cookie_secure or self.base_url.lower().startswith("https://")
 
     @property
     def resolved_audit_key_path(self) -> Path:

@@ -11,6 +11,7 @@ from memory.ops import models as ops  # noqa: F401
 from memory.partner import models as partner  # noqa: F401
 from memory.policy import models as policy  # noqa: F401
 from memory.pulse import models as pulse  # noqa: F401
+from memory.ratelimit import models as ratelimit  # noqa: F401
 from memory.scheduler import models as scheduler  # noqa: F401
 
 metadata = Base.metadata

@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fakes.openai",
     "tests.fakes.smtp",
     "tests.fakes.jobs_tools",
+    "tests.support.live_server",
 ]
 
 

@@ -8,11 +8,13 @@ class AppError(Exception):
     title = "Bad request"
     type_slug = "bad-request"
 
-    def __init__(self, detail: str, *, field: str | None = None, extra: dict[str, object] | None = None):
+    def __init__(self, detail: str, *, field: str | None = None, extra: dict[str, object] | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(detail)
         self.detail = detail
         self.field = field
         self.extra = extra or {}
+        self.headers = headers or {}  # response headers (e.g. Retry-After)
 
 
 class BadRequest(AppError):

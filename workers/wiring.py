@@ -18,12 +18,14 @@ from tools.jobs import email_notifications, triggers
 from tools.partner_api import fanout, payouts
 from tools.pulse import checks as pulse
 from tools.schedules import Schedule
+from tools.shared import ratelimit
 
 
 def schedules() -> list[Schedule]:
     """Every scheduled job, in the order the scheduler adds them (settings are read now)."""
     return [*audit_log.schedules(), *triggers.SCHEDULES, *jobs_demo.SCHEDULES, *payouts.SCHEDULES,
-            *pulse.schedules(), *monitor.schedules(), *agent_triggers.schedules()]
+            *pulse.schedules(), *monitor.schedules(), *agent_triggers.schedules(),
+            *ratelimit.SCHEDULES]
 
 
 def reaction_list() -> list[Reaction]:

@@ -18,7 +18,7 @@ from levqor.settings import get_settings
 from tools.context import ToolContext
 from tools.enterprise import audit_tools
 from tools.enterprise.audit_tools import AuditSearch
-from tools.errors import Unauthorized
+from tools.errors import RateLimited, Unauthorized
 from tools.identity import service as identity
 from tools.identity.service import ApiKeyCreate, NoInput, end_session, login
 
@@ -44,10 +44,15 @@ def render(request: Request, name: str, ctx: ToolContext | None = None, **data: 
 @router.get("/login", dependencies=[public()])
 def login_page(request: Request, error: str | None = None) -> HTMLResponse:
     """Show the login form."""
+    return _login_form(request, error)
+
+
+def _login_form(request: Request, error: str | None, status_code: int = 200) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
     resp = render(request, "login.html", csrf_token=token, error=error)
+    resp.status_code = status_code
     resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
-                    secure=get_settings().cookie_secure, max_age=3600)
+                    secure=get_settings().secure_cookies, max_age=3600)
     return resp
 
 
@@ -57,20 +62,26 @@ def login_submit(
     email: Annotated[str, Form(max_length=320)], password: Annotated[str, Form(max_length=256)],
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    """Check the password, open a browser session, go to the dashboard."""
+    """Check the password, open a browser session, go to the dashboard (throttled per account and IP)."""
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not hmac.compare_digest(expected, csrf_token):
         return RedirectResponse("/login?error=Your+form+expired%2C+try+again", status_code=303)
     settings = get_settings()
+    ip = request.client.host if request.client else "unknown"
     try:
-        token, _bs, _user = login(session, email, password, settings.session_ttl_hours)
+        token, _bs, _user = login(session, email, password, settings.session_ttl_hours, ip=ip)
+    except RateLimited as exc:
+        wait = exc.extra["retry_after"]
+        resp = _login_form(request, f"Too many attempts, try again in {wait} s", status_code=429)
+        resp.headers.update(exc.headers)
+        return resp
     except Unauthorized:
         return RedirectResponse("/login?error=Wrong+email+or+password", status_code=303)
-    resp = RedirectResponse("/", status_code=303)
-    resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.cookie_secure,
+    done = RedirectResponse("/", status_code=303)
+    done.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.secure_cookies,
                     max_age=settings.session_ttl_hours * 3600)
-    resp.delete_cookie(LOGIN_CSRF_COOKIE)
-    return resp
+    done.delete_cookie(LOGIN_CSRF_COOKIE)
+    return done
 
 
 @router.post("/logout", dependencies=[Depends(form_csrf)])

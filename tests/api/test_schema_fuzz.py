@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
@@ -56,3 +58,34 @@ def _documented_unavailable(response) -> bool:  # type: ignore[no-untyped-def]
     except ValueError:
         return False
     return str(body.get("type", "")).rsplit("/", 1)[-1] in UNAVAILABLE_TYPES or body.get("status") == "unavailable"
+
+
+# Bodies no generator makes: the edge refuses each, on every operation that takes a body, before the
+# route runs (tests/api/test_input_limits.py checks the details on a few routes).
+HOSTILE_BODIES = {
+    "deep": (b'{"a": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", 422, "LEVQOR_MAX_JSON_DEPTH"),
+    "nan": (b'{"a": NaN}', 422, None),
+    "escaped surrogate": (b'{"a": "\\ud800"}', 422, None),
+    "raw surrogate bytes": (b'{"a": "\xed\xa0\x80"}', 422, None),
+    "oversized": (b'{"a": "' + b"x" * (2 * 1024 * 1024) + b'"}', 413, "LEVQOR_MAX_BODY_BYTES"),
+}
+
+
+def test_hostile_bodies_are_refused_on_every_operation_with_a_body() -> None:
+    from fastapi.testclient import TestClient
+
+    ops = [(method.upper(), re.sub(r"\{[^}]+\}", "1", path))
+           for path, item in app.openapi()["paths"].items() for method, op in item.items()
+           if method in ("post", "put", "patch") and "requestBody" in op]
+    assert len(ops) > 20
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for method, path in ops:
+            for name, (body, status, limit) in HOSTILE_BODIES.items():
+                if name == "oversized" and path == "/v1/costs/import":
+                    continue  # its own 5 MiB limit
+                r = client.request(method, path, content=body,
+                                   headers={**_headers(), "content-type": "application/json"})
+                assert r.status_code == status, (method, path, name, r.text[:200])
+                assert r.headers["content-type"].startswith("application/problem+json")
+                if limit is not None:
+                    assert r.json()["limit"] in (limit, "MAX_HOOK_BODY"), (method, path, name)

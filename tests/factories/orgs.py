@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from sqlalchemy.orm import Session
@@ -52,3 +53,11 @@ def make_org(plan: Literal["free", "pro", "business", "enterprise"] = "pro") -> 
 def org() -> OrgFixture:
     """A fresh organisation (plan pro) for the test."""
     return make_org()
+
+
+def page_login(client: Any, email: str, password: str) -> Any:
+    """Sign in through the /login form (its CSRF token included); the response, not followed."""
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": token},
+                       follow_redirects=False)

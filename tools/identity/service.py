@@ -12,13 +12,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints, WithJsonSchema
 
+from levqor.logging import request_id_var
 from memory.db import utcnow
 from memory.identity.models import ApiKey, BrowserSession, Organization, User
 from memory.identity.repository import IdentityRepository
 from tools.context import Principal, ToolContext
 from tools.enterprise import audit_log
-from tools.errors import BadRequest, Conflict, NotFound, Unauthorized
+from tools.errors import BadRequest, Conflict, NotFound, RateLimited, Unauthorized
 from tools.events.service import emit
+from tools.identity.throttle import LoginThrottle
 from tools.registry import tool
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -337,13 +339,28 @@ def authenticate_key(ctx_session: Any, raw: str) -> Principal:
                      user_id=key.user_id, key_mode=key.mode)
 
 
-def login(session: Any, email: str, password: str, ttl_hours: int) -> tuple[str, BrowserSession, User]:
-    """Check a password and open a browser session; returns the raw session token."""
+def login(session: Any, email: str, password: str, ttl_hours: int, ip: str = "unknown",
+          throttle: LoginThrottle | None = None) -> tuple[str, BrowserSession, User]:
+    """Check a password and open a browser session; returns the raw session token.
+
+    Throttled per account and per IP address (``tools/identity/throttle.py``): while either is locked
+    out, raises :class:`RateLimited` (``Retry-After``) without checking the password. A failure raises
+    :class:`Unauthorized` after counting it and auditing it (``auth.login_failed``, and
+    ``auth.lockout`` when it starts a lock): the caller must commit its session in both cases."""
+    email = email.strip().lower()
+    throttle = throttle or LoginThrottle(session)
+    lock = throttle.locked(email, ip)
+    if lock is not None:
+        raise RateLimited(f"too many failed sign-ins; try again in {lock.retry_after} s", field="email",
+                          extra={"retry_after": lock.retry_after}, headers={"Retry-After": str(lock.retry_after)})
     repo = IdentityRepository(session)
-    user = repo.user_by_email(email.lower())
+    user = repo.user_by_email(email)
     ok = check_password(user.password_hash if user else None, password)
     if not ok or user is None or not user.active:
+        reason = "unknown_email" if user is None else "wrong_password" if not ok else "inactive_user"
+        _login_failed(session, throttle, email, ip, user, reason)
         raise Unauthorized("wrong email or password")
+    throttle.succeeded(email)
     token = secrets.token_urlsafe(32)
     bs = BrowserSession(token_hash=sha256(token), user_id=user.id, csrf_token=secrets.token_urlsafe(24),
                         expires_at=utcnow() + dt.timedelta(hours=ttl_hours))
@@ -352,6 +369,22 @@ def login(session: Any, email: str, password: str, ttl_hours: int) -> tuple[str,
     audit_log.append(session, actor=f"user:{user.id}", action="auth.login", target=f"user:{user.id}",
                      org_id=user.org_id)
     return token, bs, user
+
+
+def _login_failed(session: Any, throttle: LoginThrottle, email: str, ip: str, user: User | None,
+                  reason: str) -> None:
+    """Count and audit a failed sign-in: in the user's organisation's log, else the platform's."""
+    org_id = user.org_id if user is not None else None
+    account = f"user:{user.id}" if user is not None else f"email:{email}"
+    actor, rid = f"ip:{ip}", request_id_var.get()
+    audit_log.append(session, actor=actor, action="auth.login_failed", target=account, org_id=org_id,
+                     request_id=rid, outcome="failed", detail={"email": email, "ip": ip, "reason": reason})
+    for lock in throttle.failed(email, ip):
+        on_account = lock.scope == "account"
+        audit_log.append(session, actor=actor, action="auth.lockout", target=account if on_account else actor,
+                         org_id=org_id if on_account else None, request_id=rid, outcome="locked",
+                         detail={"scope": lock.scope, "email": email, "ip": ip, "seconds": lock.duration_s,
+                                 "lockout": lock.strike})
 
 
 def session_principal(session: Any, token: str) -> tuple[Principal, BrowserSession]:

@@ -4,14 +4,10 @@ and a headless Chromium that logs in through /login and installs a plugin throug
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.factories.partners import install, make_world, manifest, publish
-from tests.support import free_port, wait_for
 
 
 def test_pages_search_categories_detail_and_profile(client, set_settings) -> None:
@@ -39,24 +35,6 @@ def test_pages_search_categories_detail_and_profile(client, set_settings) -> Non
     assert client.get("/marketplace/nope.nothing").status_code == 404
     st = client.get("/partners/statement", headers=w.partner.headers("partner"))
     assert st.status_code == 200 and b in st.text and "12.50" in st.text
-
-
-@pytest.fixture()
-def live_server(app: Any) -> Iterator[str]:
-    """The app under a real uvicorn server on a free port, in a thread of this process."""
-    import uvicorn
-
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    wait_for(lambda: server.started, 10, "uvicorn to start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        t.join(timeout=10)
 
 
 @pytest.mark.needs_pkg("chromium")

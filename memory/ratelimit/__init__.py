@@ -1,0 +1,1 @@
+"""Rate-limit counters shared across processes."""
