@@ -1,15 +1,18 @@
 """Concurrent authenticated reads: a real ``levqor api`` process answers 64 concurrent connections
-without an error or a timeout, and a GET never waits for SQLite's write lock."""
+without an error or a timeout, a GET never waits for SQLite's write lock, and no GET route writes in
+its read-only session."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
 from tests.factories.orgs import OrgFixture, make_org
 from tests.factories.settings import scratch_sqlite
@@ -91,3 +94,20 @@ def test_a_get_answers_while_another_connection_holds_the_sqlite_write_lock(clie
             writer.close()
         r = client.patch("/v1/org", json={"name": "renamed"}, headers=org.headers())  # writes still work
         assert r.status_code == 200 and r.json()["name"] == "renamed"
+
+
+def test_no_get_route_writes_in_its_read_only_session(app, client, org: OrgFixture) -> None:
+    """Every GET route answers without a 500 (a write in a read-only session raises); a GET route that
+    writes declares writes() and then does write (the audit export audits itself)."""
+    checked = 0
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or "GET" not in route.methods:
+            continue
+        r = client.get(re.sub(r"\{[^}]+\}", "999999", route.path), headers=org.headers(),
+                       follow_redirects=False)
+        assert r.status_code < 500 or r.status_code == 503, (route.path, r.status_code, r.text[:300])
+        checked += 1
+    assert checked > 40
+    assert client.get("/v1/audit/export", headers=org.headers("auditor")).status_code == 200
+    entries = client.get("/v1/audit", params={"action": "audit.exported"}, headers=org.headers("auditor")).json()
+    assert entries["items"], "the export was not audited"
