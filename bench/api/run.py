@@ -48,26 +48,20 @@ def free_port() -> int:
 
 def seed(jobs: int) -> dict[str, Any]:
     """(In a child process, settings from its environment.) Migrate; an org, a pipeline, jobs, a viewer key."""
+    from bench.seed import bench_org
     from memory.db import session_scope
     from memory.jobs.models import Pipeline
     from memory.migrate import upgrade
-    from tools.context import SYSTEM, Principal, ToolContext
-    from tools.identity.service import ApiKeyCreate, OrgCreate, create_key, create_org
-    from tools.jobs.credits import CreditGrant, grant_credits
-    from tools.jobs.pipelines import PipelineCreate, create_pipeline
+    from tools.identity.service import ApiKeyCreate, create_key
     from tools.jobs.queue import submit_job
 
     upgrade()
     with session_scope() as ses:
-        org = create_org(ToolContext(ses, SYSTEM), OrgCreate(name="Bench", slug="bench", plan="pro"))
-        ctx = ToolContext(ses, Principal(kind="system", id="bench", org_id=org.id, role="admin"))
-        pipe = create_pipeline(ctx, PipelineCreate.model_validate({"name": "noop", "steps": [
-            {"kind": "transform", "expression": "input"}]}))
-        grant_credits(ctx, CreditGrant(amount=jobs + 10))
-        p = ses.get(Pipeline, pipe.id)
+        ctx, pipeline_id = bench_org(ses, jobs + 10)
+        p = ses.get(Pipeline, pipeline_id)
         assert p is not None
         for i in range(jobs):
-            submit_job(ses, org_id=org.id, pipeline=p, input={"i": i}, trigger="manual", actor="bench")
+            submit_job(ses, org_id=ctx.org_id, pipeline=p, input={"i": i}, trigger="manual", actor="bench")
         key = create_key(ctx, ApiKeyCreate(name="bench viewer", role="viewer")).key
     return {"key": key}
 
