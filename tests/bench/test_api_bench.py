@@ -17,5 +17,6 @@ def test_api_bench_runs_on_sqlite_and_prints_its_summary_line() -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     last = out.stdout.strip().splitlines()[-1]
     for c in (2, 4):
-        assert re.search(rf"sqlite_c{c}_rps=\d+ sqlite_c{c}_p99_ms=[\d.]+ .*sqlite_c{c}_vs_base_rps=[\d.]+x", last), last
+        figures = rf"sqlite_c{c}_rps=\d+ sqlite_c{c}_p99_ms=[\d.]+ .*sqlite_c{c}_vs_base_rps=[\d.]+x"
+        assert re.search(figures, last), last
     assert last.startswith("api: ") and last.endswith(" errors=0"), last
