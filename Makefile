@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LEVQOR := $(VENV)/bin/levqor
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv migrate seed api worker scheduler lint imports check types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-chaos bench-arch
+.PHONY: run test venv migrate seed api worker scheduler lint imports check types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-chaos bench-arch bench-api
 
 $(STAMP): requirements/dev.lock requirements/base.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -74,6 +74,11 @@ bench-chaos: venv
 
 bench-hooks: venv
 	$(PY) bench/hooks/run.py
+
+# Authenticated reads (GET /v1/me, /v1/jobs) at 32 and 64 connections against one `levqor api` process on
+# SQLite and PostgreSQL (database bench_api, created and dropped), beside a bare FastAPI app: `api: ...` last.
+bench-api: venv
+	$(PY) bench/api/run.py
 
 # Structure figures (cycles, upward imports, function-level imports, type: ignore, large files) beside the
 # commit before the architecture redesign.

@@ -1,11 +1,20 @@
-"""Request dependencies: the session (commits at the edge), the principal, ``require(permission)``."""
+"""Request dependencies: the session (commits at the edge), the principal, ``require(permission)``.
+
+GET and HEAD requests get a read-only session (on SQLite it never takes the write lock); a GET route
+that writes declares ``dependencies=[writes()]``. At most ``LEVQOR_DB_POOL_SIZE`` requests of a process
+hold a session at once: the others wait on the event loop, holding neither a thread nor a connection,
+so a request that holds a connection never waits for a thread that waits for a connection.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
@@ -21,9 +30,40 @@ from tools.identity.service import authenticate_key, session_principal
 SESSION_COOKIE = "levqor_session"
 
 
-def get_session() -> Iterator[Session]:
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_db_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+async def db_slot() -> AsyncIterator[None]:
+    """Hold one of the process's ``LEVQOR_DB_POOL_SIZE`` places for a request's session (one set per loop)."""
+    loop = asyncio.get_running_loop()
+    slots = _db_slots.get(loop)
+    if slots is None:
+        slots = _db_slots[loop] = anyio.Semaphore(max(1, get_settings().db_pool_size))
+    async with slots:
+        yield
+
+
+def _writes_marker() -> None:
+    return None
+
+
+def writes() -> Any:
+    """Mark a GET route that writes (e.g. audits a read): its request gets a writing session."""
+    return Depends(_writes_marker)
+
+
+def read_only_request(request: Request) -> bool:
+    """A GET/HEAD/OPTIONS request on a route not marked :func:`writes`."""
+    if request.method not in SAFE_METHODS:
+        return False
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    return not any(d.call is _writes_marker for d in getattr(dependant, "dependencies", ()))
+
+
+def get_session(request: Request, _slot: Annotated[None, Depends(db_slot, scope="function")]) -> Iterator[Session]:
     """One session per request: commit when the handler returns, roll back on any error."""
-    with session_scope() as session:
+    with session_scope(read_only=read_only_request(request)) as session:
         yield session
 
 

@@ -26,7 +26,14 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite at VAR_DIR/levqor.db (WAL)."
     )
-    db_pool_size: int = Field(10, description="Connection pool size (PostgreSQL).")
+    db_pool_size: int = Field(
+        10, description="Database connections kept per process (as many again may overflow); the API lets this "
+        "many requests hold a session at once, the others wait their turn without a thread.",
+    )
+    api_key_touch_s: int = Field(
+        60, description="An API key's last_used_at is written at most once per this many seconds (per key and "
+        "process), in its own short transaction after the request.",
+    )
     host: str = Field("127.0.0.1", description="API bind address.")
     port: int = Field(8000, description="API port.")
     public_url: str = Field("", description="Public base URL; empty means http://HOST:PORT.")

@@ -2,6 +2,12 @@
 
 Sessions commit at the edge (request, job, agent run): use :func:`session_scope`. Tools and
 repositories may ``flush()`` but never ``commit()``.
+
+Two kinds of session: a writing one (the default) and a read-only one (``session_scope(read_only=True)``,
+the API's GET requests). On SQLite a writing transaction takes the write lock up front (``BEGIN
+IMMEDIATE``), so a transaction that reads and then writes never fails to upgrade; a read-only one begins
+deferred and never takes the lock, so reads run beside a writer (WAL) and beside each other. A read-only
+session refuses to flush changes or run ORM insert/update/delete (:class:`ReadOnlySessionError`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, UOWTransaction, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from levqor.settings import get_settings
@@ -63,16 +69,40 @@ def aware(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
+READ_ONLY = "levqor_read_only"  # execution option: a transaction that never writes (SQLite: deferred BEGIN)
+
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _factories: dict[str, sessionmaker[Session]] = {}
+_read_engines: dict[str, Engine] = {}
+_read_factories: dict[str, sessionmaker[Session]] = {}
+
+
+class ReadOnlySessionError(RuntimeError):
+    """A read-only session was asked to write (a bug: the caller should open a writing session)."""
+
+
+def _refuse_flush(session: Session, _flush: UOWTransaction, _instances: object) -> None:
+    if session.new or session.deleted or any(session.is_modified(o) for o in session.dirty):
+        raise ReadOnlySessionError("a read-only session cannot write: open session_scope() for writes "
+                                   "(an API GET route that writes declares dependencies=[writes()])")
+
+
+def _refuse_dml(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise ReadOnlySessionError("a read-only session cannot run insert/update/delete")
 
 
 def make_engine(url: str) -> Engine:
-    """Create an engine with the pragmas Levqor relies on."""
+    """Create an engine with the pragmas Levqor relies on.
+
+    Pool: ``LEVQOR_DB_POOL_SIZE`` connections kept, as many again in overflow (for sessions a request
+    opens beside its own, such as detached audit entries), on SQLite and PostgreSQL alike.
+    """
     settings = get_settings()
+    pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_pool_size}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
@@ -86,18 +116,16 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
+            if conn.get_execution_options().get(READ_ONLY):
+                # Never writes: a deferred transaction takes no lock, reads one WAL snapshot.
+                conn.exec_driver_sql("BEGIN")
+                return
             # Take the write lock up front: a deferred transaction that reads and then writes can
-            # fail with SQLITE_BUSY_SNAPSHOT, which busy_timeout does not cover.
+            # fail with SQLITE_BUSY_SNAPSHOT (or SQLITE_BUSY at once), which busy_timeout does not cover.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(
-        url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-    )
+    return create_engine(url, pool_pre_ping=True, pool_recycle=1800, **pool)
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -109,15 +137,32 @@ def get_engine(url: str | None = None) -> Engine:
                 from pathlib import Path
 
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            _engines[url] = make_engine(url)
-            _factories[url] = sessionmaker(_engines[url], expire_on_commit=False)
+            engine = _engines[url] = make_engine(url)
+            _factories[url] = sessionmaker(engine, expire_on_commit=False)
+            _read_engines[url] = read_engine_of(engine)
+            reads = _read_factories[url] = sessionmaker(_read_engines[url], expire_on_commit=False,
+                                                        info={READ_ONLY: True})
+            event.listen(reads, "before_flush", _refuse_flush)
+            event.listen(reads, "do_orm_execute", _refuse_dml)
         return _engines[url]
 
 
-def session_factory(url: str | None = None) -> sessionmaker[Session]:
+def read_engine_of(engine: Engine) -> Engine:
+    """``engine`` for transactions that never write (same pool; on SQLite they begin deferred)."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+def read_engine(url: str | None = None) -> Engine:
+    """The shared engine's read-only view (health checks and other plain reads)."""
     url = url or get_settings().resolved_database_url
     get_engine(url)
-    return _factories[url]
+    return _read_engines[url]
+
+
+def session_factory(url: str | None = None, *, read_only: bool = False) -> sessionmaker[Session]:
+    url = url or get_settings().resolved_database_url
+    get_engine(url)
+    return (_read_factories if read_only else _factories)[url]
 
 
 def dispose_engines() -> None:
@@ -127,12 +172,17 @@ def dispose_engines() -> None:
             engine.dispose()
         _engines.clear()
         _factories.clear()
+        _read_engines.clear()
+        _read_factories.clear()
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
-    """Open a session that commits on success and rolls back on error (the edge)."""
-    session = session_factory()()
+def session_scope(*, read_only: bool = False) -> Iterator[Session]:
+    """Open a session that commits on success and rolls back on error (the edge).
+
+    ``read_only=True``: a session that never writes (see the module docstring).
+    """
+    session = session_factory(read_only=read_only)()
     try:
         yield session
         session.commit()

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import require
+from api.deps import require, writes
 from tools.context import ToolContext
 from tools.enterprise import audit_tools
 from tools.enterprise.audit_log import VerifyResult
@@ -22,7 +22,7 @@ def search(q: Annotated[AuditSearch, Depends()], ctx: Annotated[ToolContext, req
     return audit_tools.search(ctx, q)
 
 
-@router.get("/export", response_class=Response,
+@router.get("/export", response_class=Response, dependencies=[writes()],  # the export is audited
             responses={200: {"content": {"application/x-ndjson": {}}, "description": "JSON lines"}})
 def export(q: Annotated[AuditSearch, Depends()], ctx: Annotated[ToolContext, require("audit:export")]) -> Response:
     """Export matching audit entries as JSON lines, oldest first."""

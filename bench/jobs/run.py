@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/levqor_bench"
 
 
@@ -38,14 +39,12 @@ def pct(values: list[float], q: float) -> float:
 def ours(n: int, m: int, rate: float) -> dict[str, Any]:
     from sqlalchemy import func, select
 
+    from bench.seed import bench_org
     from levqor.settings import get_settings
     from memory.db import session_scope
     from memory.jobs.models import Job, Pipeline, Worker
     from memory.migrate import upgrade
-    from tools.context import SYSTEM, Principal, ToolContext
-    from tools.identity.service import OrgCreate, create_org
-    from tools.jobs.credits import CreditGrant, grant_credits
-    from tools.jobs.pipelines import PipelineCreate, create_pipeline
+    from tools.context import Principal, ToolContext
     from tools.jobs.queue import QueueSwitch, pause, resume, submit_job
 
     s = get_settings()
@@ -59,13 +58,9 @@ def ours(n: int, m: int, rate: float) -> dict[str, Any]:
         eng.dispose()
     upgrade()
     with session_scope() as ses:
-        org = create_org(ToolContext(ses, SYSTEM), OrgCreate(name="Bench", slug="bench", plan="pro"))
-        ctx = ToolContext(ses, Principal(kind="system", id="bench", org_id=org.id, role="admin"))
-        pipe = create_pipeline(ctx, PipelineCreate.model_validate({"name": "noop", "steps": [
-            {"kind": "transform", "expression": "input"}]}))
-        grant_credits(ctx, CreditGrant(amount=n + m + 10))
+        ctx, pid = bench_org(ses, n + m + 10)
         pause(ctx, QueueSwitch())
-    org_id, pid = org.id, pipe.id
+    org_id = ctx.org_id
 
     t = time.perf_counter()
     for start in range(0, n, 250):

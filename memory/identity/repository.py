@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from memory.identity.models import ApiKey, BrowserSession, Organization, User
@@ -49,8 +49,15 @@ class IdentityRepository:
     def keys(self, org_id: int) -> list[ApiKey]:
         return list(self.session.scalars(select(ApiKey).where(ApiKey.org_id == org_id).order_by(ApiKey.id)))
 
-    def touch_key(self, key_id: int, when: dt.datetime) -> None:
-        self.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=when))
+    def touch_key(self, key_id: int, when: dt.datetime, *, if_before: dt.datetime | None = None) -> bool:
+        """Set the key's ``last_used_at`` to ``when``; with ``if_before``, only if it is older (or unset).
+
+        Returns whether the row changed.
+        """
+        stmt = update(ApiKey).where(ApiKey.id == key_id)
+        if if_before is not None:
+            stmt = stmt.where(or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < if_before))
+        return bool(self.session.execute(stmt.values(last_used_at=when)).rowcount)  # type: ignore[attr-defined]
 
     def browser_session(self, token_hash: str) -> BrowserSession | None:
         return self.session.scalar(select(BrowserSession).where(BrowserSession.token_hash == token_hash))

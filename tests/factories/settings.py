@@ -1,4 +1,5 @@
-"""``LEVQOR_*`` settings for one block or one test (values JSON-encoded unless they are strings)."""
+"""``LEVQOR_*`` settings for one block or one test (values JSON-encoded unless they are strings), and a
+scratch SQLite database for one block."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from levqor.settings import get_settings
+from memory.db import get_engine
+from memory.migrate import upgrade
 
 
 def _encode(value: Any) -> str:
@@ -47,3 +51,16 @@ def set_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None
     yield set_
     monkeypatch.undo()
     get_settings.cache_clear()
+
+
+@contextmanager
+def scratch_sqlite(directory: Path) -> Iterator[str]:
+    """A fresh migrated SQLite database in ``directory`` that this process's sessions use for the block,
+    whatever the test database is; yields its URL."""
+    url = f"sqlite:///{directory / 'levqor.db'}"
+    with override_settings(database_url=url):
+        upgrade(url)
+        try:
+            yield url
+        finally:
+            get_engine(url).dispose()

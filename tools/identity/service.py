@@ -5,15 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import string
+import threading
+import time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints, WithJsonSchema
 
 from levqor.logging import request_id_var
-from memory.db import utcnow
+from levqor.settings import get_settings
+from memory.db import after_close, session_scope, utcnow
 from memory.identity.models import ApiKey, BrowserSession, Organization, User
 from memory.identity.repository import IdentityRepository
 from tools.context import Principal, ToolContext
@@ -23,6 +27,7 @@ from tools.events.service import emit
 from tools.identity.throttle import LoginThrottle
 from tools.registry import tool
 
+log = logging.getLogger(__name__)
 _ALPHABET = string.ascii_letters + string.digits
 KEY_PREFIXES = {"live": "lvq_live_", "test": "lvq_test_"}
 _KEY_RE = re.compile(r"^lvq_(live|test)_[A-Za-z0-9]{40}$")
@@ -333,10 +338,43 @@ def authenticate_key(ctx_session: Any, raw: str) -> Principal:
     )
     if not valid or key is None:
         raise Unauthorized("invalid or revoked API key")
-    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
-        repo.touch_key(key.id, now)
+    _note_use(ctx_session, key, now)
     return Principal(kind="api_key", id=key.prefix, org_id=key.org_id, role=key.role, name=key.name,
                      user_id=key.user_id, key_mode=key.mode)
+
+
+_touched: dict[str, float] = {}  # key hash -> when (monotonic) this process last wrote its last_used_at
+_touched_lock = threading.Lock()
+
+
+def _note_use(session: Any, key: ApiKey, now: dt.datetime) -> None:
+    """Record that ``key`` was used, at most once per ``LEVQOR_API_KEY_TOUCH_S`` per key and process.
+
+    Not in the request's transaction (a GET's is read-only): a conditional update (only when the stored
+    value is older than the window) in its own short transaction once the request's session has closed,
+    so concurrent requests of one key write once and a read never holds the write lock.
+    """
+    window = get_settings().api_key_touch_s
+    if key.last_used_at is not None and (now - key.last_used_at).total_seconds() < window:
+        return
+    mono = time.monotonic()
+    with _touched_lock:
+        last = _touched.get(key.key_hash)
+        if last is not None and mono - last < window:
+            return
+        _touched[key.key_hash] = mono
+    key_id, key_hash = key.id, key.key_hash
+
+    def write() -> None:
+        try:
+            with session_scope() as s:
+                IdentityRepository(s).touch_key(key_id, now, if_before=now - dt.timedelta(seconds=window))
+        except Exception:  # last use is a convenience: never fail the request, try again on the next one
+            with _touched_lock:
+                _touched.pop(key_hash, None)
+            log.warning("could not record API key use", exc_info=True, extra={"fields": {"key_id": key_id}})
+
+    after_close(session, write)
 
 
 def login(session: Any, email: str, password: str, ttl_hours: int, ip: str = "unknown",

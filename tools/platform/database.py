@@ -6,7 +6,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from levqor.metrics import ready_gauge
-from memory.db import get_engine
+from memory.db import read_engine
 from memory.migrate import current, heads, upgrade
 
 
@@ -25,7 +25,7 @@ def migrate(url: str | None = None) -> None:
 def readiness() -> tuple[Ready, int]:
     """Check the database and its migrations (with the HTTP status to answer); record ``levqor_ready``."""
     ready = ready_gauge()
-    engine = get_engine()
+    engine = read_engine()  # never takes SQLite's write lock: probes run beside any writer
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

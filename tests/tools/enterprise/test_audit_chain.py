@@ -130,10 +130,12 @@ def test_verify_endpoint_answers_409_naming_the_first_bad_entry(client, org: Org
     real = audit_tools.verify_chain
 
     def on_tampered_rows(session: Session, export_path: Path | None = None) -> Any:
-        # Tamper inside the request's own transaction, verify, and undo it before the request commits.
+        # Tamper inside the request's own transaction, verify, and undo it before the request commits
+        # (on its connection: the GET's session is read-only and refuses ORM writes).
+        conn = session.connection()
         if IS_PG:
-            session.execute(text("SET LOCAL session_replication_role = replica"))
-        session.execute(update(ENTRIES).where(ENTRIES.c.seq == seq).values(target="elsewhere"))
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(update(ENTRIES).where(ENTRIES.c.seq == seq).values(target="elsewhere"))
         try:
             return real(session, export_path)
         finally:
@@ -213,7 +215,7 @@ def test_concurrent_appends_form_a_gap_free_valid_chain() -> None:
     def verifier() -> None:  # verifying while others append must never report a cut tail
         try:
             while not done.is_set():
-                with session_scope() as s:
+                with session_scope(read_only=True) as s:  # as GET /v1/audit/verify does
                     verdicts.append(verify_chain(s))
         except BaseException as exc:  # reported below
             errors.append(exc)

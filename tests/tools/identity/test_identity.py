@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import event
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy import event, select
+
+from memory.db import get_engine, session_scope
+from memory.identity.models import ApiKey
+from memory.identity.repository import IdentityRepository
 from tests.factories.orgs import OrgFixture
+from tools.identity.service import sha256
 
 
 def test_key_is_shown_once_and_only_hash_stored(client, org: OrgFixture) -> None:
@@ -86,6 +93,53 @@ def test_last_used_is_recorded(client, org: OrgFixture) -> None:
     keys = client.get("/v1/keys", headers=org.headers()).json()["items"]
     viewer = next(k for k in keys if k["name"] == "viewer key")
     assert viewer["last_used_at"] is not None
+
+
+def _last_used(raw_key: str) -> dt.datetime | None:
+    with session_scope(read_only=True) as s:
+        return s.scalar(select(ApiKey.last_used_at).where(ApiKey.key_hash == sha256(raw_key)))
+
+
+def test_last_used_is_written_once_per_window_even_under_concurrent_requests(client, org: OrgFixture,
+                                                                             set_settings) -> None:
+    set_settings(api_key_touch_s=3600)
+    key = org.keys["viewer"]
+    headers = {"Authorization": f"Bearer {key}"}
+    writes: list[str] = []
+
+    def record(_conn: object, _cur: object, statement: str, *_a: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE API_KEYS"):
+            writes.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", record)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(lambda _i: client.get("/v1/me", headers=headers).status_code, range(32)))
+        assert statuses == [200] * 32
+        assert len(writes) == 1, writes
+        first = _last_used(key)
+        assert first is not None
+        assert client.get("/v1/jobs", headers=headers).status_code == 200
+        assert _last_used(key) == first and len(writes) == 1  # still inside the window: no write at all
+        set_settings(api_key_touch_s=0)  # the window has passed
+        assert client.get("/v1/me", headers=headers).status_code == 200
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", record)
+    later = _last_used(key)
+    assert len(writes) == 2 and later is not None and later > first
+
+
+def test_last_used_write_is_conditional_on_the_stored_value_being_stale(org: OrgFixture) -> None:
+    """Another process (or replica) wrote it within the window: this one's write changes nothing."""
+    now = dt.datetime.now(dt.UTC)
+    with session_scope() as s:
+        key_id = s.scalar(select(ApiKey.id).where(ApiKey.key_hash == sha256(org.keys["auditor"])))
+        assert key_id is not None
+        repo = IdentityRepository(s)
+        assert repo.touch_key(key_id, now, if_before=now - dt.timedelta(seconds=60))
+        assert not repo.touch_key(key_id, now + dt.timedelta(seconds=30), if_before=now - dt.timedelta(seconds=30))
+        assert repo.touch_key(key_id, now + dt.timedelta(seconds=90), if_before=now + dt.timedelta(seconds=30))
+    assert _last_used(org.keys["auditor"]) == now + dt.timedelta(seconds=90)
 
 
 def test_viewer_write_is_403_and_audited(client, org: OrgFixture) -> None:
