@@ -23,7 +23,7 @@ from memory.jobs.models import JOB_STATES, Job, Pipeline
 from memory.jobs.repository import JobRepository, PipelineRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
-from tools.errors import Conflict, NotFound, PaymentRequired
+from tools.errors import Conflict, Forbidden, NotFound, PaymentRequired
 from tools.events.service import emit
 from tools.jobs import metrics
 from tools.jobs.credits import charge_job, refund_job, run_cost
@@ -236,6 +236,10 @@ def _requeue(job: Job) -> None:
 @tool("jobs.submit", risk="write")
 def submit(ctx: ToolContext, params: JobSubmit) -> JobSubmitted:
     """Run a pipeline: charge its credits and queue a job (an idempotency key returns the same job)."""
+    if ctx.principal.key_mode == "test":
+        # A run is charged to the organisation's one real balance: a test-mode key never touches it.
+        raise Forbidden("a test-mode API key cannot run jobs: runs are charged to the organisation's live "
+                        "credit balance; use a live key", field="pipeline_id")
     p = PipelineRepository(ctx.session).get(ctx.org_id, params.pipeline_id)
     if p is None:
         raise NotFound(f"pipeline {params.pipeline_id} not found", field="pipeline_id")
