@@ -198,15 +198,21 @@ def test_malformed_policy_stops_startup_naming_file_and_line(tmp_path: Path, cas
 
 def test_standalone_worker_serves_its_own_metrics(tmp_path: Path) -> None:
     port = free_port()
-    worker = Proc.levqor("worker", env=levqor_env(LEVQOR_METRICS_PORT=str(port)), logdir=tmp_path)
+    token = "scrape-token-for-the-test"
+    worker = Proc.levqor("worker", env=levqor_env(LEVQOR_METRICS_PORT=str(port), LEVQOR_METRICS_TOKEN=token),
+                         logdir=tmp_path)
+    url = f"http://127.0.0.1:{port}/metrics"
     try:
         def scraped() -> str | None:
             assert worker.popen.poll() is None, worker.stderr[-3000:]
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            text = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=2).text
             return text if 'levqor_process_start_time_seconds{role="worker"}' in text else None
 
         text = wait_for(scraped, 120, "the worker's /metrics")
         assert "levqor_db_pool_connections_in_use" in text and "levqor_build_info" in text
+        # The token the setting asks for is required on the worker's own port too.
+        assert httpx.get(url, timeout=2).status_code == 401
+        assert httpx.get(url, headers={"Authorization": "Bearer wrong"}, timeout=2).status_code == 401
         worker.popen.send_signal(signal.SIGTERM)
         assert worker.popen.wait(timeout=40) == 0, worker.stderr[-3000:]
     finally:
