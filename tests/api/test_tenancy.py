@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from memory.db import session_scope, utcnow
-from memory.jobs.models import Job, Pipeline
+from memory.jobs.models import Job, Pipeline, Worker
 from memory.jobs.repository import WorkerRepository
 from memory.ops.models import Incident
 from memory.partner.models import PluginInstall
@@ -28,6 +30,21 @@ from tools.auto_intel import signals
 
 SKIPPED = {("POST", "/v1/hooks/{secret}")}
 NOOP = [{"kind": "transform", "name": "echo", "expression": "input"}]
+
+
+@contextmanager
+def worker_row(current_jobs: list[int]) -> Iterator[str]:
+    """A registered, heartbeating worker (a row on another host: commands reach it through the row only,
+    no process is signalled) running ``current_jobs``; removed afterwards."""
+    wid = f"elsewhere:{uuid.uuid4().hex[:8]}"
+    with session_scope() as s:
+        s.add(Worker(id=wid, host="elsewhere.invalid", pid=1, concurrency=2, state="running",
+                     current_jobs=current_jobs, jobs_done=0, heartbeat_at=utcnow()))
+    try:
+        yield wid
+    finally:
+        with session_scope() as s:
+            s.execute(Worker.__table__.delete().where(Worker.id == wid))
 
 
 @dataclass
@@ -50,7 +67,8 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
     js.grant(a.org_id, 10)
     pipe_name = f"victim-pipeline-{tag}"
     pid = js.pipeline(a.org_id, NOOP, name=pipe_name)
-    jid = js.submit(a.org_id, pid, {"secret_note": f"victim-input-{tag}"})
+    # A finished job: nothing (a worker, the janitor) changes it on its own while the test runs.
+    jid = js.make_job(a.org_id, pid, "succeeded", input={"secret_note": f"victim-input-{tag}"})
     series = f"jobs.failed{{pipeline={pid}}}"
     with session_scope() as s:
         signals.store(s, utcnow() - dt.timedelta(seconds=5), [(series, 7.0, None)])
@@ -130,10 +148,11 @@ def _body(v: Victim) -> dict[str, Any]:
 
 
 def test_a_second_organisation_reaches_nothing_of_the_first(app, client, set_settings) -> None:
-    with Receiver() as rx, running_worker() as worker:
+    with Receiver() as rx:
         v = _victim(client, set_settings, rx)
         attacker = make_org()
-        before = _state(v, worker.id)
+    with worker_row([v.ids["job_id"]]) as worker_id:
+        before = _state(v, worker_id)
         spec = app.openapi()
         tried = 0
         statuses: dict[int, int] = {}
@@ -141,7 +160,7 @@ def test_a_second_organisation_reaches_nothing_of_the_first(app, client, set_set
             for method, op in ops.items():
                 if (method.upper(), path) in SKIPPED:
                     continue
-                url = _url(path, v.ids, worker.id)
+                url = _url(path, v.ids, worker_id)
                 for role in ("admin", "viewer", "partner"):
                     kwargs: dict[str, Any] = {"headers": attacker.headers(role), "params": _query(op, v)}
                     if method in ("post", "put", "patch"):
@@ -160,7 +179,7 @@ def test_a_second_organisation_reaches_nothing_of_the_first(app, client, set_set
                     tried += 1
         assert tried >= 3 * 100, statuses
         print("tenancy: answers by status", dict(sorted(statuses.items())))
-        after = _state(v, worker.id)
+        after = _state(v, worker_id)
     assert after == before
     # The first organisation still works with its own keys.
     assert client.get("/v1/me", headers=v.org.headers()).status_code == 200
@@ -173,22 +192,19 @@ def test_worker_commands_are_staff_only_and_audited_in_the_platform_and_the_affe
         client, org: OrgFixture, set_settings) -> None:
     staff, other = make_org(), make_org()
     set_settings(staff_orgs=[staff.slug])
-    with running_worker() as worker:
-        # The worker is running one of org's jobs (a row-level fact is enough: the command reads the row).
-        jid = js.make_job(org.org_id, js.make_pipeline(org.org_id), "running")
-        with session_scope() as s:
-            WorkerRepository(s).get(worker.id).current_jobs = [jid]  # type: ignore[union-attr]
+    jid = js.make_job(org.org_id, js.make_pipeline(org.org_id), "running")
+    with worker_row([jid]) as worker_id:  # a shared worker running one of org's jobs
         for who in (other, org):  # another tenant's admin, and even the affected tenant's admin
-            r = client.post(f"/v1/workers/{worker.id}/drain", headers=who.headers())
+            r = client.post(f"/v1/workers/{worker_id}/drain", headers=who.headers())
             assert r.status_code == 403 and "only Levqor staff" in r.json()["detail"], r.text
         assert client.post("/v1/workers/scale", json={"desired": 2}, headers=org.headers()).status_code == 403
-        r = client.post(f"/v1/workers/{worker.id}/drain", headers=staff.headers())
-        assert r.status_code == 200, r.text
+        r = client.post(f"/v1/workers/{worker_id}/drain", headers=staff.headers())
+        assert r.status_code == 200 and r.json()["command"] == "drain", r.text
 
     def drains(headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
         r = client.get("/v1/audit", params={"action": "workers.drain", **params}, headers=headers)
         assert r.status_code == 200, r.text
-        return [e for e in r.json()["items"] if e["target"] == f"worker:{worker.id}"]
+        return [e for e in r.json()["items"] if e["target"] == f"worker:{worker_id}"]
 
     (platform,) = drains(staff.headers("auditor"), platform="true")
     assert platform["org_id"] is None and platform["actor"].startswith("api_key:")
