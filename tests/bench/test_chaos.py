@@ -42,7 +42,10 @@ def _chaos(*args: str, tmp: Path) -> str:
     env["LEVQOR_VAR_DIR"] = str(tmp)
     p = subprocess.run([sys.executable, "-m", "api.cli", "chaos", "run", *args], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
+    if p.returncode != 0:  # name where it broke: the project's own frames, the error, the last output
+        frames = [line for line in p.stderr.splitlines() if 'File "' in line and ".venv" not in line]
+        raise AssertionError("\n".join(["chaos run failed; project frames:", *frames[-15:], "stderr tail:",
+                                        p.stderr[-1500:], "stdout tail:", p.stdout[-1500:]]))
     return p.stdout
 
 
