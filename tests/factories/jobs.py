@@ -13,6 +13,7 @@ from memory.events.models import Event
 from memory.jobs.models import CreditLedger, Job, JobStep, Pipeline
 from memory.jobs.repository import CreditRepository, JobRepository
 from tests.factories.orgs import org_ctx
+from tests.factories.rows import detached
 from tools.context import SYSTEM, ToolContext
 from tools.registry import registry
 
@@ -53,11 +54,7 @@ def submit(org_id: int, pipeline_id: int, input: dict[str, Any] | None = None, k
 
 def job(job_id: int) -> Job:
     """Job ``job_id`` as a detached row."""
-    with session_scope() as s:
-        j = s.get(Job, job_id)
-        assert j is not None, f"job {job_id} not found"
-        s.expunge(j)
-        return j
+    return detached(Job, job_id)
 
 
 def job_steps(job_id: int) -> list[JobStep]:

@@ -3,12 +3,17 @@ measuring windows."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+
 from sqlalchemy import delete, update
 
 from memory.db import session_scope
-from memory.jobs.models import Job
+from memory.jobs.models import Job, Worker
 from memory.ops.models import Incident, OpsDetectorState, OpsSample
 from tests.factories.jobs import ago
+from tests.factories.rows import detached
 from tools.auto_intel.anomalies import detectors
 
 
@@ -23,11 +28,18 @@ def clean_ops() -> None:
 
 def incident(iid: int) -> Incident:
     """Incident ``iid`` as a detached row (read in its own session)."""
+    return detached(Incident, iid)
+
+
+def dead_worker(tag: str) -> str:
+    """A worker row on this host whose process has exited (its pid is free), last heartbeat 2 s ago;
+    return its id."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    wid = f"{socket.gethostname()}:{gone.pid}:{tag}"
     with session_scope() as s:
-        inc = s.get(Incident, iid)
-        assert inc is not None, f"incident {iid} not found"
-        s.expunge(inc)
-        return inc
+        s.add(Worker(id=wid, host=socket.gethostname(), pid=gone.pid, concurrency=1, heartbeat_at=ago(2)))
+    return wid
 
 
 def jobs_out_of_the_windows() -> None:

@@ -6,14 +6,16 @@ import json
 
 import pytest
 
+from memory.db import session_scope, utcnow
 from tests.factories.jobs import ago, make_job, make_pipeline
 from tests.factories.ops import clean_ops
 from tests.factories.orgs import OrgFixture
+from tools.auto_intel.findings import Finding
+from tools.auto_intel.lifecycle import open_or_update
 
 
 def test_monitor_graph_offline_detects_and_heals_expired_leases(org: OrgFixture,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from memory.db import session_scope
     from memory.jobs.models import Job
     from memory.ops.repository import IncidentRepository
 
@@ -38,14 +40,8 @@ def test_monitor_graph_offline_detects_and_heals_expired_leases(org: OrgFixture,
         assert not [e for e in events if e.kind == "note"]
 
 
-def test_healer_llm_writes_the_summary_and_its_proposal_still_goes_through_policy(
-        org: OrgFixture, fake_llm) -> None:  # type: ignore[no-untyped-def]
-    from memory.db import session_scope, utcnow
-    from memory.jobs.models import Pipeline
-    from memory.ops.models import Incident
-    from tools.auto_intel.findings import Finding
-    from tools.auto_intel.lifecycle import open_or_update
-
+def _failing_pipeline_incident(org: OrgFixture) -> tuple[int, int]:
+    """A pipeline with a failed, retryable job and an open failure-rate incident about it (nothing else open)."""
     clean_ops()
     pid = make_pipeline(org.org_id)
     make_job(org.org_id, pid, "failed", retryable=True, last_error="timeout")
@@ -53,7 +49,15 @@ def test_healer_llm_writes_the_summary_and_its_proposal_still_goes_through_polic
         inc, _ = open_or_update(s, Finding(cause=f"pipeline:{pid}", fingerprint="rule:failure_rate", kind="rule",
                                            diagnosis="failure_rate", title="failing", subject={"pipeline_id": pid},
                                            org_id=org.org_id), utcnow())
-        iid = inc.id
+        return pid, inc.id
+
+
+def test_healer_llm_writes_the_summary_and_its_proposal_still_goes_through_policy(
+        org: OrgFixture, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    from memory.jobs.models import Pipeline
+    from memory.ops.models import Incident
+
+    pid, iid = _failing_pipeline_incident(org)
     script = fake_llm([{"content": json.dumps({
         "summary": "Pipeline keeps failing on timeouts; pausing it until the endpoint recovers.",
         "playbook": "pause_pipeline"})}])
@@ -76,18 +80,8 @@ def test_healer_llm_writes_the_summary_and_its_proposal_still_goes_through_polic
 
 
 def test_healer_ignores_an_unknown_playbook_from_the_llm(org: OrgFixture, fake_llm) -> None:  # type: ignore[no-untyped-def]
-    from memory.db import session_scope, utcnow
-    from tools.auto_intel.findings import Finding
-    from tools.auto_intel.lifecycle import open_or_update
 
-    clean_ops()
-    pid = make_pipeline(org.org_id)
-    make_job(org.org_id, pid, "failed", retryable=True, last_error="timeout")
-    with session_scope() as s:
-        inc, _ = open_or_update(s, Finding(cause=f"pipeline:{pid}", fingerprint="rule:failure_rate", kind="rule",
-                                           diagnosis="failure_rate", title="failing", subject={"pipeline_id": pid},
-                                           org_id=org.org_id), utcnow())
-        iid = inc.id
+    pid, iid = _failing_pipeline_incident(org)
     fake_llm([{"content": json.dumps({"summary": "x", "playbook": "delete_everything"})}])
     from agents.healer.graph import run_healer
 

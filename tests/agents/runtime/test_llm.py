@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from memory.agents.models import AgentApproval, AgentRun, AgentToolCall, LlmCost
+from memory.agents.models import AgentApproval, AgentToolCall, LlmCost
 from memory.audit.models import AuditEntry
 from memory.db import session_scope
+from tests.factories.agents import agent_run
 from tests.factories.orgs import OrgFixture
 from tests.fakes import jobs_tools as fj
 from tests.fakes.openai import Script, Step
@@ -25,13 +26,6 @@ def llm(fake_llm: Callable[[list[Step] | Callable[[dict[str, Any]], Step]], Scri
     monkeypatch.setenv("LEVQOR_LLM_TIMEOUT_S", "10")
     return fake_llm
 
-
-def _run(run_id: int) -> AgentRun:
-    with session_scope() as s:
-        run = s.get(AgentRun, run_id)
-        assert run is not None
-        s.expunge(run)
-        return run
 
 
 def _calls(run_id: int) -> list[tuple[str, str, dict[str, Any]]]:
@@ -78,7 +72,7 @@ def test_janitor_llm_mode_picks_tools_through_the_real_client(llm: Any, org: Org
         {"content": "Retried 2 failed jobs with a retryable error. One failure is permanent.", "usage": (400, 20)},
     ])
     run_id = start_run("janitor", org.org_id, "manual")
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert run.status == "succeeded", run.error
     assert run.mode == "llm" and run.model == "gpt-4o-mini"
     assert run.summary == "Retried 2 failed jobs with a retryable error. One failure is permanent."
@@ -110,7 +104,7 @@ def test_llm_batch_pauses_for_approval_and_resumes(llm: Any, client: Any, org: O
         {"content": "Asked for and got approval; retried 6 jobs."},
     ])
     run_id = start_run("janitor", org.org_id, "schedule")
-    assert _run(run_id).status == "waiting_approval"
+    assert agent_run(run_id).status == "waiting_approval"
     assert len(script.requests) == 1
     with session_scope() as s:
         ap = s.scalar(select(AgentApproval).where(AgentApproval.run_id == run_id))
@@ -118,7 +112,7 @@ def test_llm_batch_pauses_for_approval_and_resumes(llm: Any, client: Any, org: O
         ap_id = ap.id
     r = client.post(f"/v1/approvals/{ap_id}/approve", headers=org.headers())
     assert r.status_code == 200, r.text
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert run.status == "succeeded" and run.summary == "Asked for and got approval; retried 6 jobs."
     assert all(fj.job(i)["state"] == "queued" for i in ids)
     assert len(script.requests) == 2  # the model was not asked again for the paused step
@@ -145,7 +139,7 @@ def test_injection_in_a_tool_result_achieves_nothing(llm: Any, org: OrgFixture) 
         {"content": "Done as instructed."},
     ])
     run_id = start_run("janitor", org.org_id, "manual")
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert run.status == "succeeded"
     calls = _calls(run_id)
     assert calls[1:] == [("approvals.approve", "refused", {"approval_id": other.id}),
@@ -233,6 +227,6 @@ def test_chat_streams_tokens_and_history_feeds_the_next_turn(llm: Any, client: A
         ("user", "How many failed jobs?"), ("assistant", "One failed job, and it can be retried."),
         ("user", "Why did it fail?"), ("assistant", "It failed with a timeout.")]
     # Streamed usage was counted on the chat run.
-    assert (_run(done["run_id"]).tokens_in, _run(done["run_id"]).tokens_out) == (50 + 80, 5 + 9)
+    assert (agent_run(done["run_id"]).tokens_in, agent_run(done["run_id"]).tokens_out) == (50 + 80, 5 + 9)
     # Threads belong to their owner.
     assert client.get(f"/v1/agents/janitor/threads/{thread_id}", headers=org.headers("viewer")).status_code == 404

@@ -11,17 +11,10 @@ from sqlalchemy import select
 from memory.agents.models import AgentApproval, AgentRun, AgentToolCall
 from memory.audit.models import AuditEntry
 from memory.db import session_scope
+from tests.factories.agents import agent_run
 from tests.factories.orgs import OrgFixture
 from tests.fakes import jobs_tools as fj
 from tools.registry import registry
-
-
-def _run(run_id: int) -> AgentRun:
-    with session_scope() as s:
-        run = s.get(AgentRun, run_id)
-        assert run is not None
-        s.expunge(run)
-        return run
 
 
 def _calls(run_id: int) -> list[AgentToolCall]:
@@ -141,7 +134,7 @@ def test_janitor_retries_retryable_failed_jobs(org: OrgFixture) -> None:
     ok_job = fj.add_job(org.org_id, state="succeeded")
     other_org = fj.add_job(org.org_id + 10_000)
     run_id = start_run("janitor", org.org_id, "manual")
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert run.status == "succeeded" and run.mode == "offline" and run.trigger == "manual"
     assert run.steps == 3 and run.tools_called == 5 and run.finished_at is not None
     assert all(fj.job(i)["state"] == "queued" and fj.job(i)["retried_by"] == "agent:janitor" for i in retryable)
@@ -162,7 +155,7 @@ def test_janitor_leaves_a_flapping_job_for_a_person(org: OrgFixture) -> None:
     flapping = fj.add_job(org.org_id)
     for n in range(3):
         fj.set_state(flapping, "failed")
-        run = _run(start_run("janitor", org.org_id, "event"))
+        run = agent_run(start_run("janitor", org.org_id, "event"))
         assert run.status == "succeeded"
         assert fj.job(flapping)["state"] == ("queued" if n < 2 else "failed"), n
     assert "retried 2 times in the last hour" in (run.summary or "")
@@ -174,7 +167,7 @@ def test_janitor_with_nothing_to_do(org: OrgFixture) -> None:
     from agents.runtime import start_run
 
     fj.add_job(org.org_id, retryable=False)
-    run = _run(start_run("janitor", org.org_id, "manual"))
+    run = agent_run(start_run("janitor", org.org_id, "manual"))
     assert run.status == "succeeded" and "nothing to do" in (run.summary or "")
 
 
@@ -188,7 +181,7 @@ def test_janitor_nodes_against_a_test_only_registry(tmp_path: Any, monkeypatch: 
     fj.clear_agent_decisions()
     reg = fj.fake_registry()
     ids = [fj.add_job(org.org_id) for _ in range(2)]
-    run = _run(start_run("janitor", org.org_id, "manual", reg=reg))
+    run = agent_run(start_run("janitor", org.org_id, "manual", reg=reg))
     assert run.status == "succeeded"
     assert [fj.job(i)["state"] for i in ids] == ["queued", "queued"]
 
@@ -198,7 +191,7 @@ def _batch_run(org: OrgFixture, n: int = 8) -> tuple[int, list[int], AgentApprov
 
     ids = [fj.add_job(org.org_id) for _ in range(n)]
     run_id = start_run("janitor", org.org_id, "schedule")
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert run.status == "waiting_approval", run.error
     aps = _approvals(run_id)
     assert len(aps) == 1 and aps[0].status == "pending" and aps[0].tool == "jobs.retry_failed"
@@ -217,7 +210,7 @@ def test_batch_over_threshold_waits_for_approval_then_resumes(client, org: OrgFi
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "approved" and body["decided_by"].startswith("api_key:")
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert run.status == "succeeded", run.error
     assert all(fj.job(i)["state"] == "queued" for i in ids)
     # Executed as a system call naming the approval, not as the agent.
@@ -238,7 +231,7 @@ def test_rejected_batch_retries_nothing(client, org: OrgFixture) -> None:
     run_id, ids, ap = _batch_run(org, 6)
     r = client.post(f"/v1/approvals/{ap.id}/reject", json={"note": "not now"}, headers=org.headers())
     assert r.status_code == 200 and r.json()["status"] == "rejected"
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert run.status == "succeeded" and "rejected" in (run.summary or "")
     assert all(fj.job(i)["state"] == "failed" for i in ids)
     assert any(e.target == f"approval:{ap.id}" for e in _audit("approvals.rejected", org.org_id))
@@ -253,7 +246,7 @@ def test_edited_args_are_checked_against_the_policy(client, org: OrgFixture) -> 
     assert bad.status_code == 422 and bad.json()["field"] == "args.limit"
     r = client.post(f"/v1/approvals/{ap.id}/approve", json={"args": {"limit": 3}}, headers=org.headers())
     assert r.status_code == 200 and r.json()["edited_args"] == {"limit": 3, "pipeline_id": None}
-    assert _run(run_id).status == "succeeded"
+    assert agent_run(run_id).status == "succeeded"
     assert sum(fj.job(i)["state"] == "queued" for i in ids) == 3
 
 
@@ -291,7 +284,7 @@ def test_expired_approval_counts_as_rejected_and_is_audited(org: OrgFixture) -> 
     assert expire_approvals() >= 1
     row = _approvals(run_id)[0]
     assert row.status == "expired" and row.decided_by == "system:expiry" and row.resumed_at is not None
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert run.status == "succeeded" and "expired" in (run.summary or "")
     assert all(fj.job(i)["state"] == "failed" for i in ids)
     assert any(e.detail["approval_id"] == ap.id for e in _audit("agent.approval_expired", org.org_id))
@@ -347,7 +340,7 @@ def test_llm_usage_goes_to_the_run_and_the_cost_store(org: OrgFixture, client) -
         run_id = create_run(s, "janitor", org.org_id, "manual").id
     record_llm_usage(run_id, org.org_id, "janitor", "gpt-4o-mini", 1000, 2000)
     record_llm_usage(run_id, org.org_id, "janitor", "gpt-4o-mini", 1000, 0)
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert (run.tokens_in, run.tokens_out, run.cost_micro_usd) == (2000, 2000, 1500)
     costs = client.get("/v1/agents/costs", headers=org.headers("viewer")).json()
     assert costs["items"][0]["calls"] == 2 and costs["items"][0]["tokens_in"] == 2000
@@ -460,5 +453,5 @@ def test_sweep_runs_stuck_queued_runs_and_fails_abandoned_ones(org: OrgFixture) 
         s.execute(update(AgentRun).where(AgentRun.id == queued).values(created_at=old))
         s.execute(update(AgentRun).where(AgentRun.id == lost).values(status="running", started_at=old))
     sweep()
-    assert _run(lost).status == "failed" and "abandoned" in (_run(lost).error or "")
-    assert _run(queued).status == "succeeded" and fj.job(job)["state"] == "queued"
+    assert agent_run(lost).status == "failed" and "abandoned" in (agent_run(lost).error or "")
+    assert agent_run(queued).status == "succeeded" and fj.job(job)["state"] == "queued"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,8 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.factories.jobs import ago, make_job, make_pipeline
-from tests.factories.ops import clean_ops, incident
+from tests.factories.agents import agent_run
+from tests.factories.jobs import make_job, make_pipeline
+from tests.factories.ops import clean_ops, dead_worker, incident
 from tests.factories.orgs import OrgFixture, make_org
 from tests.factories.settings import override_settings
 from tests.support import ROOT, wait_for
@@ -81,16 +81,6 @@ def _job_state(jid: int) -> str:
         return job.state
 
 
-def _run(run_id: int) -> Any:
-    from memory.agents.models import AgentRun
-    from memory.db import session_scope
-
-    with session_scope() as s:
-        run = s.get(AgentRun, run_id)
-        assert run is not None
-        s.expunge(run)
-        return run
-
 
 def _healer_runs(iid: int) -> list[Any]:
     from memory.agents.models import AgentRun
@@ -127,7 +117,7 @@ def _pause(org: OrgFixture, trigger: str = "event") -> tuple[int, int, int, Any]
 
 
 def _assert_paused(iid: int, jid: int, run_id: int, ap: Any) -> None:
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert run.agent == "healer" and run.status == "waiting_approval"
     assert ap.status == "pending" and ap.tool == "jobs.dead_letter" and ap.args == {"job_id": jid}
     # The request names the incident, the playbook and the call.
@@ -147,7 +137,7 @@ def test_approval_pauses_the_run_then_approve_executes_verifies_and_resolves(cli
 
     iid, jid, run_id, ap = _pause(org)
     _assert_paused(iid, jid, run_id, ap)
-    assert _run(run_id).trigger == "event" and _run(run_id).mode == "offline"
+    assert agent_run(run_id).trigger == "event" and agent_run(run_id).mode == "offline"
     # While it waits, the monitor's steps neither act again nor start another run.
     again = run_healer(iid)
     assert (again["step"]["outcome"], again["step"]["detail"]) == ("waiting", "awaiting approval")
@@ -167,7 +157,7 @@ def test_approval_pauses_the_run_then_approve_executes_verifies_and_resolves(cli
     r = client.post(f"/v1/approvals/{ap.id}/approve", json={"note": "it is poison"}, headers=org.headers())
     assert r.status_code == 200, r.text
     approver = r.json()["decided_by"]
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert run.status == "succeeded", run.error
     assert _job_state(jid) == "dead"
     inc = incident(iid)
@@ -200,7 +190,7 @@ def test_rejected_approval_escalates_to_a_person(client, org: OrgFixture) -> Non
     iid, jid, run_id, ap = _pause(org, trigger="schedule")
     r = client.post(f"/v1/approvals/{ap.id}/reject", json={"note": "not this job"}, headers=org.headers())
     assert r.status_code == 200 and r.json()["status"] == "rejected"
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert run.status == "succeeded" and run.trigger == "schedule" and "rejected" in (run.summary or "")
     assert _job_state(jid) == "failed"
     inc = incident(iid)
@@ -228,7 +218,7 @@ def test_expired_approval_escalates(org: OrgFixture) -> None:
         s.execute(update(AgentApproval).where(AgentApproval.id == ap.id).values(
             expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
     assert expire_approvals() >= 1
-    assert _run(run_id).status == "succeeded" and _job_state(jid) == "failed"
+    assert agent_run(run_id).status == "succeeded" and _job_state(jid) == "failed"
     assert incident(iid).manual
     assert any(m.startswith("dead_letter_poison_job: expired (by system:expiry") for m in _timeline(iid))
 
@@ -248,7 +238,7 @@ def test_symptom_gone_while_waiting_resolves_and_a_late_approval_does_nothing(cl
     assert incident(iid).state == "resolved"
     r = client.post(f"/v1/approvals/{ap.id}/approve", headers=org.headers())
     assert r.status_code == 200
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert run.status == "succeeded" and "resolved" in (run.summary or "")
     assert _job_state(jid) == "succeeded"  # the late approval did not dead-letter it
 
@@ -282,7 +272,7 @@ def test_a_crash_between_pause_and_approval_resumes_from_the_checkpoint(client, 
     reset_checkpointers()
     r = client.post(f"/v1/approvals/{ap.id}/approve", headers=org.headers())
     assert r.status_code == 200, r.text
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert run.status == "succeeded", run.error
     assert _job_state(jid) == "dead" and incident(iid).state == "resolved"
     # Resumed, not restarted: one diagnosis call, recorded by the first process, and one approval.
@@ -303,13 +293,13 @@ def test_llm_summary_and_proposal_then_approval(client, org: OrgFixture, fake_ll
         "playbook": "dead_letter_poison_job"}), "usage": (300, 40)}])
     iid, jid, run_id, ap = _pause(org)
     _assert_paused(iid, jid, run_id, ap)
-    run = _run(run_id)
+    run = agent_run(run_id)
     assert run.mode == "llm" and run.tokens_in == 300 and run.tokens_out == 40 and run.cost_micro_usd > 0
     assert len(script.requests) == 1 and "allowed_playbooks" in json.dumps(script.requests[0])
     assert incident(iid).summary.startswith("A job keeps killing")
     r = client.post(f"/v1/approvals/{ap.id}/approve", headers=org.headers())
     assert r.status_code == 200, r.text
-    assert _run(run_id).status == "succeeded"
+    assert agent_run(run_id).status == "succeeded"
     assert _job_state(jid) == "dead" and incident(iid).state == "resolved"
     assert len(script.requests) == 1  # resumed from the checkpoint: the model is not asked again
 
@@ -336,11 +326,7 @@ def test_platform_incident_runs_in_the_staff_organisation(client, org: OrgFixtur
 
     other = make_org()
     clean_ops()
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    wid = f"{socket.gethostname()}:{gone.pid}:heal-approve"
-    with session_scope() as s:
-        s.add(Worker(id=wid, host=socket.gethostname(), pid=gone.pid, concurrency=1, heartbeat_at=ago(2)))
+    wid = dead_worker("heal-approve")
     try:
         with override_settings(staff_orgs=[org.slug]):
             from tools.auto_intel.lifecycle import open_or_update
@@ -352,7 +338,7 @@ def test_platform_incident_runs_in_the_staff_organisation(client, org: OrgFixtur
             out = run_healer(iid)
             assert out["step"]["outcome"] == "needs_approval"
             run_id = out["run_id"]
-            assert _run(run_id).org_id == org.org_id
+            assert agent_run(run_id).org_id == org.org_id
             ap = _approval(run_id)
             assert ap.tool == "workers.restart" and ap.args == {"worker_id": wid}
             mine = client.get("/v1/agents/runs", params={"agent": "healer"}, headers=org.headers()).json()
@@ -362,7 +348,7 @@ def test_platform_incident_runs_in_the_staff_organisation(client, org: OrgFixtur
             assert client.post(f"/v1/approvals/{ap.id}/approve", headers=other.headers()).status_code == 404
             r = client.post(f"/v1/approvals/{ap.id}/approve", headers=org.headers())
             assert r.status_code == 200, r.text
-            assert _run(run_id).status == "succeeded"
+            assert agent_run(run_id).status == "succeeded"
             inc = incident(iid)
             assert inc.state == "resolved", _timeline(iid)
             with session_scope() as s:
@@ -401,13 +387,13 @@ def test_manual_run_heals_the_organisations_oldest_due_incident(client, org: Org
     other = make_org()
     r = client.post("/v1/agents/healer/runs", headers=other.headers())
     assert r.status_code == 202, r.text
-    idle = wait_for(lambda: (run := _run(r.json()["id"])).status == "succeeded" and run, 30, what="the idle run")
+    idle = wait_for(lambda: (run := agent_run(r.json()["id"])).status == "succeeded" and run, 30, what="the idle run")
     assert "No incident of this organisation is due" in (idle.summary or "")
     assert incident(iid).state == "open"  # another organisation's run never touches this incident
 
     r = client.post("/v1/agents/healer/runs", headers=org.headers())
     assert r.status_code == 202, r.text
-    run = wait_for(lambda: (run := _run(r.json()["id"])).status == "succeeded" and run, 30, what="the manual run")
+    run = wait_for(lambda: (run := agent_run(r.json()["id"])).status == "succeeded" and run, 30, what="the manual run")
     assert run.trigger == "manual" and run.requested_by and f"#{iid} (poison job" in (run.summary or "")
     assert incident(iid).state == "resolved" and _job_state(jid) == "dead"
 

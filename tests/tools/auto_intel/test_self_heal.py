@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import socket
-import subprocess
-import sys
 
 from tests.factories.jobs import ago, make_job, make_pipeline
-from tests.factories.ops import clean_ops, incident
+from tests.factories.ops import clean_ops, dead_worker, incident
 from tests.factories.orgs import OrgFixture
 from tests.factories.settings import override_settings
 from tests.support import wait_for
@@ -80,11 +77,7 @@ def test_dead_worker_is_restarted_and_the_incident_resolves() -> None:
     from tools.auto_intel.self_heal import heal
 
     clean_ops()
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    wid = f"{socket.gethostname()}:{gone.pid}:dead01"
-    with session_scope() as s:
-        s.add(Worker(id=wid, host=socket.gethostname(), pid=gone.pid, concurrency=1, heartbeat_at=ago(2)))
+    wid = dead_worker("dead01")
     try:
         with session_scope() as s:
             found = [f for f in rule_findings(s, utcnow(), []) if f.cause == f"worker:{wid}"]
