@@ -52,9 +52,9 @@ def record_platform(ctx: ToolContext, action: str, target: str, affected_orgs: I
                     **kwargs: Any) -> AuditEntry:
     """A platform-wide action: one entry in the platform log (no organisation), and one in the log of
     every organisation whose work it affects (so each tenant sees what was done to its work)."""
-    entry = append(ctx.session, actor=ctx.principal.actor, action=action, target=target,
-                   request_id=ctx.request_id, org_id=None, **kwargs)
     detail = dict(kwargs.pop("detail", None) or {})
+    entry = append(ctx.session, actor=ctx.principal.actor, action=action, target=target,
+                   request_id=ctx.request_id, org_id=None, detail=detail or None, **kwargs)
     for org_id in sorted(set(affected_orgs)):
         append(ctx.session, actor=ctx.principal.actor, action=action, target=target, request_id=ctx.request_id,
                org_id=org_id, detail={**detail, "platform_seq": entry.seq}, **kwargs)
