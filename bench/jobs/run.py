@@ -71,8 +71,17 @@ def ours(n: int, m: int, rate: float) -> dict[str, Any]:
                 submit_job(ses, org_id=org_id, pipeline=p, input={"i": i}, trigger="manual", actor="bench")
     fill_s = time.perf_counter() - t
     env = {**os.environ, "LEVQOR_LOG_LEVEL": "WARNING"}
-    workers = [subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    profile = os.environ.get("LEVQOR_BENCH_PROFILE_DIR")
+
+    def argv(i: int) -> list[str]:
+        cmd = [sys.executable, "-m", "api.cli", "worker"]
+        if profile:  # py-spy's collapsed stacks of each worker (--profile DIR; py-spy must be installed)
+            cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "--threads",
+                   "--nonblocking", "-r", "250", "-o", f"{profile}/worker-{i}.txt", "--", *cmd]
+        return cmd
+
+    workers = [subprocess.Popen(argv(i), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL) for i in range(2)]
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -119,7 +128,13 @@ def ours(n: int, m: int, rate: float) -> dict[str, Any]:
         lat = [(st - en).total_seconds() * 1000 for en, st in rows]
     finally:
         for w in workers:
-            w.send_signal(signal.SIGTERM)
+            if profile:  # stop the worker under py-spy; py-spy writes its file when the worker exits
+                import psutil
+
+                for child in psutil.Process(w.pid).children():
+                    child.send_signal(signal.SIGTERM)
+            else:
+                w.send_signal(signal.SIGTERM)
         for w in workers:
             try:
                 w.wait(timeout=30)
@@ -199,6 +214,9 @@ def main() -> None:
     ap.add_argument("--latency-jobs", type=int, default=300)
     ap.add_argument("--rate", type=float, default=50.0, help="jobs/s in the latency phase")
     ap.add_argument("--pg", default=os.environ.get("LEVQOR_BENCH_PG_URL", DEFAULT_PG))
+    ap.add_argument("--only", choices=("sqlite", "pg", "celery"), action="append",
+                    help="run only these systems (repeatable; default all three)")
+    ap.add_argument("--profile", metavar="DIR", help="record each worker with py-spy into DIR (collapsed stacks)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -206,15 +224,25 @@ def main() -> None:
         return
     print(f"no-op jobs: {a.jobs} queued up front (throughput), {a.latency_jobs} at {a.rate:g}/s (latency); "
           "2 workers each", flush=True)
+    only = set(a.only or ("sqlite", "pg", "celery"))
+    if a.profile:
+        Path(a.profile).mkdir(parents=True, exist_ok=True)
+        os.environ["LEVQOR_BENCH_PROFILE_DIR"] = str(Path(a.profile).resolve())
     res: dict[str, dict[str, Any]] = {}
-    sqlite_url = f"sqlite:///{tempfile.mkdtemp(prefix='levqor-bench-sqlite-')}/bench.db"
-    res["sqlite"] = run_ours("sqlite", sqlite_url, a.jobs, a.latency_jobs, a.rate)
-    sys.path.insert(0, str(ROOT))
-    from bench.pg import ensure_pg_database
+    if "sqlite" in only:
+        sqlite_url = f"sqlite:///{tempfile.mkdtemp(prefix='levqor-bench-sqlite-')}/bench.db"
+        res["sqlite"] = run_ours("sqlite", sqlite_url, a.jobs, a.latency_jobs, a.rate)
+    if "pg" in only:
+        from bench.pg import ensure_pg_database
 
-    ensure_pg_database(a.pg)
-    res["pg"] = run_ours("pg", a.pg, a.jobs, a.latency_jobs, a.rate)
-    res["celery"] = run_celery(a.jobs, a.latency_jobs, a.rate)
+        ensure_pg_database(a.pg)
+        res["pg"] = run_ours("pg", a.pg, a.jobs, a.latency_jobs, a.rate)
+    if "celery" in only:
+        res["celery"] = run_celery(a.jobs, a.latency_jobs, a.rate)
+    if only != {"sqlite", "pg", "celery"}:
+        for name, r in res.items():
+            print(f"{name}: {r['throughput']:.1f} jobs/s p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms")
+        return
     c = res["celery"]
     print(f"{'system':<22}{'jobs/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'tput/celery':>13}{'p99/celery':>12}")
     for name, label in (("sqlite", "levqor SQLite"), ("pg", "levqor PostgreSQL"), ("celery", "Celery 5 + Redis")):
