@@ -30,6 +30,10 @@ class Settings(BaseSettings):
         10, description="Database connections kept per process (as many again may overflow); the API lets this "
         "many requests hold a session at once, the others wait their turn without a thread.",
     )
+    db_ping_idle_s: float = Field(
+        5.0, ge=0, description="A pooled PostgreSQL connection is tested (SELECT 1) on checkout only after sitting "
+        "idle this long; 0 tests it on every checkout.",
+    )
     api_key_touch_s: int = Field(
         60, description="An API key's last_used_at is written at most once per this many seconds (per key and "
         "process), in its own short transaction after the request.",

@@ -8,12 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select, text, update
+from sqlalchemy import Engine, create_engine, event, select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
-from memory.db import ReadOnlySessionError, get_engine, read_engine, session_scope
+from memory.db import ReadOnlySessionError, get_engine, make_engine, read_engine, session_scope
 from memory.identity.models import Organization
 from tests.factories.orgs import make_org
-from tests.factories.settings import scratch_sqlite
+from tests.factories.settings import override_settings, scratch_sqlite
+from tests.support.database import IS_PG, TEST_DB_URL
 
 
 @pytest.fixture()
@@ -69,3 +72,35 @@ def test_a_read_only_session_refuses_to_write(sqlite_db: str) -> None:
     with session_scope(read_only=True) as s:
         assert s.scalar(select(Organization.name).where(Organization.id == org.org_id)) == f"Org {org.slug}"
         assert s.scalar(select(Organization.id).where(Organization.slug == "nope")) is None
+
+
+# ---- PostgreSQL pool: a connection is tested on checkout only after sitting idle -------------------
+
+def _kill_pooled_backend(engine: Engine) -> None:
+    """Terminate the server process behind the pool's one idle connection (as a restart or a proxy would)."""
+    with engine.connect() as conn:
+        pid = conn.scalar(text("SELECT pg_backend_pid()"))
+    killer = create_engine(engine.url, poolclass=NullPool)
+    with killer.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    killer.dispose()
+
+
+@pytest.mark.skipif(not IS_PG, reason="PostgreSQL's connection pool (SQLite opens a file, nothing to ping)")
+@pytest.mark.parametrize("idle_s", [0.0, 3600.0])
+def test_a_dead_pooled_connection_is_replaced_only_when_it_sat_idle_long_enough(idle_s: float) -> None:
+    with override_settings(db_ping_idle_s=idle_s, db_pool_size=1):
+        engine = make_engine(TEST_DB_URL)
+        try:
+            _kill_pooled_backend(engine)
+            with engine.connect() as conn:
+                if idle_s == 0:  # tested on checkout: the dead connection is replaced, the query works
+                    assert conn.scalar(text("SELECT 41 + 1")) == 42
+                else:  # in steady use no round trip is spent on a test: the dead connection fails once
+                    with pytest.raises(DBAPIError) as err:
+                        conn.scalar(text("SELECT 41 + 1"))
+                    assert err.value.connection_invalidated
+            with engine.connect() as conn:  # either way the pool heals
+                assert conn.scalar(text("SELECT 1")) == 1
+        finally:
+            engine.dispose()
