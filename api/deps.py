@@ -120,9 +120,8 @@ async def get_principal(request: Request, session: SessionDep) -> Principal:
     """Authenticate by API key (``Authorization: Bearer`` or ``X-API-Key``) or browser session cookie."""
     raw = _bearer(request)
     if raw:
-        principal = cached_key_principal(session, raw)
-        if principal is None:
-            principal = await run_in_threadpool(authenticate_key, session, raw)
+        cached = cached_key_principal(session, raw)
+        principal = cached if cached is not None else await run_in_threadpool(authenticate_key, session, raw)
     else:
         token = request.cookies.get(SESSION_COOKIE)
         if not token:
