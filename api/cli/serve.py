@@ -10,13 +10,15 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+from pathlib import Path
 from typing import Annotated
 
+import psutil
 import typer
 from fastapi import FastAPI
 
 from api.cli.common import boot, policy_or_exit
-from levqor.metrics import prepare_multiproc_dir
+from levqor.metrics import mark_process_dead, prepare_multiproc_dir
 from levqor.settings import Settings, get_settings
 
 cli = typer.Typer()
@@ -31,6 +33,18 @@ def api_processes(given: int | None, settings: Settings, *, under_up: bool, core
     if not under_up and "api_processes" not in settings.model_fields_set:
         return 1
     return settings.api_processes or cores or 1
+
+
+def drop_dead_processes(mpdir: Path) -> list[int]:
+    """Drop the live gauges of processes that are gone (API processes of an API parent that was killed:
+    ``levqor up`` drops only its own children's); the pids dropped."""
+    dead: list[int] = []
+    for f in mpdir.glob("gauge_live*_*.db"):
+        pid = f.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and int(pid) not in dead and not psutil.pid_exists(int(pid)):
+            dead.append(int(pid))
+            mark_process_dead(int(pid), mpdir)
+    return dead
 
 
 def worker_app() -> FastAPI:
@@ -57,11 +71,13 @@ def api(host: Annotated[str | None, typer.Option()] = None, port: Annotated[int 
     s = get_settings()
     n = api_processes(processes, s, under_up=os.environ.get("LEVQOR_PROCESS_ROLE") == "api",
                       cores=os.cpu_count())
-    if n > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # /metrics answers for every process only through a shared directory (``levqor up`` sets one)
-        mpdir = s.metrics_multiproc_dir or s.var_dir / "prometheus"
-        prepare_multiproc_dir(mpdir)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mpdir.resolve())
+    if n > 1:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            drop_dead_processes(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+        else:  # /metrics answers for every process only through a shared directory (``levqor up`` sets one)
+            mpdir = s.metrics_multiproc_dir or s.var_dir / "prometheus"
+            prepare_multiproc_dir(mpdir)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mpdir.resolve())
     uvicorn.run("api.cli.serve:worker_app" if n > 1 else "api.app:create_app", factory=True,
                 host=host or s.host, port=port or s.port, workers=n if n > 1 else None,
                 log_config=None, access_log=False, timeout_graceful_shutdown=10)

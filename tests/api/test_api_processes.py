@@ -11,7 +11,7 @@ import httpx
 import psutil
 import pytest
 
-from api.cli.serve import api_processes
+from api.cli.serve import api_processes, drop_dead_processes
 from levqor.settings import Settings
 from tests.support import free_port, wait_for
 from tests.support.processes import Proc, levqor_env
@@ -57,3 +57,13 @@ def test_levqor_api_serves_from_two_processes_on_one_port(tmp_path: Path) -> Non
         assert not alive, alive
     finally:
         proc.stop()
+
+
+def test_a_restarted_api_drops_the_live_gauges_of_its_killed_processes(tmp_path: Path) -> None:
+    gone = psutil.Popen(["true"])
+    gone.wait()
+    for name in (f"gauge_livesum_{gone.pid}.db", f"gauge_liveall_{gone.pid}.db", f"gauge_liveall_{1}.db",
+                 f"counter_{gone.pid}.db"):
+        (tmp_path / name).write_bytes(b"")
+    assert drop_dead_processes(tmp_path) == [gone.pid]
+    assert sorted(f.name for f in tmp_path.iterdir()) == [f"counter_{gone.pid}.db", "gauge_liveall_1.db"]
