@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import logging
-import time
-import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 
-from api import errors, security_headers
+from api import errors
 from api.input_limits import InputLimits
+from api.observe import Observe
 from levqor import __version__
-from levqor.logging import request_id_var
-from levqor.metrics import LATENCY, REQUESTS, start_process
+from levqor.metrics import start_process
 from levqor.settings import get_settings
 from policies.engine import get_engine as load_policy
 
-log = logging.getLogger("levqor.http")
 ROUTERS: tuple[str, ...] = (
     "api.routers.health",
     "api.routers.identity",
@@ -41,39 +35,6 @@ ROUTERS: tuple[str, ...] = (
 )
 
 
-def _route_template(request: Request) -> str:
-    """The matched route's template (``/v1/keys/{key_id}``), so metrics never carry raw ids."""
-    route = request.scope.get("route")
-    path = getattr(route, "path", None)
-    if path:
-        return str(path)
-    if request.url.path.startswith("/static/"):
-        return "/static"
-    return "unmatched"
-
-
-def _loggable_path(path: str, route: str) -> str:
-    """The path for logs; routes carrying a secret in the URL log their template instead."""
-    return route if "{secret}" in route else path
-
-
-_chaos_delay_cache: list[float] = [0.0, 0.0]  # [read at (monotonic), seconds]
-CHAOS_DELAY_REREAD_S = 0.5
-
-
-def _chaos_delay(path: str) -> float:
-    """Seconds of latency the chaos suite injects (LEVQOR_CHAOS_API_DELAY_FILE), re-read twice a second."""
-    now = time.monotonic()
-    if now - _chaos_delay_cache[0] >= CHAOS_DELAY_REREAD_S:
-        try:
-            with open(path) as f:
-                _chaos_delay_cache[1] = max(0.0, min(30.0, float(f.read().strip() or 0)))
-        except (OSError, ValueError):
-            _chaos_delay_cache[1] = 0.0
-        _chaos_delay_cache[0] = now
-    return _chaos_delay_cache[1]
-
-
 def create_app() -> FastAPI:
     """Build the app: routers, problem-details errors, request ids, metrics, logs."""
     settings = get_settings()
@@ -90,55 +51,13 @@ def create_app() -> FastAPI:
         app.include_router(importlib.import_module(name).router)
     static = Path(__file__).parent / "pages" / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
-    # Inside the middleware below (added after it), so refusals carry the request id and are counted.
+    # Inside Observe (added after it), so refusals carry the request id and are counted.
     app.add_middleware(InputLimits)
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        if len(rid) > 64 or not rid.replace("-", "").isalnum():
-            rid = uuid.uuid4().hex
-        token = request_id_var.set(rid)
-        started = time.perf_counter()
-        status = 500
-        try:
-            # PostgreSQL text cannot hold NUL: refuse it up front, naming the field (in JSON bodies: InputLimits)
-            nul = _nul_field(request)
-            if nul is not None:
-                response: Response = errors.problem(422, "Validation failed", f"{nul}: NUL characters are not "
-                                                    "allowed", "validation-error", request, field=nul)
-            else:
-                if settings.chaos_api_delay_file:  # the chaos suite's injected slowdown (never set in production)
-                    await asyncio.sleep(_chaos_delay(settings.chaos_api_delay_file))
-                response = await call_next(request)
-            status = response.status_code
-            response.headers["x-request-id"] = rid
-            security_headers.apply(response.headers, request.url.path)
-            return response
-        finally:
-            elapsed = time.perf_counter() - started
-            route = _route_template(request)
-            REQUESTS.labels(request.method, route, str(status)).inc()
-            LATENCY.labels(request.method, route).observe(elapsed)
-            if route not in ("/metrics", "/healthz"):
-                log.info("request", extra={"fields": {
-                    "method": request.method, "route": route, "path": _loggable_path(request.url.path, route),
-                    "status": status, "ms": round(elapsed * 1000, 2)}})
-            request_id_var.reset(token)
+    app.add_middleware(Observe, chaos_delay_file=settings.chaos_api_delay_file)
 
     app.state.settings = settings
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
-
-
-def _nul_field(request: Request) -> str | None:
-    """The first query parameter or path segment holding a NUL character, if any."""
-    if "\x00" in request.url.path:
-        return "path"
-    for key, value in request.query_params.multi_items():
-        if "\x00" in key or "\x00" in value:
-            return key.replace("\x00", "") or "query"
-    return None
 
 
 PROBLEM_SCHEMA = {

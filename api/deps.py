@@ -4,6 +4,11 @@ GET and HEAD requests get a read-only session (on SQLite it never takes the writ
 that writes declares ``dependencies=[writes()]``. At most ``LEVQOR_DB_POOL_SIZE`` requests of a process
 hold a session at once: the others wait on the event loop, holding neither a thread nor a connection,
 so a request that holds a connection never waits for a thread that waits for a connection.
+
+The dependencies run on the event loop and go to the threadpool only for database work: the session
+is opened there without I/O (it connects on first use) and is committed and closed in a thread only if
+it was used; an API key this process verified within ``LEVQOR_API_KEY_CACHE_S`` needs no read at all.
+So a read whose key is cached costs one thread hop (its endpoint), or none for an ``async`` endpoint.
 """
 
 from __future__ import annotations
@@ -11,21 +16,22 @@ from __future__ import annotations
 import asyncio
 import hmac
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from levqor.logging import request_id_var
 from levqor.settings import get_settings
-from memory.db import session_scope
+from memory.db import close_session, session_factory
 from tools.context import Principal, ToolContext
 from tools.enterprise import audit_log
 from tools.enterprise.rbac import PERMISSIONS, allowed
 from tools.errors import Forbidden, Unauthorized
-from tools.identity.service import authenticate_key, session_principal
+from tools.identity.service import authenticate_key, cached_key_principal, session_principal
 
 SESSION_COOKIE = "levqor_session"
 
@@ -61,10 +67,40 @@ def read_only_request(request: Request) -> bool:
     return not any(d.call is _writes_marker for d in getattr(dependant, "dependencies", ()))
 
 
-def get_session(request: Request, _slot: Annotated[None, Depends(db_slot, scope="function")]) -> Iterator[Session]:
+async def get_session(request: Request,
+                      _slot: Annotated[None, Depends(db_slot, scope="function")]) -> AsyncIterator[Session]:
     """One session per request: commit when the handler returns, roll back on any error."""
-    with session_scope(read_only=read_only_request(request)) as session:
+    session = session_factory(read_only=read_only_request(request))()
+    try:
         yield session
+    except BaseException:
+        await _end(session, ok=False)
+        raise
+    await _end(session, ok=True)
+
+
+async def _end(session: Session, *, ok: bool) -> None:
+    """Commit (``ok``) or roll back, then close, in a thread if that does I/O (also when cancelled)."""
+    with anyio.CancelScope(shield=True):
+        if session.in_transaction() or session.new or session.dirty or session.deleted or \
+                session.info.get("after_close"):
+            await run_in_threadpool(_finish, session, ok)
+        else:
+            session.close()  # never used: nothing to commit, no connection to give back
+
+
+def _finish(session: Session, ok: bool) -> None:
+    """``session_scope``'s edge: commit on success (rolled back if that fails) or roll back; close."""
+    try:
+        if ok:
+            session.commit()
+        else:
+            session.rollback()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        close_session(session)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -80,16 +116,17 @@ def _bearer(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def get_principal(request: Request, session: SessionDep) -> Principal:
+async def get_principal(request: Request, session: SessionDep) -> Principal:
     """Authenticate by API key (``Authorization: Bearer`` or ``X-API-Key``) or browser session cookie."""
     raw = _bearer(request)
     if raw:
-        principal = authenticate_key(session, raw)
+        cached = cached_key_principal(session, raw)
+        principal = cached if cached is not None else await run_in_threadpool(authenticate_key, session, raw)
     else:
         token = request.cookies.get(SESSION_COOKIE)
         if not token:
             raise Unauthorized("authentication required: send an API key as 'Authorization: Bearer <key>'")
-        principal, bs = session_principal(session, token)
+        principal, bs = await run_in_threadpool(session_principal, session, token)
         request.state.csrf_token = bs.csrf_token
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             _check_csrf(request, bs.csrf_token)
@@ -111,8 +148,9 @@ class _Require:
             raise KeyError(f"unknown permission {permission!r}; add it to tools/enterprise/rbac.py")
         self.permission = permission
 
-    def __call__(self, request: Request, session: SessionDep,
-                 principal: Annotated[Principal, Depends(get_principal)]) -> ToolContext:
+    async def __call__(self, request: Request, session: SessionDep,
+                       principal: Annotated[Principal, Depends(get_principal)]) -> ToolContext:
+        # No I/O here: a denial's audit entry is written once the session has closed (in a thread).
         if not allowed(principal.role, self.permission):
             audit_log.append_detached(
                 session=session, actor=principal.actor, action="authz.denied", target=request.url.path,

@@ -38,6 +38,15 @@ class Settings(BaseSettings):
         60, description="An API key's last_used_at is written at most once per this many seconds (per key and "
         "process), in its own short transaction after the request.",
     )
+    api_key_cache_s: float = Field(
+        1.0, ge=0, le=1, description="Seconds an API process reuses a verified API key without reading it again "
+        "(0: read it on every request). A key revoked or expired elsewhere is refused within this time; a "
+        "revocation made in the same process, at once.",
+    )
+    api_processes: int = Field(
+        0, ge=0, le=64, description="API processes `levqor up` serves on its one port (0: one per CPU core); "
+        "`levqor api` runs one unless given --processes.",
+    )
     host: str = Field("127.0.0.1", description="API bind address.")
     port: int = Field(8000, description="API port.")
     public_url: str = Field("", description="Public base URL; empty means http://HOST:PORT.")

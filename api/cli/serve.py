@@ -1,24 +1,83 @@
-"""``levqor api``: the HTTP API alone (at scale, any number of replicas)."""
+"""``levqor api``: the HTTP API alone (at scale, any number of replicas).
+
+``levqor api`` serves from one process unless given ``--processes N`` (or ``LEVQOR_API_PROCESSES``);
+as the API child of ``levqor up`` it serves from ``LEVQOR_API_PROCESSES`` processes, by default one per
+CPU core: uvicorn's workers sharing the one listening socket, each with its own pool and key cache.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+from pathlib import Path
 from typing import Annotated
 
+import psutil
 import typer
+from fastapi import FastAPI
 
 from api.cli.common import boot, policy_or_exit
-from levqor.settings import get_settings
+from levqor.metrics import mark_process_dead, prepare_multiproc_dir
+from levqor.settings import Settings, get_settings
 
 cli = typer.Typer()
+PR_SET_PDEATHSIG = 1
+
+
+def api_processes(given: int | None, settings: Settings, *, under_up: bool, cores: int | None) -> int:
+    """How many processes serve the API: ``--processes``, else ``LEVQOR_API_PROCESSES`` when it is set or
+    the API runs under ``levqor up`` (0: one per core), else one."""
+    if given is not None:
+        return max(1, given)
+    if not under_up and "api_processes" not in settings.model_fields_set:
+        return 1
+    return settings.api_processes or cores or 1
+
+
+def drop_dead_processes(mpdir: Path) -> list[int]:
+    """Drop the live gauges of processes that are gone (API processes of an API parent that was killed:
+    ``levqor up`` drops only its own children's); the pids dropped."""
+    dead: list[int] = []
+    for f in mpdir.glob("gauge_live*_*.db"):
+        pid = f.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and int(pid) not in dead and not psutil.pid_exists(int(pid)):
+            dead.append(int(pid))
+            mark_process_dead(int(pid), mpdir)
+    return dead
+
+
+def worker_app() -> FastAPI:
+    """The app of one of several API processes; it stops if the process that started it dies (Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the parent's SIGTERM still stops every process
+        pass
+    from api.app import create_app
+
+    return create_app()
 
 
 @cli.command()
-def api(host: Annotated[str | None, typer.Option()] = None, port: Annotated[int | None, typer.Option()] = None) -> None:
+def api(host: Annotated[str | None, typer.Option()] = None, port: Annotated[int | None, typer.Option()] = None,
+        processes: Annotated[int | None, typer.Option(min=1, help="API processes on the one port "
+                                                      "(default: 1; under `levqor up`, LEVQOR_API_PROCESSES)")]
+        = None) -> None:
     """Run the API server (uvicorn)."""
     boot()
     policy_or_exit()
     import uvicorn  # kept lazy: only this command serves HTTP
 
     s = get_settings()
-    uvicorn.run("api.app:create_app", factory=True, host=host or s.host, port=port or s.port,
+    n = api_processes(processes, s, under_up=os.environ.get("LEVQOR_PROCESS_ROLE") == "api",
+                      cores=os.cpu_count())
+    if n > 1:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            drop_dead_processes(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+        else:  # /metrics answers for every process only through a shared directory (``levqor up`` sets one)
+            mpdir = s.metrics_multiproc_dir or s.var_dir / "prometheus"
+            prepare_multiproc_dir(mpdir)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mpdir.resolve())
+    uvicorn.run("api.cli.serve:worker_app" if n > 1 else "api.app:create_app", factory=True,
+                host=host or s.host, port=port or s.port, workers=n if n > 1 else None,
                 log_config=None, access_log=False, timeout_graceful_shutdown=10)

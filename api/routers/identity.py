@@ -39,7 +39,7 @@ class Me(BaseModel):
 
 
 @router.get("/me", response_model=Me)
-def me(ctx: Annotated[ToolContext, require("org:read")]) -> Me:
+async def me(ctx: Annotated[ToolContext, require("org:read")]) -> Me:
     """Show who the caller is."""
     p = ctx.principal
     return Me(actor=p.actor, kind=p.kind, role=p.role, org_id=p.org_id, name=p.name, key_mode=p.key_mode)

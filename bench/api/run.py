@@ -8,7 +8,8 @@ concurrency (``--conns``, default 32 and 64) the load generator (``bench/api/loa
 kept-alive connections sending ``GET /v1/me`` and ``GET /v1/jobs`` alternately, back to back) runs
 against ours, then against the baseline: ``--warmup`` seconds, then ``--seconds`` measured. Figures are
 requests/s and latency p50/p99; ratios are ours / baseline. Any error (non-200, dropped connection,
-request over ``--timeout`` s) makes the run exit 1. The last line is ``api: key=value ...``.
+request over ``--timeout`` s) makes the run exit 1. Then one line per aim of issue 13 (met or not, with
+its figures); the last line is ``api: key=value ...`` (ratios, ``aim_...=met|not_met``, ``errors``).
 Usage: python bench/api/run.py [--conns 32,64] [--seconds 8] [--warmup 2] [--jobs 200] [--pg URL]
 """
 
@@ -97,7 +98,8 @@ def servers(url: str, var: Path, key: str) -> Iterator[dict[str, str]]:
     ports = {"levqor": free_port(), "base": free_port()}
     logs = {name: (var / f"{name}.log").open("wb") for name in ports}
     procs = {
-        "levqor": subprocess.Popen([sys.executable, "-m", "api.cli", "api", "--port", str(ports["levqor"])],
+        "levqor": subprocess.Popen([sys.executable, "-m", "api.cli", "api", "--port", str(ports["levqor"]),
+                                    "--processes", "1"],
                                    cwd=ROOT, env=env, stdout=logs["levqor"], stderr=subprocess.STDOUT),
         "base": subprocess.Popen([sys.executable, str(ROOT / "bench/api/baseline.py"), url, str(ports["base"])],
                                  cwd=ROOT, env=env, stdout=logs["base"], stderr=subprocess.STDOUT),
@@ -182,6 +184,31 @@ def main() -> None:
     report(results, load_avg, dbs, conns, a)
 
 
+AIM_RPS_RATIO = 0.5  # issue 13: at least half the baseline's requests/s ...
+AIM_P99_MS = 25.0  # ... and p99 under 25 ms, at 32 connections, on both databases; no error at 64
+AIM_CONNS, AIM_ERROR_CONNS = 32, 64
+
+
+def aim_results(results: dict[tuple[str, int, str], dict[str, Any]], dbs: list[tuple[str, str]],
+                conns: list[int]) -> list[tuple[str, bool, str]]:
+    """(aim, met, figures) for the aims of issue 13 this run measured (per process: one server each)."""
+    out: list[tuple[str, bool, str]] = []
+    for db, _ in dbs:
+        if AIM_CONNS in conns:
+            ours, base = results[db, AIM_CONNS, "levqor"], results[db, AIM_CONNS, "base"]
+            ratio = ours["per_s"] / base["per_s"]
+            out.append((f"{db}_c{AIM_CONNS}_rps", ratio >= AIM_RPS_RATIO,
+                        f"{ratio:.2f}x the baseline's req/s at {AIM_CONNS} connections, aim >= {AIM_RPS_RATIO}x"))
+            out.append((f"{db}_c{AIM_CONNS}_p99", ours["p99_ms"] < AIM_P99_MS,
+                        f"p99 {ours['p99_ms']:.1f} ms at {AIM_CONNS} connections, aim < {AIM_P99_MS:g} ms; "
+                        f"the baseline's {base['p99_ms']:.1f} ms"))
+        if AIM_ERROR_CONNS in conns:
+            errs = results[db, AIM_ERROR_CONNS, "levqor"]["errors"]
+            out.append((f"{db}_c{AIM_ERROR_CONNS}_errors", errs == 0,
+                        f"{errs} errors at {AIM_ERROR_CONNS} connections, aim 0"))
+    return out
+
+
 def report(results: dict[tuple[str, int, str], dict[str, Any]],
            load_avg: dict[str, tuple[tuple[float, ...], tuple[float, ...]]],
            dbs: list[tuple[str, str]], conns: list[int], a: argparse.Namespace) -> None:
@@ -209,6 +236,10 @@ def report(results: dict[tuple[str, int, str], dict[str, Any]],
                       f"{db}_c{c}_vs_base_p99={ours['p99_ms'] / base['p99_ms']:.2f}x"]
         before, after = load_avg[db]
         print(f"{db}: load average {before[0]:.2f} before, {after[0]:.2f} after")
+    aims = aim_results(results, dbs, conns)
+    for name, ok, figures in aims:
+        print(f"aim {name}: {'met' if ok else 'NOT met'} ({figures})")
+    parts += [f"aim_{name}={'met' if ok else 'not_met'}" for name, ok, _ in aims]
     print("api: " + " ".join(parts) + f" errors={errors}")
     if errors:
         raise SystemExit(1)

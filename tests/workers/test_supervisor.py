@@ -41,7 +41,8 @@ class Up:
         self.base = f"http://127.0.0.1:{self.port}"
         # SQLite in the fresh var dir, like `make run`; on the PostgreSQL run, the test database.
         self.env = levqor_env(self.var, db_url=TEST_DB_URL if IS_PG else None, LEVQOR_PORT=str(self.port),
-                              LEVQOR_AUDIT_CHECKPOINT_INTERVAL_S="3600")
+                              LEVQOR_AUDIT_CHECKPOINT_INTERVAL_S="3600",
+                              LEVQOR_API_PROCESSES="1")  # one per child here; several: tests/api/test_api_processes.py
         started = time.monotonic()
         for cmd in (["migrate"], ["seed-demo"]):
             r = subprocess.run([sys.executable, "-m", "api.cli", *cmd], env=self.env, cwd=ROOT,

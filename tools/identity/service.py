@@ -24,6 +24,7 @@ from tools.context import Principal, ToolContext
 from tools.enterprise import audit_log
 from tools.errors import BadRequest, Conflict, NotFound, RateLimited, Unauthorized
 from tools.events.service import emit
+from tools.identity import keycache
 from tools.identity.throttle import LoginThrottle
 from tools.registry import tool
 
@@ -324,10 +325,16 @@ def revoke_key(ctx: ToolContext, params: ApiKeyRevoke) -> ApiKeyRead:
 # ---- authentication (not tools: used by api.deps) -------------------------------------------
 
 def authenticate_key(ctx_session: Any, raw: str) -> Principal:
-    """Resolve a presented API key. Unknown, malformed, revoked and expired keys fail alike."""
-    repo = IdentityRepository(ctx_session)
+    """Resolve a presented API key. Unknown, malformed, revoked and expired keys fail alike.
+
+    A key this process verified within ``LEVQOR_API_KEY_CACHE_S`` is not read again
+    (``tools/identity/keycache.py``); :func:`cached_key_principal` is that half alone."""
+    principal = cached_key_principal(ctx_session, raw)
+    if principal is not None:
+        return principal
     digest = sha256(raw)
-    key = repo.key_by_hash(digest)
+    stamped = keycache.cache.clock()  # before the read: the entry never outlives what the read saw by more
+    key = IdentityRepository(ctx_session).key_by_hash(digest)
     now = utcnow()
     valid = (
         key is not None
@@ -338,36 +345,55 @@ def authenticate_key(ctx_session: Any, raw: str) -> Principal:
     )
     if not valid or key is None:
         raise Unauthorized("invalid or revoked API key")
-    _note_use(ctx_session, key, now)
-    return Principal(kind="api_key", id=key.prefix, org_id=key.org_id, role=key.role, name=key.name,
-                     user_id=key.user_id, key_mode=key.mode)
+    principal = Principal(kind="api_key", id=key.prefix, org_id=key.org_id, role=key.role, name=key.name,
+                          user_id=key.user_id, key_mode=key.mode)
+    if get_settings().api_key_cache_s > 0:
+        keycache.cache.put(digest, keycache.CachedKey(principal, key.id, key.expires_at, key.last_used_at,
+                                                      stamped))
+    _note_use(ctx_session, key.id, digest, key.last_used_at, now)
+    return principal
+
+
+def cached_key_principal(ctx_session: Any, raw: str) -> Principal | None:
+    """The principal of ``raw`` if this process verified it recently (no I/O), else None: read it."""
+    ttl = get_settings().api_key_cache_s
+    if ttl <= 0:
+        return None
+    digest = sha256(raw)
+    now = utcnow()
+    entry = keycache.cache.get(digest, ttl, now)
+    if entry is None:
+        return None
+    _note_use(ctx_session, entry.key_id, digest, entry.last_used_at, now)
+    return entry.principal
 
 
 _touched: dict[str, float] = {}  # key hash -> when (monotonic) this process last wrote its last_used_at
 _touched_lock = threading.Lock()
 
 
-def _note_use(session: Any, key: ApiKey, now: dt.datetime) -> None:
-    """Record that ``key`` was used, at most once per ``LEVQOR_API_KEY_TOUCH_S`` per key and process.
+def _note_use(session: Any, key_id: int, key_hash: str, last_used_at: dt.datetime | None,
+              now: dt.datetime) -> None:
+    """Record that the key was used, at most once per ``LEVQOR_API_KEY_TOUCH_S`` per key and process.
 
     Not in the request's transaction (a GET's is read-only): a conditional update (only when the stored
     value is older than the window) in its own short transaction once the request's session has closed,
     so concurrent requests of one key write once and a read never holds the write lock.
     """
     window = get_settings().api_key_touch_s
-    if key.last_used_at is not None and (now - key.last_used_at).total_seconds() < window:
+    if last_used_at is not None and (now - last_used_at).total_seconds() < window:
         return
     mono = time.monotonic()
     with _touched_lock:
-        last = _touched.get(key.key_hash)
+        last = _touched.get(key_hash)
         if last is not None and mono - last < window:
             return
-        _touched[key.key_hash] = mono
-    key_id, key_hash = key.id, key.key_hash
+        _touched[key_hash] = mono
 
     def write() -> None:
         try:
             with session_scope() as s:
+                s.info[keycache.TOUCH_ONLY] = True  # last use is not what authentication reads
                 IdentityRepository(s).touch_key(key_id, now, if_before=now - dt.timedelta(seconds=window))
         except Exception:  # last use is a convenience: never fail the request, try again on the next one
             with _touched_lock:

@@ -358,14 +358,14 @@ def test_latency_injected_into_the_real_api_is_detected_watched_and_resolved_onc
     monitor reads the app's own latency histogram, the healer only watches, the monitor resolves it."""
     from fastapi.testclient import TestClient
 
-    import api.app
+    import api.observe
     from api.app import create_app
     from memory.db import session_scope, utcnow
     from memory.ops.repository import IncidentRepository
     from tools.auto_intel.monitor import monitor_tick
     from tools.auto_intel.self_heal import heal
 
-    monkeypatch.setattr(api.app, "CHAOS_DELAY_REREAD_S", 0.0)
+    monkeypatch.setattr(api.observe, "CHAOS_DELAY_REREAD_S", 0.0)
     delay = tmp_path / "delay"
     delay.write_text("0")
     clean_ops()
