@@ -27,14 +27,15 @@ import json
 import time
 from typing import Any, Protocol
 
+from sqlalchemy import Row, text
 from sqlalchemy import event as sa_event
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from memory.db import utcnow
 from memory.identity.repository import IdentityRepository
 from memory.partner.repository import PartnerRepository
 from tools.events.service import EventRecord, Reaction
+from tools.partner_api.admission import Admission
 from tools.partner_api.delivery import Job
 from tools.partner_api.revenue import accrue_runs
 
@@ -102,13 +103,59 @@ def message_body(ev: EventRecord, scopes: list[str], org_slug: str | None) -> st
     return json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str)
 
 
+def subscribed_url(ev: EventRecord, sub: Row[Any]) -> str | None:
+    """The endpoint of subscription ``sub`` (a :meth:`PartnerRepository.subscriptions` row) for ``ev``,
+    or None when it does not subscribe to it or the event happened before the install."""
+    m = sub.manifest
+    url = (m.get("endpoints") or {}).get("webhook_url")
+    if ev.name not in m.get("events", []) or not url or ev.created_at < sub.created_at:
+        return None
+    return str(url)
+
+
+def webhook_id(ev: EventRecord, install_id: int) -> str:
+    """The delivery's ``webhook-id``: one per event and install, stable across retries and replays."""
+    return f"msg_{ev.uid.removeprefix('evt_')}_{install_id}"
+
+
+def delivery_row(ev: EventRecord, sub: Row[Any], url: str, body: str, now: dt.datetime, *, status: str = "pending",
+                 lease_until: dt.datetime | None = None) -> dict[str, Any]:
+    """A ``webhook_deliveries`` row (for :meth:`PartnerRepository.add_deliveries`)."""
+    return {"uid": webhook_id(ev, sub.id), "event_id": ev.id, "event_name": ev.name, "event_at": ev.created_at,
+            "install_id": sub.id, "plugin_id": sub.plugin_id, "org_id": sub.org_id, "url": url, "body": body,
+            "status": status, "attempts": 0, "next_attempt_at": now, "lease_until": lease_until, "replays": 0,
+            "created_at": now}
+
+
+def rows_for_install(session: Session, sub: Row[Any], events: list[EventRecord], now: dt.datetime,
+                     *, replays: int = 0) -> list[dict[str, Any]]:
+    """Pending deliveries of ``events`` to one subscription, for those it subscribes to and that have none
+    yet (the replay of shed work: never shed again)."""
+    repo = PartnerRepository(session)
+    done = repo.delivered_pairs([e.id for e in events])
+    org = IdentityRepository(session).org(sub.org_id)
+    slug = org.slug if org else None
+    scopes = sorted(sub.scopes)
+    out = []
+    for ev in events:
+        url = subscribed_url(ev, sub)
+        if url is None or (ev.id, sub.id) in done:
+            continue
+        row = delivery_row(ev, sub, url, message_body(ev, scopes, slug), now)
+        row["replays"] = replays
+        out.append(row)
+    return out
+
+
 def fanout(session: Session, events: list[EventRecord]) -> None:
     """Queue one signed delivery per subscribed install and event, and accrue per-run plugin revenue.
 
-    Runs on a dispatcher's whole batch: one installs query per organisation, one body per distinct
-    scope set, and one multi-row insert for every delivery of the batch. When this process runs the
-    delivery loop (a deliverer is attached), rows it has room for are inserted already leased to it and
-    handed to it at commit (no claim query, no wait for the loop); the others wait as "pending".
+    Runs on a dispatcher's whole batch: one installs query per organisation, one backlog query for the
+    admission check (:mod:`tools.partner_api.admission`: what it sheds is recorded, not inserted), one
+    body per distinct scope set, and one multi-row insert for every delivery of the batch. When this
+    process runs the delivery loop (a deliverer is attached), rows it has room for are inserted
+    already leased to it and handed to it at commit (no claim query, no wait for the loop); the
+    others wait as "pending".
     """
     by_org: dict[int, list[EventRecord]] = {}
     for ev in events:
@@ -122,6 +169,7 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
     rows: list[dict[str, Any]] = []
     local = _local
     jobs: list[Job] = []
+    admission: Admission | None = None
     if local is not None:
         room, full = local.handoff_room()
         lease_until = now + dt.timedelta(seconds=local.lease_s)
@@ -132,6 +180,8 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
             continue
         if done is None:
             done = repo.delivered_pairs([e.id for e in events])
+            admission = Admission.load(repo, list(by_org), now)
+        assert admission is not None
         org = IdentityRepository(session).org(org_id)
         slug = org.slug if org else None
         per_run = any((sub.manifest.get("pricing") or {}).get("model") == "per_run" for sub in subs)
@@ -139,16 +189,19 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
         for ev in evs:
             bodies: dict[tuple[str, ...], str] = {}
             for sub in subs:
-                m = sub.manifest
-                url = (m.get("endpoints") or {}).get("webhook_url")
-                if ev.name not in m.get("events", []) or not url or ev.created_at < sub.created_at:
-                    continue  # not subscribed, or the event happened before the install
-                if (ev.id, sub.id) in done:
+                url = subscribed_url(ev, sub)
+                if url is None or (ev.id, sub.id) in done:
                     continue
+                if sub.endpoint_disabled_at is None:  # held deliveries of a disabled endpoint are not shed
+                    why = admission.admit(org_id, sub.id)
+                    if why is not None:
+                        admission.record(install_id=sub.id, plugin_id=sub.plugin_id, org_id=sub.org_id,
+                                         event_id=ev.id, event_at=ev.created_at, reason=why)
+                        continue
                 scopes = tuple(sorted(sub.scopes))
                 if scopes not in bodies:
                     bodies[scopes] = message_body(ev, list(scopes), slug)
-                uid = f"msg_{ev.uid.removeprefix('evt_')}_{sub.id}"
+                uid = webhook_id(ev, sub.id)
                 status, lease = "pending", None
                 if local is not None and room > 0 and sub.endpoint_disabled_at is None and sub.id not in full:
                     status, lease = "delivering", lease_until  # leased to this process's deliverer
@@ -157,21 +210,19 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
                                                and sub.previous_expires_at > now else ())
                     jobs.append(Job(0, uid, url, bodies[scopes].encode(), 0, ev.created_at, sub.id, secrets,
                                     send_by))
-                rows.append({
-                    "uid": uid, "event_id": ev.id, "event_name": ev.name,
-                    "event_at": ev.created_at, "install_id": sub.id, "plugin_id": sub.plugin_id,
-                    "org_id": sub.org_id, "url": url, "body": bodies[scopes], "status": status, "attempts": 0,
-                    "next_attempt_at": now, "lease_until": lease, "replays": 0, "created_at": now})
+                rows.append(delivery_row(ev, sub, url, bodies[scopes], now, status=status, lease_until=lease))
             if ev.name == "job_complete" and installs:
                 accrue_runs(session, ev, installs)
     if rows:
         ids = repo.add_deliveries(rows, returning=bool(jobs))
         if jobs:  # the rows' ids, matched by webhook-id; handed over by _wake once the rows are committed
-            by_uid = dict(ids)
+            by_uid = dict(ids)  # (a pair a concurrent replay inserted first is not ours to send)
             session.info.setdefault("webhook_jobs", []).extend(
-                dataclasses.replace(j, id=by_uid[j.uid]) for j in jobs)
+                dataclasses.replace(j, id=by_uid[j.uid]) for j in jobs if j.uid in by_uid)
         if len(jobs) < len(rows):
             mark_queued(session)
+    if admission is not None:
+        admission.flush(session)
 
 
 # Every event, in the dispatcher's claimed batches. The name is stored with each event's deliveries: keep it.
