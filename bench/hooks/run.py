@@ -197,9 +197,14 @@ def shed_by_org() -> dict[int, int]:
 
 
 def shedding_incidents() -> list[str]:
+    """Run the monitor's tick once (as the scheduler leader does every few seconds): the causes of the
+    ``webhook_shedding`` incidents open then."""
     from sqlalchemy import text
 
     from memory.db import session_scope
+    from tools.auto_intel.monitor import monitor_tick
+
+    monitor_tick()
 
     with session_scope() as s:
         return [str(c) for (c,) in s.execute(text("SELECT cause FROM ops_incidents WHERE diagnosis = "

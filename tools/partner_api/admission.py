@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ from memory.partner.repository import PartnerRepository
 from tools.partner_api import metrics
 
 log = logging.getLogger(__name__)
+LOG_EVERY_S = 10.0
+_logged: dict[int, float] = {}  # org -> when this process last logged its shedding
 
 
 def decide(org_backlog: int, org_max: int, oldest_unclaimed: dt.datetime | None, now: dt.datetime,
@@ -63,6 +66,7 @@ class Admission:
     shed: dict[tuple[int, dt.datetime], dict[str, Any]] = field(default_factory=dict)
     by_reason: dict[str, int] = field(default_factory=dict)
     by_org: dict[int, dict[str, int]] = field(default_factory=dict)
+    events_shed: dict[tuple[int, str, dt.datetime], dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, repo: PartnerRepository, org_ids: list[int], now: dt.datetime) -> Admission:
@@ -71,6 +75,28 @@ class Admission:
         org_max, lag_max = s.hooks_org_backlog_max, s.hooks_endpoint_max_lag_s
         backlog = repo.backlog(org_ids, now) if (org_max or lag_max) else {}
         return cls(now, org_max, lag_max, backlog)
+
+    def org_full(self, org_id: int) -> bool:
+        """Whether the organisation's backlog is at its limit (every new delivery of it is shed)."""
+        return bool(self.org_max) and self.backlog.get(org_id, (0, {}))[0] + self.admitted.get(org_id, 0) \
+            >= self.org_max
+
+    def shed_event(self, org_id: int, event_id: int, event_name: str, event_at: dt.datetime,
+                   targets: list[Any]) -> None:
+        """Shed one event's deliveries to every one of ``targets`` (subscription rows) for ``org_backlog``:
+        gathered per event name and minute, so a flood of events costs one update each, not one per endpoint."""
+        key = (org_id, event_name, bucket(event_at))
+        agg = self.events_shed.get(key)
+        if agg is None:
+            self.events_shed[key] = {"first": event_id, "last": event_id, "first_at": event_at, "last_at": event_at,
+                                     "n": 1, "targets": targets}
+        else:
+            agg["first"], agg["last"] = min(agg["first"], event_id), max(agg["last"], event_id)
+            agg["first_at"], agg["last_at"] = min(agg["first_at"], event_at), max(agg["last_at"], event_at)
+            agg["n"] += 1
+        self.by_reason["org_backlog"] = self.by_reason.get("org_backlog", 0) + len(targets)
+        per_org = self.by_org.setdefault(org_id, {})
+        per_org["org_backlog"] = per_org.get("org_backlog", 0) + len(targets)
 
     def admit(self, org_id: int, install_id: int) -> str | None:
         """Admit one new delivery (counting it in its organisation's backlog), or say why it is shed."""
@@ -105,10 +131,31 @@ class Admission:
     def flush(self, session: Session) -> None:
         """Write the shed work (in the fan-out's transaction: recorded exactly when the events are
         dispatched) and count it."""
+        for (_org, _name, minute), agg in self.events_shed.items():
+            for sub in agg["targets"]:
+                key = (sub.id, minute)
+                row = self.shed.get(key)
+                if row is None:
+                    self.shed[key] = {"install_id": sub.id, "plugin_id": sub.plugin_id, "org_id": sub.org_id,
+                                      "bucket": minute, "reason": "org_backlog", "first_event_id": agg["first"],
+                                      "last_event_id": agg["last"], "first_event_at": agg["first_at"],
+                                      "last_event_at": agg["last_at"], "shed": agg["n"], "status": "deferred",
+                                      "replayed": 0, "created_at": self.now, "updated_at": self.now}
+                else:
+                    row["first_event_id"] = min(row["first_event_id"], agg["first"])
+                    row["last_event_id"] = max(row["last_event_id"], agg["last"])
+                    row["first_event_at"] = min(row["first_event_at"], agg["first_at"])
+                    row["last_event_at"] = max(row["last_event_at"], agg["last_at"])
+                    row["shed"] += agg["n"]
+                    row["reason"] = "org_backlog"
+        self.events_shed.clear()
         if not self.shed:
             return
         PartnerRepository(session).add_deferrals(list(self.shed.values()))
         for reason, n in self.by_reason.items():
             metrics.SHED.labels(reason=reason).inc(n)
+        t = time.monotonic()
         for org_id, reasons in self.by_org.items():
-            log.warning("partner webhook fan-out shed deliveries", extra={"fields": {"org": org_id, **reasons}})
+            if t - _logged.get(org_id, -LOG_EVERY_S) >= LOG_EVERY_S:  # not a line per batch under overload
+                _logged[org_id] = t
+                log.warning("partner webhook fan-out shed deliveries", extra={"fields": {"org": org_id, **reasons}})

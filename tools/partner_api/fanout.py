@@ -103,14 +103,22 @@ def message_body(ev: EventRecord, scopes: list[str], org_slug: str | None) -> st
     return json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str)
 
 
-def subscribed_url(ev: EventRecord, sub: Row[Any]) -> str | None:
-    """The endpoint of subscription ``sub`` (a :meth:`PartnerRepository.subscriptions` row) for ``ev``,
-    or None when it does not subscribe to it or the event happened before the install."""
+def endpoint_url(sub: Row[Any], event_name: str) -> str | None:
+    """The endpoint of subscription ``sub`` (a :meth:`PartnerRepository.subscriptions` row) for events
+    called ``event_name``, or None when it has none or does not subscribe to them."""
     m = sub.manifest
     url = (m.get("endpoints") or {}).get("webhook_url")
-    if ev.name not in m.get("events", []) or not url or ev.created_at < sub.created_at:
+    if event_name not in m.get("events", []) or not url:
         return None
     return str(url)
+
+
+def subscribed_url(ev: EventRecord, sub: Row[Any]) -> str | None:
+    """The endpoint of ``sub`` for ``ev``, or None when it does not subscribe to it or the event
+    happened before the install."""
+    if ev.created_at < sub.created_at:
+        return None
+    return endpoint_url(sub, ev.name)
 
 
 def webhook_id(ev: EventRecord, install_id: int) -> str:
@@ -152,7 +160,8 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
 
     Runs on a dispatcher's whole batch: one installs query per organisation, one backlog query for the
     admission check (:mod:`tools.partner_api.admission`: what it sheds is recorded, not inserted), one
-    body per distinct scope set, and one multi-row insert for every delivery of the batch. When this
+    body per distinct scope set, and one multi-row insert for every delivery of the batch (pairs that
+    already have a delivery, from a re-run or a replay, are skipped by the insert). When this
     process runs the delivery loop (a deliverer is attached), rows it has room for are inserted
     already leased to it and handed to it at commit (no claim query, no wait for the loop); the
     others wait as "pending".
@@ -164,7 +173,6 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
     if not by_org:
         return
     repo = PartnerRepository(session)
-    done: set[tuple[int, int]] | None = None
     now = utcnow()
     rows: list[dict[str, Any]] = []
     local = _local
@@ -178,20 +186,32 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
         subs = repo.subscriptions(org_id)
         if not subs:
             continue
-        if done is None:
-            done = repo.delivered_pairs([e.id for e in events])
+        if admission is None:
             admission = Admission.load(repo, list(by_org), now)
-        assert admission is not None
         org = IdentityRepository(session).org(org_id)
         slug = org.slug if org else None
         per_run = any((sub.manifest.get("pricing") or {}).get("model") == "per_run" for sub in subs)
         installs = repo.subscribed_installs(org_id) if per_run else []
+        # Per event name: the subscriptions with an endpoint, those enabled, and the newest install's time.
+        targets: dict[str, tuple[list[tuple[Row[Any], str]], list[Row[Any]], dt.datetime]] = {}
         for ev in evs:
+            t = targets.get(ev.name)
+            if t is None:
+                subscribed = [(sub, url) for sub in subs if (url := endpoint_url(sub, ev.name)) is not None]
+                newest = max((sub.created_at for sub, _ in subscribed), default=ev.created_at)
+                t = targets[ev.name] = (subscribed, [sub for sub, _ in subscribed if sub.endpoint_disabled_at is None],
+                                        newest)
+            subscribed, enabled, newest = t
+            pairs = subscribed
+            if enabled and ev.created_at >= newest and admission.org_full(org_id):
+                # The organisation is over its backlog: the whole event is shed at once (held rows of
+                # disabled endpoints are still written).
+                admission.shed_event(org_id, ev.id, ev.name, ev.created_at, enabled)
+                pairs = [(sub, url) for sub, url in subscribed if sub.endpoint_disabled_at is not None]
             bodies: dict[tuple[str, ...], str] = {}
-            for sub in subs:
-                url = subscribed_url(ev, sub)
-                if url is None or (ev.id, sub.id) in done:
-                    continue
+            for sub, url in pairs:
+                if ev.created_at < sub.created_at:
+                    continue  # the event happened before the install
                 if sub.endpoint_disabled_at is None:  # held deliveries of a disabled endpoint are not shed
                     why = admission.admit(org_id, sub.id)
                     if why is not None:
