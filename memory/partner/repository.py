@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import Row, Table, bindparam, case, func, insert, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from memory.events.models import Event
@@ -54,6 +54,26 @@ _SUCCESS_RECORD = (
     "lease_until = NULL FROM v WHERE d.id = v.id) "
     "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, request_headers, status_code, latency_ms, "
     "error, response_excerpt) SELECT id, attempt, started, headers, code, ms, NULL, excerpt FROM v")
+
+
+_DEFERRAL_COLUMNS = (
+    ("install_id", "integer"), ("plugin_id", "integer"), ("org_id", "integer"), ("bucket", "timestamptz"),
+    ("reason", "text"), ("first_event_id", "bigint"), ("last_event_id", "bigint"), ("first_event_at", "timestamptz"),
+    ("last_event_at", "timestamptz"), ("shed", "integer"), ("status", "text"), ("replayed", "integer"),
+    ("created_at", "timestamptz"), ("updated_at", "timestamptz"))
+# More shed work in a replayed range sets it back to deferred, to be replayed from its start (replays
+# skip the deliveries that exist).
+_DEFERRAL_UPSERT = (
+    f"INSERT INTO webhook_deferrals AS w ({', '.join(c for c, _ in _DEFERRAL_COLUMNS)}) "
+    f"SELECT {', '.join(c for c, _ in _DEFERRAL_COLUMNS)} FROM json_to_recordset(CAST(:rows AS json)) "
+    f"AS x({', '.join(f'{c} {t}' for c, t in _DEFERRAL_COLUMNS)}) "
+    "ON CONFLICT (install_id, bucket) DO UPDATE SET "
+    "first_event_id = least(w.first_event_id, excluded.first_event_id), "
+    "last_event_id = greatest(w.last_event_id, excluded.last_event_id), "
+    "first_event_at = least(w.first_event_at, excluded.first_event_at), "
+    "last_event_at = greatest(w.last_event_at, excluded.last_event_at), "
+    "shed = w.shed + excluded.shed, reason = excluded.reason, updated_at = excluded.updated_at, "
+    "status = 'deferred', replayed_through = NULL")
 
 
 def _json_rows(rows: list[dict[str, Any]]) -> str:
@@ -225,23 +245,25 @@ class PartnerRepository:
         return out
 
     def add_deferrals(self, rows: list[dict[str, Any]]) -> None:
-        """Record shed deliveries: one upsert per (install, minute) widening its event range and count."""
+        """Record shed deliveries: an upsert per (install, minute) widening its event range and count
+        (on PostgreSQL one statement for all of them)."""
         if not rows:
             return
-        pg = self.session.get_bind().dialect.name == "postgresql"
-        ins = postgresql.insert(_DEFERRALS) if pg else sqlite.insert(_DEFERRALS)
+        rows = sorted(rows, key=lambda r: (r["install_id"], r["bucket"]))  # one lock order: no deadlocks
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(text(_DEFERRAL_UPSERT), {"rows": _json_rows(rows)})
+            return
+        ins = sqlite.insert(_DEFERRALS)
         ex, t = ins.excluded, _DEFERRALS.c
-        least, greatest = (func.least, func.greatest) if pg else (func.min, func.max)
         stmt = ins.on_conflict_do_update(index_elements=["install_id", "bucket"], set_={
-            "first_event_id": least(t.first_event_id, ex.first_event_id),
-            "last_event_id": greatest(t.last_event_id, ex.last_event_id),
-            "first_event_at": least(t.first_event_at, ex.first_event_at),
-            "last_event_at": greatest(t.last_event_at, ex.last_event_at),
+            "first_event_id": func.min(t.first_event_id, ex.first_event_id),
+            "last_event_id": func.max(t.last_event_id, ex.last_event_id),
+            "first_event_at": func.min(t.first_event_at, ex.first_event_at),
+            "last_event_at": func.max(t.last_event_at, ex.last_event_at),
             "shed": t.shed + ex.shed, "reason": ex.reason, "updated_at": ex.updated_at,
             # More shed work in a replayed range: replay it again from its start (replays skip what exists).
             "status": "deferred", "replayed_through": None})
-        for row in sorted(rows, key=lambda r: (r["install_id"], r["bucket"])):  # one lock order: no deadlocks
-            self.session.execute(stmt, row)
+        self.session.execute(stmt, rows)
 
     def deferrals(self, org_id: int, *, install_id: int | None, status: str | None, cursor: int | None,
                   limit: int) -> list[WebhookDeferral]:
@@ -289,7 +311,7 @@ class PartnerRepository:
             Event.org_id == org_id, Event.id >= first_id, Event.id <= last_id).order_by(Event.id).limit(limit)))
 
     def claim_batch(self, now: dt.datetime, limit: int, exclude_installs: Sequence[int],
-                    lease_until: dt.datetime) -> list[Row[Any]]:
+                    lease_until: dt.datetime, *, exclude_orgs: Sequence[int] = ()) -> list[Row[Any]]:
         """Lease up to ``limit`` due deliveries of enabled endpoints in one ``UPDATE ... RETURNING``.
 
         Due means pending or failing with ``next_attempt_at`` passed, or delivering with an expired
@@ -315,11 +337,13 @@ class PartnerRepository:
         )
         if exclude_installs:
             due = due.where(t.install_id.not_in(list(exclude_installs)))
+        if exclude_orgs:
+            due = due.where(t.org_id.not_in(list(exclude_orgs)))
         if self.session.get_bind().dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True, of=_DELIVERIES)
         stmt = (update(_DELIVERIES).where(t.id.in_(due.scalar_subquery()))
                 .values(status="delivering", lease_until=lease_until)
-                .returning(t.id, t.uid, t.url, t.body, t.attempts, t.event_at, t.install_id))
+                .returning(t.id, t.uid, t.url, t.body, t.attempts, t.event_at, t.install_id, t.org_id))
         return sorted(self.session.execute(stmt).all(), key=lambda r: int(r.id))
 
     def install_secrets(self, install_ids: Sequence[int], now: dt.datetime) -> dict[int, tuple[str, ...]]:

@@ -36,7 +36,7 @@ from memory.identity.repository import IdentityRepository
 from memory.partner.repository import PartnerRepository
 from tools.events.service import EventRecord, Reaction
 from tools.partner_api.admission import Admission
-from tools.partner_api.delivery import Job
+from tools.partner_api.delivery import HandoffRoom, Job
 from tools.partner_api.revenue import accrue_runs
 
 # Which event fields each granted scope releases to a plugin. Fields in no list never leave Levqor.
@@ -57,8 +57,8 @@ class LocalDeliverer(Protocol):
     lease_s: float  # how long a row handed over stays leased to it
     send_s: float  # the longest one send may take
 
-    def handoff_room(self) -> tuple[int, set[int]]:
-        """Rows it takes now in all, and the installs whose rows must stay pending."""
+    def handoff_room(self) -> HandoffRoom:
+        """The rows it takes now (in all, per organisation, not for endpoints holding their share)."""
         ...
 
     def accept(self, jobs: list[Job]) -> None:
@@ -179,7 +179,7 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
     jobs: list[Job] = []
     admission: Admission | None = None
     if local is not None:
-        room, full = local.handoff_room()
+        room = local.handoff_room()
         lease_until = now + dt.timedelta(seconds=local.lease_s)
         send_by = time.monotonic() + local.lease_s - local.send_s - 5
     for org_id, evs in by_org.items():
@@ -223,13 +223,12 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
                     bodies[scopes] = message_body(ev, list(scopes), slug)
                 uid = webhook_id(ev, sub.id)
                 status, lease = "pending", None
-                if local is not None and room > 0 and sub.endpoint_disabled_at is None and sub.id not in full:
+                if local is not None and sub.endpoint_disabled_at is None and room.take(org_id, sub.id):
                     status, lease = "delivering", lease_until  # leased to this process's deliverer
-                    room -= 1
                     secrets = (sub.secret,) + ((sub.previous_secret,) if sub.previous_secret and sub.previous_expires_at
                                                and sub.previous_expires_at > now else ())
                     jobs.append(Job(0, uid, url, bodies[scopes].encode(), 0, ev.created_at, sub.id, secrets,
-                                    send_by))
+                                    send_by, org_id))
                 rows.append(delivery_row(ev, sub, url, bodies[scopes], now, status=status, lease_until=lease))
             if ev.name == "job_complete" and installs:
                 accrue_runs(session, ev, installs)
