@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 
 from levqor.settings import get_settings
 from memory.partner.repository import PartnerRepository
-from tools.partner_api import metrics
 
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 10.0
@@ -152,8 +151,9 @@ class Admission:
         if not self.shed:
             return
         PartnerRepository(session).add_deferrals(list(self.shed.values()))
+        counted = session.info.setdefault("webhook_shed", {})  # the metric, once committed (fanout._wake)
         for reason, n in self.by_reason.items():
-            metrics.SHED.labels(reason=reason).inc(n)
+            counted[reason] = counted.get(reason, 0) + n
         t = time.monotonic()
         for org_id, reasons in self.by_org.items():
             if t - _logged.get(org_id, -LOG_EVERY_S) >= LOG_EVERY_S:  # not a line per batch under overload

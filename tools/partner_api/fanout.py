@@ -35,6 +35,7 @@ from memory.db import utcnow
 from memory.identity.repository import IdentityRepository
 from memory.partner.repository import PartnerRepository
 from tools.events.service import EventRecord, Reaction
+from tools.partner_api import metrics
 from tools.partner_api.admission import Admission
 from tools.partner_api.delivery import HandoffRoom, Job
 from tools.partner_api.revenue import accrue_runs
@@ -273,8 +274,11 @@ def _wake(session: Session) -> None:
     # (with no deliverer attached, the loop stopped in between: the rows come back when their lease expires)
     if session.info.pop("webhook_deliveries", False) and local is not None:
         local.rows_queued()
+    for reason, n in session.info.pop("webhook_shed", {}).items():  # counted once the record is committed
+        metrics.SHED.labels(reason=reason).inc(n)
 
 
 @sa_event.listens_for(Session, "after_rollback")
 def _forget(session: Session) -> None:
     session.info.pop("webhook_jobs", None)  # not committed (after a savepoint: their lease brings them back)
+    session.info.pop("webhook_shed", None)
