@@ -11,7 +11,8 @@ from tests.factories.partners import emit_event, install, make_world, manifest, 
 from tests.fakes.partner_endpoint import Receiver
 
 
-def _world(client: Any, set_settings: Any, rx: Receiver, paths: tuple[str, ...], **settings: Any) -> tuple[Any, list[int]]:
+def _world(client: Any, set_settings: Any, rx: Receiver, paths: tuple[str, ...],
+           **settings: Any) -> tuple[Any, list[int]]:
     w = make_world(client, set_settings, **settings)
     ids = []
     for p in paths:
