@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     hooks_timeout_s: float = Field(10, description="Partner webhook request timeout in seconds.")
     hooks_disable_after_s: int = Field(
         432000, description="Disable a partner endpoint failing for this long (seconds) and email the partner.")
+    hooks_org_backlog_max: int = Field(
+        1000, ge=0, description="Unfinished due partner webhook deliveries one organisation may have queued; "
+        "beyond it the fan-out sheds that organisation's new deliveries (recorded, replayable). 0: no limit.")
+    hooks_endpoint_max_lag_s: float = Field(
+        10.0, ge=0, description="Seconds the oldest unclaimed due delivery of an endpoint may wait; beyond it the "
+        "fan-out sheds new deliveries to that endpoint (recorded, replayable). 0: no limit.")
     stripe_api_key: str = Field("", description="Stripe secret key for Connect payouts; empty disables payouts.")
     stripe_api_base: str = Field("", description="Stripe API base URL; empty means https://api.stripe.com.")
     stripe_webhook_secret: str = Field("", description="Stripe webhook signing secret (whsec_...).")

@@ -7,7 +7,9 @@ them, endpoints taking turns, while the endpoint has fewer than ``per_endpoint``
 and the process fewer than ``concurrency``. A sender that finishes takes the next job itself (no
 hand-off to another thread per request). A hanging endpoint therefore holds at most
 ``per_endpoint`` senders, each bounded by the request timeout, and as its pace slows it may hold
-only two rounds of queued jobs, so claims skip it and leave its rows in the table. Senders share
+only two rounds of queued jobs, so claims skip it and leave its rows in the table. Likewise one
+organisation may hold at most ``ORG_SHARE`` of the jobs a process holds (claimed or handed over):
+under a flood from one organisation, another's rows are still handed over at once. Senders share
 keep-alive connections (:class:`tools.shared.ssrf.GuardedPool`): the SSRF guard checks the address
 of every new connection, and connections are reused only for their own scheme/host/port. A job
 whose lease could run out before it is sent is dropped, not sent: its row comes back when the
@@ -31,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from levqor.settings import get_settings
 from memory.db import session_scope, utcnow
 from tools.partner_api import delivery, emails, fanout
-from tools.partner_api.delivery import Job, Outcome
+from tools.partner_api.delivery import HandoffRoom, Job, Outcome
 from tools.shared.ssrf import GuardedPool
 from workers.dispatcher import listen
 
@@ -41,6 +43,7 @@ RECORD_BATCH = 64  # finished attempts that wake the loop to record them at once
 RECORD_TICK_S = 0.02  # how long finished attempts may wait to be recorded in one transaction
 BACKLOG_S = 2.0  # claimed work an endpoint may hold, in seconds of its recent pace
 MAX_ROUNDS = 64  # ... at most this many rounds of ``per_endpoint`` requests
+ORG_SHARE = 0.75  # of the jobs a process holds, the most one organisation may hold: room stays for others
 
 wakeup = threading.Event()  # the delivery loop has something to do (new rows, finished sends)
 new_work = threading.Event()  # deliveries were queued or requeued (fan-out, replay, NOTIFY)
@@ -59,6 +62,8 @@ class Deliverer:
         # in about BACKLOG_S at its recent pace (a fast endpoint keeps its senders busy between
         # claims), but only two rounds for a slow or new one.
         self.max_held = max(16 * self.concurrency, 64)
+        self.org_cap = max(1, int(self.max_held * ORG_SHARE))
+        self.held_org: dict[int, int] = {}  # organisation -> jobs held (queued or in flight)
         self.pace: dict[int, float] = {}  # install -> moving average of send seconds
         # The lease outlasts two rounds of waiting plus the send (each redirect hop has its own
         # timeout); after it another worker may take the row. Jobs held longer are not sent.
@@ -78,21 +83,20 @@ class Deliverer:
         with self.lock:
             return self.running + self.queued
 
-    def handoff_room(self) -> tuple[int, set[int]]:
-        """What a fan-out may hand over now, as a claim would take: the room left in all, and the
-        endpoints already holding their share (:meth:`_cap`), whose rows stay pending."""
+    def handoff_room(self) -> HandoffRoom:
+        """What a fan-out may hand over now, as a claim would take: the room left in all and per
+        organisation, and the endpoints already holding their share (:meth:`_cap`), whose rows stay pending."""
         with self.lock:
             room = self.max_held - self.running - self.queued
             full = {i for i in set(self.inflight) | set(self.queues)
                     if self.inflight.get(i, 0) + len(self.queues.get(i, ())) >= self._cap(i)}
-        return room, full
+            org_left = {o: self.org_cap - n for o, n in self.held_org.items()}
+        return HandoffRoom(room, org_left, self.org_cap, full)
 
     def accept(self, jobs: list[Job]) -> None:
         """Queue jobs whose rows a committed fan-out leased to this process, and start sending."""
         with self.lock:
-            for j in jobs:
-                self.queues.setdefault(j.install_id, collections.deque()).append(j)
-            self.queued += len(jobs)
+            self._hold(jobs)
             self._pump()
 
     def rows_queued(self) -> None:
@@ -101,23 +105,41 @@ class Deliverer:
         wakeup.set()
 
     def claim_and_send(self) -> int:
-        """Lease what fits in the local queues (skipping full endpoints) and start sending; return how many."""
+        """Lease what fits in the local queues (skipping full endpoints, and organisations holding their
+        share) and start sending; return how many."""
         with self.lock:
             room = self.max_held - self.running - self.queued
             full = [i for i in set(self.inflight) | set(self.queues)
                     if self.inflight.get(i, 0) + len(self.queues.get(i, ())) >= self._cap(i)]
+            full_orgs = [o for o, n in self.held_org.items() if n >= self.org_cap]
+            # However the claim falls, no organisation ends up over its share.
+            most = max((n for n in self.held_org.values() if n < self.org_cap), default=0)
+            room = min(room, self.org_cap - most)
         if room <= 0:
             return 0
         now = utcnow()
         send_by = time.monotonic() + self.lease_s - self.send_s - 5
         with session_scope() as s:
-            jobs = delivery.claim(s, now, room, full, now + dt.timedelta(seconds=self.lease_s), send_by)
+            jobs = delivery.claim(s, now, room, full, now + dt.timedelta(seconds=self.lease_s), send_by, full_orgs)
         with self.lock:
-            for j in jobs:
-                self.queues.setdefault(j.install_id, collections.deque()).append(j)
-            self.queued += len(jobs)
+            self._hold(jobs)
             self._pump()
         return len(jobs)
+
+    def _hold(self, jobs: list[Job]) -> None:
+        """Queue claimed or handed-over jobs per endpoint, counted per organisation (lock held)."""
+        for j in jobs:
+            self.queues.setdefault(j.install_id, collections.deque()).append(j)
+            self.held_org[j.org_id] = self.held_org.get(j.org_id, 0) + 1
+        self.queued += len(jobs)
+
+    def _release(self, job: Job) -> None:
+        """A held job is finished or dropped (lock held)."""
+        n = self.held_org.get(job.org_id, 1) - 1
+        if n <= 0:
+            self.held_org.pop(job.org_id, None)
+        else:
+            self.held_org[job.org_id] = n
 
     def _cap(self, install_id: int) -> int:
         """Jobs an endpoint may hold (in flight and queued), from its recent pace."""
@@ -138,6 +160,7 @@ class Deliverer:
                 if q:
                     self.queues[install_id] = q
                 if now > job.send_by:
+                    self._release(job)
                     log.warning("webhook lease too short to send; left for a later claim",
                                 extra={"fields": {"delivery": job.id}})
                     break  # look again from the start
@@ -174,6 +197,7 @@ class Deliverer:
                 else:
                     self.inflight[i] = n
                 self.running -= 1
+                self._release(current)
                 current = self._take()
                 self._pump()
                 idle = self.running == 0 and self.queued == 0

@@ -25,7 +25,15 @@ from tools.partner_api.payouts import PayoutList, PrepareResult, transfer_pendin
 from tools.partner_api.revenue import AccrueResult, PeriodIn
 from tools.partner_api.statements import Statement, statement_csv
 from tools.partner_api.stripe_connect import OnboardingLink, StripeWebhookResult, handle_stripe_webhook
-from tools.partner_api.webhooks import DeliveryPage, DeliveryQuery, DeliveryRead, ReplayResult
+from tools.partner_api.webhooks import (
+    DeferralPage,
+    DeferralQuery,
+    DeliveryPage,
+    DeliveryQuery,
+    DeliveryRead,
+    ReplayDeferredResult,
+    ReplayResult,
+)
 
 v1 = APIRouter(prefix="/v1", tags=["partners"])
 market = APIRouter(tags=["partners"])
@@ -197,6 +205,17 @@ def replay_failures(install_id: IntId, body: SinceIn,
     return webhooks.replay_failures(ctx, webhooks.ReplaySince(install_id=install_id, since=body.since))
 
 
+class ReplayDeferredIn(BaseModel):
+    limit: int = Field(1000, ge=1, le=10000, description="Events to go through in this call, oldest first")
+
+
+@v1.post("/installs/{install_id}/replay-deferred", response_model=ReplayDeferredResult)
+def replay_deferred(install_id: IntId, body: ReplayDeferredIn,
+                    ctx: Annotated[ToolContext, require("hooks:write")]) -> ReplayDeferredResult:
+    """Create the deliveries of an install that were shed under overload (oldest first, up to a limit)."""
+    return webhooks.replay_deferred(ctx, webhooks.ReplayDeferred(install_id=install_id, limit=body.limit))
+
+
 @v1.get("/partner/installs", response_model=SecretList)
 def partner_installs(ctx: Annotated[ToolContext, require("plugins:write")],
                      plugin: Annotated[str | None, Query(max_length=64)] = None) -> SecretList:
@@ -217,6 +236,13 @@ def deliveries(q: Annotated[DeliveryQuery, Depends()],
 def delivery(delivery_id: IntId, ctx: Annotated[ToolContext, require("hooks:read")]) -> DeliveryRead:
     """One delivery with its body and attempts."""
     return webhooks.get_delivery(ctx, webhooks.DeliveryRef(delivery_id=delivery_id))
+
+
+@v1.get("/webhook-deferrals", response_model=DeferralPage)
+def deferrals(q: Annotated[DeferralQuery, Depends()],
+              ctx: Annotated[ToolContext, require("hooks:read")]) -> DeferralPage:
+    """Partner webhook deliveries shed under overload, per install and minute (replayable)."""
+    return webhooks.list_deferrals(ctx, q)
 
 
 @v1.post("/webhook-deliveries/{delivery_id}/replay", response_model=DeliveryRead)

@@ -1,5 +1,6 @@
 """Benchmark receiver: accepts Standard Webhooks POSTs on 127.0.0.1 and records, per request, the
-delay from the event's ``timestamp`` (in the body) to its arrival. GET /stats returns them,
+delay from the event's ``timestamp`` (in the body) to its arrival, by organisation (the bench gives
+the second organisation's events ``job_id`` values from 1,000,000 up). GET /stats returns them,
 GET /reset clears them.
 
 A minimal HTTP/1.1 server on asyncio (uvloop when installed) with keep-alive: it costs a fraction
@@ -16,18 +17,24 @@ import sys
 import time
 from typing import Any
 
-latencies: list[float] = []
-arrivals: list[float] = []
+SECOND_ORG_JOB_IDS = 1_000_000
+groups: dict[str, dict[str, Any]] = {}
 ids: set[str] = set()
 dupes = [0]
 
 
+def _group(name: str) -> dict[str, Any]:
+    g = groups.get(name)
+    if g is None:
+        g = groups[name] = {"latencies": [], "arrivals": []}
+    return g
+
+
 def _stats(path: str) -> bytes:
-    data = json.dumps({"count": len(latencies), "latencies": latencies, "arrivals": arrivals,
+    data = json.dumps({"count": sum(len(g["latencies"]) for g in groups.values()), "groups": groups,
                        "duplicates": dupes[0]}).encode()
     if path == "/reset":
-        latencies.clear()
-        arrivals.clear()
+        groups.clear()
         ids.clear()
         dupes[0] = 0
     return data
@@ -35,16 +42,21 @@ def _stats(path: str) -> bytes:
 
 def _post(headers: dict[bytes, bytes], body: bytes) -> None:
     now = time.time()
+    group = "a"
     try:
-        ts = dt.datetime.fromisoformat(json.loads(body)["timestamp"].replace("Z", "+00:00")).timestamp()
+        doc = json.loads(body)
+        ts = dt.datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00")).timestamp()
+        if int(doc.get("data", {}).get("job_id", 0)) >= SECOND_ORG_JOB_IDS:
+            group = "b"
     except Exception:
         ts = now
     wid = headers.get(b"webhook-id", b"").decode()
     if wid in ids:
         dupes[0] += 1
     ids.add(wid)
-    latencies.append(now - ts)
-    arrivals.append(now)
+    g = _group(group)
+    g["latencies"].append(now - ts)
+    g["arrivals"].append(now)
 
 
 class Http(asyncio.Protocol):

@@ -117,6 +117,9 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_claimable", "next_attempt_at", "id",
               postgresql_where=text(CLAIMABLE), sqlite_where=text(CLAIMABLE)),
         Index("ix_webhook_deliveries_install_created", "install_id", "created_at"),
+        # The fan-out's admission check reads each organisation's unfinished due work (migration 0900).
+        Index("ix_webhook_deliveries_org_claimable", "org_id", "install_id", "next_attempt_at",
+              postgresql_where=text(CLAIMABLE), sqlite_where=text(CLAIMABLE)),
     )
 
     id: Mapped[int] = mapped_column(_BigId, primary_key=True)
@@ -156,6 +159,39 @@ class WebhookAttempt(Base):
     latency_ms: Mapped[float] = mapped_column(default=0.0)
     error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     response_excerpt: Mapped[str] = mapped_column(String(500), default="")
+
+
+class WebhookDeferral(Base):
+    """Deliveries the fan-out shed under overload, one row per install and minute of events.
+
+    Shed work is recorded, not dropped: the events of ``org_id`` with ids in
+    ``[first_event_id, last_event_id]`` that the install subscribes to and that have no delivery
+    were shed (``shed`` counts them). A replay (``webhooks.replay_deferred``) creates those
+    deliveries, event by event, from ``replayed_through`` on; ``status`` is ``deferred`` until every
+    event of the range was replayed, then ``replayed``.
+    """
+
+    __tablename__ = "webhook_deferrals"
+    __table_args__ = (UniqueConstraint("install_id", "bucket"),
+                      Index("ix_webhook_deferrals_org_status", "org_id", "status"))
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    install_id: Mapped[int] = mapped_column(ForeignKey("plugin_installs.id", ondelete="CASCADE"))
+    plugin_id: Mapped[int] = mapped_column(Integer, index=True)
+    org_id: Mapped[int] = mapped_column(Integer)
+    bucket: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # the minute the shed events happened in
+    reason: Mapped[str] = mapped_column(String(32))  # org_backlog | endpoint_lag (the latest)
+    first_event_id: Mapped[int] = mapped_column(BigInteger)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    first_event_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_event_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    shed: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="deferred")  # deferred | replayed
+    replayed_through: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # last event id replayed
+    replayed: Mapped[int] = mapped_column(Integer, default=0)  # deliveries created by replays
+    replayed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class PartnerEmail(Base):

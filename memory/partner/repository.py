@@ -6,9 +6,12 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, func, insert, or_, select, text, update
+import orjson
+from sqlalchemy import Row, Table, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from memory.events.models import Event
 from memory.jobs.models import Pipeline
 from memory.partner.models import (
     CLAIMABLE,
@@ -22,20 +25,62 @@ from memory.partner.models import (
     RevenueEntry,
     StripeEventSeen,
     WebhookAttempt,
+    WebhookDeferral,
     WebhookDelivery,
 )
 
 _DELIVERIES = cast(Table, WebhookDelivery.__table__)
 _ATTEMPTS = cast(Table, WebhookAttempt.__table__)
-# Fan-out rows as PostgreSQL arrays (column, array type): see PartnerRepository.add_deliveries.
-_DELIVERY_ARRAYS = (
+# Hot-path statements on PostgreSQL take their rows as one JSON document (``json_to_recordset``):
+# fixed text, parsed and planned once whatever the batch size, and one parameter serialised by
+# orjson instead of an array per column (psycopg escapes every element of a text array in Python).
+_DELIVERY_COLUMNS = (
     ("uid", "text"), ("event_id", "integer"), ("event_name", "text"), ("event_at", "timestamptz"),
     ("install_id", "integer"), ("plugin_id", "integer"), ("org_id", "integer"), ("url", "text"), ("body", "text"),
     ("status", "text"), ("attempts", "integer"), ("next_attempt_at", "timestamptz"), ("lease_until", "timestamptz"),
     ("replays", "integer"), ("created_at", "timestamptz"))
+# A pair that already has a delivery (a replay of shed work racing the fan-out) is skipped, not an error.
 _DELIVERY_INSERT = (
-    f"INSERT INTO webhook_deliveries ({', '.join(c for c, _ in _DELIVERY_ARRAYS)}) "
-    f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _DELIVERY_ARRAYS)})")
+    f"INSERT INTO webhook_deliveries ({', '.join(c for c, _ in _DELIVERY_COLUMNS)}) "
+    f"SELECT {', '.join(c for c, _ in _DELIVERY_COLUMNS)} FROM json_to_recordset(CAST(:rows AS json)) "
+    f"AS x({', '.join(f'{c} {t}' for c, t in _DELIVERY_COLUMNS)}) "
+    "ON CONFLICT (event_id, install_id) DO NOTHING")
+# Successes: the deliveries' new state and their attempt rows, one statement.
+_SUCCESS_RECORD = (
+    "WITH v AS (SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(id bigint, at timestamptz, "
+    "code integer, ms double precision, attempt integer, started timestamptz, headers json, excerpt text)), "
+    "u AS (UPDATE webhook_deliveries AS d SET status = 'succeeded', delivered_at = v.at, "
+    "attempts = d.attempts + 1, last_status_code = v.code, last_error = NULL, last_latency_ms = v.ms, "
+    "lease_until = NULL FROM v WHERE d.id = v.id) "
+    "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, request_headers, status_code, latency_ms, "
+    "error, response_excerpt) SELECT id, attempt, started, headers, code, ms, NULL, excerpt FROM v")
+
+
+_DEFERRAL_COLUMNS = (
+    ("install_id", "integer"), ("plugin_id", "integer"), ("org_id", "integer"), ("bucket", "timestamptz"),
+    ("reason", "text"), ("first_event_id", "bigint"), ("last_event_id", "bigint"), ("first_event_at", "timestamptz"),
+    ("last_event_at", "timestamptz"), ("shed", "integer"), ("status", "text"), ("replayed", "integer"),
+    ("created_at", "timestamptz"), ("updated_at", "timestamptz"))
+# More shed work in a replayed range sets it back to deferred, to be replayed from its start (replays
+# skip the deliveries that exist).
+_DEFERRAL_UPSERT = (
+    f"INSERT INTO webhook_deferrals AS w ({', '.join(c for c, _ in _DEFERRAL_COLUMNS)}) "
+    f"SELECT {', '.join(c for c, _ in _DEFERRAL_COLUMNS)} FROM json_to_recordset(CAST(:rows AS json)) "
+    f"AS x({', '.join(f'{c} {t}' for c, t in _DEFERRAL_COLUMNS)}) "
+    "ON CONFLICT (install_id, bucket) DO UPDATE SET "
+    "first_event_id = least(w.first_event_id, excluded.first_event_id), "
+    "last_event_id = greatest(w.last_event_id, excluded.last_event_id), "
+    "first_event_at = least(w.first_event_at, excluded.first_event_at), "
+    "last_event_at = greatest(w.last_event_at, excluded.last_event_at), "
+    "shed = w.shed + excluded.shed, reason = excluded.reason, updated_at = excluded.updated_at, "
+    "status = 'deferred', replayed_through = NULL")
+
+
+def _json_rows(rows: list[dict[str, Any]]) -> str:
+    return orjson.dumps(rows).decode()
+
+
+_DEFERRALS = cast(Table, WebhookDeferral.__table__)
 
 
 class PartnerRepository:
@@ -156,23 +201,117 @@ class PartnerRepository:
         return {(int(e), int(i)) for e, i in rows}
 
     def add_deliveries(self, rows: list[dict[str, Any]], *, returning: bool = False) -> list[tuple[str, int]]:
-        """Insert fan-out rows in one multi-row statement (no ORM objects); ``returning``: their (uid, id)."""
+        """Insert fan-out rows in one multi-row statement (no ORM objects), skipping (event, install)
+        pairs that already have a delivery; ``returning``: the (uid, id) of the rows inserted."""
         if not rows:
             return []
         if self.session.get_bind().dialect.name == "postgresql":
-            # One statement of fixed text over arrays: parsed and planned once, whatever the batch size.
-            cols = {c: [r.get(c) for r in rows] for c, _ in _DELIVERY_ARRAYS}
             sql = _DELIVERY_INSERT + (" RETURNING uid, id" if returning else "")
-            result = self.session.execute(text(sql), cols)
+            result = self.session.execute(text(sql), {"rows": _json_rows(rows)})
             return [(u, int(i)) for u, i in result] if returning else []
+        stmt = sqlite.insert(_DELIVERIES).on_conflict_do_nothing(index_elements=["event_id", "install_id"])
         if not returning:
-            self.session.execute(insert(_DELIVERIES), rows)
+            self.session.execute(stmt, rows)
             return []
         t = _DELIVERIES.c
-        return [(r.uid, int(r.id)) for r in self.session.execute(insert(_DELIVERIES).returning(t.uid, t.id), rows)]
+        return [(r.uid, int(r.id)) for r in self.session.execute(stmt.returning(t.uid, t.id), rows)]
+
+    def backlog(self, org_ids: Sequence[int], now: dt.datetime) -> dict[int, tuple[int, dict[int, dt.datetime]]]:
+        """Each organisation's unfinished due deliveries to enabled endpoints, for the fan-out's admission:
+        ``org -> (how many, {install: next_attempt_at of its oldest one no worker has claimed})``.
+
+        Rows in flight or leased to a deliverer count; rows backed off until later and rows held for a
+        disabled endpoint do not. The partial index over claimable rows keeps this to the backlog itself.
+        """
+        if not org_ids:
+            return {}
+        t = _DELIVERIES.c
+        held = select(PluginInstall.id).where(
+            or_(PluginInstall.endpoint_disabled_at.is_not(None), PluginInstall.status != "active"))
+        rows = self.session.execute(
+            select(t.org_id, t.install_id, func.count(),
+                   func.min(case((t.status != "delivering", t.next_attempt_at))))
+            .where(text(f"webhook_deliveries.{CLAIMABLE}"), t.org_id.in_(list(org_ids)), t.next_attempt_at <= now,
+                   t.install_id.not_in(held))
+            .group_by(t.org_id, t.install_id))
+        out: dict[int, tuple[int, dict[int, dt.datetime]]] = {}
+        for org_id, install_id, n, oldest in rows:
+            count, lag = out.get(int(org_id), (0, {}))
+            if oldest is not None:
+                if isinstance(oldest, str):  # SQLite returns an aggregate over a CASE as stored text
+                    oldest = dt.datetime.fromisoformat(oldest)
+                lag[int(install_id)] = oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.UTC)
+            out[int(org_id)] = (count + int(n), lag)
+        return out
+
+    def add_deferrals(self, rows: list[dict[str, Any]]) -> None:
+        """Record shed deliveries: an upsert per (install, minute) widening its event range and count
+        (on PostgreSQL one statement for all of them)."""
+        if not rows:
+            return
+        rows = sorted(rows, key=lambda r: (r["install_id"], r["bucket"]))  # one lock order: no deadlocks
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(text(_DEFERRAL_UPSERT), {"rows": _json_rows(rows)})
+            return
+        ins = sqlite.insert(_DEFERRALS)
+        ex, t = ins.excluded, _DEFERRALS.c
+        stmt = ins.on_conflict_do_update(index_elements=["install_id", "bucket"], set_={
+            "first_event_id": func.min(t.first_event_id, ex.first_event_id),
+            "last_event_id": func.max(t.last_event_id, ex.last_event_id),
+            "first_event_at": func.min(t.first_event_at, ex.first_event_at),
+            "last_event_at": func.max(t.last_event_at, ex.last_event_at),
+            "shed": t.shed + ex.shed, "reason": ex.reason, "updated_at": ex.updated_at,
+            # More shed work in a replayed range: replay it again from its start (replays skip what exists).
+            "status": "deferred", "replayed_through": None})
+        self.session.execute(stmt, rows)
+
+    def deferrals(self, org_id: int, *, install_id: int | None, status: str | None, cursor: int | None,
+                  limit: int) -> list[WebhookDeferral]:
+        """Shed work of the org's installs, or to the org's own plugins when it is a partner, newest first."""
+        partner = self.partner_for_org(org_id)
+        cond = WebhookDeferral.org_id == org_id
+        if partner is not None:
+            cond = or_(cond, WebhookDeferral.plugin_id.in_(select(Plugin.id).where(Plugin.partner_id == partner.id)))
+        stmt = select(WebhookDeferral).where(cond).order_by(WebhookDeferral.id.desc()).limit(limit)
+        if install_id is not None:
+            stmt = stmt.where(WebhookDeferral.install_id == install_id)
+        if status is not None:
+            stmt = stmt.where(WebhookDeferral.status == status)
+        if cursor is not None:
+            stmt = stmt.where(WebhookDeferral.id < cursor)
+        return list(self.session.scalars(stmt))
+
+    def deferred(self, install_id: int) -> list[WebhookDeferral]:
+        """An install's shed work not yet replayed, oldest first, locked for the replay."""
+        stmt = (select(WebhookDeferral).where(WebhookDeferral.install_id == install_id,
+                                              WebhookDeferral.status == "deferred")
+                .order_by(WebhookDeferral.bucket, WebhookDeferral.id))
+        if self.session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        return list(self.session.scalars(stmt))
+
+    def shedding_since(self, since: dt.datetime) -> list[tuple[int, int, dt.datetime, str]]:
+        """Organisations whose fan-out shed deliveries since ``since``: (org, shed in the rows touched
+        since then, when the first of those rows was created, the latest reason)."""
+        d = WebhookDeferral
+        rows = self.session.execute(
+            select(d.org_id, func.sum(d.shed), func.min(d.created_at), func.max(d.reason))
+            .where(d.updated_at >= since).group_by(d.org_id).order_by(d.org_id))
+        out = []
+        for org_id, shed, first, reason in rows:
+            if isinstance(first, str):  # SQLite returns an aggregate over a datetime as stored text
+                first = dt.datetime.fromisoformat(first)
+            out.append((int(org_id), int(shed or 0), first if first.tzinfo else first.replace(tzinfo=dt.UTC),
+                        str(reason)))
+        return out
+
+    def org_events(self, org_id: int, first_id: int, last_id: int, limit: int) -> list[Event]:
+        """The organisation's events with ids in ``[first_id, last_id]``, oldest first."""
+        return list(self.session.scalars(select(Event).where(
+            Event.org_id == org_id, Event.id >= first_id, Event.id <= last_id).order_by(Event.id).limit(limit)))
 
     def claim_batch(self, now: dt.datetime, limit: int, exclude_installs: Sequence[int],
-                    lease_until: dt.datetime) -> list[Row[Any]]:
+                    lease_until: dt.datetime, *, exclude_orgs: Sequence[int] = ()) -> list[Row[Any]]:
         """Lease up to ``limit`` due deliveries of enabled endpoints in one ``UPDATE ... RETURNING``.
 
         Due means pending or failing with ``next_attempt_at`` passed, or delivering with an expired
@@ -198,11 +337,13 @@ class PartnerRepository:
         )
         if exclude_installs:
             due = due.where(t.install_id.not_in(list(exclude_installs)))
+        if exclude_orgs:
+            due = due.where(t.org_id.not_in(list(exclude_orgs)))
         if self.session.get_bind().dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True, of=_DELIVERIES)
         stmt = (update(_DELIVERIES).where(t.id.in_(due.scalar_subquery()))
                 .values(status="delivering", lease_until=lease_until)
-                .returning(t.id, t.uid, t.url, t.body, t.attempts, t.event_at, t.install_id))
+                .returning(t.id, t.uid, t.url, t.body, t.attempts, t.event_at, t.install_id, t.org_id))
         return sorted(self.session.execute(stmt).all(), key=lambda r: int(r.id))
 
     def install_secrets(self, install_ids: Sequence[int], now: dt.datetime) -> dict[int, tuple[str, ...]]:
@@ -216,31 +357,28 @@ class PartnerRepository:
                 for i, cur, prev, until in rows}
 
     def record_successes(self, deliveries: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> None:
-        """Mark deliveries succeeded and log their attempts, a few statements per batch.
+        """Mark deliveries succeeded and log their attempts, one or two statements per batch.
 
-        ``deliveries``: ``b_id, b_at, b_code, b_ms``; ``attempts``: WebhookAttempt columns. On
-        PostgreSQL the update is one ``UPDATE ... FROM unnest(arrays)``, elsewhere an executemany
-        (SQLite runs in-process: no round trips to save); attempts go in multi-row INSERTs.
+        ``deliveries``: ``b_id, b_at, b_code, b_ms``; ``attempts``: WebhookAttempt columns, in the same
+        order. On PostgreSQL one statement over a JSON document of the rows (update and insert
+        together); elsewhere two executemany statements (SQLite runs in-process: no round trips to save).
         """
+        if not deliveries:
+            return
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(text(_SUCCESS_RECORD), {"rows": _json_rows([
+                {"id": d["b_id"], "at": d["b_at"], "code": d["b_code"], "ms": d["b_ms"], "attempt": a["attempt"],
+                 "started": a["started_at"], "headers": a["request_headers"], "excerpt": a["response_excerpt"]}
+                for d, a in zip(deliveries, attempts, strict=True)])})
+            return
         t = _DELIVERIES.c
-        if deliveries and self.session.get_bind().dialect.name == "postgresql":
-            self.session.execute(text(
-                "UPDATE webhook_deliveries AS d SET status = 'succeeded', delivered_at = v.at, "
-                "attempts = d.attempts + 1, last_status_code = v.code, last_error = NULL, "
-                "last_latency_ms = v.ms, lease_until = NULL "
-                "FROM unnest(CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[]), CAST(:codes AS integer[]), "
-                "CAST(:ms AS double precision[])) AS v(id, at, code, ms) WHERE d.id = v.id"),
-                {"ids": [r["b_id"] for r in deliveries], "ats": [r["b_at"] for r in deliveries],
-                 "codes": [r["b_code"] for r in deliveries], "ms": [r["b_ms"] for r in deliveries]})
-        elif deliveries:
-            self.session.execute(
-                update(_DELIVERIES).where(t.id == bindparam("b_id")).values(
-                    status="succeeded", delivered_at=bindparam("b_at"), attempts=t.attempts + 1,
-                    last_status_code=bindparam("b_code"), last_error=None, last_latency_ms=bindparam("b_ms"),
-                    lease_until=None),
-                deliveries)
-        for i in range(0, len(attempts), 500):
-            self.session.execute(insert(_ATTEMPTS).values(attempts[i:i + 500]))
+        self.session.execute(
+            update(_DELIVERIES).where(t.id == bindparam("b_id")).values(
+                status="succeeded", delivered_at=bindparam("b_at"), attempts=t.attempts + 1,
+                last_status_code=bindparam("b_code"), last_error=None, last_latency_ms=bindparam("b_ms"),
+                lease_until=None),
+            deliveries)
+        self.session.execute(insert(_ATTEMPTS), attempts)
 
     def clear_failing(self, install_ids: Sequence[int]) -> None:
         """A success ends an endpoint's failure streak."""

@@ -173,6 +173,9 @@ OBSERVE_ONLY: dict[str, tuple[str, str | None]] = {
     "api_slow": ("no control action speeds up the API; watching until its latency is back under the limit", None),
     # `levqor up` (or the orchestrator) restarts a dead API process; a person only if the outage outlasts that.
     "api_down": ("API outage; waiting for the supervisor's restart", "ops_api_down_escalate_s"),
+    # The fan-out's admission control is the action: shed work is recorded and replayable.
+    "webhook_shedding": ("the webhook fan-out sheds new work beyond its backlog limits (recorded for replay); "
+                         "watching until the backlog drains", None),
 }
 
 

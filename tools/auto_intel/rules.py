@@ -1,8 +1,9 @@
 """The monitor's rules: breaches it recognises from the sampled signals and the stores, each one a finding.
 
 Queue age, expired leases, dead, hung or leaking workers, failing pipelines, slow API routes, an API
-that fails its readiness probes, failing partner endpoints, poison jobs and a capacity shortage (measured
-and forecast, :mod:`tools.auto_intel.capacity`). Thresholds are settings (``LEVQOR_OPS_*``).
+that fails its readiness probes, failing partner endpoints, partner webhooks shed under overload, poison
+jobs and a capacity shortage (measured and forecast, :mod:`tools.auto_intel.capacity`). Thresholds are
+settings (``LEVQOR_OPS_*``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from memory.db import aware as _aware
 from memory.jobs.models import Pipeline
 from memory.ops.repository import SignalRepository, SignalSourceRepository
 from memory.partner.models import PluginInstall
+from memory.partner.repository import PartnerRepository
 from memory.pulse.models import ReadinessProbe
 from tools.auto_intel.capacity import measure
 from tools.auto_intel.findings import Finding
@@ -108,6 +110,15 @@ def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, fl
                                    f"Partner endpoint of install {iid}: {value:.0%} of {n:.0f} deliveries failed",
                                    "medium", subject={"install_id": iid}, evidence={"error_rate": value},
                                    symptom_at=now))
+
+    # Shedding is the fan-out's own control (tools.partner_api.admission); the incident makes it seen.
+    window = dt.timedelta(seconds=max(30.0, 3 * s.ops_sample_interval_s))
+    for org_id, shed, first, reason in PartnerRepository(session).shedding_since(now - window):
+        out.append(Finding(f"webhooks:org:{org_id}", "rule:webhook_shedding", "rule", "webhook_shedding",
+                           f"Partner webhook fan-out shed {shed} deliveries of organisation {org_id} "
+                           f"({reason.replace('_', ' ')}); recorded for replay", "high",
+                           subject={"org_id": org_id}, evidence={"shed": shed, "reason": reason},
+                           org_id=org_id, symptom_at=first))
 
     outage = _api_down(session, now)
     if outage is not None:

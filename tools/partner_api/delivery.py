@@ -55,6 +55,29 @@ class Job:
     install_id: int
     secrets: tuple[str, ...]
     send_by: float = float("inf")  # time.monotonic() after which the lease may run out mid-send
+    org_id: int = 0  # the customer organisation (a deliverer shares its room fairly between them)
+
+
+@dataclass
+class HandoffRoom:
+    """What a deliverer takes now (:meth:`take`): jobs in all, and per organisation, so that one
+    organisation's flood cannot hold all of it; endpoints already holding their share take none."""
+
+    total: int
+    org_left: dict[int, int]  # organisations holding jobs: how many more each may take
+    org_cap: int  # how many an organisation holding none may take
+    full_installs: set[int]
+
+    def take(self, org_id: int, install_id: int) -> bool:
+        """Count one job of ``org_id`` to ``install_id`` in, if there is room for it."""
+        if self.total <= 0 or install_id in self.full_installs:
+            return False
+        left = self.org_left.get(org_id, self.org_cap)
+        if left <= 0:
+            return False
+        self.org_left[org_id] = left - 1
+        self.total -= 1
+        return True
 
 
 @dataclass
@@ -71,13 +94,13 @@ class Outcome:
 
 
 def claim(session: Session, now: dt.datetime, limit: int, skip_installs: list[int], lease_until: dt.datetime,
-          send_by: float) -> list[Job]:
-    """Lease up to ``limit`` due deliveries (none of ``skip_installs``) until ``lease_until``."""
+          send_by: float, skip_orgs: list[int] | None = None) -> list[Job]:
+    """Lease up to ``limit`` due deliveries (none of ``skip_installs`` or ``skip_orgs``) until ``lease_until``."""
     repo = PartnerRepository(session)
-    rows = repo.claim_batch(now, limit, skip_installs, lease_until)
+    rows = repo.claim_batch(now, limit, skip_installs, lease_until, exclude_orgs=skip_orgs or ())
     secrets = repo.install_secrets(sorted({int(r.install_id) for r in rows}), now)
     return [Job(int(r.id), r.uid, r.url, r.body.encode(), int(r.attempts), r.event_at, int(r.install_id),
-                secrets.get(int(r.install_id), ()), send_by) for r in rows]
+                secrets.get(int(r.install_id), ()), send_by, int(r.org_id)) for r in rows]
 
 
 def _retry_after(value: str | None) -> float | None:

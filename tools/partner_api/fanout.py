@@ -27,15 +27,17 @@ import json
 import time
 from typing import Any, Protocol
 
+from sqlalchemy import Row, text
 from sqlalchemy import event as sa_event
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from memory.db import utcnow
 from memory.identity.repository import IdentityRepository
 from memory.partner.repository import PartnerRepository
 from tools.events.service import EventRecord, Reaction
-from tools.partner_api.delivery import Job
+from tools.partner_api import metrics
+from tools.partner_api.admission import Admission
+from tools.partner_api.delivery import HandoffRoom, Job
 from tools.partner_api.revenue import accrue_runs
 
 # Which event fields each granted scope releases to a plugin. Fields in no list never leave Levqor.
@@ -56,8 +58,8 @@ class LocalDeliverer(Protocol):
     lease_s: float  # how long a row handed over stays leased to it
     send_s: float  # the longest one send may take
 
-    def handoff_room(self) -> tuple[int, set[int]]:
-        """Rows it takes now in all, and the installs whose rows must stay pending."""
+    def handoff_room(self) -> HandoffRoom:
+        """The rows it takes now (in all, per organisation, not for endpoints holding their share)."""
         ...
 
     def accept(self, jobs: list[Job]) -> None:
@@ -102,13 +104,68 @@ def message_body(ev: EventRecord, scopes: list[str], org_slug: str | None) -> st
     return json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str)
 
 
+def endpoint_url(sub: Row[Any], event_name: str) -> str | None:
+    """The endpoint of subscription ``sub`` (a :meth:`PartnerRepository.subscriptions` row) for events
+    called ``event_name``, or None when it has none or does not subscribe to them."""
+    m = sub.manifest
+    url = (m.get("endpoints") or {}).get("webhook_url")
+    if event_name not in m.get("events", []) or not url:
+        return None
+    return str(url)
+
+
+def subscribed_url(ev: EventRecord, sub: Row[Any]) -> str | None:
+    """The endpoint of ``sub`` for ``ev``, or None when it does not subscribe to it or the event
+    happened before the install."""
+    if ev.created_at < sub.created_at:
+        return None
+    return endpoint_url(sub, ev.name)
+
+
+def webhook_id(ev: EventRecord, install_id: int) -> str:
+    """The delivery's ``webhook-id``: one per event and install, stable across retries and replays."""
+    return f"msg_{ev.uid.removeprefix('evt_')}_{install_id}"
+
+
+def delivery_row(ev: EventRecord, sub: Row[Any], url: str, body: str, now: dt.datetime, *, status: str = "pending",
+                 lease_until: dt.datetime | None = None) -> dict[str, Any]:
+    """A ``webhook_deliveries`` row (for :meth:`PartnerRepository.add_deliveries`)."""
+    return {"uid": webhook_id(ev, sub.id), "event_id": ev.id, "event_name": ev.name, "event_at": ev.created_at,
+            "install_id": sub.id, "plugin_id": sub.plugin_id, "org_id": sub.org_id, "url": url, "body": body,
+            "status": status, "attempts": 0, "next_attempt_at": now, "lease_until": lease_until, "replays": 0,
+            "created_at": now}
+
+
+def rows_for_install(session: Session, sub: Row[Any], events: list[EventRecord], now: dt.datetime,
+                     *, replays: int = 0) -> list[dict[str, Any]]:
+    """Pending deliveries of ``events`` to one subscription, for those it subscribes to and that have none
+    yet (the replay of shed work: never shed again)."""
+    repo = PartnerRepository(session)
+    done = repo.delivered_pairs([e.id for e in events])
+    org = IdentityRepository(session).org(sub.org_id)
+    slug = org.slug if org else None
+    scopes = sorted(sub.scopes)
+    out = []
+    for ev in events:
+        url = subscribed_url(ev, sub)
+        if url is None or (ev.id, sub.id) in done:
+            continue
+        row = delivery_row(ev, sub, url, message_body(ev, scopes, slug), now)
+        row["replays"] = replays
+        out.append(row)
+    return out
+
+
 def fanout(session: Session, events: list[EventRecord]) -> None:
     """Queue one signed delivery per subscribed install and event, and accrue per-run plugin revenue.
 
-    Runs on a dispatcher's whole batch: one installs query per organisation, one body per distinct
-    scope set, and one multi-row insert for every delivery of the batch. When this process runs the
-    delivery loop (a deliverer is attached), rows it has room for are inserted already leased to it and
-    handed to it at commit (no claim query, no wait for the loop); the others wait as "pending".
+    Runs on a dispatcher's whole batch: one installs query per organisation, one backlog query for the
+    admission check (:mod:`tools.partner_api.admission`: what it sheds is recorded, not inserted), one
+    body per distinct scope set, and one multi-row insert for every delivery of the batch (pairs that
+    already have a delivery, from a re-run or a replay, are skipped by the insert). When this
+    process runs the delivery loop (a deliverer is attached), rows it has room for are inserted
+    already leased to it and handed to it at commit (no claim query, no wait for the loop); the
+    others wait as "pending".
     """
     by_org: dict[int, list[EventRecord]] = {}
     for ev in events:
@@ -117,61 +174,75 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
     if not by_org:
         return
     repo = PartnerRepository(session)
-    done: set[tuple[int, int]] | None = None
     now = utcnow()
     rows: list[dict[str, Any]] = []
     local = _local
     jobs: list[Job] = []
+    admission: Admission | None = None
     if local is not None:
-        room, full = local.handoff_room()
+        room = local.handoff_room()
         lease_until = now + dt.timedelta(seconds=local.lease_s)
         send_by = time.monotonic() + local.lease_s - local.send_s - 5
     for org_id, evs in by_org.items():
         subs = repo.subscriptions(org_id)
         if not subs:
             continue
-        if done is None:
-            done = repo.delivered_pairs([e.id for e in events])
+        if admission is None:
+            admission = Admission.load(repo, list(by_org), now)
         org = IdentityRepository(session).org(org_id)
         slug = org.slug if org else None
         per_run = any((sub.manifest.get("pricing") or {}).get("model") == "per_run" for sub in subs)
         installs = repo.subscribed_installs(org_id) if per_run else []
+        # Per event name: the subscriptions with an endpoint, those enabled, and the newest install's time.
+        targets: dict[str, tuple[list[tuple[Row[Any], str]], list[Row[Any]], dt.datetime]] = {}
         for ev in evs:
+            t = targets.get(ev.name)
+            if t is None:
+                subscribed = [(sub, url) for sub in subs if (url := endpoint_url(sub, ev.name)) is not None]
+                newest = max((sub.created_at for sub, _ in subscribed), default=ev.created_at)
+                t = targets[ev.name] = (subscribed, [sub for sub, _ in subscribed if sub.endpoint_disabled_at is None],
+                                        newest)
+            subscribed, enabled, newest = t
+            pairs = subscribed
+            if enabled and ev.created_at >= newest and admission.org_full(org_id):
+                # The organisation is over its backlog: the whole event is shed at once (held rows of
+                # disabled endpoints are still written).
+                admission.shed_event(org_id, ev.id, ev.name, ev.created_at, enabled)
+                pairs = [(sub, url) for sub, url in subscribed if sub.endpoint_disabled_at is not None]
             bodies: dict[tuple[str, ...], str] = {}
-            for sub in subs:
-                m = sub.manifest
-                url = (m.get("endpoints") or {}).get("webhook_url")
-                if ev.name not in m.get("events", []) or not url or ev.created_at < sub.created_at:
-                    continue  # not subscribed, or the event happened before the install
-                if (ev.id, sub.id) in done:
-                    continue
+            for sub, url in pairs:
+                if ev.created_at < sub.created_at:
+                    continue  # the event happened before the install
+                if sub.endpoint_disabled_at is None:  # held deliveries of a disabled endpoint are not shed
+                    why = admission.admit(org_id, sub.id)
+                    if why is not None:
+                        admission.record(install_id=sub.id, plugin_id=sub.plugin_id, org_id=sub.org_id,
+                                         event_id=ev.id, event_at=ev.created_at, reason=why)
+                        continue
                 scopes = tuple(sorted(sub.scopes))
                 if scopes not in bodies:
                     bodies[scopes] = message_body(ev, list(scopes), slug)
-                uid = f"msg_{ev.uid.removeprefix('evt_')}_{sub.id}"
+                uid = webhook_id(ev, sub.id)
                 status, lease = "pending", None
-                if local is not None and room > 0 and sub.endpoint_disabled_at is None and sub.id not in full:
+                if local is not None and sub.endpoint_disabled_at is None and room.take(org_id, sub.id):
                     status, lease = "delivering", lease_until  # leased to this process's deliverer
-                    room -= 1
                     secrets = (sub.secret,) + ((sub.previous_secret,) if sub.previous_secret and sub.previous_expires_at
                                                and sub.previous_expires_at > now else ())
                     jobs.append(Job(0, uid, url, bodies[scopes].encode(), 0, ev.created_at, sub.id, secrets,
-                                    send_by))
-                rows.append({
-                    "uid": uid, "event_id": ev.id, "event_name": ev.name,
-                    "event_at": ev.created_at, "install_id": sub.id, "plugin_id": sub.plugin_id,
-                    "org_id": sub.org_id, "url": url, "body": bodies[scopes], "status": status, "attempts": 0,
-                    "next_attempt_at": now, "lease_until": lease, "replays": 0, "created_at": now})
+                                    send_by, org_id))
+                rows.append(delivery_row(ev, sub, url, bodies[scopes], now, status=status, lease_until=lease))
             if ev.name == "job_complete" and installs:
                 accrue_runs(session, ev, installs)
     if rows:
         ids = repo.add_deliveries(rows, returning=bool(jobs))
         if jobs:  # the rows' ids, matched by webhook-id; handed over by _wake once the rows are committed
-            by_uid = dict(ids)
+            by_uid = dict(ids)  # (a pair a concurrent replay inserted first is not ours to send)
             session.info.setdefault("webhook_jobs", []).extend(
-                dataclasses.replace(j, id=by_uid[j.uid]) for j in jobs)
+                dataclasses.replace(j, id=by_uid[j.uid]) for j in jobs if j.uid in by_uid)
         if len(jobs) < len(rows):
             mark_queued(session)
+    if admission is not None:
+        admission.flush(session)
 
 
 # Every event, in the dispatcher's claimed batches. The name is stored with each event's deliveries: keep it.
@@ -203,8 +274,11 @@ def _wake(session: Session) -> None:
     # (with no deliverer attached, the loop stopped in between: the rows come back when their lease expires)
     if session.info.pop("webhook_deliveries", False) and local is not None:
         local.rows_queued()
+    for reason, n in session.info.pop("webhook_shed", {}).items():  # counted once the record is committed
+        metrics.SHED.labels(reason=reason).inc(n)
 
 
 @sa_event.listens_for(Session, "after_rollback")
 def _forget(session: Session) -> None:
     session.info.pop("webhook_jobs", None)  # not committed (after a savepoint: their lease brings them back)
+    session.info.pop("webhook_shed", None)

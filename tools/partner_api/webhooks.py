@@ -1,4 +1,4 @@
-"""Webhook tools: the delivery log (with every attempt) and replays."""
+"""Webhook tools: the delivery log (with every attempt), replays, and the work shed under overload."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import datetime as dt
 from pydantic import BaseModel, Field
 
 from memory.db import utcnow
-from memory.partner.models import WebhookAttempt, WebhookDelivery
+from memory.partner.models import WebhookAttempt, WebhookDeferral, WebhookDelivery
 from memory.partner.repository import PartnerRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.errors import Conflict, NotFound
+from tools.events.service import EventRecord
+from tools.partner_api import metrics
 from tools.partner_api.access import install_for_org_or_partner, visible_to_org_or_publisher
-from tools.partner_api.fanout import mark_queued
+from tools.partner_api.fanout import mark_queued, rows_for_install
 from tools.registry import tool
 
 
@@ -140,3 +142,96 @@ def replay_failures(ctx: ToolContext, params: ReplaySince) -> ReplayResult:
                      detail={"since": since.isoformat(), "count": len(rows)})
     return ReplayResult(requeued=len(rows), delivery_ids=[d.id for d in rows])
 
+
+
+# ---- work shed under overload (tools.partner_api.admission) -------------------------------------
+
+class DeferralRead(BaseModel):
+    id: int
+    install_id: int
+    minute: dt.datetime = Field(description="The minute the shed events happened in")
+    reason: str = Field(description="org_backlog | endpoint_lag")
+    first_event_id: int
+    last_event_id: int
+    first_event_at: dt.datetime
+    last_event_at: dt.datetime
+    shed: int = Field(description="Deliveries shed")
+    status: str = Field(description="deferred (replayable) | replayed")
+    replayed: int
+    replayed_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, d: WebhookDeferral) -> DeferralRead:
+        return cls(id=d.id, install_id=d.install_id, minute=d.bucket, reason=d.reason,
+                   first_event_id=d.first_event_id, last_event_id=d.last_event_id,
+                   first_event_at=d.first_event_at, last_event_at=d.last_event_at, shed=d.shed, status=d.status,
+                   replayed=d.replayed, replayed_at=d.replayed_at)
+
+
+class DeferralQuery(BaseModel):
+    install_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    status: str | None = Field(None, pattern="^(deferred|replayed)$")
+    cursor: int | None = Field(None, ge=1, le=2**62)
+    limit: int = Field(50, ge=1, le=500)
+
+
+class DeferralPage(BaseModel):
+    items: list[DeferralRead]
+    next_cursor: int | None
+
+
+@tool("webhooks.deferrals", risk="read")
+def list_deferrals(ctx: ToolContext, params: DeferralQuery) -> DeferralPage:
+    """List partner webhook deliveries shed under overload (per install and minute), newest first."""
+    rows = PartnerRepository(ctx.session).deferrals(
+        ctx.org_id, install_id=params.install_id, status=params.status, cursor=params.cursor, limit=params.limit + 1)
+    more = len(rows) > params.limit
+    rows = rows[: params.limit]
+    return DeferralPage(items=[DeferralRead.of(d) for d in rows], next_cursor=rows[-1].id if more else None)
+
+
+class ReplayDeferred(BaseModel):
+    install_id: int = Field(ge=1, le=2**31 - 1)
+    limit: int = Field(1000, ge=1, le=10000, description="Events to go through in this call, oldest first")
+
+
+class ReplayDeferredResult(BaseModel):
+    requeued: int = Field(description="Deliveries created now (pending, same webhook-id as they would have had)")
+    remaining: int = Field(description="Minutes of shed work still deferred for this install (call again)")
+    delivery_ids: list[int]
+
+
+@tool("webhooks.replay_deferred", risk="write")
+def replay_deferred(ctx: ToolContext, params: ReplayDeferred) -> ReplayDeferredResult:
+    """Create the deliveries an install's fan-out shed under overload, oldest first, up to a limit of events."""
+    inst = install_for_org_or_partner(ctx, params.install_id)
+    repo = PartnerRepository(ctx.session)
+    sub = next((s for s in repo.subscriptions(inst.org_id) if s.id == inst.id), None)
+    now = utcnow()
+    budget, ids = params.limit, []
+    deferred = repo.deferred(inst.id)  # locked: two replays of one install take turns
+    remaining = len(deferred)
+    for d in deferred:
+        if budget <= 0:
+            break
+        start = max(d.first_event_id, (d.replayed_through or 0) + 1)
+        evs = repo.org_events(d.org_id, start, d.last_event_id, budget)
+        records = [EventRecord(e.id, e.uid, e.name, e.org_id, dict(e.payload), e.created_at) for e in evs]
+        rows = rows_for_install(ctx.session, sub, records, now, replays=1) if sub is not None else []
+        made = [i for _, i in repo.add_deliveries(rows, returning=True)]
+        ids += made
+        d.replayed += len(made)
+        d.replayed_at = now
+        budget -= len(evs)
+        if evs and budget <= 0 and evs[-1].id < d.last_event_id:
+            d.replayed_through = evs[-1].id  # more events in this minute: the next call goes on from here
+            break
+        d.status, d.replayed_through = "replayed", d.last_event_id
+        remaining -= 1
+    ctx.session.flush()
+    if ids:
+        mark_queued(ctx.session)
+        metrics.REPLAYED_SHED.inc(len(ids))
+    audit_log.record(ctx, "webhooks.replayed_deferred", f"install:{inst.id}",
+                     detail={"requeued": len(ids), "remaining": remaining})
+    return ReplayDeferredResult(requeued=len(ids), remaining=remaining, delivery_ids=ids)
