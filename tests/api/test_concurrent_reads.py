@@ -7,17 +7,13 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from fastapi.routing import APIRoute
 
 from tests.factories.orgs import OrgFixture, make_org
 from tests.factories.settings import scratch_sqlite
-from tests.support.database import IS_PG
-from tests.support.processes import levqor_env, start_api
 
 CONNECTIONS = 64
 REQUESTS_EACH = 6
@@ -46,26 +42,6 @@ async def _hammer(base: str, key: str) -> tuple[int, list[str]]:
 
         await asyncio.gather(*(one_client(c) for c in range(CONNECTIONS)))
     return answered, failures
-
-
-@pytest.fixture(params=["sqlite", "test database"] if IS_PG else ["sqlite"])
-def api_on(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, OrgFixture]]:
-    """A real API process with an organisation: on a scratch SQLite file, or on the PostgreSQL test database."""
-    if request.param == "sqlite":
-        with scratch_sqlite(tmp_path) as url:
-            org = make_org()
-            proc, base = start_api(tmp_path / "logs", levqor_env(var_dir=tmp_path, db_url=url))
-            try:
-                yield base, org
-            finally:
-                proc.stop()
-    else:
-        org = make_org()
-        proc, base = start_api(tmp_path / "logs", levqor_env(var_dir=tmp_path))
-        try:
-            yield base, org
-        finally:
-            proc.stop()
 
 
 def test_64_concurrent_authenticated_reads_all_succeed(api_on: tuple[str, OrgFixture]) -> None:

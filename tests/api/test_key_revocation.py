@@ -6,40 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import text
 
 from memory.db import get_engine
-from tests.factories.orgs import OrgFixture, make_org
-from tests.factories.settings import scratch_sqlite
-from tests.support.database import IS_PG
-from tests.support.processes import levqor_env, start_api
+from tests.factories.orgs import OrgFixture
 from tools.identity.service import sha256
 
 REVOCATION_BOUND_S = 1.0  # issue 13: a revocation takes effect within a second
-
-
-@pytest.fixture(params=["sqlite", "test database"] if IS_PG else ["sqlite"])
-def api_on(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, OrgFixture]]:
-    if request.param == "sqlite":
-        with scratch_sqlite(tmp_path) as url:
-            org = make_org()
-            proc, base = start_api(tmp_path / "logs", levqor_env(var_dir=tmp_path, db_url=url))
-            try:
-                yield base, org
-            finally:
-                proc.stop()
-    else:
-        org = make_org()
-        proc, base = start_api(tmp_path / "logs", levqor_env(var_dir=tmp_path))
-        try:
-            yield base, org
-        finally:
-            proc.stop()
 
 
 def test_a_key_revoked_by_another_process_is_refused_within_a_second(api_on: tuple[str, OrgFixture]) -> None:

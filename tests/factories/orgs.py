@@ -5,13 +5,18 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from sqlalchemy.orm import Session
 
 from memory.db import session_scope
+from tests.factories.settings import scratch_sqlite
+from tests.support.database import IS_PG
+from tests.support.processes import levqor_env, start_api
 from tools.context import SYSTEM, Principal, ToolContext
 from tools.identity.service import ApiKeyCreate, OrgCreate, UserCreate, create_key, create_org, create_user
 
@@ -47,6 +52,26 @@ def make_org(plan: Literal["free", "pro", "business", "enterprise"] = "pro") -> 
         keys = {role: create_key(ctx, ApiKeyCreate(name=f"{role} key", role=role)).key
                 for role in ("admin", "viewer", "auditor", "partner")}
     return OrgFixture(org_id, slug, keys, email, password)
+
+
+@pytest.fixture(params=["sqlite", "test database"] if IS_PG else ["sqlite"])
+def api_on(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, OrgFixture]]:
+    """A real API process with an organisation: on a scratch SQLite file, or on the PostgreSQL test database."""
+    if request.param == "sqlite":
+        with scratch_sqlite(tmp_path) as url:
+            org = make_org()
+            proc, base = start_api(tmp_path / "logs", levqor_env(var_dir=tmp_path, db_url=url))
+            try:
+                yield base, org
+            finally:
+                proc.stop()
+    else:
+        org = make_org()
+        proc, base = start_api(tmp_path / "logs", levqor_env(var_dir=tmp_path))
+        try:
+            yield base, org
+        finally:
+            proc.stop()
 
 
 @pytest.fixture()
