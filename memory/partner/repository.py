@@ -39,12 +39,18 @@ _DELIVERY_COLUMNS = (
     ("install_id", "integer"), ("plugin_id", "integer"), ("org_id", "integer"), ("url", "text"), ("body", "text"),
     ("status", "text"), ("attempts", "integer"), ("next_attempt_at", "timestamptz"), ("lease_until", "timestamptz"),
     ("replays", "integer"), ("created_at", "timestamptz"))
+
+
+def _insert_recordset(table: str, columns: tuple[tuple[str, str], ...], alias: str = "") -> str:
+    """``INSERT INTO table (columns) SELECT columns FROM json_to_recordset(:rows)``, typed per column."""
+    names = ", ".join(c for c, _ in columns)
+    return (f"INSERT INTO {table}{f' AS {alias}' if alias else ''} ({names}) SELECT {names} "
+            f"FROM json_to_recordset(CAST(:rows AS json)) AS x({', '.join(f'{c} {t}' for c, t in columns)}) ")
+
+
 # A pair that already has a delivery (a replay of shed work racing the fan-out) is skipped, not an error.
-_DELIVERY_INSERT = (
-    f"INSERT INTO webhook_deliveries ({', '.join(c for c, _ in _DELIVERY_COLUMNS)}) "
-    f"SELECT {', '.join(c for c, _ in _DELIVERY_COLUMNS)} FROM json_to_recordset(CAST(:rows AS json)) "
-    f"AS x({', '.join(f'{c} {t}' for c, t in _DELIVERY_COLUMNS)}) "
-    "ON CONFLICT (event_id, install_id) DO NOTHING")
+_DELIVERY_INSERT = (_insert_recordset("webhook_deliveries", _DELIVERY_COLUMNS)
+                    + "ON CONFLICT (event_id, install_id) DO NOTHING")
 # Successes: the deliveries' new state and their attempt rows, one statement.
 _SUCCESS_RECORD = (
     "WITH v AS (SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(id bigint, at timestamptz, "
@@ -64,10 +70,8 @@ _DEFERRAL_COLUMNS = (
 # More shed work in a replayed range sets it back to deferred, to be replayed from its start (replays
 # skip the deliveries that exist).
 _DEFERRAL_UPSERT = (
-    f"INSERT INTO webhook_deferrals AS w ({', '.join(c for c, _ in _DEFERRAL_COLUMNS)}) "
-    f"SELECT {', '.join(c for c, _ in _DEFERRAL_COLUMNS)} FROM json_to_recordset(CAST(:rows AS json)) "
-    f"AS x({', '.join(f'{c} {t}' for c, t in _DEFERRAL_COLUMNS)}) "
-    "ON CONFLICT (install_id, bucket) DO UPDATE SET "
+    _insert_recordset("webhook_deferrals", _DEFERRAL_COLUMNS, alias="w")
+    + "ON CONFLICT (install_id, bucket) DO UPDATE SET "
     "first_event_id = least(w.first_event_id, excluded.first_event_id), "
     "last_event_id = greatest(w.last_event_id, excluded.last_event_id), "
     "first_event_at = least(w.first_event_at, excluded.first_event_at), "
