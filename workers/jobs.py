@@ -1,17 +1,26 @@
-"""The job loop of a worker process: claim, run each job in a thread, heartbeat, stop gracefully.
+"""The job loop of a worker process: claim, run each job in a thread, record outcomes together,
+heartbeat, stop gracefully.
 
-A :class:`JobWorker` claims up to ``concurrency`` jobs, runs each in a thread
-(:func:`tools.jobs.runner.run_claimed`), renews their leases every third of the lease, sweeps expired
-leases back into the queue, and obeys ``drain`` / ``restart`` commands left on its row. On SIGTERM it
-stops claiming, lets running jobs finish for a grace period, then gives the rest back to the queue.
-Every database step is a function of :mod:`tools.jobs.leases` run in a session opened (and committed)
-here; a commit elsewhere wakes the idle loop (PostgreSQL ``NOTIFY``, SQLite ``PRAGMA data_version``).
+A :class:`JobWorker` claims jobs under a lease and runs each in a thread
+(:func:`tools.jobs.runner.run_steps`); a recorder thread writes the finished runs' outcomes in one
+transaction per batch (:func:`tools.jobs.runner.record_runs`): whatever finished while the previous
+commit was in flight goes into the next one, so a busy worker commits many completions at once and an
+idle one records each at once. While runs are short (under ``SHORT_JOB_S`` on average) the worker holds
+up to ``LEVQOR_WORKER_PREFETCH`` claimed jobs beyond those running, so a claim round trip serves many
+jobs. Heartbeats renew the leases of every job held (running or waiting to be recorded) every third of
+the lease, sweep expired leases back into the queue, and obey ``drain`` / ``restart`` commands left on
+the worker's row. On SIGTERM it stops claiming, lets running jobs finish for a grace period, then gives
+the rest back to the queue. A run whose outcome could not be recorded keeps its lease until it expires
+and the sweep returns the job to the queue (the attempt counts). Every database step is a function of
+:mod:`tools.jobs.leases` or the runner run in a session opened (and committed) here; a commit elsewhere
+wakes the idle loop (PostgreSQL ``NOTIFY``, SQLite ``PRAGMA data_version``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import socket
 import sqlite3
@@ -24,9 +33,10 @@ import psutil
 
 from levqor.settings import get_settings
 from memory.db import session_scope
+from tools.events.service import Reactions
 from tools.jobs import leases, metrics
 from tools.jobs.leases import Claimed
-from tools.jobs.runner import RunControl, run_claimed
+from tools.jobs.runner import Finished, RunControl, record_runs, run_steps
 from workers.dispatcher import listen
 
 log = logging.getLogger(__name__)
@@ -36,21 +46,29 @@ IDLE_POLL_S = {"sqlite": 0.5, "postgresql": 1.0}
 SQLITE_WATCH_S = 0.005
 SHUTDOWN_GRACE_S = 10.0
 GAUGES_EVERY_S = 5.0  # how often a heartbeat also refreshes the queue gauges
+RECORD_BATCH = 500  # most finished runs recorded in one transaction
+RECORD_TRIES = 3  # a batch (then each run alone) is tried this often before its lease is left to expire
+SHORT_JOB_S = 0.05  # runs shorter than this on average are worth prefetching
 _chaos_leak: list[bytearray] = []  # LEVQOR_CHAOS_LEAK_BYTES_PER_JOB (chaos suite only)
 
 
-def run_jobs(stop: threading.Event, concurrency: int | None) -> None:
+def run_jobs(stop: threading.Event, concurrency: int | None, reactions: Reactions | None = None) -> None:
     """Claim and run jobs until ``stop`` is set (one :class:`JobWorker` per process)."""
-    JobWorker(concurrency).run(stop)
+    JobWorker(concurrency, reactions=reactions).run(stop)
 
 
 class JobWorker:
     """One worker process's job loop."""
 
     def __init__(self, concurrency: int | None = None, *, lease_s: float | None = None,
-                 grace_s: float = SHUTDOWN_GRACE_S):
+                 grace_s: float = SHUTDOWN_GRACE_S, reactions: Reactions | None = None):
         s = get_settings()
         self.concurrency = max(1, concurrency or s.worker_concurrency)
+        self.prefetch = max(0, s.worker_prefetch)
+        self.reactions = reactions  # which completion events are outbox work (None: all of them)
+        self.assigned = 0  # jobs handed to the pool whose steps are not over
+        self.avg_run_s = 1.0  # moving average of a run's duration (starts long: no prefetch)
+        self.finished: queue.SimpleQueue[Finished | None] = queue.SimpleQueue()
         self.lease_s = float(lease_s or s.job_lease_s)
         self.grace_s = grace_s
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -75,14 +93,18 @@ class JobWorker:
         else:
             threading.Thread(target=self._watch_sqlite, args=(stop,), name="jobs-wake", daemon=True).start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
+        recorder = threading.Thread(target=self._record_loop, name="jobs-recorder", daemon=True)
+        recorder.start()
         log.info("job worker started", extra={"fields": {"worker": self.id, "concurrency": self.concurrency}})
         try:
             while not stop.is_set() and not self.restart:
                 with self.lock:
-                    free = self.concurrency - len(self.running)
+                    capacity = self.concurrency + (self.prefetch if self.avg_run_s < SHORT_JOB_S else 0)
+                    free = capacity - self.assigned
                     busy = bool(self.running)
                     alone = self.solo is not None
-                if self.draining or free <= 0 or alone:
+                # With jobs in hand, claim again once half the room is free: one round trip, many jobs.
+                if self.draining or alone or free <= 0 or (self.assigned and free < max(1, capacity // 2)):
                     self._idle(0.5)
                     continue
                 try:
@@ -99,11 +121,14 @@ class JobWorker:
                     ctrl = RunControl()
                     with self.lock:
                         self.running[claimed.job.id] = (claimed, ctrl)
+                        self.assigned += 1
                     pool.submit(self._run_one, claimed, ctrl)
                 if not batch.jobs:
                     self._idle(IDLE_POLL_S[self.dialect])
         finally:
             self._shutdown(pool)
+            self.finished.put(None)  # every run has finished: the recorder stops after recording them
+            recorder.join()
             hb_stop.set()
             hb.join(timeout=5)
             try:
@@ -122,22 +147,78 @@ class JobWorker:
 
     def _run_one(self, claimed: Claimed, ctrl: RunControl) -> None:
         job = claimed.job
+        started = time.monotonic()
+        finished: Finished | None = None
         try:
             leak = get_settings().chaos_leak_bytes_per_job
             if leak > 0:  # the chaos suite's memory leak: touched pages, kept for the process's life
                 _chaos_leak.append(bytearray(b"\x01") * leak)
-            outcome = run_claimed(job, ctrl, claimed.pipeline)
-            log.info("job run finished", extra={"fields": {"job_id": job.id, "outcome": outcome,
-                                                           "attempt": job.attempts}})
+            finished = run_steps(job, ctrl, claimed.pipeline)
         except Exception:
             log.exception("job run crashed", extra={"fields": {"job_id": job.id}})
-        finally:
-            with self.lock:
-                self.running.pop(job.id, None)
-                self.jobs_done += 1
-                if self.solo == job.id:
+        with self.lock:
+            self.assigned -= 1
+            self.avg_run_s += 0.1 * (time.monotonic() - started - self.avg_run_s)
+        if finished is not None:
+            self.finished.put(finished)
+        else:  # nothing to record: its lease expires and the sweep returns it to the queue
+            self._settled([job.id])
+        self.wake.set()
+
+    def _settled(self, job_ids: list[int]) -> None:
+        with self.lock:
+            for job_id in job_ids:
+                self.running.pop(job_id, None)
+                if self.solo == job_id:
                     self.solo = None
-            self.wake.set()
+            self.jobs_done += len(job_ids)
+
+    # ---- recording -----------------------------------------------------------------------
+
+    def _record_loop(self) -> None:
+        """Record finished runs, as many per transaction as finished meanwhile, until the sentinel."""
+        last = False
+        while not last:
+            item = self.finished.get()
+            batch = [] if item is None else [item]
+            last = item is None
+            while not last and len(batch) < RECORD_BATCH:
+                try:
+                    item = self.finished.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    last = True
+                else:
+                    batch.append(item)
+            if batch:
+                self._record(batch)
+
+    def _record(self, batch: list[Finished]) -> None:
+        outcomes = self._try_record(batch)
+        if outcomes is None:  # one bad run must not cost the others their outcome: each alone
+            outcomes = []
+            for run in batch:
+                one = self._try_record([run])
+                outcomes.append(one[0] if one else "unrecorded")
+                if one is None:
+                    log.error("job outcome not recorded; its lease will expire",
+                              extra={"fields": {"job_id": run.job.id}})
+        for run, outcome in zip(batch, outcomes, strict=True):
+            log.info("job run finished", extra={"fields": {"job_id": run.job.id, "outcome": outcome,
+                                                           "attempt": run.job.attempts}})
+        self._settled([run.job.id for run in batch])
+        self.wake.set()
+
+    def _try_record(self, runs: list[Finished]) -> list[str] | None:
+        for attempt in range(1, RECORD_TRIES + 1):
+            try:
+                with session_scope() as s:
+                    return record_runs(s, runs, self.reactions)
+            except Exception:
+                log.warning("recording job outcomes failed", exc_info=True,
+                            extra={"fields": {"jobs": len(runs), "attempt": attempt}})
+        return None
 
     def _shutdown(self, pool: ThreadPoolExecutor) -> None:
         deadline = time.monotonic() + self.grace_s

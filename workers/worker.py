@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from levqor.metrics import start_process
 from levqor.settings import get_settings
+from tools.events.service import Reactions
 from tools.registry import registry
 from workers import wiring
 from workers.dispatcher import run_dispatcher
@@ -18,10 +19,11 @@ from workers.process import stop_on_signals
 
 log = logging.getLogger("levqor.process")
 
-# The loops a worker runs beside the outbox dispatcher: (thread name, loop(stop, concurrency)).
-LOOPS: tuple[tuple[str, Callable[[threading.Event, int | None], None]], ...] = (
+# The loops a worker runs beside the outbox dispatcher: (thread name, loop(stop, concurrency, reactions)).
+# The job loop reads the reactions to tell which completion events are outbox work.
+LOOPS: tuple[tuple[str, Callable[[threading.Event, int | None, Reactions], None]], ...] = (
     ("jobs", run_jobs),
-    ("hooks", lambda stop, _concurrency: run_hooks(stop)),
+    ("hooks", lambda stop, _concurrency, _reactions: run_hooks(stop)),
 )
 
 
@@ -35,7 +37,7 @@ def run_worker(concurrency: int | None = None) -> None:
     threads = [threading.Thread(target=run_dispatcher, args=(stop, s.events_poll_s, reactions), name="outbox",
                                 daemon=True)]
     for name, loop in LOOPS:
-        threads.append(threading.Thread(target=loop, args=(stop, concurrency), name=name, daemon=True))
+        threads.append(threading.Thread(target=loop, args=(stop, concurrency, reactions), name=name, daemon=True))
     for t in threads:
         t.start()
     log.info("worker started", extra={"fields": {"pid": os.getpid()}})

@@ -25,6 +25,12 @@ class EventRepository:
         self.session.add(event)
         self.session.flush()
 
+    def add_many(self, rows: list[dict[str, Any]]) -> None:
+        """Insert event rows (uid, name, org_id, payload, created_at, dispatched_at) in one statement,
+        without ORM objects: the jobs runtime records a completion per job."""
+        if rows:
+            self.session.execute(insert(Event), rows)
+
     def claim_due(self, now: dt.datetime, limit: int) -> list[Event]:
         """Undispatched events with something to do now, oldest first.
 

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, delete, func, insert, or_, select, update
+from sqlalchemy import Select, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from memory.db import utcnow
@@ -175,15 +175,18 @@ class JobRepository:
             # rescan the subquery for each candidate row, each rescan skipping the rows it just locked and
             # picking others: one claim of 2 took 46 of 50 queued jobs.
             picked = select(picked.cte("picked").prefix_with("MATERIALIZED").c.id)
+        t = _JOBS
         stmt = (
-            update(Job)
-            .where(Job.id.in_(picked), Job.state == "queued")
-            .values(state="running", attempts=Job.attempts + 1, fence=Job.fence + 1, lease_owner=worker_id,
+            update(t)
+            .where(t.c.id.in_(picked), t.c.state == "queued")
+            .values(state="running", attempts=t.c.attempts + 1, fence=t.c.fence + 1, lease_owner=worker_id,
                     lease_until=now + dt.timedelta(seconds=lease_s), started_at=now)
-            .returning(Job)
+            .returning(*t.c)
         )
-        return list(self.session.scalars(stmt, execution_options={"synchronize_session": False,
-                                                                  "populate_existing": True}))
+        # Core, not the ORM: the claimed rows come back as transient Job objects that belong to no session
+        # (the worker hands them to threads), without the ORM's identity-map and bulk-update machinery.
+        rows = self.session.execute(stmt).all()
+        return [Job(**row._mapping) for row in sorted(rows, key=lambda r: (r.run_at, r.id))]
 
     def unclaim(self, job_id: int, fence: int) -> bool:
         """Give a job just claimed (and not started) back to the queue as it was: its attempt uncounted."""
@@ -214,6 +217,29 @@ class JobRepository:
             .values(lease_owner=None, lease_until=None, **values)
         )
         return _rowcount(res) == 1
+
+    def finish_many(self, rows: Sequence[dict[str, Any]]) -> int:
+        """:meth:`finish` for many runs at once: ``rows`` hold ``job_id``, ``fence`` and the same value
+        keys each; one executemany. Returns the rows written (fewer than given: some run was stale)."""
+        if not rows:
+            return 0
+        t = _JOBS
+        keys = [k for k in rows[0] if k not in ("job_id", "fence")]
+        stmt = (update(t).where(t.c.id == bindparam("w_id"), t.c.fence == bindparam("w_fence"),
+                                t.c.state == "running")
+                .values(lease_owner=None, lease_until=None, **{k: bindparam(f"v_{k}") for k in keys}))
+        params = [{"w_id": r["job_id"], "w_fence": r["fence"], **{f"v_{k}": r[k] for k in keys}} for r in rows]
+        return _rowcount(self.session.execute(stmt, params))
+
+    def finished_under(self, runs: Sequence[tuple[int, int]], state: str, at: dt.datetime) -> set[tuple[int, int]]:
+        """Which ``(job_id, fence)`` runs are now ``state`` under that fence, finished ``at`` (who wrote a
+        :meth:`finish_many` that some stale run fell out of)."""
+        if not runs:
+            return set()
+        t = _JOBS
+        rows = self.session.execute(select(t.c.id, t.c.fence).where(
+            t.c.id.in_([r[0] for r in runs]), t.c.state == state, t.c.finished_at == at)).all()
+        return {(int(i), int(f)) for i, f in rows} & set(runs)
 
     def add_steps(self, steps: Sequence[JobStep]) -> None:
         if not steps:

@@ -170,6 +170,14 @@ class PartnerRepository:
             .where(PluginInstall.org_id == org_id, PluginInstall.status == "active", Plugin.state == "listed"))
         return [(i, p, v) for i, p, v in rows]
 
+    def orgs_with_installs(self, org_ids: set[int]) -> set[int]:
+        """The organisations among ``org_ids`` that have any plugin install, in any state (a superset of
+        those the fan-out would deliver to: it decides which job events are outbox work)."""
+        if not org_ids:
+            return set()
+        return set(self.session.scalars(select(PluginInstall.org_id).where(
+            PluginInstall.org_id.in_(sorted(org_ids))).distinct()))
+
     def subscriptions(self, org_id: int) -> list[Row[Any]]:
         """:meth:`subscribed_installs` as plain rows (install id, org, scopes, created_at, plugin id,
         manifest, signing secrets, endpoint_disabled_at): the fan-out reads these for every event,

@@ -170,9 +170,10 @@ def api_server(**env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 @contextlib.contextmanager
 def running_worker(concurrency: int = 2, lease_s: float = 30.0, grace_s: float = 5.0) -> Iterator[Any]:
     """A :class:`JobWorker` in a thread of this process (stopped on exit)."""
+    from workers import wiring
     from workers.jobs import JobWorker
 
-    w = JobWorker(concurrency, lease_s=lease_s, grace_s=grace_s)
+    w = JobWorker(concurrency, lease_s=lease_s, grace_s=grace_s, reactions=wiring.reactions())
     stop = threading.Event()
     t = threading.Thread(target=w.run, args=(stop,), daemon=True)
     t.start()

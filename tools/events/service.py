@@ -13,8 +13,15 @@ Hot paths (the partner webhook fan-out runs for every event) react in batches: a
 runs once for all the new events a dispatcher claimed, inside the claiming transaction (one
 savepoint), and its delivery rows are written as done in the same commit; only when the batch raises
 does each event fall back to its own delivery and transaction, so one bad event is retried and
-recorded alone. On PostgreSQL ``emit`` also sends ``NOTIFY levqor_events`` (delivered at commit) and
-dispatchers in other processes ``LISTEN`` for it instead of waiting for their next poll.
+recorded alone. On PostgreSQL a transaction that emitted events also sends one ``NOTIFY levqor_events``
+(delivered at commit) and dispatchers in other processes ``LISTEN`` for it instead of waiting for their
+next poll.
+
+Events nobody reacts to are still written (they are the organisation's event log) but not as outbox
+work: :func:`emit_many` marks them dispatched at once when every reaction to the name declares which
+organisations it watches (``Reaction.watches``) and the event's is not among them. The jobs runtime
+writes its completion events that way, so an organisation without partner installs costs the dispatcher
+nothing per job.
 """
 
 from __future__ import annotations
@@ -63,6 +70,8 @@ class EventRecord:
 
 Handler = Callable[[Session, EventRecord], None]
 BatchHandler = Callable[[Session, list[EventRecord]], None]
+# The organisations, among those given, whose events a reaction cares about (read in the caller's session).
+Watcher = Callable[[Session, set[int]], set[int]]
 wakeup = threading.Event()
 NOTIFY_CHANNEL = "levqor_events"
 
@@ -72,12 +81,15 @@ class Reaction:
     """What a feature does when an event happens: ``handle(session, event)``, each event in its own
     transaction, or ``batch(session, events)`` once per claimed batch (falling back to one by one).
 
-    ``name`` keys the delivery rows, so it must stay the same across releases."""
+    ``name`` keys the delivery rows, so it must stay the same across releases. ``watches`` (optional)
+    names the organisations whose events the reaction can do anything with; its answer must be a
+    superset (an event it leaves out is never delivered to it)."""
 
     event: str  # an event name, or "*" for every event
     name: str
     handle: Handler | None = None
     batch: BatchHandler | None = None
+    watches: Watcher | None = None
 
     def __post_init__(self) -> None:
         if (self.handle is None) == (self.batch is None):
@@ -90,7 +102,9 @@ class Reactions:
     def __init__(self, reactions: Iterable[Reaction] = ()):
         self._handlers: dict[str, dict[str, Handler]] = {}
         self._batches: dict[str, BatchHandler] = {}
+        self._watchers: dict[str, list[Watcher | None]] = {}
         for r in reactions:
+            self._watchers.setdefault(r.event, []).append(r.watches)
             if r.batch is not None:
                 batch = r.batch
 
@@ -110,6 +124,19 @@ class Reactions:
     def batch(self, name: str) -> BatchHandler | None:
         return self._batches.get(name)
 
+    def unwatched(self, session: Session, name: str, org_ids: set[int]) -> set[int]:
+        """The organisations among ``org_ids`` whose event ``name`` no reaction would do anything with."""
+        watchers = [*self._watchers.get("*", []), *self._watchers.get(name, [])]
+        if not org_ids or any(w is None for w in watchers):
+            return set()
+        left = set(org_ids)
+        for w in watchers:
+            assert w is not None
+            left -= w(session, set(left))
+            if not left:
+                break
+        return left
+
 
 def after_commit(session: Session, fn: Callable[[], None]) -> None:
     """Run ``fn`` once the reaction's transaction has ended, to start work that must see its writes
@@ -122,13 +149,46 @@ def emit(session: Session, name: str, payload: dict[str, Any], *, org_id: int | 
     ev = Event(uid=f"evt_{uuid.uuid4().hex}", name=name, org_id=org_id, payload=payload)
     EventRepository(session).add(ev)
     session.info["emitted_events"] = True
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})  # sent at commit
     return ev
+
+
+def emit_many(session: Session, events: Iterable[tuple[str, dict[str, Any], int | None]],
+              reactions: Reactions | None = None) -> int:
+    """Write events ``(name, payload, org_id)`` in one statement in the caller's transaction; those no
+    reaction in ``reactions`` watches are written already dispatched (no outbox work). Returns how many
+    are outbox work."""
+    events = list(events)
+    if not events:
+        return 0
+    now = utcnow()
+    quiet: dict[str, set[int]] = {}
+    if reactions is not None:
+        for name in {n for n, _, _ in events}:
+            orgs = {o for n, _, o in events if n == name and o is not None}
+            quiet[name] = reactions.unwatched(session, name, orgs)
+    rows = [{"uid": f"evt_{uuid.uuid4().hex}", "name": name, "org_id": org_id, "payload": payload,
+             "created_at": now, "dispatched_at": now if org_id in quiet.get(name, ()) else None}
+            for name, payload, org_id in events]
+    EventRepository(session).add_many(rows)
+    work = sum(1 for r in rows if r["dispatched_at"] is None)
+    if work:
+        session.info["emitted_events"] = True
+    return work
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _notify_dispatchers(session: Session) -> None:
+    # One NOTIFY per transaction that emitted events (delivered at commit); savepoints are not commits.
+    if session.in_nested_transaction() or not session.info.get("emitted_events"):
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
 
 
 @sa_event.listens_for(Session, "after_commit")
 def _wake_dispatcher(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
     if session.info.pop("emitted_events", False):
         wakeup.set()
 

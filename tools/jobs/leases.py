@@ -69,8 +69,7 @@ def claim_batch(session: Session, worker_id: str, n: int, lease_s: float, *, bus
         jobs = [suspect]
     pipes = PipelineRepository(session).by_ids({j.pipeline_id for j in jobs})
     out = []
-    for j in jobs:
-        session.expunge(j)
+    for j in jobs:  # transient objects (the claim is Core SQL): no session to detach them from
         p = pipes.get(j.pipeline_id)
         out.append(Claimed(j, PipelineSnapshot.of(p) if p is not None else None))
     return Batch(out, suspect.id if suspect is not None else None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from memory.db import utcnow
 from memory.jobs.models import Job, JobStep
 from memory.jobs.repository import JobRepository
-from tools.events.service import emit
+from tools.events.service import Reactions, emit, emit_many
 from tools.jobs import metrics
 
 MAX_BACKOFF_S = 600.0
@@ -34,15 +35,34 @@ def job_event_payload(job: Job, **extra: Any) -> dict[str, Any]:
 
 def record_success(session: Session, job: Job, output: Any, steps: list[JobStep]) -> bool:
     """Record a run's success under its fence (exactly once); False if the run was stale."""
+    return record_successes(session, [(job, output, steps)])[0]
+
+
+def record_successes(session: Session, runs: Sequence[tuple[Job, Any, list[JobStep]]],
+                     reactions: Reactions | None = None) -> list[bool]:
+    """Record the successes of many runs, each under its fence (exactly once): one insert of every step,
+    one executemany of the fenced updates, one insert of the ``job_complete`` events (written already
+    dispatched for organisations no reaction in ``reactions`` watches). Per run, False if it was stale.
+    """
+    if not runs:
+        return []
     now = utcnow()
     repo = JobRepository(session)
-    repo.add_steps(steps)
-    ok = repo.finish(job.id, job.fence, state="succeeded", output=output, finished_at=now, last_error=None,
-                     retryable=False)
-    if ok:
+    repo.add_steps([st for _, _, steps in runs for st in steps])
+    written = repo.finish_many([{"job_id": job.id, "fence": job.fence, "state": "succeeded", "output": output,
+                                 "finished_at": now, "last_error": None, "retryable": False}
+                                for job, output, _ in runs])
+    if written == len(runs):
+        ok = [True] * len(runs)
+    else:  # some run was stale: ours are the rows now succeeded under our fence at our timestamp
+        mine = repo.finished_under([(job.id, job.fence) for job, _, _ in runs], "succeeded", now)
+        ok = [(job.id, job.fence) in mine for job, _, _ in runs]
+    done = [job for (job, _, _), good in zip(runs, ok, strict=True) if good]
+    for job in done:
         job.state = "succeeded"
-        emit(session, "job_complete", job_event_payload(job), org_id=job.org_id)
-        metrics.JOBS_FINISHED.labels(outcome="succeeded").inc()
+    emit_many(session, [("job_complete", job_event_payload(job), job.org_id) for job in done], reactions)
+    if done:
+        metrics.JOBS_FINISHED.labels(outcome="succeeded").inc(len(done))
     return ok
 
 

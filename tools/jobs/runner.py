@@ -18,13 +18,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from memory.db import session_scope, utcnow
 from memory.jobs.models import Job, JobStep, Pipeline
 from memory.jobs.repository import JobRepository
 from tools.errors import AppError
-from tools.events.service import emit
+from tools.events.service import Reactions, emit_many
 from tools.jobs import metrics
-from tools.jobs.outcomes import record_failure, record_success, release
+from tools.jobs.outcomes import record_failure, record_successes, release
 from tools.jobs.pipelines import render, search
 from tools.partner_api.actions import LazyDirectory, PluginCall, without_reserved
 from tools.shared import ssrf
@@ -263,8 +265,18 @@ class PipelineSnapshot:
         return cls(p.name, list(p.steps), float(p.timeout_s), float(p.retry_backoff_s))
 
 
-def run_claimed(job: Job, ctrl: RunControl, pipeline: PipelineSnapshot | None = None) -> str:
-    """Run one job this worker claimed; record the outcome. Returns what was recorded."""
+@dataclass
+class Finished:
+    """A run whose steps are over, waiting for its outcome to be recorded."""
+
+    job: Job
+    result: RunResult
+    backoff_s: float
+    give_back: bool  # interrupted by the worker's shutdown (not by a lost lease): back to the queue
+
+
+def run_steps(job: Job, ctrl: RunControl, pipeline: PipelineSnapshot | None = None) -> Finished:
+    """Run the steps of a job this worker claimed; nothing is recorded (see :func:`record_runs`)."""
     if pipeline is None:
         with session_scope() as s:
             found = s.get(Pipeline, job.pipeline_id)
@@ -282,17 +294,37 @@ def run_claimed(job: Job, ctrl: RunControl, pipeline: PipelineSnapshot | None = 
         res = execute(steps, job_input=dict(job.input or {}), job_meta=meta, run=job.fence, attempt=job.attempts,
                       job_id=job.id, ctrl=ctrl, org_id=job.org_id)
     metrics.RUN_DURATION.observe(time.monotonic() - started)
-    with session_scope() as s:
+    return Finished(job, res, backoff, give_back=res.interrupted and ctrl.shutdown.is_set() and not ctrl.lost.is_set())
+
+
+def record_runs(session: Session, runs: list[Finished], reactions: Reactions | None = None) -> list[str]:
+    """Record the outcomes of finished runs in the caller's transaction, each under its job's fence;
+    what was recorded for each: succeeded, queued (a retry), failed, dead, released or stale.
+
+    Successes, the common case, are written together (:func:`tools.jobs.outcomes.record_successes`);
+    ``reactions`` decides which of their completion events are outbox work."""
+    out: dict[int, str] = {}
+    wins = [r for r in runs if r.result.ok]
+    for r, ok in zip(wins, record_successes(session, [(r.job, r.result.output, r.result.steps) for r in wins],
+                                            reactions), strict=True):
+        out[id(r)] = "succeeded" if ok else "stale"
+    emits = [(name, {**payload, "job_id": r.job.id}, r.job.org_id)
+             for r in wins if out[id(r)] == "succeeded" for name, payload in r.result.emits]
+    emit_many(session, emits)
+    for r in runs:
+        if r.result.ok:
+            continue
+        res, job = r.result, r.job
         if res.interrupted:
-            JobRepository(s).add_steps(res.steps)
-            if ctrl.shutdown.is_set() and not ctrl.lost.is_set():
-                return "released" if release(s, job) else "stale"
-            return "stale"
-        if res.ok:
-            if not record_success(s, job, res.output, res.steps):
-                return "stale"
-            for name_, payload in res.emits:
-                emit(s, name_, {**payload, "job_id": job.id}, org_id=job.org_id)
-            return "succeeded"
-        state = record_failure(s, job, res.error, res.retryable, res.steps, backoff)
-        return state or "stale"
+            JobRepository(session).add_steps(res.steps)
+            out[id(r)] = ("released" if release(session, job) else "stale") if r.give_back else "stale"
+        else:
+            out[id(r)] = record_failure(session, job, res.error, res.retryable, res.steps, r.backoff_s) or "stale"
+    return [out[id(r)] for r in runs]
+
+
+def run_claimed(job: Job, ctrl: RunControl, pipeline: PipelineSnapshot | None = None) -> str:
+    """Run one job this worker claimed and record the outcome in a transaction of its own."""
+    finished = run_steps(job, ctrl, pipeline)
+    with session_scope() as s:
+        return record_runs(s, [finished])[0]

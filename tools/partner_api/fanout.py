@@ -246,7 +246,12 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
 
 
 # Every event, in the dispatcher's claimed batches. The name is stored with each event's deliveries: keep it.
-REACTIONS = (Reaction("*", "partner_api.hooks.fanout", batch=fanout),)
+def watching(session: Session, org_ids: set[int]) -> set[int]:
+    """The organisations whose events the fan-out may deliver or accrue: those with a plugin install."""
+    return PartnerRepository(session).orgs_with_installs(org_ids)
+
+
+REACTIONS = (Reaction("*", "partner_api.hooks.fanout", batch=fanout, watches=watching),)
 
 
 def mark_queued(session: Session) -> None:

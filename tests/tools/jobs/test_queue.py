@@ -143,8 +143,7 @@ def test_completion_is_fenced_a_stale_run_cannot_record(org: OrgFixture) -> None
                                                                                                    tzinfo=dt.UTC)))
     try:
         with session_scope() as s:
-            first = JobRepository(s).claim("w-old", 1, 30)[0]
-            s.expunge(first)
+            first = JobRepository(s).claim("w-old", 1, 30)[0]  # a transient object, in no session
         assert first.id == jid and first.fence == 1
         with session_scope() as s:  # the old worker stops heartbeating: its lease runs out
             s.execute(update(Job).where(Job.id == jid).values(lease_until=dt.datetime.now(dt.UTC) - dt.timedelta(1)))
@@ -152,7 +151,6 @@ def test_completion_is_fenced_a_stale_run_cannot_record(org: OrgFixture) -> None
             assert requeue_expired(s, org.org_id) == ([jid], [])
         with session_scope() as s:
             second = JobRepository(s).claim("w-new", 1, 30)[0]
-            s.expunge(second)
         assert second.fence == 2 and second.attempts == 2
         with session_scope() as s:
             assert record_success(s, first, {"by": "old"}, []) is False
