@@ -100,11 +100,14 @@ def signup_submit(
 def verify(request: Request, session: SessionDep, token: Annotated[str, Query(max_length=100)] = "") -> Response:
     """Verify the email from the link we sent, sign the person in and go to their API keys."""
     try:
-        user = accounts.verify_email(session, token)
+        user, verified_now = accounts.verify_email(session, token)
     except BadRequest as exc:
         resp = render(request, "developer_message.html", title="Email not verified", message=exc.detail)
         resp.status_code = 400
         return resp
+    if not verified_now:  # a used link signs nobody in
+        return render(request, "developer_message.html", title="Email already verified",
+                      message="This address is verified. Log in to continue.")
     raw, _bs = open_session(session, user, get_settings().session_ttl_hours, how="email_verification")
     return _signed_in(raw, "/developer/keys?verified=1")
 

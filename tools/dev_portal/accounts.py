@@ -142,8 +142,11 @@ def require_verified(ctx: ToolContext) -> None:
         raise Forbidden("verify your email first: open the link we sent you (or send a new one)", field="email")
 
 
-def verify_email(session: Session, token: str) -> User:
-    """Use a verification link: the email is verified (every pending link of that user is used up)."""
+def verify_email(session: Session, token: str) -> tuple[User, bool]:
+    """Use a verification link: the email is verified (every pending link of that user is used up).
+
+    Returns the user and whether this call verified it (False: the link was used before, by a second
+    click or a mail scanner; it proves nothing more and must not sign anyone in)."""
     repo = PortalRepository(session)
     row = repo.by_hash("verify", sha256(token))
     if row is None or row.user_id is None:
@@ -153,7 +156,7 @@ def verify_email(session: Session, token: str) -> User:
         raise BadRequest("this verification link is not valid", field="token")
     if row.used_at is not None:
         if email_verified(session, user.id):
-            return user  # a second click on the same link: already verified
+            return user, False  # a second click on the same link: already verified
         raise BadRequest("this verification link was already used", field="token")
     if row.expires_at <= utcnow():
         raise BadRequest("this verification link has expired; log in and send a new one", field="token")
@@ -163,7 +166,7 @@ def verify_email(session: Session, token: str) -> User:
         session.flush()
     audit_log.append(session, actor=f"user:{user.id}", action="devportal.email_verified", target=f"user:{user.id}",
                      org_id=user.org_id, detail={"email": user.email})
-    return user
+    return user, True
 
 
 # ---- invitations ------------------------------------------------------------------------------

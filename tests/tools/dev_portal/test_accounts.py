@@ -55,6 +55,15 @@ def test_sign_up_verify_and_create_a_test_key_that_works(web: TestClient) -> Non
     assert "Verify your email" in page.text and "Create a key" not in page.text
     r = web.post("/developer/keys", data={"name": "early", "mode": "test", "csrf_token": csrf(page.text)})
     assert r.status_code == 403 and r.json()["field"] == "email"
+    # nor through the other doors: the main /keys page and the API with the browser session
+    r = web.post("/keys", data={"name": "early", "mode": "test", "csrf_token": csrf(page.text)})
+    assert r.status_code == 403 and r.json()["field"] == "email"
+    r = web.post("/v1/keys", json={"name": "early"}, headers={"x-csrf-token": csrf(page.text)})
+    assert r.status_code == 403 and r.json()["field"] == "email"
+    for p in ("/developer/keys", "/developer/team"):  # the portal's signed-in pages: CSP, no inline script
+        r = web.get(p)
+        assert r.status_code == 200 and "script-src 'self';" in r.headers["content-security-policy"]
+        assert "<script" not in r.text and " style=" not in r.text
     # the link verifies and signs in
     r = web.get(link(msg, "/developer/verify"), follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/developer/keys?verified=1"
@@ -75,8 +84,13 @@ def test_sign_up_verify_and_create_a_test_key_that_works(web: TestClient) -> Non
     for action in ("devportal.signup", "devportal.email_verified", "org.created", "users.created", "keys.created",
                    "auth.login"):
         assert _audit(web, key, action), action
-    # a second click on the link is harmless
-    assert web.get(link(msg, "/developer/verify"), follow_redirects=False).status_code == 303
+    # a second click on the link (or a mail scanner's) is harmless and signs nobody in
+    with TestClient(web.app, raise_server_exceptions=False) as stranger:
+        again = stranger.get(link(msg, "/developer/verify"), follow_redirects=False)
+        assert again.status_code == 200 and "already verified" in again.text
+        assert "levqor_session" not in again.headers.get("set-cookie", "")
+        assert stranger.get("/developer/keys", headers={"accept": "text/html"},
+                            follow_redirects=False).headers["location"] == "/developer/login"
 
 
 def test_an_existing_email_creates_nothing_and_is_told_by_email_only(web: TestClient, org: OrgFixture) -> None:
