@@ -91,7 +91,8 @@ def _new_token(session: Session, *, kind: str, org_id: int, email: str, role: st
 
 
 def _send(to: str, subject: str, body: str, uid: str) -> None:
-    mail.deliver(mail.compose(to, subject, body, uid=uid), uid)
+    # A name in a subject may hold a line break (sent by a crafted form): one line, or the header is refused.
+    mail.deliver(mail.compose(to, " ".join(subject.split()), body, uid=uid), uid)
 
 
 def sign_up(session: Session, params: SignUp, *, ip: str) -> SignUpResult:

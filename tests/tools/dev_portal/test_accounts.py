@@ -242,3 +242,30 @@ def test_a_cancelled_invitation_link_stops_working(web: TestClient, org: OrgFixt
     (msg,) = mails_to(mate)
     assert web.get(link(msg, "/developer/invite")).status_code == 400
     assert web.delete("/v1/invites/999999", headers=org.headers()).status_code == 404
+
+
+def test_another_organisation_cannot_rotate_or_revoke_through_the_pages(web: TestClient, org: OrgFixture) -> None:
+    """The /developer pages are not in the OpenAPI document the tenancy test walks: the same rule, here."""
+    verified_developer(web)
+    victim = web.get("/v1/keys", headers=org.headers()).json()["items"][0]
+    token = csrf(web.get("/developer/keys").text)
+    for action in ("rotate", "revoke"):
+        r = web.post(f"/developer/keys/{victim['id']}/{action}", data={"csrf_token": token})
+        assert r.status_code == 404 and r.json()["field"] == "key_id", r.text
+    after = web.get("/v1/keys", headers=org.headers()).json()["items"][0]
+    assert after == {**victim, "last_used_at": after["last_used_at"]}
+    assert web.get("/v1/me", headers=org.headers()).status_code == 200
+
+
+def test_a_line_break_in_an_organisation_name_does_not_break_the_invitation_email(web: TestClient) -> None:
+    dev = new_developer()
+    r = sign_up(web, dev, org_name="Evil\r\nBcc: victim@example.com")
+    assert r.status_code == 200
+    (msg,) = mails_to(dev.email)
+    web.get(link(msg, "/developer/verify"))
+    key = create_key(web)
+    mate = new_developer().email
+    r = web.post("/v1/invites", json={"email": mate}, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 201, r.text
+    (invite,) = mails_to(mate)
+    assert invite["Bcc"] is None and "Evil Bcc: victim@example.com" in invite["Subject"]
