@@ -26,6 +26,7 @@ COPY memory memory
 COPY api api
 COPY policies policies
 COPY workers workers
+COPY docs docs
 RUN pip install --no-deps -e .
 
 USER levqor

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LEVQOR := $(VENV)/bin/levqor
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv migrate seed api worker scheduler lint imports check types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-chaos bench-arch bench-api
+.PHONY: run test venv migrate seed api worker scheduler lint imports check types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-chaos bench-arch bench-api api-docs
 
 $(STAMP): requirements/dev.lock requirements/base.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -39,6 +39,10 @@ PYTEST_XDIST ?= -n auto --maxprocesses=4
 
 test: venv
 	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
+
+# docs/dev_portal/api_reference.md from the OpenAPI document (tests/tools/dev_portal fail when it is stale).
+api-docs: venv
+	$(LEVQOR) docs api-reference
 
 lint: venv
 	$(VENV)/bin/ruff check .

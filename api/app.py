@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 
-from api import errors
+from api import errors, versioning
 from api.input_limits import InputLimits
 from api.observe import Observe
 from levqor import __version__
@@ -20,6 +20,7 @@ from policies.engine import get_engine as load_policy
 ROUTERS: tuple[str, ...] = (
     "api.routers.health",
     "api.routers.identity",
+    "api.routers.dev_portal",
     "api.routers.audit",
     "api.routers.platform",
     "api.routers.partners",
@@ -32,6 +33,8 @@ ROUTERS: tuple[str, ...] = (
     "api.routers.ops",
     "api.pages.ops",
     "api.pages.router",
+    "api.pages.developer",
+    "api.pages.swagger",
 )
 
 
@@ -44,11 +47,15 @@ def create_app() -> FastAPI:
         title="Levqor API",
         version=__version__,
         description="Levqor automation platform: operations, agents and partner ecosystem. "
-        "Authenticate with `Authorization: Bearer <API key>`. Errors are RFC 9457 problem details.",
+        "Authenticate with `Authorization: Bearer <API key>`. Errors are RFC 9457 problem details. "
+        "Guides: /developer/docs.",
+        docs_url=None,  # /docs is api/pages/swagger.py: Swagger UI from local files, not a CDN
+        redoc_url=None,
     )
     errors.install(app)
     for name in ROUTERS:
         app.include_router(importlib.import_module(name).router)
+    versioning.mark_deprecated(app)
     static = Path(__file__).parent / "pages" / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
     # Inside Observe (added after it), so refusals carry the request id and are counted.

@@ -61,7 +61,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> Response:
         if exc.status_code == 401 and _wants_html(request):
-            return RedirectResponse("/login", status_code=303)
+            portal = request.url.path.startswith("/developer")
+            return RedirectResponse("/developer/login" if portal else "/login", status_code=303)
         resp = problem(exc.status_code, exc.title, exc.detail, exc.type_slug, request, field=exc.field,
                        **exc.extra)
         resp.headers.update(exc.headers)

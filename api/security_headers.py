@@ -1,8 +1,8 @@
 """Security headers on every response; a Content-Security-Policy on every HTML page.
 
 The pages use no inline script or style (scripts and styles come from ``/static``), so their policy
-allows only the site itself and forbids framing. FastAPI's ``/docs`` and ``/redoc`` load Swagger UI
-and ReDoc from a CDN with an inline bootstrap script: they get a wider policy of their own.
+allows only the site itself and forbids framing. ``/docs`` (Swagger UI, served from ``/static``) sets
+inline styles as it renders: it gets a policy of its own that allows them, still with no inline script.
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ from starlette.datastructures import MutableHeaders
 
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+DOCS_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
             "worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
             "frame-ancestors 'none'")
-DOCS_PATHS = ("/docs", "/redoc")
+DOCS_PATHS = ("/docs",)
 ALWAYS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",

@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     login_lockout_s: int = Field(
         30, description="First sign-in lockout in seconds; each further lockout within a day doubles it.")
     login_lockout_max_s: int = Field(3600, description="Longest sign-in lockout in seconds.")
+    signup_max_per_ip: int = Field(
+        10, ge=1, description="Developer portal sign-ups (and invite acceptances) from one IP address within "
+        "SIGNUP_WINDOW_S before further ones are refused (429, Retry-After).")
+    signup_window_s: int = Field(3600, ge=1, description="Window in seconds over which sign-ups per IP are counted.")
+    email_verify_ttl_h: int = Field(48, ge=1, description="Hours an email verification link stays valid.")
+    invite_ttl_h: int = Field(168, ge=1, description="Hours a teammate invitation link stays valid.")
+    key_rotation_grace_s: int = Field(
+        86400, ge=0, description="Seconds a rotated API key keeps working beside its replacement (0: it stops at "
+        "once).")
     workers: int = Field(2, description="Worker processes started by `levqor up`.")
     workers_max: int = Field(
         8, description="Most worker processes `workers.scale` may ask the `levqor up` supervisor for."

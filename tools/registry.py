@@ -35,6 +35,8 @@ Out = TypeVar("Out", bound=BaseModel)
 # Modules that register tools; imported on first lookup by name so ``levqor`` starts fast.
 TOOL_MODULES: tuple[str, ...] = (
     "tools.identity.service",
+    "tools.dev_portal.accounts",
+    "tools.dev_portal.keys",
     "tools.enterprise.audit_tools",
     "tools.events.service",
     "tools.partner_api.partners",

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "marketplace-json": ("api.cli.partners", "cli", "Write marketplace.json from the registry."),
     "payouts-run": ("api.cli.partners", "cli", "Prepare and transfer a month's partner payouts."),
     "credits-grant": ("api.cli.jobs", "cli", "Add job credits to an organisation."),
+    "docs": ("api.cli.docs", "docs", "Developer docs: generate the API reference from the OpenAPI document."),
     "chaos": ("api.cli.chaos", "chaos", "The chaos suite: inject faults, measure detection and self-healing."),
 }
 

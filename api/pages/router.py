@@ -16,6 +16,7 @@ from levqor import __version__
 from levqor.llm import mode_info
 from levqor.settings import get_settings
 from tools.context import ToolContext
+from tools.dev_portal.accounts import require_verified
 from tools.enterprise import audit_tools
 from tools.enterprise.audit_tools import AuditSearch
 from tools.errors import RateLimited, Unauthorized
@@ -115,7 +116,8 @@ def keys_create(
     role: Annotated[str, Form(pattern="^(admin|viewer|auditor)$")] = "viewer",
     mode: Annotated[str, Form(pattern="^(live|test)$")] = "live",
 ) -> HTMLResponse:
-    """Create a key and show it once."""
+    """Create a key and show it once (a signed-up person verifies their email first)."""
+    require_verified(ctx)
     created = identity.create_key(ctx, ApiKeyCreate(name=name, role=role, mode=mode))
     keys = identity.list_keys(ctx, NoInput())
     return render(request, "keys.html", ctx, keys=keys.items, created=created)

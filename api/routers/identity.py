@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from api.deps import require
 from tools.context import ToolContext
+from tools.dev_portal.accounts import require_verified
 from tools.identity import service as identity
 from tools.identity.service import (
     ApiKeyCreate,
@@ -89,6 +90,7 @@ def list_keys(ctx: Annotated[ToolContext, require("keys:read")]) -> ApiKeyList:
 @router.post("/keys", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)
 def create_key(body: ApiKeyCreate, ctx: Annotated[ToolContext, require("keys:write")]) -> ApiKeyCreated:
     """Create an API key; the response is the only time the full key is shown."""
+    require_verified(ctx)
     return identity.create_key(ctx, body)
 
 

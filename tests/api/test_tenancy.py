@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memory.db import session_scope, utcnow
+from memory.dev_portal.models import PortalToken
+from memory.identity.models import ApiKey
 from memory.jobs.models import Job, Pipeline, Worker
 from memory.jobs.repository import WorkerRepository
 from memory.ops.models import Incident
@@ -83,14 +85,18 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
     users = client.get("/v1/users", headers=h).json()["items"]
     run = client.post("/v1/agents/janitor/runs", headers=h)
     deliveries = client.get("/v1/webhook-deliveries", headers=h).json()["items"]
+    invited = f"victim-invitee-{tag}@acme-test.io"
+    invite = client.post("/v1/invites", json={"email": invited, "role": "viewer"}, headers=h)
+    assert invite.status_code == 201, invite.text
     ids = {"pipeline_id": pid, "job_id": jid, "incident_id": iid, "install_id": inst["id"],
            "key_id": keys[0]["id"], "user_id": users[0]["id"], "plugin": slug, "version": "1.0.0",
            "run_id": run.json().get("id", 1) if run.status_code < 300 else 1,
            "delivery_id": deliveries[0]["id"] if deliveries else 1, "agent": "janitor",
-           "thread_id": f"victim-thread-{tag}", "approval_id": 1, "suggestion_id": 1, "partner_id": 1,
+           "thread_id": f"victim-thread-{tag}", "approval_id": 1, "invite_id": invite.json()["id"],
+           "suggestion_id": 1, "partner_id": 1,
            "month": utcnow().strftime("%Y-%m")}
     markers = [a.slug, a.admin_email, pipe_name, f"victim-input-{tag}", f"victim-incident-{tag}",
-               f"{{pipeline={pid}}}", *[k["prefix"] for k in keys]]
+               f"{{pipeline={pid}}}", invited, *[k["prefix"] for k in keys]]
     return Victim(a, ids, markers, series)
 
 
@@ -104,7 +110,11 @@ def _state(v: Victim, worker_id: str) -> dict[str, Any]:
         inc = s.get(Incident, v.ids["incident_id"])
         inst = s.get(PluginInstall, v.ids["install_id"])
         worker = WorkerRepository(s).get(worker_id)
-        return {"pipelines": pipes, "jobs": jobs, "incident": (inc.state, inc.summary) if inc else None,
+        keys = sorted((k.id, k.expires_at, k.revoked_at) for k in s.query(ApiKey).filter(ApiKey.org_id == v.org.org_id))
+        tokens = sorted((t.id, t.used_at, t.expires_at) for t in
+                        s.query(PortalToken).filter(PortalToken.org_id == v.org.org_id))
+        return {"keys": keys, "portal_tokens": tokens,
+                "pipelines": pipes, "jobs": jobs, "incident": (inc.state, inc.summary) if inc else None,
                 "install": (inst.status, inst.endpoint_disabled_at, inst.secret) if inst else None,
                 "worker_command": worker.command if worker else "gone", "balance": balance}
 

@@ -425,14 +425,20 @@ def login(session: Any, email: str, password: str, ttl_hours: int, ip: str = "un
         _login_failed(session, throttle, email, ip, user, reason)
         raise Unauthorized("wrong email or password")
     throttle.succeeded(email)
+    token, bs = open_session(session, user, ttl_hours)
+    return token, bs, user
+
+
+def open_session(session: Any, user: User, ttl_hours: int, *, how: str = "password") -> tuple[str, BrowserSession]:
+    """Open a browser session for ``user`` (after a password, or a one-time email link); the raw token."""
     token = secrets.token_urlsafe(32)
     bs = BrowserSession(token_hash=sha256(token), user_id=user.id, csrf_token=secrets.token_urlsafe(24),
                         expires_at=utcnow() + dt.timedelta(hours=ttl_hours))
-    repo.add(bs)
+    IdentityRepository(session).add(bs)
     user.last_login_at = utcnow()
     audit_log.append(session, actor=f"user:{user.id}", action="auth.login", target=f"user:{user.id}",
-                     org_id=user.org_id)
-    return token, bs, user
+                     org_id=user.org_id, detail=None if how == "password" else {"via": how})
+    return token, bs
 
 
 def _login_failed(session: Any, throttle: LoginThrottle, email: str, ip: str, user: User | None,
