@@ -6,7 +6,7 @@ Two figures per system, measured the same way for all three:
 
 Ours: 2 ``levqor worker`` processes (default concurrency, threads). Celery: ``celery worker -c 2`` (2 prefork
 processes), Redis broker on 127.0.0.1:6379 db 13. The last line is ``jobs: key=value ...``.
-Usage: python bench/jobs/run.py [--jobs 2000] [--latency-jobs 300] [--rate 50] [--pg URL]
+Usage: python bench/jobs/run.py [--jobs 10000] [--latency-jobs 300] [--rate 50] [--pg URL]
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ def run_celery(n: int, m: int, rate: float) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--jobs", type=int, default=2000)
+    ap.add_argument("--jobs", type=int, default=10000)
     ap.add_argument("--latency-jobs", type=int, default=300)
     ap.add_argument("--rate", type=float, default=50.0, help="jobs/s in the latency phase")
     ap.add_argument("--pg", default=os.environ.get("LEVQOR_BENCH_PG_URL", DEFAULT_PG))
