@@ -12,18 +12,9 @@ import pytest
 
 from tests.factories import jobs as js
 from tests.factories.portal import link, mails_to, new_developer
+from tests.support.browser import chromium_page
 from tests.support.processes import running_worker
 from tests.tools.dev_portal.test_sdk_example import first_job, load_sdk
-
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-def _watch(page: Any, errors: list[str]) -> None:
-    page.on("console", lambda m: errors.append(f"{page.url}: {m.text}")
-            if m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico") else None)
-    page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
-    page.add_init_script("window.__csp = []; document.addEventListener('securitypolicyviolation', "
-                         "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
 
 
 def _create_key(page: Any, name: str, mode: str) -> str:
@@ -39,86 +30,72 @@ def _create_key(page: Any, name: str, mode: str) -> str:
 @pytest.mark.needs_pkg("chromium")
 def test_a_new_developer_signs_up_verifies_creates_a_test_key_and_runs_a_first_job(
         live_server: str, set_settings: Any) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     set_settings(public_url=live_server, signup_max_per_ip=1000)
     dev = new_developer()
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        try:
-            page = browser.new_page()
-            _watch(page, errors)
-            page.goto(f"{live_server}/developer")
-            page.get_by_label("Email").fill(dev.email)
-            page.get_by_label("Password (12 characters or more)").fill(dev.password)
-            page.get_by_label("Organisation name").fill(dev.org_name)
-            page.get_by_role("button", name="Sign up").click()
-            expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
-            (msg,) = mails_to(dev.email)
-            verify = link(msg, "/developer/verify")
-            assert live_server in msg.get_content()  # the link points at this server (LEVQOR_PUBLIC_URL)
-            page.goto(f"{live_server}{verify}")
-            page.wait_for_url(f"{live_server}/developer/keys?verified=1")
-            expect(page.get_by_role("status").filter(has_text="Email verified")).to_be_visible()
-            key = _create_key(page, "quick start", "test")
-            assert re.fullmatch(r"lvq_test_[A-Za-z0-9]{40}", key), key
-            assert page.evaluate("window.__csp") == []
+    with chromium_page(errors) as page:
+        page.goto(f"{live_server}/developer")
+        page.get_by_label("Email").fill(dev.email)
+        page.get_by_label("Password (12 characters or more)").fill(dev.password)
+        page.get_by_label("Organisation name").fill(dev.org_name)
+        page.get_by_role("button", name="Sign up").click()
+        expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
+        (msg,) = mails_to(dev.email)
+        verify = link(msg, "/developer/verify")
+        assert live_server in msg.get_content()  # the link points at this server (LEVQOR_PUBLIC_URL)
+        page.goto(f"{live_server}{verify}")
+        page.wait_for_url(f"{live_server}/developer/keys?verified=1")
+        expect(page.get_by_role("status").filter(has_text="Email verified")).to_be_visible()
+        key = _create_key(page, "quick start", "test")
+        assert re.fullmatch(r"lvq_test_[A-Za-z0-9]{40}", key), key
+        assert page.evaluate("window.__csp") == []
 
-            sdk = load_sdk()
-            with sdk.Levqor(key, live_server) as api:
-                me = api.request("GET", "/v1/me")
-                assert me["key_mode"] == "test" and me["role"] == "admin"
-                pipeline_id = api.create_pipeline("made with the test key", [{"kind": "delay", "seconds": 0}])
-                # Running a job with a test key needs test credits, which part B of issue 14 adds (today the
-                # jobs area refuses test keys because runs are charged to the live balance). Until then the
-                # first job runs with a live key created on the same page.
-                with pytest.raises(sdk.ApiError) as refused:
-                    api.submit_job(pipeline_id, {})
-                assert refused.value.status == 403 and "test-mode" in refused.value.problem["detail"]
-            live = _create_key(page, "live runner", "live")
-            js.grant(me["org_id"], 3)
-            with running_worker():
-                _jid, output = first_job(sdk, live_server, live)
-            assert output == {"greeting": "Hello, Ada!"}
+        sdk = load_sdk()
+        with sdk.Levqor(key, live_server) as api:
+            me = api.request("GET", "/v1/me")
+            assert me["key_mode"] == "test" and me["role"] == "admin"
+            pipeline_id = api.create_pipeline("made with the test key", [{"kind": "delay", "seconds": 0}])
+            # Running a job with a test key needs test credits, which part B of issue 14 adds (today the
+            # jobs area refuses test keys because runs are charged to the live balance). Until then the
+            # first job runs with a live key created on the same page.
+            with pytest.raises(sdk.ApiError) as refused:
+                api.submit_job(pipeline_id, {})
+            assert refused.value.status == 403 and "test-mode" in refused.value.problem["detail"]
+        live = _create_key(page, "live runner", "live")
+        js.grant(me["org_id"], 3)
+        with running_worker():
+            _jid, output = first_job(sdk, live_server, live)
+        assert output == {"greeting": "Hello, Ada!"}
 
-            page.reload()  # the key row now shows its last use, and never the key again
-            row = page.get_by_role("row").filter(has_text=live[:17])
-            assert key not in page.content() and live not in page.content()
-            assert "never" not in row.locator("td").nth(6).inner_text()
-        finally:
-            browser.close()
+        page.reload()  # the key row now shows its last use, and never the key again
+        row = page.get_by_role("row").filter(has_text=live[:17])
+        assert key not in page.content() and live not in page.content()
+        assert "never" not in row.locator("td").nth(6).inner_text()
     assert errors == [], errors
 
 
 @pytest.mark.needs_pkg("chromium")
 def test_swagger_ui_renders_every_operation_with_no_internet(app: Any, live_server: str) -> None:
-    from playwright.sync_api import sync_playwright
-
     operations = sum(len(ops) for ops in app.openapi()["paths"].values())
     outside: list[str] = []
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        try:
-            page = browser.new_page()
-            _watch(page, errors)
+    with chromium_page(errors) as page:
 
-            def only_here(route: Any) -> None:
-                if urlsplit(route.request.url).netloc == urlsplit(live_server).netloc:
-                    route.continue_()
-                else:  # as with no internet: nothing outside this server is reachable
-                    outside.append(route.request.url)
-                    route.abort()
+        def only_here(route: Any) -> None:
+            if urlsplit(route.request.url).netloc == urlsplit(live_server).netloc:
+                route.continue_()
+            else:  # as with no internet: nothing outside this server is reachable
+                outside.append(route.request.url)
+                route.abort()
 
-            page.route("**/*", only_here)
-            page.goto(f"{live_server}/docs")
-            page.locator(".opblock").first.wait_for(timeout=30_000)
-            assert page.locator(".opblock").count() == operations
-            paths = page.locator(".opblock-summary-path").all_inner_texts()
-            assert any("/v1/keys/{key_id}/rotate" in t.replace("\u200b", "") for t in paths)
-            assert page.locator(".info .title").inner_text().startswith("Levqor API")
-            assert page.evaluate("window.__csp") == []
-        finally:
-            browser.close()
+        page.route("**/*", only_here)
+        page.goto(f"{live_server}/docs")
+        page.locator(".opblock").first.wait_for(timeout=30_000)
+        assert page.locator(".opblock").count() == operations
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert any("/v1/keys/{key_id}/rotate" in t.replace("\u200b", "") for t in paths)
+        assert page.locator(".info .title").inner_text().startswith("Levqor API")
+        assert page.evaluate("window.__csp") == []
     assert outside == [] and errors == [], (outside, errors)

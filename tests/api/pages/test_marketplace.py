@@ -8,6 +8,7 @@ import re
 import pytest
 
 from tests.factories.partners import install, make_world, manifest, publish
+from tests.support.browser import chromium_page
 
 
 def test_pages_search_categories_detail_and_profile(client, set_settings) -> None:
@@ -39,31 +40,23 @@ def test_pages_search_categories_detail_and_profile(client, set_settings) -> Non
 
 @pytest.mark.needs_pkg("chromium")
 def test_chromium_logs_in_and_installs_a_plugin(client, set_settings, live_server: str) -> None:
-    from playwright.sync_api import sync_playwright
-
     w = make_world(client, set_settings)
     slug = f"{w.partner.slug}.browser"
     publish(client, w, manifest(slug, None, name="Browser installed plugin"))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            page = browser.new_page()
-            page.goto(f"{live_server}/login")
-            page.get_by_label("Email").fill(w.customer.admin_email)
-            page.get_by_label("Password").fill(w.customer.admin_password)
-            page.get_by_role("button", name="Log in").click()
-            page.wait_for_url(f"{live_server}/")
-            page.goto(f"{live_server}/marketplace")
-            page.get_by_label("Search plugins").fill("browser installed")
-            page.get_by_role("button", name="Search").click()
-            page.get_by_role("link", name="Browser installed plugin").click()
-            page.wait_for_url(re.compile(f"/marketplace/{re.escape(slug)}$"))
-            page.get_by_role("button", name="Install Browser installed plugin").click()
-            page.wait_for_url(re.compile(r"\?installed=1$"))
-            assert page.get_by_role("status").filter(has_text="is installed").is_visible()
-            assert page.locator("#install-count").inner_text() == "1"
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        page.goto(f"{live_server}/login")
+        page.get_by_label("Email").fill(w.customer.admin_email)
+        page.get_by_label("Password").fill(w.customer.admin_password)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{live_server}/")
+        page.goto(f"{live_server}/marketplace")
+        page.get_by_label("Search plugins").fill("browser installed")
+        page.get_by_role("button", name="Search").click()
+        page.get_by_role("link", name="Browser installed plugin").click()
+        page.wait_for_url(re.compile(f"/marketplace/{re.escape(slug)}$"))
+        page.get_by_role("button", name="Install Browser installed plugin").click()
+        page.wait_for_url(re.compile(r"\?installed=1$"))
+        assert page.get_by_role("status").filter(has_text="is installed").is_visible()
+        assert page.locator("#install-count").inner_text() == "1"
     items = client.get("/v1/installs", headers=w.customer.headers()).json()["items"]
     assert [i["plugin"] for i in items] == [slug]

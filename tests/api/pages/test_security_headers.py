@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from api.security_headers import DOCS_CSP, PAGE_CSP
 from tests.factories.orgs import OrgFixture, page_login
 from tests.factories.pulse import seeded_org
+from tests.support.browser import chromium_page
 
 PAGES = ["/", "/keys", "/audit", "/agents", "/pulse", "/ops", "/advisor", "/marketplace"]
 BROWSER_PAGES = ["/", "/ops", "/pulse", "/agents", "/advisor", "/marketplace"]
@@ -69,39 +70,28 @@ def test_cookies_are_secure_when_the_public_url_is_https_or_forced(app, org: Org
 
 @pytest.mark.needs_pkg("chromium")
 def test_chromium_opens_the_main_pages_without_csp_violations(live_server: str) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     org = seeded_org()  # a demo-like organisation: KPI history, costs, charts
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(f"{page.url}: {m.text} ({m.location.get('url')})")
-                    if m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico") else None)
-            page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
-            page.add_init_script("window.__csp = []; document.addEventListener('securitypolicyviolation', "
-                                 "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
-            page.goto(f"{live_server}/login")
-            page.get_by_label("Email").fill(org.admin_email)
-            page.get_by_label("Password").fill(org.admin_password)
-            page.get_by_role("button", name="Log in").click()
-            page.wait_for_url(f"{live_server}/")
-            for path in BROWSER_PAGES:
-                response = page.goto(f"{live_server}{path}")
-                assert response is not None and response.status == 200, path
-                assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
-                page.wait_for_load_state("load")
-                assert page.evaluate("window.__csp") == [], path
-            # the advisor's script (now a static file) runs: a question gets its card and an answer
-            page.goto(f"{live_server}/advisor")
-            page.get_by_label("Question").fill("What if Pro goes from $29 to $35?")
-            page.get_by_role("button", name="Ask").click()
-            page.locator("#thread .card").first.wait_for(timeout=10_000)
-            # (wait with a locator: a string predicate would be eval'd, which this very CSP forbids)
-            expect(page.locator("#thread .card > p").last).to_have_text(re.compile(r"\S"), timeout=60_000)
-            assert page.evaluate("window.__csp") == []
-        finally:
-            browser.close()
+    errors: list[str] = []
+    with chromium_page(errors) as page:
+        page.goto(f"{live_server}/login")
+        page.get_by_label("Email").fill(org.admin_email)
+        page.get_by_label("Password").fill(org.admin_password)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{live_server}/")
+        for path in BROWSER_PAGES:
+            response = page.goto(f"{live_server}{path}")
+            assert response is not None and response.status == 200, path
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+            page.wait_for_load_state("load")
+            assert page.evaluate("window.__csp") == [], path
+        # the advisor's script (now a static file) runs: a question gets its card and an answer
+        page.goto(f"{live_server}/advisor")
+        page.get_by_label("Question").fill("What if Pro goes from $29 to $35?")
+        page.get_by_role("button", name="Ask").click()
+        page.locator("#thread .card").first.wait_for(timeout=10_000)
+        # (wait with a locator: a string predicate would be eval'd, which this very CSP forbids)
+        expect(page.locator("#thread .card > p").last).to_have_text(re.compile(r"\S"), timeout=60_000)
+        assert page.evaluate("window.__csp") == []
     assert errors == [], errors
