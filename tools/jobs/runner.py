@@ -321,10 +321,3 @@ def record_runs(session: Session, runs: list[Finished], reactions: Reactions | N
         else:
             out[id(r)] = record_failure(session, job, res.error, res.retryable, res.steps, r.backoff_s) or "stale"
     return [out[id(r)] for r in runs]
-
-
-def run_claimed(job: Job, ctrl: RunControl, pipeline: PipelineSnapshot | None = None) -> str:
-    """Run one job this worker claimed and record the outcome in a transaction of its own."""
-    finished = run_steps(job, ctrl, pipeline)
-    with session_scope() as s:
-        return record_runs(s, [finished])[0]
