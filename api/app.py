@@ -21,6 +21,7 @@ ROUTERS: tuple[str, ...] = (
     "api.routers.health",
     "api.routers.identity",
     "api.routers.dev_portal",
+    "api.routers.sandbox",
     "api.routers.audit",
     "api.routers.platform",
     "api.routers.partners",

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     key_rotation_grace_s: int = Field(
         86400, ge=0, description="Seconds a rotated API key keeps working beside its replacement (0: it stops at "
         "once).")
+    test_credits_monthly: int = Field(
+        1000, ge=0, description="Test-mode credits an organisation gets each month (UTC), apart from its live "
+        "balance; POST /v1/test-data/reset restores them.")
     workers: int = Field(2, description="Worker processes started by `levqor up`.")
     workers_max: int = Field(
         8, description="Most worker processes `workers.scale` may ask the `levqor up` supervisor for."

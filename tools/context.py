@@ -26,6 +26,11 @@ class Principal:
         """The audit and policy name, e.g. ``user:3``, ``api_key:lvq_live_ab12cd34``, ``agent:janitor``."""
         return f"{self.kind}:{self.id}"
 
+    @property
+    def mode(self) -> str:
+        """``test`` for a test-mode API key (``lvq_test_``), else ``live``: the data the caller sees."""
+        return "test" if self.key_mode == "test" else "live"
+
 
 SYSTEM = Principal(kind="system", id="levqor", org_id=None, role="admin", name="system")
 
@@ -45,3 +50,8 @@ class ToolContext:
         if self.principal.org_id is None:
             raise BadRequest("this operation needs an organisation", field="org_id")
         return self.principal.org_id
+
+    @property
+    def mode(self) -> str:
+        """``live`` or ``test``: every object a tool reads or writes belongs to the caller's mode."""
+        return self.principal.mode

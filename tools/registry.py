@@ -55,6 +55,8 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.jobs.workers",
     "tools.jobs.triggers",
     "tools.jobs.kpis",
+    "tools.jobs.endpoints",
+    "tools.dev_portal.sandbox",
     "tools.agents.service",
     "tools.pulse.store",
     "tools.pulse.costs",

@@ -20,6 +20,8 @@ class Event(Base):
     uid: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(100), index=True)
     org_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    # live | test: events of test objects (payload ``livemode: false``) reach only test subscribers
+    mode: Mapped[str] = mapped_column(String(8), default="live", server_default="live")
     payload: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     # Set once every handler registered at dispatch time has succeeded or is dead.

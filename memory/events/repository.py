@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import exists, insert, or_, select, text, update
+from sqlalchemy import delete, exists, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from memory.events.models import Event, EventDelivery
@@ -110,8 +110,20 @@ class EventRepository:
         )
         return self.session.scalar(stmt)
 
-    def recent(self, org_id: int | None, name: str | None, before_id: int | None, limit: int) -> list[Event]:
+    def delete_mode(self, org_id: int, mode: str) -> int:
+        """Delete the org's events of ``mode`` with their handler deliveries (test data reset)."""
+        ids = select(Event.id).where(Event.org_id == org_id, Event.mode == mode)
+        self.session.execute(delete(EventDelivery).where(EventDelivery.event_id.in_(ids))
+                             .execution_options(synchronize_session=False))
+        res = self.session.execute(delete(Event).where(Event.org_id == org_id, Event.mode == mode)
+                                   .execution_options(synchronize_session=False))
+        return int(getattr(res, "rowcount", 0) or 0)
+
+    def recent(self, org_id: int | None, name: str | None, before_id: int | None, limit: int,
+               mode: str | None = None) -> list[Event]:
         stmt = select(Event)
+        if mode is not None:
+            stmt = stmt.where(Event.mode == mode)
         if org_id is not None:
             stmt = stmt.where(Event.org_id == org_id)
         if name:
@@ -120,12 +132,14 @@ class EventRepository:
             stmt = stmt.where(Event.id < before_id)
         return list(self.session.scalars(stmt.order_by(Event.id.desc()).limit(limit)))
 
-    def failures(self, org_id: int | None, limit: int) -> list[tuple[EventDelivery, Event]]:
+    def failures(self, org_id: int | None, limit: int, mode: str | None = None) -> list[tuple[EventDelivery, Event]]:
         stmt = (
             select(EventDelivery, Event)
             .join(Event, Event.id == EventDelivery.event_id)
             .where(EventDelivery.status.in_(("failing", "dead")))
         )
+        if mode is not None:
+            stmt = stmt.where(Event.mode == mode)
         if org_id is not None:
             stmt = stmt.where(Event.org_id == org_id)
         rows = self.session.execute(stmt.order_by(EventDelivery.id.desc()).limit(limit)).all()

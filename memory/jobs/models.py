@@ -18,10 +18,12 @@ class Pipeline(Base):
     """A trigger and ordered steps; each run of it is a :class:`Job`."""
 
     __tablename__ = "pipelines"
-    __table_args__ = (UniqueConstraint("org_id", "name"),)
+    __table_args__ = (UniqueConstraint("org_id", "mode", "name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    # live | test: created with a test-mode key, seen only by test-mode keys (migration 1101)
+    mode: Mapped[str] = mapped_column(String(8), default="live", server_default="live")
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(String(1000), default="")
     trigger: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -44,7 +46,7 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        UniqueConstraint("org_id", "idempotency_key"),
+        UniqueConstraint("org_id", "mode", "idempotency_key"),
         Index("ix_jobs_queue", "state", "run_at"),
         Index("ix_jobs_org_state", "org_id", "state", "id"),
         # Never reuse a purged job's id: ledger rows and events keep pointing at it.
@@ -54,6 +56,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"), index=True)
+    mode: Mapped[str] = mapped_column(String(8), default="live", server_default="live")  # its pipeline's
     state: Mapped[str] = mapped_column(String(16), default="queued")
     trigger: Mapped[str] = mapped_column(String(16), default="manual")
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
@@ -147,8 +150,38 @@ class CreditLedger(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
     delta: Mapped[int] = mapped_column(Integer)
     balance_after: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
-    reason: Mapped[str] = mapped_column(String(32))  # job_run | refund | grant
+    reason: Mapped[str] = mapped_column(String(32))  # job_run | refund | grant | test_reset
+    # test rows change the test balance (:class:`SandboxCreditAccount`), never the live one
+    mode: Mapped[str] = mapped_column(String(8), default="live", server_default="live")
     job_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), nullable=True)
     actor: Mapped[str] = mapped_column(String(200), default="")
     note: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class SandboxCreditAccount(Base):
+    """An organisation's test-mode credits: apart from the live balance, refilled each month (``period``)."""
+
+    __tablename__ = "test_credit_accounts"
+
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+    balance: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
+    period: Mapped[str] = mapped_column(String(7))  # YYYY-MM of the last refill
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """A customer's registered webhook URL (live or test) and its Standard Webhooks signing secret."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_org_mode", "org_id", "mode"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    mode: Mapped[str] = mapped_column(String(8), default="live")
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    secret: Mapped[str] = mapped_column(String(100))  # whsec_...
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

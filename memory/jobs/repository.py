@@ -17,6 +17,8 @@ from memory.jobs.models import (
     JobStep,
     Pipeline,
     QueueState,
+    SandboxCreditAccount,
+    WebhookEndpoint,
     Worker,
 )
 
@@ -43,15 +45,27 @@ class PipelineRepository:
         self.session.flush()
         return p
 
-    def get(self, org_id: int, pipeline_id: int) -> Pipeline | None:
+    def get(self, org_id: int, pipeline_id: int, mode: str | None = None) -> Pipeline | None:
+        """The pipeline when it is ``org_id``'s and (given a mode) of that mode, else None."""
         p = self.session.get(Pipeline, pipeline_id)
-        return p if p is not None and p.org_id == org_id else None
+        if p is None or p.org_id != org_id or (mode is not None and p.mode != mode):
+            return None
+        return p
 
-    def by_name(self, org_id: int, name: str) -> Pipeline | None:
-        return self.session.scalar(select(Pipeline).where(Pipeline.org_id == org_id, Pipeline.name == name))
+    def by_name(self, org_id: int, name: str, mode: str = "live") -> Pipeline | None:
+        return self.session.scalar(select(Pipeline).where(Pipeline.org_id == org_id, Pipeline.mode == mode,
+                                                          Pipeline.name == name))
 
-    def for_org(self, org_id: int) -> list[Pipeline]:
-        return list(self.session.scalars(select(Pipeline).where(Pipeline.org_id == org_id).order_by(Pipeline.id)))
+    def for_org(self, org_id: int, mode: str | None = None) -> list[Pipeline]:
+        stmt = select(Pipeline).where(Pipeline.org_id == org_id)
+        if mode is not None:
+            stmt = stmt.where(Pipeline.mode == mode)
+        return list(self.session.scalars(stmt.order_by(Pipeline.id)))
+
+    def delete_mode(self, org_id: int, mode: str) -> int:
+        """Delete every pipeline of ``org_id`` in ``mode`` (their jobs go with them)."""
+        return _rowcount(self.session.execute(delete(Pipeline).where(Pipeline.org_id == org_id, Pipeline.mode == mode)
+                                              .execution_options(synchronize_session=False)))
 
     def by_ids(self, ids: set[int]) -> dict[int, Pipeline]:
         return {p.id: p for p in self.session.scalars(select(Pipeline).where(Pipeline.id.in_(list(ids))))}
@@ -76,10 +90,12 @@ class PipelineRepository:
         self.session.delete(p)
         self.session.flush()
 
-    def set_paused(self, org_id: int | None, pipeline_id: int, paused: bool) -> int:
+    def set_paused(self, org_id: int | None, pipeline_id: int, paused: bool, mode: str | None = None) -> int:
         stmt = update(Pipeline).where(Pipeline.id == pipeline_id)
         if org_id is not None:
             stmt = stmt.where(Pipeline.org_id == org_id)
+        if mode is not None:
+            stmt = stmt.where(Pipeline.mode == mode)
         return _rowcount(self.session.execute(stmt.values(paused=paused, updated_at=utcnow())))
 
 
@@ -100,28 +116,33 @@ class JobRepository:
         self.session.flush()
         return job
 
-    def get(self, org_id: int | None, job_id: int) -> Job | None:
+    def get(self, org_id: int | None, job_id: int, mode: str | None = None) -> Job | None:
         job = self.session.get(Job, job_id)
-        if job is None or (org_id is not None and job.org_id != org_id):
+        if job is None or (org_id is not None and job.org_id != org_id) or (mode is not None and job.mode != mode):
             return None
         return job
 
-    def get_for_update(self, org_id: int | None, job_id: int) -> Job | None:
+    def get_for_update(self, org_id: int | None, job_id: int, mode: str | None = None) -> Job | None:
         stmt = select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
         if org_id is not None:
             stmt = stmt.where(Job.org_id == org_id)
+        if mode is not None:
+            stmt = stmt.where(Job.mode == mode)
         if self.is_pg:
             stmt = stmt.with_for_update()
         return self.session.scalar(stmt)
 
-    def by_idempotency_key(self, org_id: int, key: str) -> Job | None:
-        return self.session.scalar(select(Job).where(Job.org_id == org_id, Job.idempotency_key == key))
+    def by_idempotency_key(self, org_id: int, key: str, mode: str = "live") -> Job | None:
+        return self.session.scalar(select(Job).where(Job.org_id == org_id, Job.mode == mode,
+                                                     Job.idempotency_key == key))
 
     def search(self, org_id: int | None, *, states: Sequence[str] | None = None, pipeline_id: int | None = None,
-               before_id: int | None = None, limit: int = 50) -> list[Job]:
+               before_id: int | None = None, limit: int = 50, mode: str | None = None) -> list[Job]:
         stmt = select(Job)
         if org_id is not None:
             stmt = stmt.where(Job.org_id == org_id)
+        if mode is not None:
+            stmt = stmt.where(Job.mode == mode)
         if states:
             stmt = stmt.where(Job.state.in_(list(states)))
         if pipeline_id is not None:
@@ -247,10 +268,12 @@ class JobRepository:
         cols = [c.name for c in _STEPS.columns if c.name != "id"]
         self.session.execute(insert(_STEPS), [{c: getattr(s, c) for c in cols} for s in steps])
 
-    def expired(self, org_id: int | None, now: dt.datetime, limit: int = 500) -> list[Job]:
+    def expired(self, org_id: int | None, now: dt.datetime, limit: int = 500, *, mode: str | None = None) -> list[Job]:
         stmt = select(Job).where(Job.state == "running", Job.lease_until < now)
         if org_id is not None:
             stmt = stmt.where(Job.org_id == org_id)
+        if mode is not None:
+            stmt = stmt.where(Job.mode == mode)
         stmt = stmt.order_by(Job.id).limit(limit).execution_options(populate_existing=True)
         if self.is_pg:
             stmt = stmt.with_for_update(skip_locked=True)
@@ -270,26 +293,33 @@ class JobRepository:
         )
         return _rowcount(res) == 1
 
-    def counts_by_state(self, org_id: int | None = None) -> dict[str, int]:
+    def counts_by_state(self, org_id: int | None = None, mode: str | None = None) -> dict[str, int]:
         stmt = select(Job.state, func.count())
         if org_id is not None:
             stmt = stmt.where(Job.org_id == org_id)
+        if mode is not None:
+            stmt = stmt.where(Job.mode == mode)
         rows = self.session.execute(stmt.group_by(Job.state)).all()
         return {str(s): int(n) for s, n in rows}
 
-    def queue_stats(self, now: dt.datetime, org_id: int | None = None) -> tuple[int, dt.datetime | None]:
+    def queue_stats(self, now: dt.datetime, org_id: int | None = None,
+                    mode: str | None = None) -> tuple[int, dt.datetime | None]:
         """Due queued jobs: how many, and the oldest one's enqueue time."""
         stmt = select(func.count(), func.min(Job.enqueued_at)).where(Job.state == "queued", Job.run_at <= now)
         if org_id is not None:
             stmt = stmt.where(Job.org_id == org_id)
+        if mode is not None:
+            stmt = stmt.where(Job.mode == mode)
         row = self.session.execute(stmt).one()
         return int(row[0]), row[1]
 
     def purge(self, org_id: int | None, states: Sequence[str], older_than: dt.datetime | None,
-              ids: Sequence[int] | None) -> int:
+              ids: Sequence[int] | None, mode: str | None = None) -> int:
         stmt = delete(Job).where(Job.state.in_(list(states)))
         if org_id is not None:
             stmt = stmt.where(Job.org_id == org_id)
+        if mode is not None:
+            stmt = stmt.where(Job.mode == mode)
         if older_than is not None:
             stmt = stmt.where(Job.finished_at < older_than)
         if ids:
@@ -301,6 +331,13 @@ class JobRepository:
     def add_step(self, step: JobStep) -> None:
         self.session.add(step)
         self.session.flush()
+
+    def delete_mode(self, org_id: int, mode: str) -> int:
+        """Delete every job of ``org_id`` in ``mode`` with its steps (test data reset)."""
+        ids = select(Job.id).where(Job.org_id == org_id, Job.mode == mode)
+        self.session.execute(delete(JobStep).where(JobStep.job_id.in_(ids)).execution_options(synchronize_session=False))
+        return _rowcount(self.session.execute(delete(Job).where(Job.org_id == org_id, Job.mode == mode)
+                                              .execution_options(synchronize_session=False)))
 
     def steps(self, job_id: int) -> list[JobStep]:
         return list(self.session.scalars(
@@ -408,15 +445,99 @@ class CreditRepository:
         return self.session.scalar(select(CreditLedger.id).where(CreditLedger.job_id == job_id,
                                                                  CreditLedger.reason == reason)) is not None
 
-    def ledger(self, org_id: int, before_id: int | None, limit: int) -> list[CreditLedger]:
-        stmt = select(CreditLedger).where(CreditLedger.org_id == org_id)
+    def ledger(self, org_id: int, before_id: int | None, limit: int, mode: str = "live") -> list[CreditLedger]:
+        stmt = select(CreditLedger).where(CreditLedger.org_id == org_id, CreditLedger.mode == mode)
         if before_id is not None:
             stmt = stmt.where(CreditLedger.id < before_id)
         return list(self.session.scalars(stmt.order_by(CreditLedger.id.desc()).limit(limit)))
 
     def spent_total(self) -> int:
         return -int(self.session.scalar(select(func.coalesce(func.sum(CreditLedger.delta), 0))
-                                        .where(CreditLedger.reason.in_(("job_run", "refund")))) or 0)
+                                        .where(CreditLedger.reason.in_(("job_run", "refund")),
+                                               CreditLedger.mode == "live")) or 0)
+
+    # ---- test-mode credits: their own balance, refilled each month ---------------------------
+
+    def refill_test(self, org_id: int, period: str, amount: int) -> None:
+        """Create the test account, or set it to ``amount`` when its last refill was before ``period``."""
+        if self.session.get(SandboxCreditAccount, org_id) is None:
+            from sqlalchemy.exc import IntegrityError
+
+            try:
+                with self.session.begin_nested():
+                    self.session.add(SandboxCreditAccount(org_id=org_id, balance=amount, period=period))
+                return
+            except IntegrityError:
+                pass
+        self.session.execute(update(SandboxCreditAccount)
+                             .where(SandboxCreditAccount.org_id == org_id, SandboxCreditAccount.period < period)
+                             .values(balance=amount, period=period, updated_at=utcnow())
+                             .execution_options(synchronize_session=False))
+
+    def reset_test(self, org_id: int, period: str, amount: int) -> int:
+        self.refill_test(org_id, period, amount)
+        self.session.execute(update(SandboxCreditAccount).where(SandboxCreditAccount.org_id == org_id)
+                             .values(balance=amount, period=period, updated_at=utcnow())
+                             .execution_options(synchronize_session=False))
+        return amount
+
+    def test_account(self, org_id: int) -> tuple[int, str] | None:
+        """``(balance, period of the last refill)`` of the test account, or None if it has none yet."""
+        row = self.session.execute(select(SandboxCreditAccount.balance, SandboxCreditAccount.period)
+                                   .where(SandboxCreditAccount.org_id == org_id)).first()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def test_balance(self, org_id: int) -> int:
+        return int(self.session.scalar(select(SandboxCreditAccount.balance)
+                                       .where(SandboxCreditAccount.org_id == org_id)) or 0)
+
+    def debit_test(self, org_id: int, amount: int) -> int | None:
+        res = self.session.execute(
+            update(SandboxCreditAccount)
+            .where(SandboxCreditAccount.org_id == org_id, SandboxCreditAccount.balance >= amount)
+            .values(balance=SandboxCreditAccount.balance - amount, updated_at=utcnow())
+            .returning(SandboxCreditAccount.balance)
+            .execution_options(synchronize_session=False)
+        )
+        row = res.first()
+        return None if row is None else int(row[0])
+
+    def credit_test(self, org_id: int, amount: int) -> int:
+        res = self.session.execute(
+            update(SandboxCreditAccount).where(SandboxCreditAccount.org_id == org_id)
+            .values(balance=SandboxCreditAccount.balance + amount, updated_at=utcnow())
+            .returning(SandboxCreditAccount.balance)
+            .execution_options(synchronize_session=False)
+        )
+        return int(res.scalar_one())
+
+    def delete_ledger_mode(self, org_id: int, mode: str) -> int:
+        return _rowcount(self.session.execute(delete(CreditLedger).where(
+            CreditLedger.org_id == org_id, CreditLedger.mode == mode).execution_options(synchronize_session=False)))
+
+
+class EndpointRepository:
+    """Customers' registered webhook endpoints, always read within one organisation and mode."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, e: WebhookEndpoint) -> WebhookEndpoint:
+        self.session.add(e)
+        self.session.flush()
+        return e
+
+    def get(self, org_id: int, mode: str, endpoint_id: int) -> WebhookEndpoint | None:
+        e = self.session.get(WebhookEndpoint, endpoint_id)
+        return e if e is not None and e.org_id == org_id and e.mode == mode else None
+
+    def for_org(self, org_id: int, mode: str) -> list[WebhookEndpoint]:
+        return list(self.session.scalars(select(WebhookEndpoint).where(
+            WebhookEndpoint.org_id == org_id, WebhookEndpoint.mode == mode).order_by(WebhookEndpoint.id)))
+
+    def delete(self, e: WebhookEndpoint) -> None:
+        self.session.delete(e)
+        self.session.flush()
 
 
 class JobKpiRepository:

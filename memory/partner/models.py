@@ -76,12 +76,14 @@ class PluginInstall(Base):
     """A plugin installed by an organisation: granted scopes, signing secrets, endpoint health."""
 
     __tablename__ = "plugin_installs"
-    __table_args__ = (UniqueConstraint("plugin_id", "org_id"),)
+    __table_args__ = (UniqueConstraint("plugin_id", "org_id", "mode"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     plugin_id: Mapped[int] = mapped_column(ForeignKey("plugins.id", ondelete="CASCADE"), index=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("plugin_versions.id"))
+    # live | test: a test install receives only test events and never accrues revenue (migration 1101)
+    mode: Mapped[str] = mapped_column(String(8), default="live", server_default="live")
     status: Mapped[str] = mapped_column(String(16), default="active", index=True)  # active | uninstalled
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Standard Webhooks secrets (``whsec_`` + base64). During rotation the previous one stays valid.

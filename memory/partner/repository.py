@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Row, Table, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import Row, Table, bindparam, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -138,22 +138,32 @@ class PartnerRepository:
 
     def install_counts(self) -> dict[int, int]:
         rows = self.session.execute(select(PluginInstall.plugin_id, func.count()).where(
-            PluginInstall.status == "active").group_by(PluginInstall.plugin_id))
+            PluginInstall.status == "active", PluginInstall.mode == "live").group_by(PluginInstall.plugin_id))
         return {int(p): int(n) for p, n in rows}
 
     # ---- installs -----------------------------------------------------------------------------
     def install(self, install_id: int) -> PluginInstall | None:
         return self.session.get(PluginInstall, install_id)
 
-    def install_for(self, plugin_id: int, org_id: int) -> PluginInstall | None:
+    def install_for(self, plugin_id: int, org_id: int, mode: str = "live") -> PluginInstall | None:
         return self.session.scalar(select(PluginInstall).where(
-            PluginInstall.plugin_id == plugin_id, PluginInstall.org_id == org_id))
+            PluginInstall.plugin_id == plugin_id, PluginInstall.org_id == org_id, PluginInstall.mode == mode))
 
-    def installs_for_org(self, org_id: int, active_only: bool = True) -> list[PluginInstall]:
+    def installs_for_org(self, org_id: int, active_only: bool = True, *,
+                         mode: str | None = "live") -> list[PluginInstall]:
         stmt = select(PluginInstall).where(PluginInstall.org_id == org_id).order_by(PluginInstall.id)
+        if mode is not None:
+            stmt = stmt.where(PluginInstall.mode == mode)
         if active_only:
             stmt = stmt.where(PluginInstall.status == "active")
         return list(self.session.scalars(stmt))
+
+    def delete_installs_mode(self, org_id: int, mode: str) -> int:
+        """Delete the org's installs of ``mode`` (their deliveries, attempts and deferrals go with them)."""
+        res = self.session.execute(delete(PluginInstall).where(PluginInstall.org_id == org_id,
+                                                               PluginInstall.mode == mode)
+                                   .execution_options(synchronize_session=False))
+        return int(getattr(res, "rowcount", 0) or 0)
 
     def active_installs(self, plugin_id: int | None = None) -> list[PluginInstall]:
         stmt = select(PluginInstall).where(PluginInstall.status == "active").order_by(PluginInstall.id)
@@ -161,13 +171,14 @@ class PartnerRepository:
             stmt = stmt.where(PluginInstall.plugin_id == plugin_id)
         return list(self.session.scalars(stmt))
 
-    def subscribed_installs(self, org_id: int) -> list[tuple[PluginInstall, Plugin, PluginVersion]]:
-        """Active installs in ``org_id`` of listed plugins, with the version each install runs."""
+    def subscribed_installs(self, org_id: int, mode: str = "live") -> list[tuple[PluginInstall, Plugin, PluginVersion]]:
+        """Active installs of ``mode`` in ``org_id`` of listed plugins, with the version each install runs."""
         rows = self.session.execute(
             select(PluginInstall, Plugin, PluginVersion)
             .join(Plugin, Plugin.id == PluginInstall.plugin_id)
             .join(PluginVersion, PluginVersion.id == PluginInstall.version_id)
-            .where(PluginInstall.org_id == org_id, PluginInstall.status == "active", Plugin.state == "listed"))
+            .where(PluginInstall.org_id == org_id, PluginInstall.mode == mode, PluginInstall.status == "active",
+                   Plugin.state == "listed"))
         return [(i, p, v) for i, p, v in rows]
 
     def orgs_with_installs(self, org_ids: set[int]) -> set[int]:
@@ -186,7 +197,7 @@ class PartnerRepository:
             select(PluginInstall.id, PluginInstall.org_id, PluginInstall.scopes, PluginInstall.created_at,
                    Plugin.id.label("plugin_id"), PluginVersion.manifest, PluginInstall.secret,
                    PluginInstall.previous_secret, PluginInstall.previous_expires_at,
-                   PluginInstall.endpoint_disabled_at)
+                   PluginInstall.endpoint_disabled_at, PluginInstall.mode)
             .join(Plugin, Plugin.id == PluginInstall.plugin_id)
             .join(PluginVersion, PluginVersion.id == PluginInstall.version_id)
             .where(PluginInstall.org_id == org_id, PluginInstall.status == "active", Plugin.state == "listed")))
@@ -410,10 +421,11 @@ class PartnerRepository:
             select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id).order_by(WebhookAttempt.id)))
 
     def deliveries_visible(self, org_id: int, *, install_id: int | None, status: str | None,
-                           cursor: int | None, limit: int) -> list[WebhookDelivery]:
-        """Deliveries of the org's installs, or to the org's own plugins when it is a partner."""
+                           cursor: int | None, limit: int, mode: str = "live") -> list[WebhookDelivery]:
+        """Deliveries of the org's installs of ``mode``, or to the org's own plugins when it is a partner."""
         partner = self.partner_for_org(org_id)
-        cond = WebhookDelivery.org_id == org_id
+        mine = select(PluginInstall.id).where(PluginInstall.org_id == org_id, PluginInstall.mode == mode)
+        cond: Any = (WebhookDelivery.org_id == org_id) & WebhookDelivery.install_id.in_(mine)
         if partner is not None:
             own = select(Plugin.id).where(Plugin.partner_id == partner.id)
             cond = or_(cond, WebhookDelivery.plugin_id.in_(own))

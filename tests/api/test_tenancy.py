@@ -19,7 +19,7 @@ from typing import Any
 from memory.db import session_scope, utcnow
 from memory.dev_portal.models import PortalToken
 from memory.identity.models import ApiKey
-from memory.jobs.models import Job, Pipeline, Worker
+from memory.jobs.models import Job, Pipeline, WebhookEndpoint, Worker
 from memory.jobs.repository import WorkerRepository
 from memory.ops.models import Incident
 from memory.partner.models import PluginInstall
@@ -85,6 +85,9 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
     users = client.get("/v1/users", headers=h).json()["items"]
     run = client.post("/v1/agents/janitor/runs", headers=h)
     deliveries = client.get("/v1/webhook-deliveries", headers=h).json()["items"]
+    endpoint = client.post("/v1/webhook-endpoints", json={"url": f"https://victim-{tag}.example.com/hook"},
+                           headers=h)
+    assert endpoint.status_code == 201, endpoint.text
     invited = f"victim-invitee-{tag}@acme-test.io"
     invite = client.post("/v1/invites", json={"email": invited, "role": "viewer"}, headers=h)
     assert invite.status_code == 201, invite.text
@@ -93,10 +96,11 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
            "run_id": run.json().get("id", 1) if run.status_code < 300 else 1,
            "delivery_id": deliveries[0]["id"] if deliveries else 1, "agent": "janitor",
            "thread_id": f"victim-thread-{tag}", "approval_id": 1, "invite_id": invite.json()["id"],
-           "suggestion_id": 1, "partner_id": 1,
+           "suggestion_id": 1, "partner_id": 1, "endpoint_id": endpoint.json()["id"],
            "month": utcnow().strftime("%Y-%m")}
     markers = [a.slug, a.admin_email, pipe_name, f"victim-input-{tag}", f"victim-incident-{tag}",
-               f"{{pipeline={pid}}}", invited, *[k["prefix"] for k in keys]]
+               f"{{pipeline={pid}}}", invited, f"victim-{tag}.example.com", endpoint.json()["secret"],
+               *[k["prefix"] for k in keys]]
     return Victim(a, ids, markers, series)
 
 
@@ -113,7 +117,9 @@ def _state(v: Victim, worker_id: str) -> dict[str, Any]:
         keys = sorted((k.id, k.expires_at, k.revoked_at) for k in s.query(ApiKey).filter(ApiKey.org_id == v.org.org_id))
         tokens = sorted((t.id, t.used_at, t.expires_at) for t in
                         s.query(PortalToken).filter(PortalToken.org_id == v.org.org_id))
-        return {"keys": keys, "portal_tokens": tokens,
+        endpoints = sorted((e.id, e.url, e.secret) for e in
+                           s.query(WebhookEndpoint).filter(WebhookEndpoint.org_id == v.org.org_id))
+        return {"keys": keys, "portal_tokens": tokens, "webhook_endpoints": endpoints,
                 "pipelines": pipes, "jobs": jobs, "incident": (inc.state, inc.summary) if inc else None,
                 "install": (inst.status, inst.endpoint_disabled_at, inst.secret) if inst else None,
                 "worker_command": worker.command if worker else "gone", "balance": balance}

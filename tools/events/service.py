@@ -144,9 +144,21 @@ def after_commit(session: Session, fn: Callable[[], None]) -> None:
     after_close(session, fn)
 
 
-def emit(session: Session, name: str, payload: dict[str, Any], *, org_id: int | None = None) -> Event:
-    """Write event ``name`` in the caller's transaction; it is dispatched after commit."""
-    ev = Event(uid=f"evt_{uuid.uuid4().hex}", name=name, org_id=org_id, payload=payload)
+def event_mode(payload: dict[str, Any]) -> str:
+    """``test`` for an event of test objects (its payload says ``livemode: false``), else ``live``."""
+    return "test" if payload.get("livemode") is False else "live"
+
+
+def emit(session: Session, name: str, payload: dict[str, Any], *, org_id: int | None = None,
+         mode: str | None = None) -> Event:
+    """Write event ``name`` in the caller's transaction; it is dispatched after commit.
+
+    A test-mode event (``mode="test"``, or a payload with ``livemode: false``) carries ``livemode: false``
+    and reaches only test subscribers (plugin installs made with a test key)."""
+    mode = mode or event_mode(payload)
+    if mode == "test":
+        payload = {**payload, "livemode": False}
+    ev = Event(uid=f"evt_{uuid.uuid4().hex}", name=name, org_id=org_id, payload=payload, mode=mode)
     EventRepository(session).add(ev)
     session.info["emitted_events"] = True
     return ev
@@ -167,7 +179,8 @@ def emit_many(session: Session, events: Iterable[tuple[str, dict[str, Any], int 
             orgs = {o for n, _, o in events if n == name and o is not None}
             quiet[name] = reactions.unwatched(session, name, orgs)
     rows = [{"uid": f"evt_{uuid.uuid4().hex}", "name": name, "org_id": org_id, "payload": payload,
-             "created_at": now, "dispatched_at": now if org_id in quiet.get(name, ()) else None}
+             "mode": event_mode(payload), "created_at": now,
+             "dispatched_at": now if org_id in quiet.get(name, ()) else None}
             for name, payload, org_id in events]
     EventRepository(session).add_many(rows)
     work = sum(1 for r in rows if r["dispatched_at"] is None)
@@ -330,8 +343,9 @@ class EventPage(BaseModel):
 
 @tool("events.list", risk="read")
 def list_events(ctx: ToolContext, params: EventQuery) -> EventPage:
-    """List the organisation's platform events, newest first."""
-    rows = EventRepository(ctx.session).recent(ctx.org_id, params.name, params.cursor, params.limit + 1)
+    """List the organisation's platform events of the caller's mode (live or test), newest first."""
+    rows = EventRepository(ctx.session).recent(ctx.org_id, params.name, params.cursor, params.limit + 1,
+                                               ctx.mode)
     more = len(rows) > params.limit
     rows = rows[: params.limit]
     return EventPage(
@@ -363,7 +377,7 @@ class FailureQuery(BaseModel):
 @tool("events.failures", risk="read")
 def list_failures(ctx: ToolContext, params: FailureQuery) -> DeliveryList:
     """List event handler deliveries that are failing or dead, with their last error."""
-    rows = EventRepository(ctx.session).failures(ctx.org_id, params.limit)
+    rows = EventRepository(ctx.session).failures(ctx.org_id, params.limit, ctx.mode)
     return DeliveryList(items=[
         DeliveryRead(id=d.id, event_id=e.id, event_name=e.name, handler=d.handler, status=d.status,
                      attempts=d.attempts, last_error=d.last_error, next_attempt_at=d.next_attempt_at)
@@ -382,7 +396,7 @@ def retry_delivery(ctx: ToolContext, params: DeliveryRetry) -> DeliveryRead:
     # Waits for a dispatcher running it right now, then sees its outcome.
     d = repo.lock_delivery(params.delivery_id, skip_locked=False)
     ev = repo.get(d.event_id) if d else None
-    if d is None or ev is None or ev.org_id != ctx.org_id:
+    if d is None or ev is None or ev.org_id != ctx.org_id or ev.mode != ctx.mode:
         raise NotFound(f"delivery {params.delivery_id} not found", field="delivery_id")
     if d.status == "done":
         raise Conflict(f"delivery {d.id} already succeeded", field="delivery_id")

@@ -28,9 +28,13 @@ def backoff_seconds(base: float, attempts: int) -> float:
 
 
 def job_event_payload(job: Job, **extra: Any) -> dict[str, Any]:
-    """The payload of a job event: the job's id, pipeline, state, attempts and trigger, and ``extra``."""
-    return {"job_id": job.id, "pipeline_id": job.pipeline_id, "state": job.state, "attempts": job.attempts,
-            "trigger": job.trigger, **extra}
+    """The payload of a job event: the job's id, pipeline, state, attempts and trigger, and ``extra``;
+    a test job's events say ``livemode: false`` (they reach only test subscribers)."""
+    out = {"job_id": job.id, "pipeline_id": job.pipeline_id, "state": job.state, "attempts": job.attempts,
+           "trigger": job.trigger, **extra}
+    if job.mode == "test":
+        out["livemode"] = False
+    return out
 
 
 def record_success(session: Session, job: Job, output: Any, steps: list[JobStep]) -> bool:
@@ -97,13 +101,14 @@ def release(session: Session, job: Job) -> bool:
                                          run_at=now, enqueued_at=now)
 
 
-def requeue_expired(session: Session, org_id: int | None) -> tuple[list[int], list[int]]:
-    """Return running jobs whose lease expired to the queue (dead after max attempts)."""
+def requeue_expired(session: Session, org_id: int | None,
+                    mode: str | None = None) -> tuple[list[int], list[int]]:
+    """Return running jobs whose lease expired to the queue (dead after max attempts); of one mode if given."""
     repo = JobRepository(session)
     now = utcnow()
     requeued: list[int] = []
     dead: list[int] = []
-    for job in repo.expired(org_id, now):
+    for job in repo.expired(org_id, now, mode=mode):
         is_dead = job.attempts >= job.max_attempts
         error = f"lease expired on attempt {job.attempts} (worker {job.lease_owner} stopped heartbeating)"
         if not repo.release_expired(job, now, dead=is_dead, error=error):

@@ -338,7 +338,7 @@ def check_plugin_steps(ctx: ToolContext, steps: list[Any]) -> None:
         url = step.url if isinstance(step, HttpStep | NotifyStep) else None
         if plugin is None and (url is None or _PLACEHOLDER.search(url)):
             continue  # no call, or a templated URL (checked when it runs)
-        directory = directory or PluginDirectory.load(ctx.session, ctx.org_id)
+        directory = directory or PluginDirectory.load(ctx.session, ctx.org_id, mode=ctx.mode)
         if plugin is not None:
             directory.by_name(plugin, step.action, field=f"steps.{i}.plugin")
         elif url is not None:
@@ -350,7 +350,7 @@ def _dump_steps(steps: list[Any]) -> list[dict[str, Any]]:
 
 
 def get_pipeline(ctx: ToolContext, pipeline_id: int) -> Pipeline:
-    p = PipelineRepository(ctx.session).get(ctx.org_id, pipeline_id)
+    p = PipelineRepository(ctx.session).get(ctx.org_id, pipeline_id, ctx.mode)
     if p is None:
         raise NotFound(f"pipeline {pipeline_id} not found", field="pipeline_id")
     return p
@@ -360,27 +360,29 @@ def get_pipeline(ctx: ToolContext, pipeline_id: int) -> Pipeline:
 
 @tool("pipelines.create", risk="write")
 def create_pipeline(ctx: ToolContext, params: PipelineCreate) -> PipelineRead:
-    """Create a pipeline (trigger and ordered steps), validated before it is saved."""
+    """Create a pipeline (trigger and ordered steps), validated before it is saved; a test-mode key makes a
+    test pipeline."""
     repo = PipelineRepository(ctx.session)
-    if repo.by_name(ctx.org_id, params.name) is not None:
+    if repo.by_name(ctx.org_id, params.name, ctx.mode) is not None:
         raise Conflict(f"a pipeline named {params.name!r} already exists", field="name")
     check_plugin_steps(ctx, params.steps)
     now = utcnow()
-    p = Pipeline(org_id=ctx.org_id, name=params.name, description=params.description,
+    p = Pipeline(org_id=ctx.org_id, mode=ctx.mode, name=params.name, description=params.description,
                  steps=_dump_steps(params.steps), max_attempts=params.max_attempts, timeout_s=params.timeout_s,
                  retry_backoff_s=params.retry_backoff_s, created_at=now, updated_at=now, version=1, paused=False)
     secret = _apply_trigger(p, params.trigger)
     repo.add(p)
     audit_log.record(ctx, "pipelines.created", f"pipeline:{p.id}", after={"name": p.name, "trigger": p.trigger})
     emit(ctx.session, "pipeline_created", {"pipeline_id": p.id, "name": p.name, "trigger": p.trigger["type"]},
-         org_id=ctx.org_id)
+         org_id=ctx.org_id, mode=p.mode)
     return PipelineRead.of(p, secret)
 
 
 @tool("pipelines.list", risk="read")
 def list_pipelines(ctx: ToolContext, params: NoInput) -> PipelineList:
     """List the organisation's pipelines."""
-    return PipelineList(items=[PipelineRead.of(p) for p in PipelineRepository(ctx.session).for_org(ctx.org_id)])
+    return PipelineList(items=[PipelineRead.of(p)
+                               for p in PipelineRepository(ctx.session).for_org(ctx.org_id, ctx.mode)])
 
 
 @tool("pipelines.get", risk="read")
@@ -395,7 +397,7 @@ def update_pipeline(ctx: ToolContext, params: PipelineUpdate) -> PipelineRead:
     p = get_pipeline(ctx, params.pipeline_id)
     before = {"name": p.name, "trigger": p.trigger, "steps": p.steps, "version": p.version}
     if params.name is not None and params.name != p.name:
-        if PipelineRepository(ctx.session).by_name(ctx.org_id, params.name) is not None:
+        if PipelineRepository(ctx.session).by_name(ctx.org_id, params.name, p.mode) is not None:
             raise Conflict(f"a pipeline named {params.name!r} already exists", field="name")
         p.name = params.name
     if params.description is not None:

@@ -42,22 +42,30 @@ def org_scope(ctx: ToolContext) -> int | None:
     return ctx.org_id
 
 
+def mode_scope(ctx: ToolContext) -> str | None:
+    """The mode an operational tool acts on: the caller's (``test`` for a test-mode key), or None (both)
+    for the platform's own principals without an organisation."""
+    return None if org_scope(ctx) is None else ctx.mode
+
+
 def submit_job(session: Session, *, org_id: int, pipeline: Pipeline, input: dict[str, Any], trigger: str,
                actor: str, idempotency_key: str | None = None) -> tuple[Job, bool]:
     """Charge credits and enqueue a run of ``pipeline``; with a known key return the existing job.
 
     Returns ``(job, created)``. Raises ``PaymentRequired`` (nothing written) when credits are short.
+    The job is of its pipeline's mode: a test pipeline's runs are test jobs, charged to test credits.
     """
     repo = JobRepository(session)
+    mode = pipeline.mode
     if idempotency_key:
-        existing = repo.by_idempotency_key(org_id, idempotency_key)
+        existing = repo.by_idempotency_key(org_id, idempotency_key, mode)
         if existing is not None:
             _check_same_pipeline(existing, pipeline, idempotency_key)
             return existing, False
     org = session.get(Organization, org_id)
     cost = run_cost(org.plan if org is not None else "free")
     now = utcnow()
-    job = Job(org_id=org_id, pipeline_id=pipeline.id, state="queued", trigger=trigger,
+    job = Job(org_id=org_id, pipeline_id=pipeline.id, mode=mode, state="queued", trigger=trigger,
               idempotency_key=idempotency_key, input=input, attempts=0, max_attempts=pipeline.max_attempts,
               cost=cost, run_at=now, fence=0, created_by=actor, created_at=now, enqueued_at=now,
               retryable=False)
@@ -65,12 +73,12 @@ def submit_job(session: Session, *, org_id: int, pipeline: Pipeline, input: dict
         # Only a key can collide with a concurrent submission; without one, skip the savepoint.
         with session.begin_nested() if idempotency_key else contextlib.nullcontext():
             repo.add(job)
-            charge_job(session, org_id=org_id, job_id=job.id, cost=cost, actor=actor)
+            charge_job(session, org_id=org_id, job_id=job.id, cost=cost, actor=actor, mode=mode)
     except IntegrityError:
         # A concurrent submission with the same key won; ours (and its charge) rolled back.
         if not idempotency_key:
             raise
-        existing = repo.by_idempotency_key(org_id, idempotency_key)
+        existing = repo.by_idempotency_key(org_id, idempotency_key, mode)
         if existing is None:
             raise
         _check_same_pipeline(existing, pipeline, idempotency_key)
@@ -213,7 +221,8 @@ class QueueStatus(BaseModel):
 
 def _get_job(ctx: ToolContext, job_id: int, *, lock: bool = False) -> Job:
     repo = JobRepository(ctx.session)
-    job = repo.get_for_update(org_scope(ctx), job_id) if lock else repo.get(org_scope(ctx), job_id)
+    org, mode = org_scope(ctx), mode_scope(ctx)
+    job = repo.get_for_update(org, job_id, mode) if lock else repo.get(org, job_id, mode)
     if job is None:
         raise NotFound(f"job {job_id} not found", field="job_id")
     return job
@@ -235,12 +244,10 @@ def _requeue(job: Job) -> None:
 
 @tool("jobs.submit", risk="write")
 def submit(ctx: ToolContext, params: JobSubmit) -> JobSubmitted:
-    """Run a pipeline: charge its credits and queue a job (an idempotency key returns the same job)."""
-    if ctx.principal.key_mode == "test":
-        # A run is charged to the organisation's one real balance: a test-mode key never touches it.
-        raise Forbidden("a test-mode API key cannot run jobs: runs are charged to the organisation's live "
-                        "credit balance; use a live key", field="pipeline_id")
-    p = PipelineRepository(ctx.session).get(ctx.org_id, params.pipeline_id)
+    """Run a pipeline: charge its credits and queue a job (an idempotency key returns the same job).
+
+    With a test-mode key only test pipelines can be run, charged to the test credits."""
+    p = PipelineRepository(ctx.session).get(ctx.org_id, params.pipeline_id, ctx.mode)
     if p is None:
         raise NotFound(f"pipeline {params.pipeline_id} not found", field="pipeline_id")
     job, created = submit_job(ctx.session, org_id=ctx.org_id, pipeline=p, input=params.input, trigger="manual",
@@ -253,7 +260,7 @@ def list_jobs(ctx: ToolContext, params: JobQuery) -> JobPage:
     """List jobs newest first, filtered by state and pipeline, with cursor pagination."""
     rows = JobRepository(ctx.session).search(
         org_scope(ctx), states=[params.state] if params.state else None, pipeline_id=params.pipeline_id,
-        before_id=params.cursor, limit=params.limit + 1)
+        before_id=params.cursor, limit=params.limit + 1, mode=mode_scope(ctx))
     return _page(rows, params.limit)
 
 
@@ -280,8 +287,8 @@ def cancel(ctx: ToolContext, params: JobRef) -> JobRead:
     ctx.session.flush()
     if never_ran:
         refund_job(ctx.session, org_id=job.org_id, job_id=job.id, cost=job.cost, actor=ctx.principal.actor,
-                   note="cancelled before it started")
-    emit(ctx.session, "job_cancelled", job_event_payload(job, previous=before), org_id=job.org_id)
+                   note="cancelled before it started", mode=job.mode)
+    emit(ctx.session, "job_cancelled", job_event_payload(job, previous=before), org_id=job.org_id, mode=job.mode)
     audit_log.record(ctx, "jobs.cancelled", f"job:{job.id}", before={"state": before}, after={"state": job.state})
     return JobRead.of(job)
 
@@ -307,10 +314,11 @@ def retry(ctx: ToolContext, params: JobRef) -> JobRead:
 def retry_failed(ctx: ToolContext, params: RetryFailed) -> JobIds:
     """Queue again up to `limit` failed jobs, optionally of one pipeline."""
     repo = JobRepository(ctx.session)
-    rows = repo.search(org_scope(ctx), states=["failed"], pipeline_id=params.pipeline_id, limit=params.limit)
+    rows = repo.search(org_scope(ctx), states=["failed"], pipeline_id=params.pipeline_id, limit=params.limit,
+                       mode=mode_scope(ctx))
     ids: list[int] = []
     for job in rows:
-        locked = repo.get_for_update(org_scope(ctx), job.id)
+        locked = repo.get_for_update(org_scope(ctx), job.id, mode_scope(ctx))
         if locked is not None and locked.state == "failed":
             _requeue(locked)
             ids.append(locked.id)
@@ -323,7 +331,7 @@ def retry_failed(ctx: ToolContext, params: RetryFailed) -> JobIds:
 @tool("jobs.requeue_expired", risk="write")
 def requeue_expired_tool(ctx: ToolContext, params: NoInput) -> RequeueResult:
     """Return running jobs whose worker lease expired to the queue (dead after max attempts)."""
-    requeued, dead = requeue_expired(ctx.session, org_scope(ctx))
+    requeued, dead = requeue_expired(ctx.session, org_scope(ctx), mode_scope(ctx))
     if requeued or dead:
         audit_log.record(ctx, "jobs.requeued_expired", "queue", detail={"requeued": requeued, "dead": dead})
     return RequeueResult(requeued=requeued, dead=dead)
@@ -340,7 +348,7 @@ def dead_letter(ctx: ToolContext, params: JobRef) -> JobRead:
     job.last_error = (job.last_error or "") + f"\n[dead-lettered by {ctx.principal.actor}]"
     ctx.session.flush()
     emit(ctx.session, "job_dead", job_event_payload(job, error="moved to dead-letter", retryable=False),
-         org_id=job.org_id)
+         org_id=job.org_id, mode=job.mode)
     audit_log.record(ctx, "jobs.dead_lettered", f"job:{job.id}", before={"state": before}, after={"state": "dead"})
     return JobRead.of(job)
 
@@ -349,7 +357,7 @@ def dead_letter(ctx: ToolContext, params: JobRef) -> JobRead:
 def dead_list(ctx: ToolContext, params: DeadQuery) -> JobPage:
     """List dead-letter jobs (out of attempts or moved there), newest first."""
     rows = JobRepository(ctx.session).search(org_scope(ctx), states=["dead"], pipeline_id=params.pipeline_id,
-                                             before_id=params.cursor, limit=params.limit + 1)
+                                             before_id=params.cursor, limit=params.limit + 1, mode=mode_scope(ctx))
     return _page(rows, params.limit)
 
 
@@ -363,7 +371,7 @@ def dead_retry(ctx: ToolContext, params: JobRef) -> JobRead:
 def dead_purge(ctx: ToolContext, params: DeadPurge) -> PurgeResult:
     """Delete dead-letter jobs (all, some ids, or those dead longer than a while)."""
     older = utcnow() - dt.timedelta(seconds=params.older_than_s) if params.older_than_s is not None else None
-    n = JobRepository(ctx.session).purge(org_scope(ctx), ["dead"], older, params.job_ids)
+    n = JobRepository(ctx.session).purge(org_scope(ctx), ["dead"], older, params.job_ids, mode_scope(ctx))
     audit_log.record(ctx, "jobs.dead_purged", "dead-letter", detail={"purged": n, "job_ids": params.job_ids,
                                                                      "older_than_s": params.older_than_s})
     return PurgeResult(purged=n)
@@ -372,10 +380,15 @@ def dead_purge(ctx: ToolContext, params: DeadPurge) -> PurgeResult:
 def _switch(ctx: ToolContext, params: QueueSwitch, paused: bool) -> QueueStatus:
     action = "queues.paused" if paused else "queues.resumed"
     if params.pipeline_id is not None:
-        if PipelineRepository(ctx.session).set_paused(org_scope(ctx), params.pipeline_id, paused) == 0:
+        if PipelineRepository(ctx.session).set_paused(org_scope(ctx), params.pipeline_id, paused,
+                                                      mode_scope(ctx)) == 0:
             raise NotFound(f"pipeline {params.pipeline_id} not found", field="pipeline_id")
         audit_log.record(ctx, action, f"pipeline:{params.pipeline_id}")
         return QueueStatus(scope=f"pipeline:{params.pipeline_id}", paused=paused)
+    if ctx.mode == "test":
+        # The organisation's queue switch holds its live jobs too: a test-mode key never changes it.
+        raise Forbidden("a test-mode API key can pause or resume only a test pipeline (pipeline_id), not the "
+                        "organisation's queue", field="pipeline_id")
     JobRepository(ctx.session).set_queue_paused(ctx.org_id, paused, ctx.principal.actor)
     audit_log.record(ctx, action, f"org:{ctx.org_id}")
     return QueueStatus(scope=f"org:{ctx.org_id}", paused=paused)
@@ -406,8 +419,8 @@ def queue_status(ctx: ToolContext, params: NoInput) -> QueueStats:
     repo = JobRepository(ctx.session)
     qs = repo.queue_state(ctx.org_id)
     now = utcnow()
-    depth, oldest = repo.queue_stats(now, ctx.org_id)
-    counts = repo.counts_by_state(ctx.org_id)
+    depth, oldest = repo.queue_stats(now, ctx.org_id, ctx.mode)
+    counts = repo.counts_by_state(ctx.org_id, ctx.mode)
     return QueueStats(paused=bool(qs and qs.paused), depth=depth,
                       oldest_queued_age_s=(now - oldest).total_seconds() if oldest else 0.0,
                       by_state={s: counts.get(s, 0) for s in JOB_STATES})

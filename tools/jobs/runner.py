@@ -2,8 +2,11 @@
 
 Steps never execute code: ``http`` (through the SSRF guard), ``transform`` (JMESPath or a
 placeholder template), ``delay`` (interruptible) and ``notify`` (email through the outbox, or a
-webhook through the SSRF guard). An ``http`` call to a plugin action (by name or by URL) needs an
-active install in the job's organisation and is signed with its secrets
+webhook through the SSRF guard, signed with the endpoint's secret when the URL is a registered webhook
+endpoint: :mod:`tools.jobs.endpoints`). A test job (test mode) calls out only to registered TEST
+endpoints and sends no email; anything else fails its step, not retried. An ``http`` call to a plugin
+action (by name or by URL) needs an active install in the job's organisation (and mode) and is signed
+with its secrets
 (:mod:`tools.partner_api.actions`). Errors are classified: timeouts, connection errors, 5xx and 429
 are transient (retried with backoff); everything else fails the job at once.
 """
@@ -26,10 +29,12 @@ from memory.jobs.repository import JobRepository
 from tools.errors import AppError
 from tools.events.service import Reactions, emit_many
 from tools.jobs import metrics
+from tools.jobs.endpoints import EndpointDirectory
 from tools.jobs.outcomes import record_failure, record_successes, release
 from tools.jobs.pipelines import render, search
 from tools.partner_api.actions import LazyDirectory, PluginCall, without_reserved
 from tools.shared import ssrf
+from tools.shared.signing import webhook_headers
 
 log = logging.getLogger(__name__)
 MAX_OUTPUT_CHARS = 64_000
@@ -107,8 +112,32 @@ def _plugin_call(step: dict[str, Any], url: str | None, plugins: LazyDirectory |
         raise StepFailed(f"could not read the plugin installs: {type(exc).__name__}: {exc}", retryable=True) from None
 
 
+@dataclass
+class Outbound:
+    """Where a run may call out: its mode and its organisation's registered webhook endpoints."""
+
+    mode: str = "live"
+    endpoints: EndpointDirectory | None = None
+
+    def endpoint(self, url: str, *, signed: bool) -> tuple[str, str] | None:
+        """``(endpoint id, secret)`` of the registered endpoint ``url`` addresses when the call is to be
+        signed; StepFailed when a test run calls anything but a registered test endpoint."""
+        if self.endpoints is None or (self.mode != "test" and not signed):
+            return None
+        try:
+            ep = self.endpoints.match(url)
+        except Exception as exc:  # reading the endpoints failed (database): worth a retry
+            raise StepFailed(f"could not read the webhook endpoints: {type(exc).__name__}: {exc}",
+                             retryable=True) from None
+        if ep is None and self.mode == "test":
+            raise StepFailed(f"test mode: {url} is not a registered test webhook endpoint; test jobs call only "
+                             "the URLs registered with POST /v1/webhook-endpoints using a test key", retryable=False)
+        return (str(ep.id), ep.secret) if ep is not None else None
+
+
 def _http(step: dict[str, Any], data: dict[str, Any], ctrl: RunControl, logs: list[str],
-          plugins: LazyDirectory | None = None, call_id: str = "") -> Any:
+          plugins: LazyDirectory | None = None, call_id: str = "", outbound: Outbound | None = None,
+          signed: bool = False) -> Any:
     import httpx  # kept lazy: start-up time (only a worker running an http step needs it)
 
     url = render(step["url"], data) if step.get("url") is not None else None
@@ -133,10 +162,17 @@ def _http(step: dict[str, Any], data: dict[str, Any], ctrl: RunControl, logs: li
     timeout = min(float(step.get("timeout_s", 10.0)), max(0.1, ctrl.deadline - time.monotonic()))
     logs.append(f"{method} {url}")
     redirects = ssrf.MAX_REDIRECTS
+    endpoint = outbound.endpoint(url, signed=signed and call is None) if outbound is not None else None
     if call is not None:
         headers.update(call.headers(call_id or f"msg_{uuid.uuid4().hex}", content or b""))
         redirects = 0  # the signed request must not be replayed to another host
         logs.append(f"signed for plugin {call.plugin} (install {call.install_id}, action {call.action})")
+    elif endpoint is not None and signed:
+        headers.update(webhook_headers([endpoint[1]], call_id or f"msg_{uuid.uuid4().hex}", content or b""))
+        redirects = 0
+        logs.append(f"signed for webhook endpoint {endpoint[0]}")
+    elif outbound is not None and outbound.mode == "test":
+        redirects = 0  # a redirect would leave the registered test endpoint
     started = time.perf_counter()
     try:
         resp = ssrf.request(method, url, headers=headers, content=content, timeout=timeout, max_redirects=redirects)
@@ -183,24 +219,32 @@ def _transform(step: dict[str, Any], data: dict[str, Any], logs: list[str]) -> A
 
 def _notify(step: dict[str, Any], data: dict[str, Any], ctrl: RunControl, logs: list[str],
             emits: list[tuple[str, dict[str, Any]]], plugins: LazyDirectory | None = None,
-            call_id: str = "") -> Any:
+            call_id: str = "", outbound: Outbound | None = None) -> Any:
     subject = render(step.get("subject") or "", data)
     body = render(step.get("body"), data)
+    test = outbound is not None and outbound.mode == "test"
+    if step["channel"] == "email" and test:
+        raise StepFailed("test mode: test jobs send no email; notify a registered test webhook endpoint instead",
+                         retryable=False)
     if step["channel"] == "email":
         # Sent by whoever handles ``notification_requested``, only if this run's success is recorded.
         payload = {"channel": "email", "to": step["to"], "subject": subject, "body": body}
         emits.append(("notification_requested", payload))
         logs.append(f"email to {step['to']} queued in the outbox")
         return {"queued": True, "to": step["to"]}
-    http_step = {"url": step["url"], "method": "POST", "timeout_s": 10.0,
-                 "body": {"subject": subject, "body": body, "job": data.get("job")}}
-    return _http(http_step, {}, ctrl, logs, plugins, call_id)
+    message: dict[str, Any] = {"subject": subject, "body": body, "job": data.get("job")}
+    if test:
+        message["livemode"] = False
+    http_step = {"url": step["url"], "method": "POST", "timeout_s": 10.0, "body": message}
+    return _http(http_step, {}, ctrl, logs, plugins, call_id, outbound, signed=True)
 
 
 def execute(pipeline_steps: list[dict[str, Any]], *, job_input: dict[str, Any], job_meta: dict[str, Any],
-            run: int, attempt: int, job_id: int, ctrl: RunControl, org_id: int | None = None) -> RunResult:
+            run: int, attempt: int, job_id: int, ctrl: RunControl, org_id: int | None = None,
+            mode: str = "live") -> RunResult:
     """Run every step in order; stop at the first failure. Never raises for step errors."""
-    plugins = LazyDirectory(org_id) if org_id is not None else None
+    plugins = LazyDirectory(org_id, mode) if org_id is not None else None
+    outbound = Outbound(mode, EndpointDirectory(org_id, mode) if org_id is not None else None)
     result = RunResult(ok=True)
     outputs: list[Any] = []
     prev: Any = job_input
@@ -215,7 +259,7 @@ def execute(pipeline_steps: list[dict[str, Any]], *, job_input: dict[str, Any], 
         try:
             ctrl.check()
             if kind == "http":
-                out = _http(step, data, ctrl, logs, plugins, call_id)
+                out = _http(step, data, ctrl, logs, plugins, call_id, outbound)
             elif kind == "transform":
                 out = _transform(step, data, logs)
             elif kind == "delay":
@@ -223,7 +267,7 @@ def execute(pipeline_steps: list[dict[str, Any]], *, job_input: dict[str, Any], 
                 ctrl.wait(float(step["seconds"]))
                 out = prev
             elif kind == "notify":
-                out = _notify(step, data, ctrl, logs, result.emits, plugins, call_id)
+                out = _notify(step, data, ctrl, logs, result.emits, plugins, call_id, outbound)
             else:
                 raise StepFailed(f"unknown step kind {kind!r}", retryable=False)
         except StepFailed as exc:
@@ -292,7 +336,7 @@ def run_steps(job: Job, ctrl: RunControl, pipeline: PipelineSnapshot | None = No
         res = RunResult(ok=False, error="pipeline was deleted", retryable=False)
     else:
         res = execute(steps, job_input=dict(job.input or {}), job_meta=meta, run=job.fence, attempt=job.attempts,
-                      job_id=job.id, ctrl=ctrl, org_id=job.org_id)
+                      job_id=job.id, ctrl=ctrl, org_id=job.org_id, mode=job.mode or "live")
     metrics.RUN_DURATION.observe(time.monotonic() - started)
     return Finished(job, res, backoff, give_back=res.interrupted and ctrl.shutdown.is_set() and not ctrl.lost.is_set())
 

@@ -11,7 +11,7 @@ from memory.db import session_scope, utcnow
 from memory.jobs.repository import PipelineRepository
 from tools.context import Principal, ToolContext
 from tools.errors import NotFound, PaymentRequired, Unprocessable
-from tools.events.service import KNOWN_EVENTS, EventRecord, Reaction
+from tools.events.service import KNOWN_EVENTS, EventRecord, Reaction, event_mode
 from tools.jobs.pipelines import next_fire, secret_hash
 from tools.jobs.queue import JobRead, JobSubmitted, submit_job
 from tools.registry import tool
@@ -49,7 +49,10 @@ def schedule_tick() -> None:
 def _on_platform_event(session: Any, ev: EventRecord) -> None:
     if ev.name.startswith("job_") and ev.payload.get("trigger") == "event":
         return
+    mode = event_mode(ev.payload)
     for p in PipelineRepository(session).by_event(ev.org_id, ev.name):
+        if p.mode != mode:  # a test event triggers only test pipelines, a live one only live pipelines
+            continue
         if p.paused or ev.created_at < p.created_at:  # only events after the pipeline existed
             continue
         try:

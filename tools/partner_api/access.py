@@ -49,7 +49,7 @@ def visible_plugin(ctx: ToolContext, slug: str) -> Plugin:
 def org_install(ctx: ToolContext, install_id: int) -> PluginInstall:
     """The install, when the caller's org installed it."""
     inst = PartnerRepository(ctx.session).install(install_id)
-    if inst is None or inst.org_id != ctx.org_id:
+    if inst is None or inst.org_id != ctx.org_id or inst.mode != ctx.mode:
         raise NotFound(f"install {install_id} not found", field="install_id")
     return inst
 
@@ -67,6 +67,7 @@ def install_for_org_or_partner(ctx: ToolContext, install_id: int) -> PluginInsta
     """The install, when the caller's org installed it or publishes its plugin."""
     repo = PartnerRepository(ctx.session)
     inst = repo.install(install_id)
-    if inst is None or not visible_to_org_or_publisher(repo, ctx.org_id, inst.org_id, inst.plugin_id):
+    if inst is None or not visible_to_org_or_publisher(repo, ctx.org_id, inst.org_id, inst.plugin_id) or (
+            inst.org_id == ctx.org_id and inst.mode != ctx.mode):
         raise NotFound(f"install {install_id} not found", field="install_id")
     return inst

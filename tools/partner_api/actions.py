@@ -108,12 +108,13 @@ class PluginDirectory:
         self.catalogue = catalogue
 
     @classmethod
-    def load(cls, session: Session, org_id: int, now: dt.datetime | None = None) -> PluginDirectory:
-        """Read the organisation's active installs and every listed or suspended plugin's actions."""
+    def load(cls, session: Session, org_id: int, now: dt.datetime | None = None, *,
+             mode: str = "live") -> PluginDirectory:
+        """Read the organisation's active installs of ``mode`` and every listed or suspended plugin's actions."""
         repo = PartnerRepository(session)
         now = now or utcnow()
         installs: dict[str, _Install] = {}
-        for inst in repo.installs_for_org(org_id):
+        for inst in repo.installs_for_org(org_id, mode=mode):
             plugin, version = repo.plugin(inst.plugin_id), repo.version(inst.version_id)
             if plugin is None or version is None:
                 continue
@@ -164,8 +165,9 @@ class PluginDirectory:
 class LazyDirectory:
     """A :class:`PluginDirectory` read on first use, in its own short transaction (one per job run)."""
 
-    def __init__(self, org_id: int | None):
+    def __init__(self, org_id: int | None, mode: str = "live"):
         self.org_id = org_id
+        self.mode = mode
         self._dir: PluginDirectory | None = None
 
     def get(self) -> PluginDirectory:
@@ -173,5 +175,5 @@ class LazyDirectory:
             raise Unprocessable("plugin actions need an organisation", field="plugin")
         if self._dir is None:
             with session_scope() as s:
-                self._dir = PluginDirectory.load(s, self.org_id)
+                self._dir = PluginDirectory.load(s, self.org_id, mode=self.mode)
         return self._dir

@@ -160,7 +160,7 @@ def _disable(session: Session, inst: PluginInstall, reason: str, kind: str) -> N
     inst.endpoint_disabled_at, inst.disabled_reason = utcnow(), reason[:500]
     plugin = repo.plugin(inst.plugin_id)
     partner = repo.partner(plugin.partner_id) if plugin else None
-    if partner is not None and plugin is not None:
+    if partner is not None and plugin is not None and inst.mode != "test":  # test installs never email partners
         repo.add_email(PartnerEmail(
             partner_id=partner.id, to=partner.contact_email,
             subject=f"Levqor disabled a webhook endpoint of {plugin.name}",

@@ -117,9 +117,13 @@ def endpoint_url(sub: Row[Any], event_name: str) -> str | None:
 def subscribed_url(ev: EventRecord, sub: Row[Any]) -> str | None:
     """The endpoint of ``sub`` for ``ev``, or None when it does not subscribe to it or the event
     happened before the install."""
-    if ev.created_at < sub.created_at:
+    if ev.created_at < sub.created_at or _mode(ev) != sub.mode:
         return None
     return endpoint_url(sub, ev.name)
+
+
+def _mode(ev: EventRecord) -> str:
+    return "test" if ev.payload.get("livemode") is False else "live"
 
 
 def webhook_id(ev: EventRecord, install_id: int) -> str:
@@ -192,7 +196,7 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
         org = IdentityRepository(session).org(org_id)
         slug = org.slug if org else None
         per_run = any((sub.manifest.get("pricing") or {}).get("model") == "per_run" for sub in subs)
-        installs = repo.subscribed_installs(org_id) if per_run else []
+        installs = repo.subscribed_installs(org_id, "live") if per_run else []
         # Per event name: the subscriptions with an endpoint, those enabled, and the newest install's time.
         targets: dict[str, tuple[list[tuple[Row[Any], str]], list[Row[Any]], dt.datetime]] = {}
         for ev in evs:
@@ -203,6 +207,13 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
                 t = targets[ev.name] = (subscribed, [sub for sub, _ in subscribed if sub.endpoint_disabled_at is None],
                                         newest)
             subscribed, enabled, newest = t
+            if any(sub.mode == "test" for sub, _ in subscribed):
+                # A test event reaches only test installs, a live one only live installs.
+                mode = _mode(ev)
+                subscribed = [(sub, url) for sub, url in subscribed if sub.mode == mode]
+                enabled = [sub for sub in enabled if sub.mode == mode]
+            elif _mode(ev) == "test":
+                subscribed, enabled = [], []
             pairs = subscribed
             if enabled and ev.created_at >= newest and admission.org_full(org_id):
                 # The organisation is over its backlog: the whole event is shed at once (held rows of
@@ -231,7 +242,7 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
                     jobs.append(Job(0, uid, url, bodies[scopes].encode(), 0, ev.created_at, sub.id, secrets,
                                     send_by, org_id))
                 rows.append(delivery_row(ev, sub, url, bodies[scopes], now, status=status, lease_until=lease))
-            if ev.name == "job_complete" and installs:
+            if ev.name == "job_complete" and installs and _mode(ev) == "live":
                 accrue_runs(session, ev, installs)
     if rows:
         ids = repo.add_deliveries(rows, returning=bool(jobs))

@@ -12,7 +12,7 @@ from memory.partner.repository import PartnerRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.enterprise.rbac import is_staff
-from tools.errors import BadRequest, Conflict, NotFound, Unprocessable
+from tools.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from tools.identity.service import NoInput
 from tools.partner_api.access import install_for_org_or_partner, org_install, own_partner
 from tools.partner_api.catalog import PluginRead, plugin_read
@@ -66,7 +66,8 @@ class InstallCreate(BaseModel):
 
 @tool("plugins.install", risk="write")
 def install_plugin(ctx: ToolContext, params: InstallCreate) -> InstallRead:
-    """Install a listed plugin in the organisation, granting its requested scopes."""
+    """Install a listed plugin in the organisation, granting its requested scopes (a test-mode key makes a
+    test install: test events only, no revenue)."""
     repo = PartnerRepository(ctx.session)
     plugin = repo.plugin_by_slug(params.plugin)
     if plugin is None or plugin.state != "listed" or plugin.listed_version_id is None:
@@ -78,13 +79,13 @@ def install_plugin(ctx: ToolContext, params: InstallCreate) -> InstallRead:
     extra = granted - requested
     if extra:
         raise Unprocessable(f"scopes {sorted(extra)} are not requested by {plugin.slug}", field="scopes")
-    inst = repo.install_for(plugin.id, ctx.org_id)
+    inst = repo.install_for(plugin.id, ctx.org_id, ctx.mode)
     now = utcnow()
     if inst is not None and inst.status == "active":
         raise Conflict(f"{plugin.slug} is already installed", field="plugin")
     if inst is None:
-        inst = PluginInstall(plugin_id=plugin.id, org_id=ctx.org_id, version_id=version.id, scopes=sorted(granted),
-                             secret=new_secret(), installed_by=ctx.principal.actor)
+        inst = PluginInstall(plugin_id=plugin.id, org_id=ctx.org_id, mode=ctx.mode, version_id=version.id,
+                             scopes=sorted(granted), secret=new_secret(), installed_by=ctx.principal.actor)
         repo.add(inst)
     else:
         inst.status, inst.version_id, inst.scopes, inst.uninstalled_at = "active", version.id, sorted(granted), None
@@ -124,7 +125,7 @@ class InstallList(BaseModel):
 def list_installs(ctx: ToolContext, params: NoInput) -> InstallList:
     """List the plugins installed in the organisation."""
     repo = PartnerRepository(ctx.session)
-    return InstallList(items=[install_read(repo, i) for i in repo.installs_for_org(ctx.org_id)])
+    return InstallList(items=[install_read(repo, i) for i in repo.installs_for_org(ctx.org_id, mode=ctx.mode)])
 
 
 class SecretList(BaseModel):
@@ -204,7 +205,9 @@ def rate_plugin(ctx: ToolContext, params: RatingIn) -> PluginRead:
     """Rate an installed plugin from 1 to 5 stars (one rating per organisation)."""
     repo = PartnerRepository(ctx.session)
     plugin = repo.plugin_by_slug(params.plugin)
-    inst = repo.install_for(plugin.id, ctx.org_id) if plugin else None
+    if ctx.mode == "test":
+        raise Forbidden("ratings are public and live: rate a plugin with a live key", field="plugin")
+    inst = repo.install_for(plugin.id, ctx.org_id, "live") if plugin else None
     if plugin is None or inst is None:
         raise BadRequest("install the plugin before rating it", field="plugin")
     repo.rate(plugin, ctx.org_id, params.stars)

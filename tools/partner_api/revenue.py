@@ -52,8 +52,8 @@ def accrue_install(session: Session, inst: PluginInstall, plugin: Plugin, versio
                    when: dt.datetime | None = None) -> RevenueEntry | None:
     """Charge a monthly plugin's subscription for ``when``'s month (once per plugin, org and month)."""
     pricing = version.manifest.get("pricing", {})
-    if pricing.get("model") != "monthly" or inst.status != "active":
-        return None
+    if pricing.get("model") != "monthly" or inst.status != "active" or inst.mode == "test":
+        return None  # test-mode installs never accrue partner revenue
     when = when or utcnow()
     return _accrue(session, ref=f"sub:{plugin.id}:{inst.org_id}:{period_of(when)}", plugin=plugin,
                    org_id=inst.org_id, kind="subscription", amount=int(pricing["monthly_minor"]), quantity=1,
@@ -67,6 +67,8 @@ def accrue_runs(session: Session, ev: Any, installs: list[tuple[PluginInstall, P
     step calling one of the plugin's actions, by name or by URL (the jobs runtime's step, signed to
     the partner: :mod:`tools.partner_api.actions`).
     """
+    if ev.payload.get("livemode") is False:
+        return 0  # a test job's run never accrues partner revenue
     repo = PartnerRepository(session)
     named = ev.payload.get("plugins")
     step_urls: list[str] = []

@@ -74,7 +74,8 @@ class DeliveryPage(BaseModel):
 def list_deliveries(ctx: ToolContext, params: DeliveryQuery) -> DeliveryPage:
     """List partner webhook deliveries (the org's installs, or to the partner's own plugins)."""
     rows = PartnerRepository(ctx.session).deliveries_visible(
-        ctx.org_id, install_id=params.install_id, status=params.status, cursor=params.cursor, limit=params.limit + 1)
+        ctx.org_id, install_id=params.install_id, status=params.status, cursor=params.cursor, limit=params.limit + 1,
+        mode=ctx.mode)
     more = len(rows) > params.limit
     rows = rows[: params.limit]
     return DeliveryPage(items=[DeliveryRead.of(d) for d in rows], next_cursor=rows[-1].id if more else None)
@@ -83,7 +84,9 @@ def list_deliveries(ctx: ToolContext, params: DeliveryQuery) -> DeliveryPage:
 def _visible_delivery(ctx: ToolContext, delivery_id: int) -> WebhookDelivery:
     repo = PartnerRepository(ctx.session)
     d = repo.delivery(delivery_id)
-    if d is None or not visible_to_org_or_publisher(repo, ctx.org_id, d.org_id, d.plugin_id):
+    inst = repo.install(d.install_id) if d is not None and d.org_id == ctx.org_id else None
+    if d is None or not visible_to_org_or_publisher(repo, ctx.org_id, d.org_id, d.plugin_id) or (
+            inst is not None and inst.mode != ctx.mode):
         raise NotFound(f"delivery {delivery_id} not found", field="delivery_id")
     return d
 

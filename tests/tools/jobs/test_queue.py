@@ -339,13 +339,13 @@ def test_only_operators_grant_credits_test_keys_never_and_balance_is_readable(cl
                       headers=org.headers()).json()["key"]
     r = client.post("/v1/credits/grant", json={"amount": 100, "note": "sandbox"},
                     headers={"Authorization": f"Bearer {key}"})
-    assert r.status_code == 403 and r.json()["field"] == "amount" and "live credit balance" in r.json()["detail"]
+    assert r.status_code == 403 and r.json()["field"] == "amount" and "test-data/reset" in r.json()["detail"]
     assert js.balance(org.org_id) == 0
     assert js.grant(org.org_id, 100) == 100  # the operator (CLI, seed, billing): a system principal
-    # Nor does a test key spend the live balance: it cannot run jobs (the sandbox comes later).
+    # Nor does a test key spend the live balance: a live pipeline does not exist for it (test mode).
     pid = js.pipeline(org.org_id, NOOP)
     r = client.post("/v1/jobs", json={"pipeline_id": pid}, headers={"Authorization": f"Bearer {key}"})
-    assert r.status_code == 403 and r.json()["field"] == "pipeline_id" and "test-mode" in r.json()["detail"]
+    assert r.status_code == 404 and r.json()["field"] == "pipeline_id"
     assert js.balance(org.org_id) == 100
     body = client.get("/v1/credits", headers=org.headers("viewer")).json()
     assert body["balance"] == 100 and body["cost_per_run"] == 1 and body["ledger"][0]["reason"] == "grant"
