@@ -1,8 +1,9 @@
 """Developer portal pages under ``/developer``: sign up, verify the email, log in, API keys (create, see once,
-rotate, revoke, last use), the team (invitations), the docs and the changelog."""
+rotate, revoke, last use), the team (invitations), webhook endpoints and test data, the docs and the changelog."""
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import secrets
 from typing import Annotated, Any
@@ -15,15 +16,20 @@ from api.deps import SESSION_COOKIE, SessionDep, public, require, writes
 from api.pages.router import LOGIN_CSRF_COOKIE, form_csrf, render
 from levqor.settings import get_settings
 from tools.context import ToolContext
-from tools.dev_portal import accounts, docs
+from tools.dev_portal import accounts, docs, sandbox
 from tools.dev_portal import keys as portal_keys
 from tools.dev_portal.accounts import InviteAccept, InviteCreate, SignUp
 from tools.errors import AppError, BadRequest, NotFound, RateLimited, Unauthorized
 from tools.identity import service as identity
 from tools.identity.service import ApiKeyCreate, ApiKeyRevoke, NoInput, login, open_session
+from tools.jobs import credits as credit_tools
+from tools.jobs import endpoints
+from tools.jobs.endpoints import EndpointCreate, EndpointRef
 
 router = APIRouter(prefix="/developer", tags=["pages"], include_in_schema=False)
 KeyId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+EndpointId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Mode = Annotated[str, Query(pattern="^(live|test)$")]
 
 
 def _ip(request: Request) -> str:
@@ -277,6 +283,77 @@ def invite_accept(
         return resp
     raw, _bs = open_session(session, user, get_settings().session_ttl_hours, how="invitation")
     return _signed_in(raw)
+
+
+# ---- webhook endpoints and test data -------------------------------------------------------------
+
+def _in_mode(ctx: ToolContext, mode: str) -> ToolContext:
+    """``ctx`` seeing the objects of ``mode``: a person on the pages sees live data, or test data on request."""
+    return dataclasses.replace(ctx, principal=dataclasses.replace(ctx.principal, key_mode=mode))
+
+
+def _webhooks_page(request: Request, ctx: ToolContext, mode: str, *, shown: Any = None, notice: str | None = None,
+                   status_code: int = 200) -> HTMLResponse:
+    mctx = _in_mode(ctx, mode)
+    items = endpoints.list_endpoints(mctx, endpoints.NoInput()).items
+    credit = credit_tools.get_credits(_in_mode(ctx, "test"), credit_tools.CreditsQuery(limit=1))
+    resp = render(request, "developer_webhooks.html", ctx, mode=mode, endpoints=items, shown=shown, notice=notice,
+                  test_credits=credit, monthly=get_settings().test_credits_monthly)
+    resp.status_code = status_code
+    return resp
+
+
+@router.get("/webhooks")
+def webhooks_page(request: Request, ctx: Annotated[ToolContext, require("pipelines:read")],
+                  mode: Mode = "test") -> HTMLResponse:
+    """Webhook endpoints of one mode (test by default) with their secrets on request; test credits and reset."""
+    return _webhooks_page(request, ctx, mode)
+
+
+@router.post("/webhooks", dependencies=[Depends(form_csrf)])
+def webhooks_create(request: Request, ctx: Annotated[ToolContext, require("pipelines:write")],
+                    url: Annotated[str, Form(max_length=2000)], mode: Annotated[str, Form(pattern="^(live|test)$")],
+                    description: Annotated[str, Form(max_length=500)] = "") -> HTMLResponse:
+    """Register a webhook endpoint in live or test mode; its signing secret is shown."""
+    try:
+        params = EndpointCreate(url=url, description=description)
+    except ValidationError as exc:
+        raise BadRequest(_first_error(exc)[1], field="url") from None
+    created = endpoints.create_endpoint(_in_mode(ctx, mode), params)
+    return _webhooks_page(request, ctx, mode, shown=created, status_code=201)
+
+
+@router.post("/webhooks/{endpoint_id}/reveal", dependencies=[Depends(form_csrf)])
+def webhooks_reveal(request: Request, endpoint_id: EndpointId, mode: Mode,
+                    ctx: Annotated[ToolContext, require("pipelines:write")]) -> HTMLResponse:
+    """Show an endpoint's signing secret (audited)."""
+    shown = endpoints.reveal_secret(_in_mode(ctx, mode), EndpointRef(endpoint_id=endpoint_id))
+    return _webhooks_page(request, ctx, mode, shown=shown)
+
+
+@router.post("/webhooks/{endpoint_id}/rotate", dependencies=[Depends(form_csrf)])
+def webhooks_rotate(request: Request, endpoint_id: EndpointId, mode: Mode,
+                    ctx: Annotated[ToolContext, require("pipelines:write")]) -> HTMLResponse:
+    """Replace an endpoint's signing secret and show the new one."""
+    shown = endpoints.rotate_endpoint_secret(_in_mode(ctx, mode), EndpointRef(endpoint_id=endpoint_id))
+    return _webhooks_page(request, ctx, mode, shown=shown, notice="Secret rotated: the old one no longer signs.")
+
+
+@router.post("/webhooks/{endpoint_id}/delete", dependencies=[Depends(form_csrf)])
+def webhooks_delete(request: Request, endpoint_id: EndpointId, mode: Mode,
+                    ctx: Annotated[ToolContext, require("pipelines:write")]) -> HTMLResponse:
+    """Delete a webhook endpoint."""
+    gone = endpoints.delete_endpoint(_in_mode(ctx, mode), EndpointRef(endpoint_id=endpoint_id))
+    return _webhooks_page(request, ctx, mode, notice=f"Endpoint {gone.url} deleted.")
+
+
+@router.post("/test-data/reset", dependencies=[Depends(form_csrf)])
+def test_data_reset(request: Request, ctx: Annotated[ToolContext, require("org:write")]) -> HTMLResponse:
+    """Delete the organisation's test data and restore its test credits (admins; audited)."""
+    out = sandbox.reset_test_data(ctx, sandbox.NoInput())
+    return _webhooks_page(request, ctx, "test", notice=f"Test data deleted ({out.pipelines} pipelines, {out.jobs} "
+                          f"jobs, {out.installs} installs, {out.events} events); test credits back to "
+                          f"{out.test_credits}.")
 
 
 # ---- docs and changelog -------------------------------------------------------------------------

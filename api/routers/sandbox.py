@@ -14,7 +14,7 @@ from tools.jobs import endpoints
 from tools.jobs.endpoints import EndpointCreate, EndpointList, EndpointRead, EndpointRef, EndpointSecret
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
-EndpointId = Annotated[int, Path(ge=1, le=2**62)]
+EndpointId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @router.post("/webhook-endpoints", response_model=EndpointSecret, status_code=status.HTTP_201_CREATED)

@@ -1,8 +1,9 @@
 """A small typed Levqor API client to copy into your project (Python 3.10+, `pip install httpx`).
 
 It creates a pipeline, submits a job with an idempotency key, polls the job until it finishes, handles
-429 (waits `Retry-After`, then tries again) and verifies a webhook signature (Standard Webhooks). Every
-error is an `ApiError` carrying the RFC 9457 problem details the API sent.
+429 (waits `Retry-After`, then tries again), registers a webhook endpoint and verifies a webhook
+signature (Standard Webhooks). Every error is an `ApiError` carrying the RFC 9457 problem details the
+API sent. With a test key (`lvq_test_...`) everything happens in test mode: test credits, test data.
 
     LEVQOR_URL=http://127.0.0.1:8000 LEVQOR_API_KEY=lvq_test_... python sdk_example.py
 """
@@ -91,6 +92,11 @@ class Levqor:
         body = self.request("POST", "/v1/jobs", json={"pipeline_id": pipeline_id, "input": input},
                             headers={"Idempotency-Key": key})
         return _job(body)
+
+    def create_webhook_endpoint(self, url: str, description: str = "") -> tuple[int, str]:
+        """Register a webhook endpoint (in the key's mode); its id and signing secret (`whsec_...`)."""
+        body = self.request("POST", "/v1/webhook-endpoints", json={"url": url, "description": description})
+        return int(body["id"]), str(body["secret"])
 
     def get_job(self, job_id: int) -> Job:
         return _job(self.request("GET", f"/v1/jobs/{job_id}"))

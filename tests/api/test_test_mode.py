@@ -319,10 +319,10 @@ def test_webhook_endpoint_routes_validate_input(client, org: OrgFixture, set_set
     assert r.status_code == 422 and "url" in r.text, r.text
     r = client.post("/v1/webhook-endpoints", json={"url": "ftp://example.com/x"}, headers=h)
     assert r.status_code == 422, r.text
-    for bad in ("0", str(2**63), "x"):
+    for bad in ("0", str(2**31), str(2**63), "x"):
         r = client.get(f"/v1/webhook-endpoints/{bad}", headers=h)
-        assert r.status_code in (404, 422), (bad, r.status_code, r.text)
-    assert client.get(f"/v1/webhook-endpoints/{2**62}", headers=h).status_code == 404
+        assert r.status_code == 422 and r.json()["field"] == "endpoint_id", (bad, r.status_code, r.text)
+    assert client.get(f"/v1/webhook-endpoints/{2**31 - 1}", headers=h).status_code == 404
     ep = _ok(client.post("/v1/webhook-endpoints", json={"url": "https://hooks.example.com/levqor"}, headers=h), 201)
     assert "secret" not in _ok(client.get(f"/v1/webhook-endpoints/{ep['id']}", headers=h))
     assert client.get(f"/v1/webhook-endpoints/{ep['id']}/secret", headers=org.headers("viewer")).status_code == 403
@@ -335,3 +335,36 @@ def test_webhook_endpoint_routes_validate_input(client, org: OrgFixture, set_set
     for a in ("webhook_endpoints.created", "webhook_endpoints.secret_revealed", "webhook_endpoints.rotated",
               "webhook_endpoints.deleted"):
         assert a in actions, a
+
+
+def test_another_organisation_cannot_reach_webhook_endpoints_through_the_pages(app, client, org: OrgFixture,
+                                                                                set_settings) -> None:
+    """The /developer pages are not in the OpenAPI document the tenancy test walks: the same rule, here."""
+    import secrets
+
+    from fastapi.testclient import TestClient
+
+    from tests.factories.portal import csrf, verified_developer
+
+    th = sandbox_headers(client, org)
+    victim = _ok(client.post("/v1/webhook-endpoints", json={"url": "https://victim.example.com/h"}, headers=th), 201)
+    set_settings(signup_max_per_ip=1000)
+    with TestClient(app, raise_server_exceptions=False,
+                    client=(f"198.51.100.{secrets.randbelow(250) + 1}", 40000)) as web:
+        verified_developer(web)
+        page = web.get("/developer/webhooks")
+        assert page.status_code == 200 and "victim.example.com" not in page.text
+        token = csrf(page.text)
+        for action in ("reveal", "rotate", "delete"):
+            r = web.post(f"/developer/webhooks/{victim['id']}/{action}?mode=test", data={"csrf_token": token})
+            assert r.status_code == 404 and r.json()["field"] == "endpoint_id", r.text
+        # The developer's own test endpoint, then the reset button (its own organisation only).
+        r = web.post("/developer/webhooks", data={"csrf_token": token, "url": "https://mine.example.com/h",
+                                                   "mode": "test"})
+        assert r.status_code == 201 and "whsec_" in r.text, r.text
+        r = web.post("/developer/test-data/reset", data={"csrf_token": token})
+        assert r.status_code == 200 and "Test data deleted" in r.text, r.text
+        assert "mine.example.com" in web.get("/developer/webhooks?mode=test").text  # endpoints stay
+        assert "mine.example.com" not in web.get("/developer/webhooks?mode=live").text
+    after = _ok(client.get(f"/v1/webhook-endpoints/{victim['id']}/secret", headers=th))
+    assert after["secret"] == victim["secret"]

@@ -116,7 +116,7 @@ class EndpointList(BaseModel):
 
 
 class EndpointRef(BaseModel):
-    endpoint_id: int = Field(ge=1, le=2**62)
+    endpoint_id: int = Field(ge=1, le=2**31 - 1)
 
 
 class NoInput(BaseModel):

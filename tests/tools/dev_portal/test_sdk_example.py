@@ -33,11 +33,16 @@ def load_sdk() -> ModuleType:
     return module
 
 
-def first_job(sdk: ModuleType, base: str, key: str) -> tuple[int, object]:
-    """The quick start's first job with the example client; the job id and its output."""
+def first_job(sdk: ModuleType, base: str, key: str, notify_url: str | None = None) -> tuple[int, object]:
+    """The quick start's first job with the example client (with ``notify_url``: then a notify step posting the
+    greeting to that webhook URL); the job id and its output."""
+    steps: list[dict[str, object]] = [
+        {"kind": "transform", "name": "greet", "template": {"greeting": "Hello, {{ input.name }}!"}}]
+    if notify_url is not None:
+        steps.append({"kind": "notify", "channel": "webhook", "url": notify_url, "subject": "first job",
+                      "body": "{{ prev.greeting }}"})
     with sdk.Levqor(key, base) as api:
-        pipeline_id = api.create_pipeline(f"hello-{uuid.uuid4().hex[:6]}", [
-            {"kind": "transform", "name": "greet", "template": {"greeting": "Hello, {{ input.name }}!"}}])
+        pipeline_id = api.create_pipeline(f"hello-{uuid.uuid4().hex[:6]}", steps)
         idem = str(uuid.uuid4())
         job = api.submit_job(pipeline_id, {"name": "Ada"}, idempotency_key=idem)
         again = api.submit_job(pipeline_id, {"name": "Ada"}, idempotency_key=idem)
