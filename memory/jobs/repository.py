@@ -541,7 +541,7 @@ class EndpointRepository:
 
 
 class JobKpiRepository:
-    """Daily figures for the Pulse store: finished jobs by state, credits granted and spent."""
+    """Daily figures for the Pulse store: finished live jobs by state, live credits granted and spent."""
 
     def __init__(self, session: Session):
         self.session = session
@@ -549,7 +549,7 @@ class JobKpiRepository:
     def finished_by_state(self, org_id: int, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
         rows = self.session.execute(
             select(Job.state, func.count()).where(
-                Job.org_id == org_id, Job.finished_at >= start, Job.finished_at < end,
+                Job.org_id == org_id, Job.mode == "live", Job.finished_at >= start, Job.finished_at < end,
                 Job.state.in_(("succeeded", "failed", "dead")),
             ).group_by(Job.state)
         ).all()
@@ -558,7 +558,8 @@ class JobKpiRepository:
     def credit_totals(self, org_id: int, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
         rows = self.session.execute(
             select(CreditLedger.reason, func.coalesce(func.sum(CreditLedger.delta), 0)).where(
-                CreditLedger.org_id == org_id, CreditLedger.created_at >= start, CreditLedger.created_at < end,
+                CreditLedger.org_id == org_id, CreditLedger.mode == "live", CreditLedger.created_at >= start,
+                CreditLedger.created_at < end,
             ).group_by(CreditLedger.reason)
         ).all()
         return {str(reason): int(total) for reason, total in rows}

@@ -75,6 +75,8 @@ def _objects(client: Any, h: dict[str, str], org_id: int, slug: str, rx: Receive
     emit_event("job_complete", {"job_id": jid, **({"livemode": False} if mode == "test" else {})}, org_id)
     deliveries = _ok(client.get("/v1/webhook-deliveries", headers=h))["items"]
     assert [d["install_id"] for d in deliveries] == [inst], deliveries
+    body = json.loads(_ok(client.get(f"/v1/webhook-deliveries/{deliveries[0]['id']}", headers=h))["body"])
+    assert body["data"].get("livemode", True) is (mode == "live"), body
     return {"pipeline_id": pid, "job_id": jid, "dead_job_id": dead, "install_id": inst, "endpoint_id": ep["id"],
             "delivery_id": deliveries[0]["id"], "event_delivery_id": _event_delivery(org_id, mode)}
 

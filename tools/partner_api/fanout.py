@@ -100,6 +100,8 @@ def scoped_data(payload: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
 def message_body(ev: EventRecord, scopes: list[str], org_slug: str | None) -> str:
     data = scoped_data({**ev.payload, "org_id": ev.org_id, **({"slug": org_slug} if org_slug else {})}, scopes)
     data["event_id"] = ev.uid
+    if _mode(ev) == "test":
+        data["livemode"] = False  # whatever the scopes: the partner must tell test events from live ones
     doc = {"type": ev.name, "timestamp": ev.created_at.isoformat().replace("+00:00", "Z"), "data": data}
     return json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str)
 
