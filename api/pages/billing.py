@@ -20,6 +20,12 @@ from tools.identity.service import NoInput
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
+def _to_stripe(request: Request, ctx: ToolContext, url: str) -> HTMLResponse:
+    """A page that moves on to Stripe's hosted page (a meta refresh and a link: the pages' CSP allows
+    forms to post only to Levqor, and a redirect answering a form post counts as the form's target)."""
+    return render(request, "billing_redirect.html", ctx, url=url)
+
+
 def money(minor: int | None) -> str:
     if minor is None:
         return "-"
@@ -38,7 +44,7 @@ def billing_page(request: Request, ctx: Annotated[ToolContext, require("billing:
 
 
 @router.post("/billing/checkout", dependencies=[Depends(form_csrf)])
-def page_checkout(ctx: Annotated[ToolContext, require("billing:write")],
+def page_checkout(request: Request, ctx: Annotated[ToolContext, require("billing:write")],
                   kind: Annotated[str, Form(pattern="^(subscription|credit_pack)$")],
                   plan: Annotated[str | None, Form(max_length=32)] = None,
                   interval: Annotated[str, Form(pattern="^(month|year)$")] = "month",
@@ -47,7 +53,7 @@ def page_checkout(ctx: Annotated[ToolContext, require("billing:write")],
     """Start Checkout from the page and send the browser to Stripe."""
     body = CheckoutIn.model_validate({"kind": kind, "plan": plan, "interval": interval, "seats": seats,
                                       "pack": pack})
-    return RedirectResponse(billing.checkout(ctx, body).url, status_code=303)
+    return _to_stripe(request, ctx, billing.checkout(ctx, body).url)
 
 
 @router.post("/billing/plan", dependencies=[Depends(form_csrf)])
@@ -61,6 +67,6 @@ def page_change_plan(ctx: Annotated[ToolContext, require("billing:write")],
 
 
 @router.post("/billing/portal", dependencies=[Depends(form_csrf)])
-def page_portal(ctx: Annotated[ToolContext, require("billing:write")]) -> Response:
+def page_portal(request: Request, ctx: Annotated[ToolContext, require("billing:write")]) -> Response:
     """Open the Stripe Customer Portal."""
-    return RedirectResponse(billing.portal(ctx, NoInput()).url, status_code=303)
+    return _to_stripe(request, ctx, billing.portal(ctx, NoInput()).url)
