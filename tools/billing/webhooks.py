@@ -49,11 +49,12 @@ class StripeEventResult(BaseModel):
     outcome: str = "applied"
 
 
-def verify(session: Session, payload: bytes, signature: str | None) -> dict[str, Any]:
-    """The verified event as a dict, or a 400 naming ``Stripe-Signature`` (audited, kept on rollback)."""
+def verify(session: Session, payload: bytes, signature: str | None, secret: str | None = None) -> dict[str, Any]:
+    """The verified event as a dict, or a 400 naming ``Stripe-Signature`` (audited, kept on rollback).
+    ``secret``: the demo seed's own signing secret; requests always use the configured one."""
     import stripe  # kept lazy: start-up time
 
-    secret = get_settings().stripe_webhook_secret
+    secret = secret or get_settings().stripe_webhook_secret
     if not secret:
         raise NotFound("Stripe webhooks are not enabled here (LEVQOR_STRIPE_WEBHOOK_SECRET is empty)")
 
@@ -77,9 +78,10 @@ def verify(session: Session, payload: bytes, signature: str | None) -> dict[str,
     return ev
 
 
-def handle_stripe_webhook(session: Session, payload: bytes, signature: str | None) -> StripeEventResult:
+def handle_stripe_webhook(session: Session, payload: bytes, signature: str | None, *,
+                          secret: str | None = None) -> StripeEventResult:
     """Verify a Stripe webhook and apply it once (billing events here, Connect events in the partner area)."""
-    ev = verify(session, payload, signature)
+    ev = verify(session, payload, signature, secret)
     etype = str(ev.get("type", ""))
     if etype in BILLING_EVENTS:
         return apply_event(session, ev)
