@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep, public, require
@@ -43,7 +43,8 @@ def get_billing(ctx: Annotated[ToolContext, require("billing:read")]) -> Billing
 
 @router.get("/billing/revenue", response_model=RevenueSummary)
 def get_revenue(ctx: Annotated[ToolContext, require("billing:read")],
-                days: int = 30, limit: int = 50) -> RevenueSummary:
+                days: Annotated[int, Query(ge=1, le=3660, description="How many days back")] = 30,
+                limit: Annotated[int, Query(ge=1, le=500)] = 50) -> RevenueSummary:
     """Summarise the revenue ledger (the organisation's payments; platform-wide for Levqor staff)."""
     return revenue(ctx, RevenueQuery(days=days, limit=limit))
 
