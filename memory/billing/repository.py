@@ -119,9 +119,11 @@ class BillingRepository:
             q = q.where(RevenueEntry.org_id == org_id)
         return list(self.session.execute(q).scalars())
 
-    def any_demo(self) -> bool:
-        return self.session.execute(select(RevenueEntry.id).where(RevenueEntry.demo.is_(True)).limit(1)).first() \
-            is not None
+    def any_demo(self, *, org_id: int | None = None) -> bool:
+        q = select(RevenueEntry.id).where(RevenueEntry.demo.is_(True)).limit(1)
+        if org_id is not None:
+            q = q.where(RevenueEntry.org_id == org_id)
+        return self.session.execute(q).first() is not None
 
     # ---- flags ----
     def add_flag(self, flag: BillingFlag) -> None:

@@ -93,7 +93,7 @@ def billing_kpis(ctx: ToolContext, params: BillingKpiDay) -> BillingKpis:
     at = min(end - dt.timedelta(microseconds=1), utcnow())
     return BillingKpis(scope="platform" if platform else "org", revenue_cents=gross - refunds, gross_cents=gross,
                        refunds_cents=refunds, partner_payouts_cents=partner,
-                       mrr_cents=mrr_minor(ctx.session, at, org_id=org_id), demo=repo.any_demo())
+                       mrr_cents=mrr_minor(ctx.session, at, org_id=org_id), demo=repo.any_demo(org_id=org_id))
 
 
 class LedgerRow(BaseModel):
