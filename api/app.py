@@ -25,6 +25,8 @@ ROUTERS: tuple[str, ...] = (
     "api.routers.audit",
     "api.routers.platform",
     "api.routers.partners",
+    "api.routers.billing",
+    "api.pages.billing",
     "api.pages.marketplace",
     "api.routers.jobs",
     "api.routers.agents",

@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     stripe_api_key: str = Field("", description="Stripe secret key for Connect payouts; empty disables payouts.")
     stripe_api_base: str = Field("", description="Stripe API base URL; empty means https://api.stripe.com.")
     stripe_webhook_secret: str = Field("", description="Stripe webhook signing secret (whsec_...).")
+    billing_grace_days: int = Field(
+        7, ge=0, le=90, description="Days a failed subscription payment leaves the plan in place before the "
+                                    "organisation moves to the free plan (dunning).")
+    billing_dunning_interval_s: int = Field(900, ge=5, description="How often the dunning check runs.")
     payout_minimum_minor: int = Field(
         2500, description="Smallest partner payout in minor units; smaller shares roll over to the next run.")
     scheduler_lease_s: int = Field(15, description="Scheduler leader lease length.")

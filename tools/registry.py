@@ -49,6 +49,8 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.partner_api.stripe_connect",
     "tools.partner_api.payouts",
     "tools.partner_api.statements",
+    "tools.billing.ledger",
+    "tools.billing.checkout",
     "tools.jobs.pipelines",
     "tools.jobs.queue",
     "tools.jobs.credits",

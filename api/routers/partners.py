@@ -1,14 +1,13 @@
-"""Partner API: partners, plugins and review, installs, webhook deliveries, payouts, Stripe webhooks."""
+"""Partner API: partners, plugins and review, installs, webhook deliveries, payouts (Stripe webhooks: billing)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, status
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep, public, require
 from tools.context import ToolContext
@@ -24,7 +23,7 @@ from tools.partner_api.partners import PartnerRead, PartnerRegister
 from tools.partner_api.payouts import PayoutList, PrepareResult, transfer_pending
 from tools.partner_api.revenue import AccrueResult, PeriodIn
 from tools.partner_api.statements import Statement, statement_csv
-from tools.partner_api.stripe_connect import OnboardingLink, StripeWebhookResult, handle_stripe_webhook
+from tools.partner_api.stripe_connect import OnboardingLink
 from tools.partner_api.webhooks import (
     DeferralPage,
     DeferralQuery,
@@ -287,13 +286,6 @@ def statement(ctx: Annotated[ToolContext, require("payouts:read")],
         return Response(statement_csv(st), media_type="text/csv",
                         headers={"content-disposition": f'attachment; filename="{name}"'})
     return st
-
-
-@v1.post("/stripe/webhook", response_model=StripeWebhookResult, dependencies=[public()])
-async def stripe_webhook(request: Request, session: SessionDep) -> StripeWebhookResult:
-    """Stripe Connect events (verified with Stripe-Signature): transfers, payouts, accounts."""
-    payload = await request.body()
-    return await run_in_threadpool(handle_stripe_webhook, session, payload, request.headers.get("stripe-signature"))
 
 
 # ---- marketplace.json --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from memory.billing.models import BillingAccount, BillingFlag, RevenueEntry
 from memory.db import session_scope, utcnow
 from memory.dev_portal.models import PortalToken
 from memory.identity.models import ApiKey
@@ -80,6 +81,13 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
         s.add(inc)
         s.flush()
         iid = inc.id
+        # Billing: a Stripe customer, a paid invoice in the revenue ledger and a flag, all the victim's.
+        s.add(BillingAccount(org_id=a.org_id, stripe_customer_id=f"cus_victim{tag}", plan="pro", status="active",
+                             stripe_subscription_id=f"sub_victim{tag}"))
+        s.add(RevenueEntry(org_id=a.org_id, kind="subscription", amount_minor=2900, stripe_object_id=f"in_victim{tag}",
+                           event_id=f"evt_victim{tag}", plan="pro", interval="month", seats=1, occurred_at=utcnow()))
+        s.add(BillingFlag(org_id=a.org_id, event_id=f"evt_victim{tag}", stripe_object_id=f"in_victim{tag}",
+                          kind="amount_mismatch", detail=f"victim-flag-{tag}"))
     h = a.headers()
     keys = client.get("/v1/keys", headers=h).json()["items"]
     users = client.get("/v1/users", headers=h).json()["items"]
@@ -100,7 +108,7 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
            "month": utcnow().strftime("%Y-%m")}
     markers = [a.slug, a.admin_email, pipe_name, f"victim-input-{tag}", f"victim-incident-{tag}",
                f"{{pipeline={pid}}}", invited, f"victim-{tag}.example.com", endpoint.json()["secret"],
-               *[k["prefix"] for k in keys]]
+               *[k["prefix"] for k in keys], f"cus_victim{tag}", f"in_victim{tag}", f"victim-flag-{tag}"]
     return Victim(a, ids, markers, series)
 
 
@@ -119,7 +127,12 @@ def _state(v: Victim, worker_id: str) -> dict[str, Any]:
                         s.query(PortalToken).filter(PortalToken.org_id == v.org.org_id))
         endpoints = sorted((e.id, e.url, e.secret) for e in
                            s.query(WebhookEndpoint).filter(WebhookEndpoint.org_id == v.org.org_id))
-        return {"keys": keys, "portal_tokens": tokens, "webhook_endpoints": endpoints,
+        acct = s.get(BillingAccount, v.org.org_id)
+        billing = (acct.plan, acct.status, acct.stripe_customer_id, acct.stripe_subscription_id) if acct else None
+        ledger = sorted((r.id, r.amount_minor)
+                        for r in s.query(RevenueEntry).filter(RevenueEntry.org_id == v.org.org_id))
+        return {"keys": keys, "portal_tokens": tokens, "webhook_endpoints": endpoints, "billing": billing,
+                "ledger": ledger,
                 "pipelines": pipes, "jobs": jobs, "incident": (inc.state, inc.summary) if inc else None,
                 "install": (inst.status, inst.endpoint_disabled_at, inst.secret) if inst else None,
                 "worker_command": worker.command if worker else "gone", "balance": balance}

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tools.billing import catalogue
 from tools.context import ToolContext
 from tools.decision_engine.simulator import PLAN_PRICES_CENTS, SIMULATION_TOOLS
 from tools.errors import AppError
@@ -139,7 +140,7 @@ def understand(question: str) -> Intent:
             if params:
                 return Intent("llm_whatif", params)
         if re.search(r"price|pric|\$|cost[s]? (go|rise)|plan|credit pack|charge", q):
-            plan = next((p for p in ("starter", "pro", "business") if re.search(rf"\b{p}\b", q)), None)
+            plan = next((p for p in catalogue.PAID_PLANS if re.search(rf"\b{p}\b", q)), None)
             if plan is None and re.search(r"credit", q):
                 plan = "credits"
             amounts = _money(question)
@@ -202,7 +203,7 @@ def _read_follow_up(question: str, prev: Intent | None) -> Intent:
     kpi = _kpi_in(q)
     days = re.search(r"\d+\s+days?|week|quarter|fortnight", q)
     amounts = _money(question)
-    plan = next((p for p in ("starter", "pro", "business") if re.search(rf"\b{p}\b", q)), None)
+    plan = next((p for p in catalogue.PAID_PLANS if re.search(rf"\b{p}\b", q)), None)
     pct = re.findall(r"(-?\d+(?:\.\d+)?)\s*(?:%|percent)", q)
     partners = re.search(r"(\d+)\s+(?:more |new )?partners?|\b(\d+)\b", q)
     changed = False

@@ -16,15 +16,17 @@ from pydantic import BaseModel, Field, model_validator
 
 from levqor.settings import get_settings
 from policies.engine import get_engine
+from tools.billing import catalogue
 from tools.context import ToolContext
 from tools.decision_engine.metrics_feed import MetricsFeed
 from tools.errors import Unprocessable
 from tools.pulse.targets import satisfies, targets_from_settings
 from tools.registry import tool
 
-# Documented defaults (the billing catalogue is not in this repository yet).
-PLAN_PRICES_CENTS: dict[str, int] = {"starter": 900, "pro": 2900, "business": 9900}
-PLAN_REVENUE_FRACTION: dict[str, float] = {"starter": 0.15, "pro": 0.55, "business": 0.30, "credits": 1.0}
+# List prices come from the billing catalogue (monthly, per seat for enterprise); the revenue split
+# between plans is a documented assumption until enough ledger history exists to estimate it.
+PLAN_PRICES_CENTS: dict[str, int] = catalogue.list_prices_minor()
+PLAN_REVENUE_FRACTION: dict[str, float] = {"pro": 0.45, "business": 0.35, "enterprise": 0.20, "credits": 1.0}
 DEFAULT_ELASTICITY = (-0.6, 0.25)  # mean, sd: SaaS plan demand is inelastic but not flat
 PARTNER_SUPPLY_ELASTICITY = (0.5, 0.3)  # partner revenue response to their share
 DEFAULT_PARTNER_SHARE = 0.70
@@ -78,7 +80,7 @@ class _SimBase(BaseModel):
 
 class PriceIn(_SimBase):
     kind: Literal["price"] = "price"
-    plan: str = Field("pro", pattern="^(starter|pro|business|credits)$",
+    plan: str = Field("pro", pattern=f"^({'|'.join(catalogue.PAID_PLANS)}|credits)$",
                       description="Plan whose price changes, or 'credits' for the credit pack")
     current_price_cents: int | None = Field(None, gt=0, le=10**8)
     new_price_cents: int = Field(ge=0, le=10**8, description="New price in cents (0 or more)")

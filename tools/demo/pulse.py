@@ -10,10 +10,13 @@ from memory.db import utcnow
 from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
 from tools.decision_engine.planner import run_planner
+from tools.demo.billing import seed_billing
 from tools.pulse.costs import CostIn, Source, add_entry
+from tools.pulse.kpis import providers
 from tools.pulse.report import generate
 
 DAYS = 90
+DEMO_LEDGER_NOTE = "demo data: seeded payments applied through the Stripe webhook handler into the revenue ledger"
 
 
 def demo_series(today: dt.date, days: int = DAYS, seed: int = 42) -> dict[dt.date, dict[str, float]]:
@@ -65,8 +68,16 @@ def seed_pulse(ctx: ToolContext) -> None:
     today = utcnow().date()
     rng = random.Random(7)
     now = utcnow()
-    for day, values in demo_series(today).items():
-        revenue = values["revenue"]
+    series = demo_series(today)
+    # Revenue is not written here: the day's payments go through the Stripe webhook handler into the
+    # revenue ledger (labelled demo), and the snapshot reads the ledger like any other day's.
+    seed_billing(ctx, {day: int(v["revenue"]) for day, v in series.items()})
+    revenue_of = providers()["revenue"]
+    for day, values in series.items():
+        revenue = float(revenue_of(ctx, day).value or 0.0)
+        share = values["partner_revenue"] / values["revenue"] if values["revenue"] else 0.0
+        values = {**values, "revenue": revenue, "partner_revenue": round(revenue * share),
+                  "partner_revenue_share": round(100.0 * share, 2)}
         t = 1 - (today - day).days / DAYS
         costs: dict[Source, int] = {"infrastructure": 250, "payment_fees": round(revenue * 0.029 + 30),
                                     "llm": round((150 + 120 * t) * rng.lognormvariate(0, 0.12))}
@@ -79,8 +90,10 @@ def seed_pulse(ctx: ToolContext) -> None:
         values = {**values, "spend": float(sum(costs.values())), "ai_suggestions_made": 0.0,
                   "ai_suggestions_accepted": 0.0}
         for kpi, v in values.items():
-            repo.upsert_snapshot(org_id=ctx.org_id, day=day, kpi=kpi, value=float(v), available=True, reason=None,
-                                 source="demo seed", now=now)
+            from_ledger = kpi == "revenue"
+            repo.upsert_snapshot(org_id=ctx.org_id, day=day, kpi=kpi, value=float(v), available=True,
+                                 reason=DEMO_LEDGER_NOTE if from_ledger else None,
+                                 source="billing.kpis" if from_ledger else "demo seed", now=now)
         repo.upsert_snapshot(org_id=ctx.org_id, day=day, kpi="suggestion_acceptance_rate", value=None,
                              available=False, reason="no suggestion had been decided yet", source="demo seed",
                              now=now)

@@ -115,7 +115,11 @@ def handle_stripe_webhook(session: Session, payload: bytes, signature: str | Non
         raise BadRequest(f"invalid Stripe signature: {exc.user_message or exc}", field="Stripe-Signature") from None
     except ValueError:
         raise BadRequest("the Stripe event is not valid JSON", field="body") from None
-    ev = event.to_dict()
+    return apply_connect_event(session, event.to_dict())
+
+
+def apply_connect_event(session: Session, ev: dict[str, Any]) -> StripeWebhookResult:
+    """Apply a verified Stripe Connect event (accounts, transfers, payouts) once per event id."""
     repo = PartnerRepository(session)
     etype, eid = str(ev.get("type", "")), str(ev.get("id", ""))
     if not re.match(r"^[A-Za-z0-9_]{1,100}$", eid):

@@ -9,6 +9,7 @@ built elsewhere read them only through their registered tools (``registry.invoke
     credits.kpis       {"day": ...} -> {credits_sold, credits_spent}
     partners.kpis      {"day": ...} -> {partner_revenue_cents, plugin_installs_day} per day, or totals to
                        date {partner_revenue_minor, plugin_installs} (daily = difference of daily totals)
+    billing.kpis       {"day": ...} -> {revenue_cents, refunds_cents, mrr_cents, ...} (the revenue ledger)
     certification.kpis {"day": ...} -> {certified_users}
     auto_intel.kpis    {"day": ...} -> {anomalies_detected, self_heals, manual_incidents}, else counted
                        from incidents.list (detected, manual, mitigated by the healer that day)
@@ -160,10 +161,9 @@ def from_tool(tool: str, field: str) -> Provider:
 
 
 def _revenue(ctx: ToolContext, day: dt.date) -> Reading:
-    """Total revenue comes from a billing area (plan subscriptions, credit packs) that registers it here;
-    until one exists, say so (partner revenue is measured separately from the payouts ledger)."""
-    return Reading.missing("no billing area records plan or credit-pack sales yet (register a 'revenue' "
-                           "provider with tools.pulse.kpis.register_kpi)", "billing")
+    """Total revenue is the billing area's revenue ledger (subscriptions, prorations and credit packs, less
+    refunds), read through ``billing.kpis``; partner revenue is measured separately from the payouts ledger."""
+    return from_tool("billing.kpis", "revenue_cents")(ctx, day)
 
 
 # Incidents that mean the platform was down for its users (opened by the monitor's ``api_down`` rule

@@ -44,5 +44,5 @@ def test_pulse_snapshot_reads_jobs_kpis() -> None:
     assert items["jobs_run"].value == 1.0 and items["jobs_run"].source == "jobs.kpis"
     assert items["job_success_rate"].value == 100.0
     assert items["credits_sold"].value == 10.0
-    # No billing catalogue yet: revenue stays "not available" with the reason, never a made-up zero.
-    assert items["revenue"].value is None and "billing" in (items["revenue"].reason or "")
+    # Revenue is read from the billing ledger: this organisation paid nothing that day (a measured zero).
+    assert items["revenue"].value == 0.0 and items["revenue"].source == "billing.kpis"
