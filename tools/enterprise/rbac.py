@@ -26,6 +26,7 @@ PERMISSIONS: tuple[str, ...] = (
     "approvals:read", "approvals:write",
     "pulse:read", "pulse:write", "decisions:read", "decisions:write",
     "incidents:read", "incidents:write",
+    "usage:read",
 )
 
 _READS = {p for p in PERMISSIONS if p.endswith(":read") and not p.startswith("audit:")}
