@@ -6,9 +6,9 @@ bad query parameters, roles and organisations."""
 from __future__ import annotations
 
 import csv
-import re
 import datetime as dt
 import io
+import re
 from collections.abc import Iterator
 from typing import Any
 

@@ -16,7 +16,6 @@ from levqor.settings import get_settings
 from memory.db import get_engine
 from memory.migrate import upgrade
 
-
 # Usage tiers of the test processes (tests/conftest.py) and of the API processes that tests start: so
 # high that no test hammering the API (concurrency, fuzzing, tenancy, roles) meets a 429. The tier tests
 # (tests/api/test_tiers*.py, tests/tools/dev_portal/test_tiers.py) set their own small limits, and one
