@@ -31,6 +31,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -57,8 +58,7 @@ def tier_for(plan: str) -> ApiTier:
     return tiers.get(plan) or tiers["free"]
 
 
-@dataclass(frozen=True)
-class Limit:
+class Limit(NamedTuple):
     """One limit as seen by one request: its name, size, window, what is left and when it resets."""
 
     name: str  # key_per_second | org_per_second | key_per_day | org_per_day | org_per_month
@@ -94,7 +94,7 @@ class Decision:
             "RateLimit-Limit": str(r.limit),
             "RateLimit-Remaining": str(remaining),
             "RateLimit-Reset": str(r.reset_in(self.now)),
-            "RateLimit-Policy": ", ".join(f'{lim.limit};w={lim.window_s};comment="{lim.name}"' for lim in self.limits),
+            "RateLimit-Policy": _policy(self.limits),
         }
         if self.broken is not None:
             out["Retry-After"] = str(self.broken.reset_in(self.now))
@@ -120,12 +120,44 @@ class Decision:
         )
 
 
-def _month_bounds(now: float) -> tuple[int, float, float]:
-    """(yyyymm, start, end) of the UTC calendar month holding ``now``."""
-    d = dt.datetime.fromtimestamp(now, dt.UTC)
+_policies: dict[tuple[tuple[int, int, str], ...], str] = {}
+
+
+def _policy(limits: tuple[Limit, ...]) -> str:
+    """``RateLimit-Policy``: every limit as ``limit;w=window;comment="name"`` (a few distinct values: cached)."""
+    shape = tuple((lim.limit, lim.window_s, lim.name) for lim in limits)
+    text = _policies.get(shape)
+    if text is None:
+        text = ", ".join(f'{n};w={w};comment="{name}"' for n, w, name in shape)
+        if len(_policies) < 1024:
+            _policies[shape] = text
+    return text
+
+
+class _Day(NamedTuple):
+    """A UTC day's calendar facts, computed once per day and process."""
+
+    number: int  # days since the epoch
+    date: dt.date
+    end: float
+    month: int  # yyyymm
+    month_start: float
+    month_end: float
+
+
+_day_cache: list[_Day] = []
+
+
+def _day(now: float) -> _Day:
+    number = int(now // DAY_S)
+    if _day_cache and _day_cache[0].number == number:
+        return _day_cache[0]
+    d = dt.datetime.fromtimestamp(number * DAY_S, dt.UTC)
     start = dt.datetime(d.year, d.month, 1, tzinfo=dt.UTC).timestamp()
     days = calendar.monthrange(d.year, d.month)[1]
-    return d.year * 100 + d.month, start, start + days * DAY_S
+    out = _Day(number, d.date(), float((number + 1) * DAY_S), d.year * 100 + d.month, start, start + days * DAY_S)
+    _day_cache[:] = [out]
+    return out
 
 
 UsageKey = tuple[int, dt.date, str, str, str, str]  # org, day, key prefix, mode, method, route
@@ -149,6 +181,7 @@ class TierLimiter:
         self._inflight: dict[str, int] = {}
         self._expires: dict[str, float] = {}
         self._plans: dict[int, str] = {}
+        self._keys: dict[str, tuple[int, tuple[tuple[str, float], ...]]] = {}  # key prefix -> (day, counters)
         self._usage: dict[UsageKey, list[int]] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -158,11 +191,16 @@ class TierLimiter:
     def counter_keys(self, principal: Principal, now: float) -> tuple[tuple[str, float], ...]:
         """The shared counters of a request and when their windows end: key per day, organisation per
         day, organisation per month."""
-        day = int(now // DAY_S)
-        month, _, month_end = _month_bounds(now)
-        day_end = float((day + 1) * DAY_S)
-        return ((f"tier:k:{principal.id}:d{day}", day_end), (f"tier:o:{principal.org_id}:d{day}", day_end),
-                (f"tier:o:{principal.org_id}:m{month}", month_end))
+        d = _day(now)
+        cached = self._keys.get(principal.id)
+        if cached is not None and cached[0] == d.number:
+            return cached[1]
+        keys = ((f"tier:k:{principal.id}:d{d.number}", d.end), (f"tier:o:{principal.org_id}:d{d.number}", d.end),
+                (f"tier:o:{principal.org_id}:m{d.month}", d.month_end))
+        if len(self._keys) > 100_000:
+            self._keys.clear()
+        self._keys[principal.id] = (d.number, keys)
+        return keys
 
     def needs_load(self, principal: Principal, now: float) -> bool:
         """Whether :meth:`load` must run before :meth:`check` (an unseen counter or organisation)."""
@@ -192,8 +230,8 @@ class TierLimiter:
         assert org_id is not None
         tier = tier_for(self._plans.get(org_id, "free"))
         second = int(now)
-        _, month_start, month_end = _month_bounds(now)
-        (kd, day_end), (od, _), (om, _) = counters = self.counter_keys(principal, now)
+        day = _day(now)
+        (kd, day_end), (od, _), (om, month_end) = counters = self.counter_keys(principal, now)
         sk, so = f"k:{principal.id}", f"o:{org_id}"
         with self._lock:
             ks, os_ = self._second.get(sk), self._second.get(so)
@@ -204,24 +242,31 @@ class TierLimiter:
                 Limit("org_per_second", tier.org_per_second, 1, org_sec, second + 1),
                 Limit("key_per_day", tier.key_per_day, DAY_S, self._total(kd), day_end),
                 Limit("org_per_day", tier.org_per_day, DAY_S, self._total(od), day_end),
-                Limit("org_per_month", tier.org_per_month, int(month_end - month_start), self._total(om),
+                Limit("org_per_month", tier.org_per_month, int(month_end - day.month_start), self._total(om),
                       month_end),
             )
-            broken_all = [lim for lim in limits if lim.used >= lim.limit]
-            broken = max(broken_all, key=lambda lim: lim.reset_at) if broken_all else None
+            broken = None
+            for lim in limits:  # the one that resets last, if several are reached
+                if lim.used >= lim.limit and (broken is None or lim.reset_at > broken.reset_at):
+                    broken = lim
             if broken is None:
                 self._second[sk] = (second, key_sec + 1)
                 self._second[so] = (second, org_sec + 1)
                 for k, expires in counters:
                     self._pending[k] = self._pending.get(k, 0) + 1
                     self._expires[k] = expires
-            ukey = (org_id, dt.datetime.fromtimestamp(now, dt.UTC).date(), principal.id,
+            ukey = (org_id, day.date, principal.id,
                     principal.key_mode or "live", method, route)
             counts = self._usage.get(ukey)
             if counts is None:
                 counts = self._usage[ukey] = [0, 0]
             counts[0 if broken is None else 1] += 1
-        reported = broken or min(limits, key=lambda lim: (lim.remaining, lim.window_s))
+        reported = broken
+        if reported is None:  # the limit nearest exhaustion; on a tie the shorter window (the first)
+            reported = limits[0]
+            for lim in limits[1:]:
+                if lim.limit - lim.used < reported.limit - reported.used:
+                    reported = lim
         return Decision(limits, reported, broken, now)
 
     def _total(self, key: str) -> int:
@@ -296,6 +341,7 @@ class TierLimiter:
             self._inflight.clear()
             self._expires.clear()
             self._plans.clear()
+            self._keys.clear()
             self._usage.clear()
 
     def _start_thread(self) -> None:
