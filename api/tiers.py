@@ -23,14 +23,14 @@ STATE_KEY = "ratelimit_headers"
 
 async def enforce(request: Request, principal: Principal, session: Session) -> None:
     """Count the request against its key's and organisation's limits, or raise the 429 problem."""
-    if principal.kind != "api_key" or principal.org_id is None or not request.url.path.startswith("/v1/"):
+    scope = request.scope
+    if principal.kind != "api_key" or principal.org_id is None or not scope["path"].startswith("/v1/"):
         return
     if limiter.needs_load(principal, limiter.clock()):
         await run_in_threadpool(limiter.load, session, principal, limiter.clock())
-    route = str(getattr(request.scope.get("route"), "path_format", "unmatched"))  # /v1/jobs/{job_id}
-    decision = limiter.check(principal, method=request.method, route=route)
-    headers = decision.headers()
-    request.state.ratelimit_headers = headers
+    route = str(getattr(scope.get("route"), "path_format", "unmatched"))  # /v1/jobs/{job_id}
+    decision = limiter.check(principal, method=scope["method"], route=route)
+    scope.setdefault("state", {})[STATE_KEY] = decision.headers()  # request.state, without building it
     if decision.broken is not None:
         raise decision.error()
 
