@@ -50,6 +50,9 @@ log = logging.getLogger("levqor.tiers")
 DAY_S = 86400
 # A shared counter outlives its window by this much, so that a late sync still finds it (then it is purged).
 COUNTER_SLACK_S = 3600
+# A counter this process has not used for this long is no longer refreshed at each sync: it is read again
+# (one round trip) at its next use.
+IDLE_S = 60.0
 
 
 def tier_for(plan: str) -> ApiTier:
@@ -180,6 +183,7 @@ class TierLimiter:
         self._pending: dict[str, int] = {}
         self._inflight: dict[str, int] = {}
         self._expires: dict[str, float] = {}
+        self._seen_at: dict[str, float] = {}  # when this process last hit (or loaded) the counter
         self._plans: dict[int, str] = {}
         self._keys: dict[str, tuple[int, tuple[tuple[str, float], ...]]] = {}  # key prefix -> (day, counters)
         self._usage: dict[UsageKey, list[int]] = {}
@@ -221,6 +225,7 @@ class TierLimiter:
                 if k not in self._known:
                     self._known[k] = v
                     self._expires[k] = exp
+                    self._seen_at[k] = now
         self._start_thread()
 
     def check(self, principal: Principal, *, method: str, route: str) -> Decision:
@@ -283,7 +288,12 @@ class TierLimiter:
                 for k, n in batch.items():
                     self._inflight[k] = self._inflight.get(k, 0) + n
                 usage, self._usage = self._usage, {}
-                live = [k for k, exp in self._expires.items() if exp > now]
+                for k in batch:
+                    self._seen_at[k] = now
+                # Counters this process used lately are refreshed (the others' hits); idle ones are
+                # forgotten below and read again at their next use.
+                live = [k for k, exp in self._expires.items()
+                        if exp > now and k not in batch and now - self._seen_at.get(k, now) < IDLE_S]
                 orgs = list(self._plans)
             try:
                 totals: dict[str, int] = {}
@@ -292,9 +302,8 @@ class TierLimiter:
                     for k, n in batch.items():
                         expiry = max(1, int(self._expires.get(k, now + DAY_S) - now) + COUNTER_SLACK_S)
                         totals[k] = storage.incr(k, expiry, n)
-                    for k in live:
-                        if k not in totals:
-                            totals[k] = storage.get(k)
+                    shared = storage.repo.get_many(live, now)
+                    totals.update({k: shared.get(k, 0) for k in live})
                     UsageRepository.from_session(session).add(
                         UsageDelta(org_id=o, day=d, key_prefix=p, mode=m, method=me, route=r,
                                    requests=c[0], refused=c[1])
@@ -323,11 +332,13 @@ class TierLimiter:
                 self._prune(now)
 
     def _prune(self, now: float) -> None:
-        """Forget windows that have ended (their counters expire in the table on their own)."""
-        for k in [k for k, exp in self._expires.items() if exp <= now]:
+        """Forget windows that have ended (their counters expire in the table on their own) and counters
+        idle here for ``IDLE_S`` (read again at their next use, so what other processes added is seen)."""
+        for k in [k for k, exp in self._expires.items() if exp <= now or now - self._seen_at.get(k, now) >= IDLE_S]:
             if k not in self._pending and k not in self._inflight:
                 self._expires.pop(k, None)
                 self._known.pop(k, None)
+                self._seen_at.pop(k, None)
         second = int(now)
         for k in [k for k, (s, _) in self._second.items() if s < second]:
             del self._second[k]
@@ -340,6 +351,7 @@ class TierLimiter:
             self._pending.clear()
             self._inflight.clear()
             self._expires.clear()
+            self._seen_at.clear()
             self._plans.clear()
             self._keys.clear()
             self._usage.clear()

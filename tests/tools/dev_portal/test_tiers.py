@@ -139,3 +139,18 @@ def test_the_tier_table_in_the_docs_is_the_one_in_settings() -> None:
     for plan in PLANS:
         t = defaults[plan]
         assert rows[plan] == [t.key_per_second, t.org_per_second, t.key_per_day, t.org_per_day, t.org_per_month], plan
+
+
+def test_idle_counters_are_read_again_at_their_next_use(org: OrgFixture, set_settings) -> None:
+    set_settings(api_tiers={"pro": {**BIG, "key_per_day": 6}}, rate_limit_sync_s=0)
+    clock = Clock()
+    a, b = TierLimiter(clock), TierLimiter(clock)
+    p = key_principal(org)
+    assert [hit(a, p) for _ in range(2)] == ["ok", "ok"]
+    a.sync()
+    clock.now += 120  # a goes quiet; b serves the key for a while
+    assert [hit(b, p) for _ in range(3)] == ["ok"] * 3
+    b.sync()
+    a.sync()  # a no longer refreshes the idle counter: it forgets it...
+    assert a.needs_load(p, clock.now)
+    assert [hit(a, p) for _ in range(2)] == ["ok", "key_per_day"]  # ...and reads the 5 before answering
