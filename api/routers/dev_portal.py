@@ -51,14 +51,14 @@ UsageKey = Annotated[str | None, Query(description="Only this API key (its prefi
                                        min_length=1, max_length=32, pattern=r"^lvq_(live|test)_[A-Za-z0-9]+$")]
 
 
-@router.get("/usage", response_model=UsageReport, response_model_by_alias=True, tags=["usage"])
+@router.get("/usage", response_model=UsageReport, response_model_by_alias=True)
 def usage(ctx: Annotated[ToolContext, require("usage:read")], start: UsageFrom = None, end: UsageTo = None,
           key: UsageKey = None) -> UsageReport:
     """Report API requests per UTC day, key, mode and endpoint (default: the last 30 days), with the plan's limits."""
     return usage_tools.usage_report(ctx, UsageQuery(start=start, end=end, key=key))
 
 
-@router.get("/usage.csv", response_class=PlainTextResponse, tags=["usage"],
+@router.get("/usage.csv", response_class=PlainTextResponse,
             responses={200: {"content": {"text/csv": {}}, "description": "One row per day, key, mode and endpoint."}})
 def usage_csv(ctx: Annotated[ToolContext, require("usage:read")], start: UsageFrom = None, end: UsageTo = None,
               key: UsageKey = None) -> Response:
