@@ -37,7 +37,7 @@ class UsageQuery(BaseModel):
     def days(self, today: dt.date) -> tuple[dt.date, dt.date]:
         """The resolved (first, last) day; at most ``MAX_DAYS`` days."""
         end = self.end or today
-        start = self.start or end - dt.timedelta(days=DEFAULT_DAYS - 1)
+        start = self.start or max(dt.date.min, end - dt.timedelta(days=min(DEFAULT_DAYS - 1, (end - dt.date.min).days)))
         if start > end:
             raise Unprocessable("from must not be after to", field="from")
         if (end - start).days + 1 > MAX_DAYS:
@@ -103,11 +103,10 @@ def usage_report(ctx: ToolContext, params: UsageQuery) -> UsageReport:
         c[0] += r.requests
         c[1] += r.refused
     days = []
-    d = start
-    while d <= end:
+    for i in range((end - start).days + 1):  # (no day after `end`: it may be date.max)
+        d = start + dt.timedelta(days=i)
         c = per_day.get(d, [0, 0])
         days.append(UsageDay(day=d, requests=c[0], refused=c[1]))
-        d += dt.timedelta(days=1)
     org = IdentityRepository(ctx.session).org(org_id)
     plan = org.plan if org is not None else "free"
     return UsageReport(start=start, end=end, key=params.key, total_requests=sum(r.requests for r in out),
