@@ -16,6 +16,7 @@ from levqor import __version__
 from levqor.metrics import start_process
 from levqor.settings import get_settings
 from policies.engine import get_engine as load_policy
+from tools.dev_portal.tiers import limiter as tier_limiter
 
 ROUTERS: tuple[str, ...] = (
     "api.routers.health",
@@ -66,6 +67,8 @@ def create_app() -> FastAPI:
     app.add_middleware(Observe, chaos_delay_file=settings.chaos_api_delay_file)
 
     app.state.settings = settings
+    # The usage tiers' last counts go to the database when the server stops (the rest every sync interval).
+    app.router.add_event_handler("shutdown", tier_limiter.stop)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -79,6 +82,9 @@ PROBLEM_SCHEMA = {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
         "detail": {"type": "string"}, "instance": {"type": "string"}, "request_id": {"type": "string"},
         "field": {"type": "string"},
+        "reset_at": {"type": "string", "description": "When a rate limit that refused the request resets (UTC)"},
+        "retry_after_s": {"type": "integer", "description": "Seconds until then (also the Retry-After header)"},
+        "window_s": {"type": "integer", "description": "The window of that rate limit in seconds"},
         "limit": {"type": "string", "description": "The limit a refused request broke (e.g. LEVQOR_MAX_BODY_BYTES)"},
         "allowed": {"type": "integer", "description": "The value that limit allows"},
         "errors": {"type": "array", "items": {"type": "object", "properties": {

@@ -24,6 +24,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
+from api import tiers
 from levqor.logging import request_id_var
 from levqor.settings import get_settings
 from memory.db import close_session, session_factory
@@ -122,6 +123,7 @@ async def get_principal(request: Request, session: SessionDep) -> Principal:
     if raw:
         cached = cached_key_principal(session, raw)
         principal = cached if cached is not None else await run_in_threadpool(authenticate_key, session, raw)
+        await tiers.enforce(request, principal, session)
     else:
         token = request.cookies.get(SESSION_COOKIE)
         if not token:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 
-from api import errors, security_headers, versioning
+from api import errors, security_headers, tiers, versioning
 from levqor.logging import request_id_var
 from levqor.metrics import LATENCY, REQUESTS
 
@@ -128,6 +128,7 @@ class Observe:
                 headers["x-request-id"] = rid
                 security_headers.apply(headers, path)
                 versioning.apply(headers, scope)
+                tiers.apply(headers, scope)
             await send(message)
 
         try:

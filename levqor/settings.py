@@ -10,10 +10,37 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class ApiTier(BaseModel):
+    """One usage tier's API limits (requests with an API key on ``/v1``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_per_second: int = Field(ge=1, description="Requests per second per API key.")
+    org_per_second: int = Field(ge=1, description="Requests per second per organisation (all its keys).")
+    key_per_day: int = Field(ge=1, description="Requests per UTC day per API key.")
+    org_per_day: int = Field(ge=1, description="Requests per UTC day per organisation.")
+    org_per_month: int = Field(ge=1, description="Monthly quota: requests per UTC calendar month per organisation.")
+
+
+PLANS: tuple[str, ...] = ("free", "pro", "business", "enterprise")
+
+# The usage tiers, keyed by ``organizations.plan``; docs/dev_portal/index.md shows this table (a test compares).
+DEFAULT_API_TIERS: dict[str, ApiTier] = {
+    "free": ApiTier(key_per_second=10, org_per_second=20, key_per_day=10_000, org_per_day=20_000,
+                    org_per_month=100_000),
+    "pro": ApiTier(key_per_second=100, org_per_second=200, key_per_day=500_000, org_per_day=1_000_000,
+                   org_per_month=10_000_000),
+    "business": ApiTier(key_per_second=500, org_per_second=1_000, key_per_day=5_000_000, org_per_day=10_000_000,
+                        org_per_month=100_000_000),
+    "enterprise": ApiTier(key_per_second=2_000, org_per_second=5_000, key_per_day=50_000_000,
+                          org_per_day=100_000_000, org_per_month=1_000_000_000),
+}
 
 
 class Settings(BaseSettings):
@@ -42,6 +69,16 @@ class Settings(BaseSettings):
         1.0, ge=0, le=1, description="Seconds an API process reuses a verified API key without reading it again "
         "(0: read it on every request). A key revoked or expired elsewhere is refused within this time; a "
         "revocation made in the same process, at once.",
+    )
+    api_tiers: dict[str, ApiTier] = Field(
+        default_factory=lambda: dict(DEFAULT_API_TIERS),
+        description="Usage tiers as JSON: plan (free, pro, business, enterprise) -> {key_per_second, "
+        "org_per_second, key_per_day, org_per_day, org_per_month}; plans left out keep their defaults.",
+    )
+    rate_limit_sync_s: float = Field(
+        1.0, ge=0, description="Seconds between an API process's syncs of its day and month counters and usage "
+        "rows to the database (0: only at shutdown). Replicas may overshoot a day limit or the "
+        "monthly quota by at most (replicas - 1) x per-second limit x this.",
     )
     api_processes: int = Field(
         0, ge=0, le=64, description="API processes `levqor up` serves on its one port (0: one per CPU core); "
@@ -224,6 +261,14 @@ class Settings(BaseSettings):
     ops_raw_retention_h: int = Field(24, description="Hours raw samples are kept (then 5-minute rollups).")
     ops_rollup_retention_d: int = Field(30, description="Days 5-minute rollups are kept.")
     prometheus_url: str = Field("", description="External Prometheus HTTP API base URL to read series from.")
+
+    @field_validator("api_tiers")
+    @classmethod
+    def _all_plans(cls, v: dict[str, ApiTier]) -> dict[str, ApiTier]:
+        unknown = sorted(set(v) - set(PLANS))
+        if unknown:
+            raise ValueError(f"unknown plan(s) {unknown}; plans are {list(PLANS)}")
+        return {**DEFAULT_API_TIERS, **v}
 
     @property
     def resolved_database_url(self) -> str:

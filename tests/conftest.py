@@ -5,6 +5,7 @@ and a rolled-back session. Factories, fakes and process helpers live in ``tests/
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from levqor.settings import get_settings
     from memory.db import dispose_engines
     from memory.migrate import upgrade
+    from tests.factories.settings import HIGH_TIERS_JSON
+
+    os.environ.setdefault("LEVQOR_API_TIERS", HIGH_TIERS_JSON)  # no 429 where a test hammers the API
 
     get_settings.cache_clear()
     if IS_PG:

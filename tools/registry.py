@@ -37,6 +37,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.identity.service",
     "tools.dev_portal.accounts",
     "tools.dev_portal.keys",
+    "tools.dev_portal.usage",
     "tools.enterprise.audit_tools",
     "tools.events.service",
     "tools.partner_api.partners",

@@ -1,12 +1,15 @@
 """Developer portal pages under ``/developer``: sign up, verify the email, log in, API keys (create, see once,
-rotate, revoke, last use), the team (invitations), webhook endpoints and test data, the docs and the changelog."""
+rotate, revoke, last use), the team (invitations), usage (chart, CSV), webhook endpoints and test data, the docs
+and the changelog."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hmac
 import secrets
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -18,6 +21,7 @@ from levqor.settings import get_settings
 from tools.context import ToolContext
 from tools.dev_portal import accounts, docs, sandbox
 from tools.dev_portal import keys as portal_keys
+from tools.dev_portal import usage as usage_tools
 from tools.dev_portal.accounts import InviteAccept, InviteCreate, SignUp
 from tools.errors import AppError, BadRequest, NotFound, RateLimited, Unauthorized
 from tools.identity import service as identity
@@ -213,6 +217,47 @@ def keys_revoke(request: Request, key_id: KeyId, ctx: Annotated[ToolContext, req
     """Revoke a key: it stops working at once."""
     revoked = identity.revoke_key(ctx, ApiKeyRevoke(key_id=key_id))
     return _keys_page(request, ctx, notice=f"{revoked.prefix}… is revoked.")
+
+
+# ---- usage ------------------------------------------------------------------------------------
+
+CHART_W, CHART_H, CHART_PAD = 720, 180, 4
+
+
+def _chart(days: list[usage_tools.UsageDay]) -> dict[str, Any]:
+    """Bars for a server-rendered SVG: one per day, requests in blue with refusals stacked in red."""
+    top = max([d.requests + d.refused for d in days] + [1])
+    step = CHART_W / max(1, len(days))
+    width = max(1.0, step - 2)
+    bars = []
+    for i, d in enumerate(days):
+        h_ok = (CHART_H - CHART_PAD) * d.requests / top
+        h_no = (CHART_H - CHART_PAD) * d.refused / top
+        x = round(i * step + 1, 1)
+        bars.append({"x": x, "w": round(width, 1), "day": d.day.isoformat(), "requests": d.requests,
+                     "refused": d.refused, "y_ok": round(CHART_H - h_ok, 1), "h_ok": round(h_ok, 1),
+                     "y_no": round(CHART_H - h_ok - h_no, 1), "h_no": round(h_no, 1)})
+    return {"W": CHART_W, "H": CHART_H, "top": top, "bars": bars}
+
+
+@router.get("/usage")
+def usage_page(request: Request, ctx: Annotated[ToolContext, require("usage:read")],
+               start: Annotated[dt.date | None, Query(alias="from")] = None,
+               end: Annotated[dt.date | None, Query(alias="to")] = None,
+               key: Annotated[str | None, Query(min_length=1, max_length=32,
+                                                pattern=r"^lvq_(live|test)_[A-Za-z0-9]+$")] = None) -> HTMLResponse:
+    """Requests per day (a chart), per key and endpoint, the plan's limits and a CSV download."""
+    report = usage_tools.usage_report(ctx, usage_tools.UsageQuery(start=start, end=end, key=key))
+    totals: dict[tuple[str, str, str, str], list[int]] = {}
+    for r in report.rows:
+        t = totals.setdefault((r.key, r.mode, r.method, r.endpoint), [0, 0])
+        t[0] += r.requests
+        t[1] += r.refused
+    query = {"from": report.start.isoformat(), "to": report.end.isoformat(), **({"key": key} if key else {})}
+    keys = identity.list_keys(ctx, NoInput()).items
+    return render(request, "developer_usage.html", ctx, report=report, chart=_chart(report.days),
+                  totals=sorted(totals.items(), key=lambda kv: -kv[1][0]), keys=keys,
+                  csv_url="/v1/usage.csv?" + urlencode(query))
 
 
 # ---- team -------------------------------------------------------------------------------------

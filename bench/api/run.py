@@ -37,6 +37,11 @@ from bench.pg import drop_pg_database, ensure_pg_database  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/bench_api"
 SYSTEMS = (("levqor", "levqor api"), ("base", "bare FastAPI"))
+# The bench org's plan (pro) with limits it never reaches: every request is counted, synced and metered
+# as in production (usage tiers, tools/dev_portal/tiers.py), but none is refused, so the figures are the
+# cost of enforcement, not of 429s.
+BENCH_TIERS = json.dumps({"pro": {"key_per_second": 10**6, "org_per_second": 10**6, "key_per_day": 10**9,
+                                  "org_per_day": 10**9, "org_per_month": 10**9}})
 
 
 def free_port() -> int:
@@ -70,7 +75,7 @@ def seed(jobs: int) -> dict[str, Any]:
 def child_env(url: str, var: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEVQOR_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update({"LEVQOR_DATABASE_URL": url, "LEVQOR_VAR_DIR": str(var), "LEVQOR_LOG_LEVEL": "WARNING",
-                "LEVQOR_LOG_JSON": "true", "PYTHONUNBUFFERED": "1"})
+                "LEVQOR_LOG_JSON": "true", "PYTHONUNBUFFERED": "1", "LEVQOR_API_TIERS": BENCH_TIERS})
     return env
 
 

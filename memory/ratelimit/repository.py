@@ -40,6 +40,18 @@ class RateLimitRepository:
         ).first()
         return (int(row[0]), float(row[1])) if row else None
 
+    def get_many(self, keys: list[str], now: float) -> dict[str, int]:
+        """The counts of the live counters among ``keys`` (absent or expired ones are left out), in
+        statements of at most 500 keys."""
+        out: dict[str, int] = {}
+        for i in range(0, len(keys), 500):
+            chunk = [k[:KEY_LENGTH] for k in keys[i:i + 500]]
+            rows = self.session.execute(
+                select(RateLimitCounter.key, RateLimitCounter.count)
+                .where(RateLimitCounter.key.in_(chunk), RateLimitCounter.expires_at > now))
+            out.update({str(k): int(c) for k, c in rows.tuples()})
+        return out
+
     def clear(self, key: str) -> None:
         self.session.execute(delete(RateLimitCounter).where(RateLimitCounter.key == key[:KEY_LENGTH]))
 

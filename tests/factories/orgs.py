@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from memory.db import session_scope
-from tests.factories.settings import scratch_sqlite
+from tests.factories.settings import HIGH_TIERS_JSON, scratch_sqlite
 from tests.support.database import IS_PG
 from tests.support.processes import levqor_env, start_api
 from tools.context import SYSTEM, Principal, ToolContext
@@ -60,14 +60,15 @@ def api_on(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     if request.param == "sqlite":
         with scratch_sqlite(tmp_path) as url:
             org = make_org()
-            proc, base = start_api(tmp_path / "logs", levqor_env(var_dir=tmp_path, db_url=url))
+            proc, base = start_api(tmp_path / "logs", levqor_env(var_dir=tmp_path, db_url=url,
+                                                                 LEVQOR_API_TIERS=HIGH_TIERS_JSON))
             try:
                 yield base, org
             finally:
                 proc.stop()
     else:
         org = make_org()
-        proc, base = start_api(tmp_path / "logs", levqor_env(var_dir=tmp_path))
+        proc, base = start_api(tmp_path / "logs", levqor_env(var_dir=tmp_path, LEVQOR_API_TIERS=HIGH_TIERS_JSON))
         try:
             yield base, org
         finally:

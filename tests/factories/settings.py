@@ -16,6 +16,14 @@ from levqor.settings import get_settings
 from memory.db import get_engine
 from memory.migrate import upgrade
 
+# Usage tiers of the test processes (tests/conftest.py) and of the API processes that tests start: so
+# high that no test hammering the API (concurrency, fuzzing, tenancy, roles) meets a 429. The tier tests
+# (tests/api/test_tiers*.py, tests/tools/dev_portal/test_tiers.py) set their own small limits, and one
+# checks the real defaults.
+HIGH_TIER = {"key_per_second": 100_000, "org_per_second": 100_000, "key_per_day": 10**9, "org_per_day": 10**9,
+             "org_per_month": 10**9}
+HIGH_TIERS_JSON = json.dumps({plan: HIGH_TIER for plan in ("free", "pro", "business", "enterprise")})
+
 
 def _encode(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)

@@ -8,7 +8,7 @@ so the same catalogue maps onto a Stripe account without storing Stripe price id
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 CURRENCY = "usd"
@@ -28,9 +28,16 @@ class Plan:
     per_seat: bool = False
     min_seats: int = 1
     max_seats: int = 1
-    # Rate limits and quotas per plan: filled from settings.api_tiers once the tiers branch lands
-    # (the developer portal owns them; billing must not define a second table). Empty until then.
-    limits: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        """The plan's API rate limits and monthly quota, from the one table in settings (``api_tiers``,
+        which the developer portal enforces); billing keeps no second copy."""
+        from levqor.settings import get_settings
+
+        tiers = get_settings().api_tiers
+        tier = tiers.get(self.id) or tiers["free"]
+        return tier.model_dump()
 
     @property
     def paid(self) -> bool:

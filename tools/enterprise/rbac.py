@@ -27,6 +27,7 @@ PERMISSIONS: tuple[str, ...] = (
     "pulse:read", "pulse:write", "decisions:read", "decisions:write",
     "incidents:read", "incidents:write",
     "billing:read", "billing:write",
+    "usage:read",
 )
 
 _READS = {p for p in PERMISSIONS if p.endswith(":read") and not p.startswith("audit:")}

@@ -18,7 +18,7 @@ from alembic import op
 import memory.db
 
 revision = "1101"
-down_revision = "1000"
+down_revision = "1100"
 branch_labels = None
 depends_on = None
 

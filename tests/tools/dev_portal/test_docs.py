@@ -55,7 +55,7 @@ def test_guides_changelog_and_sdk_example_are_served_as_pages(client) -> None:
     for topic in ("Authentication", "Errors", "Pagination", "Idempotency", "Webhooks", "Rate limits", "Test mode",
                   "RateLimit-Remaining", "Retry-After", "402", "429", "webhook-signature"):
         assert topic in guide, topic
-    assert 'href="/developer/docs/api-reference"' in guide and 'id="rate-limits"' in guide
+    assert 'href="/developer/docs/api-reference"' in guide and 'id="rate-limits-and-usage-tiers"' in guide
     assert client.get("/developer/docs/nope").status_code == 404
     assert client.get("/developer/docs/..%2F..%2Fsecrets").status_code == 404
 

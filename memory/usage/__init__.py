@@ -1,0 +1,1 @@
+"""API usage metered per key, endpoint, mode and day."""
