@@ -222,6 +222,7 @@ def keys_revoke(request: Request, key_id: KeyId, ctx: Annotated[ToolContext, req
 # ---- usage ------------------------------------------------------------------------------------
 
 CHART_W, CHART_H, CHART_PAD = 720, 180, 4
+CHART_LEFT, CHART_BOTTOM = 64, 22  # room for the axis labels
 
 
 def _chart(days: list[usage_tools.UsageDay]) -> dict[str, Any]:
@@ -237,7 +238,15 @@ def _chart(days: list[usage_tools.UsageDay]) -> dict[str, Any]:
         bars.append({"x": x, "w": round(width, 1), "day": d.day.isoformat(), "requests": d.requests,
                      "refused": d.refused, "y_ok": round(CHART_H - h_ok, 1), "h_ok": round(h_ok, 1),
                      "y_no": round(CHART_H - h_ok - h_no, 1), "h_no": round(h_no, 1)})
-    return {"W": CHART_W, "H": CHART_H, "top": top, "bars": bars}
+    # Axes: requests per day at 0, half and the top on the left; the first, middle and last day below.
+    y_ticks = [{"value": f"{v:,}", "y": round(CHART_H - (CHART_H - CHART_PAD) * v / top, 1)}
+               for v in sorted({0, top // 2, top})]
+    picks = sorted({0, len(days) // 2, len(days) - 1}) if days else []
+    x_ticks = [{"label": days[i].day.strftime("%d %b"), "x": round(i * step + step / 2, 1),
+                "anchor": "start" if i == 0 and len(picks) > 1 else "end" if i == len(days) - 1 and i else "middle"}
+               for i in picks]
+    return {"W": CHART_W, "H": CHART_H, "top": top, "bars": bars, "y_ticks": y_ticks, "x_ticks": x_ticks,
+            "LEFT": CHART_LEFT, "BOTTOM": CHART_BOTTOM}
 
 
 @router.get("/usage")

@@ -295,6 +295,9 @@ def test_the_usage_page_charts_the_days_and_links_the_csv(client, org, clock, se
     bars = re.findall(r'<g class="bar" data-day="([\d-]+)"><title>[^<]*: (\d+) requests, (\d+) refused</title>', html)
     assert bars == [("2026-12-04", "0", "0"), ("2026-12-05", "2", "1"), ("2026-12-06", "1", "0")]
     assert html.count('fill="#e03131"') == 1  # one day had refusals
+    # Axes with units: requests per day at 0, half and the top; the first, middle and last day.
+    assert re.findall(r'<text class="y-tick"[^>]*>([\d,]+)</text>', html) == ["0", "1", "3"]
+    assert re.findall(r'<text class="x-tick"[^>]*>([^<]+)</text>', html) == ["04 Dec", "05 Dec", "06 Dec"]
     assert '<strong id="usage-total">3</strong>' in html and '<strong id="usage-refused">1</strong>' in html
     assert "<code>GET /v1/me</code>" in html and "<script" not in html and " style=" not in html
     link = re.search(r'<a href="([^"]+)" download>Download CSV</a>', html)
