@@ -38,7 +38,7 @@ _DELIVERY_COLUMNS = (
     ("uid", "text"), ("event_id", "integer"), ("event_name", "text"), ("event_at", "timestamptz"),
     ("install_id", "integer"), ("plugin_id", "integer"), ("org_id", "integer"), ("url", "text"), ("body", "text"),
     ("status", "text"), ("attempts", "integer"), ("next_attempt_at", "timestamptz"), ("lease_until", "timestamptz"),
-    ("replays", "integer"), ("created_at", "timestamptz"))
+    ("replays", "integer"), ("created_at", "timestamptz"), ("last_error", "text"))
 
 
 def _insert_recordset(table: str, columns: tuple[tuple[str, str], ...], alias: str = "") -> str:

@@ -370,3 +370,35 @@ def test_another_organisation_cannot_reach_webhook_endpoints_through_the_pages(a
         assert "mine.example.com" not in web.get("/developer/webhooks?mode=live").text
     after = _ok(client.get(f"/v1/webhook-endpoints/{victim['id']}/secret", headers=th))
     assert after["secret"] == victim["secret"]
+
+
+def test_partner_deliveries_of_test_events_go_only_to_registered_test_endpoints(client, set_settings) -> None:
+    from workers.hooks import Deliverer
+
+    with Receiver() as rx:
+        w = make_world(client, set_settings)
+        org = w.customer
+        slug = f"{w.partner.slug}.targets"
+        publish(client, w, manifest(slug, rx.url("/partner")))
+        test_h = sandbox_headers(client, org)
+        _ok(client.post("/v1/installs", json={"plugin": slug}, headers=test_h), 201)
+        emit_event("job_complete", {"job_id": 1, "livemode": False}, org.org_id)
+        deliverer = Deliverer(concurrency=1, per_endpoint=1, timeout_s=5)
+        try:
+            deliverer.drain(10)
+            # The partner's URL is no registered test endpoint of this organisation: recorded, never sent.
+            (d,) = _ok(client.get("/v1/webhook-deliveries", headers=test_h))["items"]
+            assert d["status"] == "failed" and "not a registered test webhook endpoint" in d["last_error"], d
+            assert rx.at("/partner") == []
+            replay = client.post(f"/v1/webhook-deliveries/{d['id']}/replay", headers=test_h)
+            assert replay.status_code == 409 and "not a registered test webhook endpoint" in replay.json()["detail"]
+            deliverer.drain(10)
+            assert rx.at("/partner") == []
+            # Once the developer registers that URL as a test endpoint, the replay goes out.
+            _ok(client.post("/v1/webhook-endpoints", json={"url": rx.url("/partner")}, headers=test_h), 201)
+            _ok(client.post(f"/v1/webhook-deliveries/{d['id']}/replay", headers=test_h))
+            deliverer.drain(10)
+        finally:
+            deliverer.close()
+        (got,) = rx.at("/partner")
+        assert json.loads(got.body)["data"]["livemode"] is False

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -24,26 +23,9 @@ from tools.errors import NotFound
 from tools.registry import tool
 from tools.shared.signing import new_secret
 from tools.shared.ssrf import SSRFBlocked, check_url
+from tools.shared.urls import same_endpoint
 
 MAX_ENDPOINTS = 50
-
-
-def _key(url: str) -> tuple[str, str, int, str] | None:
-    """Scheme, host, port and path of ``url`` (query and fragment ignored), or None if it is no http(s) URL."""
-    try:
-        u = urlsplit(url)
-        port = u.port
-    except ValueError:
-        return None
-    if u.scheme not in ("http", "https") or not u.hostname:
-        return None
-    return u.scheme, u.hostname.rstrip(".").lower(), port or (443 if u.scheme == "https" else 80), u.path or "/"
-
-
-def same_endpoint(url: str, registered: str) -> bool:
-    """Whether ``url`` addresses the registered endpoint: same scheme, host, port and path."""
-    a, b = _key(url), _key(registered)
-    return a is not None and a == b
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,14 @@ from sqlalchemy.orm import Session
 
 from memory.db import utcnow
 from memory.identity.repository import IdentityRepository
+from memory.jobs.repository import EndpointRepository
 from memory.partner.repository import PartnerRepository
 from tools.events.service import EventRecord, Reaction
 from tools.partner_api import metrics
 from tools.partner_api.admission import Admission
 from tools.partner_api.delivery import HandoffRoom, Job
 from tools.partner_api.revenue import accrue_runs
+from tools.shared.urls import same_endpoint
 
 # Which event fields each granted scope releases to a plugin. Fields in no list never leave Levqor.
 SCOPE_FIELDS: dict[str, frozenset[str]] = {
@@ -124,6 +126,23 @@ def subscribed_url(ev: EventRecord, sub: Row[Any]) -> str | None:
     return endpoint_url(sub, ev.name)
 
 
+TEST_TARGET_ERROR = ("test mode: {url} is not a registered test webhook endpoint of this organisation "
+                     "(POST /v1/webhook-endpoints with a test key); test deliveries go nowhere else")
+
+
+class TestEndpoints:
+    """The registered test webhook endpoints per organisation, read once per fan-out batch when needed."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.by_org: dict[int, list[str]] = {}
+
+    def allows(self, org_id: int, url: str) -> bool:
+        if org_id not in self.by_org:
+            self.by_org[org_id] = [e.url for e in EndpointRepository(self.session).for_org(org_id, "test")]
+        return any(same_endpoint(url, registered) for registered in self.by_org[org_id])
+
+
 def _mode(ev: EventRecord) -> str:
     return "test" if ev.payload.get("livemode") is False else "live"
 
@@ -134,12 +153,12 @@ def webhook_id(ev: EventRecord, install_id: int) -> str:
 
 
 def delivery_row(ev: EventRecord, sub: Row[Any], url: str, body: str, now: dt.datetime, *, status: str = "pending",
-                 lease_until: dt.datetime | None = None) -> dict[str, Any]:
+                 lease_until: dt.datetime | None = None, last_error: str | None = None) -> dict[str, Any]:
     """A ``webhook_deliveries`` row (for :meth:`PartnerRepository.add_deliveries`)."""
     return {"uid": webhook_id(ev, sub.id), "event_id": ev.id, "event_name": ev.name, "event_at": ev.created_at,
             "install_id": sub.id, "plugin_id": sub.plugin_id, "org_id": sub.org_id, "url": url, "body": body,
             "status": status, "attempts": 0, "next_attempt_at": now, "lease_until": lease_until, "replays": 0,
-            "created_at": now}
+            "created_at": now, "last_error": last_error}
 
 
 def rows_for_install(session: Session, sub: Row[Any], events: list[EventRecord], now: dt.datetime,
@@ -151,12 +170,15 @@ def rows_for_install(session: Session, sub: Row[Any], events: list[EventRecord],
     org = IdentityRepository(session).org(sub.org_id)
     slug = org.slug if org else None
     scopes = sorted(sub.scopes)
+    test_endpoints = TestEndpoints(session)
     out = []
     for ev in events:
         url = subscribed_url(ev, sub)
         if url is None or (ev.id, sub.id) in done:
             continue
-        row = delivery_row(ev, sub, url, message_body(ev, scopes, slug), now)
+        blocked = sub.mode == "test" and not test_endpoints.allows(sub.org_id, url)
+        row = delivery_row(ev, sub, url, message_body(ev, scopes, slug), now, status="failed" if blocked else "pending",
+                           last_error=TEST_TARGET_ERROR.format(url=url)[:1000] if blocked else None)
         row["replays"] = replays
         out.append(row)
     return out
@@ -189,6 +211,7 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
         room = local.handoff_room()
         lease_until = now + dt.timedelta(seconds=local.lease_s)
         send_by = time.monotonic() + local.lease_s - local.send_s - 5
+    test_endpoints = TestEndpoints(session)
     for org_id, evs in by_org.items():
         subs = repo.subscriptions(org_id)
         if not subs:
@@ -226,6 +249,14 @@ def fanout(session: Session, events: list[EventRecord]) -> None:
             for sub, url in pairs:
                 if ev.created_at < sub.created_at:
                     continue  # the event happened before the install
+                if sub.mode == "test" and not test_endpoints.allows(org_id, url):
+                    # Test mode calls out only to the organisation's registered test endpoints: the delivery
+                    # is recorded as failed, with the reason, and never sent (a replay after registering works).
+                    scopes = tuple(sorted(sub.scopes))
+                    body = bodies.setdefault(scopes, message_body(ev, list(scopes), slug))
+                    rows.append(delivery_row(ev, sub, url, body, now, status="failed",
+                                             last_error=TEST_TARGET_ERROR.format(url=url)[:1000]))
+                    continue
                 if sub.endpoint_disabled_at is None:  # held deliveries of a disabled endpoint are not shed
                     why = admission.admit(org_id, sub.id)
                     if why is not None:

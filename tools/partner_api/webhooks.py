@@ -15,7 +15,7 @@ from tools.errors import Conflict, NotFound
 from tools.events.service import EventRecord
 from tools.partner_api import metrics
 from tools.partner_api.access import install_for_org_or_partner, visible_to_org_or_publisher
-from tools.partner_api.fanout import mark_queued, rows_for_install
+from tools.partner_api.fanout import TEST_TARGET_ERROR, TestEndpoints, mark_queued, rows_for_install
 from tools.registry import tool
 
 
@@ -107,12 +107,21 @@ def _requeue(d: WebhookDelivery) -> None:
     d.attempts = 0
 
 
+def _test_target_blocked(ctx: ToolContext, d: WebhookDelivery) -> bool:
+    """Whether ``d`` belongs to a test install and its URL is no registered test endpoint of its
+    organisation (test mode calls out nowhere else, replays included)."""
+    inst = PartnerRepository(ctx.session).install(d.install_id)
+    return inst is not None and inst.mode == "test" and not TestEndpoints(ctx.session).allows(d.org_id, d.url)
+
+
 @tool("webhooks.replay", risk="write")
 def replay(ctx: ToolContext, params: DeliveryRef) -> DeliveryRead:
     """Send one delivery again now (same webhook-id, fresh attempts)."""
     d = _visible_delivery(ctx, params.delivery_id)
     if d.status == "delivering":
         raise Conflict("the delivery is being sent right now; try again shortly", field="delivery_id")
+    if _test_target_blocked(ctx, d):
+        raise Conflict(TEST_TARGET_ERROR.format(url=d.url), field="delivery_id")
     _requeue(d)
     ctx.session.flush()
     mark_queued(ctx.session)
@@ -135,7 +144,8 @@ def replay_failures(ctx: ToolContext, params: ReplaySince) -> ReplayResult:
     """Send again every failed delivery of an install created since a time."""
     inst = install_for_org_or_partner(ctx, params.install_id)
     since = params.since if params.since.tzinfo else params.since.replace(tzinfo=dt.UTC)
-    rows = PartnerRepository(ctx.session).failed_since([inst.id], since)
+    rows = [d for d in PartnerRepository(ctx.session).failed_since([inst.id], since)
+            if not _test_target_blocked(ctx, d)]  # test deliveries with no registered target stay failed
     for d in rows:
         _requeue(d)
     ctx.session.flush()
