@@ -429,7 +429,11 @@ def _charge_refunded(e: _Event) -> _Outcome:
 
 def _transfer(e: _Event) -> _Outcome:
     obj = e.obj
-    partner = PartnerRepository(e.session).partner_by_account(str(obj.get("destination") or ""))
+    prepo = PartnerRepository(e.session)
+    partner = prepo.partner_by_account(str(obj.get("destination") or ""))
+    payout = prepo.payout_by_transfer(str(obj.get("id") or ""))
+    if partner is None and payout is not None:
+        partner = prepo.partner(payout.partner_id)
     org_id = partner.org_id if partner is not None else None
     if e.type == "transfer.created":
         fresh = ledger.append(e.session, RevenueEntry(
@@ -437,8 +441,12 @@ def _transfer(e: _Event) -> _Outcome:
             currency=str(obj.get("currency") or catalogue.CURRENCY).lower(), stripe_object_id=str(obj["id"]),
             event_id=e.id, occurred_at=_ts(obj.get("created")) or e.at, demo=e.demo))
     else:
+        # A full reversal when Stripe does not say how much: the payout's whole amount comes back.
+        reversed_ = int(obj.get("amount_reversed") or (payout.amount_minor if payout is not None else 0))
+        if reversed_ <= 0:
+            return _Outcome("ignored", org_id, "nothing reversed")
         fresh = ledger.append(e.session, RevenueEntry(
-            org_id=org_id, kind="partner_payout_reversal", amount_minor=int(obj.get("amount_reversed") or 0),
+            org_id=org_id, kind="partner_payout_reversal", amount_minor=reversed_,
             currency=str(obj.get("currency") or catalogue.CURRENCY).lower(), stripe_object_id=str(obj["id"]),
             event_id=e.id, occurred_at=e.at, demo=e.demo))
     return _Outcome("applied" if fresh else "ignored", org_id)

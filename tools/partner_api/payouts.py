@@ -19,6 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from levqor.settings import get_settings
+from memory.billing.models import RevenueEntry
+from memory.billing.repository import BillingRepository
 from memory.db import session_scope, utcnow
 from memory.partner.models import Payout
 from memory.partner.repository import PartnerRepository
@@ -106,11 +108,20 @@ def prepare_payouts(ctx: ToolContext, params: PeriodIn) -> PrepareResult:
 # ---- transfers (each step its own transaction: the commit points are what make a re-run safe) -----
 
 def _record_transfer(payout_id: int, transfer: Any) -> None:
-    """Store a Stripe transfer on its payout (separate so tests can crash right before it)."""
+    """Store a Stripe transfer on its payout and its money-out row in the revenue ledger, in one
+    transaction (separate so tests can crash right before it). The ledger row is keyed by the transfer
+    id, so a ``transfer.created`` webhook for the same transfer adds nothing, and vice versa."""
     with session_scope() as s:
         p = s.get(Payout, payout_id)
         assert p is not None
         p.stripe_transfer_id, p.status, p.error, p.updated_at = transfer["id"], "transferred", None, utcnow()
+        partner = PartnerRepository(s).partner(p.partner_id)
+        created = transfer["created"] if "created" in transfer else None
+        BillingRepository(s).add_entry(RevenueEntry(
+            org_id=partner.org_id if partner is not None else None, kind="partner_payout",
+            amount_minor=-int(transfer["amount"]), currency=str(transfer["currency"]).lower(),
+            stripe_object_id=str(transfer["id"]), event_id=f"payout:{payout_id}",
+            occurred_at=dt.datetime.fromtimestamp(int(created), dt.UTC) if created else utcnow()))
     metrics.PAYOUTS.labels(outcome="transferred").inc()
     metrics.PAYOUT_AMOUNT.labels(currency=str(transfer["currency"])).inc(int(transfer["amount"]))
 

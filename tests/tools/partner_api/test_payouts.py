@@ -188,3 +188,51 @@ def test_stripe_webhooks_verified_and_applied_once(client, set_settings, stripe_
            "data": {"object": {"id": p["stripe_transfer_id"], "object": "transfer"}}}
     assert _stripe_post(client, rev).json()["applied"] is True
     assert client.get("/v1/payouts", headers=w.partner.headers("partner")).json()["items"][0]["status"] == "reversed"
+
+
+def test_payout_transfer_lands_in_revenue_ledger_once_and_reversal_reverses(client, set_settings, stripe_fake) -> None:
+    from tools.partner_api import payouts
+
+    w = _world(client, set_settings, stripe_fake, payout_minimum_minor=100)
+    acct = _onboard(client, w)
+    slug = f"{w.partner.slug}.ledger"
+    publish(client, w, manifest(slug, None, pricing={"model": "monthly", "monthly_minor": 5000}))
+    install(client, w.customer, slug)
+    _prepare(_period())
+    payouts.transfer_pending()
+    tr = [t for t in stripe_fake.transfers if t["destination"] == acct]
+    assert len(tr) == 1 and tr[0]["amount"] == 3500
+
+    def mine() -> list[dict[str, Any]]:
+        rows = client.get("/v1/billing/revenue", params={"limit": 500}, headers=w.staff.headers()).json()["rows"]
+        return [r for r in rows if r["stripe_object_id"] == tr[0]["id"]]
+
+    # The payout itself wrote the ledger row, without any webhook.
+    assert [(r["kind"], r["amount_minor"]) for r in mine()] == [("partner_payout", -3500)]
+    summary = client.get("/v1/billing/revenue", headers=w.staff.headers()).json()
+    assert summary["partner_payouts_minor"] >= 3500
+    before = summary["partner_payouts_minor"]
+    # Stripe's transfer.created webhook for the same transfer adds nothing (idempotent by transfer id).
+    created = {"id": "evt_tr_created_1", "object": "event", "type": "transfer.created", "created": int(time.time()),
+               "data": {"object": {**tr[0], "object": "transfer"}}}
+    assert _stripe_post(client, created).status_code == 200
+    assert len(mine()) == 1
+    assert client.get("/v1/billing/revenue", headers=w.staff.headers()).json()["partner_payouts_minor"] == before
+    # A reversal (Stripe's event without amount_reversed: a full one) writes the reversing row, once.
+    rev = {"id": "evt_tr_rev_ledger", "object": "event", "type": "transfer.reversed", "created": int(time.time()),
+           "data": {"object": {"id": tr[0]["id"], "object": "transfer"}}}
+    assert _stripe_post(client, rev).status_code == 200
+    assert _stripe_post(client, {**rev, "id": "evt_tr_rev_ledger2"}).status_code == 200
+    assert sorted((r["kind"], r["amount_minor"]) for r in mine()) == [
+        ("partner_payout", -3500), ("partner_payout_reversal", 3500)]
+    assert client.get("/v1/billing/revenue", headers=w.staff.headers()).json()["partner_payouts_minor"] == before - 3500
+    from memory.db import utcnow
+
+    day = utcnow().date().isoformat()
+    from memory.db import session_scope
+    from tools.context import SYSTEM, ToolContext
+    from tools.registry import registry
+
+    with session_scope() as s:
+        k = registry.invoke("billing.kpis", ToolContext(s, SYSTEM), {"day": day})
+    assert k.partner_payouts_cents == before - 3500
