@@ -409,6 +409,7 @@ def _charge_refunded(e: _Event) -> _Outcome:
                        r.stripe_object_id.startswith(f"{obj['id']}:"))
         new = int(obj["amount_refunded"]) - already
         refunds = [{"id": f"{obj['id']}:{obj['amount_refunded']}", "amount": new}] if new > 0 else []
+    pack_row = _pack_row(e, str(obj.get("payment_intent") or ""))
     added = 0
     for rf in refunds:
         amount = int(rf.get("amount") or 0)
@@ -420,11 +421,37 @@ def _charge_refunded(e: _Event) -> _Outcome:
                 stripe_object_id=str(rf["id"]), event_id=e.id, occurred_at=_ts(rf.get("created")) or e.at,
                 demo=e.demo)):
             added += amount
+            if pack_row is not None and org_id is not None:
+                _take_back_pack_credits(e, org_id, pack_row, amount, str(rf["id"]))
     if not added:
         return _Outcome("ignored", org_id, "no new refund")
     audit_log.append(e.session, actor=ACTOR, action="billing.refunded", target=f"charge:{obj['id']}",
                      org_id=org_id, detail={"amount_minor": added, "charge": obj["id"]})
     return _Outcome("applied", org_id, f"refunded {added}")
+
+
+def _pack_row(e: _Event, payment_intent: str) -> RevenueEntry | None:
+    """The credit-pack ledger row a charge paid for, if it paid for one (keyed by its payment intent)."""
+    if not payment_intent:
+        return None
+    rows = [r for r in e.repo.entries(kinds=("credit_pack",)) if r.stripe_object_id == payment_intent]
+    return rows[0] if rows and rows[0].plan in catalogue.CREDIT_PACKS and rows[0].amount_minor > 0 else None
+
+
+def _take_back_pack_credits(e: _Event, org_id: int, pack_row: RevenueEntry, refunded: int, refund_id: str) -> None:
+    """Take back the refunded share of a pack's credits (proportional to the amount refunded, rounded
+    down), at most what is left unspent: the balance never goes below zero. Runs once per refund id,
+    since it only runs when the refund's ledger row is new."""
+    pack = catalogue.CREDIT_PACKS[pack_row.plan]
+    share = pack.credits * min(refunded, pack_row.amount_minor) // pack_row.amount_minor
+    repo = CreditRepository(e.session)
+    take = min(share, max(repo.account(org_id).balance, 0))
+    if take <= 0:
+        return
+    after = repo.credit(org_id, -take)
+    note = f"refund {refund_id} of credit pack {pack.id} ({pack_row.stripe_object_id})"
+    repo.add_entry(CreditLedger(org_id=org_id, delta=-take, balance_after=after, reason="pack_refund", actor=ACTOR,
+                                note=note[:500]))
 
 
 def _transfer(e: _Event) -> _Outcome:

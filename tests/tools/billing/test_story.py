@@ -124,6 +124,8 @@ def test_subscribe_upgrade_pack_refund_dunning_replay_agree(client, set_settings
     charge = next(c for c in fake.billing.charges.values() if c.get("payment_intent") == paid["payment_intent"])
     fake.billing.refund(charge["id"], 1_500)
     _deliver_twice(client, fake)
+    # A third of the pack's price refunded takes back a third of its credits (rounded down), once.
+    assert _balance(org.org_id) == start_balance + 25_000 + 5_000 - 5_000 * 1_500 // 4_500
 
     # The renewal fails: a grace period opens and the admin is emailed once, however often Stripe retries.
     fake.billing.fail_payments = True
@@ -150,13 +152,13 @@ def test_subscribe_upgrade_pack_refund_dunning_replay_agree(client, set_settings
     view = _billing(client, org)
     assert (view["plan"], view["status"]) == ("free", "canceled")
     assert len(_emails(org.org_id)) == 2 and "free plan" in _emails(org.org_id)[1]["subject"]
-    assert _balance(org.org_id) == start_balance + 30_000
+    assert _balance(org.org_id) == start_balance + 30_000 - 1_666
 
     # Every event once more, newest first (out of order): nothing changes.
     ledger_before = _ledger(org.org_id)
     for ev in reversed(fake.events):
         assert post_event(client, ev).json()["outcome"] == "duplicate"
-    assert _ledger(org.org_id) == ledger_before and _balance(org.org_id) == start_balance + 30_000
+    assert _ledger(org.org_id) == ledger_before and _balance(org.org_id) == start_balance + 30_000 - 1_666
 
     # Ledger = what Stripe collected less refunds; Pulse's revenue, day by day, sums to the same cent.
     collected = sum(i["amount_paid"] for i in fake.billing.invoices.values()) + paid["amount_total"]
@@ -268,3 +270,23 @@ def test_enterprise_seats_and_bad_input(client, set_settings, stripe_fake) -> No
     assert inv["amount_paid"] == 8 * 4900 * 15 // 30 - 6 * 4900 * 15 // 30
     r = client.post("/v1/billing/portal", headers=org.headers())
     assert r.status_code == 201 and r.json()["url"].startswith("https://billing.stripe.test/")
+
+
+def test_refunded_pack_takes_back_only_unspent_credits(client, set_settings, stripe_fake) -> None:
+    """A full refund of a pack whose credits were mostly spent takes back what is left, never below zero."""
+    from memory.db import session_scope
+    from memory.jobs.repository import CreditRepository
+
+    fake = stripe_fake
+    _configure(set_settings, fake)
+    org = make_org(plan="free")
+    r = client.post("/v1/billing/checkout", json={"kind": "credit_pack", "pack": "medium"}, headers=org.headers())
+    paid = fake.billing.complete_checkout(r.json()["id"])
+    _deliver_twice(client, fake)
+    start = _balance(org.org_id)
+    with session_scope() as s:  # spend all but 700 credits
+        CreditRepository(s).credit(org.org_id, -(start - 700))
+    charge = next(c for c in fake.billing.charges.values() if c.get("payment_intent") == paid["payment_intent"])
+    fake.billing.refund(charge["id"])
+    _deliver_twice(client, fake)
+    assert _balance(org.org_id) == 0
