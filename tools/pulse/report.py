@@ -78,6 +78,10 @@ def month_summary(ctx: ToolContext, month: str) -> dict[str, Any]:
                      "previous": _aggregate(prev, d.aggregate), "reason": reasons.get(name),
                      "per_day": sum(cur) / len(cur) if cur else None,
                      "previous_per_day": sum(prev) / len(prev) if prev else None})
+    ledger_revenue = _ledger_revenue(ctx, start, end)
+    if ledger_revenue is not None:
+        kpis_by = {k["kpi"]: k for k in kpis}
+        kpis_by["revenue"]["value"] = float(ledger_revenue)
     last_day = min(end, repo.latest_day(ctx.org_id) or end)
     targets = evaluate(ctx.session, ctx.org_id, last_day)
     sugg = [s for s in repo.suggestions(ctx.org_id, limit=500)
@@ -85,6 +89,22 @@ def month_summary(ctx: ToolContext, month: str) -> dict[str, Any]:
     return {"month": month, "start": start, "end": end, "kpis": {k["kpi"]: k for k in kpis}, "targets": targets,
             "series": {k: [(d, v) for d, v in s if start <= d <= end] for k, s in series.items()},
             "suggestions": sugg}
+
+
+def _ledger_revenue(ctx: ToolContext, start: dt.date, end: dt.date) -> int | None:
+    """The month's revenue (money in less refunds) read now from the revenue ledger through
+    ``billing.kpis``, so a refund recorded after a day's Pulse snapshot still counts; None when the
+    ledger has no money in or out for the month (then the snapshots' figure stands)."""
+    from tools.registry import registry
+
+    total, seen, day = 0, False, start
+    last = min(end, utcnow().date())
+    while day <= last:
+        k = registry.invoke("billing.kpis", ctx, {"day": day.isoformat()}).model_dump()
+        total += int(k["revenue_cents"])
+        seen = seen or bool(k["gross_cents"] or k["refunds_cents"])
+        day += dt.timedelta(days=1)
+    return total if seen else None
 
 
 def _chart(title: str, points: list[tuple[dt.date, float | None]], unit: str, target: float | None,

@@ -74,3 +74,28 @@ def test_cli_pulse_report(tmp_path) -> None:
     bad = subprocess.run([sys.executable, "-m", "api.cli", "pulse", "report", "--month", "2026-10-01",
                           "--org", org.slug], env=levqor_env(), capture_output=True, text=True, timeout=180)
     assert bad.returncode == 2 and "YYYY-MM" in bad.stderr
+
+
+@pytest.mark.needs_pkg("poppler-utils", binary="pdftotext")
+def test_report_revenue_is_the_ledgers_for_the_month() -> None:
+    """The PDF's revenue figure is the revenue ledger's for the month (money in less refunds), even when
+    a refund is recorded after the day's Pulse snapshot."""
+    from memory.billing.models import RevenueEntry
+    from memory.db import session_scope, utcnow
+    from tools.billing import ledger
+    from tools.pulse.report import build_pdf, month_summary
+
+    org = seeded_org()
+    now = utcnow()
+    month = now.strftime("%Y-%m")
+    with session_scope() as s:
+        ledger.append(s, RevenueEntry(org_id=org.org_id, kind="credit_pack", amount_minor=1_234_567, currency="usd",
+                                      stripe_object_id=f"pi_pdf_{org.org_id}", event_id="evt_pdf_1",
+                                      plan="medium", occurred_at=now))
+        ledger.append(s, RevenueEntry(org_id=org.org_id, kind="refund", amount_minor=-1_500, currency="usd",
+                                      stripe_object_id=f"re_pdf_{org.org_id}", event_id="evt_pdf_2", occurred_at=now))
+    with session_scope() as s:
+        assert month_summary(org_ctx(s, org.org_id), month)["kpis"]["revenue"]["value"] == 1_233_067
+        pdf, _ = build_pdf(org_ctx(s, org.org_id), month, "Test Org")
+    out = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+    assert "$12,330.67" in out
