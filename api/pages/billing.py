@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import require
 from api.pages.router import form_csrf, render
 from tools.billing import catalogue
 from tools.billing import checkout as billing
-from tools.billing.checkout import CheckoutIn, PlanChange
+from tools.billing.checkout import CheckoutIn, OverviewIn, PlanChange
 from tools.context import ToolContext
 from tools.enterprise.rbac import allowed
 from tools.identity.service import NoInput
@@ -35,9 +35,9 @@ def money(minor: int | None) -> str:
 
 @router.get("/billing")
 def billing_page(request: Request, ctx: Annotated[ToolContext, require("billing:read")],
-                 checkout: str | None = None) -> HTMLResponse:
+                 checkout: str | None = None, page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> HTMLResponse:
     """Show the organisation's plan, seats, invoices, credit balance and ways to pay."""
-    view = billing.overview(ctx, NoInput())
+    view = billing.overview(ctx, OverviewIn(page=page))
     return render(request, "billing.html", ctx, view=view, plans=list(catalogue.PLANS.values()),
                   packs=list(catalogue.CREDIT_PACKS.values()), money=money, checkout=checkout,
                   can_pay=allowed(ctx.principal.role, "billing:write"))

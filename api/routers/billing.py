@@ -15,6 +15,7 @@ from tools.billing.checkout import (
     Catalogue,
     CheckoutIn,
     CheckoutOut,
+    OverviewIn,
     PlanChange,
     PlanChangeOut,
     PortalOut,
@@ -36,9 +37,11 @@ def get_catalogue(request: Request, session: SessionDep) -> Catalogue:
 
 
 @router.get("/billing", response_model=BillingOverview)
-def get_billing(ctx: Annotated[ToolContext, require("billing:read")]) -> BillingOverview:
-    """Show the organisation's plan, seats, status, credit balance, payments and open flags."""
-    return billing.overview(ctx, NoInput())
+def get_billing(ctx: Annotated[ToolContext, require("billing:read")],
+                page: Annotated[int, Query(ge=1, le=100_000, description="Page of payments, newest first")] = 1,
+                ) -> BillingOverview:
+    """Show the organisation's plan, seats, status, credit balance, payments (24 a page) and open flags."""
+    return billing.overview(ctx, OverviewIn(page=page))
 
 
 @router.get("/billing/revenue", response_model=RevenueSummary)

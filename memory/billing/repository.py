@@ -82,7 +82,7 @@ class BillingRepository:
 
     def entries(self, *, org_id: int | None = None, start: dt.datetime | None = None,
                 end: dt.datetime | None = None, kinds: Sequence[str] | None = None,
-                limit: int | None = None) -> list[RevenueEntry]:
+                limit: int | None = None, offset: int = 0) -> list[RevenueEntry]:
         q = select(RevenueEntry).order_by(RevenueEntry.occurred_at.desc(), RevenueEntry.id.desc())
         if org_id is not None:
             q = q.where(RevenueEntry.org_id == org_id)
@@ -94,6 +94,8 @@ class BillingRepository:
             q = q.where(RevenueEntry.kind.in_(tuple(kinds)))
         if limit is not None:
             q = q.limit(limit)
+        if offset:
+            q = q.offset(offset)
         return list(self.session.execute(q).scalars())
 
     def sums_by_kind(self, *, org_id: int | None = None, start: dt.datetime | None = None,

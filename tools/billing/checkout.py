@@ -239,11 +239,20 @@ class BillingOverview(BaseModel):
     has_customer: bool
     demo: bool
     invoices: list[dict[str, Any]]
+    page: int = Field(1, description="The page of payments shown (newest first)")
+    more: bool = Field(False, description="Whether older payments follow on the next page")
     flags: list[FlagRead]
 
 
+PAYMENTS_PER_PAGE = 24
+
+
+class OverviewIn(BaseModel):
+    page: int = Field(1, ge=1, le=100_000, description="Page of payments, newest first")
+
+
 @tool("billing.overview", risk="read")
-def overview(ctx: ToolContext, params: NoInput) -> BillingOverview:
+def overview(ctx: ToolContext, params: OverviewIn) -> BillingOverview:
     """Show the organisation's plan, seats, status, credit balance, payments and open flags."""
     repo = BillingRepository(ctx.session)
     acct = repo.account(ctx.org_id)
@@ -252,7 +261,8 @@ def overview(ctx: ToolContext, params: NoInput) -> BillingOverview:
     plan = catalogue.plan(plan_id)
     interval: catalogue.Interval = "year" if acct is not None and acct.interval == "year" else "month"
     seats = acct.seats if acct is not None else 1
-    rows = repo.entries(org_id=ctx.org_id, limit=24)
+    rows = repo.entries(org_id=ctx.org_id, limit=PAYMENTS_PER_PAGE + 1, offset=(params.page - 1) * PAYMENTS_PER_PAGE)
+    more, rows = len(rows) > PAYMENTS_PER_PAGE, rows[:PAYMENTS_PER_PAGE]
     return BillingOverview(
         plan=plan.id, plan_name=plan.name, interval=interval, seats=seats,
         status=acct.status if acct is not None else "none",
@@ -265,6 +275,7 @@ def overview(ctx: ToolContext, params: NoInput) -> BillingOverview:
         invoices=[{"stripe_id": r.stripe_object_id, "kind": r.kind, "amount_minor": r.amount_minor,
                    "currency": r.currency, "date": aware(r.occurred_at).date().isoformat(), "demo": r.demo}
                   for r in rows],
+        page=params.page, more=more,
         flags=[FlagRead(id=f.id, kind=f.kind, stripe_object_id=f.stripe_object_id, expected_minor=f.expected_minor,
                         actual_minor=f.actual_minor, detail=f.detail, created_at=aware(f.created_at))
                for f in repo.flags(org_id=ctx.org_id)])

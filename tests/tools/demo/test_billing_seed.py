@@ -39,6 +39,21 @@ def test_demo_billing_history_uses_the_webhook_path_and_is_labelled(client) -> N
         assert round(sum(providers()["revenue"](ctx, d).value or 0 for d in days)) == expected
     view = client.get("/v1/billing", headers=org.headers()).json()
     assert view["demo"] is True and view["plan"] == "pro"
+    # Every payment is reachable, 24 a page, newest first: the oldest Pro invoice is on the last page.
+    pages, page = [], 1
+    while True:
+        body = client.get("/v1/billing", params={"page": page}, headers=org.headers()).json()
+        pages.append(body["invoices"])
+        if not body["more"]:
+            break
+        page += 1
+    seen = [i["stripe_id"] for p in pages for i in p]
+    assert len(seen) == len(set(seen)) == applied and all(len(p) == 24 for p in pages[:-1])
+    assert pages[-1][-1]["kind"] == "subscription"
+    html = client.get("/billing", params={"page": 2}, headers=org.headers()).text
+    assert 'href="/billing?page=1" rel="prev">Newer payments' in html
+    assert ('rel="next">Older payments' in html) is (len(pages) > 2)
+    assert client.get("/v1/billing", params={"page": 0}, headers=org.headers()).status_code == 422
     assert "Demo data" in client.get("/billing", headers=org.headers()).text
     with session_scope() as s:  # seeding again: every event is a redelivery
         assert seed_billing(org_ctx(s, org.org_id), days) == 0
