@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from memory.billing.models import BillingAccount, BillingEvent, BillingFlag, RevenueEntry
+
+_Q = TypeVar("_Q", bound=Select[*tuple[Any, ...]])
+
+
+def _scoped(q: _Q, org_id: int | None, start: dt.datetime | None, end: dt.datetime | None) -> _Q:
+    """``q`` limited to one organisation's ledger rows (all when None) that occurred in ``[start, end)``."""
+    if org_id is not None:
+        q = q.where(RevenueEntry.org_id == org_id)
+    if start is not None:
+        q = q.where(RevenueEntry.occurred_at >= start)
+    if end is not None:
+        q = q.where(RevenueEntry.occurred_at < end)
+    return q
 
 
 class BillingRepository:
@@ -83,13 +97,8 @@ class BillingRepository:
     def entries(self, *, org_id: int | None = None, start: dt.datetime | None = None,
                 end: dt.datetime | None = None, kinds: Sequence[str] | None = None,
                 limit: int | None = None, offset: int = 0) -> list[RevenueEntry]:
-        q = select(RevenueEntry).order_by(RevenueEntry.occurred_at.desc(), RevenueEntry.id.desc())
-        if org_id is not None:
-            q = q.where(RevenueEntry.org_id == org_id)
-        if start is not None:
-            q = q.where(RevenueEntry.occurred_at >= start)
-        if end is not None:
-            q = q.where(RevenueEntry.occurred_at < end)
+        q = _scoped(select(RevenueEntry).order_by(RevenueEntry.occurred_at.desc(), RevenueEntry.id.desc()),
+                    org_id, start, end)
         if kinds is not None:
             q = q.where(RevenueEntry.kind.in_(tuple(kinds)))
         if limit is not None:
@@ -100,14 +109,8 @@ class BillingRepository:
 
     def sums_by_kind(self, *, org_id: int | None = None, start: dt.datetime | None = None,
                      end: dt.datetime | None = None) -> dict[str, int]:
-        q = select(RevenueEntry.kind, func.coalesce(func.sum(RevenueEntry.amount_minor), 0)).group_by(
-            RevenueEntry.kind)
-        if org_id is not None:
-            q = q.where(RevenueEntry.org_id == org_id)
-        if start is not None:
-            q = q.where(RevenueEntry.occurred_at >= start)
-        if end is not None:
-            q = q.where(RevenueEntry.occurred_at < end)
+        q = _scoped(select(RevenueEntry.kind, func.coalesce(func.sum(RevenueEntry.amount_minor), 0)).group_by(
+            RevenueEntry.kind), org_id, start, end)
         return {str(k): int(v) for k, v in self.session.execute(q)}
 
     def subscriptions_covering(self, at: dt.datetime, *, org_id: int | None = None) -> list[RevenueEntry]:

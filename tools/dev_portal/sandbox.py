@@ -19,14 +19,11 @@ from memory.events.repository import EventRepository
 from memory.jobs.repository import CreditRepository, JobRepository, PipelineRepository
 from memory.partner.repository import PartnerRepository
 from tools.context import ToolContext
+from tools.dev_portal.accounts import NoInput
 from tools.enterprise import audit_log
 from tools.errors import Forbidden
 from tools.jobs.credits import period_now
 from tools.registry import tool
-
-
-class NoInput(BaseModel):
-    pass
 
 
 class ResetResult(BaseModel):

@@ -20,6 +20,7 @@ from memory.jobs.repository import EndpointRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.errors import NotFound
+from tools.jobs.pipelines import NoInput
 from tools.registry import tool
 from tools.shared.signing import new_secret
 from tools.shared.ssrf import SSRFBlocked, check_url
@@ -99,10 +100,6 @@ class EndpointList(BaseModel):
 
 class EndpointRef(BaseModel):
     endpoint_id: int = Field(ge=1, le=2**31 - 1)
-
-
-class NoInput(BaseModel):
-    pass
 
 
 def get_endpoint(ctx: ToolContext, endpoint_id: int) -> WebhookEndpoint:

@@ -18,7 +18,6 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
@@ -26,6 +25,7 @@ from memory.db import session_scope, utcnow
 from memory.partner.repository import PartnerRepository
 from tools.errors import Unprocessable
 from tools.partner_api.signing import valid_secrets, webhook_headers
+from tools.shared.urls import origin_path
 
 RESERVED_HEADER_PREFIXES: tuple[str, ...] = ("webhook-", "levqor-")
 
@@ -40,20 +40,9 @@ def without_reserved(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if not reserved_header(k)}
 
 
-def _origin_path(url: str) -> tuple[str, str, int, str] | None:
-    try:
-        u = urlsplit(url)
-        port = u.port
-    except ValueError:
-        return None
-    if u.scheme not in ("http", "https") or not u.hostname:
-        return None
-    return u.scheme, u.hostname.rstrip(".").lower(), port or (443 if u.scheme == "https" else 80), u.path or "/"
-
-
 def endpoint_matches(url: str, action_url: str) -> bool:
     """Whether ``url`` addresses the action at ``action_url``: same origin, and its path or one under it."""
-    a, b = _origin_path(url), _origin_path(action_url)
+    a, b = origin_path(url), origin_path(action_url)
     if a is None or b is None or a[:3] != b[:3]:
         return False
     base = b[3].rstrip("/")

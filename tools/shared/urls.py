@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 
-def _key(url: str) -> tuple[str, str, int, str] | None:
+def origin_path(url: str) -> tuple[str, str, int, str] | None:
     """Scheme, host, port and path of ``url`` (query and fragment ignored), or None if it is no http(s) URL."""
     try:
         u = urlsplit(url)
@@ -19,5 +19,5 @@ def _key(url: str) -> tuple[str, str, int, str] | None:
 
 def same_endpoint(url: str, registered: str) -> bool:
     """Whether ``url`` addresses the registered endpoint: same scheme, host, port and path."""
-    a, b = _key(url), _key(registered)
+    a, b = origin_path(url), origin_path(registered)
     return a is not None and a == b
