@@ -4,12 +4,13 @@ commands runs, so ``levqor`` starts fast and a command loads what it needs and n
 from __future__ import annotations
 
 import importlib
+import sys
 from difflib import get_close_matches
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import typer
 from typer import _click  # typer vendors click: its group API speaks these types
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 # command -> (module, attribute, short help). The attribute is a typer app: a group of its own (``keys``),
 # or the module's ``cli`` holding top-level commands (``migrate``).
@@ -82,17 +83,52 @@ class LazyGroup(TyperGroup):
             self._resolving = False
 
 
+def _flag_type(self: TyperOption, ctx: _click.Context) -> str | None:
+    """Help shows a value placeholder (``<int>``) for options that take a value; a flag takes none."""
+    return None if self.is_flag else _value_type(self, ctx)
+
+
+_value_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"levqor {version('levqor')}")
+        except PackageNotFoundError:  # a checkout that was never installed
+            print("levqor (not installed)")
+        raise typer.Exit()
+
+
 app = typer.Typer(cls=LazyGroup, help="Levqor: automation platform operations, agents and partner ecosystem.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 @app.callback()
-def _root() -> None:
+def _root(show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                     help="Print the version and exit.")] = False) -> None:
     """Levqor: automation platform operations, agents and partner ecosystem."""
 
 
 def main() -> None:
-    app()
+    """Run the command; a database that cannot be reached or is not migrated is one line, not a traceback."""
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001  (only the database's own errors are answered here)
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
+        if not isinstance(exc, OperationalError | ProgrammingError):
+            raise
+        from levqor.settings import get_settings
+
+        first = str(exc.orig or exc).strip().splitlines()[0]
+        hint = "run `levqor migrate`" if "no such table" in first or "does not exist" in first \
+            else "is the database server running?"
+        sys.stderr.write(f"database error ({get_settings().resolved_database_url.split('@')[-1]}): {first}; {hint}\n")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -6,10 +6,9 @@ import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from agents.runtime import execute_run, resume_after_commit
-from api.cli.common import boot, console, fail, org_session, params, session_or_exit
+from api.cli.common import JsonFlag, boot, console, fail, org_session, params, session_or_exit, table
 from tools.agents.service import (
     ApprovalDecision,
     ApprovalQuery,
@@ -31,7 +30,7 @@ approvals = typer.Typer(help="Agent approvals: list, approve, reject.", no_args_
 
 @agents.command("list")
 def agents_list(org: Annotated[str, typer.Option(help="Organisation slug")] = "demo",
-                json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+                json_out: JsonFlag = False) -> None:
     """List agents, their schedules, triggers and offered tools, and the LLM mode."""
     boot(log=False)
     with org_session(org) as ctx:
@@ -40,9 +39,9 @@ def agents_list(org: Annotated[str, typer.Option(help="Organisation slug")] = "d
         print(out.model_dump_json())
         return
     console.print(out.mode["label"])
-    t = Table("agent", "schedule", "events", "tools (allow / needs approval)", "description")
+    t = table("agent", "schedule", "events", "tools (allow / needs approval)", "description")
     for a in out.items:
-        tools = ", ".join(f"{n}{'*' if o == 'needs_approval' else ''}" for n, o in sorted(a.tools.items()))
+        tools = "\n".join(f"{n}{'*' if o == 'needs_approval' else ''}" for n, o in sorted(a.tools.items()))
         t.add_row(a.name, a.schedule or "-", ", ".join(a.events) or "-", tools or "(none yet)", a.description)
     console.print(t)
 
@@ -50,7 +49,7 @@ def agents_list(org: Annotated[str, typer.Option(help="Organisation slug")] = "d
 @agents.command("run")
 def agents_run(name: Annotated[str, typer.Argument(help="Agent name, e.g. janitor")],
                org: Annotated[str, typer.Option(help="Organisation slug")] = "demo",
-               json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+               json_out: JsonFlag = False) -> None:
     """Run an agent now in this process and print the outcome (a paused run names its approval)."""
     boot(log=False)
     start = params(RunStart, agent=name)
@@ -77,7 +76,7 @@ def agents_run(name: Annotated[str, typer.Argument(help="Agent name, e.g. janito
 @approvals.command("list")
 def approvals_list(org: Annotated[str, typer.Option(help="Organisation slug")] = "demo",
                    status: Annotated[str | None, typer.Option(help="pending|approved|rejected|expired")] = "pending",
-                   json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+                   json_out: JsonFlag = False) -> None:
     """List agent approvals (pending by default)."""
     boot(log=False)
     query = params(ApprovalQuery, status=status)
@@ -86,7 +85,7 @@ def approvals_list(org: Annotated[str, typer.Option(help="Organisation slug")] =
     if json_out:
         print(out.model_dump_json())
         return
-    t = Table("id", "agent", "run", "tool", "args", "reason", "status", "expires", "decided by")
+    t = table("id", "agent", "run", "tool", "args", "reason", "status", "expires", "decided by")
     for a in out.items:
         t.add_row(str(a.id), a.agent, str(a.run_id), a.tool, json.dumps(a.args), a.reason, a.status,
                   f"{a.expires_at:%Y-%m-%d %H:%M}", a.decided_by or "")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import boot, console, err, org_session
+from api.cli.common import JsonFlag, boot, console, err, org_session
 from memory.db import session_scope
 from tools.enterprise.audit_log import verify_chain, write_checkpoint
 from tools.enterprise.audit_tools import AuditSearch, export_jsonl
@@ -17,7 +17,7 @@ audit = typer.Typer(help="Audit log: verify, checkpoint, export.", no_args_is_he
 
 
 @audit.command("verify")
-def audit_verify(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def audit_verify(json_out: JsonFlag = False) -> None:
     """Verify the audit chain; exit 0 when intact, 1 naming the first bad entry."""
     boot(log=False)
     with session_scope() as s:

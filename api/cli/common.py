@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Column, Table
 from sqlalchemy.orm import Session
 
 from levqor.logging import configure_logging
@@ -23,6 +24,14 @@ from tools.identity.service import org_context
 console = Console()
 err = Console(stderr=True)
 M = TypeVar("M", bound=BaseModel)
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def table(*headers: str) -> Table:
+    """A table whose cells wrap and fold at the terminal's width and are never cut with an ellipsis: a tool
+    name or an id stays whole and copyable however narrow the terminal (80 columns when piped)."""
+    first, *rest = headers  # the row's name: kept on one line while the other columns wrap
+    return Table(Column(first, no_wrap=True, overflow="fold"), *(Column(h, overflow="fold") for h in rest))
 
 
 def boot(log: bool = True) -> None:

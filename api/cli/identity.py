@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from api.cli.common import boot, console, err, org_session, params, session_or_exit
+from api.cli.common import boot, console, err, org_session, params, session_or_exit, table
 from tools.context import SYSTEM, ToolContext
 from tools.errors import NotFound
 from tools.identity.service import (
@@ -73,7 +72,7 @@ def keys_list(org: Annotated[str, typer.Option()] = "demo") -> None:
     boot(log=False)
     with org_session(org) as ctx:
         out = list_keys(ctx, NoInput())
-    t = Table("id", "name", "prefix", "role", "mode", "created", "last used", "status")
+    t = table("id", "name", "prefix", "role", "mode", "created", "last used", "status")
     for k in out.items:
         t.add_row(str(k.id), k.name, k.prefix, k.role, k.mode, f"{k.created_at:%Y-%m-%d %H:%M}",
                   f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never",

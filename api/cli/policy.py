@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from api.cli.common import console, err
+from api.cli.common import JsonFlag, console, err, table
 from levqor.settings import get_settings
 from policies.engine import PolicyError, load_policy
 from tools.registry import registry
@@ -19,13 +18,13 @@ policy = typer.Typer(help="The policy file.", no_args_is_help=True)
 
 
 @tools.command("list")
-def tools_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def tools_list(json_out: JsonFlag = False) -> None:
     """Print every registered tool with its risk."""
     specs = registry.all()
     if json_out:
         print(json.dumps([{"name": t.name, "risk": t.risk, "description": t.description} for t in specs]))
         return
-    t = Table("tool", "risk", "description")
+    t = table("tool", "risk", "description")
     for spec in specs:
         t.add_row(spec.name, spec.risk, spec.description)
     console.print(t)

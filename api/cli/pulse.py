@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from api.cli.common import boot, console, err, fail, in_org, org_session, params
+from api.cli.common import boot, console, err, fail, in_org, org_session, params, table
+from levqor.settings import get_settings
 from tools.decision_engine.planner import PlannerIn, planner_run
 from tools.pulse.costs import CostImportIn, CostSummaryIn, cost_summary, import_csv
 from tools.pulse.report import ReportIn, pdf_bytes, report_generate
@@ -26,7 +26,7 @@ def pulse_snapshot(org: Annotated[str, typer.Option(help="Organisation slug")] =
     """Take (or refresh) today's KPI snapshot."""
     boot(log=False)
     out = in_org(org, lambda ctx: take_snapshot(ctx, SnapshotIn()))
-    t = Table("kpi", "value", "note")
+    t = table("kpi", "value", "note")
     for i in out.items:
         t.add_row(i.kpi, "" if i.value is None else f"{i.value:g}", i.reason or "")
     console.print(t)
@@ -37,7 +37,7 @@ def pulse_targets(org: Annotated[str, typer.Option(help="Organisation slug")] = 
     """Evaluate the KPI targets."""
     boot(log=False)
     out = in_org(org, lambda ctx: targets(ctx, TargetsIn()))
-    t = Table("kpi", "actual", "target", "status", "trend", "why")
+    t = table("kpi", "actual", "target", "status", "trend", "why")
     for i in out.items:
         t.add_row(i.kpi, "n/a" if i.actual is None else f"{i.actual:g}", f"{i.op} {i.target:g}", i.status,
                   i.trend.direction, i.reason)
@@ -57,8 +57,10 @@ def pulse_report(month: Annotated[str, typer.Option(help="YYYY-MM, e.g. 2026-10"
     if out is not None:
         with org_session(org) as ctx:
             out.write_bytes(pdf_bytes(ctx, month))
-    console.print(f"[green]Pulse report {month}[/green]: {rep.pages} pages, {rep.size_bytes} bytes"
-                  + (f", written to {out}" if out else f"; download {rep.download_url}"))
+    where = f"written to {out.resolve()}" if out else f"download {get_settings().base_url}{rep.download_url}"
+    # one unwrapped line: a path or URL split over two lines cannot be copied
+    console.print(f"[green]Pulse report {month}[/green]: {rep.pages} pages, {rep.size_bytes} bytes; {where}",
+                  soft_wrap=True)
 
 
 @costs.command("import")
@@ -84,7 +86,7 @@ def costs_summary(org: Annotated[str, typer.Option(help="Organisation slug")] = 
     boot(log=False)
     window = params(CostSummaryIn, days=days)
     out = in_org(org, lambda ctx: cost_summary(ctx, window))
-    t = Table("source", "total USD", "share", "per day USD")
+    t = table("source", "total USD", "share", "per day USD")
     for s_ in out.by_source:
         t.add_row(s_.source, f"{s_.total_cents / 100:.2f}", f"{s_.share_pct} %", f"{s_.per_day_cents / 100:.2f}")
     console.print(t)

@@ -3,7 +3,7 @@
     python bench/chaos/run.py [SCENARIO ...] [--here] [--workers N] [--json FILE] [--keep]
 
 (``make bench-chaos`` and ``levqor chaos run`` run this script.) Prints a table per scenario, then as its
-last line ``chaos: detected=N/8 healed=N/8 lost=N unsafe=N mttr_worker_crash_s=X``.
+last line ``chaos: detected=N/M healed=N/M lost=N unsafe=N mttr_worker_crash_s=X`` (M: the scenarios that ran).
 """
 
 from __future__ import annotations
