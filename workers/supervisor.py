@@ -19,7 +19,7 @@ from levqor.metrics import mark_process_dead, prepare_multiproc_dir
 from levqor.settings import get_settings
 from memory.db import session_scope
 from tools.jobs.workers import scale_decision
-from workers.process import stop_on_signals
+from workers.process import child_of, stop_on_signals
 
 log = logging.getLogger("levqor.process")
 
@@ -82,7 +82,8 @@ def supervise(workers: int | None = None) -> int:
     stop = stop_on_signals()
 
     def start(child: Child) -> None:
-        child.proc = subprocess.Popen(child.args, env={**env, "LEVQOR_PROCESS_ROLE": child.role})
+        child.proc = subprocess.Popen(child.args, env={**env, "LEVQOR_PROCESS_ROLE": child.role},
+                                      preexec_fn=child_of(os.getpid()))  # the supervisor runs no threads
         log.info("started", extra={"fields": {"role": child.role, "pid": child.proc.pid}})
 
     for child in children:

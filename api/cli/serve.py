@@ -7,7 +7,6 @@ CPU core: uvicorn's workers sharing the one listening socket, each with its own 
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 from pathlib import Path
@@ -20,9 +19,9 @@ from fastapi import FastAPI
 from api.cli.common import boot, policy_or_exit
 from levqor.metrics import mark_process_dead, prepare_multiproc_dir
 from levqor.settings import Settings, get_settings
+from workers.process import die_with_parent
 
 cli = typer.Typer()
-PR_SET_PDEATHSIG = 1
 
 
 def api_processes(given: int | None, settings: Settings, *, under_up: bool, cores: int | None) -> int:
@@ -49,10 +48,7 @@ def drop_dead_processes(mpdir: Path) -> list[int]:
 
 def worker_app() -> FastAPI:
     """The app of one of several API processes; it stops if the process that started it dies (Linux)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the parent's SIGTERM still stops every process
-        pass
+    die_with_parent(signal.SIGTERM)  # not Linux: the parent's SIGTERM still stops every process
     from api.app import create_app
 
     return create_app()

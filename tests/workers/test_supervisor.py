@@ -139,6 +139,32 @@ def test_supervisor_restarts_a_worker_killed_with_sigkill(up: Up) -> None:
     assert any(rec["msg"] == "child exited; restarting" and rec.get("role") == "worker-1" for rec in logs)
 
 
+def test_children_do_not_outlive_a_supervisor_killed_with_sigkill(up: Up, tmp_path: Path) -> None:
+    """``kill -9`` of ``levqor up``: no orphan keeps serving (or holding the port); a new ``levqor up`` on
+    the same var dir and port comes up cleanly."""
+    kids = wait_for(lambda: (k := up.children()) and len(k) >= 4 and k, 120, "every child to start")
+    up.proc.popen.kill()
+    up.proc.popen.wait(timeout=10)
+    gone, alive = psutil.wait_procs(list(kids.values()), timeout=30)
+    assert not alive, f"children outlived their supervisor: {[(p.pid, p.cmdline()[-1]) for p in alive]}"
+    assert gone
+    with pytest.raises(httpx.HTTPError):  # the port is free: nothing answers on it
+        httpx.get(f"{up.base}/healthz", timeout=1)
+
+    again = Proc.levqor("up", "--workers", "2", env=up.env, logdir=tmp_path / "logs-again")
+    try:
+        def ready() -> bool:
+            if again.popen.poll() is not None:
+                raise AssertionError(f"levqor up exited {again.popen.returncode}:\n{again.stderr[-3000:]}")
+            return httpx.get(f"{up.base}/readyz", timeout=2).status_code == 200
+
+        wait_for(ready, 120, "the restarted levqor up to answer /readyz")
+        logs = [json.loads(line) for line in again.stderr.splitlines() if line.startswith("{")]
+        assert not any(rec["msg"] == "child exited; restarting" for rec in logs), "a child crash-looped"
+    finally:
+        again.stop()
+
+
 def test_request_id_is_echoed_and_logged_as_json(tmp_path: Path) -> None:
     api, base = start_api(tmp_path / "logs")
     try:
