@@ -14,6 +14,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 import secrets
 from typing import Any, Literal
@@ -35,6 +36,7 @@ from tools.identity.service import open_session, sha256
 from tools.registry import tool
 from tools.shared import ssrf
 
+log = logging.getLogger(__name__)
 ROLE_ORDER: tuple[str, ...] = ("admin", "auditor", "viewer", "partner")  # the most privileged mapped group wins
 SCIM_PREFIX = "scim_"
 EMAIL_ATTRS = ("email", "mail", "emailAddress", "urn:oid:0.9.2342.19200300.100.1.3",
@@ -379,7 +381,7 @@ def _saml_settings(org: Organization, cfg: SsoConfig) -> dict[str, Any]:
                      "signatureAlgorithm": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
                      "digestAlgorithm": "http://www.w3.org/2001/04/xmlenc#sha256",
                      "rejectDeprecatedAlgorithm": True, "wantAttributeStatement": False,
-                     "requestedAuthnContext": False},
+                     "requestedAuthnContext": False, "allowSingleLabelDomains": True},
     }
 
 
@@ -409,7 +411,8 @@ def saml_metadata(session: Any, slug: str) -> str:
                                                             saml_idp_cert="")
     settings = _saml_settings(org, cfg)
     settings["idp"] = {"entityId": "x", "singleSignOnService": {"url": "https://idp.invalid/"}, "x509cert": ""}
-    return str(OneLogin_Saml2_Settings(settings, sp_validation_only=True).get_sp_metadata().decode())
+    meta = OneLogin_Saml2_Settings(settings, sp_validation_only=True).get_sp_metadata()
+    return meta.decode() if isinstance(meta, bytes) else str(meta)
 
 
 def saml_login(session: Any, slug: str, return_to: str | None) -> str:
@@ -439,6 +442,7 @@ def _in_response_to(b64: str) -> str | None:
 _REASONS = (  # python3-saml's error text -> our reason (first match wins)
     ("audience", "wrong_audience"), ("not yet valid", "not_yet_valid"), ("expired", "expired"),
     ("signature wrapping", "signature_wrapping"), ("multiple", "signature_wrapping"),
+    ("1 assertion", "signature_wrapping"), ("unexpected element", "signature_wrapping"),
     ("is not signed", "unsigned"), ("no signature", "unsigned"), ("signed element", "signature_wrapping"),
     ("reference", "signature_wrapping"), ("signature", "bad_signature"), ("digest", "bad_signature"),
     ("destination", "wrong_recipient"), ("recipient", "wrong_recipient"), ("issuer", "wrong_issuer"),
