@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import RedirectResponse, Response
 
 from api.deps import SESSION_COOKIE, SessionDep, public, require, writes
+from api.pages.router import render
 from levqor.settings import get_settings
 from tools.context import ToolContext
 from tools.enterprise import sso
@@ -50,9 +51,12 @@ def _signed_in(token: str, to: str) -> Response:
 
 
 @browser.get("/sso/start", dependencies=[public()])
-def start(session: SessionDep, org: str, return_to: str | None = None) -> Response:
-    """Send a person to their organisation's identity provider (from the login form)."""
-    return RedirectResponse(sso.start_url(session, org.strip().lower()[:64], return_to), status_code=303)
+def start(request: Request, session: SessionDep, org: str, return_to: str | None = None) -> Response:
+    """Send a person to their organisation's identity provider (from the login form).
+
+    A page that moves on, not a redirect: the pages' CSP lets forms reach Levqor only, and a redirect
+    answering a form counts as the form's target."""
+    return render(request, "sso_redirect.html", url=sso.start_url(session, org.strip().lower()[:64], return_to))
 
 
 @browser.get("/sso/{org}", dependencies=[public()])

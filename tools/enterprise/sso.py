@@ -491,7 +491,9 @@ def saml_acs(session: Any, slug: str, saml_response: str, relay_state: str | Non
     if not assertion_id or not SsoRepository(session).remember(f"saml:{org.id}:{assertion_id}", org.id, until, utcnow()):
         raise _refuse(session, org, "saml", "replayed", "this SAML assertion was already used", field="SAMLResponse",
                       ip=ip, assertion_id=assertion_id)
-    attrs: dict[str, list[str]] = {k: [str(x) for x in v] for k, v in (auth.get_attributes() or {}).items()}
+    attrs: dict[str, list[str]] = {}
+    for k, v in (auth.get_attributes() or {}).items():  # Okta: "email"; Entra ID: ".../claims/emailaddress"
+        attrs[k] = attrs[re.split(r"[:/]", k)[-1]] = [str(x) for x in v]
 
     def first(names: tuple[str, ...]) -> str:
         return next((attrs[n][0] for n in names if attrs.get(n)), "")
