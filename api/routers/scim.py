@@ -59,7 +59,8 @@ def service_provider_config(who: Caller) -> JSONResponse:
 
 
 @router.get("/Users")
-def list_users(who: Caller, session: SessionDep, flt: Filter = None, start: Start = 1, count: Count = 100) -> JSONResponse:
+def list_users(who: Caller, session: SessionDep, flt: Filter = None, start: Start = 1,
+               count: Count = 100) -> JSONResponse:
     """List provisioned users (``filter=userName eq "..."``)."""
     return _out(scim.list_users(session, who, _base(), flt=flt, start=start, count=count))
 
@@ -99,7 +100,8 @@ def delete_user(user_id: Id, who: Caller, session: SessionDep) -> Response:
 
 
 @router.get("/Groups")
-def list_groups(who: Caller, session: SessionDep, flt: Filter = None, start: Start = 1, count: Count = 100) -> JSONResponse:
+def list_groups(who: Caller, session: SessionDep, flt: Filter = None, start: Start = 1,
+                count: Count = 100) -> JSONResponse:
     """List groups (``filter=displayName eq "..."``)."""
     return _out(scim.list_groups(session, who, _base(), flt=flt, start=start, count=count))
 

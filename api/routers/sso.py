@@ -3,10 +3,11 @@ provider talks to (``/sso/{org}/saml/*``, ``/sso/{org}/oidc/*``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from api.deps import SESSION_COOKIE, SessionDep, public, require, writes
 from api.pages.router import render
@@ -14,6 +15,7 @@ from levqor.settings import get_settings
 from tools.context import ToolContext
 from tools.enterprise import sso
 from tools.enterprise.sso import NoInput, ScimTokenCreated, SsoConfigRead, SsoConfigUpdate
+from tools.identity.service import open_session
 
 router = APIRouter(tags=["sso"])
 browser = APIRouter(tags=["sso"], include_in_schema=False)
@@ -41,9 +43,10 @@ def _ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _signed_in(token: str, to: str) -> Response:
-    """Exactly the cookie a password login sets (api/pages/router.py)."""
+def _signed_in(session: Session, user: Any, how: str, to: str) -> Response:
+    """Open the browser session and set the cookie exactly as a password login does (api/pages/router.py)."""
     settings = get_settings()
+    token, _bs = open_session(session, user, settings.session_ttl_hours, how=how)
     resp = RedirectResponse(to, status_code=303)
     resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.secure_cookies,
                     max_age=settings.session_ttl_hours * 3600)
@@ -82,8 +85,8 @@ def saml_acs(request: Request, session: SessionDep, org: str,
              SAMLResponse: Annotated[str, Form(min_length=1, max_length=500_000)],  # noqa: N803 (SAML's name)
              RelayState: Annotated[str, Form(max_length=2000)] = "") -> Response:  # noqa: N803
     """Assertion consumer service: check the IdP's response, sign the person in, return them."""
-    token, to = sso.saml_acs(session, org, SAMLResponse, RelayState or None, _ip(request))
-    return _signed_in(token, to)
+    user, to = sso.saml_acs(session, org, SAMLResponse, RelayState or None, _ip(request))
+    return _signed_in(session, user, "saml", to)
 
 
 @browser.get("/sso/{org}/oidc/login", dependencies=[public(), writes()])
@@ -96,6 +99,6 @@ def oidc_login(session: SessionDep, org: str, return_to: str | None = None) -> R
 def oidc_callback(request: Request, session: SessionDep, org: str, code: str | None = None, state: str | None = None,
                   error: str | None = None) -> Response:
     """The provider's redirect back: check state, exchange the code, check the id_token, sign in."""
-    token, to = sso.oidc_callback(session, org, code=code[:2000] if code else None, state=state[:200] if state else None,
+    user, to = sso.oidc_callback(session, org, code=code[:2000] if code else None, state=state[:200] if state else None,
                                   error=error, ip=_ip(request))
-    return _signed_in(token, to)
+    return _signed_in(session, user, "oidc", to)

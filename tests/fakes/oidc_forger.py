@@ -59,7 +59,8 @@ class Forger:
             size = int(environ.get("CONTENT_LENGTH") or 0)
             form = {k: v[0] for k, v in parse_qs(environ["wsgi.input"].read(size).decode()).items()}
             grant = self.codes.get(form.get("code", ""))
-            body = {"access_token": "x", "token_type": "Bearer", "id_token": self.id_token(grant["nonce"] if grant else "")}
+            token = self.id_token(grant["nonce"] if grant else "")
+            body = {"access_token": "x", "token_type": "Bearer", "id_token": token}
         else:
             start("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found"]

@@ -18,14 +18,13 @@ from sqlalchemy import update
 
 from levqor.logging import request_id_var
 from memory.db import utcnow
-from memory.identity.models import ApiKey, BrowserSession, User
+from memory.identity.models import BrowserSession, User
 from memory.identity.repository import IdentityRepository
 from memory.sso.models import ScimGroup, SsoConfig, SsoIdentity
 from memory.sso.repository import SsoRepository
 from tools.enterprise import audit_log
-from tools.enterprise.sso import SCIM_PREFIX, role_for
+from tools.enterprise.sso import SCIM_PREFIX, role_for, sha256
 from tools.errors import AppError, Unauthorized
-from tools.identity.service import sha256
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -180,7 +179,8 @@ def _page(items: list[dict[str, Any]], start: int, count: int) -> dict[str, Any]
             "Resources": chunk}
 
 
-def list_users(session: Any, caller: ScimCaller, base: str, *, flt: str | None, start: int, count: int) -> dict[str, Any]:
+def list_users(session: Any, caller: ScimCaller, base: str, *, flt: str | None, start: int,
+               count: int) -> dict[str, Any]:
     """The organisation's SCIM-provisioned users, filtered by ``userName eq``/``externalId eq``."""
     repo = IdentityRepository(session)
     cond = _eq_filter(flt, ("userName", "externalId"))
@@ -246,7 +246,8 @@ def replace_user(session: Any, caller: ScimCaller, base: str, user_id: str, body
 
 
 def _brief(r: dict[str, Any]) -> dict[str, Any]:
-    return {k: r.get(k) for k in ("userName", "displayName", "active", "externalId")} | {"email": r["emails"][0]["value"]}
+    out = {k: r.get(k) for k in ("userName", "displayName", "active", "externalId")}
+    return out | {"email": r["emails"][0]["value"]}
 
 
 def _link(session: Any, caller: ScimCaller, user: User, ident: SsoIdentity | None, user_name: str,
@@ -267,7 +268,8 @@ def patch_user(session: Any, caller: ScimCaller, base: str, user_id: str, body: 
     before = user_resource(user, ident, base)
     for op in body.Operations:
         kind = op.op.lower()
-        values: dict[str, Any] = op.value if op.path is None and isinstance(op.value, dict) else {op.path or "": op.value}
+        whole = op.path is None and isinstance(op.value, dict)
+        values: dict[str, Any] = op.value if whole else {op.path or "": op.value}
         for path, value in values.items():
             key = path.split("[")[0]
             if kind == "remove":
@@ -281,12 +283,13 @@ def patch_user(session: Any, caller: ScimCaller, base: str, user_id: str, body: 
             elif key in ("userName", "externalId"):
                 if not isinstance(value, str) or not value or len(value) > 320:
                     raise ScimError(400, f"{key} must be a non-empty string", "invalidValue", field=key)
-                ident = _link(session, caller, user, ident, value if key == "userName" else (ident.subject if ident else user.email),
-                              value if key == "externalId" else None)
+                name = value if key == "userName" else (ident.subject if ident else user.email)
+                ident = _link(session, caller, user, ident, name, value if key == "externalId" else None)
             elif key in ("displayName", "name.formatted") and isinstance(value, str):
                 user.name = value[:200]
             elif key == "emails" or path.startswith("emails[") or key == "emails.value":
-                addr = value[0].get("value") if isinstance(value, list) and value and isinstance(value[0], dict) else value
+                listed = isinstance(value, list) and value and isinstance(value[0], dict)
+                addr = value[0].get("value") if listed else value
                 if not isinstance(addr, str) or "@" not in addr:
                     raise ScimError(400, "emails value must be an email address", "invalidValue", field="emails")
                 user.email = addr.strip().lower()
@@ -392,7 +395,8 @@ def _sync_roles(session: Any, caller: ScimCaller, user_ids: set[int]) -> None:
             user.role = role
 
 
-def list_groups(session: Any, caller: ScimCaller, base: str, *, flt: str | None, start: int, count: int) -> dict[str, Any]:
+def list_groups(session: Any, caller: ScimCaller, base: str, *, flt: str | None, start: int,
+                count: int) -> dict[str, Any]:
     """The organisation's SCIM groups, filtered by ``displayName eq``/``externalId eq``."""
     cond = _eq_filter(flt, ("displayName", "externalId"))
     out = [group_resource(session, g, base) for g in SsoRepository(session).groups(caller.org_id)

@@ -32,7 +32,6 @@ from memory.sso.repository import SsoRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.errors import AppError, BadRequest, NotFound
-from tools.identity.service import open_session, sha256
 from tools.registry import tool
 from tools.shared import ssrf
 
@@ -57,6 +56,10 @@ class SsoRefused(AppError):
         self.status_code = status
         self.type_slug = f"sso-{reason.replace('_', '-')}"
         self.reason = reason
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def _refuse(session: Any, org: Organization | None, protocol: str, reason: str, detail: str, *,
@@ -312,8 +315,11 @@ def _claim_request(session: Any, org: Organization, protocol: str, key: str | No
 
 
 def complete(session: Any, org: Organization, cfg: SsoConfig, *, protocol: str, subject: str, email: str | None,
-             name: str, groups: list[str], ip: str) -> tuple[str, User]:
-    """Find or create the user behind an IdP identity, set their role from groups, open a session."""
+             name: str, groups: list[str], ip: str) -> User:
+    """Find or create the user behind an IdP identity and set their role from groups.
+
+    The edge then opens the browser session with ``tools.identity.service.open_session`` (how a password
+    sign-in opens one; this package is below identity and does not import it)."""
     repo, srepo = IdentityRepository(session), SsoRepository(session)
     ident = srepo.identity(org.id, protocol, subject)
     user = repo.user(ident.user_id) if ident else None
@@ -354,11 +360,10 @@ def complete(session: Any, org: Organization, cfg: SsoConfig, *, protocol: str, 
         ident = SsoIdentity(org_id=org.id, user_id=user.id, protocol=protocol, subject=subject, groups=groups)
         srepo.add(ident)
     ident.groups, ident.last_login_at = groups, utcnow()
-    token, _bs = open_session(session, user, get_settings().session_ttl_hours, how=protocol)
     audit_log.append(session, actor=f"user:{user.id}", action="sso.login", target=f"user:{user.id}", org_id=org.id,
                      request_id=request_id_var.get(),
                      detail={"protocol": protocol, "subject": subject, "role": role, "groups": groups, "ip": ip})
-    return token, user
+    return user
 
 
 # ---- SAML --------------------------------------------------------------------------------------
@@ -397,7 +402,8 @@ def _auth(org: Organization, cfg: SsoConfig, post: dict[str, str] | None = None)
     from onelogin.saml2.constants import OneLogin_Saml2_Constants
 
     OneLogin_Saml2_Constants.ALLOWED_CLOCK_DRIFT = get_settings().sso_clock_skew_s
-    return OneLogin_Saml2_Auth(_request_data(endpoints(org.slug)["sp_acs_url"], post), old_settings=_saml_settings(org, cfg))
+    data = _request_data(endpoints(org.slug)["sp_acs_url"], post)
+    return OneLogin_Saml2_Auth(data, old_settings=_saml_settings(org, cfg))
 
 
 def saml_metadata(session: Any, slug: str) -> str:
@@ -458,10 +464,10 @@ def _reason(text: str) -> str:
     return "invalid_response"
 
 
-def saml_acs(session: Any, slug: str, saml_response: str, relay_state: str | None, ip: str) -> tuple[str, str]:
+def saml_acs(session: Any, slug: str, saml_response: str, relay_state: str | None, ip: str) -> tuple[User, str]:
     """Check a SAML response (signature, audience, recipient, times, pending request, replay) and sign in.
 
-    Returns the raw session token and the path to return to."""
+    Returns the user and the path to return to."""
     org, cfg = org_and_config(session, slug)
     if not cfg.saml_enabled:
         raise NotFound("SAML is not set up for this organisation", field="org")
@@ -486,9 +492,10 @@ def saml_acs(session: Any, slug: str, saml_response: str, relay_state: str | Non
                       ip=ip, errors=errors)
     assertion_id = str(auth.get_last_assertion_id() or "")
     not_after = auth.get_last_assertion_not_on_or_after()
-    until = dt.datetime.fromtimestamp(not_after, dt.timezone.utc) if not_after else utcnow() + dt.timedelta(hours=1)
+    until = dt.datetime.fromtimestamp(not_after, dt.UTC) if not_after else utcnow() + dt.timedelta(hours=1)
     until += dt.timedelta(seconds=get_settings().sso_clock_skew_s)
-    if not assertion_id or not SsoRepository(session).remember(f"saml:{org.id}:{assertion_id}", org.id, until, utcnow()):
+    fresh = SsoRepository(session).remember(f"saml:{org.id}:{assertion_id}", org.id, until, utcnow())
+    if not assertion_id or not fresh:
         raise _refuse(session, org, "saml", "replayed", "this SAML assertion was already used", field="SAMLResponse",
                       ip=ip, assertion_id=assertion_id)
     attrs: dict[str, list[str]] = {}
@@ -500,9 +507,9 @@ def saml_acs(session: Any, slug: str, saml_response: str, relay_state: str | Non
 
     groups = sorted({g for n in GROUP_ATTRS for g in attrs.get(n, [])})
     subject = str(auth.get_nameid())
-    token, _user = complete(session, org, cfg, protocol="saml", subject=subject, email=first(EMAIL_ATTRS) or None,
+    user = complete(session, org, cfg, protocol="saml", subject=subject, email=first(EMAIL_ATTRS) or None,
                             name=first(NAME_ATTRS), groups=groups, ip=ip)
-    return token, safe_return_to(pending.return_to if pending else relay_state)
+    return user, safe_return_to(pending.return_to if pending else relay_state)
 
 
 # ---- OIDC ----------------------------------------------------------------------------------------
@@ -545,7 +552,8 @@ def oidc_login(session: Any, slug: str, return_to: str | None) -> str:
     _new_request(session, org, "oidc", state, relay, nonce=nonce, code_verifier=verifier)
     audit_log.append(session, actor="sso:oidc", action="sso.login_started", target=f"org:{org.id}", org_id=org.id,
                      request_id=request_id_var.get(), detail={"protocol": "oidc", "return_to": relay})
-    query = {"response_type": "code", "client_id": cfg.oidc_client_id, "redirect_uri": endpoints(slug)["oidc_redirect_uri"],
+    query = {"response_type": "code", "client_id": cfg.oidc_client_id,
+             "redirect_uri": endpoints(slug)["oidc_redirect_uri"],
              "scope": "openid email profile", "state": state, "nonce": nonce,
              "code_challenge": create_s256_code_challenge(verifier), "code_challenge_method": "S256"}
     sep = "&" if "?" in doc["authorization_endpoint"] else "?"
@@ -553,9 +561,9 @@ def oidc_login(session: Any, slug: str, return_to: str | None) -> str:
 
 
 def oidc_callback(session: Any, slug: str, *, code: str | None, state: str | None, error: str | None,
-                  ip: str) -> tuple[str, str]:
+                  ip: str) -> tuple[User, str]:
     """Finish an OIDC sign-in: state, code exchange with the PKCE verifier, id_token signature, issuer,
-    audience, expiry and nonce. Returns the raw session token and the path to return to."""
+    audience, expiry and nonce. Returns the user and the path to return to."""
     from authlib.jose import JsonWebKey, JsonWebToken
     from authlib.jose.errors import JoseError
 
@@ -609,10 +617,10 @@ def oidc_callback(session: Any, slug: str, *, code: str | None, state: str | Non
                       ip=ip) from exc
     groups_claim = claims.get(cfg.oidc_groups_claim) or []
     groups = sorted(str(g) for g in groups_claim) if isinstance(groups_claim, list) else [str(groups_claim)]
-    token, _user = complete(session, org, cfg, protocol="oidc", subject=str(claims["sub"]),
+    user = complete(session, org, cfg, protocol="oidc", subject=str(claims["sub"]),
                             email=str(claims.get("email") or "") or None, name=str(claims.get("name") or ""),
                             groups=groups, ip=ip)
-    return token, req.return_to
+    return user, req.return_to
 
 
 # ---- enforcement (read by tools.identity.service.login through memory) ---------------------------

@@ -195,13 +195,13 @@ def _times(not_before: dt.datetime, not_after: dt.datetime) -> Any:
 
 
 def test_expired_assertion_is_refused(saml: Saml) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     old = resign(saml.fresh(), saml.idp.keys, _times(now - dt.timedelta(hours=2), now - dt.timedelta(hours=1)))
     _refused(saml, saml.post(old), "expired")
 
 
 def test_not_yet_valid_assertion_is_refused(saml: Saml) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     early = resign(saml.fresh(), saml.idp.keys, _times(now + dt.timedelta(hours=1), now + dt.timedelta(hours=2)))
     _refused(saml, saml.post(early), "not_yet_valid")
 
