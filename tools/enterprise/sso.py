@@ -163,11 +163,18 @@ def _cert_body(cert: str) -> str:
     return re.sub(r"-----[A-Z ]+-----|\s", "", cert)
 
 
+def _defaults(org_id: int) -> SsoConfig:
+    return SsoConfig(org_id=org_id, saml_enabled=False, saml_idp_entity_id="", saml_idp_sso_url="", saml_idp_cert="",
+                     saml_metadata_url="", saml_allow_unsolicited=False, oidc_enabled=False, oidc_issuer="",
+                     oidc_client_id="", oidc_client_secret="", oidc_groups_claim="groups", group_roles={},
+                     default_role="viewer", jit=True, enforce_sso=False, break_glass=[])
+
+
 def _config(session: Any, org_id: int) -> SsoConfig:
     repo = SsoRepository(session)
     cfg = repo.config(org_id)
     if cfg is None:
-        cfg = SsoConfig(org_id=org_id, group_roles={}, break_glass=[], default_role="viewer")
+        cfg = _defaults(org_id)
         repo.add(cfg)
     return cfg
 
@@ -186,7 +193,8 @@ class NoInput(BaseModel):
 @tool("sso.get_config", risk="read")
 def get_config(ctx: ToolContext, params: NoInput) -> SsoConfigRead:
     """Show the organisation's SAML, OIDC, SCIM, group mapping and enforcement settings (no secrets)."""
-    return SsoConfigRead.of(_org(ctx), _config(ctx.session, ctx.org_id))
+    cfg = SsoRepository(ctx.session).config(ctx.org_id) or _defaults(ctx.org_id)  # a read writes nothing
+    return SsoConfigRead.of(_org(ctx), cfg)
 
 
 @tool("sso.configure", risk="write")
