@@ -110,7 +110,8 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
     scim = {"Authorization": f"Bearer {client.post('/v1/sso/scim-token', headers=h).json()['token']}"}
     group = client.post("/scim/v2/Groups", headers=scim, json={"displayName": f"victim-scim-group-{tag}"})
     assert group.status_code == 201, group.text
-    ids = {"group_id": group.json()["id"], "pipeline_id": pid, "job_id": jid, "incident_id": iid, "install_id": inst["id"],
+    ids = {"group_id": group.json()["id"],
+           "pipeline_id": pid, "job_id": jid, "incident_id": iid, "install_id": inst["id"],
            "key_id": keys[0]["id"], "user_id": users[0]["id"], "plugin": slug, "version": "1.0.0",
            "run_id": run.json().get("id", 1) if run.status_code < 300 else 1,
            "delivery_id": deliveries[0]["id"] if deliveries else 1, "agent": "janitor",
@@ -151,7 +152,8 @@ def _state(v: Victim, worker_id: str) -> dict[str, Any]:
         groups = sorted((g.id, g.display_name, tuple(g.member_ids))
                         for g in s.query(ScimGroup).filter(ScimGroup.org_id == v.org.org_id))
         users = sorted((u.id, u.email, u.role, u.active) for u in s.query(User).filter(User.org_id == v.org.org_id))
-        return {"sso": sso_state, "scim_groups": groups, "users": users, "keys": keys, "portal_tokens": tokens, "webhook_endpoints": endpoints, "billing": billing,
+        return {"sso": sso_state, "scim_groups": groups, "users": users,
+                "keys": keys, "portal_tokens": tokens, "webhook_endpoints": endpoints, "billing": billing,
                 "ledger": ledger,
                 "pipelines": pipes, "jobs": jobs, "incident": (inc.state, inc.summary) if inc else None,
                 "install": (inst.status, inst.endpoint_disabled_at, inst.secret) if inst else None,

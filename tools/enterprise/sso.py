@@ -259,7 +259,7 @@ class ScimTokenCreated(BaseModel):
     prefix: str
 
 
-@tool("sso.rotate_scim_token", risk="write")
+@tool("sso.rotate_scim_token", risk="destructive")
 def rotate_scim_token(ctx: ToolContext, params: NoInput) -> ScimTokenCreated:
     """Create (or replace) the organisation's SCIM bearer token; the old one stops working at once."""
     cfg = _config(ctx.session, ctx.org_id)
