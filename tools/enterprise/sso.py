@@ -159,6 +159,16 @@ class SsoConfigUpdate(BaseModel):
         return v
 
 
+def _fetch(method: str, url: str, field: str, **kwargs: Any) -> ssrf.SafeResponse:
+    """An SSRF-guarded request to an identity provider; an unreachable or refused address is bad input."""
+    try:
+        return ssrf.request(method, url, timeout=10, **kwargs)
+    except AppError:
+        raise
+    except Exception as exc:  # httpx connection, TLS, protocol and URL errors
+        raise BadRequest(f"could not reach {url[:200]}: {type(exc).__name__}", field=field) from exc
+
+
 def _cert_body(cert: str) -> str:
     return re.sub(r"-----[A-Z ]+-----|\s", "", cert)
 
@@ -206,7 +216,7 @@ def configure(ctx: ToolContext, params: SsoConfigUpdate) -> SsoConfigRead:
     data = params.model_dump(exclude_unset=True)
     meta_xml = data.pop("saml_metadata_xml", None)
     if data.get("saml_metadata_url") and not meta_xml:
-        resp = ssrf.request("GET", data["saml_metadata_url"], timeout=10)
+        resp = _fetch("GET", data["saml_metadata_url"], "saml_metadata_url")
         if resp.status_code != 200:
             raise BadRequest(f"IdP metadata URL answered {resp.status_code}", field="saml_metadata_url")
         meta_xml = resp.text
@@ -523,7 +533,7 @@ def saml_acs(session: Any, slug: str, saml_response: str, relay_state: str | Non
 # ---- OIDC ----------------------------------------------------------------------------------------
 
 def _get_json(url: str, field: str) -> dict[str, Any]:
-    resp = ssrf.request("GET", url, headers={"Accept": "application/json"}, timeout=10)
+    resp = _fetch("GET", url, field, headers={"Accept": "application/json"})
     if resp.status_code != 200:
         raise BadRequest(f"{url} answered {resp.status_code}", field=field)
     try:
@@ -587,8 +597,8 @@ def oidc_callback(session: Any, slug: str, *, code: str | None, state: str | Non
     body = urlencode({"grant_type": "authorization_code", "code": code, "code_verifier": req.code_verifier,
                       "redirect_uri": endpoints(slug)["oidc_redirect_uri"]}).encode()
     basic = base64.b64encode(f"{cfg.oidc_client_id}:{cfg.oidc_client_secret}".encode()).decode()
-    resp = ssrf.request("POST", doc["token_endpoint"], content=body, timeout=10,
-                        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json",
+    resp = _fetch("POST", doc["token_endpoint"], "oidc_issuer", content=body,
+                  headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json",
                                  "Authorization": f"Basic {basic}"})
     try:
         tokens = json.loads(resp.body)
