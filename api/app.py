@@ -27,6 +27,9 @@ ROUTERS: tuple[str, ...] = (
     "api.routers.platform",
     "api.routers.partners",
     "api.routers.billing",
+    "api.routers.sso",
+    "api.routers.scim",
+    "api.pages.sso",
     "api.pages.billing",
     "api.pages.marketplace",
     "api.routers.jobs",
@@ -58,7 +61,10 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     for name in ROUTERS:
-        app.include_router(importlib.import_module(name).router)
+        module = importlib.import_module(name)
+        app.include_router(module.router)
+        if hasattr(module, "browser"):  # a router's browser-only endpoints, outside the API document
+            app.include_router(module.browser)
     versioning.mark_deprecated(app)
     static = Path(__file__).parent / "pages" / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")

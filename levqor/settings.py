@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     )
     audit_checkpoint_interval_s: int = Field(300, description="Seconds between signed audit checkpoints.")
     session_ttl_hours: int = Field(12, description="Browser session lifetime.")
+    sso_clock_skew_s: int = Field(
+        120, description="Clock skew allowed on SAML assertion and OIDC id_token times (seconds).")
+    sso_request_ttl_s: int = Field(
+        600, description="How long a started SAML or OIDC sign-in may take before its answer is refused (seconds).")
     cookie_secure: bool = Field(
         False, description="Mark cookies Secure even when PUBLIC_URL is not https (they are whenever it is).")
     max_body_bytes: int = Field(

@@ -23,7 +23,7 @@ from tools.dev_portal import accounts, docs, sandbox
 from tools.dev_portal import keys as portal_keys
 from tools.dev_portal import usage as usage_tools
 from tools.dev_portal.accounts import InviteAccept, InviteCreate, SignUp
-from tools.errors import AppError, BadRequest, NotFound, RateLimited, Unauthorized
+from tools.errors import AppError, BadRequest, Forbidden, NotFound, RateLimited, Unauthorized
 from tools.identity import service as identity
 from tools.identity.service import ApiKeyCreate, ApiKeyRevoke, NoInput, login, open_session
 from tools.jobs import credits as credit_tools
@@ -146,6 +146,9 @@ def portal_login(
         return resp
     except Unauthorized:
         return _public_form(request, "developer_login.html", 401, error="Wrong email or password")
+    except Forbidden:  # the organisation requires single sign-on (audited in login)
+        return _public_form(request, "developer_login.html", 403,
+                            error="Your organisation signs in through single sign-on: use Log in with SSO")
     return _signed_in(token)
 
 

@@ -19,7 +19,7 @@ from tools.context import ToolContext
 from tools.dev_portal.accounts import require_verified
 from tools.enterprise import audit_tools
 from tools.enterprise.audit_tools import AuditSearch
-from tools.errors import RateLimited, Unauthorized
+from tools.errors import Forbidden, RateLimited, Unauthorized
 from tools.identity import service as identity
 from tools.identity.service import ApiKeyCreate, NoInput, end_session, login
 
@@ -78,6 +78,9 @@ def login_submit(
         return resp
     except Unauthorized:
         return RedirectResponse("/login?error=Wrong+email+or+password", status_code=303)
+    except Forbidden:  # the organisation requires single sign-on (audited in login)
+        return _login_form(request, "Your organisation signs in through single sign-on: use Log in with SSO below",
+                           status_code=403)
     done = RedirectResponse("/", status_code=303)
     done.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.secure_cookies,
                     max_age=settings.session_ttl_hours * 3600)

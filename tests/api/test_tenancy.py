@@ -19,11 +19,12 @@ from typing import Any
 from memory.billing.models import BillingAccount, BillingFlag, RevenueEntry
 from memory.db import session_scope, utcnow
 from memory.dev_portal.models import PortalToken
-from memory.identity.models import ApiKey
+from memory.identity.models import ApiKey, User
 from memory.jobs.models import Job, Pipeline, WebhookEndpoint, Worker
 from memory.jobs.repository import WorkerRepository
 from memory.ops.models import Incident
 from memory.partner.models import PluginInstall
+from memory.sso.models import ScimGroup, SsoConfig
 from tests.factories import jobs as js
 from tests.factories.orgs import OrgFixture, make_org
 from tests.factories.partners import emit_event, install, make_world, manifest, publish
@@ -101,7 +102,16 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
     invited = f"victim-invitee-{tag}@acme-test.io"
     invite = client.post("/v1/invites", json={"email": invited, "role": "viewer"}, headers=h)
     assert invite.status_code == 201, invite.text
-    ids = {"pipeline_id": pid, "job_id": jid, "incident_id": iid, "install_id": inst["id"],
+    # Single sign-on and SCIM: the first organisation's IdP settings, SCIM token and a SCIM group.
+    sso = client.put("/v1/sso", headers=h, json={
+        "oidc_enabled": True, "oidc_issuer": f"https://idp-{tag}.example.com", "oidc_client_id": f"victim-client-{tag}",
+        "oidc_client_secret": f"victim-secret-{tag}", "group_roles": {f"victim-group-{tag}": "admin"}})
+    assert sso.status_code == 200, sso.text
+    scim = {"Authorization": f"Bearer {client.post('/v1/sso/scim-token', headers=h).json()['token']}"}
+    group = client.post("/scim/v2/Groups", headers=scim, json={"displayName": f"victim-scim-group-{tag}"})
+    assert group.status_code == 201, group.text
+    ids = {"group_id": group.json()["id"],
+           "pipeline_id": pid, "job_id": jid, "incident_id": iid, "install_id": inst["id"],
            "key_id": keys[0]["id"], "user_id": users[0]["id"], "plugin": slug, "version": "1.0.0",
            "run_id": run.json().get("id", 1) if run.status_code < 300 else 1,
            "delivery_id": deliveries[0]["id"] if deliveries else 1, "agent": "janitor",
@@ -111,7 +121,9 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
     tier_limiter.sync()  # the first organisation's usage rows (GET /v1/usage must not show them to another)
     markers = [a.slug, a.admin_email, pipe_name, f"victim-input-{tag}", f"victim-incident-{tag}",
                f"{{pipeline={pid}}}", invited, f"victim-{tag}.example.com", endpoint.json()["secret"],
-               *[k["prefix"] for k in keys], f"cus_victim{tag}", f"in_victim{tag}", f"victim-flag-{tag}"]
+               *[k["prefix"] for k in keys], f"cus_victim{tag}", f"in_victim{tag}", f"victim-flag-{tag}",
+               f"victim-client-{tag}", f"idp-{tag}.example.com", f"victim-secret-{tag}", f"victim-group-{tag}",
+               f"victim-scim-group-{tag}", scim["Authorization"][7:20]]
     return Victim(a, ids, markers, series)
 
 
@@ -134,7 +146,14 @@ def _state(v: Victim, worker_id: str) -> dict[str, Any]:
         billing = (acct.plan, acct.status, acct.stripe_customer_id, acct.stripe_subscription_id) if acct else None
         ledger = sorted((r.id, r.amount_minor)
                         for r in s.query(RevenueEntry).filter(RevenueEntry.org_id == v.org.org_id))
-        return {"keys": keys, "portal_tokens": tokens, "webhook_endpoints": endpoints, "billing": billing,
+        sso = s.get(SsoConfig, v.org.org_id)
+        sso_state = (sso.oidc_issuer, sso.oidc_client_id, sso.oidc_client_secret, sso.group_roles, sso.enforce_sso,
+                     sso.scim_token_hash) if sso else None
+        groups = sorted((g.id, g.display_name, tuple(g.member_ids))
+                        for g in s.query(ScimGroup).filter(ScimGroup.org_id == v.org.org_id))
+        users = sorted((u.id, u.email, u.role, u.active) for u in s.query(User).filter(User.org_id == v.org.org_id))
+        return {"sso": sso_state, "scim_groups": groups, "users": users,
+                "keys": keys, "portal_tokens": tokens, "webhook_endpoints": endpoints, "billing": billing,
                 "ledger": ledger,
                 "pipelines": pipes, "jobs": jobs, "incident": (inc.state, inc.summary) if inc else None,
                 "install": (inst.status, inst.endpoint_disabled_at, inst.secret) if inst else None,

@@ -26,6 +26,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("changelog", "Changelog", "changelog.md"),
     ("partners", "Partner API", "partners.md"),
     ("marketplace-schema", "Marketplace manifest", "marketplace_schema.md"),
+    ("sso", "Single sign-on and SCIM", "sso.md"),
 )
 _LINKS = {file: f"/developer/docs/{slug}" for slug, _title, file in PAGES}
 

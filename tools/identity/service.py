@@ -20,9 +20,10 @@ from levqor.settings import get_settings
 from memory.db import after_close, session_scope, utcnow
 from memory.identity.models import ApiKey, BrowserSession, Organization, User
 from memory.identity.repository import IdentityRepository
+from memory.sso.repository import SsoRepository
 from tools.context import Principal, ToolContext
 from tools.enterprise import audit_log
-from tools.errors import BadRequest, Conflict, NotFound, RateLimited, Unauthorized
+from tools.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, Unauthorized
 from tools.events.service import emit
 from tools.identity import keycache
 from tools.identity.throttle import LoginThrottle
@@ -425,8 +426,28 @@ def login(session: Any, email: str, password: str, ttl_hours: int, ip: str = "un
         _login_failed(session, throttle, email, ip, user, reason)
         raise Unauthorized("wrong email or password")
     throttle.succeeded(email)
+    _sso_gate(session, user, ip)
     token, bs = open_session(session, user, ttl_hours)
     return token, bs, user
+
+
+def _sso_gate(session: Any, user: User, ip: str) -> None:
+    """An organisation that requires single sign-on refuses passwords, except its break-glass admins
+    (audited ``auth.break_glass_login``); a refusal is audited ``auth.sso_required``."""
+    cfg = SsoRepository(session).config(user.org_id)
+    if cfg is None or not cfg.enforce_sso:
+        return
+    org = IdentityRepository(session).org(user.org_id)
+    slug = org.slug if org else ""
+    if user.role == "admin" and user.email in (cfg.break_glass or []):
+        audit_log.append(session, actor=f"user:{user.id}", action="auth.break_glass_login", target=f"user:{user.id}",
+                         org_id=user.org_id, request_id=request_id_var.get(), detail={"ip": ip})
+        return
+    audit_log.append(session, actor=f"ip:{ip}", action="auth.sso_required", target=f"user:{user.id}",
+                     org_id=user.org_id, request_id=request_id_var.get(), outcome="refused",
+                     detail={"email": user.email, "ip": ip})
+    raise Forbidden("your organisation signs in through single sign-on", field="email",
+                    extra={"sso_url": f"/sso/{slug}"})
 
 
 def open_session(session: Any, user: User, ttl_hours: int, *, how: str = "password") -> tuple[str, BrowserSession]:
