@@ -668,3 +668,9 @@ def list_maintenance(ctx: ToolContext, params: MaintenanceQuery) -> MaintenanceL
         org_id=None if staff else ctx.org_id, start=now - dt.timedelta(days=params.days),
         end=now + dt.timedelta(days=3660), include_cancelled=True, every_org=staff)
     return MaintenanceList(windows=[WindowRead.of(w) for w in rows])
+
+
+def sla_orgs(ctx: ToolContext) -> list[tuple[str, str]]:
+    """(slug, plan) of every organisation on a plan with an SLA (Levqor staff: the report picker)."""
+    require_staff(ctx, "list organisations' SLA reports", read=True)
+    return [(slug, plan) for _, slug, plan in SlaRepository(ctx.session).orgs_on_plans(tuple(commitments()))]
