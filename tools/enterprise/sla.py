@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from sqlalchemy.orm import Session
 
 from levqor.settings import get_settings
@@ -588,15 +588,23 @@ class MaintenanceIn(BaseModel):
     org: str | None = Field(None, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$",
                             description="Only this organisation (slug); default: every organisation")
 
-    @model_validator(mode="after")
-    def _check(self) -> MaintenanceIn:
-        if self.starts_at.tzinfo is None or self.ends_at.tzinfo is None:
-            raise ValueError("starts_at and ends_at need a UTC offset")
-        if self.ends_at <= self.starts_at:
-            raise ValueError("ends_at must be after starts_at")
-        if self.ends_at - self.starts_at > dt.timedelta(hours=12):
-            raise ValueError("a maintenance window lasts at most 12 hours")
-        return self
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, v: dt.datetime) -> dt.datetime:
+        if v.tzinfo is None:
+            raise ValueError("needs a UTC offset")
+        return v
+
+    @field_validator("ends_at")
+    @classmethod
+    def _after_start(cls, v: dt.datetime, info: ValidationInfo) -> dt.datetime:
+        start = info.data.get("starts_at")
+        if isinstance(start, dt.datetime) and start.tzinfo is not None:
+            if v <= start:
+                raise ValueError("must be after starts_at")
+            if v - start > dt.timedelta(hours=12):
+                raise ValueError("a maintenance window lasts at most 12 hours")
+        return v
 
 
 NOTICE = dt.timedelta(hours=72)
