@@ -86,6 +86,7 @@ def render_pdf(r: SlaReport) -> bytes:
              ["Observed coverage", f"{r.coverage_pct:g} %"],
              ["Month's fee (revenue ledger)", money(r.fee_minor, r.currency)]]
     t = Table(facts, colWidths=[95 * mm, 60 * mm])
+    t.hAlign = "LEFT"
     t.setStyle(TableStyle([("FONT", (0, 0), (-1, -1), "Helvetica", 9), ("TEXTCOLOR", (0, 0), (0, -1), muted),
                            ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#e5e7eb"))]))
     story.append(t)
@@ -112,6 +113,7 @@ def render_pdf(r: SlaReport) -> bytes:
                          f"{e.start:%m-%d %H:%M:%S}", f"{e.end:%m-%d %H:%M:%S}", duration(e.counted_s),
                          duration(e.excluded_s), e.status])
         et = Table(rows, colWidths=[58 * mm, 25 * mm, 25 * mm, 22 * mm, 22 * mm, 23 * mm], repeatRows=1)
+        et.hAlign = "LEFT"
         et.setStyle(grid)
         story.append(et)
     else:
@@ -124,6 +126,7 @@ def render_pdf(r: SlaReport) -> bytes:
             rows.append([Paragraph(w.title, small), f"{w.starts_at:%m-%d %H:%M}", f"{w.ends_at:%m-%d %H:%M}",
                          f"{w.announced_at:%Y-%m-%d}"])
         mt = Table(rows, colWidths=[75 * mm, 30 * mm, 30 * mm, 30 * mm], repeatRows=1)
+        mt.hAlign = "LEFT"
         mt.setStyle(grid)
         story.append(mt)
     else:
@@ -139,6 +142,7 @@ def render_pdf(r: SlaReport) -> bytes:
             rows.append([f"below {tier.below_pct:g} %" + (f", at least {low:g} %" if low else ""),
                          f"{tier.percent} %"])
         ct = Table(rows, colWidths=[80 * mm, 60 * mm])
+        ct.hAlign = "LEFT"
         ct.setStyle(grid)
         story.append(ct)
     else:
