@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
 from memory.ops.models import Incident
@@ -67,7 +67,7 @@ class SlaRepository:
     def add_probes(self, rows: list[dict[str, object]]) -> None:
         """Bulk-insert probe rows (the demo seed's history)."""
         if rows:
-            self.session.execute(ReadinessProbe.__table__.insert(), rows)
+            self.session.execute(insert(ReadinessProbe), rows)
 
     def outages(self, *, org_id: int, start: dt.datetime, end: dt.datetime,
                 diagnoses: tuple[str, ...]) -> list[OutageRow]:
