@@ -63,7 +63,8 @@ def render_pdf(r: SlaReport) -> bytes:
     story.append(Spacer(1, 4 * mm))
 
     uptime = "not measured" if r.uptime_pct is None else f"{r.uptime_pct:.3f} %"
-    verdict = {True: "Met", False: "Missed", None: "-"}[r.met]
+    verdict = {True: "Met", False: "Missed", None: "-"}[r.met] + (" so far" if r.in_progress and r.met is not None
+                                                                   else "")
     colour = {True: ok, False: bad, None: muted}[r.met]
     kpi = Table([["Measured uptime", "Commitment", "Result", "Credit"],
                  [uptime, "none" if r.commitment_pct is None else f"{r.commitment_pct:g} %", verdict,
