@@ -39,7 +39,7 @@ log = logging.getLogger("levqor.sla")
 # open one too. Pulse's uptime KPI counts the same diagnoses.
 OUTAGE_DIAGNOSES: tuple[str, ...] = ("api_down",)
 MonthStr = str
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+MONTH_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
 SUPPORT_EMAIL = "support@levqor.ai"
 
 
@@ -593,7 +593,9 @@ class MaintenanceIn(BaseModel):
     def _aware(cls, v: dt.datetime) -> dt.datetime:
         if v.tzinfo is None:
             raise ValueError("needs a UTC offset")
-        return v
+        if not 2000 <= v.year <= 2100:
+            raise ValueError("must be between the years 2000 and 2100")
+        return v.astimezone(dt.UTC)
 
     @field_validator("ends_at")
     @classmethod
