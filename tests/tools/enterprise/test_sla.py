@@ -267,3 +267,19 @@ def test_maintenance_is_announced_by_staff_ahead_and_audited(client, set_setting
         assert s.scalars(select(AuditEntry).where(AuditEntry.action == "sla.maintenance_announced",
                                                   AuditEntry.target == f"maintenance:{wid}")).first() is not None
     assert client.post(f"/v1/sla/maintenance/{wid}/cancel", headers=staff.headers()).json()["cancelled"] is True
+
+
+def test_the_scheduled_monthly_run_issues_last_months_credit_on_the_leader() -> None:
+    from workers.wiring import schedules
+
+    assert any(s.name == "sla.credits" for s in schedules())
+    org = make_org(plan="enterprise")
+    month = _month_with_outage(org.org_id, 2019, 12, 60, uuid.uuid4().hex[:8])
+    sla.run_monthly(now=dt.datetime(2020, 1, 9, tzinfo=UTC))  # after the third: nothing
+    with session_scope() as s:
+        assert s.scalars(select(CreditNote).where(CreditNote.org_id == org.org_id)).first() is None
+    for _ in range(2):
+        sla.run_monthly(now=dt.datetime(2020, 1, 1, 0, 30, tzinfo=UTC))
+    with session_scope() as s:
+        notes = list(s.scalars(select(CreditNote).where(CreditNote.org_id == org.org_id)))
+        assert [(n.period, n.percent, n.created_by) for n in notes] == [(month, 25, "system:sla")]
