@@ -283,3 +283,50 @@ def test_the_scheduled_monthly_run_issues_last_months_credit_on_the_leader() -> 
     with session_scope() as s:
         notes = list(s.scalars(select(CreditNote).where(CreditNote.org_id == org.org_id)))
         assert [(n.period, n.percent, n.created_by) for n in notes] == [(month, 25, "system:sla")]
+
+
+CHILD = """
+import sys
+from memory.db import session_scope
+from memory.identity.repository import IdentityRepository
+from tools.context import Principal, ToolContext
+from tools.enterprise import sla
+with session_scope() as s:
+    org = IdentityRepository(s).org(int(sys.argv[1]))
+    ctx = ToolContext(s, Principal(kind="system", id="sla", org_id=None, role="admin", name="child"))
+    note, wrote = sla.issue_credit(ctx, org, sys.argv[2])
+    print("written" if wrote else "nothing", flush=True)
+    sys.stdin.readline()  # hold the transaction open until killed
+"""
+
+
+def test_a_run_killed_before_commit_leaves_nothing_and_the_next_run_issues_the_note() -> None:
+    import os
+    import signal
+    import sys
+
+    from tests.support.processes import child_env
+
+    org = make_org(plan="enterprise")
+    month = _month_with_outage(org.org_id, 2019, 2, 60, uuid.uuid4().hex[:8])
+    p = subprocess.Popen([sys.executable, "-c", CHILD, str(org.org_id), month], env=child_env(),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         cwd=Path(__file__).resolve().parents[3])
+    try:
+        assert p.stdout is not None
+        line = p.stdout.readline().decode().strip()
+        assert line == "written", (line, p.stderr.read().decode()[-2000:] if p.stderr else "")
+        os.kill(p.pid, signal.SIGKILL)
+        assert p.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if p.poll() is None:
+            p.kill()
+    with session_scope() as s:
+        assert s.scalars(select(CreditNote).where(CreditNote.org_id == org.org_id)).first() is None
+        assert s.scalars(select(AuditEntry).where(AuditEntry.action == "billing.credit_note_issued",
+                                                  AuditEntry.org_id == org.org_id)).first() is None
+        o = IdentityRepository(s).org(org.org_id)
+        assert o is not None
+        assert sla.issue_credit(_platform(s), o, month)[1] is True
+    with session_scope() as s:
+        assert len(list(s.scalars(select(CreditNote).where(CreditNote.org_id == org.org_id)))) == 1
