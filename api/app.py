@@ -39,6 +39,8 @@ ROUTERS: tuple[str, ...] = (
     "api.pages.pulse",
     "api.routers.ops",
     "api.pages.ops",
+    "api.routers.sla",
+    "api.pages.sla",
     "api.pages.router",
     "api.pages.developer",
     "api.pages.swagger",

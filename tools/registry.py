@@ -39,6 +39,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.dev_portal.keys",
     "tools.dev_portal.usage",
     "tools.enterprise.audit_tools",
+    "tools.enterprise.sla",
     "tools.events.service",
     "tools.partner_api.partners",
     "tools.partner_api.catalog",

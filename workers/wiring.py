@@ -12,7 +12,7 @@ from agents.healer import graph as healer
 from agents.monitor import graph as monitor
 from agents.runtime import triggers as agent_triggers
 from tools.billing import dunning
-from tools.enterprise import audit_log
+from tools.enterprise import audit_log, sla
 from tools.events.service import Reaction, Reactions
 from tools.jobs import demo as jobs_demo
 from tools.jobs import email_notifications, triggers
@@ -26,7 +26,7 @@ def schedules() -> list[Schedule]:
     """Every scheduled job, in the order the scheduler adds them (settings are read now)."""
     return [*audit_log.schedules(), *triggers.SCHEDULES, *jobs_demo.SCHEDULES, *payouts.SCHEDULES,
             *pulse.schedules(), *monitor.schedules(), *agent_triggers.schedules(),
-            *ratelimit.SCHEDULES, *dunning.schedules()]
+            *ratelimit.SCHEDULES, *dunning.schedules(), *sla.SCHEDULES]
 
 
 def reaction_list() -> list[Reaction]:

@@ -32,4 +32,8 @@ def seed_demo() -> None:
     console.print(f"  URL:            {s.base_url}  (API docs: {s.base_url}/docs)")
     console.print(f"  Admin login:    {out['email']}" + (f"  password: {out['password']}" if out.get("password")
                                                           else "  (password set on first seed)"))
+    if out.get("enterprise_org"):
+        console.print(f"  Enterprise demo: {out['enterprise_email']}" + (
+            f"  password: {out['enterprise_password']}" if out.get("enterprise_password")
+            else "  (password set on first seed)") + f"  (organisation {out['enterprise_org']}, see /sla)")
     console.print(f"  Admin API key:  [bold yellow]{out['key']}[/bold yellow]  (shown once)", soft_wrap=True)

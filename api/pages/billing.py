@@ -13,6 +13,7 @@ from api.pages.router import form_csrf, render
 from tools.billing import catalogue
 from tools.billing import checkout as billing
 from tools.billing.checkout import CheckoutIn, OverviewIn, PlanChange
+from tools.billing.ledger import CreditNotesQuery, credit_notes
 from tools.context import ToolContext
 from tools.enterprise.rbac import allowed
 from tools.identity.service import NoInput
@@ -38,7 +39,8 @@ def billing_page(request: Request, ctx: Annotated[ToolContext, require("billing:
                  checkout: str | None = None, page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> HTMLResponse:
     """Show the organisation's plan, seats, invoices, credit balance and ways to pay."""
     view = billing.overview(ctx, OverviewIn(page=page))
-    return render(request, "billing.html", ctx, view=view, plans=list(catalogue.PLANS.values()),
+    return render(request, "billing.html", ctx, view=view, credits=credit_notes(ctx, CreditNotesQuery()),
+                  plans=list(catalogue.PLANS.values()),
                   packs=list(catalogue.CREDIT_PACKS.values()), money=money, checkout=checkout,
                   can_pay=allowed(ctx.principal.role, "billing:write"))
 

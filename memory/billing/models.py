@@ -92,3 +92,26 @@ class BillingFlag(Base):
     actual_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     detail: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CreditNote(Base):
+    """Money owed back to an organisation (a service credit for a missed SLA month), at most one per
+    organisation, period and source: issuing twice, concurrently or after a crash, writes one row."""
+
+    __tablename__ = "billing_credit_notes"
+    __table_args__ = (UniqueConstraint("org_id", "period", "source"),)
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    org_id: Mapped[int] = mapped_column(Integer, index=True)
+    period: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    source: Mapped[str] = mapped_column(String(16), default="sla")
+    amount_minor: Mapped[int] = mapped_column(BigInteger)  # positive: what Levqor owes
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    percent: Mapped[int] = mapped_column(Integer, default=0)  # of the fee the credit is
+    fee_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    plan: Mapped[str] = mapped_column(String(32), default="")
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    status: Mapped[str] = mapped_column(String(16), default="issued")  # issued | applied
+    demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -10,7 +10,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from memory.billing.models import BillingAccount, BillingEvent, BillingFlag, RevenueEntry
+from memory.billing.models import BillingAccount, BillingEvent, BillingFlag, CreditNote, RevenueEntry
 
 _Q = TypeVar("_Q", bound=Select[*tuple[Any, ...]])
 
@@ -139,4 +139,29 @@ class BillingRepository:
         q = select(BillingFlag).order_by(BillingFlag.id.desc()).limit(limit)
         if org_id is not None:
             q = q.where(BillingFlag.org_id == org_id)
+        return list(self.session.execute(q).scalars())
+
+    # ---- credit notes (one per organisation, period and source) ----
+    def credit_note(self, org_id: int, period: str, source: str = "sla") -> CreditNote | None:
+        return self.session.execute(select(CreditNote).where(
+            CreditNote.org_id == org_id, CreditNote.period == period, CreditNote.source == source)
+        ).scalar_one_or_none()
+
+    def add_credit_note(self, note: CreditNote) -> bool:
+        """Insert ``note``; False (nothing written) when that organisation, period and source already has
+        one, including when a concurrent transaction inserted it first (the unique key decides)."""
+        if self.credit_note(note.org_id, note.period, note.source) is not None:
+            return False
+        try:
+            with self.session.begin_nested():
+                self.session.add(note)
+                self.session.flush()
+        except IntegrityError:
+            return False
+        return True
+
+    def credit_notes(self, *, org_id: int | None = None, limit: int = 50) -> list[CreditNote]:
+        q = select(CreditNote).order_by(CreditNote.period.desc(), CreditNote.id.desc()).limit(limit)
+        if org_id is not None:
+            q = q.where(CreditNote.org_id == org_id)
         return list(self.session.execute(q).scalars())

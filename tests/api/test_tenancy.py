@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from memory.billing.models import BillingAccount, BillingFlag, RevenueEntry
+from memory.billing.models import BillingAccount, BillingFlag, CreditNote, RevenueEntry
 from memory.db import session_scope, utcnow
 from memory.dev_portal.models import PortalToken
 from memory.identity.models import ApiKey, User
@@ -25,6 +25,7 @@ from memory.jobs.repository import WorkerRepository
 from memory.ops.models import Incident
 from memory.partner.models import PluginInstall
 from memory.sso.models import ScimGroup, SsoConfig
+from memory.sla.models import MaintenanceWindow
 from tests.factories import jobs as js
 from tests.factories.orgs import OrgFixture, make_org
 from tests.factories.partners import emit_event, install, make_world, manifest, publish
@@ -90,6 +91,13 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
                            event_id=f"evt_victim{tag}", plan="pro", interval="month", seats=1, occurred_at=utcnow()))
         s.add(BillingFlag(org_id=a.org_id, event_id=f"evt_victim{tag}", stripe_object_id=f"in_victim{tag}",
                           kind="amount_mismatch", detail=f"victim-flag-{tag}"))
+        # SLA: a credit note and a maintenance window that only the victim's organisation may see.
+        s.add(CreditNote(org_id=a.org_id, period="2020-01", amount_minor=1234, reason=f"victim-credit-{tag}"))
+        window = MaintenanceWindow(org_id=a.org_id, starts_at=utcnow() + dt.timedelta(days=5),
+                                   ends_at=utcnow() + dt.timedelta(days=5, hours=1), title=f"victim-maintenance-{tag}")
+        s.add(window)
+        s.flush()
+        window_id = window.id
     h = a.headers()
     assert client.get("/v1/me", headers=a.headers("viewer")).status_code == 200
     keys = client.get("/v1/keys", headers=h).json()["items"]
@@ -117,13 +125,14 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
            "delivery_id": deliveries[0]["id"] if deliveries else 1, "agent": "janitor",
            "thread_id": f"victim-thread-{tag}", "approval_id": 1, "invite_id": invite.json()["id"],
            "suggestion_id": 1, "partner_id": 1, "endpoint_id": endpoint.json()["id"],
-           "month": utcnow().strftime("%Y-%m"), "key_prefix": keys[0]["prefix"]}
+           "month": utcnow().strftime("%Y-%m"), "key_prefix": keys[0]["prefix"], "window_id": window_id}
     tier_limiter.sync()  # the first organisation's usage rows (GET /v1/usage must not show them to another)
     markers = [a.slug, a.admin_email, pipe_name, f"victim-input-{tag}", f"victim-incident-{tag}",
                f"{{pipeline={pid}}}", invited, f"victim-{tag}.example.com", endpoint.json()["secret"],
                *[k["prefix"] for k in keys], f"cus_victim{tag}", f"in_victim{tag}", f"victim-flag-{tag}",
                f"victim-client-{tag}", f"idp-{tag}.example.com", f"victim-secret-{tag}", f"victim-group-{tag}",
-               f"victim-scim-group-{tag}", scim["Authorization"][7:20]]
+               f"victim-scim-group-{tag}", scim["Authorization"][7:20],
+               f"victim-credit-{tag}", f"victim-maintenance-{tag}"]
     return Victim(a, ids, markers, series)
 
 
@@ -188,6 +197,8 @@ def _query(op: dict[str, Any], v: Victim) -> dict[str, Any]:
             out[name] = "false"
         elif name == "key":  # /v1/usage: the first organisation's key
             out[name] = v.ids["key_prefix"]
+        elif name == "org":  # /v1/sla/report(.pdf): the first organisation's report by slug
+            out[name] = v.org.slug
         elif name in ("from", "to"):
             out[name] = utcnow().date().isoformat()
     return out

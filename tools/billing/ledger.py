@@ -17,6 +17,7 @@ from memory.identity.repository import IdentityRepository
 from tools.billing import catalogue
 from tools.context import ToolContext
 from tools.enterprise.rbac import is_platform
+from tools.enterprise.sla import CreditNoteRead
 from tools.registry import tool
 
 MONEY_IN: tuple[str, ...] = ("subscription", "proration", "credit_pack")
@@ -147,3 +148,19 @@ def revenue(ctx: ToolContext, params: RevenueQuery) -> RevenueSummary:
         rows=[LedgerRow(id=r.id, kind=r.kind, amount_minor=r.amount_minor, currency=r.currency,
                         stripe_object_id=r.stripe_object_id, plan=r.plan, interval=r.interval, seats=r.seats,
                         occurred_at=aware(r.occurred_at), demo=r.demo) for r in rows])
+
+
+class CreditNotesQuery(BaseModel):
+    limit: int = Field(24, ge=1, le=500)
+
+
+class CreditNotes(BaseModel):
+    notes: list[CreditNoteRead]
+    total_minor: int = Field(description="Sum of the credit notes listed")
+
+
+@tool("billing.credit_notes", risk="read")
+def credit_notes(ctx: ToolContext, params: CreditNotesQuery) -> CreditNotes:
+    """List the organisation's credit notes (service credits owed for missed SLA months), newest first."""
+    rows = BillingRepository(ctx.session).credit_notes(org_id=ctx.org_id, limit=params.limit)
+    return CreditNotes(notes=[CreditNoteRead.of(n) for n in rows], total_minor=sum(n.amount_minor for n in rows))

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from memory.identity.repository import IdentityRepository
 from tools.context import SYSTEM, Principal, ToolContext
+from tools.demo.enterprise import seed_enterprise
 from tools.demo.pulse import seed_pulse
 from tools.identity.service import ApiKeyCreate, OrgCreate, UserCreate, create_key, create_org, create_user
 from tools.jobs.demo import seed_jobs_demo
@@ -39,5 +40,7 @@ def seed(session: Session) -> dict[str, Any]:
     if fresh:
         for seeder in SEEDERS:
             seeder(ctx)
+    # The demo enterprise organisation (SLA report, credits): its own org, admin and history.
+    out.update(seed_enterprise(session))
     out["key"] = create_key(ctx, ApiKeyCreate(name="demo admin (make run)", role="admin")).key
     return out

@@ -29,16 +29,18 @@ PERMISSIONS: tuple[str, ...] = (
     "billing:read", "billing:write",
     "usage:read",
     "sso:read", "sso:write",
+    "sla:read", "sla:write",
 )
 
-_READS = {p for p in PERMISSIONS if p.endswith(":read") and not p.startswith("audit:")}
+# SLA reports carry the organisation's fee and credits: its admins and auditors read them, not viewers.
+_READS = {p for p in PERMISSIONS if p.endswith(":read") and not p.startswith(("audit:", "sla:"))}
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS),
     "viewer": frozenset(_READS),
     "auditor": frozenset({"audit:read", "audit:export", "audit:verify", "org:read", "users:read",
                           "keys:read", "policy:read", "tools:read", "events:read",
-                          "jobs:read", "pipelines:read", "workers:read", "credits:read"}),
+                          "jobs:read", "pipelines:read", "workers:read", "credits:read", "sla:read"}),
     # A partner organisation's developers (docs/dev_portal/partners.md): manage its plugins, read their
     # deliveries and its payouts, nothing else. Rotating secrets, enabling installs, replaying
     # deliveries and Stripe onboarding are for the organisation's admins.
