@@ -27,6 +27,7 @@ ROUTERS: tuple[str, ...] = (
     "api.routers.platform",
     "api.routers.partners",
     "api.routers.billing",
+    "api.routers.certification",
     "api.pages.billing",
     "api.pages.marketplace",
     "api.routers.jobs",

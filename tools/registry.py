@@ -52,6 +52,8 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.partner_api.statements",
     "tools.billing.ledger",
     "tools.billing.checkout",
+    "tools.certification.scoring",
+    "tools.certification.cert_issue",
     "tools.jobs.pipelines",
     "tools.jobs.queue",
     "tools.jobs.credits",

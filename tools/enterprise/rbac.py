@@ -28,13 +28,14 @@ PERMISSIONS: tuple[str, ...] = (
     "incidents:read", "incidents:write",
     "billing:read", "billing:write",
     "usage:read",
+    "certification:read", "certification:write", "certification:admin",
 )
 
 _READS = {p for p in PERMISSIONS if p.endswith(":read") and not p.startswith("audit:")}
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS),
-    "viewer": frozenset(_READS),
+    "viewer": frozenset(_READS),  # certification:read included; writes (taking exams) are admin's
     "auditor": frozenset({"audit:read", "audit:export", "audit:verify", "org:read", "users:read",
                           "keys:read", "policy:read", "tools:read", "events:read",
                           "jobs:read", "pipelines:read", "workers:read", "credits:read"}),
