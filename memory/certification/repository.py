@@ -45,8 +45,12 @@ class CertificationRepository:
         q = select(ExamAttempt).where(ExamAttempt.org_id == org_id, ExamAttempt.id != attempt_id,
                                       ExamAttempt.candidate_email != email, ExamAttempt.submitted_at.is_not(None))
         norm = " ".join(text.lower().split())
-        return [a.id for a in self.session.scalars(q)
-                if isinstance((a.answers or {}).get(qid), str) and " ".join(a.answers[qid].lower().split()) == norm]
+        out: list[int] = []
+        for a in self.session.scalars(q):
+            given = (a.answers or {}).get(qid)
+            if isinstance(given, str) and " ".join(given.lower().split()) == norm:
+                out.append(a.id)
+        return out
 
     def certificate(self, cert_id: str, org_id: int | None = None) -> Certificate | None:
         q = select(Certificate).where(Certificate.id == cert_id)

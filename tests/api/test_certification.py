@@ -160,10 +160,9 @@ def qr_url_from_pdf(data: bytes, tmp_path: Path) -> str:
 
 
 def test_kpi_counts_valid_certificates_through_the_registered_tool(client, org: OrgFixture) -> None:
-    from memory.db import session_scope
+    from memory.db import session_scope, utcnow
     from tests.factories.orgs import org_ctx
     from tools.pulse.kpis import providers
-    from memory.db import utcnow
 
     day = utcnow().date()
     with session_scope() as s:

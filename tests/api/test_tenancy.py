@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memory.billing.models import BillingAccount, BillingFlag, RevenueEntry
+from memory.certification.models import Certificate, ExamAttempt
 from memory.db import session_scope, utcnow
 from memory.dev_portal.models import PortalToken
 from memory.identity.models import ApiKey
@@ -101,7 +102,14 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
     invited = f"victim-invitee-{tag}@acme-test.io"
     invite = client.post("/v1/invites", json={"email": invited, "role": "viewer"}, headers=h)
     assert invite.status_code == 201, invite.text
-    ids = {"pipeline_id": pid, "job_id": jid, "incident_id": iid, "install_id": inst["id"],
+    cert_email = f"victim-candidate-{tag}@acme-test.io"  # certification: a passed attempt and its certificate
+    exam = client.post("/v1/certification/exams", headers=h,
+                       json={"candidate_name": "Victim Candidate", "candidate_email": cert_email}).json()
+    from tests.api.test_certification import right_answers
+    graded = client.post(f"/v1/certification/exams/{exam['id']}/submit", headers=h,
+                         json={"answers": right_answers(exam)}).json()
+    ids = {"attempt_id": exam["id"], "certificate_id": graded["certificate_id"],
+           "pipeline_id": pid, "job_id": jid, "incident_id": iid, "install_id": inst["id"],
            "key_id": keys[0]["id"], "user_id": users[0]["id"], "plugin": slug, "version": "1.0.0",
            "run_id": run.json().get("id", 1) if run.status_code < 300 else 1,
            "delivery_id": deliveries[0]["id"] if deliveries else 1, "agent": "janitor",
@@ -111,7 +119,7 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
     tier_limiter.sync()  # the first organisation's usage rows (GET /v1/usage must not show them to another)
     markers = [a.slug, a.admin_email, pipe_name, f"victim-input-{tag}", f"victim-incident-{tag}",
                f"{{pipeline={pid}}}", invited, f"victim-{tag}.example.com", endpoint.json()["secret"],
-               *[k["prefix"] for k in keys], f"cus_victim{tag}", f"in_victim{tag}", f"victim-flag-{tag}"]
+               *[k["prefix"] for k in keys], f"cus_victim{tag}", f"in_victim{tag}", f"victim-flag-{tag}", cert_email]
     return Victim(a, ids, markers, series)
 
 
@@ -134,7 +142,12 @@ def _state(v: Victim, worker_id: str) -> dict[str, Any]:
         billing = (acct.plan, acct.status, acct.stripe_customer_id, acct.stripe_subscription_id) if acct else None
         ledger = sorted((r.id, r.amount_minor)
                         for r in s.query(RevenueEntry).filter(RevenueEntry.org_id == v.org.org_id))
-        return {"keys": keys, "portal_tokens": tokens, "webhook_endpoints": endpoints, "billing": billing,
+        certs = sorted((c.id, c.revoked_at, c.listed)
+                       for c in s.query(Certificate).filter(Certificate.org_id == v.org.org_id))
+        attempts = sorted((x.id, x.status, x.score) for x in
+                          s.query(ExamAttempt).filter(ExamAttempt.org_id == v.org.org_id))
+        return {"certificates": certs, "exam_attempts": attempts,
+                "keys": keys, "portal_tokens": tokens, "webhook_endpoints": endpoints, "billing": billing,
                 "ledger": ledger,
                 "pipelines": pipes, "jobs": jobs, "incident": (inc.state, inc.summary) if inc else None,
                 "install": (inst.status, inst.endpoint_disabled_at, inst.secret) if inst else None,
@@ -180,7 +193,8 @@ def _body(v: Victim) -> dict[str, Any]:
             "plugin": v.ids["plugin"], "worker_id": "x", "org": v.org.slug, "input": {}, "role": "admin",
             "question": f"What failed in pipeline {v.ids['pipeline_id']}?", "message": "hello",
             "decision": "approve", "since": (utcnow() - dt.timedelta(days=1)).isoformat(),
-            "period": utcnow().strftime("%Y-%m"), "desired": 1, "name": "x", "email": "x@attacker.example"}
+            "period": utcnow().strftime("%Y-%m"), "desired": 1, "name": "x", "email": "x@attacker.example",
+            "reason": "tenancy probe", "listed": True, "answers": {}}
 
 
 def test_a_second_organisation_reaches_nothing_of_the_first(app, client, set_settings) -> None:

@@ -358,7 +358,8 @@ def pdf(c: Certificate) -> bytes:
     cv.drawString(left, 34 * mm, f"Valid until: {aware(c.expires_at).date().isoformat()}")
     cv.drawString(left, 28 * mm, f"Certificate ID: {c.id}")
     cv.setFont("Helvetica", 8)
-    cv.drawString(left, 22 * mm, f"Verify: {verify_url(c.id)}  (Open Badges 3.0 credential, Ed25519 key {c.key_id[:16]})")
+    cv.drawString(left, 22 * mm,
+                  f"Verify: {verify_url(c.id)}  (Open Badges 3.0 credential, Ed25519 key {c.key_id[:16]})")
     size = 38 * mm
     cv.drawImage(ImageReader(io.BytesIO(qr_png(verify_url(c.id)))), w - 25 * mm - size, 22 * mm, size, size)
     cv.setFont("Helvetica", 7)
