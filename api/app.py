@@ -28,6 +28,7 @@ ROUTERS: tuple[str, ...] = (
     "api.routers.partners",
     "api.routers.billing",
     "api.routers.certification",
+    "api.pages.certification",
     "api.pages.billing",
     "api.pages.marketplace",
     "api.routers.jobs",
