@@ -239,6 +239,8 @@ class Settings(BaseSettings):
     notion_token: str = Field("", description="Notion integration token; with the data source id enables the feed.")
     notion_data_source_id: str = Field("", description="Notion Pulse data source id (API 2025-09-03).")
     notion_base_url: str = Field("", description="Notion API base URL; empty means https://api.notion.com.")
+    notion_badges_data_source_id: str = Field(
+        "", description="Notion data source that receives a page per certificate issued (with the Notion token).")
     ops_sample_interval_s: float = Field(5, description="Seconds between the monitor's samples of the platform.")
     ops_anomaly_threshold: float = Field(0.5, description="Anomaly score at or above which a series opens an incident.")
     ops_detector_warmup: int = Field(300, description="Points a series' detector learns before it scores.")

@@ -173,3 +173,28 @@ def test_kpi_counts_valid_certificates_through_the_registered_tool(client, org: 
     with session_scope() as s:
         assert providers()["certified_users"](org_ctx(s, org.org_id), day).value == 1.0
     assert client.get("/v1/certification/kpis", headers=org.headers("viewer")).json()["certified_users"] == 1
+
+
+def test_badge_is_pushed_to_notion_when_configured(client, org: OrgFixture, set_settings) -> None:
+    from tests.fakes.notion import FakeNotion
+
+    with FakeNotion(data_source_id="ds_badges") as notion:
+        notion.fail_with = 503
+        set_settings(notion_token=notion.token, notion_base_url=notion.base_url,
+                     notion_badges_data_source_id="ds_badges")
+        a = start(client, org, "nora@acme-test.io")
+        cid = client.post(f"/v1/certification/exams/{a['id']}/submit", headers=org.headers(),
+                          json={"answers": right_answers(a)}).json()["certificate_id"]
+        assert cid and notion.pages == []  # Notion down: the certificate is issued anyway, the failure audited
+        actions = [e["action"] for e in client.get("/v1/audit", headers=org.headers()).json()["items"]]
+        assert "certification.notion_failed" in actions
+        notion.fail_with = None
+        from memory.db import session_scope
+        from tests.factories.orgs import org_ctx
+        from tools.certification.cert_issue import CertificateRef, push_notion
+        with session_scope() as s:
+            out = push_notion(org_ctx(s, org.org_id), CertificateRef(certificate_id=cid))
+        assert out.notion_page_id == notion.pages[0]["id"]
+        props = notion.pages[0]["properties"]
+        assert props["Name"]["title"][0]["text"]["content"] == "Ada Lovelace"
+        assert props["Verify"]["url"].endswith(f"/certification/verify/{cid}")

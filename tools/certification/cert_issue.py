@@ -161,7 +161,37 @@ def issue_for(ctx: ToolContext, a: ExamAttempt) -> Certificate:
     repo.add(c)
     audit_log.record(ctx, "certification.issued", f"certificate:{c.id}",
                      after={"name": c.name, "level": c.level, "attempt": a.id})
+    push_badge(ctx, c)
     return c
+
+
+def push_badge(ctx: ToolContext, c: Certificate) -> str | None:
+    """Add the badge as a page of the configured Notion data source; the page id, or None (not configured
+    or Notion failed: the failure is audited and ``certificates.push_notion`` tries again)."""
+    s = get_settings()
+    if not (s.notion_token and s.notion_badges_data_source_id) or c.notion_page_id:
+        return c.notion_page_id
+    from notion_client import Client  # kept lazy: only with Notion configured
+
+    opts: dict[str, Any] = {"auth": s.notion_token, "timeout_ms": 10_000}
+    if s.notion_base_url:
+        opts["base_url"] = s.notion_base_url.rstrip("/")
+    props = {"Name": {"title": [{"text": {"content": c.name}}]},
+             "Level": {"select": {"name": c.level}},
+             "Issued": {"date": {"start": aware(c.issued_at).date().isoformat()}},
+             "Valid until": {"date": {"start": aware(c.expires_at).date().isoformat()}},
+             "Certificate ID": {"rich_text": [{"text": {"content": c.id}}]},
+             "Verify": {"url": verify_url(c.id)}}
+    try:
+        page: Any = Client(**opts).pages.create(parent={"data_source_id": s.notion_badges_data_source_id},
+                                           properties=props)
+    except Exception as exc:  # noqa: BLE001 - any Notion failure leaves the certificate issued
+        audit_log.record(ctx, "certification.notion_failed", f"certificate:{c.id}",
+                         after={"error": f"{type(exc).__name__}: {exc}"[:300]})
+        return None
+    c.notion_page_id = str(page.get("id", ""))[:100]
+    audit_log.record(ctx, "certification.notion_pushed", f"certificate:{c.id}", after={"page": c.notion_page_id})
+    return c.notion_page_id
 
 
 # ---- reading, verifying, revoking --------------------------------------------------------------
@@ -411,3 +441,15 @@ def directory(session: Any) -> list[DirectoryEntry]:
     """The public directory: certified people who opted in, with a valid certificate."""
     return [DirectoryEntry(name=c.name, level=c.level, issued_at=c.issued_at, verify_url=verify_url(c.id))
             for c in CertificationRepository(session).listed(utcnow())]
+
+
+class NotionPushOut(BaseModel):
+    certificate_id: str
+    notion_page_id: str | None
+
+
+@tool("certificates.push_notion", risk="write")
+def push_notion(ctx: ToolContext, params: CertificateRef) -> NotionPushOut:
+    """Push a certificate's badge to the configured Notion data source (again, after a failure)."""
+    c = _own(ctx, params.certificate_id)
+    return NotionPushOut(certificate_id=c.id, notion_page_id=push_badge(ctx, c))
