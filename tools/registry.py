@@ -54,6 +54,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.billing.checkout",
     "tools.certification.scoring",
     "tools.certification.cert_issue",
+    "tools.certification.review",
     "tools.jobs.pipelines",
     "tools.jobs.queue",
     "tools.jobs.credits",

@@ -6,8 +6,12 @@ Rules, in order (text is lower-cased, punctuation other than ``-_/{}.`` dropped,
 2. equal to an ``accept`` entry: ``correct``;
 3. contains a ``reject`` term: ``wrong`` (the answer names a known wrong thing);
 4. every ``keywords`` group has one of its alternatives in the answer: ``correct``;
-5. no group matches at all: ``wrong``;
-6. some groups match but not all: ``undecided``: a person decides (the examiner asks through approvals).
+5. no group matches: ``wrong`` for a short answer (under four words), ``undecided`` for a longer one (it
+   may say the right thing in other words);
+6. some groups match but not all: ``undecided``.
+
+``undecided`` answers are decided by a person: the examiner agent proposes a mark and asks through the
+approvals.
 
 The matcher never guesses: when the rubric does not settle an answer it says so.
 """
@@ -41,5 +45,5 @@ def mark(answer: str, rubric: Rubric) -> Mark:
     if all(hits):
         return "correct"
     if not any(hits):
-        return "wrong"
+        return "undecided" if len(a.split()) >= 4 else "wrong"
     return "undecided"
