@@ -53,7 +53,7 @@ class Certificate(Base):
     issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     credential_jwt: Mapped[str] = mapped_column(Text)
-    key_id: Mapped[str] = mapped_column(String(32))
+    key_id: Mapped[str] = mapped_column(String(64))  # RFC 7638 thumbprint (43 characters)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     revoke_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)

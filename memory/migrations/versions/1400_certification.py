@@ -58,7 +58,7 @@ def upgrade() -> None:
     sa.Column('issued_at', memory.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('expires_at', memory.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('credential_jwt', sa.Text(), nullable=False),
-    sa.Column('key_id', sa.String(length=32), nullable=False),
+    sa.Column('key_id', sa.String(length=64), nullable=False),
     sa.Column('revoked_at', memory.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('revoked_by', sa.String(length=200), nullable=True),
     sa.Column('revoke_reason', sa.String(length=500), nullable=True),
