@@ -38,14 +38,14 @@ def start_exam(body: ExamStart, ctx: Annotated[ToolContext, require("certificati
 
 
 @router.get("/exams/{attempt_id}", response_model=AttemptRead)
-def get_exam(attempt_id: Annotated[int, Path(ge=1)],
+def get_exam(attempt_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
              ctx: Annotated[ToolContext, require("certification:read")]) -> AttemptRead:
     """Show an attempt: its questions while open, its result and per-topic feedback once graded."""
     return scoring.get_attempt(ctx, AttemptRef(attempt_id=attempt_id))
 
 
 @router.post("/exams/{attempt_id}/submit", response_model=AttemptRead)
-def submit_exam(attempt_id: Annotated[int, Path(ge=1)], body: dict[str, Any],
+def submit_exam(attempt_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: dict[str, Any],
                 ctx: Annotated[ToolContext, require("certification:write")]) -> AttemptRead:
     """Submit the answers ({"answers": {question id: option ids or text}}) and grade them."""
     return scoring.submit_exam(ctx, ExamSubmit.model_validate({**body, "attempt_id": attempt_id}))

@@ -68,7 +68,7 @@ def list_reviews(ctx: ToolContext, params: ReviewQuery) -> ReviewList:
 
 class ReviewResolve(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    attempt_id: int = Field(ge=1)
+    attempt_id: int = Field(ge=1, le=2**31 - 1)
     marks: dict[str, Literal["correct", "wrong"]] = Field(
         min_length=1, max_length=100, description="question id -> decision, for each undecided answer")
 

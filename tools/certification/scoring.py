@@ -93,12 +93,12 @@ class AttemptRead(BaseModel):
 
 
 class AttemptRef(BaseModel):
-    attempt_id: int = Field(ge=1)
+    attempt_id: int = Field(ge=1, le=2**31 - 1)
 
 
 class ExamSubmit(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    attempt_id: int = Field(ge=1)
+    attempt_id: int = Field(ge=1, le=2**31 - 1)
     answers: dict[str, list[str] | str] = Field(
         max_length=100, description="question id -> option ids (single, multiple), option ids in order "
                                     "(ordering) or text (text); unanswered questions count as wrong")
