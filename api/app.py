@@ -30,6 +30,8 @@ ROUTERS: tuple[str, ...] = (
     "api.routers.sso",
     "api.routers.scim",
     "api.pages.sso",
+    "api.routers.certification",
+    "api.pages.certification",
     "api.pages.billing",
     "api.pages.marketplace",
     "api.routers.jobs",

@@ -190,6 +190,18 @@ class Settings(BaseSettings):
         7, ge=0, le=90, description="Days a failed subscription payment leaves the plan in place before the "
                                     "organisation moves to the free plan (dunning).")
     billing_dunning_interval_s: int = Field(900, ge=5, description="How often the dunning check runs.")
+    cert_exam_questions: int = Field(40, ge=3, le=100, description="Questions drawn for one certification "
+                                     "exam (stratified across topics and difficulty).")
+    cert_exam_minutes: int = Field(60, ge=1, le=600, description="Minutes a candidate has to submit an exam.")
+    cert_pass_percent: int = Field(70, ge=1, le=100, description="Score (percent) that passes the exam.")
+    cert_attempt_limit: int = Field(3, ge=1, le=100, description="Exam attempts per candidate email in "
+                                    "an organisation per year.")
+    cert_retake_cooldown_s: int = Field(86400, ge=0, description="Seconds a candidate waits after a "
+                                        "failed attempt before the next.")
+    cert_validity_days: int = Field(730, ge=1, description="Days a certificate is valid.")
+    cert_key_path: Path | None = Field(
+        None, description="Ed25519 key that signs certificates (not the audit key); empty means "
+                          "VAR_DIR/cert_ed25519.pem.")
     payout_minimum_minor: int = Field(
         2500, description="Smallest partner payout in minor units; smaller shares roll over to the next run.")
     scheduler_lease_s: int = Field(15, description="Scheduler leader lease length.")
@@ -231,6 +243,8 @@ class Settings(BaseSettings):
     notion_token: str = Field("", description="Notion integration token; with the data source id enables the feed.")
     notion_data_source_id: str = Field("", description="Notion Pulse data source id (API 2025-09-03).")
     notion_base_url: str = Field("", description="Notion API base URL; empty means https://api.notion.com.")
+    notion_badges_data_source_id: str = Field(
+        "", description="Notion data source that receives a page per certificate issued (with the Notion token).")
     ops_sample_interval_s: float = Field(5, description="Seconds between the monitor's samples of the platform.")
     ops_anomaly_threshold: float = Field(0.5, description="Anomaly score at or above which a series opens an incident.")
     ops_detector_warmup: int = Field(300, description="Points a series' detector learns before it scores.")
@@ -296,6 +310,10 @@ class Settings(BaseSettings):
     @property
     def resolved_audit_key_path(self) -> Path:
         return self.audit_key_path or self.var_dir / "audit_ed25519.pem"
+
+    @property
+    def resolved_cert_key_path(self) -> Path:
+        return self.cert_key_path or self.var_dir / "cert_ed25519.pem"
 
     @property
     def resolved_checkpoint_export(self) -> Path:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memory.billing.models import BillingAccount, BillingFlag, CreditNote, RevenueEntry
+from memory.certification.models import Certificate, ExamAttempt
 from memory.db import session_scope, utcnow
 from memory.dev_portal.models import PortalToken
 from memory.identity.models import ApiKey, User
@@ -118,7 +119,13 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
     scim = {"Authorization": f"Bearer {client.post('/v1/sso/scim-token', headers=h).json()['token']}"}
     group = client.post("/scim/v2/Groups", headers=scim, json={"displayName": f"victim-scim-group-{tag}"})
     assert group.status_code == 201, group.text
-    ids = {"group_id": group.json()["id"],
+    cert_email = f"victim-candidate-{tag}@acme-test.io"  # certification: a passed attempt and its certificate
+    exam = client.post("/v1/certification/exams", headers=h,
+                       json={"candidate_name": "Victim Candidate", "candidate_email": cert_email}).json()
+    from tests.api.test_certification import right_answers
+    graded = client.post(f"/v1/certification/exams/{exam['id']}/submit", headers=h,
+                         json={"answers": right_answers(exam)}).json()
+    ids = {"group_id": group.json()["id"], "attempt_id": exam["id"], "certificate_id": graded["certificate_id"],
            "pipeline_id": pid, "job_id": jid, "incident_id": iid, "install_id": inst["id"],
            "key_id": keys[0]["id"], "user_id": users[0]["id"], "plugin": slug, "version": "1.0.0",
            "run_id": run.json().get("id", 1) if run.status_code < 300 else 1,
@@ -132,7 +139,7 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
                *[k["prefix"] for k in keys], f"cus_victim{tag}", f"in_victim{tag}", f"victim-flag-{tag}",
                f"victim-client-{tag}", f"idp-{tag}.example.com", f"victim-secret-{tag}", f"victim-group-{tag}",
                f"victim-scim-group-{tag}", scim["Authorization"][7:20],
-               f"victim-credit-{tag}", f"victim-maintenance-{tag}"]
+               f"victim-credit-{tag}", f"victim-maintenance-{tag}", cert_email]
     return Victim(a, ids, markers, series)
 
 
@@ -161,7 +168,12 @@ def _state(v: Victim, worker_id: str) -> dict[str, Any]:
         groups = sorted((g.id, g.display_name, tuple(g.member_ids))
                         for g in s.query(ScimGroup).filter(ScimGroup.org_id == v.org.org_id))
         users = sorted((u.id, u.email, u.role, u.active) for u in s.query(User).filter(User.org_id == v.org.org_id))
+        certs = sorted((c.id, c.revoked_at, c.listed)
+                       for c in s.query(Certificate).filter(Certificate.org_id == v.org.org_id))
+        attempts = sorted((x.id, x.status, x.score) for x in
+                          s.query(ExamAttempt).filter(ExamAttempt.org_id == v.org.org_id))
         return {"sso": sso_state, "scim_groups": groups, "users": users,
+                "certificates": certs, "exam_attempts": attempts,
                 "keys": keys, "portal_tokens": tokens, "webhook_endpoints": endpoints, "billing": billing,
                 "ledger": ledger,
                 "pipelines": pipes, "jobs": jobs, "incident": (inc.state, inc.summary) if inc else None,
@@ -210,7 +222,8 @@ def _body(v: Victim) -> dict[str, Any]:
             "plugin": v.ids["plugin"], "worker_id": "x", "org": v.org.slug, "input": {}, "role": "admin",
             "question": f"What failed in pipeline {v.ids['pipeline_id']}?", "message": "hello",
             "decision": "approve", "since": (utcnow() - dt.timedelta(days=1)).isoformat(),
-            "period": utcnow().strftime("%Y-%m"), "desired": 1, "name": "x", "email": "x@attacker.example"}
+            "period": utcnow().strftime("%Y-%m"), "desired": 1, "name": "x", "email": "x@attacker.example",
+            "reason": "tenancy probe", "listed": True, "answers": {}}
 
 
 def test_a_second_organisation_reaches_nothing_of_the_first(app, client, set_settings) -> None:

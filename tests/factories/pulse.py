@@ -17,7 +17,10 @@ def seeded_org(*, report: bool = False) -> OrgFixture:
     with session_scope() as s:
         ctx = org_ctx(s, org.org_id)
         repo = PulseRepository(s)
+        certified = 41.0  # a test history of certified users (the demo seed counts real certificates instead)
         for day, values in demo_series(today).items():
+            certified += 0.33
+            values = {**values, "certified_users": float(int(certified))}
             costs: dict[Source, int] = {"infrastructure": 250, "payment_fees": round(values["revenue"] * 0.029 + 30),
                                         "llm": 260}
             for source, cents in costs.items():

@@ -38,6 +38,9 @@ AGENTS: dict[str, AgentInfo] = {a.name: a for a in (
     AgentInfo("healer", "On each incident the monitor opens: diagnoses it, writes the summary, runs one playbook "
                         "action through policy and verifies it; an action that needs approval waits for a "
                         "person, and what fails or is rejected goes to a person.", platform=True),
+    AgentInfo("examiner", "Reviews certification exams: proposes marks for free-text answers the matcher could "
+                          "not settle (LLM when configured) for a person to approve, and reports flagged "
+                          "attempts (too fast, identical free text across candidates)."),
 )}
 
 

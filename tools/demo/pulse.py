@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 import random
 
 from memory.db import utcnow
@@ -23,7 +22,6 @@ def demo_series(today: dt.date, days: int = DAYS, seed: int = 42) -> dict[dt.dat
     """Plausible daily KPIs for a small, growing platform (deterministic for a given ``today``)."""
     rng = random.Random(seed)
     out: dict[dt.date, dict[str, float]] = {}
-    certified = 41.0
     month_start = today.replace(day=1)
     for i in range(days, 0, -1):
         day = today - dt.timedelta(days=i)
@@ -36,7 +34,7 @@ def demo_series(today: dt.date, days: int = DAYS, seed: int = 42) -> dict[dt.dat
         partner_share = 0.15 + 0.035 * t + rng.gauss(0, 0.006)
         partner_revenue = round(revenue * partner_share)
         jobs = round((1700 + 800 * t) * weekday * rng.lognormvariate(0, 0.06))
-        certified += max(0.0, rng.gauss(0.33, 0.3))
+        rng.gauss(0.33, 0.3)  # keeps the generator's sequence (and so every other series) as it was
         uptime = 100.0
         if rng.random() < 0.05:
             uptime = round(100 - rng.uniform(0.005, 0.03), 4)
@@ -53,7 +51,6 @@ def demo_series(today: dt.date, days: int = DAYS, seed: int = 42) -> dict[dt.dat
             "partner_revenue": partner_revenue,
             "partner_revenue_share": round(100.0 * partner_revenue / revenue, 2),
             "plugin_installs": round((18 + 22 * t) * weekday * rng.lognormvariate(0, 0.15)),
-            "certified_users": math.floor(certified),
             "anomalies_detected": anomalies,
             "self_heals": min(anomalies, rng.choice([0, 1, 1, 2])),
             "manual_incidents": 1 if i == 70 else 0,
@@ -89,6 +86,10 @@ def seed_pulse(ctx: ToolContext) -> None:
                                   ref=f"seed:{day.isoformat()}:{source}"))
         values = {**values, "spend": float(sum(costs.values())), "ai_suggestions_made": 0.0,
                   "ai_suggestions_accepted": 0.0}
+        certified = providers()["certified_users"](ctx, day)  # real certificates (tools/demo/certification)
+        repo.upsert_snapshot(org_id=ctx.org_id, day=day, kpi="certified_users", value=certified.value,
+                             available=certified.available, reason=certified.reason, source=certified.source,
+                             now=now)
         for kpi, v in values.items():
             from_ledger = kpi == "revenue"
             repo.upsert_snapshot(org_id=ctx.org_id, day=day, kpi=kpi, value=float(v), available=True,

@@ -30,6 +30,7 @@ PERMISSIONS: tuple[str, ...] = (
     "usage:read",
     "sso:read", "sso:write",
     "sla:read", "sla:write",
+    "certification:read", "certification:write", "certification:admin",
 )
 
 # SLA reports carry the organisation's fee and credits: its admins and auditors read them, not viewers.
@@ -37,7 +38,7 @@ _READS = {p for p in PERMISSIONS if p.endswith(":read") and not p.startswith(("a
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS),
-    "viewer": frozenset(_READS),
+    "viewer": frozenset(_READS),  # certification:read included; writes (taking exams) are admin's
     "auditor": frozenset({"audit:read", "audit:export", "audit:verify", "org:read", "users:read",
                           "keys:read", "policy:read", "tools:read", "events:read",
                           "jobs:read", "pipelines:read", "workers:read", "credits:read", "sla:read"}),
