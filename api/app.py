@@ -38,6 +38,8 @@ ROUTERS: tuple[str, ...] = (
     "api.pages.ops",
     "api.pages.router",
     "api.pages.developer",
+    "api.routers.governance",
+    "api.pages.governance",
     "api.pages.swagger",
 )
 

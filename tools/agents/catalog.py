@@ -38,6 +38,10 @@ AGENTS: dict[str, AgentInfo] = {a.name: a for a in (
     AgentInfo("healer", "On each incident the monitor opens: diagnoses it, writes the summary, runs one playbook "
                         "action through policy and verifies it; an action that needs approval waits for a "
                         "person, and what fails or is rejected goes to a person.", platform=True),
+    AgentInfo("auditor", "The auditor agent (agent:auditor, not the human auditor role): runs partner audits "
+                         "(quarterly, on new versions, on partner incidents), explains findings to partners, "
+                         "past a deadline suspends the listing and holds payouts, and prepares the quarterly "
+                         "governance report.", platform=True),
 )}
 
 
