@@ -11,7 +11,9 @@ payouts held (``partners.set_status``), pre-approved for this agent by name with
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
@@ -64,7 +66,7 @@ def build(deps: RunDeps) -> StateGraph[Any]:
         done = []
         for item in call("governance.due", {}, "due")["items"]:
             d = Due.Item.model_validate(item)
-            done.append(enforce_one(d, lambda n, a: call(n, a, f"{n}:{d.audit_id}")))
+            done.append(enforce_one(d, _keyed(call, d.audit_id)))
         return {"enforced": done}
 
     def report(state: AuditorState) -> dict[str, Any]:
@@ -86,22 +88,23 @@ def build(deps: RunDeps) -> StateGraph[Any]:
     return g
 
 
+def _keyed(call: Callable[..., dict[str, Any]], audit_id: int) -> Callable[[str, dict[str, Any]], Any]:
+    """``call`` with a replay key per tool and audit (a resumed run gets the recorded answers)."""
+    def keyed(name: str, args: dict[str, Any]) -> Any:
+        return call(name, args, f"{name}:{audit_id}")
+
+    return keyed
+
+
 def _llm_explain(deps: RunDeps, a: dict[str, Any], call: Any) -> str | None:
     """Ask the model for the partner's explanation and store it; None (template kept) on any failure."""
     from langchain_core.messages import HumanMessage, SystemMessage  # kept lazy: start-up time
 
-    from memory.governance.models import PartnerAudit
-
-    row = PartnerAudit(id=a["id"], plugin_id=0, partner_id=a["partner_id"], version=a["version"], trigger=a["trigger"],
-                       result=a["result"], findings=a["findings"], deadline_at=None)
-    if a.get("deadline_at"):
-        import datetime as dt
-
-        row.deadline_at = dt.datetime.fromisoformat(a["deadline_at"])
     try:
-        answer = deps.model.invoke([SystemMessage(prompts.SYSTEM), HumanMessage(explain.ask(row, a["plugin_name"]))])
+        answer = deps.model.invoke([SystemMessage(prompts.SYSTEM), HumanMessage(explain.ask(a))])
         deps.record_llm(answer)
-        text = explain.accept(str(answer.content), row)
+        deadline = dt.datetime.fromisoformat(a["deadline_at"]) if a.get("deadline_at") else None
+        text = explain.accept(str(answer.content), deadline)
         if text is None:
             return None
         call("governance.explain", {"audit_id": a["id"], "text": text}, f"explain:{a['id']}")

@@ -73,7 +73,8 @@ class GovernanceRepository:
     def policy_versions(self, limit: int = 50) -> Sequence[PolicyVersion]:
         return self.session.scalars(select(PolicyVersion).order_by(PolicyVersion.id.desc()).limit(limit)).all()
 
-    def delivery_attempts(self, plugin_id: int, since: dt.datetime, limit: int = 10_000) -> list[tuple[int | None, float]]:
+    def delivery_attempts(self, plugin_id: int, since: dt.datetime,
+                          limit: int = 10_000) -> list[tuple[int | None, float]]:
         """(status code or None, latency ms) of the plugin's newest webhook delivery attempts since ``since``."""
         from memory.partner.models import WebhookAttempt, WebhookDelivery
 

@@ -3,6 +3,7 @@ answer check for a model (the auditor agent uses them when an LLM is configured)
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -36,19 +37,19 @@ def template(audit: PartnerAudit, plugin_name: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def ask(audit: PartnerAudit, plugin_name: str) -> str:
-    """The model's input: the audit as JSON."""
-    return json.dumps({"plugin": plugin_name, "version": audit.version, "result": audit.result,
-                       "deadline_utc": audit.deadline_at.isoformat() if audit.deadline_at else None,
+def ask(audit: dict[str, Any]) -> str:
+    """The model's input: the audit (as ``governance.get`` returns it) as JSON."""
+    return json.dumps({"plugin": audit["plugin_name"], "version": audit["version"], "result": audit["result"],
+                       "deadline_utc": audit.get("deadline_at"),
                        "findings": [{k: f[k] for k in ("code", "severity", "title", "evidence", "remedy")}
-                                    for f in audit.findings or [] if f["severity"] != "info"]})
+                                    for f in audit.get("findings") or [] if f["severity"] != "info"]}, default=str)
 
 
-def accept(answer: str, audit: PartnerAudit) -> str | None:
+def accept(answer: str, deadline_at: dt.datetime | None) -> str | None:
     """The model's text when usable: not empty, and naming the deadline when there is one; else None."""
     text = answer.strip()
     if not text or len(text) > 6000:
         return None
-    if audit.deadline_at is not None and audit.deadline_at.strftime("%Y-%m-%d") not in text:
-        text += f"\n\nDeadline: {audit.deadline_at:%Y-%m-%d %H:%M} UTC."
+    if deadline_at is not None and deadline_at.strftime("%Y-%m-%d") not in text:
+        text += f"\n\nDeadline: {deadline_at:%Y-%m-%d %H:%M} UTC."
     return text

@@ -276,7 +276,8 @@ def check_endpoint(url: str, secret: str, coc: CodeOfConduct, audit_ref: str,
                            remedy="Answer 2xx at once and process the event in the background."))
     if any(p.redirects for p in (unsigned, forged, signed)):
         out.append(Finding(code="endpoint.redirects", area="endpoint", severity="low",
-                           title="The endpoint redirects", evidence=f"redirected via {signed.redirects or unsigned.redirects}",
+                           title="The endpoint redirects",
+                           evidence=f"redirected via {signed.redirects or unsigned.redirects}",
                            remedy="Publish the final URL in the manifest."))
     checks.append("endpoint.headers")
     headers = next((p.headers for p in (signed, unsigned, forged) if p.status is not None), {})

@@ -127,7 +127,8 @@ def _call(name: str, args: dict[str, Any]) -> Any:
         return registry.invoke(name, ToolContext(session=s, principal=AUDITOR), args).model_dump(mode="json")
 
 
-def run_cycle(*, quarter: str | None = None, call: Callable[[str, dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+def run_cycle(*, quarter: str | None = None,
+              call: Callable[[str, dict[str, Any]], Any] | None = None) -> dict[str, Any]:
     """Run queued audits, notify failed ones, enforce past deadlines: the auditor agent's steps, offline."""
     call = call or _call
     done = call("governance.run_queued", {"limit": 50})["audit_ids"]

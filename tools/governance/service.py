@@ -204,7 +204,7 @@ def set_explanation(ctx: ToolContext, params: Explanation) -> AuditRead:
     a = GovernanceRepository(ctx.session).audit(params.audit_id)
     if a is None or a.status != "done":
         raise NotFound(f"finished audit {params.audit_id} not found", field="audit_id")
-    text = explain.accept(params.text, a)
+    text = explain.accept(params.text, a.deadline_at)
     if text is None:
         raise Conflict("the explanation is empty or too long", field="text")
     a.explanation, a.explained_by = text, "llm"

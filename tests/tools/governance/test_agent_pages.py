@@ -35,9 +35,9 @@ def test_the_auditor_agent_explains_with_the_model_and_falls_back_offline(
         app: Any, set_settings: Any, tmp_path: Path, fast_policy: None, fake_llm: Any) -> None:  # noqa: F811
     from fastapi.testclient import TestClient
 
+    from tools.governance import review_cycle
     from workers.dispatcher import dispatch_pending
     from workers.scheduler import start_requested
-    from tools.governance import review_cycle
 
     certs = make_certs(tmp_path)
     script = fake_llm([{"content": EXPLAINED}])
