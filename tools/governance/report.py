@@ -136,10 +136,13 @@ def build_pdf(s: GovernanceSummary) -> bytes:
                            ("INNERGRID", (0, 0), (-1, -1), 0.5, colors.HexColor("#d1d5db")),
                            ("TOPPADDING", (0, 0), (-1, -1), 6), ("BOTTOMPADDING", (0, 0), (-1, -1), 6)]))
     story += [t, Paragraph("Results", h2)]
-    rows = [["Result", "Audits"]] + [[k, str(v)] for k, v in sorted(s.results.items())] or []
+    rows = [["Result", "Audits"]] + [[k, str(v)] for k, v in sorted(s.results.items())]
     rows += [["Trigger", "Audits"]] + [[k.replace("_", " "), str(v)] for k, v in sorted(s.by_trigger.items())]
-    rt = Table(rows, colWidths=[80 * mm, 30 * mm])
+    rt = Table(rows, colWidths=[80 * mm, 30 * mm], hAlign="LEFT")
     rt.setStyle(grid)
+    trigger_row = len(s.results) + 1
+    rt.setStyle(TableStyle([("FONT", (0, trigger_row), (-1, trigger_row), "Helvetica-Bold", 9),
+                            ("BACKGROUND", (0, trigger_row), (-1, trigger_row), colors.HexColor("#eef0fb"))]))
     story.append(rt if s.audits else Paragraph("No audits ran in this quarter.", body))
     story.append(Paragraph("Findings that recur", h2))
     if s.top_findings:
