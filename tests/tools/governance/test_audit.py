@@ -88,6 +88,7 @@ def test_weak_endpoint_fails_with_exactly_its_findings_and_good_one_passes(
         assert all(f["remedy"] for f in weak_audit["findings"])
         assert weak_audit["deadline_at"] is not None and weak_audit["explained_by"] == "template"
         assert "failed" in weak_audit["explanation"] and "self-signed" in weak_audit["explanation"]
+        print("sample audit report:", weak_audit["explanation"], sep="\n")
 
         r = client.post(f"/v1/governance/plugins/{good_slug}/audits", json={}, headers=w.staff.headers())
         good_audit = r.json()
