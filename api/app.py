@@ -45,6 +45,8 @@ ROUTERS: tuple[str, ...] = (
     "api.pages.sla",
     "api.pages.router",
     "api.pages.developer",
+    "api.routers.governance",
+    "api.pages.governance",
     "api.pages.swagger",
 )
 

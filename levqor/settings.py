@@ -165,6 +165,11 @@ class Settings(BaseSettings):
     )
     smtp_from: str = Field("Levqor <noreply@levqor.ai>", description="From address of email notifications.")
     allow_loopback_urls: bool = Field(False, description="Let the SSRF guard allow 127.0.0.1 (tests only).")
+    tls_ca_file: str = Field(
+        "", description="PEM file of extra CA certificates trusted for partner and customer HTTPS calls, besides "
+        "the system ones (a private CA; tests use it for their loopback endpoints).")
+    governance_tick_s: float = Field(
+        300.0, description="How often the scheduler leader runs queued partner audits and enforces audit deadlines.")
     staff_orgs: list[str] = Field(
         default_factory=list,
         description="Slugs of Levqor staff organisations (JSON list); their admins review plugins, run payouts and "

@@ -78,10 +78,19 @@ class ActorPolicy(Strict):
     arg_limits: dict[ToolName, dict[str, float]] = {}
 
 
+class VolumeTier(Strict):
+    """From ``min_monthly_installs`` active installs on, a plugin's partner share may reach ``max_partner_share``."""
+
+    min_monthly_installs: int = Field(ge=0)
+    max_partner_share: float = Field(ge=0, le=1)
+
+
 class RevenueShare(Strict):
     min_partner_share: float = Field(ge=0, le=1)
     max_partner_share: float = Field(ge=0, le=1)
     platform_fee_floor: float = Field(ge=0, le=1)
+    # By volume: the highest tier a plugin reaches caps its share (none: max_partner_share for all).
+    tiers: list[VolumeTier] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> RevenueShare:
@@ -89,15 +98,103 @@ class RevenueShare(Strict):
             raise ValueError("min_partner_share is above max_partner_share")
         if self.max_partner_share + self.platform_fee_floor > 1 + 1e-9:
             raise ValueError("max_partner_share + platform_fee_floor is above 1")
+        for t in self.tiers:
+            if not self.min_partner_share <= t.max_partner_share <= self.max_partner_share:
+                raise ValueError(f"tier from {t.min_monthly_installs} installs: its share is outside the bounds")
+        if [t.min_monthly_installs for t in self.tiers] != sorted({t.min_monthly_installs for t in self.tiers}):
+            raise ValueError("tiers must be ordered by min_monthly_installs, each once")
         return self
+
+    def cap_for(self, installs: int) -> float:
+        """The highest partner share a plugin with ``installs`` active installs may have."""
+        cap = self.tiers[0].max_partner_share if self.tiers else self.max_partner_share
+        for t in self.tiers:
+            if installs >= t.min_monthly_installs:
+                cap = t.max_partner_share
+        return cap
+
+
+Severity = Literal["critical", "high", "medium", "low", "info"]
+
+
+class DataScopes(Strict):
+    """Which data scopes a plugin may request; personal-data scopes carry disclosure duties."""
+
+    allowed: list[str] = Field(min_length=1)
+    personal_data: list[str] = []
+    # A scope must be needed by a subscribed event (least privilege); unneeded ones are findings.
+    least_privilege: bool = True
+
+
+class Retention(Strict):
+    """How long a partner may keep Levqor data it receives, and that its privacy page must say so."""
+
+    max_days: int = Field(ge=1, le=3650)
+    privacy_page_must_mention: bool = True
+
+
+class Floors(Strict):
+    """Service floors a listed plugin's endpoint must meet (from audits and the delivery log)."""
+
+    ack_within_ms: int = Field(ge=50, le=30_000)
+    max_error_rate: float = Field(ge=0, le=1)
+    max_p95_latency_ms: int = Field(ge=50, le=60_000)
+    window_days: int = Field(30, ge=1, le=366)
+    min_sample: int = Field(20, ge=1)
+
+
+class Disclosure(Strict):
+    """What a plugin must disclose to the organisations installing it."""
+
+    privacy_url_reachable: bool = True
+    support_url_reachable: bool = True
+    personal_data_in_description: bool = True
+
+
+class EndpointRules(Strict):
+    """What a partner endpoint must do over HTTPS."""
+
+    min_tls: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    hsts_min_age_s: int = Field(15_552_000, ge=0)
+    security_headers: list[str] = ["x-content-type-options"]
+    cert_expiry_warn_days: int = Field(14, ge=0)
+
+
+class Enforcement(Strict):
+    """What happens after a failed audit: the partner is told and has ``fix_within_days`` to fix it."""
+
+    fix_within_days: int = Field(ge=0, le=365)
+    fail_at: list[Severity] = ["critical", "high"]
+    suspend_listing: bool = True
+    hold_payouts: bool = True
+
+
+class CodeOfConduct(Strict):
+    """The partner code of conduct, checked by every partner audit (``tools.governance``)."""
+
+    data_scopes: DataScopes
+    retention: Retention
+    prohibited_categories: list[str] = []
+    floors: Floors
+    disclosure: Disclosure = Disclosure()
+    endpoint: EndpointRules = EndpointRules()
+    enforcement: Enforcement
 
 
 class PolicyDocument(Strict):
     version: int
     actors: dict[ActorName, ActorPolicy]
     revenue_share: RevenueShare
-    code_of_conduct: dict[str, Any] | None = None
+    code_of_conduct: CodeOfConduct | None = None
     approval_ttl_s: int = 86400
+
+
+def policy_digest(doc: PolicyDocument) -> str:
+    """A SHA-256 of the document's canonical JSON: tells two policies apart whatever their formatting."""
+    import hashlib
+
+    canon = json.dumps(doc.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()
 
 
 class PolicyError(Exception):

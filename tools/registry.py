@@ -75,6 +75,9 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.decision_engine.advisor",
     "tools.auto_intel.signals",
     "tools.auto_intel.incidents",
+    "tools.governance.service",
+    "tools.governance.policy_versions",
+    "tools.governance.report",
 )
 
 

@@ -14,6 +14,7 @@ from agents.runtime import triggers as agent_triggers
 from tools.billing import dunning
 from tools.enterprise import audit_log, sla
 from tools.events.service import Reaction, Reactions
+from tools.governance import review_cycle
 from tools.jobs import demo as jobs_demo
 from tools.jobs import email_notifications, triggers
 from tools.partner_api import fanout, payouts
@@ -26,13 +27,14 @@ def schedules() -> list[Schedule]:
     """Every scheduled job, in the order the scheduler adds them (settings are read now)."""
     return [*audit_log.schedules(), *triggers.SCHEDULES, *jobs_demo.SCHEDULES, *payouts.SCHEDULES,
             *pulse.schedules(), *monitor.schedules(), *agent_triggers.schedules(),
-            *ratelimit.SCHEDULES, *dunning.schedules(), *sla.SCHEDULES]
+            *ratelimit.SCHEDULES, *dunning.schedules(), *sla.SCHEDULES,
+            *review_cycle.schedules()]
 
 
 def reaction_list() -> list[Reaction]:
     """Every reaction to platform events (settings are read now)."""
     return [*triggers.REACTIONS, *email_notifications.REACTIONS, *fanout.REACTIONS, *healer.REACTIONS,
-            *agent_triggers.event_reactions()]
+            *review_cycle.REACTIONS, *agent_triggers.event_reactions()]
 
 
 def reactions() -> Reactions:

@@ -10,7 +10,7 @@ import typer
 
 from api.cli.common import JsonFlag, console, err, table
 from levqor.settings import get_settings
-from policies.engine import PolicyError, load_policy
+from policies.engine import PolicyError, load_policy, policy_digest
 from tools.registry import registry
 
 tools = typer.Typer(help="The tools registry.", no_args_is_help=True)
@@ -32,11 +32,13 @@ def tools_list(json_out: JsonFlag = False) -> None:
 
 @policy.command("check")
 def policy_check(path: Annotated[Path | None, typer.Argument()] = None) -> None:
-    """Validate a policy file (default: the configured one)."""
+    """Validate a policy file (default: the configured one) and show its version and digest."""
     p = path or get_settings().policy_path
     try:
-        load_policy(p)
+        doc = load_policy(p)
     except PolicyError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    console.print(f"[green]{p} is valid[/green]")
+    conduct = "with a code of conduct" if doc.code_of_conduct else "without a code of conduct"
+    console.print(f"[green]{p} is valid[/green]: version {doc.version} (digest {policy_digest(doc)[:12]}), "
+                  f"{len(doc.actors)} actors, {conduct}")

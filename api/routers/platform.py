@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel
 
 from api.deps import require
-from policies.engine import get_engine
+from policies.engine import get_engine, policy_digest
 from tools.context import ToolContext
 from tools.events import service as events
 from tools.events.service import DeliveryList, DeliveryRead, DeliveryRetry, EventPage, EventQuery, FailureQuery
@@ -37,8 +37,9 @@ def list_tools(ctx: Annotated[ToolContext, require("tools:read")]) -> ToolList:
 
 @router.get("/policy", response_model=dict[str, Any])
 def get_policy(ctx: Annotated[ToolContext, require("policy:read")]) -> dict[str, Any]:
-    """Show the active policy document."""
-    return get_engine().doc.model_dump(mode="json")
+    """Show the active policy document: its version in force, digest, code of conduct and rules."""
+    doc = get_engine().doc
+    return {**doc.model_dump(mode="json"), "digest": policy_digest(doc)}
 
 
 @router.get("/events", response_model=EventPage)

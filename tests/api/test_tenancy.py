@@ -132,7 +132,8 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
            "delivery_id": deliveries[0]["id"] if deliveries else 1, "agent": "janitor",
            "thread_id": f"victim-thread-{tag}", "approval_id": 1, "invite_id": invite.json()["id"],
            "suggestion_id": 1, "partner_id": 1, "endpoint_id": endpoint.json()["id"],
-           "month": utcnow().strftime("%Y-%m"), "key_prefix": keys[0]["prefix"], "window_id": window_id}
+           "month": utcnow().strftime("%Y-%m"), "key_prefix": keys[0]["prefix"], "window_id": window_id,
+           "audit_id": _governance_audit(slug), "quarter": "2026-Q4"}
     tier_limiter.sync()  # the first organisation's usage rows (GET /v1/usage must not show them to another)
     markers = [a.slug, a.admin_email, pipe_name, f"victim-input-{tag}", f"victim-incident-{tag}",
                f"{{pipeline={pid}}}", invited, f"victim-{tag}.example.com", endpoint.json()["secret"],
@@ -141,6 +142,16 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
                f"victim-scim-group-{tag}", scim["Authorization"][7:20],
                f"victim-credit-{tag}", f"victim-maintenance-{tag}", cert_email]
     return Victim(a, ids, markers, series)
+
+
+def _governance_audit(slug: str) -> int:
+    """The id of the audit its submission queued for the first organisation's plugin (governance routes)."""
+    from memory.governance.models import PartnerAudit
+    from memory.partner.models import Plugin
+
+    with session_scope() as s:
+        plugin = s.query(Plugin).filter(Plugin.slug == slug).one()
+        return int(s.query(PartnerAudit).filter(PartnerAudit.plugin_id == plugin.id).one().id)
 
 
 def _state(v: Victim, worker_id: str) -> dict[str, Any]:

@@ -41,6 +41,10 @@ AGENTS: dict[str, AgentInfo] = {a.name: a for a in (
     AgentInfo("examiner", "Reviews certification exams: proposes marks for free-text answers the matcher could "
                           "not settle (LLM when configured) for a person to approve, and reports flagged "
                           "attempts (too fast, identical free text across candidates)."),
+    AgentInfo("auditor", "The auditor agent (agent:auditor, not the human auditor role): runs partner audits "
+                         "(quarterly, on new versions, on partner incidents), explains findings to partners, "
+                         "past a deadline suspends the listing and holds payouts, and prepares the quarterly "
+                         "governance report.", platform=True),
 )}
 
 

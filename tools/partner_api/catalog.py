@@ -18,6 +18,7 @@ from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.enterprise.rbac import is_staff, require_staff
 from tools.errors import Conflict, Forbidden, NotFound, Unprocessable
+from tools.events.service import emit
 from tools.partner_api.access import own_partner, owned_plugin, visible_plugin
 from tools.partner_api.manifest import SLUG, semver_key, validate_manifest
 from tools.registry import tool
@@ -154,6 +155,9 @@ def submit_version(ctx: ToolContext, params: VersionRef) -> PluginRead:
         plugin.state = "in_review"
     ctx.session.flush()
     audit_log.record(ctx, "plugins.submitted", f"plugin:{plugin.slug}", after={"version": v.version})
+    # The review cycle (tools.governance) queues a partner audit of the version on this event.
+    emit(ctx.session, "plugin_version_submitted", {"plugin": plugin.slug, "version": v.version,
+                                                   "by": ctx.principal.actor}, org_id=ctx.org_id)
     return plugin_read(repo, plugin, with_versions=True)
 
 

@@ -198,29 +198,51 @@ _ssl_lock = threading.Lock()
 
 
 @functools.cache
-def _ssl_context_once() -> ssl.SSLContext:
-    return ssl.create_default_context()
+def _ssl_context_once(extra_ca: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if extra_ca:
+        ctx.load_verify_locations(cafile=extra_ca)
+    return ctx
 
 
 def _ssl_context() -> ssl.SSLContext:
-    """One TLS context per process: building one costs tens of milliseconds (CA bundle load).
+    """One TLS context per process (per ``LEVQOR_TLS_CA_FILE``): building one costs tens of milliseconds.
 
-    The lock keeps threads that start together from each building their own.
+    The system CAs, plus the extra CA file when one is configured. The lock keeps threads that start
+    together from each building their own.
     """
     with _ssl_lock:
-        return _ssl_context_once()
+        return _ssl_context_once(get_settings().tls_ca_file)
+
+
+def verified_tls_context() -> ssl.SSLContext:
+    """The TLS context every guarded call verifies certificates with (for probes that inspect TLS)."""
+    return _ssl_context()
+
+
+def _unverified_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def request(method: str, url: str, *, headers: dict[str, str] | None = None, content: bytes | None = None,
             timeout: float = 10.0, max_redirects: int = MAX_REDIRECTS,
-            max_body: int = MAX_BODY_BYTES) -> SafeResponse:
-    """Send one HTTP request through the guard, following (and re-checking) up to ``max_redirects``."""
+            max_body: int = MAX_BODY_BYTES, verify_tls: bool = True) -> SafeResponse:
+    """Send one HTTP request through the guard, following (and re-checking) up to ``max_redirects``.
+
+    ``verify_tls=False`` is for audit probes only (they carry test data, never a secret or customer
+    data): an audit reports a bad certificate and still checks the endpoint's other behaviour. The
+    address checks are the same either way.
+    """
     import httpx  # kept lazy: start-up time
 
     seen: list[str] = []
     current = url
     send_method, send_content = method.upper(), content
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, verify=_ssl_context()) as client:
+    verify = _ssl_context() if verify_tls else _unverified_context()
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, verify=verify) as client:
         for _ in range(max_redirects + 1):
             target = check_url(current)
             parts = urlsplit(current)
