@@ -34,6 +34,8 @@ ROUTERS: tuple[str, ...] = (
     "api.pages.agents",
     "api.routers.pulse",
     "api.pages.pulse",
+    "api.routers.insights",
+    "api.pages.insights",
     "api.routers.ops",
     "api.pages.ops",
     "api.pages.router",
