@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from memory.db import utcnow
@@ -64,9 +64,10 @@ class InsightsRepository:
             self.session.flush()
         return row
 
-    def add_org_days(self, rows: Sequence[InsightsOrgDay]) -> None:
-        self.session.add_all(rows)
-        self.session.flush()
+    def add_org_days(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert many daily rows at once (demo history)."""
+        if rows:
+            self.session.execute(insert(InsightsOrgDay), list(rows))
 
     def org_days(self, since: dt.date, until: dt.date) -> list[InsightsOrgDay]:
         return list(self.session.scalars(select(InsightsOrgDay).where(InsightsOrgDay.day >= since,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from typing import Any
 
 from memory.db import utcnow
 from memory.identity.repository import IdentityRepository
-from memory.insights.models import InsightsOrgDay
 from memory.insights.repository import InsightsRepository
 from tools.context import SYSTEM, Principal, ToolContext
 from tools.data_insights.aggregator import ProfileIn, quarter_of, set_profile
@@ -48,7 +48,8 @@ def seed_insights(ctx: ToolContext) -> None:
     repo = IdentityRepository(session)
     rng = random.Random(19)
     today = utcnow().date()
-    rows: list[InsightsOrgDay] = []
+    rows: list[dict[str, Any]] = []
+    now = utcnow()
     for i, (industry, band) in enumerate(PROFILES, start=1):
         slug = f"demo-insights-{i:02d}"
         if repo.org_by_slug(slug) is not None:
@@ -70,10 +71,10 @@ def seed_insights(ctx: ToolContext) -> None:
             growth = 1 + 0.35 * (DAYS - d) / DAYS
             jobs = max(0, round(base * growth * (0.55 if day.weekday() >= 5 else 1.0) * rng.lognormvariate(0, 0.12)))
             succ = min(jobs, round(jobs * min(0.999, ok + rng.gauss(0, 0.008))))
-            rows.append(InsightsOrgDay(
+            rows.append(dict(
                 org_id=org_id, day=day, jobs=jobs, succeeded=succ, failed=jobs - succ,
                 latency_ms_sum=latency * jobs * rng.uniform(0.9, 1.1), latency_n=jobs,
                 steps={"transform": succ * 2, "notify": succ // 2, "delay": succ // 2},
-                source="demo", updated_at=utcnow()))
+                source="demo", updated_at=now))
     InsightsRepository(session).add_org_days(rows)
     generate(ToolContext(session, SYSTEM), quarter_of(today))
