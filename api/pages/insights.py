@@ -36,8 +36,8 @@ def _context(session: SessionDep) -> dict[str, Any]:
     data = snap["data"] if snap else None
     weekly = (data or {}).get("weekly") or []
     top = max((w["jobs"] for w in weekly), default=0) or 1
-    trend = [{"week": w["week"], "jobs": w["jobs"], "rate": w["success_rate"], "h": max(2, round(120 * w["jobs"] / top))}
-             for w in weekly]
+    trend = [{"week": w["week"], "jobs": w["jobs"], "rate": w["success_rate"],
+              "h": max(2, round(120 * w["jobs"] / top))} for w in weekly]
     return {"snap": snap, "data": data, "summary": summary_lines(data) if data else [], "trend": trend,
             "bars": bars, "reports": report_builder.reports(ctx, report_builder.NoInput()).items,
             "time_saved": TIME_SAVED_S}

@@ -81,7 +81,7 @@ def push_to_notion(period: str, lines: list[str], url: str) -> NotionPage | None
     if s.notion_base_url:
         opts["base_url"] = s.notion_base_url
     try:
-        page = Client(**opts).pages.create(
+        page: Any = Client(**opts).pages.create(
             parent={"data_source_id": s.insights_notion_data_source_id},
             properties={"Name": {"title": [{"text": {"content": f"Levqor Insights Report {period}"}}]},
                         "Period": {"rich_text": [{"text": {"content": period}}]},

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from levqor.settings import get_settings
 from memory.db import session_scope, utcnow
 from memory.insights.models import InsightsReport, InsightsSnapshot
 from memory.insights.repository import InsightsRepository
@@ -23,6 +24,7 @@ from tools.data_insights.aggregator import (
     previous_quarter,
     quarter_bounds,
     quarter_of,
+    scheduled_rollup,
     take_snapshot,
 )
 from tools.enterprise import audit_log
@@ -368,8 +370,8 @@ def build_pdf(data: dict[str, Any], *, generated: dt.datetime) -> tuple[bytes, i
     for head, text in meth:
         story.append(KeepTogether([Paragraph(head, h2), Paragraph(text, body)]))
     story.append(Spacer(1, 6 * mm))
-    story.append(Paragraph(f"Snapshot computed for {period}; report generated {generated.strftime('%d %B %Y %H:%M UTC')}."
-                           , small))
+    stamp = generated.strftime("%d %B %Y %H:%M UTC")
+    story.append(Paragraph(f"Snapshot computed for {period}; report generated {stamp}.", small))
     doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=20 * mm, rightMargin=20 * mm, topMargin=18 * mm,
                             bottomMargin=18 * mm, title=f"Levqor Automation Insights Report {title_period}",
                             author="Levqor")
@@ -479,10 +481,6 @@ def hourly_snapshot() -> None:
 
 def schedules() -> list[Schedule]:
     """The rollup (interval from settings), the hourly snapshot and the quarterly report."""
-    from levqor.settings import get_settings
-
-    from tools.data_insights.aggregator import scheduled_rollup
-
     return [Schedule("insights.rollup", float(get_settings().insights_rollup_interval_s), scheduled_rollup),
             Schedule("insights.snapshot", 3600.0, hourly_snapshot),
             Schedule("insights.quarterly_report", "cron:0 3 1 1,4,7,10 *", quarterly)]
