@@ -235,3 +235,20 @@ def test_insights_page_renders_in_chromium(client, set_settings, live_server: st
         got = page.request.get(f"{live_server}{href}")
         assert got.ok and got.headers["content-type"] == "application/pdf" and got.body().startswith(b"%PDF")
     assert errors == []
+
+
+def test_sign_up_sets_industry_and_size_band_and_refuses_unknown_ones() -> None:
+    from pydantic import ValidationError
+
+    from memory.identity.models import Organization
+    from tools.dev_portal.accounts import SignUp, sign_up
+
+    email = f"founder-{uuid.uuid4().hex[:8]}@example.com"
+    with session_scope() as s:
+        res = sign_up(s, SignUp(email=email, password="a long enough password", org_name=f"Insights {email[:15]}",
+                                industry="healthcare", size_band="11-50"), ip=f"10.9.{uuid.uuid4().int % 250}.1")
+    with session_scope() as s:
+        org = s.get(Organization, res.org_id)
+        assert org is not None and (org.industry, org.size_band) == ("healthcare", "11-50")
+    with pytest.raises(ValidationError, match="industry"):
+        SignUp(email=email, password="a long enough password", org_name="x", industry="astrology")
