@@ -20,7 +20,7 @@ from tools.errors import NotFound
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
-def bars(cells: list[dict[str, Any]], key: str = "value", width: int = 260) -> list[dict[str, Any]]:
+def bars(cells: list[dict[str, Any]], key: str = "value", width: int = 150) -> list[dict[str, Any]]:
     """Rows for an SVG bar chart: label, value and the bar's width in pixels."""
     top = max((float(c.get(key) or 0) for c in cells), default=0.0) or 1.0
     return [{"label": c["label"], "value": c.get(key), "w": max(2, round(width * float(c.get(key) or 0) / top))}
