@@ -10,32 +10,32 @@ from fastapi import APIRouter
 from api.deps import SessionDep, public, require
 from tools.context import SYSTEM, ToolContext
 from tools.data_insights import aggregator, report_builder
-from tools.data_insights.aggregator import NoInput, ProfileIn, ProfileRead, RefreshIn, SnapshotRead
-from tools.data_insights.report_builder import ReportIn, ReportList, ReportRead
+from tools.data_insights.aggregator import InsightsRead, NoInput, ProfileIn, ProfileRead, RefreshIn
+from tools.data_insights.report_builder import InsightsReportIn, InsightsReportList, InsightsReportRead
 
 router = APIRouter(prefix="/v1", tags=["insights"])
 
 
-@router.get("/insights", response_model=SnapshotRead, dependencies=[public()])
-def latest(session: SessionDep) -> SnapshotRead:
+@router.get("/insights", response_model=InsightsRead, dependencies=[public()])
+def latest_insights(session: SessionDep) -> InsightsRead:
     """Show the latest published platform aggregates (anonymised: no identifiers, no group below k)."""
     return aggregator.latest(ToolContext(session, SYSTEM), NoInput())
 
 
-@router.get("/insights/reports", response_model=ReportList, dependencies=[public()])
-def reports(session: SessionDep) -> ReportList:
+@router.get("/insights/reports", response_model=InsightsReportList, dependencies=[public()])
+def list_insights_reports(session: SessionDep) -> InsightsReportList:
     """List the quarterly Insights Reports, newest first, with their stable download URLs."""
     return report_builder.reports(ToolContext(session, SYSTEM), report_builder.NoInput())
 
 
-@router.post("/insights/refresh", response_model=SnapshotRead)
-def refresh(body: RefreshIn, ctx: Annotated[ToolContext, require("insights:write")]) -> SnapshotRead:
+@router.post("/insights/refresh", response_model=InsightsRead)
+def refresh_insights(body: RefreshIn, ctx: Annotated[ToolContext, require("insights:write")]) -> InsightsRead:
     """Recompute and publish the aggregates of a quarter now (Levqor staff)."""
     return aggregator.refresh(ctx, body)
 
 
-@router.post("/insights/reports", response_model=ReportRead, status_code=201)
-def generate(body: ReportIn, ctx: Annotated[ToolContext, require("insights:write")]) -> ReportRead:
+@router.post("/insights/reports", response_model=InsightsReportRead, status_code=201)
+def generate_insights_report(body: InsightsReportIn, ctx: Annotated[ToolContext, require("insights:write")]) -> InsightsReportRead:
     """Generate, archive and publish the quarterly Insights Report now (Levqor staff)."""
     return report_builder.report_generate(ctx, body)
 

@@ -311,7 +311,7 @@ def take_snapshot(session: Session, period: str) -> InsightsSnapshot:
 
 # ---- tools ----------------------------------------------------------------------------------------
 
-class SnapshotRead(BaseModel):
+class InsightsRead(BaseModel):
     id: int
     period: str
     computed_at: dt.datetime
@@ -320,8 +320,8 @@ class SnapshotRead(BaseModel):
     data: dict[str, Any]
 
 
-def read(snap: InsightsSnapshot) -> SnapshotRead:
-    return SnapshotRead(id=snap.id, period=snap.period, computed_at=snap.computed_at, k=snap.k,
+def read(snap: InsightsSnapshot) -> InsightsRead:
+    return InsightsRead(id=snap.id, period=snap.period, computed_at=snap.computed_at, k=snap.k,
                         epsilon=snap.epsilon, data=dict(snap.data))
 
 
@@ -330,7 +330,7 @@ class RefreshIn(BaseModel):
 
 
 @tool("insights.refresh", risk="write")
-def refresh(ctx: ToolContext, params: RefreshIn) -> SnapshotRead:
+def refresh(ctx: ToolContext, params: RefreshIn) -> InsightsRead:
     """Recompute and publish the anonymised platform aggregates for a quarter (Levqor staff)."""
     require_staff(ctx, "publish platform insights: they cover every organisation")
     snap = take_snapshot(ctx.session, params.period or quarter_of(utcnow().date()))
@@ -343,7 +343,7 @@ class NoInput(BaseModel):
 
 
 @tool("insights.latest", risk="read")
-def latest(ctx: ToolContext, params: NoInput) -> SnapshotRead:
+def latest(ctx: ToolContext, params: NoInput) -> InsightsRead:
     """Show the latest published anonymised platform aggregates (public: no identifiers, no group below k)."""
     snap = InsightsRepository(ctx.session).latest_snapshot()
     if snap is None:

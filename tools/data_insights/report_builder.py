@@ -381,7 +381,7 @@ def build_pdf(data: dict[str, Any], *, generated: dt.datetime) -> tuple[bytes, i
 
 # ---- archive and tools --------------------------------------------------------------------------------
 
-class ReportRead(BaseModel):
+class InsightsReportRead(BaseModel):
     id: int
     period: str
     created_at: dt.datetime
@@ -393,13 +393,13 @@ class ReportRead(BaseModel):
     publish_note: str
 
 
-def read(r: InsightsReport) -> ReportRead:
-    return ReportRead(id=r.id, period=r.period, created_at=r.created_at, size_bytes=r.size_bytes, pages=r.pages,
+def read(r: InsightsReport) -> InsightsReportRead:
+    return InsightsReportRead(id=r.id, period=r.period, created_at=r.created_at, size_bytes=r.size_bytes, pages=r.pages,
                       url=f"/insights/reports/{r.id}.pdf", drive_link=r.drive_link,
                       notion_page_id=r.notion_page_id, publish_note=r.publish_note)
 
 
-def generate(ctx: ToolContext, period: str) -> ReportRead:
+def generate(ctx: ToolContext, period: str) -> InsightsReportRead:
     """Snapshot ``period``, render, archive and publish (Drive, Notion) the report."""
     quarter_bounds(period)
     snap: InsightsSnapshot = take_snapshot(ctx.session, period)
@@ -424,13 +424,13 @@ def generate(ctx: ToolContext, period: str) -> ReportRead:
     return read(row)
 
 
-class ReportIn(BaseModel):
+class InsightsReportIn(BaseModel):
     period: str | None = Field(None, pattern=r"^20\d{2}-Q[1-4]$",
                                description="YYYY-Qn; default: the quarter so far")
 
 
 @tool("insights.report_generate", risk="write")
-def report_generate(ctx: ToolContext, params: ReportIn) -> ReportRead:
+def report_generate(ctx: ToolContext, params: InsightsReportIn) -> InsightsReportRead:
     """Generate the quarterly Insights Report PDF now, archive and publish it (Levqor staff)."""
     require_staff(ctx, "publish the Insights Report: it covers every organisation")
     out = generate(ctx, params.period or quarter_of(utcnow().date()))
@@ -443,14 +443,14 @@ class NoInput(BaseModel):
     pass
 
 
-class ReportList(BaseModel):
-    items: list[ReportRead]
+class InsightsReportList(BaseModel):
+    items: list[InsightsReportRead]
 
 
 @tool("insights.reports", risk="read")
-def reports(ctx: ToolContext, params: NoInput) -> ReportList:
+def reports(ctx: ToolContext, params: NoInput) -> InsightsReportList:
     """List the archived quarterly Insights Reports (public: they hold only anonymised aggregates)."""
-    return ReportList(items=[read(r) for r in InsightsRepository(ctx.session).reports()])
+    return InsightsReportList(items=[read(r) for r in InsightsRepository(ctx.session).reports()])
 
 
 def pdf_of(ctx: ToolContext, report_id: int | None) -> tuple[InsightsReport, bytes]:
