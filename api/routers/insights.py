@@ -35,7 +35,8 @@ def refresh_insights(body: RefreshIn, ctx: Annotated[ToolContext, require("insig
 
 
 @router.post("/insights/reports", response_model=InsightsReportRead, status_code=201)
-def generate_insights_report(body: InsightsReportIn, ctx: Annotated[ToolContext, require("insights:write")]) -> InsightsReportRead:
+def generate_insights_report(body: InsightsReportIn,
+                             ctx: Annotated[ToolContext, require("insights:write")]) -> InsightsReportRead:
     """Generate, archive and publish the quarterly Insights Report now (Levqor staff)."""
     return report_builder.report_generate(ctx, body)
 
