@@ -252,3 +252,18 @@ def test_sign_up_sets_industry_and_size_band_and_refuses_unknown_ones() -> None:
         assert org is not None and (org.industry, org.size_band) == ("healthcare", "11-50")
     with pytest.raises(ValidationError, match="industry"):
         SignUp(email=email, password="a long enough password", org_name="x", industry="astrology")
+
+
+def test_laplace_noise_has_the_documented_scale_and_is_off_at_epsilon_zero() -> None:
+    import random
+    import statistics
+
+    from tools.data_insights.privacy import epsilon_note, noisy_count
+
+    assert noisy_count(1234, sensitivity=50, epsilon=0) == 1234
+    rng = random.Random(7)
+    draws = [noisy_count(10_000, sensitivity=10, epsilon=0.5, rng=rng) - 10_000 for _ in range(20_000)]
+    # Laplace(b) has mean 0 and mean absolute deviation b = sensitivity / epsilon = 20
+    assert abs(statistics.fmean(draws)) < 1.0
+    assert 19.0 < statistics.fmean(abs(d) for d in draws) < 21.0
+    assert "0.5-differentially private" in epsilon_note(0.5, 1000)
