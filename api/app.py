@@ -39,6 +39,8 @@ ROUTERS: tuple[str, ...] = (
     "api.pages.agents",
     "api.routers.pulse",
     "api.pages.pulse",
+    "api.routers.insights",
+    "api.pages.insights",
     "api.routers.ops",
     "api.pages.ops",
     "api.routers.sla",

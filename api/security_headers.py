@@ -15,6 +15,11 @@ DOCS_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inl
             "worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
             "frame-ancestors 'none'")
 DOCS_PATHS = ("/docs",)
+# The Insights embed (api/pages/insights.py) may be framed by Notion, and only by Notion.
+EMBED_PATHS = ("/insights/embed",)
+EMBED_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+             "object-src 'none'; base-uri 'none'; form-action 'self'; "
+             "frame-ancestors https://www.notion.so https://notion.so https://*.notion.site")
 ALWAYS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -25,6 +30,8 @@ ALWAYS = {
 def apply(headers: MutableHeaders, path: str) -> None:
     """Add the headers every response carries, and the CSP when the response is an HTML page."""
     for name, value in ALWAYS.items():
+        if name == "X-Frame-Options" and path in EMBED_PATHS:
+            continue  # superseded by the embed's frame-ancestors allow-list
         headers.setdefault(name, value)
     if headers.get("content-type", "").startswith("text/html"):
         docs = path in DOCS_PATHS or path.startswith("/docs/")

@@ -250,6 +250,16 @@ class Settings(BaseSettings):
     notion_base_url: str = Field("", description="Notion API base URL; empty means https://api.notion.com.")
     notion_badges_data_source_id: str = Field(
         "", description="Notion data source that receives a page per certificate issued (with the Notion token).")
+    # Data insights (tools/data_insights): anonymised platform aggregates and the quarterly report
+    insights_k: int = Field(10, ge=2, description="k-anonymity: no group of fewer organisations is published.")
+    insights_epsilon: float = Field(0.0, ge=0, description="Laplace noise per published figure (ε-DP); 0 = off.")
+    insights_clip_jobs: int = Field(50_000, ge=1, description="Most jobs one organisation adds to a figure.")
+    insights_rollup_interval_s: int = Field(60, ge=5, description="Seconds between rollups of finished jobs.")
+    google_drive_service_account_file: str = Field("", description="Service account JSON; enables Drive upload.")
+    google_drive_folder_id: str = Field("", description="Drive folder the Insights Reports are uploaded to.")
+    google_drive_base_url: str = Field("", description="Drive API root URL; empty means Google's (tests: a fake).")
+    google_drive_ca_file: str = Field("", description="Extra CA bundle for the Drive endpoint (tests: the fake's).")
+    insights_notion_data_source_id: str = Field("", description="Notion data source receiving report summaries.")
     ops_sample_interval_s: float = Field(5, description="Seconds between the monitor's samples of the platform.")
     ops_anomaly_threshold: float = Field(0.5, description="Anomaly score at or above which a series opens an incident.")
     ops_detector_warmup: int = Field(300, description="Points a series' detector learns before it scores.")

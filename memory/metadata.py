@@ -9,6 +9,7 @@ from memory.dev_portal import models as dev_portal  # noqa: F401
 from memory.events import models as events  # noqa: F401
 from memory.governance import models as governance  # noqa: F401
 from memory.identity import models as identity  # noqa: F401
+from memory.insights import models as insights  # noqa: F401
 from memory.jobs import models as jobs  # noqa: F401
 from memory.leases import models as leases  # noqa: F401
 from memory.ops import models as ops  # noqa: F401

@@ -69,6 +69,8 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.pulse.costs",
     "tools.pulse.targets",
     "tools.pulse.report",
+    "tools.data_insights.aggregator",
+    "tools.data_insights.report_builder",
     "tools.decision_engine.metrics_feed",
     "tools.decision_engine.simulator",
     "tools.decision_engine.planner",

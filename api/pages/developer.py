@@ -19,6 +19,7 @@ from api.deps import SESSION_COOKIE, SessionDep, public, require, writes
 from api.pages.router import LOGIN_CSRF_COOKIE, form_csrf, render
 from levqor.settings import get_settings
 from tools.context import ToolContext
+from tools.data_insights.aggregator import INDUSTRIES, SIZE_BANDS
 from tools.dev_portal import accounts, docs, sandbox
 from tools.dev_portal import keys as portal_keys
 from tools.dev_portal import usage as usage_tools
@@ -43,7 +44,7 @@ def _ip(request: Request) -> str:
 def _public_form(request: Request, template: str, status_code: int = 200, **data: Any) -> HTMLResponse:
     """A public page with a form: a fresh double-submit CSRF token in a cookie and the form."""
     token = secrets.token_urlsafe(24)
-    resp = render(request, template, csrf_token=token, **data)
+    resp = render(request, template, csrf_token=token, industries=INDUSTRIES, size_bands=SIZE_BANDS, **data)
     resp.status_code = status_code
     resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
                     secure=get_settings().secure_cookies, max_age=3600)
@@ -84,14 +85,16 @@ def signup_submit(
     email: Annotated[str, Form(max_length=320)], password: Annotated[str, Form(max_length=256)],
     org_name: Annotated[str, Form(max_length=200)], name: Annotated[str, Form(max_length=200)] = "",
     csrf_token: Annotated[str, Form(max_length=100)] = "",
+    industry: Annotated[str, Form(max_length=32)] = "", size_band: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
     """Create an organisation and its admin, then email the verification link (throttled per IP)."""
-    form = {"email": email, "org_name": org_name, "name": name}
+    form = {"email": email, "org_name": org_name, "name": name, "industry": industry, "size_band": size_band}
     if not _csrf_ok(request, csrf_token):
         return _public_form(request, "developer.html", 400, error="Your form expired, try again", field="csrf_token",
                             form=form)
     try:
-        params = SignUp(email=email, password=password, org_name=org_name, name=name)
+        params = SignUp(email=email, password=password, org_name=org_name, name=name, industry=industry,
+                        size_band=size_band)
     except ValidationError as exc:
         field, message = _first_error(exc)
         return _public_form(request, "developer.html", 422, error=message, field=field, form=form)

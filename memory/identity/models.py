@@ -18,6 +18,9 @@ class Organization(Base):
     name: Mapped[str] = mapped_column(String(200))
     plan: Mapped[str] = mapped_column(String(32), default="free")
     settings: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    # Optional self-description for the anonymised Insights benchmarks (tools/data_insights, migration 1600)
+    industry: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    size_band: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -12,6 +12,7 @@ from memory.identity.repository import IdentityRepository
 from tools.context import SYSTEM, Principal, ToolContext
 from tools.demo.enterprise import seed_enterprise
 from tools.demo.certification import seed_certification
+from tools.demo.insights import seed_insights
 from tools.demo.pulse import seed_pulse
 from tools.identity.service import ApiKeyCreate, OrgCreate, UserCreate, create_key, create_org, create_user
 from tools.jobs.demo import seed_jobs_demo
@@ -20,7 +21,7 @@ DEMO_SLUG = "demo"
 DEMO_EMAIL = "admin@demo.levqor.ai"
 
 # Each area's demo data: ``fn(ctx)`` runs inside the seeding transaction.
-SEEDERS: tuple[Callable[[ToolContext], None], ...] = (seed_jobs_demo, seed_certification, seed_pulse)
+SEEDERS: tuple[Callable[[ToolContext], None], ...] = (seed_jobs_demo, seed_certification, seed_pulse, seed_insights)
 
 
 def seed(session: Session) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field, ValidationInfo, field_validator
 from sqlalchemy.orm import Session
 
 from levqor.settings import get_settings
@@ -28,6 +28,7 @@ from memory.dev_portal.repository import PortalRepository
 from memory.identity.models import User
 from memory.identity.repository import IdentityRepository
 from tools.context import Principal, ToolContext
+from tools.data_insights.aggregator import INDUSTRIES, SIZE_BANDS, ProfileIn, set_profile
 from tools.enterprise import audit_log
 from tools.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
 from tools.identity.service import OrgCreate, UserCreate, create_org, create_user, sha256
@@ -45,6 +46,16 @@ class SignUp(BaseModel):
     password: str = Field(min_length=12, max_length=256)
     org_name: str = Field(min_length=1, max_length=200)
     name: str = Field("", max_length=200)
+    industry: str = Field("", max_length=32, description="Optional, for the anonymised Insights benchmarks")
+    size_band: str = Field("", max_length=16, description="Optional, for the anonymised Insights benchmarks")
+
+    @field_validator("industry", "size_band")
+    @classmethod
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        allowed = INDUSTRIES if info.field_name == "industry" else SIZE_BANDS
+        if v and v not in allowed:
+            raise ValueError(f"choose one of {', '.join(allowed)}")
+        return v
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,8 @@ def sign_up(session: Session, params: SignUp, *, ip: str) -> SignUpResult:
     in_org = ToolContext(session, Principal(kind="system", id="signup", org_id=org.id, role="admin",
                                             name="developer sign-up"))
     user = create_user(in_org, UserCreate(email=email, name=params.name, role="admin", password=params.password))
+    if params.industry or params.size_band:
+        set_profile(in_org, ProfileIn(industry=params.industry or None, size_band=params.size_band or None))
     send_verification(session, user.id, ip=ip)
     audit_log.append(session, actor=f"ip:{ip}", action="devportal.signup", target=f"user:{user.id}",
                      org_id=org.id, detail={"email": email, "org": org.slug})

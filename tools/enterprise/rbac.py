@@ -31,6 +31,7 @@ PERMISSIONS: tuple[str, ...] = (
     "sso:read", "sso:write",
     "sla:read", "sla:write",
     "certification:read", "certification:write", "certification:admin",
+    "insights:write",
 )
 
 # SLA reports carry the organisation's fee and credits: its admins and auditors read them, not viewers.

@@ -1,0 +1,73 @@
+"""The public /insights page (latest anonymised figures with charts, the report archive), its Notion
+embed, and the reports' stable URLs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api.deps import SessionDep, public
+from api.pages.router import render
+from api.security_headers import EMBED_CSP
+from tools.context import SYSTEM, ToolContext
+from tools.data_insights import aggregator, report_builder
+from tools.data_insights.aggregator import TIME_SAVED_S, NoInput
+from tools.data_insights.report_builder import summary_lines
+from tools.errors import NotFound
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+def bars(cells: list[dict[str, Any]], key: str = "value", width: int = 150) -> list[dict[str, Any]]:
+    """Rows for an SVG bar chart: label, value and the bar's width in pixels."""
+    top = max((float(c.get(key) or 0) for c in cells), default=0.0) or 1.0
+    return [{"label": c["label"], "value": c.get(key), "w": max(2, round(width * float(c.get(key) or 0) / top))}
+            for c in cells]
+
+
+def _context(session: SessionDep) -> dict[str, Any]:
+    ctx = ToolContext(session, SYSTEM)
+    try:
+        snap = aggregator.latest(ctx, NoInput()).model_dump(mode="json")
+    except NotFound:
+        snap = None
+    data = snap["data"] if snap else None
+    weekly = (data or {}).get("weekly") or []
+    top = max((w["jobs"] for w in weekly), default=0) or 1
+    trend = [{"week": w["week"], "jobs": w["jobs"], "rate": w["success_rate"],
+              "h": max(2, round(120 * w["jobs"] / top))} for w in weekly]
+    return {"snap": snap, "data": data, "summary": summary_lines(data) if data else [], "trend": trend,
+            "bars": bars, "reports": report_builder.reports(ctx, report_builder.NoInput()).items,
+            "time_saved": TIME_SAVED_S}
+
+
+@router.get("/insights", dependencies=[public()])
+def insights_page(request: Request, session: SessionDep) -> HTMLResponse:
+    """Show the latest anonymised platform figures with charts, and the Insights Report archive."""
+    return render(request, "insights.html", **_context(session))
+
+
+@router.get("/insights/embed", dependencies=[public()])
+def insights_embed(request: Request, session: SessionDep) -> HTMLResponse:
+    """The compact figures for a Notion embed block (the one page that may be framed, by Notion only)."""
+    resp = render(request, "insights_embed.html", **_context(session))
+    resp.headers["Content-Security-Policy"] = EMBED_CSP
+    return resp
+
+
+@router.get("/insights/reports/latest", dependencies=[public()])
+def latest_report(session: SessionDep) -> Response:
+    """Redirect to the newest Insights Report's stable URL."""
+    r, _ = report_builder.pdf_of(ToolContext(session, SYSTEM), None)
+    return RedirectResponse(f"/insights/reports/{r.id}.pdf", status_code=307)
+
+
+@router.get("/insights/reports/{report_id}.pdf", dependencies=[public()])
+def report_pdf(session: SessionDep, report_id: int = Path(ge=1, le=2**31 - 1)) -> Response:
+    """Download one archived Insights Report."""
+    r, pdf = report_builder.pdf_of(ToolContext(session, SYSTEM), report_id)
+    return Response(pdf, media_type="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="levqor-insights-{r.period}.pdf"',
+        "Cache-Control": "public, max-age=300"})

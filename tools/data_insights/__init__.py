@@ -1,0 +1,1 @@
+"""Data insights (roadmap step 3): anonymised platform aggregates, the quarterly Insights Report, publishing."""

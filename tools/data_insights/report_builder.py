@@ -1,0 +1,486 @@
+"""The quarterly Insights Report (reportlab): cover, executive summary, trends, distributions, benchmarks
+by industry and size band, methodology and privacy notes. Built from a published snapshot only, so the
+PDF can contain nothing the snapshot does not. Archived in the database; uploaded to Google Drive when a
+service account is configured, and its summary pushed to Notion when a data source is configured."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from levqor.settings import get_settings
+from memory.db import session_scope, utcnow
+from memory.insights.models import InsightsReport, InsightsSnapshot
+from memory.insights.repository import InsightsRepository
+from tools.context import SYSTEM, ToolContext
+from tools.data_insights import publish
+from tools.data_insights.aggregator import (
+    POOLED,
+    STEP_LABELS,
+    TIME_SAVED_S,
+    previous_quarter,
+    quarter_bounds,
+    quarter_of,
+    scheduled_rollup,
+    take_snapshot,
+)
+from tools.enterprise import audit_log
+from tools.enterprise.rbac import require_staff
+from tools.errors import NotFound
+from tools.registry import tool
+from tools.schedules import Schedule
+
+INK = "#1b2330"
+ACCENT = "#0b7285"
+ACCENT2 = "#e8590c"
+MUTED = "#5b6473"
+PALETTE = ["#0b7285", "#1c7ed6", "#5f3dc4", "#e8590c", "#2b8a3e", "#c2255c", "#868e96"]
+
+
+def _n(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "—"
+    if unit == "%":
+        return f"{v:.1f} %"
+    if unit == "ms":
+        return f"{v / 1000:.1f} s" if v >= 1000 else f"{v:.0f} ms"
+    return f"{v:,.0f}" if isinstance(v, (int, float)) else str(v)
+
+
+def summary_lines(data: dict[str, Any]) -> list[str]:
+    """The executive summary as plain sentences (PDF, page, Notion)."""
+    o = data.get("overall")
+    if not o:
+        return [f"Fewer than {data['k']} organisations were active in {data['period']}: nothing is published "
+                "for this quarter (k-anonymity)."]
+    out = [f"{o['orgs']:,} organisations ran {o['jobs']:,} automation jobs in {data['period']}, "
+           f"{_n(o['success_rate'], '%')} of them successfully."]
+    p = data.get("previous")
+    if p and p.get("jobs"):
+        out.append(f"Job volume changed {100 * (o['jobs'] - p['jobs']) / p['jobs']:+.0f} % on {p['period']} "
+                   f"({p['jobs']:,} jobs).")
+    out.append(f"Automation saved an estimated {o['time_saved_hours']:,} hours of manual work, "
+               f"{o['time_saved_hours_per_org']:,} hours per organisation.")
+    out.append(f"{_n(o['plugin_adoption_pct'], '%')} of organisations use at least one marketplace plugin.")
+    inds = [g for g in data["by_industry"]["groups"] if g["label"] != POOLED and g.get("success_rate") is not None]
+    if inds:
+        best = max(inds, key=lambda g: g["success_rate"])
+        busiest = max(inds, key=lambda g: g["jobs_per_org"])
+        out.append(f"{best['label']} had the highest success rate ({_n(best['success_rate'], '%')}); "
+                   f"{busiest['label']} ran the most jobs per organisation ({busiest['jobs_per_org']:,}).")
+    return out
+
+
+# ---- charts -----------------------------------------------------------------------------------------
+
+def _bar_chart(title: str, labels: list[str], values: list[float], width: float, height: float,
+               fmt: str = "%.0f", colour: str = ACCENT, horizontal: bool = True) -> Any:
+    from reportlab.graphics.charts.barcharts import HorizontalBarChart, VerticalBarChart
+    from reportlab.graphics.shapes import Drawing, String
+    from reportlab.lib import colors
+
+    d = Drawing(width, height)
+    d.add(String(0, height - 12, title, fontName="Helvetica-Bold", fontSize=9.5, fillColor=colors.HexColor(INK)))
+    if not values:
+        d.add(String(width / 2, height / 2, "suppressed (fewer than k organisations)", textAnchor="middle",
+                     fontSize=8, fillColor=colors.HexColor(MUTED)))
+        return d
+    bc = HorizontalBarChart() if horizontal else VerticalBarChart()
+    if horizontal:
+        bc.x, bc.y, bc.width, bc.height = 118, 14, width - 150, height - 34
+    else:
+        bc.x, bc.y, bc.width, bc.height = 36, 30, width - 46, height - 50
+    bc.data = [values]
+    bc.categoryAxis.categoryNames = [lab[:26] for lab in labels]
+    bc.categoryAxis.labels.fontSize = 7.5
+    bc.categoryAxis.labels.fillColor = colors.HexColor(INK)
+    bc.categoryAxis.strokeColor = colors.HexColor("#adb5bd")
+    if horizontal:
+        bc.categoryAxis.reverseDirection = 1
+        bc.categoryAxis.labels.boxAnchor = "e"
+        bc.categoryAxis.labels.dx = -4
+    else:
+        bc.categoryAxis.labels.angle = 0
+    bc.valueAxis.valueMin = 0
+    bc.valueAxis.labels.fontSize = 7
+    bc.valueAxis.visibleGrid = True
+    bc.valueAxis.gridStrokeColor = colors.HexColor("#e9ecef")
+    bc.valueAxis.strokeColor = colors.HexColor("#adb5bd")
+    bc.bars[0].fillColor = colors.HexColor(colour)
+    bc.bars[0].strokeColor = None
+    bc.barLabelFormat = fmt
+    bc.barLabels.fontSize = 7
+    bc.barLabels.fillColor = colors.HexColor(INK)
+    if horizontal:
+        bc.barLabels.boxAnchor = "w"
+        bc.barLabels.dx = 3
+    else:
+        bc.barLabels.dy = 6
+    d.add(bc)
+    return d
+
+
+def _trend_chart(weekly: list[dict[str, Any]], width: float, height: float) -> Any:
+    from reportlab.graphics.charts.barcharts import VerticalBarChart
+    from reportlab.graphics.charts.lineplots import LinePlot
+    from reportlab.graphics.shapes import Drawing, String
+    from reportlab.lib import colors
+
+    d = Drawing(width, height)
+    d.add(String(0, height - 12, "Weekly job volume (bars) and success rate (line, right axis)",
+                 fontName="Helvetica-Bold", fontSize=9.5, fillColor=colors.HexColor(INK)))
+    if len(weekly) < 2:
+        d.add(String(width / 2, height / 2, "not enough weeks with k or more active organisations",
+                     textAnchor="middle", fontSize=8, fillColor=colors.HexColor(MUTED)))
+        return d
+    bc = VerticalBarChart()
+    bc.x, bc.y, bc.width, bc.height = 44, 34, width - 90, height - 60
+    bc.data = [[w["jobs"] for w in weekly]]
+    bc.categoryAxis.categoryNames = [dt.date.fromisoformat(w["week"]).strftime("%d %b") for w in weekly]
+    bc.categoryAxis.labels.fontSize = 6.5
+    bc.categoryAxis.labels.angle = 35
+    bc.categoryAxis.labels.boxAnchor = "ne"
+    bc.valueAxis.valueMin = 0
+    bc.valueAxis.labels.fontSize = 7
+    bc.valueAxis.visibleGrid = True
+    bc.valueAxis.gridStrokeColor = colors.HexColor("#e9ecef")
+    bc.bars[0].fillColor = colors.HexColor("#99e9f2")
+    bc.bars[0].strokeColor = colors.HexColor(ACCENT)
+    d.add(bc)
+    rates = [(i + 0.5, w["success_rate"]) for i, w in enumerate(weekly) if w["success_rate"] is not None]
+    if len(rates) >= 2:
+        lp = LinePlot()
+        lp.x, lp.y, lp.width, lp.height = bc.x, bc.y, bc.width, bc.height
+        lp.data = [rates]
+        lp.xValueAxis.valueMin, lp.xValueAxis.valueMax = 0, len(weekly)
+        lp.xValueAxis.visible = False
+        lo = min(r for _, r in rates)
+        lp.yValueAxis.valueMin, lp.yValueAxis.valueMax = max(0.0, lo - 5), 100
+        lp.yValueAxis.joinAxisMode = "right"
+        lp.yValueAxis.labels.fontSize = 7
+        lp.yValueAxis.labelTextFormat = "%.0f %%"
+        lp.yValueAxis.labels.dx = 16
+        lp.lines[0].strokeColor = colors.HexColor(ACCENT2)
+        lp.lines[0].strokeWidth = 1.8
+        d.add(lp)
+    return d
+
+
+def build_pdf(data: dict[str, Any], *, generated: dt.datetime) -> tuple[bytes, int]:
+    """Render the report from a snapshot's data; return (PDF bytes, page count)."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+    from reportlab.lib.units import mm
+    from reportlab.platypus import KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    styles = getSampleStyleSheet()
+    body = ParagraphStyle("body", parent=styles["BodyText"], fontSize=9.5, leading=13.5,
+                          textColor=colors.HexColor(INK))
+    h1 = ParagraphStyle("h1", parent=styles["Heading1"], fontSize=17, leading=21, textColor=colors.HexColor(INK),
+                        spaceAfter=4)
+    h2 = ParagraphStyle("h2", parent=styles["Heading2"], fontSize=11.5, textColor=colors.HexColor(ACCENT),
+                        spaceBefore=8, spaceAfter=4)
+    small = ParagraphStyle("small", parent=body, fontSize=7.8, leading=10, textColor=colors.HexColor(MUTED))
+    bullet = ParagraphStyle("bullet", parent=body, leftIndent=10, bulletIndent=0, spaceAfter=3)
+    W, H = A4
+    period = data["period"]
+    start, end = quarter_bounds(period)
+    title_period = f"Q{period[-1]} {period[:4]}"
+    o = data.get("overall") or {}
+    buf = io.BytesIO()
+
+    def cover(canvas: Any, doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFillColor(colors.HexColor("#0b1f2a"))
+        canvas.rect(0, 0, W, H, stroke=0, fill=1)
+        canvas.setFillColor(colors.HexColor(ACCENT))
+        canvas.rect(0, H * 0.42, W, 3 * mm, stroke=0, fill=1)
+        for i, c in enumerate(PALETTE[:5]):
+            canvas.setFillColor(colors.HexColor(c))
+            canvas.rect(20 * mm + i * 9 * mm, H - 40 * mm, 7 * mm, (12 + 6 * i) * mm, stroke=0, fill=1)
+        canvas.setFillColor(colors.white)
+        canvas.setFont("Helvetica-Bold", 12)
+        canvas.drawString(20 * mm, H - 52 * mm, "LEVQOR")
+        canvas.setFont("Helvetica-Bold", 34)
+        canvas.drawString(20 * mm, H - 95 * mm, "Automation Insights")
+        canvas.drawString(20 * mm, H - 110 * mm, "Report")
+        canvas.setFont("Helvetica", 18)
+        canvas.setFillColor(colors.HexColor("#99e9f2"))
+        canvas.drawString(20 * mm, H - 125 * mm, f"{title_period} · {start.strftime('%d %b')} – "
+                                                 f"{end.strftime('%d %b %Y')}")
+        canvas.setFont("Helvetica", 10.5)
+        canvas.setFillColor(colors.HexColor("#ced4da"))
+        lines = ["Anonymised benchmarks of how organisations automate on the Levqor platform:",
+                 "job volumes, reliability, latency, plugin adoption and time saved, by industry and size."]
+        for i, line in enumerate(lines):
+            canvas.drawString(20 * mm, H * 0.42 - (12 + 6 * i) * mm, line)
+        if o:
+            stats = [(f"{o['orgs']:,}", "organisations"), (f"{o['jobs']:,}", "jobs run"),
+                     (_n(o["success_rate"], "%"), "success rate"), (f"{o['time_saved_hours']:,} h", "time saved")]
+            for i, (v, lab) in enumerate(stats):
+                x = 20 * mm + i * 43 * mm
+                canvas.setFillColor(colors.white)
+                canvas.setFont("Helvetica-Bold", 20)
+                canvas.drawString(x, 60 * mm, v)
+                canvas.setFont("Helvetica", 9)
+                canvas.setFillColor(colors.HexColor("#adb5bd"))
+                canvas.drawString(x, 54 * mm, lab.upper())
+        canvas.setFont("Helvetica", 8)
+        canvas.setFillColor(colors.HexColor("#868e96"))
+        note = f"Published {generated.strftime('%d %B %Y')} · groups of fewer than {data['k']} organisations suppressed"
+        if data.get("includes_demo_data"):
+            note += " · CONTAINS DEMO DATA"
+        canvas.drawString(20 * mm, 20 * mm, note)
+        canvas.restoreState()
+
+    def later(canvas: Any, doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFillColor(colors.HexColor(ACCENT))
+        canvas.rect(20 * mm, H - 12 * mm, W - 40 * mm, 0.8 * mm, stroke=0, fill=1)
+        canvas.setFont("Helvetica", 7.5)
+        canvas.setFillColor(colors.HexColor(MUTED))
+        canvas.drawString(20 * mm, H - 10 * mm, f"Levqor Automation Insights Report · {title_period}")
+        canvas.drawString(20 * mm, 10 * mm, "Anonymised aggregates · k-anonymity k = "
+                          f"{data['k']}{' · demo data' if data.get('includes_demo_data') else ''}")
+        canvas.drawRightString(W - 20 * mm, 10 * mm, f"{doc.page}")
+        canvas.restoreState()
+
+    def table(rows: list[list[Any]], widths: list[float]) -> Table:
+        t = Table(rows, colWidths=widths, repeatRows=1)
+        t.setStyle(TableStyle([
+            ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"), ("FONTSIZE", (0, 0), (-1, -1), 8.3),
+            ("TEXTCOLOR", (0, 0), (-1, 0), colors.white), ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor(INK)),
+            ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f1f3f5")]),
+            ("ALIGN", (1, 0), (-1, -1), "RIGHT"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+            ("TOPPADDING", (0, 0), (-1, -1), 4), ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+            ("LINEBELOW", (0, -1), (-1, -1), 0.6, colors.HexColor(INK))]))
+        return t
+
+    story: list[Any] = [PageBreak()]
+    story.append(Paragraph("Executive summary", h1))
+    story.append(Paragraph(f"{start.strftime('%d %B')} – {end.strftime('%d %B %Y')}", small))
+    story.append(Spacer(1, 4 * mm))
+    for line in summary_lines(data):
+        story.append(Paragraph(line, bullet, bulletText="■"))
+    if o:
+        tiles = [("JOBS RUN", f"{o['jobs']:,}"), ("SUCCESS RATE", _n(o["success_rate"], "%")),
+                 ("MEDIAN JOB LATENCY", _n(o["latency_ms_median_org"], "ms")),
+                 ("PLUGIN ADOPTION", _n(o["plugin_adoption_pct"], "%"))]
+        cells = [[Paragraph(f"<font size=7.5 color='{MUTED}'>{lab}</font><br/><font size=16><b>{v}</b></font>",
+                            body) for lab, v in tiles]]
+        t = Table(cells, colWidths=[42.5 * mm] * 4, rowHeights=[20 * mm])
+        t.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#e3fafc")),
+                               ("LINEBEFORE", (1, 0), (-1, -1), 2, colors.white),
+                               ("LINEABOVE", (0, 0), (-1, 0), 2, colors.HexColor(ACCENT)),
+                               ("VALIGN", (0, 0), (-1, -1), "MIDDLE"), ("LEFTPADDING", (0, 0), (-1, -1), 8)]))
+        story += [Spacer(1, 6 * mm), t, Spacer(1, 6 * mm)]
+        story.append(_trend_chart(data.get("weekly") or [], 170 * mm, 75 * mm))
+        p = data.get("previous")
+        if p:
+            rows = [["Measure", title_period, p["period"].replace("-", " "), "Change"]]
+            for key, lab, unit in (("jobs", "Jobs run", ""), ("success_rate", "Success rate", "%"),
+                                   ("jobs_per_org", "Jobs per organisation", ""),
+                                   ("time_saved_hours", "Hours saved", ""),
+                                   ("plugin_adoption_pct", "Plugin adoption", "%")):
+                cur, prv = o.get(key), p.get(key)
+                ch = f"{100 * (cur - prv) / prv:+.1f} %" if cur is not None and prv else "—"
+                if unit == "%" and cur is not None and prv is not None:
+                    ch = f"{cur - prv:+.1f} pts"
+                rows.append([lab, _n(cur, unit), _n(prv, unit), ch])
+            story += [Paragraph("Quarter on quarter", h2), table(rows, [60 * mm, 36 * mm, 36 * mm, 38 * mm])]
+    story.append(PageBreak())
+
+    story.append(Paragraph("How organisations automate", h1))
+    story.append(Paragraph("Distributions across every organisation active this quarter: which kinds of step "
+                           "their live pipelines use, which connectors those steps reach, and which plugin "
+                           "categories they install. Each bar counts organisations (or their pipelines) and is "
+                           f"shown only when at least {data['k']} organisations stand behind it.", body))
+    if o:
+        sk = o["pipelines_by_step_kind"]
+        story.append(_bar_chart("Pipelines using each step kind", [c["label"] for c in sk], [c["value"] for c in sk],
+                                170 * mm, 58 * mm))
+        cn = o["connectors"][:8]
+        story.append(_bar_chart("Connector steps by target", [c["label"] for c in cn], [c["value"] for c in cn],
+                                170 * mm, 62 * mm, colour="#1c7ed6"))
+        pc = o["plugin_categories"][:8]
+        story.append(_bar_chart("Organisations installing each plugin category", [c["label"] for c in pc],
+                                [c["value"] for c in pc], 170 * mm, 62 * mm, colour="#5f3dc4"))
+    story.append(PageBreak())
+
+    for title, key, colour in (("Benchmarks by industry", "by_industry", ACCENT),
+                               ("Benchmarks by organisation size", "by_size_band", "#1c7ed6")):
+        dim = data[key]
+        groups = dim["groups"]
+        story.append(Paragraph(title, h1))
+        rows = [["Group", "Orgs", "Jobs / org", "Success", "Median latency", "Hours saved / org", "Plugins"]]
+        for g in groups:
+            rows.append([g["label"], f"{g['orgs']:,}", f"{g['jobs_per_org']:,}", _n(g["success_rate"], "%"),
+                         _n(g["latency_ms_median_org"], "ms"), f"{g['time_saved_hours_per_org']:,}",
+                         _n(g["plugin_adoption_pct"], "%")])
+        if len(rows) == 1:
+            rows.append(["No group reached k organisations", "", "", "", "", "", ""])
+        story.append(table(rows, [48 * mm, 14 * mm, 20 * mm, 18 * mm, 26 * mm, 26 * mm, 18 * mm]))
+        story.append(Paragraph(
+            f"{dim['suppressed_groups']} group(s) with fewer than {data['k']} organisations were pooled into "
+            f"“{POOLED}” or withheld; the smallest published groups join the pool when needed so that no "
+            "withheld group can be recovered by subtraction.", small))
+        story.append(Spacer(1, 3 * mm))
+        row = [_bar_chart("Jobs per organisation", [g["label"] for g in groups], [g["jobs_per_org"] for g in groups],
+                          84 * mm, 62 * mm, colour=colour),
+               _bar_chart("Success rate (%)", [g["label"] for g in groups],
+                          [g["success_rate"] or 0 for g in groups], 84 * mm, 62 * mm, fmt="%.1f", colour=ACCENT2)]
+        grid = Table([row], colWidths=[86 * mm, 86 * mm])
+        story += [grid, Spacer(1, 2 * mm),
+                  _bar_chart("Estimated hours saved per organisation", [g["label"] for g in groups],
+                             [g["time_saved_hours_per_org"] for g in groups], 170 * mm, 55 * mm, fmt="%.1f",
+                             colour="#2b8a3e"),
+                  PageBreak()]
+
+    story.append(Paragraph("Methodology and privacy", h1))
+    meth = [
+        ("Population", "Every organisation on the Levqor platform with a live pipeline or a finished live job in "
+                       "the quarter, except those that opted out (organisation setting "
+                       "<font face='Courier'>insights_opt_out</font>). Test-mode jobs are never counted."),
+        ("Data collection", "Finished jobs are folded incrementally, once each, into one row per organisation "
+                            "and day (a watermark over the jobs table), so the figures never rescan history. "
+                            "Those rows stay inside the aggregator; only group figures leave it."),
+        ("Measures", "Jobs run and success rate (succeeded / finished, failed and dead-lettered jobs count as "
+                     "failures); latency is the median (and 90th percentile) across organisations of each "
+                     "organisation's mean start-to-finish time; plugin adoption is the share of organisations "
+                     "with at least one active marketplace plugin."),
+        ("Time saved", "An estimate: each successful step is credited with the time a person would take to do "
+                       "it by hand — " + ", ".join(f"{STEP_LABELS[kd].lower()} {s // 60 if s >= 60 else s}"
+                                                   f"{' min' if s >= 60 else ' s'}"
+                                                   for kd, s in TIME_SAVED_S.items()) + "."),
+        ("k-anonymity", f"No figure is published about fewer than k = {data['k']} organisations: groups (industry, "
+                        "size band, week) and cells (step kinds, connectors, plugin categories) below k are "
+                        "suppressed, and small groups are pooled with complementary suppression. Group labels "
+                        "come from fixed lists; no organisation name, id, slug or email appears."),
+        ("Differential privacy", data["privacy"]),
+        ("Industry and size", "Organisations state their industry and size band at sign-up or in their "
+                              "settings; those that did not are grouped as “Not stated”."),
+    ]
+    if data.get("includes_demo_data"):
+        meth.append(("Demo data", "This report was produced on a demonstration installation: its organisations "
+                                  "and their activity are seeded demo data, not customers."))
+    for head, text in meth:
+        story.append(KeepTogether([Paragraph(head, h2), Paragraph(text, body)]))
+    story.append(Spacer(1, 6 * mm))
+    stamp = generated.strftime("%d %B %Y %H:%M UTC")
+    story.append(Paragraph(f"Snapshot computed for {period}; report generated {stamp}.", small))
+    doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=20 * mm, rightMargin=20 * mm, topMargin=18 * mm,
+                            bottomMargin=18 * mm, title=f"Levqor Automation Insights Report {title_period}",
+                            author="Levqor")
+    doc.build(story, onFirstPage=cover, onLaterPages=later)
+    return buf.getvalue(), doc.page
+
+
+# ---- archive and tools --------------------------------------------------------------------------------
+
+class InsightsReportRead(BaseModel):
+    id: int
+    period: str
+    created_at: dt.datetime
+    size_bytes: int
+    pages: int
+    url: str = Field(description="Stable download URL")
+    drive_link: str | None
+    notion_page_id: str | None
+    publish_note: str
+
+
+def read(r: InsightsReport) -> InsightsReportRead:
+    return InsightsReportRead(id=r.id, period=r.period, created_at=r.created_at, size_bytes=r.size_bytes, pages=r.pages,
+                      url=f"/insights/reports/{r.id}.pdf", drive_link=r.drive_link,
+                      notion_page_id=r.notion_page_id, publish_note=r.publish_note)
+
+
+def generate(ctx: ToolContext, period: str) -> InsightsReportRead:
+    """Snapshot ``period``, render, archive and publish (Drive, Notion) the report."""
+    quarter_bounds(period)
+    snap: InsightsSnapshot = take_snapshot(ctx.session, period)
+    now = utcnow()
+    pdf, pages = build_pdf(dict(snap.data), generated=now)
+    row = InsightsRepository(ctx.session).add_report(InsightsReport(
+        period=period, snapshot_id=snap.id, created_at=now, created_by=ctx.principal.actor[:200],
+        size_bytes=len(pdf), pages=pages, pdf=pdf, demo=bool(snap.data.get("includes_demo_data"))))
+    notes = []
+    drive = publish.upload_to_drive(pdf, f"Levqor Insights Report {period}.pdf")
+    if drive is not None:
+        row.drive_file_id, row.drive_link = drive.file_id, drive.link
+        notes.append(drive.note)
+    else:
+        notes.append("archived locally (Google Drive not configured)")
+    notion = publish.push_to_notion(period, summary_lines(dict(snap.data)), f"/insights/reports/{row.id}.pdf")
+    if notion is not None:
+        row.notion_page_id = notion.page_id
+        notes.append(notion.note)
+    row.publish_note = "; ".join(notes)[:1000]
+    ctx.session.flush()
+    return read(row)
+
+
+class InsightsReportIn(BaseModel):
+    period: str | None = Field(None, pattern=r"^20\d{2}-Q[1-4]$",
+                               description="YYYY-Qn; default: the quarter so far")
+
+
+@tool("insights.report_generate", risk="write")
+def report_generate(ctx: ToolContext, params: InsightsReportIn) -> InsightsReportRead:
+    """Generate the quarterly Insights Report PDF now, archive and publish it (Levqor staff)."""
+    require_staff(ctx, "publish the Insights Report: it covers every organisation")
+    out = generate(ctx, params.period or quarter_of(utcnow().date()))
+    audit_log.record(ctx, "insights.report_generated", f"insights_report:{out.id}",
+                     detail={"period": out.period, "pages": out.pages, "published": out.publish_note})
+    return out
+
+
+class NoInput(BaseModel):
+    pass
+
+
+class InsightsReportList(BaseModel):
+    items: list[InsightsReportRead]
+
+
+@tool("insights.reports", risk="read")
+def reports(ctx: ToolContext, params: NoInput) -> InsightsReportList:
+    """List the archived quarterly Insights Reports (public: they hold only anonymised aggregates)."""
+    return InsightsReportList(items=[read(r) for r in InsightsRepository(ctx.session).reports()])
+
+
+def pdf_of(ctx: ToolContext, report_id: int | None) -> tuple[InsightsReport, bytes]:
+    """The archived PDF ``report_id``, or the latest one with None."""
+    repo = InsightsRepository(ctx.session)
+    r = repo.report(report_id) if report_id is not None else next(iter(repo.reports(1)), None)
+    if r is None:
+        raise NotFound("no such Insights Report", field="report_id")
+    return r, bytes(r.pdf)
+
+
+def quarterly() -> None:
+    """Scheduled on the first day of each quarter: the report of the quarter that just ended."""
+    with session_scope() as s:
+        period = previous_quarter(quarter_of(utcnow().date()))
+        if InsightsRepository(s).report_for(period) is None:
+            ctx = ToolContext(s, SYSTEM)
+            out = generate(ctx, period)
+            audit_log.record(ctx, "insights.report_generated", f"insights_report:{out.id}",
+                             detail={"period": period, "pages": out.pages, "trigger": "schedule"})
+
+
+def hourly_snapshot() -> None:
+    """Refresh the published figures of the current quarter (what /insights shows)."""
+    with session_scope() as s:
+        take_snapshot(s, quarter_of(utcnow().date()))
+
+
+def schedules() -> list[Schedule]:
+    """The rollup (interval from settings), the hourly snapshot and the quarterly report."""
+    return [Schedule("insights.rollup", float(get_settings().insights_rollup_interval_s), scheduled_rollup),
+            Schedule("insights.snapshot", 3600.0, hourly_snapshot),
+            Schedule("insights.quarterly_report", "cron:0 3 1 1,4,7,10 *", quarterly)]
