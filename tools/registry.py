@@ -71,6 +71,9 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.decision_engine.advisor",
     "tools.auto_intel.signals",
     "tools.auto_intel.incidents",
+    "tools.community.early_access",
+    "tools.community.announcements",
+    "tools.community.network",
 )
 
 

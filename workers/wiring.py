@@ -12,6 +12,7 @@ from agents.healer import graph as healer
 from agents.monitor import graph as monitor
 from agents.runtime import triggers as agent_triggers
 from tools.billing import dunning
+from tools.community import announcements
 from tools.enterprise import audit_log
 from tools.events.service import Reaction, Reactions
 from tools.jobs import demo as jobs_demo
@@ -26,7 +27,7 @@ def schedules() -> list[Schedule]:
     """Every scheduled job, in the order the scheduler adds them (settings are read now)."""
     return [*audit_log.schedules(), *triggers.SCHEDULES, *jobs_demo.SCHEDULES, *payouts.SCHEDULES,
             *pulse.schedules(), *monitor.schedules(), *agent_triggers.schedules(),
-            *ratelimit.SCHEDULES, *dunning.schedules()]
+            *ratelimit.SCHEDULES, *dunning.schedules(), *announcements.schedules()]
 
 
 def reaction_list() -> list[Reaction]:

@@ -28,6 +28,7 @@ PERMISSIONS: tuple[str, ...] = (
     "incidents:read", "incidents:write",
     "billing:read", "billing:write",
     "usage:read",
+    "community:read", "community:write",
 )
 
 _READS = {p for p in PERMISSIONS if p.endswith(":read") and not p.startswith("audit:")}
