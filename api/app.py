@@ -38,6 +38,8 @@ ROUTERS: tuple[str, ...] = (
     "api.pages.ops",
     "api.pages.router",
     "api.pages.developer",
+    "api.routers.community",
+    "api.pages.community",
     "api.pages.swagger",
 )
 

@@ -317,3 +317,14 @@ def atom_feed(session: Session) -> str:
                 f'<content type="text">{escape(a.body)}</content>', "</entry>"]
     out.append("</feed>")
     return "\n".join(out) + "\n"
+
+
+def published(session: Session) -> list[AnnouncementRead]:
+    """Published announcements, newest first (public)."""
+    return [AnnouncementRead.of(a) for a in CommunityRepository(session).announcements(published_only=True)]
+
+
+def published_one(session: Session, slug: str) -> AnnouncementRead | None:
+    """A published announcement by slug (public), or None."""
+    row = CommunityRepository(session).announcement_by_slug(slug)
+    return AnnouncementRead.of(row) if row is not None and row.status == "published" else None
