@@ -156,15 +156,18 @@ def publish_announcement(ctx: ToolContext, params: AnnouncementRef) -> Announcem
 
 
 def enqueue(session: Session, row: Announcement) -> int:
-    """Add one delivery row per new recipient of the announcement (idempotent); return how many were added."""
+    """Add one delivery row per new recipient of the announcement (idempotent); return how many were added.
+
+    Demo announcements (``make run``'s seed) are web only: they email and post to nobody."""
+    if row.demo:
+        return 0
     repo = CommunityRepository(session)
     have = repo.delivery_keys(row.id)
     added = 0
     wanted: list[tuple[str, str, str]] = []
     for seg in row.segments or []:
         wanted += [("email", e, seg) for e in segment_emails(session, seg)]
-    if not row.demo:
-        wanted += [(ch, ch, "") for ch in channels()]
+    wanted += [(ch, ch, "") for ch in channels()]
     for channel, recipient, seg in wanted:
         if (channel, recipient) in have:
             continue

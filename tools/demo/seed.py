@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from memory.identity.repository import IdentityRepository
 from tools.context import SYSTEM, Principal, ToolContext
+from tools.demo.community import seed_community
 from tools.demo.pulse import seed_pulse
 from tools.identity.service import ApiKeyCreate, OrgCreate, UserCreate, create_key, create_org, create_user
 from tools.jobs.demo import seed_jobs_demo
@@ -18,7 +19,7 @@ DEMO_SLUG = "demo"
 DEMO_EMAIL = "admin@demo.levqor.ai"
 
 # Each area's demo data: ``fn(ctx)`` runs inside the seeding transaction.
-SEEDERS: tuple[Callable[[ToolContext], None], ...] = (seed_jobs_demo, seed_pulse)
+SEEDERS: tuple[Callable[[ToolContext], None], ...] = (seed_jobs_demo, seed_pulse, seed_community)
 
 
 def seed(session: Session) -> dict[str, Any]:
