@@ -25,21 +25,24 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+MAC_LEN = 36  # hex digits (144 bits); tokens are [A-Za-z0-9_-] only, safe in any link or mail client
+
+
+def _mac(purpose: str, payload: str) -> str:
+    return hmac.new(_key(purpose), payload.encode(), hashlib.sha256).hexdigest()[:MAC_LEN]
+
+
 def sign(purpose: str, value: str, *, now: float | None = None) -> str:
     """``value`` and the time, signed for ``purpose``."""
     stamp = int(time.time() if now is None else now)
     payload = _b64(f"{stamp}:{value}".encode())
-    mac = _b64(hmac.new(_key(purpose), payload.encode(), hashlib.sha256).digest()[:18])
-    return f"{payload}.{mac}"
+    return payload + _mac(purpose, payload)
 
 
 def unsign(purpose: str, token: str) -> tuple[str, int] | None:
     """The signed value and its time, or None when the token is forged, truncated or of another purpose."""
-    payload, _, mac = token.partition(".")
-    if not payload or not mac:
-        return None
-    expected = _b64(hmac.new(_key(purpose), payload.encode(), hashlib.sha256).digest()[:18])
-    if not hmac.compare_digest(expected, mac):
+    payload, mac = token[:-MAC_LEN], token[-MAC_LEN:]
+    if not payload or not hmac.compare_digest(_mac(purpose, payload), mac):
         return None
     try:
         stamp, _, value = _unb64(payload).decode().partition(":")
