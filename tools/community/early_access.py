@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from levqor.settings import get_settings
 from memory.community.models import CommunityUnsubscribe, EarlyAccessApplication
 from memory.community.repository import CommunityRepository
-from memory.db import utcnow
+from memory.db import session_scope, utcnow
 from memory.identity.repository import IdentityRepository
 from memory.partner.repository import PartnerRepository
 from tools.community import mailer, tokens
@@ -98,12 +98,15 @@ def _check_form(token: str, now: float) -> None:
         raise Unprocessable("the form expired; reload the page and try again", field="form_token")
 
 
-def _check_rate(session: Session, ip: str, clock: Any = time.time) -> None:
+def _check_rate(ip: str, clock: Any = time.time) -> None:
+    """Count the attempt in its own transaction: refused and invalid attempts count too (bots send those)."""
     s = get_settings()
-    limiter = rate_limiter(session, clock)
     item = per_seconds(s.early_access_max_per_ip, s.early_access_window_s, NAMESPACE)
-    if not limiter.hit(item, "ip", ip):
+    with session_scope() as counting:
+        limiter = rate_limiter(counting, clock)
+        allowed = limiter.hit(item, "ip", ip)
         reset = limiter.get_window_stats(item, "ip", ip).reset_time
+    if not allowed:
         wait = max(1, int(reset - clock() + 0.999))
         raise RateLimited(f"too many applications from this address; try again in {wait} s", field="email",
                           extra={"retry_after": wait}, headers={"Retry-After": str(wait)})
@@ -116,7 +119,7 @@ def _base() -> str:
 def apply(session: Session, params: ApplicationCreate, *, ip: str, now: float | None = None) -> Applied:
     """Record an application and email the confirmation link (double opt-in); bots get the same answer."""
     at = time.time() if now is None else now
-    _check_rate(session, ip)
+    _check_rate(ip)
     if params.homepage.strip():  # the honeypot: answered like a success, nothing stored or sent
         audit_log.append(session, actor=f"ip:{ip}", action="community.early_access_spam", target="early-access",
                          detail={"reason": "honeypot"})
