@@ -64,10 +64,13 @@ def send(announcement_id: int,
     with Progress(TextColumn("[bold]announcement #{task.fields[ann]}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("sent {task.fields[sent]} · failed {task.fields[failed]} · skipped {task.fields[skipped]}"
                              " · to retry {task.fields[pending]}"), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("send", total=start["total"], ann=announcement_id, **_fields(start))
+        f = _fields(start)
+        task = bar.add_task("send", total=start["total"], ann=announcement_id, sent=f["sent"], failed=f["failed"],
+                            skipped=f["skipped"], pending=f["pending"])
 
         def update(p: dict[str, int]) -> None:
-            bar.update(task, completed=p["sent"] + p["failed"] + p["skipped"], **_fields(p))
+            bar.update(task, completed=p["sent"] + p["failed"] + p["skipped"], sent=p["sent"], failed=p["failed"],
+                       skipped=p["skipped"], pending=p["pending"])
 
         update(start)
         final = ann.send_all(announcement_id, on_batch=update, retry_now=retry_now)

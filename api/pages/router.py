@@ -15,8 +15,8 @@ from api.deps import SESSION_COOKIE, SessionDep, public, require
 from levqor import __version__
 from levqor.llm import mode_info
 from levqor.settings import get_settings
-from tools.context import ToolContext
 from tools.community.network import community_channels
+from tools.context import ToolContext
 from tools.dev_portal.accounts import require_verified
 from tools.enterprise import audit_tools
 from tools.enterprise.audit_tools import AuditSearch

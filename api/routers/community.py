@@ -12,7 +12,7 @@ from api.deps import SessionDep, public, require
 from tools.community import announcements as ann
 from tools.community import early_access as ea
 from tools.community.announcements import AnnouncementCreate, AnnouncementList, AnnouncementRead, AnnouncementRef
-from tools.community.early_access import Applied, ApplicationCreate, ApplicationList, ApplicationQuery, ApplicationRead
+from tools.community.early_access import ApplicationCreate, ApplicationList, ApplicationQuery, ApplicationRead, Applied
 from tools.community.network import Checklist, NetworkFacts, launch_checklist, network_facts
 from tools.context import ToolContext
 from tools.identity.service import NoInput
@@ -22,7 +22,8 @@ AppId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class FormToken(BaseModel):
-    form_token: str = Field(description="Send back as form_token; a submit sooner than the minimum fill time is refused")
+    form_token: str = Field(description="Send back as form_token; a submit sooner than the minimum fill time "
+                                        "is refused")
 
 
 class ConfirmIn(BaseModel):

@@ -52,7 +52,8 @@ class CommunityRepository:
                                          .where(EarlyAccessApplication.status.in_(statuses))))
 
     # messages
-    def messages(self, *, to: str | None = None, kind: str | None = None, limit: int = 200) -> Sequence[CommunityMessage]:
+    def messages(self, *, to: str | None = None, kind: str | None = None,
+                 limit: int = 200) -> Sequence[CommunityMessage]:
         q = select(CommunityMessage).order_by(CommunityMessage.id.desc())
         if to:
             q = q.where(CommunityMessage.to_email == to)

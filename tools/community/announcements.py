@@ -46,7 +46,8 @@ class AnnouncementCreate(BaseModel):
     title: str = Field(min_length=3, max_length=200)
     summary: str = Field(min_length=3, max_length=500)
     body: str = Field(min_length=3, max_length=20000)
-    link_path: str = Field("", max_length=500, pattern=r"^(/[^\s]*)?$", description="A page of this site, e.g. /insights")
+    link_path: str = Field("", max_length=500, pattern=r"^(/[^\s]*)?$",
+                           description="A page of this site, e.g. /insights")
     segments: list[Segment] = Field(default_factory=list, max_length=3)
 
 
@@ -234,8 +235,12 @@ def send_batch(ann_id: int | None = None, *, limit: int | None = None) -> tuple[
                 d.state, d.lease_until = "skipped", None
                 continue
             try:
-                {"email": lambda: _email(session, row, d), "discord": lambda: _discord(row),
-                 "telegram": lambda: _telegram(row)}[d.channel]()
+                if d.channel == "email":
+                    _email(session, row, d)
+                elif d.channel == "discord":
+                    _discord(row)
+                else:
+                    _telegram(row)
             except Exception as exc:
                 d.last_error = f"{type(exc).__name__}: {exc}"[:1000]
                 d.lease_until = None

@@ -47,7 +47,8 @@ class ApplicationCreate(BaseModel):
     website: str = Field("", max_length=500, pattern=r"^(https?://\S+)?$")
     use_case: str = Field(min_length=20, max_length=4000,
                           description="What you want to build on Levqor (20 characters or more)")
-    form_token: str = Field(min_length=10, max_length=200, description="The signed stamp from GET /v1/early-access/form")
+    form_token: str = Field(min_length=10, max_length=200,
+                            description="The signed stamp from GET /v1/early-access/form")
     homepage: str = Field("", max_length=500, description="Leave empty (a field only bots fill in)")
 
 
@@ -82,7 +83,8 @@ class Applied(BaseModel):
 
 
 def form_token(now: float | None = None) -> str:
-    """A signed stamp of when the form was shown (a submit sooner than ``LEVQOR_EARLY_ACCESS_MIN_FILL_S`` is refused)."""
+    """A signed stamp of when the form was shown (a submit sooner than ``LEVQOR_EARLY_ACCESS_MIN_FILL_S`` is
+    refused)."""
     return tokens.sign(FORM, "v1", now=now)
 
 

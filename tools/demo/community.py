@@ -48,7 +48,8 @@ def seed_community(ctx: ToolContext) -> None:
         if PartnerRepository(session).partner_for_org(org.id) is not None:
             continue
         in_org = ToolContext(session, Principal(kind="system", id="seed", org_id=org.id, role="admin", name="seed"))
-        register_partner(in_org, PartnerRegister(display_name=spec["name"], contact_email=f"partners@{spec['slug']}.example",
+        register_partner(in_org, PartnerRegister(display_name=spec["name"],
+                                                 contact_email=f"partners@{spec['slug']}.example",
                                                  bio="A demo partner created by make run's seed; not a real company."))
         for slug, name, cats, pricing, desc in spec["plugins"]:
             create_plugin(in_org, PluginSubmit(manifest=_manifest(slug, name, spec["name"], cats, pricing, desc)))
