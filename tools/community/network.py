@@ -74,8 +74,13 @@ class ListedPartner(BaseModel):
     plugins: int
 
 
+class Benefit(BaseModel):
+    title: str
+    text: str
+
+
 class NetworkFacts(BaseModel):
-    benefits: list[tuple[str, str]]
+    benefits: list[Benefit]
     revenue: RevenueTerms
     partners: list[ListedPartner]
     certified_experts: int | None  # None: certification has not opened (no such tool registered)
@@ -106,7 +111,7 @@ def network_facts(session: Session) -> NetworkFacts:
     for name, n in sorted(counts.items()):
         pid = next((marketplace.publisher_id(session, p.id) for p in doc.plugins if p.partner == name), None)
         partners.append(ListedPartner(id=pid or 0, name=name, plugins=n))
-    return NetworkFacts(benefits=list(BENEFITS),
+    return NetworkFacts(benefits=[Benefit(title=t, text=x) for t, x in BENEFITS],
                         revenue=RevenueTerms(min_partner_share_pct=round(rs.min_partner_share * 100, 1),
                                              max_partner_share_pct=round(rs.max_partner_share * 100, 1),
                                              platform_fee_floor_pct=round(rs.platform_fee_floor * 100, 1)),
