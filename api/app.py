@@ -49,6 +49,8 @@ ROUTERS: tuple[str, ...] = (
     "api.pages.developer",
     "api.routers.governance",
     "api.pages.governance",
+    "api.routers.community",
+    "api.pages.community",
     "api.pages.swagger",
 )
 

@@ -245,6 +245,28 @@ class Settings(BaseSettings):
     pulse_probe_interval_s: int = Field(60, description="Seconds between the scheduler's /readyz uptime probes.")
     pulse_check_interval_s: int = Field(
         900, description="Seconds between Pulse checks (daily snapshot, weekly planner, monthly PDF; idempotent).")
+    # ---- community (tools/community) ----
+    early_access_min_fill_s: int = Field(
+        3, description="Seconds the early-access form must be open before a submit counts (faster: a bot).")
+    early_access_max_per_ip: int = Field(
+        5, description="Early-access applications from one IP address within the window.")
+    early_access_window_s: int = Field(
+        3600, description="Window over which early-access applications per IP are counted (seconds).")
+    early_access_confirm_ttl_h: int = Field(48, description="Hours an early-access confirmation link stays valid.")
+    community_discord_url: str = Field(
+        "", description="Public invite link of the Discord community (footer, Partner Network page).")
+    community_telegram_url: str = Field(
+        "", description="Public link of the Telegram community channel (footer, Partner Network page).")
+    community_discord_webhook_url: str = Field(
+        "", description="Discord webhook announcements are posted to (SSRF-guarded); empty: off.")
+    community_telegram_bot_token: str = Field(
+        "", description="Telegram bot token for posting announcements; with the chat id enables it.")
+    community_telegram_chat_id: str = Field("", description="Telegram chat (e.g. @levqor) announcements are posted to.")
+    community_telegram_api_base: str = Field("https://api.telegram.org", description="Telegram Bot API base URL.")
+    announcement_batch_size: int = Field(50, description="Announcement deliveries sent per batch.")
+    announcement_max_attempts: int = Field(6, description="Attempts per announcement delivery before it is failed.")
+    announcement_send_interval_s: float = Field(
+        15, description="Seconds between the scheduler's announcement delivery rounds.")
     notion_token: str = Field("", description="Notion integration token; with the data source id enables the feed.")
     notion_data_source_id: str = Field("", description="Notion Pulse data source id (API 2025-09-03).")
     notion_base_url: str = Field("", description="Notion API base URL; empty means https://api.notion.com.")

@@ -4,6 +4,7 @@ from memory.agents import models as agents  # noqa: F401
 from memory.audit import models as audit  # noqa: F401
 from memory.billing import models as billing  # noqa: F401
 from memory.certification import models as certification  # noqa: F401
+from memory.community import models as community  # noqa: F401
 from memory.db import Base
 from memory.dev_portal import models as dev_portal  # noqa: F401
 from memory.events import models as events  # noqa: F401

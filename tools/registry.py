@@ -80,6 +80,9 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.governance.service",
     "tools.governance.policy_versions",
     "tools.governance.report",
+    "tools.community.early_access",
+    "tools.community.announcements",
+    "tools.community.network",
 )
 
 

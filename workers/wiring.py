@@ -12,6 +12,7 @@ from agents.healer import graph as healer
 from agents.monitor import graph as monitor
 from agents.runtime import triggers as agent_triggers
 from tools.billing import dunning
+from tools.community import announcements
 from tools.data_insights import report_builder as insights
 from tools.enterprise import audit_log, sla
 from tools.events.service import Reaction, Reactions
@@ -29,7 +30,8 @@ def schedules() -> list[Schedule]:
     return [*audit_log.schedules(), *triggers.SCHEDULES, *jobs_demo.SCHEDULES, *payouts.SCHEDULES,
             *pulse.schedules(), *monitor.schedules(), *agent_triggers.schedules(),
             *ratelimit.SCHEDULES, *dunning.schedules(), *sla.SCHEDULES,
-            *review_cycle.schedules(), *insights.schedules()]
+            *review_cycle.schedules(), *insights.schedules(),
+            *announcements.schedules()]
 
 
 def reaction_list() -> list[Reaction]:

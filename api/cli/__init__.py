@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "payouts-run": ("api.cli.partners", "cli", "Prepare and transfer a month's partner payouts."),
     "credits-grant": ("api.cli.jobs", "cli", "Add job credits to an organisation."),
     "docs": ("api.cli.docs", "docs", "Developer docs: generate the API reference from the OpenAPI document."),
+    "announcements": ("api.cli.community", "announcements",
+                      "Announcements: list, write the launch ones, publish, send."),
     "chaos": ("api.cli.chaos", "chaos", "The chaos suite: inject faults, measure detection and self-healing."),
 }
 

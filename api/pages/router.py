@@ -15,6 +15,7 @@ from api.deps import SESSION_COOKIE, SessionDep, public, require
 from levqor import __version__
 from levqor.llm import mode_info
 from levqor.settings import get_settings
+from tools.community.network import community_channels
 from tools.context import ToolContext
 from tools.dev_portal.accounts import require_verified
 from tools.enterprise import audit_tools
@@ -25,6 +26,7 @@ from tools.identity.service import ApiKeyCreate, NoInput, end_session, login
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+templates.env.globals["community_channels"] = community_channels  # footer links, read from settings per page
 LOGIN_CSRF_COOKIE = "levqor_login_csrf"
 
 

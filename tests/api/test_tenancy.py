@@ -133,7 +133,8 @@ def _victim(client: Any, set_settings: Any, rx: Receiver) -> Victim:
            "thread_id": f"victim-thread-{tag}", "approval_id": 1, "invite_id": invite.json()["id"],
            "suggestion_id": 1, "partner_id": 1, "endpoint_id": endpoint.json()["id"],
            "month": utcnow().strftime("%Y-%m"), "key_prefix": keys[0]["prefix"], "window_id": window_id,
-           "audit_id": _governance_audit(slug), "quarter": "2026-Q4"}
+           "audit_id": _governance_audit(slug), "quarter": "2026-Q4",
+           "application_id": 1, "announcement_id": 1}
     tier_limiter.sync()  # the first organisation's usage rows (GET /v1/usage must not show them to another)
     markers = [a.slug, a.admin_email, pipe_name, f"victim-input-{tag}", f"victim-incident-{tag}",
                f"{{pipeline={pid}}}", invited, f"victim-{tag}.example.com", endpoint.json()["secret"],
@@ -275,6 +276,30 @@ def test_a_second_organisation_reaches_nothing_of_the_first(app, client, set_set
     # The first organisation still works with its own keys.
     assert client.get("/v1/me", headers=v.org.headers()).status_code == 200
     assert client.get(f"/v1/pipelines/{v.ids['pipeline_id']}", headers=v.org.headers("viewer")).status_code == 200
+
+
+# Community routes open to anyone, by design (tools/community): the early-access form stamp, applying and
+# confirming by the emailed token, published announcements and the Partner Network's public facts. Every
+# other community route needs a key of a Levqor staff organisation.
+COMMUNITY_PUBLIC = {("GET", "/v1/early-access/form"), ("POST", "/v1/early-access"),
+                    ("POST", "/v1/early-access/confirm"), ("GET", "/v1/announcements"), ("GET", "/v1/partner-network")}
+COMMUNITY_PREFIXES = ("/v1/early-access", "/v1/announcements", "/v1/partner-network", "/v1/community")
+
+
+def test_community_routes_are_public_only_when_listed(app, client) -> None:
+    seen = set()
+    for path, ops in app.openapi()["paths"].items():
+        if not path.startswith(COMMUNITY_PREFIXES):
+            continue
+        for method in ops:
+            url = path.replace("{application_id}", "1").replace("{announcement_id}", "1")
+            r = client.request(method.upper(), url, json={} if method == "post" else None)
+            seen.add((method.upper(), path))
+            if (method.upper(), path) in COMMUNITY_PUBLIC:
+                assert r.status_code not in (401, 403) and r.status_code < 500, (method, path, r.status_code)
+            else:
+                assert r.status_code == 401, (method, path, r.status_code)
+    assert COMMUNITY_PUBLIC <= seen and len(seen) > len(COMMUNITY_PUBLIC)
 
 
 # ---- the platform rule, one by one ------------------------------------------------------------------

@@ -32,6 +32,7 @@ PERMISSIONS: tuple[str, ...] = (
     "sla:read", "sla:write",
     "certification:read", "certification:write", "certification:admin",
     "insights:write",
+    "community:read", "community:write",
 )
 
 # SLA reports carry the organisation's fee and credits: its admins and auditors read them, not viewers.
