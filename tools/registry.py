@@ -71,6 +71,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.decision_engine.advisor",
     "tools.auto_intel.signals",
     "tools.auto_intel.incidents",
+    "tools.auto_intel.monitor",
 )
 
 
