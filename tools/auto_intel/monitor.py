@@ -19,8 +19,8 @@ from memory.db import get_engine, session_scope, utcnow
 from tools.auto_intel import signals
 from tools.auto_intel.anomalies import anomaly_findings, detectors
 from tools.auto_intel.findings import Finding
-from tools.auto_intel.notifications import send_in
 from tools.auto_intel.lifecycle import open_or_update, refresh_gauges, resolve_quiet
+from tools.auto_intel.notifications import send_in
 from tools.auto_intel.rules import rule_findings
 from tools.context import ToolContext
 from tools.enterprise import audit_log
