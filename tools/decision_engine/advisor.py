@@ -410,11 +410,16 @@ def _kpi_month(turn: _Turn, kpi: str, month: str | int) -> str:
     days = (until - start).days + 1
     h = turn.call("pulse.history", {"kpi": kpi, "days": days, "until": until.isoformat()})
     name = start.strftime("%B %Y")
-    if h["mean"] is None:
+    if h["value"] is None:
         return f"There is no {h['label']} data for {name}."
+    how = {"sum": "total", "mean": "averaged", "last": "at the end"}[h["aggregate"]]
     text = (f"{h['label']} in {name} ({start.isoformat()} to {until.isoformat()}"
-            + (", month in progress" if in_progress else "") + f"): averaged {_v(h['mean'], h['unit'])} per day, "
-            f"from {_v(h['first'], h['unit'])} on the first day to {_v(h['last'], h['unit'])} on the last.")
+            + (f", month in progress: {h['days_with_data']} days so far" if in_progress else "")
+            + f"): {how} {_v(h['value'], h['unit'])}")
+    if h["aggregate"] == "sum":
+        text += f", averaging {_v(h['mean'], h['unit'])} per day."
+    else:
+        text += f", from {_v(h['first'], h['unit'])} on the first day to {_v(h['last'], h['unit'])} on the last."
     return text
 
 

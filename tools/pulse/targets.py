@@ -14,6 +14,7 @@ from memory.db import utcnow
 from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
 from tools.pulse.kpis import KPIS
+from tools.pulse.measure import measure_series
 from tools.pulse.store import latest
 from tools.registry import tool
 
@@ -64,6 +65,9 @@ class TargetEval(BaseModel):
     reason: str
     trend: Trend
     error_budget: ErrorBudget | None = None
+    period_start: dt.date | None = None
+    period_end: dt.date | None = None
+    partial: bool = False  # a month or quarter still in progress: the value is to date
 
 
 class TargetsReport(BaseModel):
@@ -91,6 +95,17 @@ def _window_start(day: dt.date, window: str) -> dt.date:
     if window == "latest":
         return day - dt.timedelta(days=30)
     return day - dt.timedelta(days=6)  # "day": the latest day with data in the last week
+
+
+def _window_end(day: dt.date, window: str) -> dt.date:
+    """The last day of the calendar window holding ``day`` (month, quarter); ``day`` otherwise."""
+    if window == "month":
+        return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+    if window == "quarter":
+        first = _window_start(day, "quarter")
+        nxt = dt.date(first.year + (first.month + 3 > 12), (first.month + 2) % 12 + 1, 1)
+        return nxt - dt.timedelta(days=1)
+    return day
 
 
 def satisfies(actual: float, op: str, target: float) -> bool:
@@ -135,15 +150,13 @@ def evaluate_one(kpi: str, spec: TargetSpec, series: list[tuple[dt.date, float |
         why = missing[0] if missing and missing[0] else f"no data for this {spec.window}"
         return TargetEval(**base, actual=None, status="not_available", reason=why)
     values = [v for _, v in in_window]
-    if spec.window in ("latest", "day"):
-        actual = values[-1]
-    elif spec.window == "quarter" and d.aggregate == "sum":
-        actual = sum(values)
-    elif d.aggregate == "sum":
-        actual = sum(values)
-    else:
-        actual = sum(values) / len(values)
-    actual = round(actual, 4)
+    # The window's value is the one every surface reads for this period (tools.pulse.measure); a day or
+    # "latest" window is its last reading.
+    m = measure_series(kpi, [(x, v) for x, v, _ in series], start, day, day,
+                       how="last" if spec.window in ("latest", "day") else None)
+    actual = round(float(m.value if m.value is not None else values[-1]), 4)
+    base["period_start"], base["period_end"] = start, day
+    base["partial"] = spec.window in ("month", "quarter") and m.end < _window_end(day, spec.window)
     budget = None
     ok = satisfies(actual, spec.op, spec.value)
     if kpi == "uptime":
