@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from langgraph.graph import END, START, StateGraph
 
@@ -123,7 +123,7 @@ def _direct(api_text: str | None) -> MonitorState:
         sent = 0 if state.get("error") else send_notifications()
         return {"notified": sent, "summary": _summary({**state, "notified": sent})}
 
-    out: MonitorState = _wire(sample, heal, notify).compile().invoke({"healed": []})
+    out: MonitorState = cast(MonitorState, _wire(sample, heal, notify).compile().invoke({"healed": []}))
     return out
 
 

@@ -74,7 +74,9 @@ def pulse_page(request: Request, ctx: Annotated[ToolContext, require("pulse:read
         ctx.principal.role, "decisions:read") else None
     reports = pulse_report.reports(ctx, NoInput())
     return render(request, "pulse.html", ctx, latest=latest, targets=targets, costs=costs,
-                  spark={k: sparkline(v) for k, v in series.items()}, suggestions=sugg, reports=reports,
+                  spark={k: sparkline(v) for k, v in series.items()},
+                  span={k: (min(x for x in v if x is not None), max(x for x in v if x is not None))
+                        for k, v in series.items() if any(x is not None for x in v)}, suggestions=sugg, reports=reports,
                   can_decide=can_decide, can_write=allowed(ctx.principal.role, "pulse:write"),
                   display=display, planned=planned)
 

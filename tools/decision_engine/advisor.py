@@ -188,10 +188,10 @@ def _slots(kind: str, question: str) -> Intent:
                            r"(\d+(?:\.\d+)?)\s*%|(\d+(?:\.\d+)?)\s*%\s*(price )?(cut|increase|rise|more|less)", q)
         if plan and plan != "credits" and change:
             word = change.group(1) or change.group(5) or ""
-            pct = float(change.group(2) or change.group(3))
+            by = float(change.group(2) or change.group(3))
             sign = -1 if re.search(r"cut|lower|reduce|drop|cheaper|less", word) else 1
             return Intent("price_whatif", {"plan": plan,
-                                           "new_price_cents": round(PLAN_PRICES_CENTS[plan] * (1 + sign * pct / 100))})
+                                           "new_price_cents": round(PLAN_PRICES_CENTS[plan] * (1 + sign * by / 100))})
         return Intent(None, {"declined": "missing", "missing": "plan and new price" if not plan else "new price",
                              "intent": kind})
     return Intent(None, {"declined": "out_of_scope"})

@@ -38,6 +38,19 @@ class Measure(BaseModel):
         return f"{self.days_with_data} of {self.days_in_period} days" if self.partial else ""
 
 
+def fmt(value: float | None, unit: str) -> str:
+    """A KPI value for people: money from cents ($1,234.56), percent (99.980 %), counts with separators."""
+    if value is None:
+        return "n/a"
+    if unit == "cents":
+        return f"${value / 100:,.2f}"
+    if unit == "percent":
+        return f"{value:.3f} %" if value > 99 else f"{value:.2f} %"
+    if unit == "credits":
+        return f"{value:,.0f} credits"
+    return f"{value:,.0f}"
+
+
 def combine(values: list[float], how: str) -> float | None:
     """The period's value from its daily values: sum | mean | last (None without data)."""
     if not values:

@@ -19,6 +19,7 @@ from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.errors import NotFound, Unprocessable
 from tools.pulse.kpis import KPIS
+from tools.pulse.measure import fmt as fmt
 from tools.pulse.measure import measure_series
 from tools.pulse.targets import evaluate
 from tools.registry import tool
@@ -35,16 +36,6 @@ def month_bounds(month: str) -> tuple[dt.date, dt.date]:
         raise Unprocessable(f"month: {month!r} is not YYYY-MM", field="month")
     y, m = int(month[:4]), int(month[5:])
     return dt.date(y, m, 1), dt.date(y, m, calendar.monthrange(y, m)[1])
-
-
-def fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    if unit == "cents":
-        return f"${value / 100:,.2f}"
-    if unit == "percent":
-        return f"{value:.3f} %" if value > 99 else f"{value:.2f} %"
-    return f"{value:,.0f}"
 
 
 def month_summary(ctx: ToolContext, month: str) -> dict[str, Any]:
@@ -239,8 +230,8 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
     glance: list[list[Any]] = [["Target", "Actual", "Goal", "Status"]]
     gcmds: list[Any] = []
     for i, te in enumerate(targets.items, start=1):
-        glance.append([te.label, f"{fmt(te.actual, te.unit)} ({period_label(te)})", f"{te.op} {fmt(te.target, te.unit)}",
-                       STATUS_LABELS[te.status]])
+        glance.append([te.label, f"{fmt(te.actual, te.unit)} ({period_label(te)})",
+                       f"{te.op} {fmt(te.target, te.unit)}", STATUS_LABELS[te.status]])
         gcmds += [("TEXTCOLOR", (3, i), (3, i), colors.HexColor(STATUS_COLOURS[te.status])),
                   ("FONTNAME", (3, i), (3, i), "Helvetica-Bold")]
     gt = Table(glance, colWidths=[50 * mm, 58 * mm, 34 * mm, 28 * mm])

@@ -14,7 +14,7 @@ from memory.db import utcnow
 from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
 from tools.pulse.kpis import KPIS
-from tools.pulse.measure import measure_series
+from tools.pulse.measure import fmt, measure_series
 from tools.pulse.store import latest
 from tools.registry import tool
 
@@ -31,6 +31,8 @@ TARGET_STATUS = Gauge("levqor_pulse_target_status", "Target status: 1 met, 0.5 a
 ERROR_BUDGET = Gauge("levqor_pulse_error_budget_remaining_seconds",
                      "Uptime error budget left this month (seconds)", ["org"], multiprocess_mode="mostrecent")
 
+OP_WORDS = {">=": "at least", ">": "above", "<=": "at most", "<": "below"}
+WINDOW_WORDS = {"day": "on the latest day", "month": "this month", "quarter": "this quarter", "latest": "now"}
 AT_RISK_MARGIN = 0.10  # within 10 % of a limit (or 75 % of an error budget used) is "at risk"
 
 
@@ -167,22 +169,26 @@ def evaluate_one(kpi: str, spec: TargetSpec, series: list[tuple[dt.date, float |
                              remaining_minutes=round(allowed - used, 2),
                              used_pct=round(100.0 * used / allowed, 1) if allowed else 100.0)
         if used > allowed:
-            status, reason = "missed", f"{used:g} min of downtime this month, over the {allowed:g} min budget"
+            status, reason = "missed", (f"{used:,.1f} min of downtime this month, over the {allowed:,.1f} min "
+                                        "error budget")
         elif used > 0.75 * allowed:
-            status, reason = "at_risk", f"{budget.used_pct:g} % of the monthly error budget used"
+            status, reason = "at_risk", f"{budget.used_pct:.0f} % of this month's error budget used"
         else:
-            status, reason = "met", f"{budget.used_pct:g} % of the monthly error budget used"
+            status, reason = "met", f"{budget.used_pct:.0f} % of this month's error budget used"
         return TargetEval(**base, actual=actual, status=status, reason=reason, error_budget=budget)
+    shown, goal = fmt(actual, d.unit), f"{OP_WORDS[spec.op]} {fmt(spec.value, d.unit)}"
+    when = WINDOW_WORDS[spec.window]
     if not ok:
-        status, reason = "missed", f"{actual:g} is not {spec.op} {spec.value:g} ({spec.window})"
+        status, reason = "missed", f"{shown} {when}; the target is {goal}"
     else:
         near = abs(actual - spec.value) <= AT_RISK_MARGIN * max(abs(spec.value), 1e-9)
         if spec.op in ("<", "<=") and spec.window == "quarter" and spec.value <= 1:
             near = False
         if near or trend.direction == "worsening" and abs(actual - spec.value) <= 0.25 * abs(spec.value):
-            status, reason = "at_risk", f"{actual:g} is within reach of the limit {spec.value:g} ({trend.direction})"
+            status, reason = "at_risk", (f"{shown} {when}, close to the target ({goal})"
+                                         + (f", {trend.direction}" if trend.direction != "unknown" else ""))
         else:
-            status, reason = "met", f"{actual:g} {spec.op} {spec.value:g} ({spec.window})"
+            status, reason = "met", f"{shown} {when}; the target is {goal}"
     return TargetEval(**base, actual=actual, status=status, reason=reason)
 
 
