@@ -90,7 +90,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 404 and _wants_html(request):
+        if exc.status_code == 404 and _browser_page(request):
             return HTMLResponse(NOT_FOUND_PAGE, status_code=404)
         titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden"}
         resp = problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail),
@@ -126,7 +126,7 @@ NOT_FOUND_PAGE = """<!doctype html>
 </div></main></body></html>"""
 
 
-def _wants_html(request: Request) -> bool:
+def _browser_page(request: Request) -> bool:
     """A browser asking for a page (API clients, and anything under /v1, keep problem+json)."""
     if request.method not in ("GET", "HEAD") or request.url.path.startswith(("/v1", "/static", "/metrics")):
         return False

@@ -188,10 +188,10 @@ def _slots(kind: str, question: str) -> Intent:
                            r"(\d+(?:\.\d+)?)\s*%|(\d+(?:\.\d+)?)\s*%\s*(price )?(cut|increase|rise|more|less)", q)
         if plan and plan != "credits" and change:
             word = change.group(1) or change.group(5) or ""
-            by = float(change.group(2) or change.group(3))
+            step = float(change.group(2) or change.group(3))
             sign = -1 if re.search(r"cut|lower|reduce|drop|cheaper|less", word) else 1
-            return Intent("price_whatif", {"plan": plan,
-                                           "new_price_cents": round(PLAN_PRICES_CENTS[plan] * (1 + sign * by / 100))})
+            new_cents = round(PLAN_PRICES_CENTS[plan] * (1 + sign * step / 100))
+            return Intent("price_whatif", {"plan": plan, "new_price_cents": new_cents})
         return Intent(None, {"declined": "missing", "missing": "plan and new price" if not plan else "new price",
                              "intent": kind})
     return Intent(None, {"declined": "out_of_scope"})
@@ -304,6 +304,8 @@ def _kpi_status(turn: _Turn, kpi: str | None) -> str:
             state = t["status"].replace("_", " ")
             lines.append(f"- {t['label']}: {_v(t['actual'], t['unit'])} vs target {t['op']} "
                          f"{_v(t['target'], t['unit'])} ({t['window']}): {state}, trend {t['trend']['direction']}.")
+        if any(t.get("demo") for t in targets["items"]):
+            lines.append(DEMO_NOTE)
         return "\n".join(lines)
     latest = turn.call("pulse.kpis", {})
     item = next(i for i in latest["items"] if i["kpi"] == kpi)
@@ -319,6 +321,8 @@ def _kpi_status(turn: _Turn, kpi: str | None) -> str:
             eb = t["error_budget"]
             text += (f" Error budget: {eb['used_minutes']} of {eb['allowed_minutes']} minutes used "
                      f"({eb['used_pct']} %).")
+    if item.get("source") == "demo seed" or (t is not None and t.get("demo")):
+        text += " " + DEMO_NOTE
     return text
 
 
@@ -331,7 +335,7 @@ def _trend(turn: _Turn, kpi: str, days: int) -> str:
     if h["change_pct"] is not None:
         text += f" ({h['change_pct']:+} %)"
     text += f", averaging {_v(h['mean'], h['unit'])} per day."
-    return text
+    return text + (" " + DEMO_NOTE if h.get("demo") else "")
 
 
 def _costs(turn: _Turn, days: int) -> str:
@@ -420,7 +424,7 @@ def _kpi_month(turn: _Turn, kpi: str, month: str | int) -> str:
         text += f", averaging {_v(h['mean'], h['unit'])} per day."
     else:
         text += f", from {_v(h['first'], h['unit'])} on the first day to {_v(h['last'], h['unit'])} on the last."
-    return text
+    return text + (" " + DEMO_NOTE if h.get("demo") else "")
 
 
 def _ranking(turn: _Turn, by: str, least: bool, limit: int) -> str:
@@ -471,6 +475,8 @@ def _declined(params: dict[str, Any]) -> str:
                 + _MISSING.get(params.get("missing", ""), "Could you say more?"))
     return OUT_OF_SCOPE
 
+
+DEMO_NOTE = "(Demo data: these are the demo seed's invented figures, not real records.)"
 
 OUT_OF_SCOPE = ("That question is outside what I can answer in offline mode. I can answer: "
                 + "; ".join(QUESTION_TYPES.values()) + ".")

@@ -18,6 +18,10 @@ from sqlalchemy.orm import Session
 from memory.pulse.repository import PulseRepository
 from tools.pulse.kpis import KPIS
 
+# The source of the snapshots ``make run``'s seed writes (tools/demo/pulse.py): invented figures that every
+# surface labels "demo data" until real records replace them.
+DEMO_SOURCE = "demo seed"
+
 
 class Measure(BaseModel):
     kpi: str
@@ -31,6 +35,7 @@ class Measure(BaseModel):
     days_in_period: int
     as_of: dt.date | None  # the last day with a snapshot (the period's end when it is over)
     partial: bool
+    demo: bool = False  # some of the period's days are the demo seed's invented figures
 
     @property
     def coverage(self) -> str:
@@ -63,7 +68,8 @@ def combine(values: list[float], how: str) -> float | None:
 
 
 def measure_series(kpi: str, series: Iterable[tuple[dt.date, float | None]], start: dt.date, end: dt.date,
-                   latest_day: dt.date | None, *, how: str | None = None) -> Measure:
+                   latest_day: dt.date | None, *, how: str | None = None,
+                   demo_days: set[dt.date] | None = None) -> Measure:
     """:func:`measure` over an already read daily series (``how`` overrides the KPI's aggregate)."""
     d = KPIS[kpi]
     how = how or d.aggregate
@@ -73,11 +79,13 @@ def measure_series(kpi: str, series: Iterable[tuple[dt.date, float | None]], sta
     partial = latest_day is None or latest_day < end or len(days) < n_days
     return Measure(kpi=kpi, label=d.label, unit=d.unit, aggregate=how, start=start, end=end,
                    value=combine([v for _, v in days], how), days_with_data=len(days), days_in_period=n_days,
-                   as_of=as_of, partial=partial)
+                   as_of=as_of, partial=partial,
+                   demo=any(start <= x <= end for x in demo_days or ()))
 
 
 def measure(session: Session, org_id: int, kpi: str, start: dt.date, end: dt.date) -> Measure:
     """KPI ``kpi`` of the organisation over ``[start, end]`` (both days included)."""
     repo = PulseRepository(session)
     rows = repo.history(org_id, since=start, until=end, kpis=[kpi])
-    return measure_series(kpi, [(r.day, r.value) for r in rows], start, end, repo.latest_day(org_id))
+    return measure_series(kpi, [(r.day, r.value) for r in rows], start, end, repo.latest_day(org_id),
+                          demo_days={r.day for r in rows if r.source == DEMO_SOURCE})

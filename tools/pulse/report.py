@@ -19,8 +19,8 @@ from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.errors import NotFound, Unprocessable
 from tools.pulse.kpis import KPIS
+from tools.pulse.measure import DEMO_SOURCE, measure_series
 from tools.pulse.measure import fmt as fmt
-from tools.pulse.measure import measure_series
 from tools.pulse.targets import evaluate
 from tools.registry import tool
 
@@ -47,7 +47,10 @@ def month_summary(ctx: ToolContext, month: str) -> dict[str, Any]:
     rows = repo.history(ctx.org_id, since=prev_start, until=end)
     series: dict[str, list[tuple[dt.date, float | None]]] = {k: [] for k in KPIS}
     reasons: dict[str, str] = {}
+    demo_days: dict[str, set[dt.date]] = {}
     for r in rows:
+        if r.source == DEMO_SOURCE:
+            demo_days.setdefault(r.kpi, set()).add(r.day)
         if r.kpi in series:
             series[r.kpi].append((r.day, r.value))
             if r.value is None and r.reason and start <= r.day <= end:
@@ -57,10 +60,11 @@ def month_summary(ctx: ToolContext, month: str) -> dict[str, Any]:
     for name, d in KPIS.items():
         cur = [v for day, v in series[name] if start <= day <= end and v is not None]
         prev = [v for day, v in series[name] if prev_start <= day <= prev_end and v is not None]
-        m = measure_series(name, series[name], start, end, latest_day)
+        m = measure_series(name, series[name], start, end, latest_day, demo_days=demo_days.get(name))
         kpis.append({"kpi": name, "label": d.label, "unit": d.unit, "value": m.value,
                      "previous": measure_series(name, series[name], prev_start, prev_end, latest_day).value,
                      "reason": reasons.get(name), "partial": m.partial, "days_with_data": m.days_with_data,
+                     "demo": m.demo,
                      "per_day": sum(cur) / len(cur) if cur else None,
                      "previous_per_day": sum(prev) / len(prev) if prev else None})
     ledger_revenue = _ledger_revenue(ctx, start, end)
@@ -221,6 +225,9 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
     if data["in_progress"]:
         story.append(Paragraph(f"<b>{_progress_text(data)}.</b> Month totals are to date; per-day figures and "
                                "targets are over the days covered so far.", body))
+    if any(kv.get("demo") for kv in k.values()):
+        story.append(Paragraph("<b>Demo data.</b> Figures marked * (and the charts of those KPIs) are the demo "
+                               "seed's invented figures, not real records.", body))
     story.append(Paragraph("Summary", h2))
     story.append(Paragraph(_summary_text(data), body))
     story.append(Spacer(1, 4 * mm))
@@ -230,7 +237,7 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
     glance: list[list[Any]] = [["Target", "Actual", "Goal", "Status"]]
     gcmds: list[Any] = []
     for i, te in enumerate(targets.items, start=1):
-        glance.append([te.label, f"{fmt(te.actual, te.unit)} ({period_label(te)})",
+        glance.append([te.label + (" *" if te.demo else ""), f"{fmt(te.actual, te.unit)} ({period_label(te)})",
                        f"{te.op} {fmt(te.target, te.unit)}", STATUS_LABELS[te.status]])
         gcmds += [("TEXTCOLOR", (3, i), (3, i), colors.HexColor(STATUS_COLOURS[te.status])),
                   ("FONTNAME", (3, i), (3, i), "Helvetica-Bold")]
@@ -243,8 +250,8 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
     rows: list[list[Any]] = [["KPI", "Actual", "Target", "Window", "Trend", "Status"]]
     style_cmds: list[Any] = []
     for i, te in enumerate(targets.items, start=1):
-        rows.append([te.label, fmt(te.actual, te.unit), f"{te.op} {fmt(te.target, te.unit)}", te.window,
-                     te.trend.direction, STATUS_LABELS[te.status]])
+        rows.append([te.label + (" *" if te.demo else ""), fmt(te.actual, te.unit),
+                     f"{te.op} {fmt(te.target, te.unit)}", te.window, te.trend.direction, STATUS_LABELS[te.status]])
         style_cmds += [("BACKGROUND", (5, i), (5, i), colors.HexColor(STATUS_COLOURS[te.status])),
                        ("TEXTCOLOR", (5, i), (5, i), colors.white), ("FONTNAME", (5, i), (5, i), "Helvetica-Bold")]
     tt = Table(rows, colWidths=[48 * mm, 28 * mm, 30 * mm, 20 * mm, 22 * mm, 22 * mm], repeatRows=1)

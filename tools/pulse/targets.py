@@ -14,7 +14,7 @@ from memory.db import utcnow
 from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
 from tools.pulse.kpis import KPIS
-from tools.pulse.measure import fmt, measure_series
+from tools.pulse.measure import DEMO_SOURCE, fmt, measure_series
 from tools.pulse.store import latest
 from tools.registry import tool
 
@@ -70,6 +70,7 @@ class TargetEval(BaseModel):
     period_start: dt.date | None = None
     period_end: dt.date | None = None
     partial: bool = False  # a month or quarter still in progress: the value is to date
+    demo: bool = False  # the period holds the demo seed's invented figures
 
 
 class TargetsReport(BaseModel):
@@ -138,7 +139,7 @@ def trend_of(values: list[float], higher_is_better: bool) -> Trend:
 
 
 def evaluate_one(kpi: str, spec: TargetSpec, series: list[tuple[dt.date, float | None, str | None]],
-                 day: dt.date) -> TargetEval:
+                 day: dt.date, demo_days: set[dt.date] | None = None) -> TargetEval:
     """Evaluate one target over its window from a daily series ending at ``day``."""
     d = KPIS[kpi]
     start = _window_start(day, spec.window)
@@ -155,10 +156,11 @@ def evaluate_one(kpi: str, spec: TargetSpec, series: list[tuple[dt.date, float |
     # The window's value is the one every surface reads for this period (tools.pulse.measure); a day or
     # "latest" window is its last reading.
     m = measure_series(kpi, [(x, v) for x, v, _ in series], start, day, day,
-                       how="last" if spec.window in ("latest", "day") else None)
+                       how="last" if spec.window in ("latest", "day") else None, demo_days=demo_days)
     actual = round(float(m.value if m.value is not None else values[-1]), 4)
     base["period_start"], base["period_end"] = start, day
     base["partial"] = spec.window in ("month", "quarter") and m.end < _window_end(day, spec.window)
+    base["demo"] = m.demo
     budget = None
     ok = satisfies(actual, spec.op, spec.value)
     if kpi == "uptime":
@@ -199,9 +201,12 @@ def evaluate(session: Session, org_id: int, day: dt.date | None = None) -> Targe
     specs = targets_from_settings()
     rows = repo.history(org_id, since=day - dt.timedelta(days=95), until=day, kpis=list(specs))
     series: dict[str, list[tuple[dt.date, float | None, str | None]]] = {k: [] for k in specs}
+    demo: dict[str, set[dt.date]] = {k: set() for k in specs}
     for r in rows:
         series[r.kpi].append((r.day, r.value, r.reason))
-    items = [evaluate_one(k, spec, series[k], day) for k, spec in specs.items()]
+        if r.source == DEMO_SOURCE:
+            demo[r.kpi].add(r.day)
+    items = [evaluate_one(k, spec, series[k], day, demo[k]) for k, spec in specs.items()]
     return TargetsReport(day=day, items=items, met=sum(i.status == "met" for i in items),
                          at_risk=sum(i.status == "at_risk" for i in items),
                          missed=sum(i.status == "missed" for i in items))
