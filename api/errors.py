@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -89,7 +89,9 @@ def install(app: FastAPI) -> None:
                        errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and _browser_page(request):
+            return HTMLResponse(NOT_FOUND_PAGE, status_code=404)
         titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden"}
         resp = problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail),
                        titles.get(exc.status_code, "error").lower().replace(" ", "-"), request)
@@ -111,3 +113,21 @@ def install(app: FastAPI) -> None:
     async def unhandled(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return problem(500, "Internal error", "an unexpected error occurred; it was logged", "internal", request)
+
+
+NOT_FOUND_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>Page not found · Levqor</title><link rel="stylesheet" href="/static/levqor.css">
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml"></head>
+<body><header><a class="brand" href="/">Levqor</a></header>
+<main><div class="card"><h1>Page not found</h1>
+<p>There is no page at this address. It may have moved, or the link may be mistyped.</p>
+<p><a href="/">Go to the dashboard</a> · <a href="/marketplace">Marketplace</a> · <a href="/docs">API reference</a></p>
+</div></main></body></html>"""
+
+
+def _browser_page(request: Request) -> bool:
+    """A browser asking for a page (API clients, and anything under /v1, keep problem+json)."""
+    if request.method not in ("GET", "HEAD") or request.url.path.startswith(("/v1", "/static", "/metrics")):
+        return False
+    return "text/html" in request.headers.get("accept", "")

@@ -83,6 +83,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.community.early_access",
     "tools.community.announcements",
     "tools.community.network",
+    "tools.auto_intel.monitor",
 )
 
 

@@ -28,6 +28,8 @@ class AdvisorState(TypedDict, total=False):
     question: str
     answer: str
     in_scope: bool
+    declined: bool  # not answered (out of scope, or a question back): the run ends "declined"
+    summary: str
 
 
 def toolbox_caller(deps: RunDeps) -> ToolCaller:
@@ -45,7 +47,8 @@ def toolbox_caller(deps: RunDeps) -> ToolCaller:
 def build(deps: RunDeps) -> StateGraph[Any]:
     def respond(state: AdvisorState) -> dict[str, Any]:
         out = answer(None, state.get("question", ""), caller=toolbox_caller(deps))
-        return {"answer": out.answer, "in_scope": out.in_scope}
+        return {"answer": out.answer, "in_scope": out.in_scope, "declined": out.declined is not None,
+                "summary": out.answer[:2000]}
 
     g: StateGraph[Any] = StateGraph(AdvisorState)
     g.add_node("respond", respond)
@@ -69,6 +72,8 @@ def offline_chat(deps: RunDeps, message: str) -> Iterator[ChatEvent]:
                                         "summary": c.error or "", "data": c.result})
     for word in out.answer.split(" "):
         yield ChatEvent("token", {"text": word + " "})
+    if out.declined is not None:
+        yield ChatEvent("outcome", {"status": "declined", "reason": out.declined})
 
 
 AGENT = register_agent(AgentDef(

@@ -1,57 +1,95 @@
-"""The monitor graph: sample -> heal -> notify, run by the scheduler every ``ops_sample_interval_s``.
+"""The monitor agent: sample -> heal -> notify, a run on the agent runtime every ``ops_sample_interval_s``.
 
-Deterministic nodes (no LLM): ``sample`` is one monitor tick (signals, detector scores, rules,
-correlation into incidents; a dead database connection is reported, never raised), ``heal`` takes one
-healing step on every open incident (the healer graph, so an LLM summary is written when configured),
-``notify`` sends queued incident notifications.
+Deterministic nodes (no LLM): ``sample`` is one monitor tick through the run's toolbox
+(``ops.monitor_tick``, policy-checked and recorded as ``agent:monitor``: signals, detector scores,
+rules, correlation into incidents; a dead database connection is reported, never raised), ``heal``
+takes one healing step on every open incident (the healer agent, whose attempts are runs of their own),
+``notify`` sends queued incident notifications (``ops.send_notifications``).
+
+The monitor acts on the whole platform: its runs belong to the organisation that owns platform runs
+(:func:`tools.auto_intel.healer_runs.platform_owner`). With no such organisation, or when the database
+cannot record a run (it is down: the chaos suite's case), the same graph runs outside the runtime, so
+the platform is still watched.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+import contextvars
+import logging
+from typing import Any, TypedDict, cast
 
 from langgraph.graph import END, START, StateGraph
 
 from agents.healer.graph import run_healer
+from agents.runtime import AgentDef, RunDeps, register_agent, run_values, start_run
 from levqor.settings import get_settings
+from tools.auto_intel.healer_runs import platform_owner
 from tools.auto_intel.monitor import monitor_tick
 from tools.auto_intel.notifications import send_notifications
 from tools.auto_intel.self_heal import open_incident_ids
 from tools.schedules import Schedule
 
+log = logging.getLogger("levqor.agents.monitor")
+
+# The API's Prometheus text for the tick in progress (the chaos suite's API runs in another process); kept
+# out of the run's stored input, which would otherwise hold tens of kilobytes of metrics per tick.
+_api_text: contextvars.ContextVar[str | None] = contextvars.ContextVar("monitor_api_text", default=None)
+
 
 class MonitorState(TypedDict, total=False):
-    api_text: str | None  # Prometheus text of the API's metrics when it runs elsewhere (the chaos suite)
     sampled: int
     opened: list[int]
     resolved: list[int]
     error: str | None
     healed: list[dict[str, Any]]
     notified: int
+    summary: str
+    run_id: int
 
 
-def sample(state: MonitorState) -> dict[str, Any]:
-    res = monitor_tick(api_text=state.get("api_text"))
-    return {"sampled": res.sampled, "opened": res.opened, "resolved": res.resolved, "error": res.error}
-
-
-def heal(state: MonitorState) -> dict[str, Any]:
-    if state.get("error"):
-        return {"healed": []}
+def _heal_open() -> list[dict[str, Any]]:
     steps = []
     for iid in open_incident_ids():
         out = run_healer(iid)
         steps.append({"incident_id": iid, **out.get("step", {})})
-    return {"healed": steps}
+    return steps
 
 
-def notify(state: MonitorState) -> dict[str, Any]:
+def _summary(state: MonitorState) -> str:
     if state.get("error"):
-        return {"notified": 0}
-    return {"notified": send_notifications()}
+        return f"tick failed: {state['error']}"
+    acted = [h for h in state.get("healed", []) if h.get("action")]
+    return (f"{state.get('sampled', 0)} signals sampled; {len(state.get('opened', []))} incidents opened, "
+            f"{len(state.get('resolved', []))} resolved; {len(acted)} healing actions; "
+            f"{state.get('notified', 0)} notifications sent")
 
 
-def build() -> Any:
+def build(deps: RunDeps) -> StateGraph[Any]:
+    """The monitor as a run: every platform action goes through the run's toolbox."""
+
+    def sample(state: MonitorState) -> dict[str, Any]:
+        text = _api_text.get()
+        res = deps.toolbox.call("ops.monitor_tick", {"api_text": text} if text is not None else {}, call_key="tick")
+        if not res.ok or res.data is None:
+            return {"sampled": 0, "opened": [], "resolved": [], "error": f"ops.monitor_tick {res.outcome}: "
+                                                                         f"{res.message}"}
+        d = res.data
+        return {"sampled": d["sampled"], "opened": d["opened"], "resolved": d["resolved"], "error": d["error"]}
+
+    def heal(state: MonitorState) -> dict[str, Any]:
+        return {"healed": [] if state.get("error") else _heal_open()}
+
+    def notify(state: MonitorState) -> dict[str, Any]:
+        if state.get("error"):
+            return {"notified": 0, "summary": _summary(state)}
+        res = deps.toolbox.call("ops.send_notifications", {}, call_key="notify")
+        sent = int((res.data or {}).get("sent", 0)) if res.ok else 0
+        return {"notified": sent, "summary": _summary({**state, "notified": sent})}
+
+    return _wire(sample, heal, notify)
+
+
+def _wire(sample: Any, heal: Any, notify: Any) -> StateGraph[Any]:
     g: StateGraph[Any] = StateGraph(MonitorState)
     g.add_node("sample", sample)
     g.add_node("heal", heal)
@@ -60,18 +98,58 @@ def build() -> Any:
     g.add_edge("sample", "heal")
     g.add_edge("heal", "notify")
     g.add_edge("notify", END)
-    return g.compile()
+    return g
 
 
-_graph: Any = None
+def initial_state(deps: RunDeps, run_input: dict[str, Any]) -> dict[str, Any]:
+    return {"healed": [], "opened": [], "resolved": []}
 
 
-def run_monitor(api_text: str | None = None) -> MonitorState:
-    """Run the monitor graph once (``api_text``: the API's /metrics when it is not this process's)."""
-    global _graph
-    if _graph is None:
-        _graph = build()
-    out: MonitorState = _graph.invoke({"api_text": api_text} if api_text is not None else {})
+AGENT = register_agent(AgentDef(name="monitor", build=build, initial_state=initial_state,
+                                system_prompt="You are Levqor's platform monitor."))
+
+
+def _direct(api_text: str | None) -> MonitorState:
+    """The same steps outside the runtime (no owner organisation, or the database cannot record a run)."""
+
+    def sample(state: MonitorState) -> dict[str, Any]:
+        res = monitor_tick(api_text=api_text)
+        return {"sampled": res.sampled, "opened": res.opened, "resolved": res.resolved, "error": res.error}
+
+    def heal(state: MonitorState) -> dict[str, Any]:
+        return {"healed": [] if state.get("error") else _heal_open()}
+
+    def notify(state: MonitorState) -> dict[str, Any]:
+        sent = 0 if state.get("error") else send_notifications()
+        return {"notified": sent, "summary": _summary({**state, "notified": sent})}
+
+    out: MonitorState = cast(MonitorState, _wire(sample, heal, notify).compile().invoke({"healed": []}))
+    return out
+
+
+def run_monitor(api_text: str | None = None, *, trigger: str = "schedule") -> MonitorState:
+    """Run the monitor once (``api_text``: the API's /metrics when it is not this process's): a monitor run
+    on the runtime when an organisation owns platform runs, else directly. Never raises."""
+    try:
+        owner = platform_owner()
+        token = _api_text.set(api_text)
+        try:
+            run_id = start_run("monitor", owner, trigger) if owner is not None else None
+        finally:
+            _api_text.reset(token)
+    except Exception as exc:  # the database cannot record a run: still watch the platform
+        log.warning("monitor run not recorded (%s); sampling directly", type(exc).__name__)
+        return _direct(api_text)
+    if run_id is None:
+        return _direct(api_text)
+    try:
+        values = run_values(run_id)
+    except Exception:
+        values = {}
+    if not values.get("summary") and not values.get("sampled"):
+        # The run failed before its tick (e.g. the database went away mid-run): take the tick directly.
+        return _direct(api_text)
+    out: MonitorState = {**values, "run_id": run_id}  # type: ignore[typeddict-item]
     return out
 
 

@@ -1,25 +1,34 @@
-"""The planner agent: evaluate KPI targets, then propose suggestions for those missed or at risk.
+"""The planner agent: evaluate KPI targets, propose suggestions for those missed or at risk, explain.
 
-Offline (and for now also with an LLM) it runs the deterministic planner through the ``planner.run``
-tool, policy-checked as ``agent:planner``; the pulse scheduler also runs it weekly.
+``evaluate`` reads the targets and ``propose`` runs the deterministic planner through the ``planner.run``
+tool, policy-checked as ``agent:planner``: a proposal already made for the same KPI (proposed, accepted
+or rejected) is not made again, and the run's summary says so. With an LLM configured, ``reason`` asks
+the model for the reasoning in prose over those findings and suggestions (its numbers are the tools');
+offline, or when the model fails, the summary is the deterministic one. The pulse scheduler also runs
+it weekly; "Run the planner now" on /pulse starts a run.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
+from agents.planner import prompts
 from agents.runtime import AgentDef, ChatEvent, RunDeps, register_agent
 
-SYSTEM_PROMPT = ("You are Levqor's planner. Read the KPI targets, find what is missed or at risk and why, "
-                 "and propose roadmap adjustments with evidence, the simulator's expected effect and a confidence.")
+log = logging.getLogger("levqor.agents.planner")
+SYSTEM_PROMPT = prompts.SYSTEM
 
 
 class PlannerState(TypedDict, total=False):
     findings: list[dict[str, Any]]
     suggestions: list[int]
+    already: list[dict[str, Any]]
+    planned: dict[str, Any]
+    reasoning: str | None
     summary: str
 
 
@@ -31,20 +40,40 @@ def build(deps: RunDeps) -> StateGraph[Any]:
 
     def propose(state: PlannerState) -> dict[str, Any]:
         if not state.get("findings"):
-            return {"suggestions": [], "summary": "every KPI target is met; nothing to propose"}
+            return {"suggestions": [], "already": [], "summary": "every KPI target is met; nothing to propose"}
         res = deps.toolbox.call("planner.run", {}, call_key="plan")
         if not res.ok or res.data is None:
-            return {"suggestions": [], "summary": f"planner.run {res.outcome}: {res.message}"}
-        made = [s["id"] for s in res.data.get("suggestions", [])]
-        kpis = ", ".join(f["kpi"] for f in res.data.get("findings", []))
-        return {"suggestions": made, "summary": f"{len(made)} new suggestions for {kpis}"}
+            return {"suggestions": [], "already": [], "summary": f"planner.run {res.outcome}: {res.message}"}
+        return {"suggestions": [s["id"] for s in res.data.get("suggestions", [])],
+                "already": list(res.data.get("already", [])), "planned": res.data,
+                "summary": str(res.data.get("summary") or "")}
+
+    def reason(state: PlannerState) -> dict[str, Any]:
+        if deps.mode != "llm" or deps.model is None or not state.get("planned"):
+            return {"reasoning": None}
+        from langchain_core.messages import HumanMessage, SystemMessage  # kept lazy: start-up time
+
+        try:
+            answer = deps.model.invoke([SystemMessage(prompts.SYSTEM),
+                                        HumanMessage(prompts.ask(state.get("findings", []), state["planned"]))])
+            deps.record_llm(answer)
+            text = str(answer.content).strip()
+        except Exception:
+            log.warning("LLM reasoning failed; keeping the deterministic summary", exc_info=True,
+                        extra={"fields": {"run": deps.run_id}})
+            return {"reasoning": None}
+        if not text:
+            return {"reasoning": None}
+        return {"reasoning": text[:1500], "summary": f"{state.get('summary', '')}\n\nWhy: {text[:1500]}"}
 
     g: StateGraph[Any] = StateGraph(PlannerState)
     g.add_node("evaluate", evaluate)
     g.add_node("propose", propose)
+    g.add_node("reason", reason)
     g.add_edge(START, "evaluate")
     g.add_edge("evaluate", "propose")
-    g.add_edge("propose", END)
+    g.add_edge("propose", "reason")
+    g.add_edge("reason", END)
     return g
 
 

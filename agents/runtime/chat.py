@@ -39,6 +39,7 @@ def chat_stream(run_id: int, thread_id: int, reg: ToolRegistry | None = None) ->
     text: list[str] = []
     calls: list[dict[str, Any]] = []
     steps = 0
+    status = "succeeded"
     try:
         if deps.mode == "offline" or deps.model is None:
             if agent.offline_chat is None:
@@ -46,6 +47,9 @@ def chat_stream(run_id: int, thread_id: int, reg: ToolRegistry | None = None) ->
             user = next((c for r, c in reversed(history) if r == "user"), "")
             deps.history = history[:-1] if history and history[-1] == ("user", user) else history
             for ev in agent.offline_chat(deps, user):
+                if ev.event == "outcome":  # the agent declined the question: the run says so, not "succeeded"
+                    status = str(ev.data.get("status") or "succeeded")
+                    continue
                 if ev.event == "token":
                     text.append(str(ev.data.get("text", "")))
                 elif ev.event == "tool_call":
@@ -55,8 +59,8 @@ def chat_stream(run_id: int, thread_id: int, reg: ToolRegistry | None = None) ->
         else:
             steps = yield from _llm_turns(deps, agent.system_prompt, history, text, calls)
         answer = "".join(text).strip()
-        message_id = store.save_answer(run_id, thread_id, answer, calls, steps)
-        AGENT_RUNS.labels(agent=run.agent, trigger="chat", status="succeeded").inc()
+        message_id = store.save_answer(run_id, thread_id, answer, calls, steps, status=status)
+        AGENT_RUNS.labels(agent=run.agent, trigger="chat", status=status).inc()
         yield ChatEvent("done", {"thread_id": thread_id, "run_id": run_id, "message_id": message_id,
                                  "mode": deps.mode})
     except Exception as exc:

@@ -27,7 +27,7 @@ from tools.registry import ToolRegistry
 # Modules that define agents (each calls :func:`register_agent` on import).
 AGENT_MODULES: tuple[str, ...] = ("agents.janitor.graph", "agents.advisor.graph", "agents.planner.graph",
                                   "agents.healer.graph", "agents.examiner.graph",
-                                  "agents.auditor.graph")
+                                  "agents.auditor.graph", "agents.monitor.graph")
 
 
 @dataclass

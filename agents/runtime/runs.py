@@ -66,7 +66,8 @@ def execute_run(run_id: int, *, resume: dict[str, Any] | None = None, reg: ToolR
             else:
                 steps += 1
         values = graph.get_state(config).values
-        status = "waiting_approval" if paused else "succeeded"
+        # A graph may end its run as declined (the advisor, asked something outside what it answers).
+        status = "waiting_approval" if paused else ("declined" if values.get("declined") else "succeeded")
         store.end_run(run_id, status, steps=steps, summary=str(values.get("summary") or "") or None,
                       finished=not paused)
     except Exception as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -49,7 +50,24 @@ def chart(points: list[Point], threshold: float, fc: Forecast | None = None) -> 
         lower = [pt(x, y) for x, y in zip(fx, fc.lower, strict=True)]
         band = " ".join(f"{a},{b}" for a, b in upper + lower[::-1])
         fline = " ".join("{},{}".format(*pt(x, y)) for x, y in zip(fx, fc.yhat, strict=True))
-    return {"line": line, "marks": marks, "band": band, "fline": fline}
+    return {"line": line, "marks": marks, "band": band, "fline": fline, "y_min": y0, "y_max": y1,
+            "t_from": dt.datetime.fromtimestamp(x0, dt.UTC), "t_to": dt.datetime.fromtimestamp(x1, dt.UTC)}
+
+
+def series_value(name: str, value: float | None) -> str:
+    """A series value for people, with its unit: "20.8 %", "1.25 s", "3 jobs"."""
+    if value is None:
+        return "no data"
+    base = name.split("{")[0]
+    if base.endswith("failure_rate"):
+        return f"{value * 100:.1f} %"
+    if base.endswith("_s.p95") or base.endswith("_s"):
+        return f"{value:,.2f} s"
+    if base.endswith("depth") or base.endswith("finished"):
+        return f"{value:,.0f} jobs"
+    if base.startswith("workers."):
+        return f"{value:,.0f} workers"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
 @router.get("/ops")
@@ -73,7 +91,7 @@ def ops_page(request: Request, ctx: Annotated[ToolContext, require("incidents:re
                 fc = forecast([p.value for p in pts], horizon=12, timestamps=[p.ts.timestamp() for p in pts])
             except ForecastError:
                 fc = None
-        charts[name] = {**chart(pts, threshold, fc), "last": pts[-1].value if pts else None,
+        charts[name] = {**chart(pts, threshold, fc), "last": series_value(name, pts[-1].value) if pts else None,
                         "anomalies": sum(1 for p in pts if p.score is not None and p.score >= threshold)}
     return render(request, "ops.html", ctx, incidents=page, workers=workers, charts=charts, W=W, H=H,
-                  platform=platform)
+                  platform=platform, series_value=series_value)

@@ -8,15 +8,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from agents.runtime import execute_after_commit
 from api.deps import require
 from api.pages.router import form_csrf, render
 from levqor.llm import mode_info
+from tools.agents import service as agent_tools
+from tools.agents.service import RunId, RunStart
 from tools.context import ToolContext
 from tools.decision_engine import planner
 from tools.decision_engine.advisor import QUESTION_TYPES
 from tools.decision_engine.metrics_feed import MetricsFeed
-from tools.decision_engine.planner import DecideIn, PlannerIn, SuggestionsIn
+from tools.decision_engine.planner import DecideIn, SuggestionsIn
 from tools.enterprise.rbac import allowed
+from tools.errors import AppError
 from tools.pulse import costs as cost_db
 from tools.pulse import report as pulse_report
 from tools.pulse import store
@@ -47,8 +51,15 @@ def display(value: float | None, unit: str) -> str:
 
 
 @router.get("/pulse")
-def pulse_page(request: Request, ctx: Annotated[ToolContext, require("pulse:read")]) -> HTMLResponse:
+def pulse_page(request: Request, ctx: Annotated[ToolContext, require("pulse:read")],
+               planner_run: int | None = None) -> HTMLResponse:
     """Show KPIs with targets and trends, costs, planner suggestions and the report archive."""
+    planned = None
+    if planner_run is not None and 0 < planner_run < 2**31:
+        try:
+            planned = agent_tools.get_run(ctx, RunId(run_id=planner_run))
+        except AppError:
+            planned = None
     latest = store.kpis(ctx, LatestIn())
     targets = pulse_targets.targets(ctx, TargetsIn())
     costs = cost_db.cost_summary(ctx, CostSummaryIn(days=30))
@@ -63,9 +74,11 @@ def pulse_page(request: Request, ctx: Annotated[ToolContext, require("pulse:read
         ctx.principal.role, "decisions:read") else None
     reports = pulse_report.reports(ctx, NoInput())
     return render(request, "pulse.html", ctx, latest=latest, targets=targets, costs=costs,
-                  spark={k: sparkline(v) for k, v in series.items()}, suggestions=sugg, reports=reports,
+                  spark={k: sparkline(v) for k, v in series.items()},
+                  span={k: (min(x for x in v if x is not None), max(x for x in v if x is not None))
+                        for k, v in series.items() if any(x is not None for x in v)}, suggestions=sugg, reports=reports,
                   can_decide=can_decide, can_write=allowed(ctx.principal.role, "pulse:write"),
-                  display=display)
+                  display=display, planned=planned)
 
 
 @router.post("/pulse/suggestions/{suggestion_id}", dependencies=[Depends(form_csrf)])
@@ -78,9 +91,10 @@ def decide(suggestion_id: int, ctx: Annotated[ToolContext, require("decisions:wr
 
 @router.post("/pulse/planner", dependencies=[Depends(form_csrf)])
 def plan(ctx: Annotated[ToolContext, require("decisions:write")]) -> Response:
-    """Run the planner now from the page."""
-    planner.planner_run(ctx, PlannerIn())
-    return RedirectResponse("/pulse#suggestions", status_code=303)
+    """Run the planner now from the page: a planner agent run (listed on /agents), its summary shown here."""
+    run = agent_tools.start_run(ctx, RunStart(agent="planner"))
+    execute_after_commit(ctx.session, run.id)
+    return RedirectResponse(f"/pulse?planner_run={run.id}#suggestions", status_code=303)
 
 
 @router.post("/pulse/reports", dependencies=[Depends(form_csrf)])

@@ -44,6 +44,13 @@ def render(request: Request, name: str, ctx: ToolContext | None = None, **data: 
     return templates.TemplateResponse(request, name, data)
 
 
+@router.get("/favicon.ico", dependencies=[public()])
+def favicon() -> Response:
+    """The Levqor mark, for browsers that ask for /favicon.ico before reading the page's icon link."""
+    return Response((Path(__file__).parent / "static" / "favicon.svg").read_bytes(), media_type="image/svg+xml",
+                    headers={"cache-control": "public, max-age=86400"})
+
+
 @router.get("/login", dependencies=[public()])
 def login_page(request: Request, error: str | None = None) -> HTMLResponse:
     """Show the login form."""
@@ -101,9 +108,30 @@ def logout(ctx: Annotated[ToolContext, require("org:read")], request: Request) -
 
 @router.get("/")
 def dashboard(request: Request, ctx: Annotated[ToolContext, require("org:read")]) -> HTMLResponse:
-    """The home page: organisation, mode, recent activity."""
+    """The home page: KPIs against targets, open incidents, recent jobs and failures, runs awaiting approval."""
+    from tools.agents import service as agent_tools
+    from tools.agents.service import RunQuery
+    from tools.auto_intel.incidents import IncidentQuery, list_incidents
+    from tools.enterprise.rbac import allowed
+    from tools.jobs.queue import JobQuery, list_jobs
+    from tools.pulse import targets as pulse_targets
+    from tools.pulse.measure import fmt
+    from tools.pulse.report import period_label
+    from tools.pulse.targets import TargetsIn
+
     org = identity.get_org(ctx, NoInput())
-    return render(request, "dashboard.html", ctx, org=org, mode=mode_info())
+    role = ctx.principal.role
+    data: dict[str, Any] = {"org": org, "mode": mode_info(), "fmt": fmt, "period_label": period_label}
+    if allowed(role, "pulse:read"):
+        data["targets"] = pulse_targets.targets(ctx, TargetsIn())
+    if allowed(role, "incidents:read"):
+        data["incidents"] = list_incidents(ctx, IncidentQuery(state=["open", "acknowledged", "mitigated"], limit=5))
+    if allowed(role, "jobs:read"):
+        data["jobs"] = list_jobs(ctx, JobQuery(limit=8)).items
+        data["failed"] = list_jobs(ctx, JobQuery(state="failed", limit=5)).items
+    if allowed(role, "agents:read"):
+        data["waiting"] = agent_tools.list_runs(ctx, RunQuery(status="waiting_approval", limit=5)).items
+    return render(request, "dashboard.html", ctx, **data)
 
 
 @router.get("/keys")

@@ -22,7 +22,7 @@ class AgentRun(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
     agent: Mapped[str] = mapped_column(String(64), index=True)
     trigger: Mapped[str] = mapped_column(String(16))  # schedule | event | chat | manual
-    # queued | running | waiting_approval | succeeded | failed
+    # queued | running | waiting_approval | succeeded | declined | failed
     status: Mapped[str] = mapped_column(String(20), index=True)
     mode: Mapped[str] = mapped_column(String(16))  # offline | llm
     # The LangGraph checkpointer thread (unique across databases sharing a checkpoint store).

@@ -147,6 +147,12 @@ class PulseRepository:
             stmt = stmt.where(Suggestion.status == status)
         return list(self.session.scalars(stmt.order_by(Suggestion.id.desc()).limit(limit)))
 
+    def same_suggestion(self, org_id: int, kpi: str, kind: str, title: str) -> Suggestion | None:
+        """The latest suggestion of the same proposal for the KPI, whatever its status."""
+        return self.session.scalar(select(Suggestion).where(
+            Suggestion.org_id == org_id, Suggestion.kpi == kpi, Suggestion.kind == kind,
+            Suggestion.title == title).order_by(Suggestion.id.desc()).limit(1))
+
     def open_suggestion(self, org_id: int, kpi: str, kind: str) -> Suggestion | None:
         return self.session.scalar(select(Suggestion).where(
             Suggestion.org_id == org_id, Suggestion.kpi == kpi, Suggestion.kind == kind,

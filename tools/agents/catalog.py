@@ -35,6 +35,8 @@ AGENTS: dict[str, AgentInfo] = {a.name: a for a in (
                          "tools."),
     AgentInfo("planner", "Weekly and on demand: finds KPIs missed or at risk and proposes suggestions with "
                          "evidence."),
+    AgentInfo("monitor", "Every few seconds, samples the platform's signals, opens, updates and resolves incidents, "
+                         "hands each open incident to the healer and sends incident notifications.", platform=True),
     AgentInfo("healer", "On each incident the monitor opens: diagnoses it, writes the summary, runs one playbook "
                         "action through policy and verifies it; an action that needs approval waits for a "
                         "person, and what fails or is rejected goes to a person.", platform=True),

@@ -297,12 +297,14 @@ def thread_history(thread_id: int) -> list[tuple[str, str]]:
         return [(m.role, m.content) for m in AgentRepository(s).messages(thread_id)]
 
 
-def save_answer(run_id: int, thread_id: int, answer: str, calls: list[dict[str, Any]], steps: int) -> int:
-    """Store a chat run's answer in its thread and end the run; the message's id."""
+def save_answer(run_id: int, thread_id: int, answer: str, calls: list[dict[str, Any]], steps: int, *,
+                status: str = "succeeded") -> int:
+    """Store a chat run's answer in its thread and end the run (``declined``: the agent did not answer the
+    question, e.g. out of its scope); the message's id."""
     with session_scope() as s:
         repo = AgentRepository(s)
         msg = repo.add_message(AgentMessage(thread_id=thread_id, role="assistant", content=answer,
                                             tool_calls=calls or None, run_id=run_id))
         repo.bump_run(run_id, steps=steps)
-        repo.set_status(run_id, "succeeded", summary=answer[:2000], finished=True)
+        repo.set_status(run_id, status, summary=answer[:2000], finished=True)
         return msg.id

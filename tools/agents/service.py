@@ -96,7 +96,7 @@ class RunRead(BaseModel):
 
 class RunQuery(BaseModel):
     agent: str | None = Field(None, max_length=64)
-    status: Literal["queued", "running", "waiting_approval", "succeeded", "failed"] | None = None
+    status: Literal["queued", "running", "waiting_approval", "succeeded", "declined", "failed"] | None = None
     cursor: int | None = Field(None, ge=1, le=2**31 - 1, description="Return runs older than this id")
     limit: int = Field(50, ge=1, le=200)
 

@@ -30,6 +30,13 @@ def run_owner(incident_id: int) -> int | None:
             return None
         if inc.org_id is not None:
             return inc.org_id
+    return platform_owner()
+
+
+def platform_owner() -> int | None:
+    """The organisation that owns platform agents' runs (the monitor's, platform incidents' healer runs):
+    the first in ``LEVQOR_STAFF_ORGS``, else the only one; None when neither exists."""
+    with session_scope() as s:
         ident = IdentityRepository(s)
         for slug in get_settings().staff_orgs:
             org = ident.org_by_slug(slug)

@@ -11,14 +11,21 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from memory.db import get_engine, session_scope, utcnow
 from tools.auto_intel import signals
 from tools.auto_intel.anomalies import anomaly_findings, detectors
 from tools.auto_intel.findings import Finding
 from tools.auto_intel.lifecycle import open_or_update, refresh_gauges, resolve_quiet
+from tools.auto_intel.notifications import send_in
 from tools.auto_intel.rules import rule_findings
+from tools.context import ToolContext
+from tools.enterprise import audit_log
+from tools.enterprise.rbac import require_staff
+from tools.registry import tool
 
 log = logging.getLogger("levqor.ops")
 
@@ -36,6 +43,22 @@ class TickResult:
 _last_maintenance: list[dt.datetime] = []
 
 
+def tick_in(s: Session, now: dt.datetime, res: TickResult, *, api_text: str | None = None) -> None:
+    """One tick in the caller's transaction, filling ``res``."""
+    points = signals.collect(s, now, api_text=api_text)
+    scored = detectors.score(s, now, points)
+    res.sampled = signals.store(s, now, scored)
+    res.findings = rule_findings(s, now, points) + anomaly_findings(scored, now)
+    for f in res.findings:
+        inc, what = open_or_update(s, f, now)
+        (res.opened if what in ("opened", "reopened") else res.updated).append(inc.id)
+    res.resolved = resolve_quiet(s, now, {f.cause for f in res.findings})
+    if not _last_maintenance or now - _last_maintenance[0] >= dt.timedelta(minutes=5):
+        signals.maintain(s, now)
+        _last_maintenance[:] = [now]
+    refresh_gauges(s)
+
+
 def monitor_tick(now: dt.datetime | None = None, *, api_text: str | None = None) -> TickResult:
     """Sample, score, evaluate rules, correlate, open/update/resolve incidents. Never raises: a dead
     database connection is reported and the next tick starts afresh (detector state is in memory)."""
@@ -43,21 +66,52 @@ def monitor_tick(now: dt.datetime | None = None, *, api_text: str | None = None)
     now = now or utcnow()
     try:
         with session_scope() as s:
-            points = signals.collect(s, now, api_text=api_text)
-            scored = detectors.score(s, now, points)
-            res.sampled = signals.store(s, now, scored)
-            res.findings = rule_findings(s, now, points) + anomaly_findings(scored, now)
-            for f in res.findings:
-                inc, what = open_or_update(s, f, now)
-                (res.opened if what in ("opened", "reopened") else res.updated).append(inc.id)
-            res.resolved = resolve_quiet(s, now, {f.cause for f in res.findings})
-            if not _last_maintenance or now - _last_maintenance[0] >= dt.timedelta(minutes=5):
-                signals.maintain(s, now)
-                _last_maintenance[:] = [now]
-            refresh_gauges(s)
+            tick_in(s, now, res, api_text=api_text)
     except Exception as exc:
         res.error = f"{type(exc).__name__}: {exc}"[:500]
         log.exception("monitor tick failed; retrying next tick")
         if isinstance(exc, DBAPIError) and exc.connection_invalidated:
             get_engine().dispose()
     return res
+
+
+class TickIn(BaseModel):
+    # The API's Prometheus text when the API runs in another process (the chaos suite); else this one's.
+    api_text: str | None = Field(None, max_length=2_000_000)
+
+
+class TickOut(BaseModel):
+    sampled: int
+    findings: int
+    opened: list[int]
+    updated: list[int]
+    resolved: list[int]
+    error: str | None
+
+
+class NotifyIn(BaseModel):
+    limit: int = Field(50, ge=1, le=500)
+
+
+class NotifyOut(BaseModel):
+    sent: int
+
+
+@tool("ops.monitor_tick", risk="write")
+def monitor_tick_tool(ctx: ToolContext, params: TickIn) -> TickOut:
+    """Sample the platform once: score the signals, evaluate the rules, open, update or resolve incidents."""
+    require_staff(ctx, "run the platform monitor")
+    res = TickResult()
+    tick_in(ctx.session, utcnow(), res, api_text=params.api_text)
+    if res.opened or res.resolved:  # a quiet tick changes nothing anyone acts on: not audited every 5 s
+        audit_log.record(ctx, "ops.monitor_tick", "platform",
+                         detail={"opened": res.opened, "resolved": res.resolved, "updated": res.updated})
+    return TickOut(sampled=res.sampled, findings=len(res.findings), opened=res.opened, updated=res.updated,
+                   resolved=res.resolved, error=res.error)
+
+
+@tool("ops.send_notifications", risk="write")
+def send_notifications_tool(ctx: ToolContext, params: NotifyIn) -> NotifyOut:
+    """Send the queued incident notifications (email to the log, webhooks through the SSRF guard)."""
+    require_staff(ctx, "send incident notifications")
+    return NotifyOut(sent=send_in(ctx.session, params.limit))

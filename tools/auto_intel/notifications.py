@@ -50,29 +50,34 @@ def notify(session: Session, inc: Incident, what: str) -> int:
 
 def send_notifications(limit: int = 50) -> int:
     """Send queued notifications: email goes to the log (no SMTP), webhooks through the SSRF guard."""
-    sent = 0
     with session_scope() as s:
-        for n in IncidentRepository(s).pending_notifications(limit):
-            n.attempts += 1
-            if n.channel == "email":
-                log.warning("incident email", extra={"fields": {"to": n.target, "subject": n.subject}})
-                n.status, n.sent_at = "sent", utcnow()
-                sent += 1
-                continue
-            try:
-                resp = ssrf.request("POST", n.target, headers={"content-type": "application/json"},
-                                    content=n.body.encode(), timeout=10.0)
-            except ssrf.SSRFBlocked as exc:
-                n.status, n.error = "blocked", str(exc)[:1000]
-                continue
-            except Exception as exc:
-                n.error = f"{type(exc).__name__}: {exc}"[:1000]
-                n.status = "failed" if n.attempts >= 5 else "pending"
-                continue
-            if 200 <= resp.status_code < 300:
-                n.status, n.sent_at = "sent", utcnow()
-                sent += 1
-            else:
-                n.error = f"HTTP {resp.status_code}"
-                n.status = "failed" if n.attempts >= 5 else "pending"
+        return send_in(s, limit)
+
+
+def send_in(s: Session, limit: int = 50) -> int:
+    """Send queued notifications in the caller's transaction; how many were sent."""
+    sent = 0
+    for n in IncidentRepository(s).pending_notifications(limit):
+        n.attempts += 1
+        if n.channel == "email":
+            log.warning("incident email", extra={"fields": {"to": n.target, "subject": n.subject}})
+            n.status, n.sent_at = "sent", utcnow()
+            sent += 1
+            continue
+        try:
+            resp = ssrf.request("POST", n.target, headers={"content-type": "application/json"},
+                                content=n.body.encode(), timeout=10.0)
+        except ssrf.SSRFBlocked as exc:
+            n.status, n.error = "blocked", str(exc)[:1000]
+            continue
+        except Exception as exc:
+            n.error = f"{type(exc).__name__}: {exc}"[:1000]
+            n.status = "failed" if n.attempts >= 5 else "pending"
+            continue
+        if 200 <= resp.status_code < 300:
+            n.status, n.sent_at = "sent", utcnow()
+            sent += 1
+        else:
+            n.error = f"HTTP {resp.status_code}"
+            n.status = "failed" if n.attempts >= 5 else "pending"
     return sent

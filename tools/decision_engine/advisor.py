@@ -1,7 +1,7 @@
 """The advisor's offline mode: understands a documented set of question types and answers with
 numbers taken only from the tool results of that turn.
 
-Question types (anything else is answered with a plain "outside what I can answer offline"):
+Question types:
 
 ``kpi_status``        "Are we meeting our targets?", "What is our uptime?"    -> pulse.targets, pulse.kpis
 ``trend``             "How has revenue changed over the last 30 days?"          -> pulse.history
@@ -11,10 +11,16 @@ Question types (anything else is answered with a plain "outside what I can answe
 ``add_partners_whatif``  "What if we add 5 partners?"                           -> decision.simulate_add_partners
 ``llm_whatif``        "What if we switch agents to gpt-4o?", "run agents half as often" -> decision.simulate_llm
 ``incident_summary``  "Summarise incidents this month"                          -> pulse.history, pulse.targets
+``ranking``           "Which partner plugin has the most installs?"             -> plugins.marketplace
+``kpi_month``         "What was our uptime last month?" (a KPI over a calendar month) -> pulse.kpis, pulse.history
+
+The type is read by an intent model trained on a paraphrase bank (:mod:`tools.decision_engine.intents`);
+below its confidence threshold, or for a question outside these types, the advisor asks back or declines.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -25,6 +31,7 @@ from pydantic import BaseModel, Field
 
 from tools.billing import catalogue
 from tools.context import ToolContext
+from tools.decision_engine import intents
 from tools.decision_engine.simulator import PLAN_PRICES_CENTS, SIMULATION_TOOLS
 from tools.errors import AppError
 from tools.pulse.report import fmt
@@ -32,6 +39,7 @@ from tools.registry import registry, tool
 
 QUESTION_TYPES: dict[str, str] = {
     "kpi_status": "KPI status against targets, or one KPI's latest value",
+    "kpi_month": "one KPI over a calendar month (last month, this month, November)",
     "trend": "how a KPI changed over a period",
     "cost_breakdown": "spend by source and per day",
     "price_whatif": "what if a plan or the credit pack changes price",
@@ -39,6 +47,7 @@ QUESTION_TYPES: dict[str, str] = {
     "add_partners_whatif": "what if we add N partners",
     "llm_whatif": "what if the LLM model or agent schedule frequency changes",
     "incident_summary": "incidents, self-heals, anomalies and uptime over a period",
+    "ranking": "which listed plugins have the most (or fewest) installs or the best ratings",
 }
 
 SYNONYMS: list[tuple[str, str]] = [
@@ -76,6 +85,8 @@ class AdvisorAnswer(BaseModel):
     answer: str
     tool_calls: list[ToolCallRecord]
     mode: str = "offline"
+    # Why it was not answered: out_of_scope | unsure (asked back) | missing (a detail asked for); None: answered.
+    declined: str | None = None
 
 
 @dataclass
@@ -91,90 +102,99 @@ def _kpi_in(q: str) -> str | None:
     return None
 
 
-def _days(q: str) -> int:
-    m = re.search(r"(?:last|past|previous)\s+(\d{1,3})\s+days?", q)
-    if m:
-        return max(1, min(365, int(m.group(1))))
-    if re.search(r"\b(week|7 days)\b", q):
-        return 7
-    if "quarter" in q or "90 days" in q:
-        return 90
-    if re.search(r"\b(two weeks|fortnight|14 days)\b", q):
-        return 14
-    return 30
-
-
-def _money(text: str) -> list[int]:
-    """Dollar amounts in ``text`` as cents."""
-    return [round(float(m.replace(",", "")) * 100) for m in re.findall(r"\$\s?(-?\d[\d,]*(?:\.\d+)?)", text)]
-
-
 def understand(question: str) -> Intent:
-    """Map a question to one documented type and its parameters (no model involved)."""
+    """Map a question to one documented type and its parameters: the intent model reads the type (with its
+    confidence), rules extract the slots. Out of scope, or too unsure: ``type`` None and ``params`` say
+    why (``declined``: "out_of_scope" | "unsure" | "missing", with ``options`` or ``missing``)."""
+    reading = intents.classify(question)
+    if reading.intent == intents.OUT_OF_SCOPE and reading.confident:
+        return Intent(None, {"declined": "out_of_scope", "confidence": round(reading.confidence, 2)})
+    if not reading.confident:
+        options = [i for i in (reading.intent, reading.runner_up) if i != intents.OUT_OF_SCOPE]
+        return Intent(None, {"declined": "unsure", "options": options, "confidence": round(reading.confidence, 2),
+                             "raw_options": [reading.intent, reading.runner_up]})
+    return _slots(reading.intent, question)
+
+
+def _days(q: str) -> int:
+    p = intents.period(q)
+    return int(p.get("days", 30))
+
+
+def _slots(kind: str, question: str) -> Intent:
+    """The slots of a question of type ``kind``; a missing required slot makes it a question back."""
     q = question.lower().strip()
-    whatif = bool(re.search(r"what if|what happens if|simulate|what would happen|if we\b|suppose", q))
-    if whatif:
-        m = re.search(r"(\d+)\s+(?:more |new |additional )?partners", q)
-        if m and re.search(r"\badd|\bonboard|\brecruit|\bsign|more|new", q):
-            return Intent("add_partners_whatif", {"partners": int(m.group(1))})
-        if "share" in q and "partner" in q:
-            pct = re.findall(r"(-?\d+(?:\.\d+)?)\s*(?:%|percent)", q)
-            if pct:
-                params: dict[str, Any] = {"new_share_pct": float(pct[-1])}
-                if len(pct) >= 2:
-                    params["current_share_pct"] = float(pct[0])
-                return Intent("partner_share_whatif", params)
-        if re.search(r"gpt|model|llm|half as often|twice as often|as often|frequency|schedule", q):
-            params = {}
-            model = re.search(r"\b(gpt-[\w.-]+?)(?=[\s?,.!]|$)", q)
-            if model:
-                params["new_model"] = model.group(1)
-            if "half as often" in q:
-                params["runs_per_day_factor"] = 0.5
-            elif "twice as often" in q:
-                params["runs_per_day_factor"] = 2.0
-            else:
-                m2 = re.search(r"every (\d+) ?min\w* instead of every (\d+) ?min", q)
-                if m2:
-                    params["runs_per_day_factor"] = int(m2.group(2)) / int(m2.group(1))
-            if params:
-                return Intent("llm_whatif", params)
-        if re.search(r"price|pric|\$|cost[s]? (go|rise)|plan|credit pack|charge", q):
-            plan = next((p for p in catalogue.PAID_PLANS if re.search(rf"\b{p}\b", q)), None)
-            if plan is None and re.search(r"credit", q):
-                plan = "credits"
-            amounts = _money(question)
-            if plan and amounts:
-                params = {"plan": plan, "new_price_cents": amounts[-1]}
-                if len(amounts) >= 2:
-                    params["current_price_cents"] = amounts[0]
-                return Intent("price_whatif", params)
-            change = re.search(r"(raise|increase|cut|lower|reduce|drop)\w*.*?by (\d+(?:\.\d+)?)\s*%", q)
-            if plan and change and plan != "credits":
-                sign = 1 if change.group(1) in ("raise", "increase") else -1
-                new = round(PLAN_PRICES_CENTS[plan] * (1 + sign * float(change.group(2)) / 100))
-                return Intent("price_whatif", {"plan": plan, "new_price_cents": new})
-        return Intent(None)
-    if re.search(r"incident|outage|downtime|self[- ]?heal|anomal|went down", q):
-        return Intent("incident_summary", {"days": _days(q)})
-    if re.search(r"breakdown|break down|by source|spending (money )?on|spend (money )?on|bills?\b", q):
-        return Intent("cost_breakdown", {"days": _days(q)})
     kpi = _kpi_in(q)
-    trend_words = re.search(r"trend|changed|change over|over the (last|past)|grow|grew|declin|history|"
-                            r"going up|going down|evolv|last \d+ days", q)
-    if trend_words and kpi:
+    when = intents.period(q)
+    if kind == "kpi_status":
+        if "month" in when and kpi is not None:
+            return Intent("kpi_month", {"kpi": kpi, "month": when["month"]})
+        return Intent("kpi_status", {"kpi": kpi})
+    if kind == "trend":
+        if kpi is None:
+            return Intent(None, {"declined": "missing", "missing": "kpi", "intent": "trend"})
         return Intent("trend", {"kpi": kpi, "days": _days(q)})
-    if re.search(r"breakdown|break down|spending (money )?on|spend (money )?on|by source|where .*money|"
-                 r"what .*cost|costs?\b.*(by|per)|cost breakdown|bills?\b", q):
+    if kind == "cost_breakdown":
         return Intent("cost_breakdown", {"days": _days(q)})
-    if re.search(r"target|on track|how are we doing|kpis?\b|goals?|status|health of the business|"
-                 r"meeting|at risk|missed", q):
-        return Intent("kpi_status", {"kpi": kpi})
-    if kpi and re.search(r"what('s| is| are)|how (much|many)|current|today|latest|show|tell", q):
-        if kpi == "spend" and re.search(r"costs?\b|spending", q) and not re.search(r"per day|daily", q):
-            return Intent("cost_breakdown", {"days": _days(q)})
-        return Intent("kpi_status", {"kpi": kpi})
-    return Intent(None)
+    if kind == "incident_summary":
+        return Intent("incident_summary", {"days": _days(q)})
+    if kind == "ranking":
+        by = "rating" if re.search(r"rat(ed|ing)|like|best|stars?", q) else "installs"
+        least = bool(re.search(r"least|fewest|lowest|worst|bottom", q))
+        top = re.search(r"top\s+(\d{1,2})|(\d{1,2})\s+(?:most|top|best)", q)
+        words = {"three": 3, "five": 5, "ten": 10, "two": 2}
+        n = int(top.group(1) or top.group(2)) if top else next((v for w, v in words.items() if f"top {w}" in q), 5)
+        return Intent("ranking", {"by": by, "least": least, "limit": max(1, min(20, n))})
+    if kind == "add_partners_whatif":
+        m = re.search(r"(\d+)\s+(?:more |new |additional |extra )?partners", q) or re.search(r"\b(\d+)\b", q)
+        if m is None:
+            return Intent(None, {"declined": "missing", "missing": "partners", "intent": kind})
+        return Intent("add_partners_whatif", {"partners": int(m.group(1))})
+    if kind == "partner_share_whatif":
+        pct = intents.percents(q)
+        if not pct:
+            return Intent(None, {"declined": "missing", "missing": "share", "intent": kind})
+        params: dict[str, Any] = {"new_share_pct": pct[-1]}
+        if len(pct) >= 2:
+            params["current_share_pct"] = pct[0]
+        return Intent("partner_share_whatif", params)
+    if kind == "llm_whatif":
+        params = {}
+        model = re.search(r"\b(gpt-[\w.-]+?)(?=[\s?,.!]|$)", q)
+        if model:
+            params["new_model"] = model.group(1)
+        if "half as often" in q or "halved" in q or "less often" in q:
+            params["runs_per_day_factor"] = 0.5
+        elif "twice as often" in q or "more often" in q:
+            params["runs_per_day_factor"] = 2.0
+        else:
+            m2 = re.search(r"every (\d+) ?min\w* instead of every (\d+) ?min", q)
+            if m2:
+                params["runs_per_day_factor"] = int(m2.group(2)) / int(m2.group(1))
+        if not params:
+            return Intent(None, {"declined": "missing", "missing": "model_or_schedule", "intent": kind})
+        return Intent("llm_whatif", params)
+    if kind == "price_whatif":
+        plan = next((p for p in catalogue.PAID_PLANS if re.search(rf"\b{p}\b", q)), None)
+        if plan is None and re.search(r"credit", q):
+            plan = "credits"
+        amounts = intents.money(question)
+        if plan and amounts:
+            params = {"plan": plan, "new_price_cents": amounts[-1]}
+            if len(amounts) >= 2:
+                params["current_price_cents"] = amounts[0]
+            return Intent("price_whatif", params)
+        change = re.search(r"(raise|increase|more expensive|up|cut|lower|reduce|drop|cheaper)\w*.*?"
+                           r"(\d+(?:\.\d+)?)\s*%|(\d+(?:\.\d+)?)\s*%\s*(price )?(cut|increase|rise|more|less)", q)
+        if plan and plan != "credits" and change:
+            word = change.group(1) or change.group(5) or ""
+            step = float(change.group(2) or change.group(3))
+            sign = -1 if re.search(r"cut|lower|reduce|drop|cheaper|less", word) else 1
+            new_cents = round(PLAN_PRICES_CENTS[plan] * (1 + sign * step / 100))
+            return Intent("price_whatif", {"plan": plan, "new_price_cents": new_cents})
+        return Intent(None, {"declined": "missing", "missing": "plan and new price" if not plan else "new price",
+                             "intent": kind})
+    return Intent(None, {"declined": "out_of_scope"})
 
 
 _FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|same (for|but)|now|also|ok(ay)?,?|then|instead)\b|"
@@ -193,21 +213,35 @@ def understand_in_thread(question: str, earlier: list[str]) -> Intent:
 
 
 def _read_follow_up(question: str, prev: Intent | None) -> Intent:
+    q = question.lower().strip()
+    if prev is not None and _FOLLOW_UP.search(q) and len(q.split()) <= 8:
+        # "and spend?": read with the thread first (alone, the model would guess a type for two words)
+        filled = _fill(question, prev)
+        if filled is not None:
+            return filled
+    if prev is None and _FOLLOW_UP.search(q) and len(q.split()) <= 4:
+        # "and spend?" with nothing before it: ask what it follows up on rather than guess
+        return Intent(None, {"declined": "unsure", "options": [], "raw_options": []})
     intent = understand(question)
     if intent.type is not None or prev is None:
         return intent
-    q = question.lower().strip()
     if not _FOLLOW_UP.search(q) and len(q.split()) > 6:
         return intent
+    return _fill(question, prev) or intent
+
+
+def _fill(question: str, prev: Intent) -> Intent | None:
+    """``prev`` with what the follow-up ``question`` changes; None when it changes nothing."""
+    q = question.lower().strip()
     params = dict(prev.params)
     kpi = _kpi_in(q)
     days = re.search(r"\d+\s+days?|week|quarter|fortnight", q)
-    amounts = _money(question)
+    amounts = intents.money(question)
     plan = next((p for p in catalogue.PAID_PLANS if re.search(rf"\b{p}\b", q)), None)
     pct = re.findall(r"(-?\d+(?:\.\d+)?)\s*(?:%|percent)", q)
     partners = re.search(r"(\d+)\s+(?:more |new )?partners?|\b(\d+)\b", q)
     changed = False
-    if prev.type in ("kpi_status", "trend") and kpi:
+    if prev.type in ("kpi_status", "trend", "kpi_month") and kpi:
         params["kpi"] = kpi
         changed = True
     if prev.type in ("trend", "cost_breakdown", "incident_summary") and days:
@@ -226,7 +260,7 @@ def _read_follow_up(question: str, prev: Intent | None) -> Intent:
         params["new_share_pct"], changed = float(pct[-1]), True
     if prev.type == "add_partners_whatif" and partners:
         params["partners"], changed = int(partners.group(1) or partners.group(2)), True
-    return Intent(prev.type, params) if changed else intent
+    return Intent(prev.type, params) if changed else None
 
 
 ToolCaller = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -270,6 +304,8 @@ def _kpi_status(turn: _Turn, kpi: str | None) -> str:
             state = t["status"].replace("_", " ")
             lines.append(f"- {t['label']}: {_v(t['actual'], t['unit'])} vs target {t['op']} "
                          f"{_v(t['target'], t['unit'])} ({t['window']}): {state}, trend {t['trend']['direction']}.")
+        if any(t.get("demo") for t in targets["items"]):
+            lines.append(DEMO_NOTE)
         return "\n".join(lines)
     latest = turn.call("pulse.kpis", {})
     item = next(i for i in latest["items"] if i["kpi"] == kpi)
@@ -285,6 +321,8 @@ def _kpi_status(turn: _Turn, kpi: str | None) -> str:
             eb = t["error_budget"]
             text += (f" Error budget: {eb['used_minutes']} of {eb['allowed_minutes']} minutes used "
                      f"({eb['used_pct']} %).")
+    if item.get("source") == "demo seed" or (t is not None and t.get("demo")):
+        text += " " + DEMO_NOTE
     return text
 
 
@@ -297,7 +335,7 @@ def _trend(turn: _Turn, kpi: str, days: int) -> str:
     if h["change_pct"] is not None:
         text += f" ({h['change_pct']:+} %)"
     text += f", averaging {_v(h['mean'], h['unit'])} per day."
-    return text
+    return text + (" " + DEMO_NOTE if h.get("demo") else "")
 
 
 def _costs(turn: _Turn, days: int) -> str:
@@ -358,6 +396,88 @@ def _incidents(turn: _Turn, days: int) -> str:
     return "\n".join(lines)
 
 
+def _kpi_month(turn: _Turn, kpi: str, month: str | int) -> str:
+    """One KPI over a calendar month: its daily mean, first and last day (a month in progress says so)."""
+    latest = turn.call("pulse.kpis", {})
+    today = dt.date.fromisoformat(str(latest["as_of"])) if latest.get("as_of") else dt.date.today()
+    if month == "this":
+        start, in_progress = today.replace(day=1), True
+    else:
+        if month == "last":
+            start = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+        else:
+            year = today.year if int(month) <= today.month else today.year - 1
+            start = dt.date(year, int(month), 1)
+        in_progress = start.year == today.year and start.month == today.month
+    nxt = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    until = min(nxt - dt.timedelta(days=1), today)
+    days = (until - start).days + 1
+    h = turn.call("pulse.history", {"kpi": kpi, "days": days, "until": until.isoformat()})
+    name = start.strftime("%B %Y")
+    if h["value"] is None:
+        return f"There is no {h['label']} data for {name}."
+    how = {"sum": "total", "mean": "averaged", "last": "at the end"}[h["aggregate"]]
+    text = (f"{h['label']} in {name} ({start.isoformat()} to {until.isoformat()}"
+            + (f", month in progress: {h['days_with_data']} days so far" if in_progress else "")
+            + f"): {how} {_v(h['value'], h['unit'])}")
+    if h["aggregate"] == "sum":
+        text += f", averaging {_v(h['mean'], h['unit'])} per day."
+    else:
+        text += f", from {_v(h['first'], h['unit'])} on the first day to {_v(h['last'], h['unit'])} on the last."
+    return text + (" " + DEMO_NOTE if h.get("demo") else "")
+
+
+def _ranking(turn: _Turn, by: str, least: bool, limit: int) -> str:
+    """Listed plugins ranked by installs or rating (the marketplace catalogue, from the partner tools)."""
+    doc = turn.call("plugins.marketplace", {})
+    plugins = [p for p in doc["plugins"] if by == "installs" or p["rating"] is not None]
+    if not plugins:
+        return "No listed plugin has " + ("installs yet." if by == "installs" else "a rating yet.")
+    key = (lambda p: (p["installs"], p["name"])) if by == "installs" else (lambda p: (p["rating"], p["rating_count"]))
+    ranked = sorted(plugins, key=key, reverse=not least)[:limit]
+
+    def show(p: dict[str, Any]) -> str:
+        what = (f"{_v(p['installs'], 'count')} installs" if by == "installs"
+                else f"rated {p['rating']} from {p['rating_count']} ratings")
+        return f"{p['name']} by {p['partner']} ({what})"
+
+    head = ("least" if least else "most") + (" installed" if by == "installs" else " highly rated")
+    lines = [f"The {head} listed plugin is {show(ranked[0])}."]
+    if len(ranked) > 1:
+        lines.append(f"Ranking of {len(plugins)} listed plugins" + (" (fewest first)" if least else "") + ":")
+        lines += [f"{i}. {show(p)}" for i, p in enumerate(ranked, start=1)]
+    return "\n".join(lines)
+
+
+_LABELS = {"kpi_status": "a KPI's status against its target", "trend": "how a KPI changed over a period",
+           "cost_breakdown": "where the money goes", "price_whatif": "a price change",
+           "partner_share_whatif": "a partner share change", "add_partners_whatif": "adding partners",
+           "llm_whatif": "an LLM model or schedule change", "incident_summary": "incidents and uptime",
+           "ranking": "which plugins rank highest"}
+_MISSING = {"kpi": "Which KPI do you mean (revenue, uptime, spend, installs, partner share ...)?",
+            "partners": "How many partners should I simulate adding?",
+            "share": "What partner share should I simulate (e.g. 70 %)?",
+            "model_or_schedule": "Which model (e.g. gpt-4o-mini) or schedule change (e.g. half as often)?",
+            "plan and new price": "Which plan (pro, business, or the credit pack) and what new price?",
+            "new price": "What new price (e.g. $35) or change (e.g. up 10 %)?"}
+
+
+def _declined(params: dict[str, Any]) -> str:
+    why = params.get("declined")
+    if why == "unsure":
+        opts = [_LABELS[o] for o in params.get("options", []) if o in _LABELS]
+        if intents.OUT_OF_SCOPE in params.get("raw_options", []) and not opts:
+            return OUT_OF_SCOPE
+        return ("I am not sure what you are asking" + (": is it about " + " or ".join(opts) + "?" if opts else ".")
+                + " Could you rephrase? I can answer: " + "; ".join(QUESTION_TYPES.values()) + ".")
+    if why == "missing":
+        return (f"To answer about {_LABELS.get(params.get('intent', ''), 'that')} I need one more detail. "
+                + _MISSING.get(params.get("missing", ""), "Could you say more?"))
+    return OUT_OF_SCOPE
+
+
+DEMO_NOTE = "(Demo data: these are the demo seed's invented figures, not real records.)"
+
 OUT_OF_SCOPE = ("That question is outside what I can answer in offline mode. I can answer: "
                 + "; ".join(QUESTION_TYPES.values()) + ".")
 
@@ -374,12 +494,16 @@ def answer(ctx: ToolContext | None, question: str, caller: ToolCaller | None = N
         caller = registry_caller(ctx)
     turn = _Turn(caller)
     if intent.type is None:
-        return AdvisorAnswer(question=question, question_type=None, in_scope=False, answer=OUT_OF_SCOPE,
-                             tool_calls=[])
+        return AdvisorAnswer(question=question, question_type=None, in_scope=False, answer=_declined(intent.params),
+                             tool_calls=[], declined=str(intent.params.get("declined") or "out_of_scope"))
     try:
         p = intent.params
         if intent.type == "kpi_status":
             text = _kpi_status(turn, p.get("kpi"))
+        elif intent.type == "kpi_month":
+            text = _kpi_month(turn, p["kpi"], p["month"])
+        elif intent.type == "ranking":
+            text = _ranking(turn, p["by"], p["least"], p["limit"])
         elif intent.type == "trend":
             text = _trend(turn, p["kpi"], p["days"])
         elif intent.type == "cost_breakdown":

@@ -2,7 +2,8 @@
 
 Deterministic: the same data gives the same suggestions. Each suggestion carries its evidence
 (numbers and a 30-day series for a chart), the expected effect (a simulator run) and a confidence.
-A suggestion still open for the same KPI and kind is not proposed twice.
+A proposal already made for the same KPI (proposed, accepted or rejected) is not made again, and the
+run says which ones it skipped and why; nor is a second one of the same kind while one is open.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from levqor.llm import model_name
 from levqor.settings import get_settings
@@ -69,12 +70,37 @@ class Finding(BaseModel):
     drivers: list[str]
 
 
+class AlreadyMade(BaseModel):
+    """A proposal the run did not make again: the suggestion that already made it, and its status."""
+
+    suggestion_id: int
+    kpi: str
+    title: str
+    status: str
+
+
 class PlannerRunRead(BaseModel):
     id: int
     trigger: str
     created_at: dt.datetime
     findings: list[Finding]
     suggestions: list[SuggestionRead]
+    already: list[AlreadyMade] = []
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def summary(self) -> str:
+        """One line for people: what was proposed, and what was not proposed again."""
+        parts = [f"{len(self.suggestions)} new suggestion{'s' if len(self.suggestions) != 1 else ''}"
+                 + (" for " + ", ".join(sorted({s.kpi for s in self.suggestions})) if self.suggestions else "")]
+        if self.already:
+            by = {st: sum(1 for a in self.already if a.status == st) for st in ("proposed", "accepted", "rejected")}
+            said = ", ".join(f"{n} {st}" for st, n in by.items() if n)
+            parts.append(f"{len(self.already)} not proposed again (already {said}: "
+                         + "; ".join(f"#{a.suggestion_id} {a.title}" for a in self.already) + ")")
+        if not self.findings:
+            parts = ["every KPI target is met; nothing to propose"]
+        return "; ".join(parts)
 
 
 def _series(feed: MetricsFeed, kpi: str, days: int = 30) -> list[list[Any]]:
@@ -171,12 +197,17 @@ def run_planner(ctx: ToolContext, *, trigger: str = "manual") -> PlannerRunRead:
                                   created_at=utcnow(), findings=[]))
     findings: list[Finding] = []
     made: list[Suggestion] = []
+    already: list[AlreadyMade] = []
     for t in report.items:
         if t.status not in ("missed", "at_risk"):
             continue
         drivers, props = _proposals(ctx, feed, t)
         findings.append(Finding(kpi=t.kpi, status=t.status, actual=t.actual, target=t.target, drivers=drivers))
         for p in props:
+            same = repo.same_suggestion(ctx.org_id, t.kpi, p["kind"], p["title"])
+            if same is not None:
+                already.append(AlreadyMade(suggestion_id=same.id, kpi=t.kpi, title=same.title, status=same.status))
+                continue
             if repo.open_suggestion(ctx.org_id, t.kpi, p["kind"]) is not None:
                 continue
             conf = p["confidence"] * (1.0 if t.status == "missed" else 0.85)
@@ -187,7 +218,7 @@ def run_planner(ctx: ToolContext, *, trigger: str = "manual") -> PlannerRunRead:
     run.findings = [f.model_dump() for f in findings]
     run.suggestions = len(made)
     return PlannerRunRead(id=run.id, trigger=trigger, created_at=run.created_at, findings=findings,
-                          suggestions=[SuggestionRead.of(s) for s in made])
+                          suggestions=[SuggestionRead.of(s) for s in made], already=already)
 
 
 class PlannerIn(BaseModel):
@@ -206,7 +237,8 @@ def _trigger(ctx: ToolContext) -> str:
 def planner_run(ctx: ToolContext, params: PlannerIn) -> PlannerRunRead:
     """Run the planner now: find KPIs missed or at risk and propose suggestions with expected effects."""
     out = run_planner(ctx, trigger=_trigger(ctx))
-    audit_log.record(ctx, "planner.ran", f"planner_run:{out.id}", detail={"suggestions": len(out.suggestions)})
+    audit_log.record(ctx, "planner.ran", f"planner_run:{out.id}",
+                     detail={"suggestions": len(out.suggestions), "not_again": [a.suggestion_id for a in out.already]})
     return out
 
 

@@ -12,6 +12,7 @@ from tools.decision_engine.planner import run_planner
 from tools.demo.billing import seed_billing
 from tools.pulse.costs import CostIn, Source, add_entry
 from tools.pulse.kpis import providers
+from tools.pulse.measure import DEMO_SOURCE
 from tools.pulse.report import generate
 
 DAYS = 90
@@ -94,9 +95,9 @@ def seed_pulse(ctx: ToolContext) -> None:
             from_ledger = kpi == "revenue"
             repo.upsert_snapshot(org_id=ctx.org_id, day=day, kpi=kpi, value=float(v), available=True,
                                  reason=DEMO_LEDGER_NOTE if from_ledger else None,
-                                 source="billing.kpis" if from_ledger else "demo seed", now=now)
+                                 source=DEMO_SOURCE, now=now)
         repo.upsert_snapshot(org_id=ctx.org_id, day=day, kpi="suggestion_acceptance_rate", value=None,
-                             available=False, reason="no suggestion had been decided yet", source="demo seed",
+                             available=False, reason="no suggestion had been decided yet", source=DEMO_SOURCE,
                              now=now)
     run = run_planner(ctx, trigger="seed")
     for s, decision in zip(run.suggestions[:2], ("accepted", "rejected"), strict=False):

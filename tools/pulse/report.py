@@ -19,6 +19,8 @@ from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.errors import NotFound, Unprocessable
 from tools.pulse.kpis import KPIS
+from tools.pulse.measure import DEMO_SOURCE, measure_series
+from tools.pulse.measure import fmt as fmt
 from tools.pulse.targets import evaluate
 from tools.registry import tool
 
@@ -36,26 +38,6 @@ def month_bounds(month: str) -> tuple[dt.date, dt.date]:
     return dt.date(y, m, 1), dt.date(y, m, calendar.monthrange(y, m)[1])
 
 
-def fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    if unit == "cents":
-        return f"${value / 100:,.2f}"
-    if unit == "percent":
-        return f"{value:.3f} %" if value > 99 else f"{value:.2f} %"
-    return f"{value:,.0f}"
-
-
-def _aggregate(values: list[float], how: str) -> float | None:
-    if not values:
-        return None
-    if how == "sum":
-        return sum(values)
-    if how == "mean":
-        return sum(values) / len(values)
-    return values[-1]
-
-
 def month_summary(ctx: ToolContext, month: str) -> dict[str, Any]:
     """Everything the report shows, as plain data (also used by the API and tests)."""
     start, end = month_bounds(month)
@@ -65,17 +47,24 @@ def month_summary(ctx: ToolContext, month: str) -> dict[str, Any]:
     rows = repo.history(ctx.org_id, since=prev_start, until=end)
     series: dict[str, list[tuple[dt.date, float | None]]] = {k: [] for k in KPIS}
     reasons: dict[str, str] = {}
+    demo_days: dict[str, set[dt.date]] = {}
     for r in rows:
+        if r.source == DEMO_SOURCE:
+            demo_days.setdefault(r.kpi, set()).add(r.day)
         if r.kpi in series:
             series[r.kpi].append((r.day, r.value))
             if r.value is None and r.reason and start <= r.day <= end:
                 reasons[r.kpi] = r.reason
     kpis = []
+    latest_day = repo.latest_day(ctx.org_id)
     for name, d in KPIS.items():
         cur = [v for day, v in series[name] if start <= day <= end and v is not None]
         prev = [v for day, v in series[name] if prev_start <= day <= prev_end and v is not None]
-        kpis.append({"kpi": name, "label": d.label, "unit": d.unit, "value": _aggregate(cur, d.aggregate),
-                     "previous": _aggregate(prev, d.aggregate), "reason": reasons.get(name),
+        m = measure_series(name, series[name], start, end, latest_day, demo_days=demo_days.get(name))
+        kpis.append({"kpi": name, "label": d.label, "unit": d.unit, "value": m.value,
+                     "previous": measure_series(name, series[name], prev_start, prev_end, latest_day).value,
+                     "reason": reasons.get(name), "partial": m.partial, "days_with_data": m.days_with_data,
+                     "demo": m.demo,
                      "per_day": sum(cur) / len(cur) if cur else None,
                      "previous_per_day": sum(prev) / len(prev) if prev else None})
     ledger_revenue = _ledger_revenue(ctx, start, end)
@@ -86,7 +75,12 @@ def month_summary(ctx: ToolContext, month: str) -> dict[str, Any]:
     targets = evaluate(ctx.session, ctx.org_id, last_day)
     sugg = [s for s in repo.suggestions(ctx.org_id, limit=500)
             if start <= s.created_at.date() <= end or (s.decided_at and start <= s.decided_at.date() <= end)]
+    in_progress = latest_day is None or latest_day < end
+    covered_to = min(end, latest_day) if latest_day is not None else None
     return {"month": month, "start": start, "end": end, "kpis": {k["kpi"]: k for k in kpis}, "targets": targets,
+            "in_progress": in_progress, "covered_to": covered_to,
+            "days_covered": (covered_to - start).days + 1 if covered_to and covered_to >= start else 0,
+            "days_in_month": (end - start).days + 1,
             "series": {k: [(d, v) for d, v in s if start <= d <= end] for k, s in series.items()},
             "suggestions": sugg}
 
@@ -191,6 +185,10 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
         canvas.setFont("Helvetica", 10)
         canvas.setFillColor(colors.HexColor("#d1d5db"))
         canvas.drawString(20 * mm, H - 80 * mm, f"{org_name} · board report · generated {generated}")
+        if data["in_progress"]:
+            canvas.setFillColor(colors.HexColor("#fbbf24"))
+            canvas.setFont("Helvetica-Bold", 10)
+            canvas.drawString(20 * mm, H - 70 * mm, _progress_text(data))
         canvas.restoreState()
         footer(canvas, doc)
 
@@ -223,7 +221,14 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
                            ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#f8f9fa")),
                            ("VALIGN", (0, 0), (-1, -1), "TOP"), ("TOPPADDING", (0, 0), (-1, -1), 8),
                            ("BOTTOMPADDING", (0, 0), (-1, -1), 8)]))
-    story += [t, Spacer(1, 8 * mm), Paragraph("Summary", h2)]
+    story += [t, Spacer(1, 8 * mm)]
+    if data["in_progress"]:
+        story.append(Paragraph(f"<b>{_progress_text(data)}.</b> Month totals are to date; per-day figures and "
+                               "targets are over the days covered so far.", body))
+    if any(kv.get("demo") for kv in k.values()):
+        story.append(Paragraph("<b>Demo data.</b> Figures marked * (and the charts of those KPIs) are the demo "
+                               "seed's invented figures, not real records.", body))
+    story.append(Paragraph("Summary", h2))
     story.append(Paragraph(_summary_text(data), body))
     story.append(Spacer(1, 4 * mm))
     counts = f"Targets: <b>{targets.met}</b> met, <b>{targets.at_risk}</b> at risk, <b>{targets.missed}</b> missed " \
@@ -232,11 +237,11 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
     glance: list[list[Any]] = [["Target", "Actual", "Goal", "Status"]]
     gcmds: list[Any] = []
     for i, te in enumerate(targets.items, start=1):
-        glance.append([te.label, fmt(te.actual, te.unit), f"{te.op} {fmt(te.target, te.unit)}",
-                       STATUS_LABELS[te.status]])
+        glance.append([te.label + (" *" if te.demo else ""), f"{fmt(te.actual, te.unit)} ({period_label(te)})",
+                       f"{te.op} {fmt(te.target, te.unit)}", STATUS_LABELS[te.status]])
         gcmds += [("TEXTCOLOR", (3, i), (3, i), colors.HexColor(STATUS_COLOURS[te.status])),
                   ("FONTNAME", (3, i), (3, i), "Helvetica-Bold")]
-    gt = Table(glance, colWidths=[60 * mm, 40 * mm, 40 * mm, 30 * mm])
+    gt = Table(glance, colWidths=[50 * mm, 58 * mm, 34 * mm, 28 * mm])
     gt.setStyle(TableStyle(_table_style() + gcmds))
     story += [Spacer(1, 4 * mm), Paragraph("Targets at a glance", h2), gt, PageBreak()]
 
@@ -245,8 +250,8 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
     rows: list[list[Any]] = [["KPI", "Actual", "Target", "Window", "Trend", "Status"]]
     style_cmds: list[Any] = []
     for i, te in enumerate(targets.items, start=1):
-        rows.append([te.label, fmt(te.actual, te.unit), f"{te.op} {fmt(te.target, te.unit)}", te.window,
-                     te.trend.direction, STATUS_LABELS[te.status]])
+        rows.append([te.label + (" *" if te.demo else ""), fmt(te.actual, te.unit),
+                     f"{te.op} {fmt(te.target, te.unit)}", te.window, te.trend.direction, STATUS_LABELS[te.status]])
         style_cmds += [("BACKGROUND", (5, i), (5, i), colors.HexColor(STATUS_COLOURS[te.status])),
                        ("TEXTCOLOR", (5, i), (5, i), colors.white), ("FONTNAME", (5, i), (5, i), "Helvetica-Bold")]
     tt = Table(rows, colWidths=[48 * mm, 28 * mm, 30 * mm, 20 * mm, 22 * mm, 22 * mm], repeatRows=1)
@@ -294,7 +299,8 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
     manual = k["manual_incidents"]["value"]
     note = ""
     if heal is not None and manual is not None and heal + manual:
-        note = f"{100 * heal / (heal + manual):.0f} % of incidents were healed automatically."
+        note = (f"{heal:,.0f} of {heal + manual:,.0f} incidents ({100 * heal / (heal + manual):.0f} %) were "
+                "healed automatically.")
     story += [ot, Paragraph(note, small)]
     story.append(Paragraph("Partner and certification highlights", h2))
     eco = [["Measure", title_month, "Previous month"]]
@@ -325,6 +331,26 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
     doc.build(story, onFirstPage=cover, onLaterPages=footer)
     pdf = buf.getvalue()
     return pdf, doc.page
+
+
+def period_label(te: Any) -> str:
+    """The period a target's actual covers: "5 Dec", "Dec to date", "Q4 to date", "Nov"."""
+    end = te.period_end
+    if end is None:
+        return te.window
+    if te.window in ("day", "latest"):
+        return f"latest day, {end.day} {end.strftime('%b')}"
+    name = end.strftime("%b") if te.window == "month" else f"Q{(end.month - 1) // 3 + 1}"
+    return f"{name} to date" if te.partial else name
+
+
+def _progress_text(data: dict[str, Any]) -> str:
+    """"Month in progress: 1-5 December 2026 (5 of 31 days)"."""
+    if not data["covered_to"] or data["days_covered"] <= 0:
+        return f"Month in progress: no data yet ({data['days_in_month']} days in the month)"
+    start, to = data["start"], data["covered_to"]
+    return (f"Month in progress: {start.day}-{to.day} {start.strftime('%B %Y')} "
+            f"({data['days_covered']} of {data['days_in_month']} days)")
 
 
 def _short(text: str | None) -> str:

@@ -12,6 +12,7 @@ from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
 from tools.errors import Unprocessable
 from tools.pulse.kpis import KPIS, read_all
+from tools.pulse.measure import DEMO_SOURCE, measure_series
 from tools.registry import tool
 
 
@@ -136,6 +137,16 @@ class History(BaseModel):
     last: float | None
     mean: float | None
     change_pct: float | None
+    # The KPI over the whole window, as every surface reads it (tools.pulse.measure): its own aggregate
+    # (sum of amounts, mean of rates, last of a level); ``partial`` when the window runs past the last
+    # snapshot or misses days.
+    value: float | None = None
+    aggregate: str = "sum"
+    since: dt.date | None = None
+    until: dt.date | None = None
+    partial: bool = False
+    days_with_data: int = 0
+    demo: bool = False  # the demo seed's invented figures, not real records
 
 
 @tool("pulse.history", risk="read")
@@ -152,5 +163,9 @@ def history(ctx: ToolContext, params: HistoryIn) -> History:
     first, last_v = (vals[0], vals[-1]) if vals else (None, None)
     change = round(100.0 * (last_v - first) / abs(first), 2) if first and last_v is not None else None
     mean = round(sum(vals) / len(vals), 4) if vals else None
+    m = measure_series(params.kpi, [(p.day, p.value) for p in pts], since, until,
+                       PulseRepository(ctx.session).latest_day(ctx.org_id),
+                       demo_days={r.day for r in rows if r.source == DEMO_SOURCE})
     return History(kpi=params.kpi, days=params.days, label=d.label, unit=d.unit, points=pts, first=first,
-                   last=last_v, mean=mean, change_pct=change)
+                   last=last_v, mean=mean, change_pct=change, value=m.value, aggregate=m.aggregate, since=since,
+                   until=until, partial=m.partial, days_with_data=m.days_with_data, demo=m.demo)

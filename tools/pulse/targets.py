@@ -14,6 +14,7 @@ from memory.db import utcnow
 from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
 from tools.pulse.kpis import KPIS
+from tools.pulse.measure import DEMO_SOURCE, fmt, measure_series
 from tools.pulse.store import latest
 from tools.registry import tool
 
@@ -30,6 +31,8 @@ TARGET_STATUS = Gauge("levqor_pulse_target_status", "Target status: 1 met, 0.5 a
 ERROR_BUDGET = Gauge("levqor_pulse_error_budget_remaining_seconds",
                      "Uptime error budget left this month (seconds)", ["org"], multiprocess_mode="mostrecent")
 
+OP_WORDS = {">=": "at least", ">": "above", "<=": "at most", "<": "below"}
+WINDOW_WORDS = {"day": "on the latest day", "month": "this month", "quarter": "this quarter", "latest": "now"}
 AT_RISK_MARGIN = 0.10  # within 10 % of a limit (or 75 % of an error budget used) is "at risk"
 
 
@@ -64,6 +67,10 @@ class TargetEval(BaseModel):
     reason: str
     trend: Trend
     error_budget: ErrorBudget | None = None
+    period_start: dt.date | None = None
+    period_end: dt.date | None = None
+    partial: bool = False  # a month or quarter still in progress: the value is to date
+    demo: bool = False  # the period holds the demo seed's invented figures
 
 
 class TargetsReport(BaseModel):
@@ -91,6 +98,17 @@ def _window_start(day: dt.date, window: str) -> dt.date:
     if window == "latest":
         return day - dt.timedelta(days=30)
     return day - dt.timedelta(days=6)  # "day": the latest day with data in the last week
+
+
+def _window_end(day: dt.date, window: str) -> dt.date:
+    """The last day of the calendar window holding ``day`` (month, quarter); ``day`` otherwise."""
+    if window == "month":
+        return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+    if window == "quarter":
+        first = _window_start(day, "quarter")
+        nxt = dt.date(first.year + (first.month + 3 > 12), (first.month + 2) % 12 + 1, 1)
+        return nxt - dt.timedelta(days=1)
+    return day
 
 
 def satisfies(actual: float, op: str, target: float) -> bool:
@@ -121,7 +139,7 @@ def trend_of(values: list[float], higher_is_better: bool) -> Trend:
 
 
 def evaluate_one(kpi: str, spec: TargetSpec, series: list[tuple[dt.date, float | None, str | None]],
-                 day: dt.date) -> TargetEval:
+                 day: dt.date, demo_days: set[dt.date] | None = None) -> TargetEval:
     """Evaluate one target over its window from a daily series ending at ``day``."""
     d = KPIS[kpi]
     start = _window_start(day, spec.window)
@@ -135,15 +153,14 @@ def evaluate_one(kpi: str, spec: TargetSpec, series: list[tuple[dt.date, float |
         why = missing[0] if missing and missing[0] else f"no data for this {spec.window}"
         return TargetEval(**base, actual=None, status="not_available", reason=why)
     values = [v for _, v in in_window]
-    if spec.window in ("latest", "day"):
-        actual = values[-1]
-    elif spec.window == "quarter" and d.aggregate == "sum":
-        actual = sum(values)
-    elif d.aggregate == "sum":
-        actual = sum(values)
-    else:
-        actual = sum(values) / len(values)
-    actual = round(actual, 4)
+    # The window's value is the one every surface reads for this period (tools.pulse.measure); a day or
+    # "latest" window is its last reading.
+    m = measure_series(kpi, [(x, v) for x, v, _ in series], start, day, day,
+                       how="last" if spec.window in ("latest", "day") else None, demo_days=demo_days)
+    actual = round(float(m.value if m.value is not None else values[-1]), 4)
+    base["period_start"], base["period_end"] = start, day
+    base["partial"] = spec.window in ("month", "quarter") and m.end < _window_end(day, spec.window)
+    base["demo"] = m.demo
     budget = None
     ok = satisfies(actual, spec.op, spec.value)
     if kpi == "uptime":
@@ -154,22 +171,26 @@ def evaluate_one(kpi: str, spec: TargetSpec, series: list[tuple[dt.date, float |
                              remaining_minutes=round(allowed - used, 2),
                              used_pct=round(100.0 * used / allowed, 1) if allowed else 100.0)
         if used > allowed:
-            status, reason = "missed", f"{used:g} min of downtime this month, over the {allowed:g} min budget"
+            status, reason = "missed", (f"{used:,.1f} min of downtime this month, over the {allowed:,.1f} min "
+                                        "error budget")
         elif used > 0.75 * allowed:
-            status, reason = "at_risk", f"{budget.used_pct:g} % of the monthly error budget used"
+            status, reason = "at_risk", f"{budget.used_pct:.0f} % of this month's error budget used"
         else:
-            status, reason = "met", f"{budget.used_pct:g} % of the monthly error budget used"
+            status, reason = "met", f"{budget.used_pct:.0f} % of this month's error budget used"
         return TargetEval(**base, actual=actual, status=status, reason=reason, error_budget=budget)
+    shown, goal = fmt(actual, d.unit), f"{OP_WORDS[spec.op]} {fmt(spec.value, d.unit)}"
+    when = WINDOW_WORDS[spec.window]
     if not ok:
-        status, reason = "missed", f"{actual:g} is not {spec.op} {spec.value:g} ({spec.window})"
+        status, reason = "missed", f"{shown} {when}; the target is {goal}"
     else:
         near = abs(actual - spec.value) <= AT_RISK_MARGIN * max(abs(spec.value), 1e-9)
         if spec.op in ("<", "<=") and spec.window == "quarter" and spec.value <= 1:
             near = False
         if near or trend.direction == "worsening" and abs(actual - spec.value) <= 0.25 * abs(spec.value):
-            status, reason = "at_risk", f"{actual:g} is within reach of the limit {spec.value:g} ({trend.direction})"
+            status, reason = "at_risk", (f"{shown} {when}, close to the target ({goal})"
+                                         + (f", {trend.direction}" if trend.direction != "unknown" else ""))
         else:
-            status, reason = "met", f"{actual:g} {spec.op} {spec.value:g} ({spec.window})"
+            status, reason = "met", f"{shown} {when}; the target is {goal}"
     return TargetEval(**base, actual=actual, status=status, reason=reason)
 
 
@@ -180,9 +201,12 @@ def evaluate(session: Session, org_id: int, day: dt.date | None = None) -> Targe
     specs = targets_from_settings()
     rows = repo.history(org_id, since=day - dt.timedelta(days=95), until=day, kpis=list(specs))
     series: dict[str, list[tuple[dt.date, float | None, str | None]]] = {k: [] for k in specs}
+    demo: dict[str, set[dt.date]] = {k: set() for k in specs}
     for r in rows:
         series[r.kpi].append((r.day, r.value, r.reason))
-    items = [evaluate_one(k, spec, series[k], day) for k, spec in specs.items()]
+        if r.source == DEMO_SOURCE:
+            demo[r.kpi].add(r.day)
+    items = [evaluate_one(k, spec, series[k], day, demo[k]) for k, spec in specs.items()]
     return TargetsReport(day=day, items=items, met=sum(i.status == "met" for i in items),
                          at_risk=sum(i.status == "at_risk" for i in items),
                          missed=sum(i.status == "missed" for i in items))
