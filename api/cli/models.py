@@ -5,15 +5,21 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, NoReturn, TextIO
 
 import typer
 
-from api.cli.common import fail
 from tools.auto_intel.predictor import ForecastError
 from tools.auto_intel.series_io import SeriesError, detect_stream, forecast_csv
 
 cli = typer.Typer()
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr and exit ``code``. Not ``api.cli.common.fail``: that module imports the
+    database layer, which alone takes longer than the one second a forecast call may take."""
+    sys.stderr.write(message + "\n")
+    raise typer.Exit(code)
 
 
 def _run(command: str, path: Path | None, body: Callable[[Iterable[str]], object]) -> None:
