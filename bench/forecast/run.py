@@ -190,7 +190,8 @@ def main() -> int:
     hc = float(np.mean([r[4] for r in held]))
     print(f"held-out series (never tuned on), mean: levqor MASE={hm:.4f} snaive={hs:.4f} "
           f"Prophet={hp:.4f} coverage={hc:.3f}")
-    print(f"one `levqor forecast` call on nyc_taxi (10k rows, h=48), process start included: {cli_s:.2f}s wall, {cli_cpu:.2f}s CPU")
+    print(f"one `levqor forecast` call on nyc_taxi (10k rows, h=48), process start included: "
+          f"{cli_s:.2f}s wall, {cli_cpu:.2f}s CPU")
     m, sn, pr, cov, sec = dev[1], dev[2], dev[3], dev[4], dev[5]
     print(f"forecast: mase={m:.4f} snaive_mase={sn:.4f} prophet_mase={pr:.4f} fit_s={sec:.4f} "
           f"ratio_snaive={m / sn:.3f} ratio_prophet={m / pr:.3f} coverage90={cov:.3f} "
