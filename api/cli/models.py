@@ -3,27 +3,51 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn, TextIO
 
 import typer
 
-from api.cli.common import fail
 from tools.auto_intel.predictor import ForecastError
-from tools.auto_intel.series_io import detect_stream, forecast_csv
+from tools.auto_intel.series_io import SeriesError, detect_stream, forecast_csv
 
 cli = typer.Typer()
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr and exit ``code``. Not ``api.cli.common.fail``: that module imports the
+    database layer, which alone takes longer than the one second a forecast call may take."""
+    sys.stderr.write(message + "\n")
+    raise typer.Exit(code)
+
+
+def _run(command: str, path: Path | None, body: Callable[[Iterable[str]], object]) -> None:
+    """Run ``body`` on the file's lines (or stdin); a bad file is a one-line error, exit 2."""
+    try:
+        if path is None:
+            body(sys.stdin)
+        else:
+            with path.open(encoding="utf-8") as f:
+                body(f)
+    except FileNotFoundError:
+        fail(f"{command}: no such file: {path}", 2)
+    except IsADirectoryError:
+        fail(f"{command}: {path} is a directory, not a CSV file", 2)
+    except UnicodeDecodeError:
+        fail(f"{command}: {path or 'stdin'} is not a UTF-8 text CSV of timestamp,value", 2)
+    except OSError as exc:
+        fail(f"{command}: cannot read {path or 'stdin'}: {exc.strerror or exc}", 2)
+    except (SeriesError, ForecastError) as exc:
+        fail(f"{command}: {path or 'stdin'}: {exc}", 2)
 
 
 @cli.command()
 def detect(path: Annotated[Path | None, typer.Argument(help="CSV of timestamp,value (default stdin)")] = None
            ) -> None:
-    """Print one anomaly score in [0, 1] per row, scoring each row as it is read (causal)."""
-    if path is None:
-        detect_stream(sys.stdin, sys.stdout)
-    else:
-        with path.open() as f:
-            detect_stream(f, sys.stdout, flush=False)
+    """Print timestamp,score (score in [0, 1]) per row, scoring each row as it is read (causal)."""
+    out: TextIO = sys.stdout
+    _run("levqor detect", path, lambda lines: detect_stream(lines, out, flush=path is None, err=sys.stderr))
 
 
 @cli.command()
@@ -32,11 +56,4 @@ def forecast(
     path: Annotated[Path | None, typer.Argument(help="CSV of timestamp,value (default stdin)")] = None,
 ) -> None:
     """Print timestamp,yhat,lower,upper (90% interval) for the steps after the history."""
-    try:
-        if path is None:
-            forecast_csv(sys.stdin, sys.stdout, horizon=horizon)
-        else:
-            with path.open() as f:
-                forecast_csv(f, sys.stdout, horizon=horizon)
-    except ForecastError as exc:
-        fail(f"forecast error: {exc}", 2)
+    _run("levqor forecast", path, lambda lines: forecast_csv(lines, sys.stdout, horizon=horizon))

@@ -1,38 +1,78 @@
-"""Benchmark the anomaly detector on NAB dev files against ARTime and Numenta HTM.
+"""Benchmark the anomaly detector on the NAB dev files against ARTime and Numenta HTM, in-sample and
+cross-validated (see docs/models.md for the protocol).
 
-Scores all three with ../shared/tools/nabscore.py (ours through ``levqor detect``, exactly as
-a user would run it; the references from their published results) and measures our
-detector's points per second on one core in-process. Last line:
-``anomaly: standard=.. low_fp=.. low_fn=.. artime_standard=.. htm_standard=.. ... points_per_s=..``
+* **In-sample** (as NAB reports): ``levqor detect`` is run on every file exactly as a user would,
+  and ../shared/tools/nabscore.py scores the outputs with the threshold it optimises on the same
+  files. The references are scored the same way from their published results.
+* **Held-out** (what to believe): the parameters of the detector (a small grid of candidate
+  configurations) *and* the alert threshold of each NAB profile are chosen on training files only
+  (the other NAB dev files plus synthetic series with known anomalies, bench/anomaly/synthetic.py)
+  and applied unchanged to the held-out files. Two splits: leave-one-folder-out (realAWSCloudwatch
+  vs the artificial folders) and leave-one-file-out. ARTime and HTM get the same protocol (their
+  threshold is chosen on the training files). Held-out raw scores are summed over the folds and
+  normalised on the held-out files with NAB's formula.
+
+Throughput is measured in-process on one core. Last line:
+``anomaly: standard=.. low_fp=.. low_fn=.. ... cv_standard=.. cv_low_fp=.. cv_low_fn=.. ... points_per_s=..``
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
+import math
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tools.auto_intel.anomaly_detector import AnomalyDetector  # noqa: E402
+from synthetic import corpus as synthetic_corpus  # noqa: E402
+
+from tools.auto_intel.anomaly_detector import AnomalyDetector, DetectorConfig  # noqa: E402
+
+PROFILES = ("standard", "low_FP", "low_FN")
+BASE = DetectorConfig()
+# The candidates cross-validation chooses among: the knobs that set how strong each signal's score
+# is relative to the others (the threshold itself is chosen per profile). Kept small on purpose.
+GRID: dict[str, DetectorConfig] = {
+    f"lik{ld:g}_sp{ss:g}_sup{su}": replace(BASE, lik_decades=ld, spatial_score=ss, suppress=su)
+    for ld in (4.0, 8.0, 12.0) for ss in (0.5, 0.65, 0.8) for su in (100, 300)
+}
 
 
 def shared_dir() -> Path:
     """Find the shared data directory: $LEVQOR_SHARED_DIR, else ../shared next to the repo."""
     env = os.environ.get("LEVQOR_SHARED_DIR")
     cands = [Path(env)] if env else []
-    cands += [REPO.parent / "shared", REPO / ".." / "shared", Path.cwd().parent / "shared"]
+    cands += [REPO.parent / "shared", REPO / ".." / "shared", REPO.parent.parent / "shared",
+              Path.cwd().parent / "shared"]
     for c in cands:
         if (c / "tools" / "nabscore.py").is_file():
             return c.resolve()
     raise SystemExit("shared data not found: set LEVQOR_SHARED_DIR to the directory holding "
                      "tools/nabscore.py and data/nab-dev")
+
+
+def load_nabscore(shared: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("nabscore", shared / "tools" / "nabscore.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["nabscore"] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def load_series(path: Path) -> tuple[list[float], list[float]]:
@@ -47,12 +87,160 @@ def load_series(path: Path) -> tuple[list[float], list[float]]:
     return ts, vals
 
 
-def nab_files(data: Path) -> list[Path]:
-    return sorted(p for p in data.glob("*/*.csv") if p.parent.name != "reference-results")
+def run_detector(cfg: DetectorConfig, ts: list[float], vals: list[float]) -> np.ndarray:
+    upd = AnomalyDetector(cfg).update
+    return np.fromiter((upd(v, t) for t, v in zip(ts, vals, strict=True)), np.float64, len(vals))
 
 
-def points_per_second(files: list[Path], repeats: int = 3) -> tuple[float, int]:
-    series = [load_series(p) for p in files]
+class Corpus:
+    """NAB dev files and synthetic series, prepared once per score source for the scorer."""
+
+    def __init__(self, nab: ModuleType, data: Path) -> None:
+        self.nab = nab
+        windows = nab.load_windows(str(data / "combined_windows.json"), set())
+        self.series: dict[str, tuple[list[float], list[float]]] = {}
+        self.ts_ns: dict[str, np.ndarray] = {}
+        self.windows: dict[str, list[tuple[int, int]]] = {}
+        for key, wins in windows.items():
+            ts, vals = load_series(data / key)
+            self.series[key] = (ts, vals)
+            self.ts_ns[key] = (np.asarray(ts) * 1e9).round().astype(np.int64)
+            self.windows[key] = wins
+        self.nab_keys = sorted(windows)
+        self.synth_keys: list[str] = []
+        for key, ts_a, y, rows in synthetic_corpus():
+            ns = (ts_a * 1e9).astype(np.int64)
+            self.series[key] = (list(map(float, ts_a)), list(map(float, y)))
+            self.ts_ns[key] = ns
+            self.windows[key] = [(int(ns[a]), int(ns[b])) for a, b in rows]
+            self.synth_keys.append(key)
+        self.refs: dict[str, dict[str, np.ndarray]] = {}
+        self._cases: dict[tuple[str, str], Any] = {}
+        self._nulls: dict[str, Any] = {}
+
+    def add_reference(self, name: str, folder: Path) -> None:
+        out = {}
+        for key in self.nab_keys:
+            fold, fname = key.split("/")
+            path = folder / fold / f"{name}_{fname}"
+            out[key] = np.array([float(r["anomaly_score"]) for r in csv.DictReader(open(path))])
+        self.refs[name] = out
+
+    def case(self, source: str, key: str) -> Any:
+        """The scorer's prepared file for one score source (a GRID name or a reference)."""
+        got = self._cases.get((source, key))
+        if got is None:
+            if source in self.refs:
+                scores = self.refs[source][key]
+            else:
+                scores = run_detector(GRID[source], *self.series[key])
+            got = self.nab.prepare_file(key, self.ts_ns[key], self.windows[key], scores)
+            self._cases[(source, key)] = got
+        return got
+
+    def null(self, key: str) -> Any:
+        if key not in self._nulls:
+            c = self.case(next(iter(GRID)), key)
+            self._nulls[key] = c.with_scores(np.full(len(c.scores), self.nab.NULL_SCORE))
+        return self._nulls[key]
+
+    def n_windows(self, keys: list[str]) -> int:
+        return sum(len(self.windows[k]) for k in keys)
+
+    def normalised(self, keys: list[str], raw: list[float]) -> list[float]:
+        """NAB's 100*(raw-null)/(perfect-null) on ``keys``, per profile (nan without windows)."""
+        out = []
+        nw = self.n_windows(keys)
+        for prof, r in zip(self.nab.PROFILES, raw, strict=True):
+            nulls = [self.null(k) for k in keys]
+            nbest = self.nab.optimise(nulls, prof)
+            null_raw = sum(self.nab.score_file(c, prof, nbest.threshold).raw for c in nulls)
+            perfect = prof.tp * nw
+            out.append(100.0 * (r - null_raw) / (perfect - null_raw) if perfect != null_raw else np.nan)
+        return out
+
+    def fit(self, keys: list[str], sources: list[str]) -> tuple[str, list[float]]:
+        """Choose the source (config) with the best mean normalised training score, and its thresholds."""
+        best: tuple[float, str, list[float]] | None = None
+        for src in sources:
+            if src in self.refs:  # published results exist for the NAB files only
+                keys = [k for k in keys if k in self.refs[src]]
+            cases = [self.case(src, k) for k in keys]
+            sweeps = [self.nab.optimise(cases, p) for p in self.nab.PROFILES]
+            norm = float(np.mean(self.normalised(keys, [s.raw for s in sweeps])))
+            if best is None or norm > best[0]:
+                best = (norm, src, [s.threshold for s in sweeps])
+        assert best is not None
+        return best[1], best[2]
+
+    def raw(self, key: str, src: str, thresholds: list[float]) -> list[float]:
+        c = self.case(src, key)
+        return [self.nab.score_file(c, p, t).raw for p, t in zip(self.nab.PROFILES, thresholds, strict=True)]
+
+
+def cross_validate(cp: Corpus, folds: list[tuple[list[str], list[str]]], sources: list[str],
+                   ) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Held-out raw score per NAB file (per profile) and how often each source was chosen."""
+    raw: dict[str, list[float]] = {}
+    chosen: dict[str, int] = {}
+    for train, test in folds:
+        src, thr = cp.fit(train, sources)
+        chosen[src] = chosen.get(src, 0) + 1
+        for k in test:
+            raw[k] = cp.raw(k, src, thr)
+    return raw, chosen
+
+
+def table(cp: Corpus, per_file: dict[str, dict[str, list[float]]], groups: dict[str, list[str]]) -> list[str]:
+    names = list(per_file)
+    head = f"{'held-out files':<36}" + "".join(f"{n + ' ' + p:>22}" for p in PROFILES for n in names)
+    lines = [head]
+    for label, keys in groups.items():
+        cells = []
+        norms = {n: cp.normalised(keys, [sum(per_file[n][k][i] for k in keys) for i in range(3)])
+                 for n in names}
+        for i in range(3):
+            for n in names:
+                v = norms[n][i]
+                cells.append(f"{v:>22.1f}" if v == v else f"{'(no windows)':>22}")
+        lines.append(f"{label:<36}" + "".join(cells))
+    return lines
+
+
+def nabscore_in_sample(shared: Path, scores_dir: Path) -> tuple[float, float, float, str]:
+    data = shared / "data" / "nab-dev"
+    cmd = [sys.executable, str(shared / "tools" / "nabscore.py"), "--windows",
+           str(data / "combined_windows.json"), "--data", str(data), "--scores", str(scores_dir)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"nabscore failed: {out.stderr[-2000:]}")
+    last = out.stdout.strip().splitlines()[-1]
+    m = re.search(r"standard=([-\d.]+) reward_low_FP=([-\d.]+) reward_low_FN=([-\d.]+)", last)
+    if not m:
+        raise SystemExit(f"unexpected nabscore output: {last}")
+    return float(m[1]), float(m[2]), float(m[3]), out.stdout
+
+
+def cli_scores(cp: Corpus, data: Path, out_dir: Path) -> None:
+    """Run ``levqor detect`` on every NAB dev file (as a user would) and save NAB result files."""
+    for key in cp.nab_keys:
+        proc = subprocess.run([sys.executable, "-m", "api.cli", "detect", str(data / key)], cwd=REPO,
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise SystemExit(f"levqor detect failed on {key}: {proc.stderr[-500:]}")
+        lines = proc.stdout.strip().splitlines()
+        assert lines[0] == "timestamp,score", lines[0]
+        dest = out_dir / key
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(data / key) as src, open(dest, "w") as f:
+            rows = [r for r in src.read().splitlines()[1:] if r.strip()]
+            f.write("timestamp,value,anomaly_score\n")
+            for r, s in zip(rows, lines[1:], strict=True):
+                f.write(f"{r},{s.rsplit(',', 1)[1]}\n")
+
+
+def points_per_second(cp: Corpus, repeats: int = 3) -> tuple[float, int]:
+    series = [cp.series[k] for k in cp.nab_keys]
     total = sum(len(v) for _, v in series)
     best = float("inf")
     for _ in range(repeats):
@@ -65,40 +253,72 @@ def points_per_second(files: list[Path], repeats: int = 3) -> tuple[float, int]:
     return total / best, total
 
 
-def nabscore(shared: Path, *args: str) -> tuple[float, float, float, str]:
-    data = shared / "data" / "nab-dev"
-    cmd = [sys.executable, str(shared / "tools" / "nabscore.py"), "--windows",
-           str(data / "combined_windows.json"), "--data", str(data), *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"nabscore failed: {out.stderr[-2000:]}")
-    last = out.stdout.strip().splitlines()[-1]
-    m = re.search(r"standard=([-\d.]+) reward_low_FP=([-\d.]+) reward_low_FN=([-\d.]+)", last)
-    if not m:
-        raise SystemExit(f"unexpected nabscore output: {last}")
-    return float(m[1]), float(m[2]), float(m[3]), out.stdout
-
-
 def main() -> int:
     shared = shared_dir()
+    nab = load_nabscore(shared)
     data = shared / "data" / "nab-dev"
     refs = data / "reference-results"
-    detector = f"{sys.executable} -m api.cli detect"
-    t0 = time.perf_counter()
-    ours = nabscore(shared, "--detector", detector, "--jobs", "2")
-    wall = time.perf_counter() - t0
-    art = nabscore(shared, "--scores", str(refs / "ARTime"))
-    htm = nabscore(shared, "--scores", str(refs / "numenta"))
-    pps, total = points_per_second(nab_files(data))
+    cp = Corpus(nab, data)
+    cp.add_reference("ARTime", refs / "ARTime")
+    cp.add_reference("numenta", refs / "numenta")
+
+    # in-sample, through the command line (--cv-only skips it while iterating)
+    art = nabscore_in_sample(shared, refs / "ARTime")
+    htm = nabscore_in_sample(shared, refs / "numenta")
+    wall = 0.0
+    ours = (math.nan, math.nan, math.nan, "")
+    if "--cv-only" not in sys.argv:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            cli_scores(cp, data, Path(tmp))
+            wall = time.perf_counter() - t0
+            ours = nabscore_in_sample(shared, Path(tmp))
     print(ours[3].rstrip())
     print()
+    print("IN-SAMPLE (default configuration; threshold optimised on the same 28 files, as NAB does):")
     print(f"{'detector':<14}{'standard':>10}{'low_FP':>10}{'low_FN':>10}")
     for name, r in (("levqor", ours), ("ARTime", art), ("Numenta HTM", htm)):
         print(f"{name:<14}{r[0]:>10.2f}{r[1]:>10.2f}{r[2]:>10.2f}")
-    beats = [ours[i] > art[i] and ours[i] > htm[i] for i in range(3)]
-    print(f"beats both references: standard={beats[0]} low_FP={beats[1]} low_FN={beats[2]}")
+
+    # held-out
+    grid = list(GRID)
+    folders = sorted({k.split("/")[0] for k in cp.nab_keys})
+    artificial = [k for k in cp.nab_keys if k.startswith("artificial")]
+    real = [k for k in cp.nab_keys if not k.startswith("artificial")]
+    lofo = [(artificial + cp.synth_keys, real), (real + cp.synth_keys, artificial)]
+    loo = [([j for j in cp.nab_keys if j != k] + cp.synth_keys, [k]) for k in cp.nab_keys]
+    groups = {f: [k for k in cp.nab_keys if k.startswith(f + "/")] for f in folders}
+    groups["all 28 NAB dev files"] = cp.nab_keys
+    results: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for split, folds in (("leave-one-folder-out", lofo), ("leave-one-file-out", loo)):
+        per: dict[str, dict[str, list[float]]] = {}
+        raw, chosen = cross_validate(cp, folds, grid)
+        per["levqor"] = raw
+        for ref, label in (("ARTime", "ARTime"), ("numenta", "HTM")):
+            per[label] = cross_validate(cp, folds, [ref])[0]
+        results[split] = per
+        print()
+        print(f"HELD-OUT, {split} ({len(folds)} folds; configuration and thresholds chosen on the "
+              "training files + synthetic series only):")
+        print("\n".join(table(cp, per, groups)))
+        print("configurations chosen: " + ", ".join(f"{k} x{v}" for k, v in sorted(chosen.items())))
+    final, thr = cp.fit(cp.nab_keys + cp.synth_keys, grid)
+    default_name = next((n for n, c in GRID.items() if c == BASE), "(not in grid)")
+    print(f"configuration chosen on all dev files + synthetic: {final}; DetectorConfig() default: "
+          f"{default_name}")
+    if GRID[final] != BASE:
+        diff = {k: v for k, v in asdict(GRID[final]).items() if asdict(BASE)[k] != v}
+        print(f"  (differs from the default in {diff})")
+
+    pps, total = points_per_second(cp)
     print(f"{total} points; in-process detector throughput {pps:,.0f} points/s on one core; "
-          f"levqor detect via nabscore: {wall:.1f}s wall")
+          f"levqor detect on 28 files: {wall:.1f}s wall")
+    cv = results["leave-one-file-out"]
+    cvn = {n: cp.normalised(cp.nab_keys, [sum(cv[n][k][i] for k in cp.nab_keys) for i in range(3)])
+           for n in cv}
+    lf = results["leave-one-folder-out"]
+    lfn = {n: cp.normalised(cp.nab_keys, [sum(lf[n][k][i] for k in cp.nab_keys) for i in range(3)])
+           for n in lf}
 
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.3f}" if b else "nan"
@@ -107,8 +327,13 @@ def main() -> int:
           f"artime_standard={art[0]:.2f} artime_low_fp={art[1]:.2f} artime_low_fn={art[2]:.2f} "
           f"htm_standard={htm[0]:.2f} htm_low_fp={htm[1]:.2f} htm_low_fn={htm[2]:.2f} "
           f"ratio_artime_standard={ratio(ours[0], art[0])} ratio_htm_standard={ratio(ours[0], htm[0])} "
-          f"ratio_artime_low_fp={ratio(ours[1], art[1])} ratio_htm_low_fp={ratio(ours[1], htm[1])} "
-          f"ratio_artime_low_fn={ratio(ours[2], art[2])} ratio_htm_low_fn={ratio(ours[2], htm[2])} "
+          f"cv_standard={cvn['levqor'][0]:.2f} cv_low_fp={cvn['levqor'][1]:.2f} "
+          f"cv_low_fn={cvn['levqor'][2]:.2f} cv_artime_standard={cvn['ARTime'][0]:.2f} "
+          f"cv_artime_low_fp={cvn['ARTime'][1]:.2f} cv_artime_low_fn={cvn['ARTime'][2]:.2f} "
+          f"cv_htm_standard={cvn['HTM'][0]:.2f} cv_htm_low_fp={cvn['HTM'][1]:.2f} "
+          f"cv_htm_low_fn={cvn['HTM'][2]:.2f} lofo_standard={lfn['levqor'][0]:.2f} "
+          f"lofo_low_fp={lfn['levqor'][1]:.2f} lofo_low_fn={lfn['levqor'][2]:.2f} "
+          f"lofo_artime_standard={lfn['ARTime'][0]:.2f} lofo_htm_standard={lfn['HTM'][0]:.2f} "
           f"points_per_s={pps:.0f}")
     return 0
 

@@ -1,42 +1,67 @@
-"""Benchmark the load forecaster on nyc_taxi (30-minute demand) against seasonal naive and Prophet.
+"""Benchmark the load forecaster against seasonal naive and Prophet on the development series
+(nyc_taxi, in-sample: the forecaster was tuned on it) and on held-out series it was never tuned on
+(bench/forecast/series.py: statsmodels' co2, synthetic daily page views over eight years, hourly
+load with a level shift and a trend change). See docs/models.md for the protocol.
 
-Rolling origin: one origin per day over the last eight weeks, each forecasting the next 48
-steps (one day) from all history before it. MASE = MAE / in-sample weekly seasonal-naive MAE of
-the history, averaged over origins. Time = fit + predict per origin. Prophet is a bench-only
-dependency (requirements/bench.in); when it cannot be imported it is reported as unavailable.
-Last line: ``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=..``
+Rolling origin: each origin forecasts the next ``horizon`` steps from all history before it.
+MASE = MAE / in-sample seasonal-naive MAE of that history, averaged over origins; coverage = share
+of actual values inside the 90 % interval. Prophet is a bench-only dependency (requirements/bench.in),
+reported as unavailable when it cannot be imported; its forecasts are cached in
+bench/forecast/.cache/ (delete it to refit). Also times one ``levqor forecast`` call, process start
+included. Last line:
+``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=.. coverage90=..
+heldout_mase=.. heldout_snaive_mase=.. heldout_prophet_mase=.. heldout_coverage90=.. cli_s=.. cli_cpu_s=..``
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+import series as extra  # noqa: E402
 
 from tools.auto_intel.predictor import forecast  # noqa: E402
 
-STEPS_PER_DAY = 48
-WEEK = 7 * STEPS_PER_DAY
-ORIGINS = 56  # eight weeks, one per day
+CACHE = HERE / ".cache"
+Model = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]
 
-Model = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+
+@dataclass
+class Series:
+    name: str
+    ts: np.ndarray
+    y: np.ndarray
+    horizon: int
+    origins: int
+    spacing: int  # steps between origins
+    lag: int  # seasonal naive's lag (and MASE's scale)
+    freq: str  # pandas frequency for Prophet
+    held_out: bool
 
 
 def shared_dir() -> Path:
     """Find the shared data directory: $LEVQOR_SHARED_DIR, else ../shared next to the repo."""
     env = os.environ.get("LEVQOR_SHARED_DIR")
     cands = [Path(env)] if env else []
-    cands += [REPO.parent / "shared", Path.cwd().parent / "shared"]
+    cands += [REPO.parent / "shared", REPO.parent.parent / "shared", Path.cwd().parent / "shared"]
     for c in cands:
         if (c / "data" / "forecast-dev" / "nyc_taxi.csv").is_file():
             return c.resolve()
@@ -55,15 +80,25 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(ts), np.array(vals)
 
 
-def ours(ts: np.ndarray, y: np.ndarray, h: int) -> np.ndarray:
-    return np.array(forecast(y, horizon=h, timestamps=list(ts)).yhat)
+def all_series() -> list[Series]:
+    ts, y = load(shared_dir() / "data" / "forecast-dev" / "nyc_taxi.csv")
+    out = [Series("nyc_taxi (dev)", ts, y, 48, 56, 48, 336, "30min", False)]
+    ts, y = extra.page_views()
+    out.append(Series("page_views daily 8y", ts, y, 30, 12, 30, 7, "D", True))
+    ts, y = extra.hourly_load()
+    out.append(Series("hourly_load shift+trend", ts, y, 24, 14, 24, 168, "h", True))
+    got = extra.co2()
+    if got is not None:
+        out.append(Series("co2 weekly (statsmodels)", got[0], got[1], 52, 10, 26, 52, "W-SAT", True))
+    return out
 
 
-def snaive(ts: np.ndarray, y: np.ndarray, h: int) -> np.ndarray:
-    return y[len(y) - WEEK:len(y) - WEEK + h].copy()
+def ours(ts: np.ndarray, y: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    fc = forecast(y, horizon=h, timestamps=list(ts))
+    return np.array(fc.yhat), np.array(fc.lower), np.array(fc.upper)
 
 
-def prophet_model() -> Model | None:
+def prophet_model(s: Series) -> Model | None:
     try:
         import pandas as pd
         from prophet import Prophet
@@ -71,67 +106,97 @@ def prophet_model() -> Model | None:
         return None
     for name in ("prophet", "cmdstanpy"):
         logging.getLogger(name).disabled = True
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"prophet-{s.name.split()[0]}.json"
+    cache: dict[str, list[float]] = json.loads(path.read_text()) if path.exists() else {}
 
-    def run(ts: np.ndarray, y: np.ndarray, h: int) -> np.ndarray:
-        df = pd.DataFrame({"ds": pd.to_datetime(ts, unit="s"), "y": y})
-        m = Prophet(daily_seasonality=True, weekly_seasonality=True, yearly_seasonality=False)
-        m.fit(df)
-        fut = m.make_future_dataframe(periods=h, freq="30min", include_history=False)
-        return np.asarray(m.predict(fut)["yhat"].to_numpy(), dtype=np.float64)
+    def run(ts: np.ndarray, y: np.ndarray, h: int) -> tuple[np.ndarray, None, None]:
+        key = f"{len(y)}:{h}"
+        if key not in cache:
+            df = pd.DataFrame({"ds": pd.to_datetime(ts, unit="s"), "y": y})
+            sub_daily = s.freq in ("30min", "h")
+            m = Prophet(daily_seasonality=sub_daily, weekly_seasonality=s.freq != "W-SAT",
+                        yearly_seasonality=len(y) * (ts[1] - ts[0]) > 2 * 365 * 86400)
+            m.fit(df)
+            fut = m.make_future_dataframe(periods=h, freq=s.freq, include_history=False)
+            cache[key] = [float(v) for v in m.predict(fut)["yhat"]]
+            path.write_text(json.dumps(cache))
+        return np.array(cache[key]), None, None
 
     return run
 
 
-def evaluate(model: Model, ts: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
-    n = len(y)
+def evaluate(model: Model, s: Series) -> tuple[float, float, float]:
+    """(MASE, interval coverage or nan, seconds per origin)."""
+    n = len(s.y)
     mases, secs = [], []
-    for k in range(ORIGINS, 0, -1):
-        o = n - k * STEPS_PER_DAY
-        hist_t, hist_y = ts[:o], y[:o]
-        actual = y[o:o + STEPS_PER_DAY]
-        t0 = time.perf_counter()
-        pred = model(hist_t, hist_y, STEPS_PER_DAY)
-        secs.append(time.perf_counter() - t0)
-        scale = float(np.mean(np.abs(hist_y[WEEK:] - hist_y[:-WEEK])))
-        mases.append(float(np.mean(np.abs(actual - pred))) / scale)
-    return float(np.mean(mases)), float(np.mean(secs)), len(mases)
-
-
-def coverage(ts: np.ndarray, y: np.ndarray) -> float:
-    n = len(y)
     inside = total = 0
-    for k in range(ORIGINS, 0, -1):
-        o = n - k * STEPS_PER_DAY
-        fc = forecast(y[:o], horizon=STEPS_PER_DAY, timestamps=list(ts[:o]))
-        actual = y[o:o + STEPS_PER_DAY]
-        inside += int(np.sum((actual >= np.array(fc.lower)) & (actual <= np.array(fc.upper))))
-        total += len(actual)
-    return inside / total
+    for k in range(s.origins, 0, -1):
+        o = n - s.horizon - (k - 1) * s.spacing
+        hist_t, hist_y = s.ts[:o], s.y[:o]
+        actual = s.y[o:o + s.horizon]
+        t0 = time.perf_counter()
+        pred, lo, hi = model(hist_t, hist_y, s.horizon)
+        secs.append(time.perf_counter() - t0)
+        scale = float(np.mean(np.abs(hist_y[s.lag:] - hist_y[:-s.lag])))
+        mases.append(float(np.mean(np.abs(actual - pred))) / scale)
+        if lo is not None and hi is not None:
+            inside += int(np.sum((actual >= lo) & (actual <= hi)))
+            total += len(actual)
+    return float(np.mean(mases)), inside / total if total else float("nan"), float(np.mean(secs))
+
+
+def cli_seconds(s: Series) -> tuple[float, float]:
+    """Wall and CPU (user+sys) time of one ``levqor forecast`` call on the series, process start
+    included (best of 3; CPU time is the figure that does not depend on other load on the machine)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+        f.write("timestamp,value\n")
+        for t, v in zip(s.ts, s.y, strict=True):
+            f.write(f"{datetime.fromtimestamp(t, tz=UTC):%Y-%m-%d %H:%M:%S},{float(v)!r}\n")
+    best = cpu = float("inf")
+    try:
+        for _ in range(3):
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "api.cli", "forecast", "--horizon", str(s.horizon), f.name],
+                           cwd=REPO, check=True, capture_output=True)
+            best = min(best, time.perf_counter() - t0)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = min(cpu, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+    finally:
+        os.unlink(f.name)
+    return best, cpu
 
 
 def main() -> int:
-    ts, y = load(shared_dir() / "data" / "forecast-dev" / "nyc_taxi.csv")
-    print(f"nyc_taxi: {len(y)} points; {ORIGINS} daily origins over the last eight weeks, "
-          f"horizon {STEPS_PER_DAY} steps")
-    res: dict[str, tuple[float, float, int] | None] = {}
-    for name, model in (("levqor", ours), ("snaive", snaive), ("prophet", prophet_model())):
-        if model is None:
-            res[name] = None
-            print(f"{name:<10} unavailable (pip package prophet could not be imported)")
-            continue
-        res[name] = evaluate(model, ts, y)
-        mase, fit_s, k = res[name]  # type: ignore[misc]
-        print(f"{name:<10} MASE={mase:.4f}  fit+predict={fit_s:.4f}s per origin  origins={k}")
-    cov = coverage(ts, y)
-    print(f"levqor 90% interval coverage over the same origins: {cov:.3f}")
-    m, fit_s, _ = res["levqor"]  # type: ignore[misc]
-    sn = res["snaive"][0]  # type: ignore[index]
-    pr = res["prophet"]
-    pr_txt = f"{pr[0]:.4f}" if pr else "unavailable"
-    ratio_pr = f"{m / pr[0]:.3f}" if pr else "unavailable"
-    pr_fit = f" prophet_fit_s={pr[1]:.3f}" if pr else ""
-    print(f"forecast: mase={m:.4f} snaive_mase={sn:.4f} prophet_mase={pr_txt} fit_s={fit_s:.4f} "
-          f"ratio_snaive={m / sn:.3f} ratio_prophet={ratio_pr}{pr_fit} coverage90={cov:.3f}")
+    rows = []
+    print(f"{'series':<28}{'h':>4}{'origins':>8}{'levqor MASE':>13}{'snaive MASE':>13}"
+          f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'s/origin':>10}")
+    for s in all_series():
+        snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
+        m, cov, sec = evaluate(ours, s)
+        sn = evaluate(snaive, s)[0]
+        pm = prophet_model(s)
+        pr = evaluate(pm, s)[0] if pm is not None else float("nan")
+        rows.append((s, m, sn, pr, cov, sec))
+        print(f"{s.name:<28}{s.horizon:>4}{s.origins:>8}{m:>13.4f}{sn:>13.4f}"
+              f"{pr:>14.4f}{cov:>16.3f}{sec:>10.3f}")
+    dev = rows[0]
+    held = rows[1:]
+    cli_s, cli_cpu = cli_seconds(dev[0])
+    hm = float(np.mean([r[1] for r in held]))
+    hs = float(np.mean([r[2] for r in held]))
+    hp = float(np.mean([r[3] for r in held]))
+    hc = float(np.mean([r[4] for r in held]))
+    print(f"held-out series (never tuned on), mean: levqor MASE={hm:.4f} snaive={hs:.4f} "
+          f"Prophet={hp:.4f} coverage={hc:.3f}")
+    print(f"one `levqor forecast` call on nyc_taxi (10k rows, h=48), process start included: "
+          f"{cli_s:.2f}s wall, {cli_cpu:.2f}s CPU")
+    m, sn, pr, cov, sec = dev[1], dev[2], dev[3], dev[4], dev[5]
+    print(f"forecast: mase={m:.4f} snaive_mase={sn:.4f} prophet_mase={pr:.4f} fit_s={sec:.4f} "
+          f"ratio_snaive={m / sn:.3f} ratio_prophet={m / pr:.3f} coverage90={cov:.3f} "
+          f"heldout_mase={hm:.4f} heldout_snaive_mase={hs:.4f} heldout_prophet_mase={hp:.4f} "
+          f"heldout_coverage90={hc:.3f} cli_s={cli_s:.2f} cli_cpu_s={cli_cpu:.2f}")
     return 0
 
 

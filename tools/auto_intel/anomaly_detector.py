@@ -34,7 +34,8 @@ _SQRT2 = math.sqrt(2.0)
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Tuning knobs; the defaults were chosen on the NAB development set only."""
+    """Tuning knobs. Defaults: see docs/models.md (lik_decades, spatial_score and suppress chosen by
+    cross-validation across files; the others fixed by design, not tuned)."""
 
     warmup: int = 300  # points learned before any score is given
     level_alpha: float = 1.0  # level predictor smoothing (1: the last value)
@@ -52,7 +53,7 @@ class DetectorConfig:
     spatial_lag: int = 150  # novelty is graded against the range of values at least this old
     spatial_score: float = 0.65  # score of a value just outside the range seen
     alert_level: float = ALERT_THRESHOLD  # a score at or above this starts a suppression period
-    suppress: int = 100  # points after an alert during which scores are damped
+    suppress: int = 300  # points after an alert during which scores are damped (chosen by CV, docs/models.md)
     suppress_factor: float = 0.0  # damping applied in that period
     max_period: int = 4096  # longest seasonal period kept (points)
 

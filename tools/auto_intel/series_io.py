@@ -7,7 +7,7 @@ missing timestamp column are both accepted.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -33,42 +33,72 @@ def parse_ts(text: str) -> tuple[float | None, bool]:
     return dt.timestamp(), True
 
 
+class SeriesError(ValueError):
+    """A row of the CSV cannot be read; the message names the row (1-based line number)."""
+
+
+_MISSING = ("", "nan", "null", "none", "na")
+
+
 def parse_row(line: str) -> tuple[float | None, float, bool] | None:
-    """Split one CSV line into (timestamp, value, iso); None for a header or blank line."""
+    """Split one CSV line into (timestamp, value, iso); None for a blank line.
+
+    A missing value (empty, ``nan``, ``null``) gives NaN; any other value that is not a number
+    raises ``ValueError`` (the caller names the row), as does a timestamp it cannot read.
+    """
     parts = line.strip().split(",")
-    if not parts or parts[0] == "":
+    if not parts or parts[0] == "" and len(parts) == 1:
         return None
     raw = parts[1] if len(parts) > 1 else parts[0]
     try:
         value = float(raw)
     except ValueError:
-        if raw.strip().lower() in ("", "nan", "null", "none"):
-            value = math.nan
-        else:
-            return None  # a header (or a row with no number): nothing to score
+        if raw.strip().lower() not in _MISSING:
+            raise ValueError(f"value {raw.strip()[:40]!r} is not a number") from None
+        value = math.nan
     if len(parts) == 1:
         return None, value, False
     ts, iso = parse_ts(parts[0])
+    if ts is None and parts[0].strip():
+        raise ValueError(f"timestamp {parts[0].strip()[:40]!r} is neither ISO 8601 nor epoch seconds")
     return ts, value, iso
 
 
-def detect_stream(lines: Iterable[str], out: TextIO, *, flush: bool = True) -> int:
-    """Score each data row as it is read and write one score per row; return rows scored."""
+def _rows(lines: Iterable[str]) -> Iterator[tuple[int, str, tuple[float | None, float, bool]]]:
+    """Yield (line number, timestamp text, parsed row) for each data row; a first-line header is skipped."""
+    first = True
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = parse_row(line)
+        except ValueError as exc:
+            if first:
+                first = False
+                continue  # a header row (timestamp,value or any other names)
+            raise SeriesError(f"row {no}: {exc}") from None
+        first = False
+        if row is not None:
+            yield no, line.split(",", 1)[0].strip() if "," in line else "", row
+
+
+def detect_stream(lines: Iterable[str], out: TextIO, *, flush: bool = True,
+                  err: TextIO | None = None) -> int:
+    """Score each data row as it is read and write ``timestamp,score`` per row; return rows scored.
+
+    Writes a ``timestamp,score`` header first, and to ``err`` how many warm-up rows score 0.
+    Raises ``SeriesError`` naming the row for a value that is not a number.
+    """
     det = AnomalyDetector()
     update = det.update
+    out.write("timestamp,score\n")
+    if err is not None:
+        err.write(f"levqor detect: the first {det.cfg.warmup} rows are warm-up (learning the series) "
+                  "and score 0\n")
+        err.flush()
     n = 0
-    first = True
-    for line in lines:
-        row = parse_row(line)
-        if row is None:
-            if first or not line.strip():
-                first = False
-                continue  # header or blank line
-            out.write("0.0\n")  # an unreadable data row still gets its line
-            n += 1
-            continue
-        first = False
-        out.write(f"{update(row[1], row[0]):.6f}\n")
+    for _no, ts_text, row in _rows(lines):
+        out.write(f"{ts_text},{update(row[1], row[0]):.6f}\n")
         if flush:
             out.flush()
         n += 1
@@ -87,18 +117,20 @@ def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int) -> Forecast
     ts: list[float] = []
     ys: list[float] = []
     iso = False
-    for line in lines:
-        row = parse_row(line)
-        if row is None or row[1] != row[1]:
+    for no, _text, row in _rows(lines):
+        if row[1] != row[1]:
             continue
         if row[0] is None:
-            raise ForecastError("every row needs a timestamp (timestamp,value)")
+            raise SeriesError(f"row {no}: every row needs a timestamp (timestamp,value)")
+        if ts and row[0] <= ts[-1]:
+            raise SeriesError(f"row {no}: timestamps must increase")
         ts.append(row[0])
         ys.append(row[1])
         iso = iso or row[2]
     if len(ys) < 3:
         raise ForecastError(f"need at least three rows of history, got {len(ys)}")
     fc = forecast(ys, horizon=horizon, timestamps=ts)
+    out.write("timestamp,yhat,lower,upper\n")
     for t, y, lo, hi in zip(fc.timestamps, fc.yhat, fc.lower, fc.upper, strict=True):
         out.write(f"{format_ts(t, iso)},{y:.6g},{lo:.6g},{hi:.6g}\n")
     out.flush()

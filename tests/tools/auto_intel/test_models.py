@@ -199,8 +199,13 @@ def test_cli_detect_matches_the_detector(tmp_path: Path) -> None:
     by_stdin = cli("detect", stdin=csv_text(ts, y, header=False))
     assert by_file.returncode == 0, by_file.stderr
     assert by_stdin.returncode == 0, by_stdin.stderr
-    got = [float(x) for x in by_file.stdout.split()]
-    assert got == [float(x) for x in by_stdin.stdout.split()]
+    lines = by_file.stdout.splitlines()
+    assert lines[0] == "timestamp,score"
+    assert lines[1].split(",")[0] == f"{datetime.fromtimestamp(ts[0], tz=UTC):%Y-%m-%d %H:%M:%S}"
+    got = [float(x.split(",")[1]) for x in lines[1:]]
+    assert got == [float(x.split(",")[1]) for x in by_stdin.stdout.splitlines()[1:]]
+    assert "the first 300 rows are warm-up" in by_file.stderr
+    assert not any(got[:300]) and any(got[300:])
     assert len(got) == len(y)
     assert np.allclose(got, run(ts, y), atol=1e-6)
     assert all(0.0 <= s <= 1.0 for s in got)
@@ -212,6 +217,8 @@ def test_cli_detect_streams_each_row_as_it_arrives() -> None:
     try:
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write("timestamp,value\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "timestamp,score\n"
         for i in range(3):
             proc.stdin.write(f"2024-01-01 00:0{i}:00,{i}\n")
             proc.stdin.flush()
@@ -220,7 +227,8 @@ def test_cli_detect_streams_each_row_as_it_arrives() -> None:
             while not ready and time.monotonic() < deadline:
                 ready, _, _ = select.select([proc.stdout], [], [], 0.5)
             assert ready, "no score before the next row was sent"
-            assert 0.0 <= float(proc.stdout.readline()) <= 1.0
+            ts_text, score = proc.stdout.readline().strip().split(",")
+            assert ts_text == f"2024-01-01 00:0{i}:00" and 0.0 <= float(score) <= 1.0
         proc.stdin.close()
         assert proc.wait(timeout=30) == 0
     finally:
@@ -236,6 +244,7 @@ def test_cli_forecast_round_trip(tmp_path: Path) -> None:
     out = cli("forecast", "--horizon", "12", str(path))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
+    assert lines.pop(0) == "timestamp,yhat,lower,upper"
     assert len(lines) == 12
     assert lines[0].split(",")[0] == f"{datetime.fromtimestamp(ts[-1] + 1800, tz=UTC):%Y-%m-%d %H:%M:%S}"
     for line in lines:
@@ -244,15 +253,74 @@ def test_cli_forecast_round_trip(tmp_path: Path) -> None:
     epoch_csv = "".join(f"{t:.0f},{float(v)}\n" for t, v in zip(ts, y, strict=True))
     epoch = cli("forecast", "--horizon", "2", stdin=epoch_csv)
     assert epoch.returncode == 0, epoch.stderr
-    assert epoch.stdout.splitlines()[0].split(",")[0] == f"{ts[-1] + 1800:.0f}"
+    assert epoch.stdout.splitlines()[1].split(",")[0] == f"{ts[-1] + 1800:.0f}"
     bad = cli("forecast", "--horizon", "3", stdin="timestamp,value\n")
     assert bad.returncode == 2 and "history" in bad.stderr
 
 
-def test_detect_stream_keeps_one_line_per_row() -> None:
+def test_detect_stream_keeps_one_line_per_row_and_refuses_a_non_number() -> None:
     import io
 
+    from tools.auto_intel.series_io import SeriesError
+
     out = io.StringIO()
-    n = detect_stream(["timestamp,value\n", "2024-01-01 00:00:00,1\n", "2024-01-01 00:05:00,oops\n",
-                       "\n", "2024-01-01 00:10:00,nan\n", "5\n"], out)
-    assert n == 4 and len(out.getvalue().split()) == 4
+    n = detect_stream(["timestamp,value\n", "2024-01-01 00:00:00,1\n", "\n", "2024-01-01 00:10:00,nan\n",
+                       "2024-01-01 00:15:00,\n"], out)
+    assert n == 3 and out.getvalue().splitlines() == [
+        "timestamp,score", "2024-01-01 00:00:00,0.000000", "2024-01-01 00:10:00,0.000000",
+        "2024-01-01 00:15:00,0.000000"]
+    with pytest.raises(SeriesError, match="row 3: value 'oops' is not a number"):
+        detect_stream(["timestamp,value\n", "2024-01-01 00:00:00,1\n", "2024-01-01 00:05:00,oops\n"],
+                      io.StringIO())
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if x.strip() and "warm-up" not in x]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_cli_detect_refuses_a_non_numeric_value_naming_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,12 ms\n")
+    msg = one_line_error(cli("detect", str(path)))
+    assert "row 3" in msg and "'12 ms' is not a number" in msg
+
+
+@pytest.mark.parametrize("command", [["detect"], ["forecast", "--horizon", "3"]])
+def test_cli_missing_or_malformed_file_is_a_one_line_error(tmp_path: Path, command: list[str]) -> None:
+    missing = one_line_error(cli(*command, str(tmp_path / "nope.csv")))
+    assert "no such file" in missing and "nope.csv" in missing
+    binary = tmp_path / "image.csv"
+    binary.write_bytes(bytes(range(256)) * 4)
+    assert "not a UTF-8 text CSV" in one_line_error(cli(*command, str(binary)))
+    assert "is a directory" in one_line_error(cli(*command, str(tmp_path)))
+    bad_ts = tmp_path / "bad_ts.csv"
+    bad_ts.write_text("timestamp,value\n2024-01-01 00:00:00,1\nyesterday,2\n")
+    assert "row 3: timestamp 'yesterday'" in one_line_error(cli(*command, str(bad_ts)))
+
+
+def test_forecaster_falls_back_to_naive_on_a_random_walk() -> None:
+    rng = np.random.default_rng(5)
+    y = 1000 + np.cumsum(rng.normal(0, 5, 3000))
+    ts = T0 + np.arange(3000) * 1800.0
+    fc = forecast(y, horizon=48, timestamps=list(ts))
+    assert fc.method == "naive"  # no daily shape to learn: the model did not beat "last value"
+    assert np.allclose(fc.yhat, y[-1])
+
+
+def test_forecaster_finds_weekly_and_yearly_seasons_in_daily_data() -> None:
+    rng = np.random.default_rng(9)
+    n = 4 * 365
+    t = np.arange(n)
+    y = 100 * (1 + 0.3 * np.sin(2 * np.pi * t / 365.25)) * np.where(t % 7 >= 5, 0.7, 1.0)
+    y = y * np.exp(rng.normal(0, 0.03, n))
+    ts = T0 + t * 86400.0
+    o = n - 60
+    fc = forecast(y[:o], horizon=60, timestamps=list(ts[:o]))
+    assert fc.period == 7 and fc.method == "model"
+    err = np.mean(np.abs(np.array(fc.yhat) - y[o:]))
+    naive = np.mean(np.abs(np.resize(y[o - 7:o], 60) - y[o:]))  # weekly seasonal naive
+    assert err < 0.8 * naive
