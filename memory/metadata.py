@@ -19,8 +19,8 @@ from memory.policy import models as policy  # noqa: F401
 from memory.pulse import models as pulse  # noqa: F401
 from memory.ratelimit import models as ratelimit  # noqa: F401
 from memory.scheduler import models as scheduler  # noqa: F401
-from memory.sso import models as sso  # noqa: F401
 from memory.sla import models as sla  # noqa: F401
+from memory.sso import models as sso  # noqa: F401
 from memory.usage import models as usage  # noqa: F401
 
 metadata = Base.metadata

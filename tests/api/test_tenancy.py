@@ -25,8 +25,8 @@ from memory.jobs.models import Job, Pipeline, WebhookEndpoint, Worker
 from memory.jobs.repository import WorkerRepository
 from memory.ops.models import Incident
 from memory.partner.models import PluginInstall
-from memory.sso.models import ScimGroup, SsoConfig
 from memory.sla.models import MaintenanceWindow
+from memory.sso.models import ScimGroup, SsoConfig
 from tests.factories import jobs as js
 from tests.factories.orgs import OrgFixture, make_org
 from tests.factories.partners import emit_event, install, make_world, manifest, publish

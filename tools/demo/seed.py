@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 
 from memory.identity.repository import IdentityRepository
 from tools.context import SYSTEM, Principal, ToolContext
-from tools.demo.enterprise import seed_enterprise
 from tools.demo.certification import seed_certification
-from tools.demo.insights import seed_insights
 from tools.demo.community import seed_community
+from tools.demo.enterprise import seed_enterprise
+from tools.demo.insights import seed_insights
 from tools.demo.pulse import seed_pulse
 from tools.identity.service import ApiKeyCreate, OrgCreate, UserCreate, create_key, create_org, create_user
 from tools.jobs.demo import seed_jobs_demo

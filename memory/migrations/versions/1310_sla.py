@@ -2,7 +2,7 @@
 ledger (one per organisation, period and source).
 
 Revision ID: 1310
-Revises: 1200
+Revises: 1300
 Create Date: 2026-12-06 00:43:14.447120
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 import memory.db
 
 revision = "1310"
-down_revision = "1200"
+down_revision = "1300"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """certification
 
 Revision ID: 1400
-Revises: 1200
+Revises: 1310
 Create Date: 2026-12-06 01:18:05.511908
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import memory.db
 
 
 revision = '1400'
-down_revision = '1200'
+down_revision = "1310"
 branch_labels = None
 depends_on = None
 

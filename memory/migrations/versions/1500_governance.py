@@ -2,7 +2,7 @@
 policy version seen in force with its diff.
 
 Revision ID: 1500
-Revises: 1200
+Revises: 1400
 Create Date: 2026-12-06 00:39:41.747671
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import memory.db
 
 
 revision = '1500'
-down_revision = '1200'
+down_revision = "1400"
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 their watermark, published anonymised snapshots and the quarterly Insights Report archive.
 
 Revision ID: 1600
-Revises: 1200
+Revises: 1500
 Create Date: 2026-12-06 00:42:14.544572
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 import memory.db
 
 revision = '1600'
-down_revision = '1200'
+down_revision = "1500"
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 their per-recipient deliveries.
 
 Revision ID: 1700
-Revises: 1200
+Revises: 1600
 Create Date: 2026-12-06 00:42:20.188180
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import memory.db
 
 
 revision = '1700'
-down_revision = '1200'
+down_revision = "1600"
 branch_labels = None
 depends_on = None
 
