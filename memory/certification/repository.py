@@ -70,6 +70,13 @@ class CertificationRepository:
                                       Certificate.expires_at > now).order_by(Certificate.issued_at.desc())
         return list(self.session.scalars(q.limit(limit)))
 
+    def certified_count_all(self, at: dt.datetime) -> int:
+        """Distinct people holding a valid certificate at ``at``, in every organisation (a platform count)."""
+        q = select(func.count(func.distinct(Certificate.email))).where(
+            Certificate.issued_at <= at, Certificate.expires_at > at,
+            (Certificate.revoked_at.is_(None)) | (Certificate.revoked_at > at))
+        return int(self.session.scalar(q) or 0)
+
     def certified_count(self, org_id: int, at: dt.datetime) -> int:
         """Distinct people holding a valid (issued, unexpired, unrevoked) certificate at ``at``."""
         q = select(func.count(func.distinct(Certificate.email))).where(

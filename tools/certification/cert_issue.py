@@ -19,6 +19,7 @@ import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from levqor.settings import get_settings
 from memory.certification.models import Certificate, ExamAttempt
@@ -453,3 +454,8 @@ def push_notion(ctx: ToolContext, params: CertificateRef) -> NotionPushOut:
     """Push a certificate's badge to the configured Notion data source (again, after a failure)."""
     c = _own(ctx, params.certificate_id)
     return NotionPushOut(certificate_id=c.id, notion_page_id=push_badge(ctx, c))
+
+
+def platform_certified_count(session: Session) -> int:
+    """People holding a valid certificate now, across the platform (the Partner Network's public count)."""
+    return CertificationRepository(session).certified_count_all(utcnow())

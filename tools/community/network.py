@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 from levqor.settings import get_settings
 from memory.community.repository import CommunityRepository
 from policies.engine import get_engine
-from tools.context import SYSTEM, ToolContext
+from tools.context import ToolContext
 from tools.enterprise.rbac import require_staff
 from tools.identity.service import NoInput
 from tools.partner_api import marketplace
-from tools.registry import registry, tool
+from tools.registry import tool
 
 BENEFITS: tuple[tuple[str, str], ...] = (
     ("Revenue share on every install", "Paid plugins earn you the larger part of their revenue, paid monthly "
@@ -88,16 +88,18 @@ class NetworkFacts(BaseModel):
 
 
 def certified_experts(session: Session) -> int | None:
-    """The certified experts count from the certification area's ``certification.kpis`` tool, if registered."""
-    if "certification.kpis" not in {t.name for t in registry.all()}:
-        return None
-    spec = registry.get("certification.kpis")
-    out = spec.func(ToolContext(session, SYSTEM), spec.input_model()).model_dump()
-    for key in ("certified_experts", "certified", "experts_certified", "certified_count"):
-        if isinstance(out.get(key), int | float):
-            return int(out[key])
-    found = [v for k, v in out.items() if "certified" in k and isinstance(v, int | float)]
-    return int(found[0]) if found else None
+    """People certified now across the platform; None while certification has not opened (no certificate
+    was ever issued)."""
+    from tools.certification.cert_issue import platform_certified_count
+
+    count = platform_certified_count(session)
+    return count if count or _any_certificate(session) else None
+
+
+def _any_certificate(session: Session) -> bool:
+    from memory.certification.models import Certificate
+
+    return session.query(Certificate.id).first() is not None
 
 
 def network_facts(session: Session) -> NetworkFacts:

@@ -42,7 +42,7 @@ def sign(purpose: str, value: str, *, now: float | None = None) -> str:
 def unsign(purpose: str, token: str) -> tuple[str, int] | None:
     """The signed value and its time, or None when the token is forged, truncated or of another purpose."""
     payload, mac = token[:-MAC_LEN], token[-MAC_LEN:]
-    if not payload or not hmac.compare_digest(_mac(purpose, payload), mac):
+    if not payload or not token.isascii() or not hmac.compare_digest(_mac(purpose, payload), mac):
         return None
     try:
         stamp, _, value = _unb64(payload).decode().partition(":")

@@ -213,7 +213,7 @@ def configure(ctx: ToolContext, params: SsoConfigUpdate) -> SsoConfigRead:
     org = _org(ctx)
     cfg = _config(ctx.session, ctx.org_id)
     before = SsoConfigRead.of(org, cfg).model_dump(mode="json")
-    data = params.model_dump(exclude_unset=True)
+    data = params.model_dump(exclude_unset=True, exclude_none=True)  # null: unchanged
     meta_xml = data.pop("saml_metadata_xml", None)
     if data.get("saml_metadata_url") and not meta_xml:
         resp = _fetch("GET", data["saml_metadata_url"], "saml_metadata_url")

@@ -40,7 +40,7 @@ def test_chromium_subscribes_and_buys_credits(client, set_settings, live_server:
             page.goto(f"{live_server}/login")
             page.get_by_label("Email").fill(org.admin_email)
             page.get_by_label("Password").fill(org.admin_password)
-            page.get_by_role("button", name="Log in").click()
+            page.get_by_role("button", name="Log in", exact=True).click()
             page.wait_for_url(f"{live_server}/")
             page.goto(f"{live_server}/billing")
             assert page.locator("#plan-name").inner_text() == "Free"

@@ -26,7 +26,7 @@ def test_candidate_passes_downloads_follows_qr_and_the_credential_verifies(
         page.goto(f"{live_server}/login")
         page.get_by_label("Email").fill(org.admin_email)
         page.get_by_label("Password").fill(org.admin_password)
-        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("button", name="Log in", exact=True).click()
         page.wait_for_url(f"{live_server}/")
         page.get_by_role("link", name="Certification").click()
         page.get_by_label("Candidate name").fill("Grace Hopper")

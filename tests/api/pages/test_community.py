@@ -67,7 +67,7 @@ def test_apply_confirm_approve_announce_and_unsubscribe(live_server: str, set_se
         page.goto(f"{live_server}/login")
         page.get_by_label("Email").fill(staff.admin_email)
         page.get_by_label("Password").fill(staff.admin_password)
-        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("button", name="Log in", exact=True).click()
         page.wait_for_url(f"{live_server}/")
         page.goto(f"{live_server}/staff/early-access")
         row = page.get_by_role("row").filter(has_text=email)

@@ -47,7 +47,7 @@ def test_chromium_logs_in_and_installs_a_plugin(client, set_settings, live_serve
         page.goto(f"{live_server}/login")
         page.get_by_label("Email").fill(w.customer.admin_email)
         page.get_by_label("Password").fill(w.customer.admin_password)
-        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("button", name="Log in", exact=True).click()
         page.wait_for_url(f"{live_server}/")
         page.goto(f"{live_server}/marketplace")
         page.get_by_label("Search plugins").fill("browser installed")

@@ -78,7 +78,7 @@ def test_chromium_opens_the_main_pages_without_csp_violations(live_server: str) 
         page.goto(f"{live_server}/login")
         page.get_by_label("Email").fill(org.admin_email)
         page.get_by_label("Password").fill(org.admin_password)
-        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("button", name="Log in", exact=True).click()
         page.wait_for_url(f"{live_server}/")
         for path in BROWSER_PAGES:
             response = page.goto(f"{live_server}{path}")

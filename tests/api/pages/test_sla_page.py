@@ -37,7 +37,7 @@ def test_chromium_shows_the_missed_month_and_its_credit(client, live_server: str
         page.goto(f"{live_server}/login")
         page.get_by_label("Email").fill(org.admin_email)
         page.get_by_label("Password").fill(org.admin_password)
-        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("button", name="Log in", exact=True).click()
         page.wait_for_url(f"{live_server}/")
         page.goto(f"{live_server}/sla?month={month}")
         assert page.locator("#sla-month").inner_text() == month

@@ -74,7 +74,7 @@ def test_pages_show_partner_and_staff_audits_and_the_report_pdf(
             page.goto(f"{live_server}/login")
             page.get_by_label("Email").fill(org.admin_email)
             page.get_by_label("Password").fill(org.admin_password)
-            page.get_by_role("button", name="Log in").click()
+            page.get_by_role("button", name="Log in", exact=True).click()
             page.wait_for_url(f"{live_server}/")
             page.goto(f"{live_server}/governance")
             rows = page.locator("#audits tbody tr").all_inner_texts()
