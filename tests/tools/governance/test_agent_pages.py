@@ -105,10 +105,11 @@ def test_pages_show_partner_and_staff_audits_and_the_report_pdf(
 
 def test_a_policy_change_is_recorded_once_with_its_diff(app: Any, client: Any, set_settings: Any,
                                                        tmp_path: Path) -> None:
-    from sqlalchemy import select
+    from sqlalchemy import delete, select
 
     from memory.audit.models import AuditEntry
     from memory.db import session_scope
+    from memory.governance.models import PolicyVersion
     from policies.engine import reset_engine
     from tests.factories.orgs import make_org
     from tests.support import ROOT
@@ -116,6 +117,8 @@ def test_a_policy_change_is_recorded_once_with_its_diff(app: Any, client: Any, s
 
     staff = make_org()
     set_settings(staff_orgs=[staff.slug])
+    with session_scope() as s:  # the policy history is platform-wide: other tests' policies start it afresh here
+        s.execute(delete(PolicyVersion))
     review_cycle.tick()
     doc = json.loads((ROOT / "policies" / "policy.json").read_text())
     doc["version"] += 1
