@@ -32,8 +32,16 @@ from memory.jobs.repository import WorkerRepository
 from memory.partner.models import PartnerEmail, PluginInstall
 from tools.context import SYSTEM, ToolContext
 
-ALL_SCENARIOS: tuple[str, ...] = ("worker_kill9", "worker_hang", "memory_leak", "expired_leases", "poison_job",
-                                  "partner_500s", "api_slowdown", "traffic_spike")
+ALL_SCENARIOS: tuple[str, ...] = (  # one per line: the scenarios added later append here
+    "worker_kill9",
+    "worker_hang",
+    "memory_leak",
+    "expired_leases",
+    "poison_job",
+    "partner_500s",
+    "api_slowdown",
+    "traffic_spike",
+)
 # Per-scenario worker (and API) settings; ``{var_dir}`` is the scratch directory. Workers sweep expired
 # leases themselves on each heartbeat; in the expired-leases scenario that sweep is off, so the scenario
 # tests the monitor and healer rather than racing them (and a run where the sweep wins would show the
@@ -320,10 +328,15 @@ def traffic_spike(platform: Platform, org_id: int, pipeline_id: int) -> Result:
 
 SPIKE_JOBS = 120
 
-SCENARIOS: dict[str, Callable[[Platform, int, int], Result]] = {
-    "worker_kill9": worker_kill9, "worker_hang": worker_hang, "memory_leak": memory_leak,
-    "expired_leases": expired_leases, "poison_job": poison_job, "partner_500s": partner_500s,
-    "api_slowdown": api_slowdown, "traffic_spike": traffic_spike,
+SCENARIOS: dict[str, Callable[[Platform, int, int], Result]] = {  # one per line, in ALL_SCENARIOS order
+    "worker_kill9": worker_kill9,
+    "worker_hang": worker_hang,
+    "memory_leak": memory_leak,
+    "expired_leases": expired_leases,
+    "poison_job": poison_job,
+    "partner_500s": partner_500s,
+    "api_slowdown": api_slowdown,
+    "traffic_spike": traffic_spike,
 }
 
 
