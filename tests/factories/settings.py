@@ -45,20 +45,34 @@ def override_settings(**values: Any) -> Iterator[None]:
             else:
                 os.environ[f"LEVQOR_{k.upper()}"] = v
         get_settings.cache_clear()
+        if "policy_path" in values:
+            _reset_policy_engine()
+
+
+def _reset_policy_engine() -> None:
+    from policies.engine import reset_engine
+
+    reset_engine()
 
 
 @pytest.fixture()
 def set_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     """``set_settings(staff_orgs=[...], ...)``: settings for the rest of the test."""
 
+    policy_changed = False
+
     def set_(**values: Any) -> None:
+        nonlocal policy_changed
         for k, v in values.items():
             monkeypatch.setenv(f"LEVQOR_{k.upper()}", _encode(v))
         get_settings.cache_clear()
+        policy_changed = policy_changed or "policy_path" in values
 
     yield set_
     monkeypatch.undo()
     get_settings.cache_clear()
+    if policy_changed:  # the next test loads the shipped policy, not this test's
+        _reset_policy_engine()
 
 
 @contextmanager
