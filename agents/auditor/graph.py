@@ -24,7 +24,7 @@ from agents.runtime import AgentDef, RunDeps, register_agent
 from tools.errors import AppError
 from tools.governance import explain
 from tools.governance.review_cycle import enforce_one
-from tools.governance.service import Due
+from tools.governance.service import Claims, Due, run_claimed
 
 log = logging.getLogger("levqor.agents.auditor")
 
@@ -43,7 +43,10 @@ def build(deps: RunDeps) -> StateGraph[Any]:
         return res.data
 
     def audit(state: AuditorState) -> dict[str, Any]:
-        return {"audited": call("governance.run_queued", {"limit": 50}, "run_queued")["audit_ids"]}
+        # The claim commits with its tool call; each audit is then probed with no transaction open and
+        # recorded under its lease (a replayed node finds them recorded and probes nothing).
+        claims = Claims.model_validate(call("governance.claim", {"limit": 50}, "claim"))
+        return {"audited": run_claimed(claims, deps.toolbox.principal)}
 
     def explain_node(state: AuditorState) -> dict[str, Any]:
         out = []

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import require, writes
 from tools.context import ToolContext
-from tools.governance import policy_versions, report, service
+from tools.governance import audit_runs, policy_versions, report, service
 from tools.governance.policy_versions import PolicyVersionList
 from tools.governance.report import GovernanceSummary, QuarterRef
 from tools.governance.service import AuditKeyRead, AuditList, AuditQuery, AuditRead, AuditRef, AuditRequest, PluginRef
@@ -28,7 +28,13 @@ class AuditAsk(BaseModel):
 @router.post("/plugins/{plugin}/audits", response_model=AuditRead)
 def audit_plugin(plugin: Slug, body: AuditAsk, ctx: Annotated[ToolContext, require("plugins:write")]) -> AuditRead:
     """Audit a plugin version now (its partner or Levqor staff); the findings come back."""
-    return service.audit_now(ctx, AuditRequest(plugin=plugin, version=body.version))
+    queued = service.audit_now(ctx, AuditRequest(plugin=plugin, version=body.version))
+    # The edge commits the queued audit, so no transaction stays open while the endpoint is probed; the
+    # audit is claimed, probed and recorded in transactions of its own (another auditor may have it).
+    ctx.session.commit()
+    audit_runs.run_now(queued.id, ctx.principal)
+    ctx.session.expire_all()
+    return service.get_audit(ctx, AuditRef(audit_id=queued.id))
 
 
 @router.get("/plugins/{plugin}/audit-key", response_model=AuditKeyRead, dependencies=[writes()])

@@ -6,20 +6,24 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from memory.db import Base, UTCDateTime, utcnow
 
 AUDIT_STATUSES: tuple[str, ...] = ("queued", "running", "done", "error")
 AUDIT_RESULTS: tuple[str, ...] = ("pass", "pass_with_warnings", "fail")
+# An open audit (the predicate of its unique partial index; migration 1810): one per plugin version at a time.
+OPEN_AUDIT = "status IN ('queued', 'running')"
 
 
 class PartnerAudit(Base):
     """One audit of one plugin version: queued by a trigger, run, its findings and what followed."""
 
     __tablename__ = "governance_audits"
-    __table_args__ = (Index("ix_governance_audits_plugin_created", "plugin_id", "created_at"),)
+    __table_args__ = (Index("ix_governance_audits_plugin_created", "plugin_id", "created_at"),
+                      Index("uq_governance_audits_open", "plugin_id", "version", unique=True,
+                            postgresql_where=text(OPEN_AUDIT), sqlite_where=text(OPEN_AUDIT)))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     plugin_id: Mapped[int] = mapped_column(ForeignKey("plugins.id", ondelete="CASCADE"))
@@ -40,6 +44,8 @@ class PartnerAudit(Base):
     enforced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     resolved_by_audit_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Who holds the lease of a running audit: only that auditor records its outcome (migration 1810).
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -5,10 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from memory.governance.models import AuditKey, PartnerAudit, PolicyVersion
+
+
+def claimable(now: dt.datetime) -> ColumnElement[bool]:
+    """Queued audits, and running ones whose auditor died (lease expired)."""
+    return or_(PartnerAudit.status == "queued",
+               (PartnerAudit.status == "running") & (PartnerAudit.lease_until < now))
 
 
 class GovernanceRepository:
@@ -43,23 +49,52 @@ class GovernanceRepository:
             PartnerAudit.plugin_id == plugin_id, PartnerAudit.version == version,
             PartnerAudit.status.in_(("queued", "running"))).limit(1)).first()
 
-    def claim(self, now: dt.datetime, lease_until: dt.datetime, limit: int) -> list[PartnerAudit]:
-        """Queued audits, and running ones whose runner died (lease expired), marked running for us."""
-        q = (select(PartnerAudit)
-             .where(or_(PartnerAudit.status == "queued",
-                        (PartnerAudit.status == "running") & (PartnerAudit.lease_until < now)))
-             .order_by(PartnerAudit.id).limit(limit).with_for_update(skip_locked=True))
-        rows = list(self.session.scalars(q).all())
-        for row in rows:
-            row.status, row.lease_until, row.started_at = "running", lease_until, now
-        self.session.flush()
-        return rows
+    def claim(self, now: dt.datetime, lease_until: dt.datetime, owner: str, limit: int,
+              audit_id: int | None = None) -> list[int]:
+        """Lease claimable audits (queued, or running with an expired lease) to ``owner``; their ids.
 
-    def failed_open(self) -> Sequence[PartnerAudit]:
-        """Failed audits not yet enforced nor resolved by a later passing audit."""
-        return self.session.scalars(select(PartnerAudit).where(
+        Each row is taken by a conditional UPDATE, so of two auditors racing for it (also on SQLite, or
+        between the candidates' read and the update) exactly one wins."""
+        q = (select(PartnerAudit.id).where(claimable(now)).order_by(PartnerAudit.id).limit(limit)
+             .with_for_update(skip_locked=True))
+        if audit_id is not None:
+            q = q.where(PartnerAudit.id == audit_id)
+        won = []
+        for row_id in self.session.scalars(q).all():
+            res = self.session.execute(
+                update(PartnerAudit).where(PartnerAudit.id == row_id, claimable(now))
+                .values(status="running", lease_until=lease_until, lease_owner=owner, started_at=now)
+                .execution_options(synchronize_session=False))
+            if getattr(res, "rowcount", 0) == 1:
+                won.append(int(row_id))
+        return won
+
+    def leased(self, audit_id: int, owner: str) -> PartnerAudit | None:
+        """The audit when it is still running under ``owner``'s lease (else another auditor has it)."""
+        a = self.session.get(PartnerAudit, audit_id, populate_existing=True)
+        return a if a is not None and a.status == "running" and a.lease_owner == owner else None
+
+    def settle(self, audit_id: int, owner: str, status: str, now: dt.datetime) -> PartnerAudit | None:
+        """End ``owner``'s lease of a running audit with ``status``, atomically; None when it no longer holds it."""
+        res = self.session.execute(
+            update(PartnerAudit).where(PartnerAudit.id == audit_id, PartnerAudit.status == "running",
+                                       PartnerAudit.lease_owner == owner)
+            .values(status=status, lease_until=None, finished_at=now).execution_options(synchronize_session=False))
+        if getattr(res, "rowcount", 0) != 1:
+            return None
+        return self.session.get(PartnerAudit, audit_id, populate_existing=True)
+
+    def failed_open(self, *, enforceable: bool = False) -> Sequence[PartnerAudit]:
+        """Failed audits not yet enforced nor resolved by a later passing audit (``enforceable``: not of
+        demo partners, whose failed audits are shown but never followed up)."""
+        from memory.partner.models import Partner
+
+        q = select(PartnerAudit).where(
             PartnerAudit.status == "done", PartnerAudit.result == "fail", PartnerAudit.enforced_at.is_(None),
-            PartnerAudit.resolved_by_audit_id.is_(None)).order_by(PartnerAudit.id)).all()
+            PartnerAudit.resolved_by_audit_id.is_(None)).order_by(PartnerAudit.id)
+        if enforceable:
+            q = q.join(Partner, Partner.id == PartnerAudit.partner_id).where(Partner.demo.is_(False))
+        return self.session.scalars(q).all()
 
     def key(self, plugin_id: int) -> AuditKey | None:
         return self.session.get(AuditKey, plugin_id)
@@ -96,9 +131,7 @@ class GovernanceRepository:
         return int(n or 0), int(top or 0)
 
     def has_claimable(self, now: dt.datetime) -> bool:
-        return self.session.scalars(select(PartnerAudit.id).where(or_(
-            PartnerAudit.status == "queued",
-            (PartnerAudit.status == "running") & (PartnerAudit.lease_until < now))).limit(1)).first() is not None
+        return self.session.scalars(select(PartnerAudit.id).where(claimable(now)).limit(1)).first() is not None
 
     def audits_between(self, start: dt.datetime, end: dt.datetime) -> Sequence[PartnerAudit]:
         return self.session.scalars(select(PartnerAudit).where(

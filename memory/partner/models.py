@@ -34,6 +34,9 @@ class Partner(Base):
     stripe_account_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     payouts_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     details_submitted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A demo partner (make run's seed): its plugins are audited for real, but failed audits are never
+    # enforced against it (migration 1810).
+    demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -1,5 +1,5 @@
 """Demo Partner Network for ``make run``: three demo partners whose plugins go through the normal partner
-registry and staff review (create, submit, approve), labelled demo, and the three launch announcements
+registry and staff review (create, submit, approve), flagged and labelled demo, and the three launch announcements
 (the marketplace opening published, web only; the other two drafts for staff to publish)."""
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ def seed_community(ctx: ToolContext) -> None:
         register_partner(in_org, PartnerRegister(display_name=spec["name"],
                                                  contact_email=f"partners@{spec['slug']}.example",
                                                  bio="A demo partner created by make run's seed; not a real company."))
+        partner = PartnerRepository(session).partner_for_org(org.id)
+        assert partner is not None
+        partner.demo = True  # audited like any partner, never enforced against (tools.governance)
         for slug, name, cats, pricing, desc in spec["plugins"]:
             create_plugin(in_org, PluginSubmit(manifest=_manifest(slug, name, spec["name"], cats, pricing, desc)))
             submit_version(in_org, VersionRef(plugin=slug, version="1.0.0"))

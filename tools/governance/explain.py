@@ -18,7 +18,7 @@ SYSTEM = (
 )
 
 
-def template(audit: PartnerAudit, plugin_name: str | None = None) -> str:
+def template(audit: PartnerAudit, plugin_name: str | None = None, *, demo: bool = False) -> str:
     """The offline explanation: the result, then each finding as what was found and what to do."""
     name = plugin_name or f"plugin #{audit.plugin_id}"
     findings: list[dict[str, Any]] = list(audit.findings or [])
@@ -34,6 +34,9 @@ def template(audit: PartnerAudit, plugin_name: str | None = None) -> str:
         lines.append(f"Please fix the critical and high findings by {audit.deadline_at:%Y-%m-%d %H:%M} UTC and ask "
                      "for a new audit; after that date the listing is suspended and payouts are held until an "
                      "audit passes.")
+    if demo:
+        lines.append("This is a demo plugin of a demo partner: the audit ran for real, but its findings are never "
+                     "enforced (no suspension, no payout hold).")
     return "\n".join(lines)
 
 

@@ -24,9 +24,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from memory.db import utcnow
@@ -370,10 +372,23 @@ def check_revenue(session: Session, plugin: Plugin, m: dict[str, Any], doc: Poli
     return out, ["revenue.share", "revenue.ledger"]
 
 
-# ---- an audit --------------------------------------------------------------------------------------
+# ---- an audit: planned in a session, probed without one ------------------------------------------
 
-def evaluate(session: Session, audit: PartnerAudit, now: dt.datetime | None = None) -> Outcome:
-    """Run every check of ``audit``'s plugin version and return the outcome (nothing is written)."""
+@dataclass(frozen=True)
+class Plan:
+    """What probing an audit needs, read in a (short) transaction: the version's manifest, the audit key,
+    the code of conduct, and the findings of the checks that only read the database."""
+
+    audit_id: int
+    manifest: dict[str, Any]
+    secret: str
+    coc: CodeOfConduct
+    stored: list[Finding]
+    stored_checks: list[str]
+
+
+def plan(session: Session, audit: PartnerAudit, now: dt.datetime | None = None) -> Plan:
+    """Read what ``audit`` needs and run its database checks (behaviour, revenue share); no network."""
     now = now or utcnow()
     doc = get_engine().doc
     coc = conduct(doc)
@@ -384,48 +399,72 @@ def evaluate(session: Session, audit: PartnerAudit, now: dt.datetime | None = No
     if v is None:
         raise Conflict(f"version {audit.version} of {plugin.slug} no longer exists", field="version")
     m = dict(v.manifest)
-    timeout = max(2.0, coc.floors.ack_within_ms / 1000 * 3)
-    findings, checks = check_manifest(m, coc, timeout)
-    url = (m.get("endpoints") or {}).get("webhook_url")
-    if url:
-        f, c = check_endpoint(str(url), audit_key(session, plugin.id), coc, f"aud_{audit.id}", now)
-        findings += f
-        checks += c
+    findings: list[Finding] = []
+    checks: list[str] = []
     for f, c in (check_behaviour(session, plugin.id, coc, now), check_revenue(session, plugin, m, doc, now)):
         findings += f
         checks += c
+    return Plan(audit_id=audit.id, manifest=m, secret=audit_key(session, plugin.id), coc=coc, stored=findings,
+                stored_checks=checks)
+
+
+def probe(p: Plan, now: dt.datetime | None = None) -> Outcome:
+    """Probe the manifest's pages and the endpoint (network only, no database) and return the outcome."""
+    now = now or utcnow()
+    timeout = max(2.0, p.coc.floors.ack_within_ms / 1000 * 3)
+    findings, checks = check_manifest(p.manifest, p.coc, timeout)
+    url = (p.manifest.get("endpoints") or {}).get("webhook_url")
+    if url:
+        f, c = check_endpoint(str(url), p.secret, p.coc, f"aud_{p.audit_id}", now)
+        findings += f
+        checks += c
+    findings += p.stored
+    checks += p.stored_checks
     findings.sort(key=lambda f: SEVERITY_ORDER.index(f.severity))
-    return Outcome(result=result_of(findings, coc), findings=findings, checks=checks)
+    return Outcome(result=result_of(findings, p.coc), findings=findings, checks=checks)
 
 
 def queue(session: Session, plugin: Plugin, version: str, trigger: str, requested_by: str) -> PartnerAudit:
-    """Queue an audit of ``plugin`` at ``version`` (the open one when one is already queued or running)."""
+    """Queue an audit of ``plugin`` at ``version`` (the open one when one is already queued or running;
+    the unique index on open audits settles a race between two triggers)."""
     repo = GovernanceRepository(session)
     open_ = repo.open_audit(plugin.id, version)
     if open_ is not None:
         return open_
     audit = PartnerAudit(plugin_id=plugin.id, partner_id=plugin.partner_id, version=version, trigger=trigger,
                          requested_by=requested_by, status="queued")
-    repo.add(audit)
+    try:
+        with session.begin_nested():
+            repo.add(audit)
+    except IntegrityError:
+        other = repo.open_audit(plugin.id, version)
+        if other is None:
+            raise
+        return other
     return audit
 
 
 def finish(session: Session, audit: PartnerAudit, outcome: Outcome, now: dt.datetime | None = None) -> None:
-    """Record the outcome; a fail gets its deadline, a pass or pass with warnings closes earlier fails."""
+    """Record the outcome; a fail gets its deadline (not a demo partner's: never enforced), a pass or pass
+    with warnings closes earlier fails."""
     from tools.governance import explain
 
     now = now or utcnow()
     coc = conduct()
+    prepo = PartnerRepository(session)
+    partner, plugin = prepo.partner(audit.partner_id), prepo.plugin(audit.plugin_id)
+    demo = bool(partner is not None and partner.demo)
     audit.status, audit.result, audit.finished_at, audit.lease_until = "done", outcome.result, now, None
     audit.findings = [f.model_dump() for f in outcome.findings]
     audit.checks = outcome.checks
     audit.policy_version = get_engine().doc.version
-    audit.explanation, audit.explained_by = explain.template(audit), "template"
     repo = GovernanceRepository(session)
-    if outcome.result == "fail":
+    if outcome.result == "fail" and not demo:
         audit.deadline_at = now + dt.timedelta(days=coc.enforcement.fix_within_days)
-    else:
+    elif outcome.result != "fail":
         for old in repo.failed_open():
             if old.plugin_id == audit.plugin_id and old.id != audit.id:
                 old.resolved_by_audit_id = audit.id
+    audit.explanation = explain.template(audit, plugin.name if plugin else None, demo=demo)
+    audit.explained_by = "template"
     session.flush()

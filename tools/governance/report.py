@@ -67,7 +67,7 @@ def summary(ctx: ToolContext, quarter: str) -> GovernanceSummary:
         if a.result == "fail":
             plugin, partner = prepo.plugin(a.plugin_id), prepo.partner(a.partner_id)
             state = "enforced" if a.enforced_at else "fixed" if a.resolved_by_audit_id else \
-                "notified" if a.notified_at else "open"
+                "demo" if partner is not None and partner.demo else "notified" if a.notified_at else "open"
             failed.append({"audit": a.id, "plugin": plugin.name if plugin else "?", "version": a.version,
                            "partner": partner.display_name if partner else "?",
                            "findings": sum(1 for f in a.findings or [] if f["severity"] in ("critical", "high")),

@@ -78,7 +78,7 @@ def work_waiting(session: Session, now: dt.datetime | None = None) -> bool:
     if repo.has_claimable(now):
         return True
     return any(a.notified_at is None or (a.deadline_at is not None and a.deadline_at <= now)
-               for a in repo.failed_open())
+               for a in repo.failed_open(enforceable=True))
 
 
 def _request(session: Session, input: dict[str, Any]) -> list[RunRequest]:
@@ -131,7 +131,8 @@ def run_cycle(*, quarter: str | None = None,
               call: Callable[[str, dict[str, Any]], Any] | None = None) -> dict[str, Any]:
     """Run queued audits, notify failed ones, enforce past deadlines: the auditor agent's steps, offline."""
     call = call or _call
-    done = call("governance.run_queued", {"limit": 50})["audit_ids"]
+    claims = service.Claims.model_validate(call("governance.claim", {"limit": 50}))
+    done = service.run_claimed(claims, AUDITOR)
     notified = []
     for audit_id in call("governance.pending", {})["pending"]:
         call("governance.notify", {"audit_id": audit_id})

@@ -18,11 +18,11 @@ from memory.governance.models import PartnerAudit
 from memory.governance.repository import GovernanceRepository
 from memory.partner.models import PartnerEmail
 from memory.partner.repository import PartnerRepository
-from tools.context import ToolContext
+from tools.context import Principal, ToolContext
 from tools.enterprise import audit_log
 from tools.enterprise.rbac import is_staff, require_staff
 from tools.errors import Conflict, NotFound
-from tools.governance import explain, partner_audit
+from tools.governance import audit_runs, explain, partner_audit
 from tools.governance.partner_audit import Finding
 from tools.identity.service import NoInput
 from tools.partner_api.access import owned_plugin
@@ -36,6 +36,7 @@ class AuditRead(BaseModel):
     plugin_name: str
     partner_id: int
     partner_name: str
+    demo: bool = Field(description="A demo partner's plugin: audited for real, never enforced")
     version: str
     trigger: str
     requested_by: str
@@ -60,7 +61,8 @@ def audit_read(repo: PartnerRepository, a: PartnerAudit) -> AuditRead:
     partner = repo.partner(a.partner_id)
     return AuditRead(
         id=a.id, plugin=plugin.slug if plugin else "", plugin_name=plugin.name if plugin else "",
-        partner_id=a.partner_id, partner_name=partner.display_name if partner else "", version=a.version,
+        partner_id=a.partner_id, partner_name=partner.display_name if partner else "",
+        demo=bool(partner and partner.demo), version=a.version,
         trigger=a.trigger, requested_by=a.requested_by, status=a.status, result=a.result,
         policy_version=a.policy_version, findings=[Finding.model_validate(f) for f in a.findings or []],
         checks=list(a.checks or []), explanation=a.explanation, explained_by=a.explained_by, error=a.error,
@@ -78,24 +80,6 @@ def _visible(ctx: ToolContext, a: PartnerAudit | None, audit_id: int) -> Partner
     return a
 
 
-def run_one(ctx: ToolContext, audit: PartnerAudit) -> PartnerAudit:
-    """Run a claimed audit now and record its outcome (an error is recorded, not raised)."""
-    try:
-        outcome = partner_audit.evaluate(ctx.session, audit)
-    except Exception as exc:  # a broken check must not leave the audit running forever
-        audit.status, audit.error, audit.finished_at, audit.lease_until = "error", str(exc)[:1000], utcnow(), None
-        ctx.session.flush()
-        return audit
-    partner_audit.finish(ctx.session, audit, outcome)
-    plugin = PartnerRepository(ctx.session).plugin(audit.plugin_id)
-    audit.explanation = explain.template(audit, plugin.name if plugin else None)
-    ctx.session.flush()
-    audit_log.record(ctx, "governance.audited", f"plugin:{plugin.slug if plugin else audit.plugin_id}",
-                     after={"audit": audit.id, "version": audit.version, "result": audit.result,
-                            "findings": [f["code"] for f in audit.findings]}, detail={"trigger": audit.trigger})
-    return audit
-
-
 # ---- partner and staff: ask for an audit, read them ----------------------------------------------
 
 class AuditRequest(BaseModel):
@@ -105,7 +89,7 @@ class AuditRequest(BaseModel):
 
 @tool("governance.audit", risk="write")
 def audit_now(ctx: ToolContext, params: AuditRequest) -> AuditRead:
-    """Audit a plugin version now (its partner or Levqor staff) and return the findings."""
+    """Queue an audit of a plugin version now (its partner or Levqor staff); the caller's edge runs it at once."""
     plugin = owned_plugin(ctx, params.plugin)
     repo = PartnerRepository(ctx.session)
     versions = repo.versions(plugin.id)
@@ -116,10 +100,9 @@ def audit_now(ctx: ToolContext, params: AuditRequest) -> AuditRead:
     if v is None:
         raise NotFound(f"version {params.version} of {plugin.slug} not found", field="version")
     audit = partner_audit.queue(ctx.session, plugin, v.version, "manual", ctx.principal.actor)
-    if audit.status == "running":
+    if audit.status == "running" and audit.lease_until is not None and audit.lease_until > utcnow():
         raise Conflict(f"audit {audit.id} of this version is running", field="plugin")
-    audit.status, audit.started_at = "running", utcnow()
-    return audit_read(repo, run_one(ctx, audit))
+    return audit_read(repo, audit)
 
 
 class AuditQuery(BaseModel):
@@ -176,21 +159,29 @@ def get_audit_key(ctx: ToolContext, params: PluginRef) -> AuditKeyRead:
 
 # ---- the review cycle's steps (staff, system, agent:auditor) -------------------------------------
 
-class RunQueued(BaseModel):
+class ClaimRequest(BaseModel):
     limit: int = Field(20, ge=1, le=200)
 
 
-class AuditIds(BaseModel):
-    audit_ids: list[int]
+class Claims(BaseModel):
+    class Item(BaseModel):
+        audit_id: int
+        owner: str = Field(description="The lease holder: only it records the audit's outcome")
+
+    items: list[Item]
 
 
-@tool("governance.run_queued", risk="write")
-def run_queued(ctx: ToolContext, params: RunQueued) -> AuditIds:
-    """Run queued partner audits (and ones whose runner died) and record their findings."""
+@tool("governance.claim", risk="write")
+def claim(ctx: ToolContext, params: ClaimRequest) -> Claims:
+    """Lease queued partner audits (and ones whose auditor died) to run them outside this transaction."""
     require_staff(ctx, "run partner audits")
-    now = utcnow()
-    claimed = GovernanceRepository(ctx.session).claim(now, now + dt.timedelta(minutes=10), params.limit)
-    return AuditIds(audit_ids=[run_one(ctx, a).id for a in claimed])
+    return Claims(items=[Claims.Item(audit_id=c.audit_id, owner=c.owner)
+                         for c in audit_runs.claim(ctx.session, params.limit)])
+
+
+def run_claimed(claims: Claims, principal: Principal) -> list[int]:
+    """Probe and record claimed audits (after the claim committed); the ids recorded."""
+    return audit_runs.run([audit_runs.Claim(i.audit_id, i.owner) for i in claims.items], principal)
 
 
 class Explanation(AuditRef):
@@ -220,7 +211,8 @@ class Pending(BaseModel):
 def pending(ctx: ToolContext, params: NoInput) -> Pending:
     """List failed audits whose partner has not been notified yet."""
     require_staff(ctx, "read partner audits", read=True)
-    return Pending(pending=[a.id for a in GovernanceRepository(ctx.session).failed_open() if a.notified_at is None])
+    return Pending(pending=[a.id for a in GovernanceRepository(ctx.session).failed_open(enforceable=True)
+                            if a.notified_at is None])
 
 
 @tool("governance.notify", risk="write")
@@ -261,7 +253,7 @@ def due(ctx: ToolContext, params: NoInput) -> Due:
     require_staff(ctx, "read partner audits", read=True)
     now, repo = utcnow(), PartnerRepository(ctx.session)
     out = []
-    for a in GovernanceRepository(ctx.session).failed_open():
+    for a in GovernanceRepository(ctx.session).failed_open(enforceable=True):  # never a demo partner
         plugin = repo.plugin(a.plugin_id)
         if a.notified_at is not None and a.deadline_at is not None and a.deadline_at <= now and plugin:
             out.append(Due.Item(audit_id=a.id, plugin=plugin.slug, partner_id=a.partner_id, deadline_at=a.deadline_at))
