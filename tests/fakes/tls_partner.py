@@ -7,6 +7,7 @@ import datetime as dt
 import ipaddress
 import ssl
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ class TlsPartner:
                  ack_delay: float = 0.0, privacy_text: str = "We retain Levqor data for 30 days, then delete it."):
         self.secret, self.headers, self.ack_delay, self.privacy_text = secret, headers or {}, ack_delay, privacy_text
         self.posts: list[dict[str, Any]] = []
+        self.on_post: Callable[[], None] | None = None  # called (in the server's thread) as each POST arrives
         self.done = threading.Event()
         site = self
 
@@ -100,6 +102,8 @@ class TlsPartner:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 hdrs = {k.lower(): v for k, v in self.headers.items()}
                 site.posts.append({"path": self.path, "headers": hdrs, "body": body})
+                if site.on_post is not None:
+                    site.on_post()
                 if site.ack_delay:
                     site.done.wait(site.ack_delay)
                 if site.secret is not None:

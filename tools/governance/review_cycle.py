@@ -3,7 +3,7 @@
 * every quarter (cron on the scheduler leader) every listed plugin is queued for an audit and the
   auditor agent is asked to run the cycle and prepare the quarterly governance report;
 * a new version sent to review (event ``plugin_version_submitted``) and a partner-endpoint incident
-  pattern from the monitor (event ``incident_opened`` with cause ``rule:partner_errors:<install>``) queue
+  pattern from the monitor (event ``incident_opened`` with cause ``partner:<install>``) queue
   an audit of that plugin;
 * every ``LEVQOR_GOVERNANCE_TICK_S`` the leader records the policy version in force (a change is audited
   with its diff) and, when audits wait, partners need telling or deadlines have passed, asks the auditor
@@ -170,17 +170,14 @@ def _on_version_submitted(session: Session, event: EventRecord) -> None:
 
 
 def _on_incident(session: Session, event: EventRecord) -> None:
-    """A partner endpoint failing its deliveries (the monitor's partner_errors rule): audit its plugin,
-    at most once a day per plugin."""
-    cause = str(event.payload.get("cause") or "")
-    if not cause.startswith("rule:partner_errors:"):
-        return
-    try:
-        install_id = int(cause.rsplit(":", 1)[1])
-    except ValueError:
+    """A partner endpoint failing its deliveries (an incident whose cause is ``partner:<install>``: the
+    monitor's partner_errors rule or an anomaly of its error rate): audit its plugin, at most once a day
+    per plugin."""
+    kind, _, install = str(event.payload.get("cause") or "").partition(":")
+    if kind != "partner" or not install.isdigit():
         return
     repo = PartnerRepository(session)
-    inst = repo.install(install_id)
+    inst = repo.install(int(install))
     plugin = repo.plugin(inst.plugin_id) if inst else None
     if plugin is None or plugin.listed_version_id is None:
         return
