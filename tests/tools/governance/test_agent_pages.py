@@ -99,6 +99,7 @@ def test_pages_show_partner_and_staff_audits_and_the_report_pdf(
     pdf.write_bytes(r.content)
     subprocess.run(["pdftoppm", "-png", "-r", "60", str(pdf), str(tmp_path / "report")], check=True)
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    print("sample governance report (pdftotext):", text, sep="\n")
     assert "Governance report 2026-Q4" in text and "self-signed" not in text  # figures, not raw evidence
     assert re.search(r"Failed\s+1", text) or "Fail" in text
 
