@@ -89,7 +89,7 @@ class AuditRequest(BaseModel):
 
 @tool("governance.audit", risk="write")
 def audit_now(ctx: ToolContext, params: AuditRequest) -> AuditRead:
-    """Queue an audit of a plugin version now (its partner or Levqor staff); the caller's edge runs it at once."""
+    """Queue an audit of a plugin version now (its partner or staff); the API runs it at once, else the review cycle."""
     plugin = owned_plugin(ctx, params.plugin)
     repo = PartnerRepository(ctx.session)
     versions = repo.versions(plugin.id)
