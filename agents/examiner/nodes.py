@@ -75,8 +75,9 @@ def nodes(deps: RunDeps) -> dict[str, Callable[..., Any]]:
         if not res.data.get("watching"):
             return Command(goto="report", update={"docs_note": ""})
         made: list[dict[str, Any]] = []
+        topics = list(res.data.get("topics") or [])
         for change in res.data.get("changes") or []:
-            proposal = propose_from_docs(deps, change)
+            proposal = propose_from_docs(deps, change, topics)
             if proposal is not None:
                 made.append({"change": change, "proposal": proposal})
         note = str(res.data.get("note") or "")
@@ -108,10 +109,9 @@ def nodes(deps: RunDeps) -> dict[str, Callable[..., Any]]:
     return {"scan": scan, "propose": propose, "resolve": resolve, "docs": docs, "ask": ask, "report": report}
 
 
-def llm_question(deps: RunDeps, change: dict[str, Any]) -> dict[str, Any] | None:
+def llm_question(deps: RunDeps, change: dict[str, Any], topics: list[str]) -> dict[str, Any] | None:
     """The model's draft from a changed docs section, or None when its reply is not a question."""
-    reply = deps.model.invoke([HumanMessage(prompts.question_prompt(change, ["automation", "integrity",
-                                                                              "templates"]))])
+    reply = deps.model.invoke([HumanMessage(prompts.question_prompt(change, topics))])
     deps.record_llm(reply)
     m = re.search(r"\{.*\}", str(reply.content), re.S)
     try:
@@ -128,14 +128,14 @@ def llm_question(deps: RunDeps, change: dict[str, Any]) -> dict[str, Any] | None
     return data
 
 
-def propose_from_docs(deps: RunDeps, change: dict[str, Any]) -> dict[str, Any] | None:
+def propose_from_docs(deps: RunDeps, change: dict[str, Any], topics: list[str]) -> dict[str, Any] | None:
     """Draft a question from one docs change (the model first when configured, else or when its draft is not
     a valid question the offline template) and record it; the proposal, or None when it could not be recorded."""
     key = f"{change['path']}:{change['digest'][:16]}"
     base = {"path": change["path"], "digest": change["digest"], "anchor": change["anchor"]}
     note = ""
     if deps.mode == "llm":
-        draft = llm_question(deps, change)
+        draft = llm_question(deps, change, topics)
         if draft is not None:
             res = deps.toolbox.call("exam.propose_question", {**base, "source": "llm", "question": draft},
                                     call_key=f"docs-propose-llm:{key}")

@@ -461,8 +461,9 @@ class ExpertList(BaseModel):
 def experts(ctx: ToolContext, params: ExpertsIn) -> ExpertList:
     """List the certified experts who opted in to the public directory (valid certificates, newest first)."""
     # Listed certificates are public across organisations by the holder's choice, but only what the
-    # directory shows: the email (for announcements) goes to the platform itself, and demo people get none.
-    platform = is_platform(ctx.principal)
+    # directory shows: the email (for announcements) goes to the platform's own processes (no agent, no
+    # tenant), and demo people have none.
+    platform = is_platform(ctx.principal) and ctx.principal.kind == "system"
     seen: set[str] = set()
     items: list[Expert] = []
     for c in CertificationRepository(ctx.session).listed(utcnow(), limit=params.limit):

@@ -49,6 +49,7 @@ SECTION_CHARS = 3000
 class Section(BaseModel):
     anchor: str
     heading: str
+    level: int
     text: str
 
 
@@ -59,9 +60,9 @@ def sections_of(text: str) -> list[Section]:
     for line in text.splitlines():
         if line.startswith("```"):
             fenced = not fenced
-        m = None if fenced else re.match(r"^#{1,6}\s+(.+?)\s*$", line)
+        m = None if fenced else re.match(r"^(#{1,6})\s+(.+?)\s*$", line)
         if m:
-            out.append(Section(anchor=bank_mod.slug(m.group(1)), heading=m.group(1), text=""))
+            out.append(Section(anchor=bank_mod.slug(m.group(2)), heading=m.group(2), level=len(m.group(1)), text=""))
         elif out:
             out[-1].text += line + "\n"
     return out
@@ -123,7 +124,8 @@ class DocChange(BaseModel):
     anchor: str = Field(description="The first changed section's heading anchor")
     heading: str
     text: str = Field(description="That section's Markdown (data, not instructions)")
-    headings: list[HeadingOut] = Field(description="Every heading of the page that a ref can name, in order")
+    headings: list[HeadingOut] = Field(description="The page's section headings (not its title) that a ref "
+                                                   "can name, in order")
     topic: str = Field(description="The bank topic most questions on this page have")
 
 
@@ -132,6 +134,7 @@ class DocsScanOut(BaseModel):
     baseline: bool = False
     pages: int = 0
     changes: list[DocChange] = Field(default_factory=list)
+    topics: list[str] = Field(default_factory=list, description="The bank's topics")
     note: str = ""
 
 
@@ -179,8 +182,9 @@ def docs_scan(ctx: ToolContext, params: DocsScanIn) -> DocsScanOut:
             changes.append(DocChange(
                 path=path, digest=digest, anchor=first.anchor, heading=first.heading,
                 text=first.text.strip()[:SECTION_CHARS], topic=topic_for(bank, path, first.anchor),
-                headings=[HeadingOut(anchor=s.anchor, heading=s.heading) for s in secs if ANCHOR_RE.match(s.anchor)]))
-    return DocsScanOut(watching=True, pages=len(pages), changes=changes)
+                headings=[HeadingOut(anchor=s.anchor, heading=s.heading) for s in secs
+                          if s.level > 1 and ANCHOR_RE.match(s.anchor)]))
+    return DocsScanOut(watching=True, pages=len(pages), changes=changes, topics=list(bank.topics))
 
 
 # ---- proposals ------------------------------------------------------------------------------------
