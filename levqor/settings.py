@@ -207,6 +207,10 @@ class Settings(BaseSettings):
     cert_key_path: Path | None = Field(
         None, description="Ed25519 key that signs certificates (not the audit key); empty means "
                           "VAR_DIR/cert_ed25519.pem.")
+    cert_docs_root: Path | None = Field(
+        None, description="Directory whose docs/ pages the examiner watches for changes (to propose new exam "
+                          "questions) and against which added questions' references resolve; empty means the "
+                          "installed project.")
     payout_minimum_minor: int = Field(
         2500, description="Smallest partner payout in minor units; smaller shares roll over to the next run.")
     scheduler_lease_s: int = Field(15, description="Scheduler leader lease length.")

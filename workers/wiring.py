@@ -12,6 +12,7 @@ from agents.healer import graph as healer
 from agents.monitor import graph as monitor
 from agents.runtime import triggers as agent_triggers
 from tools.billing import dunning
+from tools.certification import schedule as examiner_daily
 from tools.community import announcements
 from tools.data_insights import report_builder as insights
 from tools.enterprise import audit_log, sla
@@ -31,7 +32,7 @@ def schedules() -> list[Schedule]:
             *pulse.schedules(), *monitor.schedules(), *agent_triggers.schedules(),
             *ratelimit.SCHEDULES, *dunning.schedules(), *sla.SCHEDULES,
             *review_cycle.schedules(), *insights.schedules(),
-            *announcements.schedules()]
+            *announcements.schedules(), *examiner_daily.SCHEDULES]
 
 
 def reaction_list() -> list[Reaction]:

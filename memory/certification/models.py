@@ -1,12 +1,14 @@
 """Certification: exam attempts (the drawn questions, shuffled options, deadline and answers, all kept
-server-side) and the certificates issued from passed attempts (the signed credential, revocation)."""
+server-side), the certificates issued from passed attempts (the signed credential, revocation), and the
+examiner's docs watch: the docs pages' last accounted-for state, its question proposals and the questions
+approved proposals added to the bank (the overlay on top of ``exam.yaml``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from memory.db import Base, UTCDateTime, utcnow
@@ -60,3 +62,48 @@ class Certificate(Base):
     listed: Mapped[bool] = mapped_column(Boolean, default=False)  # opted in to the public directory
     notion_page_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     demo: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class DocPage(Base):
+    """A docs page as the examiner last accounted for it (the first scan's baseline, or a proposal)."""
+
+    __tablename__ = "cert_doc_pages"
+
+    path: Mapped[str] = mapped_column(String(300), primary_key=True)  # docs/dev_portal/pipelines.md
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of the page
+    sections: Mapped[dict[str, Any]] = mapped_column(JSON)  # heading anchor -> sha256 of its section
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class QuestionProposal(Base):
+    """A question the examiner drafted from one version of a docs page; one per (page, digest), ever."""
+
+    __tablename__ = "cert_question_proposals"
+    __table_args__ = (UniqueConstraint("path", "digest", name="uq_cert_question_proposals_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(300))
+    digest: Mapped[str] = mapped_column(String(64))
+    anchor: Mapped[str] = mapped_column(String(200), default="")
+    question_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    question: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    source: Mapped[str] = mapped_column(String(16))  # llm | offline
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | approved | rejected | skipped
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class BankQuestion(Base):
+    """A question an approved proposal added to the bank (validated like ``exam.yaml``'s on adding)."""
+
+    __tablename__ = "cert_bank_questions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the question id, e.g. auto-101
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("cert_question_proposals.id", ondelete="SET NULL"),
+                                                    nullable=True)
+    added_by: Mapped[str] = mapped_column(String(200))
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from memory.certification.models import Certificate, ExamAttempt
+from memory.certification.models import BankQuestion, Certificate, DocPage, ExamAttempt, QuestionProposal
 
 
 class CertificationRepository:
@@ -83,3 +83,47 @@ class CertificationRepository:
             Certificate.org_id == org_id, Certificate.issued_at <= at, Certificate.expires_at > at,
             (Certificate.revoked_at.is_(None)) | (Certificate.revoked_at > at))
         return int(self.session.scalar(q) or 0)
+
+    # ---- the examiner's docs watch and the bank overlay ---------------------------------------
+
+    def doc_pages(self) -> dict[str, DocPage]:
+        return {p.path: p for p in self.session.scalars(select(DocPage))}
+
+    def set_doc_page(self, path: str, digest: str, sections: dict[str, str], now: dt.datetime) -> None:
+        row = self.session.get(DocPage, path)
+        if row is None:
+            self.session.add(DocPage(path=path, digest=digest, sections=sections, updated_at=now))
+        else:
+            row.digest, row.sections, row.updated_at = digest, sections, now
+        self.session.flush()
+
+    def proposal(self, proposal_id: int, *, lock: bool = False) -> QuestionProposal | None:
+        q = select(QuestionProposal).where(QuestionProposal.id == proposal_id)
+        if lock:
+            q = q.with_for_update()
+        return self.session.scalars(q).first()
+
+    def proposal_for(self, path: str, digest: str) -> QuestionProposal | None:
+        return self.session.scalars(select(QuestionProposal).where(
+            QuestionProposal.path == path, QuestionProposal.digest == digest)).first()
+
+    def proposals(self, status: str | None = None, limit: int = 200) -> list[QuestionProposal]:
+        q = select(QuestionProposal).order_by(QuestionProposal.id.desc()).limit(limit)
+        if status:
+            q = q.where(QuestionProposal.status == status)
+        return list(self.session.scalars(q))
+
+    def reserved_question_ids(self) -> set[str]:
+        """Question ids of pending proposals (reserved until they are decided)."""
+        q = select(QuestionProposal.question_id).where(QuestionProposal.status == "pending",
+                                                      QuestionProposal.question_id.is_not(None))
+        return {str(i) for i in self.session.scalars(q)}
+
+    def bank_questions(self) -> list[BankQuestion]:
+        return list(self.session.scalars(select(BankQuestion).order_by(BankQuestion.added_at, BankQuestion.id)))
+
+    def org_ids_to_review(self, since: dt.datetime) -> set[int]:
+        """Organisations with an attempt waiting for a review, or one flagged and submitted since ``since``."""
+        q = select(ExamAttempt.org_id, ExamAttempt.status, ExamAttempt.flags).where(
+            (ExamAttempt.status == "review") | (ExamAttempt.submitted_at >= since))
+        return {int(org) for org, status, flags in self.session.execute(q) if status == "review" or flags}

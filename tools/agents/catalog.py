@@ -40,9 +40,11 @@ AGENTS: dict[str, AgentInfo] = {a.name: a for a in (
     AgentInfo("healer", "On each incident the monitor opens: diagnoses it, writes the summary, runs one playbook "
                         "action through policy and verifies it; an action that needs approval waits for a "
                         "person, and what fails or is rejected goes to a person.", platform=True),
-    AgentInfo("examiner", "Reviews certification exams: proposes marks for free-text answers the matcher could "
-                          "not settle (LLM when configured) for a person to approve, and reports flagged "
-                          "attempts (too fast, identical free text across candidates)."),
+    AgentInfo("examiner", "Daily and on demand, reviews certification exams: proposes marks for free-text "
+                          "answers the matcher could not settle (LLM when configured) for a person to approve, "
+                          "and reports flagged attempts (too fast, identical free text across candidates); "
+                          "in the organisation that owns the question bank, drafts new questions from changed "
+                          "docs pages for a person to approve into the bank."),
     AgentInfo("auditor", "The auditor agent (agent:auditor, not the human auditor role): runs partner audits "
                          "(quarterly, on new versions, on partner incidents), explains findings to partners, "
                          "past a deadline suspends the listing and holds payouts, and prepares the quarterly "

@@ -4,6 +4,10 @@ Validation on load: the pydantic schema (``extra="forbid"``), unique ids, an ans
 question type (every option id exists; single has one answer, ordering names every option once, text
 has a rubric), and a ``ref`` that resolves to an existing docs page and one of its headings' anchors.
 A bank that fails any of these does not load (``BankError``), so a broken bank never reaches a candidate.
+
+The bank in force (:func:`current`) is ``exam.yaml`` plus the questions the examiner proposed from docs
+changes and a person approved, stored in the database (``cert_bank_questions``); each of those passed the
+same checks against the whole bank when it was added (:func:`validate_new`).
 """
 
 from __future__ import annotations
@@ -11,10 +15,14 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy.orm import Session
+
+from levqor.settings import get_settings
+from memory.certification.repository import CertificationRepository
 
 ROOT = Path(__file__).resolve().parents[2]
 BANK_PATH = Path(__file__).with_name("exam.yaml")
@@ -136,18 +144,52 @@ def parse(text: str, *, root: Path = ROOT) -> Bank:
         raise BankError(f"{where}{'.'.join(str(p) for p in loc)}: {first['msg']}") from None
     seen: set[str] = set()
     for q in bank.questions:
-        if q.id in seen:
-            raise BankError(f"question {q.id}: duplicate id")
+        check_in_bank(q, seen, bank.topics, root)
         seen.add(q.id)
-        if q.topic not in bank.topics:
-            raise BankError(f"question {q.id}: unknown topic {q.topic!r}")
-        why = check_ref(q.ref, root)
-        if why:
-            raise BankError(f"question {q.id}: ref {q.ref}: {why}")
     return bank
+
+
+def check_in_bank(q: Question, ids: set[str] | dict[str, Question], topics: dict[str, str], root: Path) -> None:
+    """BankError unless ``q`` has an id not in ``ids``, a known topic and a ref that resolves under ``root``."""
+    if q.id in ids:
+        raise BankError(f"question {q.id}: duplicate id")
+    if q.topic not in topics:
+        raise BankError(f"question {q.id}: unknown topic {q.topic!r}")
+    why = check_ref(q.ref, root)
+    if why:
+        raise BankError(f"question {q.id}: ref {q.ref}: {why}")
 
 
 @lru_cache(maxsize=1)
 def load() -> Bank:
     """The shipped bank, validated (cached for the process)."""
     return parse(BANK_PATH.read_text(encoding="utf-8"))
+
+
+def docs_root() -> Path:
+    """The directory holding the ``docs/`` pages the examiner watches and added questions refer to."""
+    return get_settings().cert_docs_root or ROOT
+
+
+def current(session: Session) -> Bank:
+    """The bank in force: ``exam.yaml`` and, on top, the questions approved proposals added (the overlay)."""
+    base = load()
+    rows = CertificationRepository(session).bank_questions()
+    if not rows:
+        return base
+    # Each was validated against the whole bank when it was added (``validate_new``).
+    extra = [Question.model_validate(r.data) for r in rows]
+    return base.model_copy(update={"questions": [*base.questions, *extra]})
+
+
+def validate_new(bank: Bank, data: dict[str, Any], root: Path) -> Question:
+    """A question to add, validated like ``exam.yaml``'s (schema, unique id, known topic, a ref that resolves
+    under ``root``); BankError naming the fault."""
+    try:
+        q = Question.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise BankError(f"question {data.get('id', '?')}: {'.'.join(str(p) for p in first['loc'])}: "
+                        f"{first['msg']}") from None
+    check_in_bank(q, bank.by_id(), bank.topics, root)
+    return q

@@ -25,8 +25,9 @@ from levqor.settings import get_settings
 from memory.certification.models import Certificate, ExamAttempt
 from memory.certification.repository import CertificationRepository
 from memory.db import aware, utcnow
-from tools.context import ToolContext
+from tools.context import Principal, ToolContext
 from tools.enterprise import audit_log
+from tools.enterprise.rbac import is_platform
 from tools.errors import Conflict, NotFound, Unprocessable
 from tools.registry import tool
 
@@ -438,10 +439,51 @@ class DirectoryEntry(BaseModel):
     verify_url: str
 
 
-def directory(session: Any) -> list[DirectoryEntry]:
+class ExpertsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(500, ge=1, le=10_000)
+
+
+class Expert(BaseModel):
+    name: str
+    level: str
+    issued_at: dt.datetime
+    verify_url: str
+    email: str | None = Field(None, description="Only for the platform's own callers (the announcement "
+                                                "segment 'certified experts'); never for a tenant or the public")
+
+
+class ExpertList(BaseModel):
+    items: list[Expert]
+
+
+@tool("certification.experts", risk="read")
+def experts(ctx: ToolContext, params: ExpertsIn) -> ExpertList:
+    """List the certified experts who opted in to the public directory (valid certificates, newest first)."""
+    # Listed certificates are public across organisations by the holder's choice, but only what the
+    # directory shows: the email (for announcements) goes to the platform's own processes (no agent, no
+    # tenant), and demo people have none.
+    platform = is_platform(ctx.principal) and ctx.principal.kind == "system"
+    seen: set[str] = set()
+    items: list[Expert] = []
+    for c in CertificationRepository(ctx.session).listed(utcnow(), limit=params.limit):
+        if c.email in seen:  # one entry per person: their newest listed certificate
+            continue
+        seen.add(c.email)
+        items.append(Expert(name=c.name, level=c.level, issued_at=c.issued_at, verify_url=verify_url(c.id),
+                            email=c.email if platform and not c.demo else None))
+    return ExpertList(items=items)
+
+
+# Who reads the public directory page and API: nobody signed in (policy: a person's read).
+VISITOR = Principal(kind="user", id="public", org_id=None, role="viewer", name="public visitor")
+
+
+def directory(session: Session) -> list[DirectoryEntry]:
     """The public directory: certified people who opted in, with a valid certificate."""
-    return [DirectoryEntry(name=c.name, level=c.level, issued_at=c.issued_at, verify_url=verify_url(c.id))
-            for c in CertificationRepository(session).listed(utcnow())]
+    out = experts(ToolContext(session, VISITOR), ExpertsIn())
+    return [DirectoryEntry(name=e.name, level=e.level, issued_at=e.issued_at, verify_url=e.verify_url)
+            for e in out.items]
 
 
 class NotionPushOut(BaseModel):

@@ -48,7 +48,7 @@ class ReviewQuery(BaseModel):
 @tool("exam.reviews", risk="read")
 def list_reviews(ctx: ToolContext, params: ReviewQuery) -> ReviewList:
     """List free-text answers waiting for a decision (attempts in review) and flagged attempts."""
-    qs = bank_mod.load().by_id()
+    qs = bank_mod.current(ctx.session).by_id()
     rows = list(ctx.session.scalars(select(ExamAttempt).where(ExamAttempt.org_id == ctx.org_id)
                                     .order_by(ExamAttempt.id.desc()).limit(500)))
     items: list[ReviewItem] = []
@@ -87,7 +87,7 @@ def resolve_review(ctx: ToolContext, params: ReviewResolve) -> AttemptRead:
         raise Unprocessable(f"decide exactly the undecided answers: {sorted(undecided)}", field="marks")
     marks.update(params.marks)
     a.marks = marks
-    qs = bank_mod.load().by_id()
+    qs = bank_mod.current(ctx.session).by_id()
     topics = dict(a.per_topic or {})
     for qid, m in params.marks.items():
         t = topics.get(qs[qid].topic)

@@ -110,7 +110,7 @@ def _question_out(q: Question, order: list[str]) -> QuestionOut:
 
 
 def read_attempt(ctx: ToolContext, a: ExamAttempt) -> AttemptRead:
-    qs = bank_mod.load().by_id()
+    qs = bank_mod.current(ctx.session).by_id()
     s = get_settings()
     cert = CertificationRepository(ctx.session).certificate_for_attempt(a.id)
     show = a.status == "open"
@@ -157,7 +157,7 @@ def start_exam(ctx: ToolContext, params: ExamStart) -> AttemptRead:
                               field="candidate_email", extra={"retry_after_s": secs},
                               headers={"Retry-After": str(secs)})
     rng = random.SystemRandom()
-    chosen = draw(bank_mod.load().questions, s.cert_exam_questions, rng)  # type: ignore[arg-type]
+    chosen = draw(bank_mod.current(ctx.session).questions, s.cert_exam_questions, rng)  # type: ignore[arg-type]
     order: dict[str, list[str]] = {}
     for q in chosen:
         ids = list(q.options)
@@ -229,7 +229,7 @@ def submit_exam(ctx: ToolContext, params: ExamSubmit) -> AttemptRead:
     if a.status != "open":
         raise Conflict(f"attempt {a.id} is {a.status}, not open", field="attempt_id")
     now = utcnow()
-    qs = bank_mod.load().by_id()
+    qs = bank_mod.current(ctx.session).by_id()
     drawn = set(a.question_ids)
     for qid, given in params.answers.items():
         if qid not in drawn:

@@ -106,14 +106,10 @@ def list_announcements(ctx: ToolContext, params: NoInput) -> AnnouncementList:
 
 
 def certified_expert_emails(session: Session) -> list[str]:
-    """Certified experts' emails from the certification area's ``certification.experts`` tool, when it exists."""
-    names = {t.name for t in registry.all()}
-    if "certification.experts" not in names:
-        return []
-    spec = registry.get("certification.experts")
-    out = spec.func(ToolContext(session, SYSTEM), spec.input_model()).model_dump()
-    items = out.get("items", [])
-    return [str(i["email"]).lower() for i in items if isinstance(i, dict) and i.get("email")]
+    """Certified experts' emails: the certification area's ``certification.experts`` tool (opted-in holders of
+    a valid certificate), asked as the platform, the one caller it gives emails to."""
+    out = registry.invoke("certification.experts", ToolContext(session, SYSTEM), {"limit": 10_000}).model_dump()
+    return [str(i["email"]).lower() for i in out.get("items", []) if i.get("email")]
 
 
 def segment_emails(session: Session, segment: str) -> list[str]:

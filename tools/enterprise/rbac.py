@@ -3,6 +3,8 @@ one rule for platform-wide operations: Levqor staff only."""
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from levqor.settings import get_settings
 from memory.identity.repository import IdentityRepository
 from tools.context import Principal, ToolContext
@@ -78,6 +80,17 @@ def is_staff(ctx: ToolContext, *, read: bool = False) -> bool:
         return False
     org = IdentityRepository(ctx.session).org(p.org_id)
     return org is not None and org.slug in get_settings().staff_orgs
+
+
+def first_staff_org_id(session: Session) -> int | None:
+    """The first organisation of LEVQOR_STAFF_ORGS that exists: the one that owns platform-wide work (its
+    agent runs, their costs and approvals), e.g. partner audits and the certification question bank."""
+    repo = IdentityRepository(session)
+    for slug in get_settings().staff_orgs:
+        org = repo.org_by_slug(slug)
+        if org is not None:
+            return int(org.id)
+    return None
 
 
 def require_staff(ctx: ToolContext, what: str, *, read: bool = False) -> None:

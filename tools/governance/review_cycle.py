@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 from levqor.settings import get_settings
 from memory.db import session_scope, utcnow
 from memory.governance.repository import GovernanceRepository
-from memory.identity.repository import IdentityRepository
 from memory.partner.repository import PartnerRepository
 from tools.context import Principal, ToolContext
+from tools.enterprise.rbac import first_staff_org_id
 from tools.events.service import EventRecord, Reaction
 from tools.governance import partner_audit, policy_versions, service
 from tools.registry import registry
@@ -52,12 +52,7 @@ def previous_quarter(day: dt.date) -> str:
 
 def owner_org(session: Session) -> int | None:
     """The organisation that owns auditor runs: the first Levqor staff organisation, if any."""
-    repo = IdentityRepository(session)
-    for slug in get_settings().staff_orgs:
-        org = repo.org_by_slug(slug)
-        if org is not None:
-            return int(org.id)
-    return None
+    return first_staff_org_id(session)
 
 
 def queue_listed(session: Session, trigger: str = "quarterly") -> list[int]:
