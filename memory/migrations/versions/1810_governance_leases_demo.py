@@ -8,7 +8,7 @@
 - ``partners.demo``: demo partners (make run's seed) are audited but never enforced against.
 
 Revision ID: 1810
-Revises: 1700
+Revises: 1800
 Create Date: 2026-12-06 18:10:00
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "1810"
-down_revision = "1700"
+down_revision = "1800"
 branch_labels = None
 depends_on = None
 
