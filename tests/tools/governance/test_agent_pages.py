@@ -140,7 +140,8 @@ def test_a_policy_change_is_recorded_once_with_its_diff(app: Any, client: Any, s
             {"path": "version", "before": doc["version"] - 1, "after": doc["version"]}]
         assert client.get("/v1/policy", headers=staff.headers()).json()["version"] == doc["version"]
         with session_scope() as s:
-            entries = s.scalars(select(AuditEntry).where(AuditEntry.action == "policy.changed")).all()
+            entries = s.scalars(select(AuditEntry).where(AuditEntry.action == "policy.changed")
+                               .order_by(AuditEntry.seq)).all()
             last = entries[-1]
             assert last.actor == "agent:auditor" and last.detail["changes"] == body["items"][0]["changes"]
             assert sum(1 for e in entries if e.after and e.after.get("version") == doc["version"]) == 1
