@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from memory.db import utcnow
@@ -63,11 +63,6 @@ class InsightsRepository:
             self.session.add(row)
             self.session.flush()
         return row
-
-    def add_org_days(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert many daily rows at once (demo history)."""
-        if rows:
-            self.session.execute(insert(InsightsOrgDay), list(rows))
 
     def org_days(self, since: dt.date, until: dt.date) -> list[InsightsOrgDay]:
         return list(self.session.scalars(select(InsightsOrgDay).where(InsightsOrgDay.day >= since,
