@@ -75,6 +75,14 @@ def per_day(group: dict[str, Any], key: str, days: float | None) -> float | None
     return round(group[key] / d, 1) if d and group.get(key) is not None else None
 
 
+def _days(p: dict[str, Any] | None) -> float | None:
+    """Days of a previous quarter's figures (a finished quarter: all of them)."""
+    if not p:
+        return None
+    start, end = quarter_bounds(p["period"])
+    return float(p.get("days") or (end - start).days + 1)
+
+
 def _cell(v: float | None, unit: str) -> str:
     """A comparison table cell: ``d`` is a per-day rate (one decimal), else as :func:`_n`."""
     if unit == "d":
@@ -92,7 +100,8 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
     out = [f"{o['orgs']:,} organisations ran {o['jobs']:,} automation jobs in {data['period']}{so_far}, "
            f"{_n(o['success_rate'], '%')} of them successfully."]
     p = data.get("previous")
-    cur_d, prev_d = per_day(o, "jobs", data.get("days")), per_day(p, "jobs", None) if p else None
+    cur_d = per_day(o, "jobs", data.get("days") or days_covered(data))
+    prev_d = per_day(p, "jobs", _days(p)) if p else None
     if p and cur_d is not None and prev_d:
         out.append(f"Jobs per day changed {100 * (cur_d - prev_d) / prev_d:+.0f} % on {p['period']} "
                    f"({cur_d:,.1f} a day against {prev_d:,.1f}; quarters of different length are compared "
@@ -345,11 +354,10 @@ def build_pdf(data: dict[str, Any], *, generated: dt.datetime) -> tuple[bytes, i
         story.append(_trend_chart(data.get("weekly") or [], 170 * mm, 75 * mm))
         p = data.get("previous")
         if p:
-            cur_days, prev_days = days_covered(data), days_covered({"start": quarter_bounds(p["period"])[0].isoformat(),
-                                                                   "end": quarter_bounds(p["period"])[1].isoformat()})
+            cur_days, prev_days = days_covered(data), round(_days(p) or 0)
             rows = [["Measure", title_period + (" so far" if partial else ""), p["period"].replace("-", " "),
                      "Change"],
-                    ["Days covered", f"{cur_days} of {data['quarter_days']}", f"{prev_days}", "—"]]
+                    ["Days covered", f"{cur_days} of {(end - start).days + 1}", f"{prev_days}", "—"]]
             # Totals are shown as they are; their change is only meaningful per day when the quarters differ in
             # length, so volumes are compared per day and rates (already per job or per organisation) directly.
             for key, lab, unit, daily in (("jobs", "Jobs run (total)", "", False),
@@ -358,7 +366,7 @@ def build_pdf(data: dict[str, Any], *, generated: dt.datetime) -> tuple[bytes, i
                                           ("time_saved_hours", "Hours saved per day (est.)", "d", True),
                                           ("plugin_adoption_pct", "Plugin adoption", "%", False)):
                 if daily:
-                    cur, prv = per_day(o, key, data.get("days")), per_day(p, key, None)
+                    cur, prv = per_day(o, key, data.get("days") or cur_days), per_day(p, key, _days(p))
                 else:
                     cur, prv = o.get(key), p.get(key)
                 if unit == "%":

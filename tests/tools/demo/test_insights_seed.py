@@ -57,10 +57,11 @@ def test_demo_orgs_run_real_jobs_install_free_plugins_and_get_the_first_report(t
             assert min(days) >= start and max(days) < today and len(days) >= 10  # spread over past days
             for j in jobs:
                 assert j.created_at <= j.started_at <= j.finished_at and j.attempts == 1
-            steps = Counter(st.job_id for st in s.scalars(select(JobStep).where(JobStep.job_id.in_([j.id for j in jobs]))))
+            ids = [j.id for j in jobs]
+            steps = Counter(st.job_id for st in s.scalars(select(JobStep).where(JobStep.job_id.in_(ids))))
             assert all(steps[j.id] >= 1 for j in jobs)  # the runner recorded each job's steps
             charged = s.scalar(select(func.count()).select_from(CreditLedger).where(
-                CreditLedger.job_id.in_([j.id for j in jobs]), CreditLedger.reason == "job_run"))
+                CreditLedger.job_id.in_(ids), CreditLedger.reason == "job_run"))
             assert charged == len(jobs)  # submitted through the queue: each run charged once
 
             # The rollup folded those jobs: the daily rows add up to them, nothing was written beside them.
