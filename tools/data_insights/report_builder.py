@@ -458,10 +458,15 @@ def build_pdf(data: dict[str, Any], *, generated: dt.datetime) -> tuple[bytes, i
         ("Differential privacy", data["privacy"]),
         ("Industry and size", "Organisations state their industry and size band at sign-up or in their "
                               "settings; those that did not are grouped as “Not stated”."),
+        ("Comparing quarters", "Quarters differ in length, and a quarter still running covers only the days so far "
+                               "(the report says so on its cover). Volumes — jobs and hours saved — are therefore "
+                               "compared per day of the period covered, never as raw totals; rates (success, "
+                               "adoption) are compared directly, in percentage points."),
     ]
     if data.get("includes_demo_data"):
         meth.append(("Demo data", "This report was produced on a demonstration installation: its organisations "
-                                  "and their activity are seeded demo data, not customers."))
+                                  "are seeded demo data, not customers, and their jobs were run by the platform's "
+                                  "queue when the demo was installed, each dated to the past day it stands for."))
     for head, text in meth:
         story.append(KeepTogether([Paragraph(head, h2), Paragraph(text, body)]))
     story.append(Spacer(1, 6 * mm))

@@ -1,6 +1,7 @@
 """The insights demo of ``make run``: demo organisations with a history of real jobs (run by the queue and
 the runner, dated to past days), folded by the normal rollup; free demo plugins installed through
-``plugins.install`` before the first report, which the archive and the launch announcement point at.
+``plugins.install`` before the first report, which the archive and the launch announcement point at;
+and the community demo beside it (listed demo plugins, the Partner Network page, one announcement).
 
 It runs in a scratch SQLite database: the seed expects a fresh installation (its jobs are the only queued
 ones, its history lies before the rollup's watermark), and its 34 organisations would join other tests'
@@ -36,7 +37,7 @@ def test_history_starts_with_the_previous_quarter() -> None:
     assert SEEDERS.index(seed_insights) < SEEDERS.index(seed_community) < SEEDERS.index(seed_insights_report)
 
 
-def test_demo_orgs_run_real_jobs_install_free_plugins_and_get_the_first_report(tmp_path: Path) -> None:
+def test_demo_orgs_run_real_jobs_install_free_plugins_and_get_the_first_report(client, tmp_path: Path) -> None:
     today = utcnow().date()
     start = today - dt.timedelta(days=15)
     with scratch_sqlite(tmp_path):
@@ -82,3 +83,18 @@ def test_demo_orgs_run_real_jobs_install_free_plugins_and_get_the_first_report(t
             assert data["overall"]["jobs"] == in_quarter and data["overall"]["plugin_adoption_pct"] > 0
             ann = CommunityRepository(s).announcement_by_slug("first-insights-report")
             assert ann is not None and ann.link_path == f"/insights/reports/{reports[0].id}.pdf"
+
+            # Issue 20's demo: a populated marketplace of labelled demo partners, the Partner Network page
+            # listing them, and one published announcement (the other launch ones are drafts for staff).
+            listed = s.scalars(select(Plugin).where(Plugin.state == "listed")).all()
+            assert len(listed) == 5
+        market = client.get("/marketplace").text
+        assert market.count("[Demo plugin]") == 5 and "0 plugins" not in market
+        network = client.get("/partner-network").text
+        for name in ("Northwind Integrations (demo)", "Ledgerly (demo)", "DataForge Labs (demo)"):
+            assert name in network and name in market
+        news = client.get("/news").text
+        assert news.count("<article") == 1 and "The Levqor marketplace is open" in news and "demo</span>" in news
+        page = client.get("/insights").text
+        assert "Partial quarter" in page or "so far" not in page
+        assert f'href="/insights/reports/{reports[0].id}.pdf"' in page
