@@ -103,6 +103,9 @@ class InsightsRepository:
     def reports(self, limit: int = 100) -> list[InsightsReport]:
         return list(self.session.scalars(select(InsightsReport).order_by(InsightsReport.id.desc()).limit(limit)))
 
+    def first_report(self) -> InsightsReport | None:
+        return self.session.scalar(select(InsightsReport).order_by(InsightsReport.id).limit(1))
+
     def report(self, report_id: int) -> InsightsReport | None:
         return self.session.get(InsightsReport, report_id)
 
