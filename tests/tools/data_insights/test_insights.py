@@ -224,7 +224,8 @@ def test_a_partial_quarter_is_compared_per_day_and_every_chart_axis_is_labelled(
                    "Size band", "Hours per organisation so far this quarter (estimate)"):
         assert needle in text, needle
     full = " ".join(_pdf_text(build_pdf(_data(), generated=utcnow())[0]).split())
-    assert "so far" not in full and "PARTIAL" not in full and "Jobs per day 521.7 434.8 +20.0 %" in full
+    assert "Q4 2026 so far" not in full and "PARTIAL" not in full and "Partial quarter:" not in full
+    assert "Jobs per day 521.7 434.8 +20.0 %" in full
 
 
 def test_report_is_uploaded_to_drive_and_summarised_in_notion(client, set_settings, tmp_path: Path) -> None:
