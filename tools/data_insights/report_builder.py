@@ -183,6 +183,14 @@ def _bar_chart(title: str, labels: list[str], values: list[float], width: float,
     return d
 
 
+def _nice_top(top: float) -> tuple[float, float]:
+    """(axis maximum, step): the step is 1, 2 or 5 times a power of ten giving at most six steps below
+    ``top``, and the maximum the next step above it, so the top of the axis is labelled."""
+    top = max(float(top), 1.0)
+    step = next(m * 10.0 ** e for e in range(0, 12) for m in (1, 2, 5) if top / (m * 10.0 ** e) <= 6)
+    return step * (int(top // step) + 1), step
+
+
 def _trend_chart(weekly: list[dict[str, Any]], width: float, height: float) -> Any:
     from reportlab.graphics.charts.barcharts import VerticalBarChart
     from reportlab.graphics.charts.lineplots import LinePlot
@@ -207,6 +215,7 @@ def _trend_chart(weekly: list[dict[str, Any]], width: float, height: float) -> A
     bc.categoryAxis.labels.angle = 35
     bc.categoryAxis.labels.boxAnchor = "ne"
     bc.valueAxis.valueMin = 0
+    bc.valueAxis.valueMax, bc.valueAxis.valueStep = _nice_top(max(w["jobs"] for w in weekly))
     bc.valueAxis.labels.fontSize = 7
     bc.valueAxis.visibleGrid = True
     bc.valueAxis.gridStrokeColor = colors.HexColor("#e9ecef")
@@ -225,7 +234,8 @@ def _trend_chart(weekly: list[dict[str, Any]], width: float, height: float) -> A
         lp.yValueAxis.joinAxisMode = "right"
         lp.yValueAxis.labels.fontSize = 7
         lp.yValueAxis.labelTextFormat = "%.0f %%"
-        lp.yValueAxis.labels.dx = 16
+        lp.yValueAxis.labels.boxAnchor = "w"
+        lp.yValueAxis.labels.dx = 4
         _axis_title(d, "Success rate (% of finished jobs)", width - 4, bc.y + bc.height / 2, vertical=True)
         lp.lines[0].strokeColor = colors.HexColor(ACCENT2)
         lp.lines[0].strokeWidth = 1.8
