@@ -22,6 +22,7 @@ from memory.db import utcnow
 from memory.identity.models import Organization
 from memory.identity.repository import IdentityRepository
 from memory.jobs.models import Job, JobStep, Pipeline
+from memory.jobs.repository import JobRepository
 from tools.context import SYSTEM, Principal, ToolContext
 from tools.data_insights.aggregator import ProfileIn, previous_quarter, quarter_bounds, quarter_of, set_profile
 from tools.data_insights.report_builder import generate
@@ -111,19 +112,31 @@ def seed_insights(ctx: ToolContext, *, start: dt.date | None = None, volume: flo
                                     input={"id": f"rec-{rng.randrange(10**6):06d}", "amount": amount})
                 at = dt.datetime.combine(day, dt.time(7), tzinfo=dt.UTC) + dt.timedelta(seconds=rng.randrange(39600))
                 dated[job.id] = at
-    _run(session, set(dated))
+    _run(session, dated)
     _backdate(session, dated)
 
 
-def _run(session: Any, ids: set[int]) -> None:
-    """Claim and run the replayed jobs with the normal queue and runner (recorded in this transaction)."""
-    while True:
-        batch = claim_batch(session, "seed:insights-history", 500, 600.0)
-        if not batch.jobs:
-            return
-        mine = [c for c in batch.jobs if c.job.id in ids]
-        assert len(mine) == len(batch.jobs), "the demo seed found other queued jobs"
+def _run(session: Any, dated: dict[int, dt.datetime]) -> None:
+    """Claim and run the replayed jobs with the normal queue and runner (recorded in this transaction).
+
+    Each job is due at the moment it stands for, so the queue (oldest due first) hands them out before
+    anything queued today; a job of someone else's claimed all the same is given back untouched."""
+    session.flush()
+    session.connection().execute(update(_JOBS).where(_JOBS.c.id == bindparam("b_id")).values(
+        run_at=bindparam("b_at")), [{"b_id": i, "b_at": at} for i, at in dated.items()])
+    remaining, others = set(dated), set[int]()
+    while remaining:
+        batch = claim_batch(session, "seed:insights-history", min(500, len(remaining)) + len(others), 600.0,
+                            busy=True)
+        mine = [c for c in batch.jobs if c.job.id in remaining]
+        for c in batch.jobs:
+            if c.job.id not in remaining:
+                others.add(c.job.id)
+                JobRepository(session).unclaim(c.job.id, c.job.fence)
+        if not mine:
+            raise RuntimeError("the demo history's jobs could not be claimed")
         record_runs(session, [run_steps(c.job, RunControl(), c.pipeline) for c in mine])
+        remaining -= {c.job.id for c in mine}
 
 
 def _backdate(session: Any, dated: dict[int, dt.datetime]) -> None:

@@ -22,6 +22,8 @@ from memory.insights.models import InsightsOrgDay
 from memory.insights.repository import InsightsRepository
 from memory.jobs.models import CreditLedger, Job, JobStep
 from memory.partner.models import Plugin, PluginInstall
+from tests.factories.jobs import make_job, make_pipeline
+from tests.factories.orgs import make_org
 from tests.factories.settings import scratch_sqlite
 from tools.context import SYSTEM, ToolContext
 from tools.data_insights.aggregator import quarter_of
@@ -41,12 +43,18 @@ def test_demo_orgs_run_real_jobs_install_free_plugins_and_get_the_first_report(c
     today = utcnow().date()
     start = today - dt.timedelta(days=15)
     with scratch_sqlite(tmp_path):
+        # Someone else's queued job, due long before the history: the seed gives it back as it was.
+        other = make_org()
+        foreign = make_job(other.org_id, make_pipeline(other.org_id), "queued",
+                           run_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
         with session_scope() as s:
             ctx = ToolContext(s, SYSTEM)
             seed_insights(ctx, start=start, volume=0.6)
             seed_community(ctx)
             seed_insights_report(ctx)
         with session_scope() as s:
+            left = s.get(Job, foreign)
+            assert left is not None and (left.state, left.attempts, left.lease_owner) == ("queued", 0, None)
             orgs = {o.id: o for o in s.scalars(select(Organization).where(Organization.slug.like("demo-insights-%")))}
             assert len(orgs) == len(PROFILES) >= 10
             assert all(o.name.endswith("(demo data)") and o.settings["insights_demo"] and o.industry
