@@ -1,21 +1,23 @@
 """The public /insights page (latest anonymised figures with charts, the report archive), its Notion
-embed, and the reports' stable URLs."""
+embed, the reports' stable URLs, and /settings/organisation (industry, size band, insights opt-out)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from api.deps import SessionDep, public
-from api.pages.router import render
+from api.deps import SessionDep, public, require
+from api.pages.router import form_csrf, render
 from api.security_headers import EMBED_CSP
+from levqor.settings import get_settings
 from tools.context import SYSTEM, ToolContext
 from tools.data_insights import aggregator, report_builder
-from tools.data_insights.aggregator import TIME_SAVED_S, NoInput
-from tools.data_insights.report_builder import summary_lines
-from tools.errors import NotFound
+from tools.data_insights.aggregator import INDUSTRIES, SIZE_BANDS, TIME_SAVED_S, NoInput, ProfileIn
+from tools.data_insights.report_builder import coverage_note, summary_lines
+from tools.enterprise.rbac import allowed
+from tools.errors import AppError, NotFound
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -39,6 +41,7 @@ def _context(session: SessionDep) -> dict[str, Any]:
     trend = [{"week": w["week"], "jobs": w["jobs"], "rate": w["success_rate"],
               "h": max(2, round(120 * w["jobs"] / top))} for w in weekly]
     return {"snap": snap, "data": data, "summary": summary_lines(data) if data else [], "trend": trend,
+            "coverage": coverage_note(data) if data else "", "trend_top": top if weekly else 0,
             "bars": bars, "reports": report_builder.reports(ctx, report_builder.NoInput()).items,
             "time_saved": TIME_SAVED_S}
 
@@ -71,3 +74,36 @@ def report_pdf(session: SessionDep, report_id: int = Path(ge=1, le=2**31 - 1)) -
     return Response(pdf, media_type="application/pdf", headers={
         "Content-Disposition": f'inline; filename="levqor-insights-{r.period}.pdf"',
         "Cache-Control": "public, max-age=300"})
+
+
+def _org_page(request: Request, ctx: ToolContext, *, values: dict[str, Any] | None = None, error: str | None = None,
+              error_field: str | None = None, saved: bool = False, status_code: int = 200) -> HTMLResponse:
+    current = aggregator.profile(ctx, NoInput()).model_dump()
+    resp = render(request, "org_settings.html", ctx, profile={**current, **(values or {})}, industries=INDUSTRIES,
+                  size_bands=SIZE_BANDS, k=get_settings().insights_k, error=error, error_field=error_field, saved=saved,
+                  can_edit=allowed(ctx.principal.role, "org:write"))
+    resp.status_code = status_code
+    return resp
+
+
+@router.get("/settings/organisation")
+def organisation_settings(request: Request, ctx: Annotated[ToolContext, require("org:read")]) -> HTMLResponse:
+    """Show the organisation's industry, size band and insights opt-out."""
+    return _org_page(request, ctx)
+
+
+@router.post("/settings/organisation", dependencies=[Depends(form_csrf)])
+def organisation_settings_save(
+    request: Request, ctx: Annotated[ToolContext, require("org:write")],
+    industry: Annotated[str, Form(max_length=64)] = "", size_band: Annotated[str, Form(max_length=64)] = "",
+    opt_out: Annotated[bool, Form()] = False,
+) -> HTMLResponse:
+    """Save the industry, size band and opt-out (the insights.set_profile tool: validated and audited)."""
+    values = {"industry": industry or None, "size_band": size_band or None, "opt_out": opt_out}
+    try:
+        aggregator.set_profile(ctx, ProfileIn(industry=industry, size_band=size_band, opt_out=opt_out))
+    except AppError as exc:
+        ctx.session.rollback()
+        return _org_page(request, ctx, values=values, error=exc.detail, error_field=exc.field,
+                         status_code=exc.status_code)
+    return _org_page(request, ctx, saved=True)

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from memory.db import utcnow
@@ -64,11 +64,6 @@ class InsightsRepository:
             self.session.flush()
         return row
 
-    def add_org_days(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert many daily rows at once (demo history)."""
-        if rows:
-            self.session.execute(insert(InsightsOrgDay), list(rows))
-
     def org_days(self, since: dt.date, until: dt.date) -> list[InsightsOrgDay]:
         return list(self.session.scalars(select(InsightsOrgDay).where(InsightsOrgDay.day >= since,
                                                                       InsightsOrgDay.day <= until)))
@@ -107,6 +102,9 @@ class InsightsRepository:
 
     def reports(self, limit: int = 100) -> list[InsightsReport]:
         return list(self.session.scalars(select(InsightsReport).order_by(InsightsReport.id.desc()).limit(limit)))
+
+    def first_report(self) -> InsightsReport | None:
+        return self.session.scalar(select(InsightsReport).order_by(InsightsReport.id).limit(1))
 
     def report(self, report_id: int) -> InsightsReport | None:
         return self.session.get(InsightsReport, report_id)

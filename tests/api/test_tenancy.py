@@ -365,3 +365,20 @@ def test_metrics_carry_no_tenant_labels_and_can_require_a_token(client, org: Org
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     r = client.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape-token"})
     assert r.status_code == 200 and "levqor_ready" in r.text
+
+
+def test_organisation_settings_page_reads_and_writes_the_callers_organisation_only(client) -> None:
+    """/settings/organisation (a page, so not in the OpenAPI walk above) takes no organisation id: a second
+    organisation's admin sees and changes only its own industry and size band."""
+    first, second = make_org(), make_org()
+    assert client.patch("/v1/insights/profile", json={"industry": "healthcare", "size_band": "201-1000"},
+                        headers=first.headers()).status_code == 200
+    page = client.get("/settings/organisation", headers=second.headers())
+    assert page.status_code == 200 and 'value="healthcare" selected' not in page.text
+    r = client.post("/settings/organisation", data={"industry": "media", "size_band": "1-10"},
+                    headers=second.headers())
+    assert r.status_code == 200 and 'value="media" selected' in r.text
+    assert client.get("/v1/insights/profile", headers=first.headers()).json() == {
+        "industry": "healthcare", "size_band": "201-1000", "opt_out": False}
+    assert client.post("/settings/organisation", data={"industry": "retail"},
+                       headers=second.headers("viewer")).status_code == 403

@@ -72,6 +72,22 @@ def previous_quarter(period: str) -> str:
     return quarter_of(start - dt.timedelta(days=1))
 
 
+def coverage(period: str, now: dt.datetime) -> tuple[float, int]:
+    """(days of ``period`` elapsed by ``now``, as a fraction; days in the quarter). A quarter still running
+    is partial: its totals cover fewer days than a finished one's, so quarters are compared per day."""
+    start, end = quarter_bounds(period)
+    total = (end - start).days + 1
+    begin = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
+    elapsed = (min(begin + dt.timedelta(days=total), max(begin, now)) - begin).total_seconds() / 86400
+    return elapsed, total
+
+
+def _per_day(group: dict[str, Any], days: float) -> dict[str, Any]:
+    return {**group, "days": round(days, 2),
+            "jobs_per_day": round(group["jobs"] / days, 1) if days > 0 else None,
+            "time_saved_hours_per_day": round(group["time_saved_hours"] / days, 1) if days > 0 else None}
+
+
 # ---- incremental rollup ---------------------------------------------------------------------------
 
 def rollup(session: Session, *, now: dt.datetime | None = None, batch: int = 2000, lag_s: float = 2.0) -> int:
@@ -274,11 +290,17 @@ def _trend(orgs: list[_Org], key: str, k: int, noise: _Noise) -> list[dict[str, 
     return res
 
 
-def compute(session: Session, period: str) -> dict[str, Any]:
-    """The anonymised aggregates of ``period`` (YYYY-Qn), ready to publish: no identifiers, no small group."""
+def compute(session: Session, period: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The anonymised aggregates of ``period`` (YYYY-Qn), ready to publish: no identifiers, no small group.
+
+    ``days``/``quarter_days`` say how much of the quarter the figures cover (``partial`` while it runs);
+    the overall and previous-quarter figures carry per-day rates so quarters of different length compare."""
     s = get_settings()
     k, eps, clip = s.insights_k, s.insights_epsilon, s.insights_clip_jobs
+    now = now or utcnow()
     start, end = quarter_bounds(period)
+    days, quarter_days = coverage(period, now)
+    prev_days, _ = coverage(previous_quarter(period), now)
     noise = _Noise(eps, clip)
     orgs = _collect(session, start, end, clip)
     prev_start, prev_end = quarter_bounds(previous_quarter(period))
@@ -287,9 +309,11 @@ def compute(session: Session, period: str) -> dict[str, Any]:
     data: dict[str, Any] = {
         "period": period, "start": start.isoformat(), "end": end.isoformat(), "k": k,
         "epsilon": eps or None, "published": enough,
+        "days": round(days, 2), "quarter_days": quarter_days, "partial": days < quarter_days,
+        "through": min(end, now.date()).isoformat(),
         "includes_demo_data": any(a.demo for a in orgs),
-        "overall": _group(orgs, k, noise) if enough else None,
-        "previous": ({"period": previous_quarter(period), **_group(prev, k, noise)}
+        "overall": _per_day(_group(orgs, k, noise), days) if enough else None,
+        "previous": ({"period": previous_quarter(period), **_per_day(_group(prev, k, noise), prev_days)}
                      if len(prev) >= k else None),
         "by_industry": _dimension(orgs, "industry", k, noise) if enough else {"groups": [], "suppressed_groups": 0},
         "by_size_band": _dimension(orgs, "size", k, noise) if enough else {"groups": [], "suppressed_groups": 0},

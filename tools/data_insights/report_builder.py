@@ -50,18 +50,62 @@ def _n(v: Any, unit: str = "") -> str:
     return f"{v:,.0f}" if isinstance(v, (int, float)) else str(v)
 
 
+def days_covered(data: dict[str, Any]) -> int:
+    """Calendar days of the quarter the figures reach (today counts while the quarter runs)."""
+    start = dt.date.fromisoformat(data["start"])
+    through = dt.date.fromisoformat(data.get("through") or data["end"])
+    return (through - start).days + 1
+
+
+def coverage_note(data: dict[str, Any]) -> str:
+    """"" for a finished quarter; else how much of it the figures cover (a partial quarter)."""
+    if not data.get("partial"):
+        return ""
+    start, through = dt.date.fromisoformat(data["start"]), dt.date.fromisoformat(data["through"])
+    return (f"Partial quarter: {data['period']} so far, {start.day} {start:%B} to {through.day} {through:%B %Y} "
+            f"({days_covered(data)} of {data['quarter_days']} days). Its totals cover fewer days than a full "
+            "quarter's, so it is compared with other quarters per day.")
+
+
+def per_day(group: dict[str, Any], key: str, days: float | None) -> float | None:
+    """``key`` per day of ``group`` (stored since per-day comparison; derived for older snapshots)."""
+    if group.get(f"{key}_per_day") is not None:
+        return float(group[f"{key}_per_day"])
+    d = group.get("days") or days
+    return round(group[key] / d, 1) if d and group.get(key) is not None else None
+
+
+def _days(p: dict[str, Any] | None) -> float | None:
+    """Days of a previous quarter's figures (a finished quarter: all of them)."""
+    if not p:
+        return None
+    start, end = quarter_bounds(p["period"])
+    return float(p.get("days") or (end - start).days + 1)
+
+
+def _cell(v: float | None, unit: str) -> str:
+    """A comparison table cell: ``d`` is a per-day rate (one decimal), else as :func:`_n`."""
+    if unit == "d":
+        return "—" if v is None else f"{v:,.1f}"
+    return _n(v, unit)
+
+
 def summary_lines(data: dict[str, Any]) -> list[str]:
     """The executive summary as plain sentences (PDF, page, Notion)."""
     o = data.get("overall")
     if not o:
         return [f"Fewer than {data['k']} organisations were active in {data['period']}: nothing is published "
                 "for this quarter (k-anonymity)."]
-    out = [f"{o['orgs']:,} organisations ran {o['jobs']:,} automation jobs in {data['period']}, "
+    so_far = f" so far ({days_covered(data)} of {data['quarter_days']} days)" if data.get("partial") else ""
+    out = [f"{o['orgs']:,} organisations ran {o['jobs']:,} automation jobs in {data['period']}{so_far}, "
            f"{_n(o['success_rate'], '%')} of them successfully."]
     p = data.get("previous")
-    if p and p.get("jobs"):
-        out.append(f"Job volume changed {100 * (o['jobs'] - p['jobs']) / p['jobs']:+.0f} % on {p['period']} "
-                   f"({p['jobs']:,} jobs).")
+    cur_d = per_day(o, "jobs", data.get("days") or days_covered(data))
+    prev_d = per_day(p, "jobs", _days(p)) if p else None
+    if p and cur_d is not None and prev_d:
+        out.append(f"Jobs per day changed {100 * (cur_d - prev_d) / prev_d:+.0f} % on {p['period']} "
+                   f"({cur_d:,.1f} a day against {prev_d:,.1f}; quarters of different length are compared "
+                   "per day, not by their totals).")
     out.append(f"Automation saved an estimated {o['time_saved_hours']:,} hours of manual work, "
                f"{o['time_saved_hours_per_org']:,} hours per organisation.")
     out.append(f"{_n(o['plugin_adoption_pct'], '%')} of organisations use at least one marketplace plugin.")
@@ -76,8 +120,20 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
 
 # ---- charts -----------------------------------------------------------------------------------------
 
+def _axis_title(d: Any, text: str, x: float, y: float, *, vertical: bool = False, anchor: str = "middle") -> None:
+    """An axis title (rotated a quarter turn for a vertical axis)."""
+    from reportlab.graphics.shapes import Group, String
+    from reportlab.lib import colors
+
+    label = String(0, 0, text, textAnchor=anchor, fontName="Helvetica-Oblique", fontSize=7,
+                   fillColor=colors.HexColor(MUTED))
+    d.add(Group(label, transform=(0, 1, -1, 0, x, y) if vertical else (1, 0, 0, 1, x, y)))
+
+
 def _bar_chart(title: str, labels: list[str], values: list[float], width: float, height: float,
-               fmt: str = "%.0f", colour: str = ACCENT, horizontal: bool = True) -> Any:
+               fmt: str = "%.0f", colour: str = ACCENT, horizontal: bool = True, *,
+               value_axis: str, category_axis: str) -> Any:
+    """A bar chart with a title and both axes labelled (``value_axis`` names the unit)."""
     from reportlab.graphics.charts.barcharts import HorizontalBarChart, VerticalBarChart
     from reportlab.graphics.shapes import Drawing, String
     from reportlab.lib import colors
@@ -90,9 +146,13 @@ def _bar_chart(title: str, labels: list[str], values: list[float], width: float,
         return d
     bc = HorizontalBarChart() if horizontal else VerticalBarChart()
     if horizontal:
-        bc.x, bc.y, bc.width, bc.height = 118, 14, width - 150, height - 34
+        bc.x, bc.y, bc.width, bc.height = 118, 26, width - 150, height - 50
+        _axis_title(d, value_axis, bc.x + bc.width / 2, 2)
+        _axis_title(d, category_axis, bc.x - 4, bc.y + bc.height + 4, anchor="end")
     else:
-        bc.x, bc.y, bc.width, bc.height = 36, 30, width - 46, height - 50
+        bc.x, bc.y, bc.width, bc.height = 46, 40, width - 56, height - 60
+        _axis_title(d, category_axis, bc.x + bc.width / 2, 2)
+        _axis_title(d, value_axis, 8, bc.y + bc.height / 2, vertical=True)
     bc.data = [values]
     bc.categoryAxis.categoryNames = [lab[:26] for lab in labels]
     bc.categoryAxis.labels.fontSize = 7.5
@@ -123,6 +183,14 @@ def _bar_chart(title: str, labels: list[str], values: list[float], width: float,
     return d
 
 
+def _nice_top(top: float) -> tuple[float, float]:
+    """(axis maximum, step): the step is 1, 2 or 5 times a power of ten giving at most six steps below
+    ``top``, and the maximum the next step above it, so the top of the axis is labelled."""
+    top = max(float(top), 1.0)
+    step = next(m * 10.0 ** e for e in range(0, 12) for m in (1, 2, 5) if top / (m * 10.0 ** e) <= 6)
+    return step * (int(top // step) + 1), step
+
+
 def _trend_chart(weekly: list[dict[str, Any]], width: float, height: float) -> Any:
     from reportlab.graphics.charts.barcharts import VerticalBarChart
     from reportlab.graphics.charts.lineplots import LinePlot
@@ -137,13 +205,17 @@ def _trend_chart(weekly: list[dict[str, Any]], width: float, height: float) -> A
                      textAnchor="middle", fontSize=8, fillColor=colors.HexColor(MUTED)))
         return d
     bc = VerticalBarChart()
-    bc.x, bc.y, bc.width, bc.height = 44, 34, width - 90, height - 60
+    bc.x, bc.y, bc.width, bc.height = 52, 44, width - 104, height - 70
+    _axis_title(d, "Week starting (Monday; the first and last weeks of a quarter may be partial)",
+                bc.x + bc.width / 2, 2)
+    _axis_title(d, "Jobs run per week", 8, bc.y + bc.height / 2, vertical=True)
     bc.data = [[w["jobs"] for w in weekly]]
     bc.categoryAxis.categoryNames = [dt.date.fromisoformat(w["week"]).strftime("%d %b") for w in weekly]
     bc.categoryAxis.labels.fontSize = 6.5
     bc.categoryAxis.labels.angle = 35
     bc.categoryAxis.labels.boxAnchor = "ne"
     bc.valueAxis.valueMin = 0
+    bc.valueAxis.valueMax, bc.valueAxis.valueStep = _nice_top(max(w["jobs"] for w in weekly))
     bc.valueAxis.labels.fontSize = 7
     bc.valueAxis.visibleGrid = True
     bc.valueAxis.gridStrokeColor = colors.HexColor("#e9ecef")
@@ -162,7 +234,9 @@ def _trend_chart(weekly: list[dict[str, Any]], width: float, height: float) -> A
         lp.yValueAxis.joinAxisMode = "right"
         lp.yValueAxis.labels.fontSize = 7
         lp.yValueAxis.labelTextFormat = "%.0f %%"
-        lp.yValueAxis.labels.dx = 16
+        lp.yValueAxis.labels.boxAnchor = "w"
+        lp.yValueAxis.labels.dx = 4
+        _axis_title(d, "Success rate (% of finished jobs)", width - 4, bc.y + bc.height / 2, vertical=True)
         lp.lines[0].strokeColor = colors.HexColor(ACCENT2)
         lp.lines[0].strokeWidth = 1.8
         d.add(lp)
@@ -191,6 +265,8 @@ def build_pdf(data: dict[str, Any], *, generated: dt.datetime) -> tuple[bytes, i
     start, end = quarter_bounds(period)
     title_period = f"Q{period[-1]} {period[:4]}"
     o = data.get("overall") or {}
+    partial = bool(data.get("partial"))
+    through = dt.date.fromisoformat(data["through"]) if partial else end
     buf = io.BytesIO()
 
     def cover(canvas: Any, doc: Any) -> None:
@@ -210,8 +286,13 @@ def build_pdf(data: dict[str, Any], *, generated: dt.datetime) -> tuple[bytes, i
         canvas.drawString(20 * mm, H - 110 * mm, "Report")
         canvas.setFont("Helvetica", 18)
         canvas.setFillColor(colors.HexColor("#99e9f2"))
-        canvas.drawString(20 * mm, H - 125 * mm, f"{title_period} · {start.strftime('%d %b')} – "
-                                                 f"{end.strftime('%d %b %Y')}")
+        canvas.drawString(20 * mm, H - 125 * mm, f"{title_period}{' so far' if partial else ''} · "
+                                                 f"{start.strftime('%d %b')} – {through.strftime('%d %b %Y')}")
+        if partial:
+            canvas.setFont("Helvetica-Bold", 10.5)
+            canvas.setFillColor(colors.HexColor("#ffc078"))
+            canvas.drawString(20 * mm, H - 134 * mm, f"PARTIAL QUARTER · {days_covered(data)} of "
+                                                     f"{data['quarter_days']} days · compared per day")
         canvas.setFont("Helvetica", 10.5)
         canvas.setFillColor(colors.HexColor("#ced4da"))
         lines = ["Anonymised benchmarks of how organisations automate on the Levqor platform:",
@@ -262,7 +343,9 @@ def build_pdf(data: dict[str, Any], *, generated: dt.datetime) -> tuple[bytes, i
 
     story: list[Any] = [PageBreak()]
     story.append(Paragraph("Executive summary", h1))
-    story.append(Paragraph(f"{start.strftime('%d %B')} – {end.strftime('%d %B %Y')}", small))
+    story.append(Paragraph(f"{start.strftime('%d %B')} – {through.strftime('%d %B %Y')}", small))
+    if partial:
+        story.append(Paragraph(f"<b>{coverage_note(data)}</b>", small))
     story.append(Spacer(1, 4 * mm))
     for line in summary_lines(data):
         story.append(Paragraph(line, bullet, bulletText="■"))
@@ -281,17 +364,32 @@ def build_pdf(data: dict[str, Any], *, generated: dt.datetime) -> tuple[bytes, i
         story.append(_trend_chart(data.get("weekly") or [], 170 * mm, 75 * mm))
         p = data.get("previous")
         if p:
-            rows = [["Measure", title_period, p["period"].replace("-", " "), "Change"]]
-            for key, lab, unit in (("jobs", "Jobs run", ""), ("success_rate", "Success rate", "%"),
-                                   ("jobs_per_org", "Jobs per organisation", ""),
-                                   ("time_saved_hours", "Hours saved", ""),
-                                   ("plugin_adoption_pct", "Plugin adoption", "%")):
-                cur, prv = o.get(key), p.get(key)
-                ch = f"{100 * (cur - prv) / prv:+.1f} %" if cur is not None and prv else "—"
-                if unit == "%" and cur is not None and prv is not None:
-                    ch = f"{cur - prv:+.1f} pts"
-                rows.append([lab, _n(cur, unit), _n(prv, unit), ch])
+            cur_days, prev_days = days_covered(data), round(_days(p) or 0)
+            rows = [["Measure", title_period + (" so far" if partial else ""), p["period"].replace("-", " "),
+                     "Change"],
+                    ["Days covered", f"{cur_days} of {(end - start).days + 1}", f"{prev_days}", "—"]]
+            # Totals are shown as they are; their change is only meaningful per day when the quarters differ in
+            # length, so volumes are compared per day and rates (already per job or per organisation) directly.
+            for key, lab, unit, daily in (("jobs", "Jobs run (total)", "", False),
+                                          ("jobs", "Jobs per day", "d", True),
+                                          ("success_rate", "Success rate", "%", False),
+                                          ("time_saved_hours", "Hours saved per day (est.)", "d", True),
+                                          ("plugin_adoption_pct", "Plugin adoption", "%", False)):
+                if daily:
+                    cur, prv = per_day(o, key, data.get("days") or cur_days), per_day(p, key, _days(p))
+                else:
+                    cur, prv = o.get(key), p.get(key)
+                if unit == "%":
+                    ch = f"{cur - prv:+.1f} pts" if cur is not None and prv is not None else "—"
+                elif key == "jobs" and not daily and partial:
+                    ch = "see per day"
+                else:
+                    ch = f"{100 * (cur - prv) / prv:+.1f} %" if cur is not None and prv else "—"
+                rows.append([lab, _cell(cur, unit), _cell(prv, unit), ch])
             story += [Paragraph("Quarter on quarter", h2), table(rows, [60 * mm, 36 * mm, 36 * mm, 38 * mm])]
+            if partial:
+                story.append(Paragraph(f"{title_period} is still running: its totals cover {cur_days} days against "
+                                       f"{prev_days}, so volumes are compared per day.", small))
     story.append(PageBreak())
 
     story.append(Paragraph("How organisations automate", h1))
@@ -302,13 +400,15 @@ def build_pdf(data: dict[str, Any], *, generated: dt.datetime) -> tuple[bytes, i
     if o:
         sk = o["pipelines_by_step_kind"]
         story.append(_bar_chart("Pipelines using each step kind", [c["label"] for c in sk], [c["value"] for c in sk],
-                                170 * mm, 58 * mm))
+                                170 * mm, 62 * mm, value_axis="Live pipelines (count)", category_axis="Step kind"))
         cn = o["connectors"][:8]
         story.append(_bar_chart("Connector steps by target", [c["label"] for c in cn], [c["value"] for c in cn],
-                                170 * mm, 62 * mm, colour="#1c7ed6"))
+                                170 * mm, 62 * mm, colour="#1c7ed6", value_axis="Connector steps in live pipelines "
+                                "(count)", category_axis="Target"))
         pc = o["plugin_categories"][:8]
         story.append(_bar_chart("Organisations installing each plugin category", [c["label"] for c in pc],
-                                [c["value"] for c in pc], 170 * mm, 62 * mm, colour="#5f3dc4"))
+                                [c["value"] for c in pc], 170 * mm, 62 * mm, colour="#5f3dc4",
+                                value_axis="Organisations (count)", category_axis="Plugin category"))
     story.append(PageBreak())
 
     for title, key, colour in (("Benchmarks by industry", "by_industry", ACCENT),
@@ -329,15 +429,20 @@ def build_pdf(data: dict[str, Any], *, generated: dt.datetime) -> tuple[bytes, i
             f"“{POOLED}” or withheld; the smallest published groups join the pool when needed so that no "
             "withheld group can be recovered by subtraction.", small))
         story.append(Spacer(1, 3 * mm))
+        group_axis = "Industry" if key == "by_industry" else "Size band"
+        in_q = "so far this quarter" if partial else "in the quarter"
         row = [_bar_chart("Jobs per organisation", [g["label"] for g in groups], [g["jobs_per_org"] for g in groups],
-                          84 * mm, 62 * mm, colour=colour),
+                          84 * mm, 62 * mm, colour=colour, value_axis=f"Jobs per organisation {in_q}",
+                          category_axis=group_axis),
                _bar_chart("Success rate (%)", [g["label"] for g in groups],
-                          [g["success_rate"] or 0 for g in groups], 84 * mm, 62 * mm, fmt="%.1f", colour=ACCENT2)]
+                          [g["success_rate"] or 0 for g in groups], 84 * mm, 62 * mm, fmt="%.1f", colour=ACCENT2,
+                          value_axis="Succeeded, % of finished jobs", category_axis=group_axis)]
         grid = Table([row], colWidths=[86 * mm, 86 * mm])
         story += [grid, Spacer(1, 2 * mm),
                   _bar_chart("Estimated hours saved per organisation", [g["label"] for g in groups],
                              [g["time_saved_hours_per_org"] for g in groups], 170 * mm, 55 * mm, fmt="%.1f",
-                             colour="#2b8a3e"),
+                             colour="#2b8a3e", value_axis=f"Hours per organisation {in_q} (estimate)",
+                             category_axis=group_axis),
                   PageBreak()]
 
     story.append(Paragraph("Methodology and privacy", h1))
@@ -363,10 +468,15 @@ def build_pdf(data: dict[str, Any], *, generated: dt.datetime) -> tuple[bytes, i
         ("Differential privacy", data["privacy"]),
         ("Industry and size", "Organisations state their industry and size band at sign-up or in their "
                               "settings; those that did not are grouped as “Not stated”."),
+        ("Comparing quarters", "Quarters differ in length, and a quarter still running covers only the days so far "
+                               "(the report says so on its cover). Volumes — jobs and hours saved — are therefore "
+                               "compared per day of the period covered, never as raw totals; rates (success, "
+                               "adoption) are compared directly, in percentage points."),
     ]
     if data.get("includes_demo_data"):
         meth.append(("Demo data", "This report was produced on a demonstration installation: its organisations "
-                                  "and their activity are seeded demo data, not customers."))
+                                  "are seeded demo data, not customers, and their jobs were run by the platform's "
+                                  "queue when the demo was installed, each dated to the past day it stands for."))
     for head, text in meth:
         story.append(KeepTogether([Paragraph(head, h2), Paragraph(text, body)]))
     story.append(Spacer(1, 6 * mm))

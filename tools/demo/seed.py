@@ -13,7 +13,7 @@ from tools.context import SYSTEM, Principal, ToolContext
 from tools.demo.certification import seed_certification
 from tools.demo.community import seed_community
 from tools.demo.enterprise import seed_enterprise
-from tools.demo.insights import seed_insights
+from tools.demo.insights import seed_insights, seed_insights_report
 from tools.demo.pulse import seed_pulse
 from tools.identity.service import ApiKeyCreate, OrgCreate, UserCreate, create_key, create_org, create_user
 from tools.jobs.demo import seed_jobs_demo
@@ -23,7 +23,7 @@ DEMO_EMAIL = "admin@demo.levqor.ai"
 
 # Each area's demo data: ``fn(ctx)`` runs inside the seeding transaction.
 SEEDERS: tuple[Callable[[ToolContext], None], ...] = (seed_jobs_demo, seed_certification, seed_pulse, seed_insights,
-                                                      seed_community)
+                                                      seed_community, seed_insights_report)
 
 
 def seed(session: Session) -> dict[str, Any]:

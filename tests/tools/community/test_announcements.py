@@ -11,6 +11,7 @@ from typing import Any
 from memory.community.models import AnnouncementDelivery, CommunityUnsubscribe, EarlyAccessApplication
 from memory.community.repository import CommunityRepository
 from memory.db import session_scope, utcnow
+from memory.insights.repository import InsightsRepository
 from tests.factories.community import atom_entries
 from tests.factories.orgs import make_org
 from tests.fakes.chat import ChatServers
@@ -133,5 +134,14 @@ def test_launch_checklist_is_computed_from_the_data(client, set_settings) -> Non
     assert items["community_channel"]["done"] is False
     set_settings(community_telegram_url="https://t.me/levqor")
     r = client.get("/v1/community/launch-checklist", headers=staff.headers())
-    assert {i["key"]: i for i in r.json()["items"]}["community_channel"]["done"] is True
+    items = {i["key"]: i for i in r.json()["items"]}
+    assert items["community_channel"]["done"] is True
+    # The first-report item names the report in the archive (or its absence), not just the announcement.
+    with session_scope() as s:
+        first = InsightsRepository(s).first_report()
+    expected = f"/insights/reports/{first.id}.pdf" if first else "no Insights Report in the archive yet"
+    assert expected in items["insights_report"]["evidence"]
+    assert client.post("/v1/insights/reports", json={}, headers=staff.headers()).status_code == 201
+    r = client.get("/v1/community/launch-checklist", headers=staff.headers())
+    assert "/insights/reports/" in {i["key"]: i for i in r.json()["items"]}["insights_report"]["evidence"]
     assert client.get("/v1/community/launch-checklist", headers=make_org().headers()).status_code == 403

@@ -1,5 +1,6 @@
 """Insights: the incremental rollup, k-anonymity with complementary pooling, the privacy of every
-published surface (page, embed, JSON, PDF), the report archive and its stable URLs, Drive and Notion."""
+published surface (page, embed, JSON, PDF, the summary pushed to Notion), the report archive and its
+stable URLs, Drive and Notion, and the per-day comparison of a partial quarter."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from tests.factories.jobs import make_job, make_pipeline
 from tests.factories.orgs import make_org, org_ctx
 from tests.fakes.drive import FakeDrive, service_account
 from tests.fakes.notion import FakeNotion
-from tools.data_insights.aggregator import ProfileIn, quarter_bounds, quarter_of, rollup, set_profile
+from tools.data_insights.aggregator import ProfileIn, coverage, quarter_bounds, quarter_of, rollup, set_profile
 from tools.data_insights.privacy import pool_groups
-from tools.data_insights.report_builder import build_pdf
+from tools.data_insights.report_builder import build_pdf, summary_lines
 
 
 def _profile(org_id: int, industry: str, size_band: str, **settings: Any) -> None:
@@ -55,6 +56,9 @@ def test_quarters() -> None:
     assert quarter_bounds("2026-Q4") == (dt.date(2026, 10, 1), dt.date(2026, 12, 31))
     assert quarter_bounds("2027-Q1") == (dt.date(2027, 1, 1), dt.date(2027, 3, 31))
     assert quarter_of(dt.date(2026, 7, 1)) == "2026-Q3"
+    noon = dt.datetime(2026, 10, 31, 12, tzinfo=dt.UTC)
+    assert coverage("2026-Q4", noon) == (30.5, 92)  # a running quarter: the days so far
+    assert coverage("2026-Q3", noon) == (92.0, 92) and coverage("2027-Q1", noon) == (0.0, 90)
 
 
 def test_rollup_is_incremental_and_respects_opt_out() -> None:
@@ -114,8 +118,13 @@ def test_no_surface_shows_a_small_group_or_an_identifier(client, set_settings) -
     assert client.post("/v1/insights/refresh", json={}, headers=big[0].headers()).status_code == 403
     snap = client.post("/v1/insights/refresh", json={}, headers=staff.headers())
     assert snap.status_code == 200, snap.text
-    rep = client.post("/v1/insights/reports", json={}, headers=staff.headers())
-    assert rep.status_code == 201, rep.text
+    with FakeNotion(data_source_id="ds_privacy") as notion:  # the summary pushed to Notion is a surface too
+        set_settings(notion_token=notion.token, notion_base_url=notion.base_url,
+                     insights_notion_data_source_id="ds_privacy")
+        rep = client.post("/v1/insights/reports", json={}, headers=staff.headers())
+        assert rep.status_code == 201, rep.text
+        assert len(notion.pages) == 1 and rep.json()["notion_page_id"] == notion.pages[0]["id"]
+        pushed = json.dumps([body for _method, _path, body in notion.requests])
     report = rep.json()
     assert report["url"] == f"/insights/reports/{report['id']}.pdf"
 
@@ -133,8 +142,12 @@ def test_no_surface_shows_a_small_group_or_an_identifier(client, set_settings) -
     assert latest.status_code == 307 and latest.headers["location"] == report["url"]
     surfaces = {"json": json.dumps(data), "reports": client.get("/v1/insights/reports").text,
                 "page": client.get("/insights").text, "embed": client.get("/insights/embed").text,
-                "pdf": _pdf_text(pdf.content)}
+                "pdf": _pdf_text(pdf.content), "notion": pushed}
     assert "Software &amp; SaaS" in surfaces["page"] and "Software & SaaS" in surfaces["pdf"]
+    # each surface really carries the published figures (so the absence checks below mean something)
+    jobs = f"{data['overall']['jobs']:,}"
+    assert 'id="ins-jobs"' in surfaces["embed"] and jobs in surfaces["embed"]
+    assert "bulleted_list_item" in pushed and jobs in pushed and "Software & SaaS" in pushed
     identifiers = [marker]
     for o in [*big, *small, lone, staff]:
         identifiers += [o.slug, f"Org {o.slug}", o.admin_email, *o.keys.values()]
@@ -187,6 +200,32 @@ def test_pdf_has_every_section_and_renders_as_pages(tmp_path: Path) -> None:
     (tmp_path / "r.pdf").write_bytes(pdf)
     subprocess.run(["pdftoppm", "-png", "-r", "30", str(tmp_path / "r.pdf"), str(tmp_path / "p")], check=True)
     assert len(list(tmp_path.glob("p-*.png"))) == 6
+
+
+def test_a_partial_quarter_is_compared_per_day_and_every_chart_axis_is_labelled() -> None:
+    """30 days of Q4 with 15,000 jobs (500 a day) against a full Q3 of 40,000 (435 a day): up 15 % per day,
+    though its total is 62 % lower. The report says the quarter is partial and compares per day."""
+    data = _data()
+    data.update(days=30.0, quarter_days=92, partial=True, through="2026-10-30")
+    data["overall"] = {**data["overall"], "jobs": 15_000, "succeeded": 14_500, "jobs_per_day": 500.0,
+                       "time_saved_hours": 1500, "time_saved_hours_per_day": 50.0}
+    data["previous"] = {**data["previous"], "days": 92.0, "jobs_per_day": 434.8, "time_saved_hours_per_day": 56.5}
+    summary = " ".join(summary_lines(data))
+    assert "so far (30 of 92 days)" in summary and "Jobs per day changed +15 % on 2026-Q3" in summary
+    assert "-62" not in summary
+    text = " ".join(_pdf_text(build_pdf(data, generated=utcnow())[0]).split())
+    for needle in ("Q4 2026 so far", "PARTIAL QUARTER · 30 of 92 days", "Partial quarter: 2026-Q4 so far",
+                   "Days covered 30 of 92 92", "Jobs per day 500.0 434.8 +15.0 %", "see per day",
+                   "Hours saved per day (est.)", "50.0 56.5 -11.5 %",
+                   # axis titles with units
+                   "Jobs run per week", "Week starting", "Success rate (% of finished jobs)",
+                   "Live pipelines (count)", "Step kind", "Organisations (count)", "Plugin category",
+                   "Jobs per organisation so far this quarter", "Succeeded, % of finished jobs", "Industry",
+                   "Size band", "Hours per organisation so far this quarter (estimate)"):
+        assert needle in text, needle
+    full = " ".join(_pdf_text(build_pdf(_data(), generated=utcnow())[0]).split())
+    assert "Q4 2026 so far" not in full and "PARTIAL" not in full and "Partial quarter:" not in full
+    assert "Jobs per day 521.7 434.8 +20.0 %" in full
 
 
 def test_report_is_uploaded_to_drive_and_summarised_in_notion(client, set_settings, tmp_path: Path) -> None:
