@@ -416,7 +416,7 @@ def _kpi_month(turn: _Turn, kpi: str, month: str | int) -> str:
     name = start.strftime("%B %Y")
     if h["value"] is None:
         return f"There is no {h['label']} data for {name}."
-    how = {"sum": "total", "mean": "averaged", "last": "at the end"}[h["aggregate"]]
+    how = {"sum": "total", "mean": "averaged", "last": "at the end", "ratio": "over the month"}[h["aggregate"]]
     text = (f"{h['label']} in {name} ({start.isoformat()} to {until.isoformat()}"
             + (f", month in progress: {h['days_with_data']} days so far" if in_progress else "")
             + f"): {how} {_v(h['value'], h['unit'])}")
