@@ -266,12 +266,16 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
         story.append(Paragraph(f"Uptime error budget: {eb.used_minutes:g} of {eb.allowed_minutes:g} minutes used "
                                f"({eb.used_pct:g} %); 99.98 % of a 30-day month allows 8.64 minutes.", small))
     story.append(Paragraph("All KPIs this month" + (" (month to date)" if data["in_progress"] else ""), h2))
-    rows = [["KPI", period, "Previous month", "Change"]]
+    # A month to date is compared per day for totals: its few days' sum against a whole month's is no change.
+    rows = [["KPI", period, "Previous month", "Change per day" if data["in_progress"] else "Change"]]
     for name, d in KPIS.items():
         v = k[name]
         change = ""
-        if v["value"] is not None and v["previous"]:
-            change = f"{100 * (v['value'] - v['previous']) / abs(v['previous']):+.1f} %"
+        cur, prev = v["value"], v["previous"]
+        if data["in_progress"] and d.aggregate == "sum":
+            cur, prev = v["per_day"], v["previous_per_day"]
+        if cur is not None and prev:
+            change = f"{100 * (cur - prev) / abs(prev):+.1f} %"
         shown = fmt(v["value"], d.unit) if v["value"] is not None else Paragraph(
             f"<font color='#868e96'>not available{': ' + _short(v['reason']) if v['reason'] else ''}</font>", cell)
         rows.append([d.label, shown, fmt(v["previous"], d.unit), change])

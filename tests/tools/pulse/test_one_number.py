@@ -95,8 +95,9 @@ def test_the_pdf_of_the_month_in_progress_says_so() -> None:
     days = f"{latest.day} of "
     assert "Month in progress" in text and days in text and "month to date" in text
     assert fmt(share.value, "percent") in text  # the tile and tables show the ratio of the month's sums
+    assert "Change per day" in text  # a month to date's totals are compared per day, not with a whole month
     old = subprocess.run(["pdftotext", "-", "-"], input=whole, capture_output=True, check=True).stdout.decode()
-    assert "Month in progress" not in old and "month to date" not in old
+    assert "Month in progress" not in old and "month to date" not in old and "Change per day" not in old
 
 
 @pytest.fixture()
