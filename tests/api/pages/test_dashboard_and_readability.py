@@ -9,7 +9,6 @@ import re
 from typing import Any
 
 from tests.factories.jobs import make_job, make_pipeline
-from tests.factories.orgs import org_ctx
 from tests.factories.pulse import seeded_org
 from tests.support.browser import chromium_page
 
@@ -56,13 +55,13 @@ def _login(page: Any, base: str, email: str, password: str) -> None:
     page.wait_for_url(f"{base}/")
 
 
-def test_dashboard_formatting_and_contrast_in_chromium(client, live_server: str) -> None:
-    from memory.db import session_scope
-    from tools.decision_engine.planner import run_planner
+def test_dashboard_formatting_and_contrast_in_chromium(client, live_server: str, monkeypatch) -> None:
+    from agents.runtime import start_run
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # the planner's offline path
 
     org = seeded_org()
-    with session_scope() as s:  # proposed suggestions: /pulse shows their Accept and Reject buttons
-        assert run_planner(org_ctx(s, org.org_id)).suggestions
+    start_run("planner", org.org_id, "manual")  # proposed suggestions: /pulse shows Accept and Reject buttons
     pid = make_pipeline(org.org_id)
     make_job(org.org_id, pid, "failed", retryable=True, last_error="timeout talking to the CRM")
     make_job(org.org_id, pid, "succeeded")
@@ -85,6 +84,9 @@ def test_dashboard_formatting_and_contrast_in_chromium(client, live_server: str)
         assert not re.search(r"\d\.\d{6,}", page.locator("main").inner_text()), "raw floats on /ops"
         assert page.goto(f"{live_server}/pulse") is not None
         assert page.get_by_role("button", name="Reject").count() >= 1  # checked below with the rest of /pulse
+        page.goto(f"{live_server}/agents?agent=planner")  # the planner's run is listed with what it did
+        runs = page.locator("main").inner_text()
+        assert "No runs yet" not in runs and "new suggestion" in runs, runs[:500]
         failures = {}
         for path in PAGES:
             resp = page.goto(f"{live_server}{path}")
