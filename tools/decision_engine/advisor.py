@@ -365,7 +365,10 @@ def _sim_text(out: dict[str, Any]) -> str:
         lines.append(f"- LLM spend per day: {band('llm_spend_per_day_cents')}.")
     for k in out["kpi_impact"]:
         if k["kpi"] == "partner_revenue_share" and k["p50"] is not None and k["baseline"] is not None:
-            lines.append(f"- Partner revenue share: {k['p50']} % (baseline {k['baseline']} %, target "
+            # The baseline is the last 30 days' ratio of partner revenue to revenue (the simulator's window),
+            # named so it is not taken for the month's figure on /pulse.
+            lines.append(f"- Partner revenue share: {k['p50']} % (baseline {k['baseline']} % over the last 30 "
+                         f"days, target "
                          f"{k['op']} {k['target']} %).")
     used = [f"{a['name']} = {a['value']} ({a['source']})" for a in out["assumptions"]
             if a["source"] != "history" or a["name"] == "elasticity"]

@@ -149,6 +149,15 @@ def test_partner_share_pages_notion_and_prometheus_agree(client, notion: FakeNot
         assert share.value != pytest.approx(sum(daily) / len(daily), abs=1e-4)
     month_end = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
     in_progress = latest < month_end
+
+    # The advisor's what-ifs start from the last 30 days' share, the same ratio of sums over that window.
+    from tools.decision_engine.simulator import AddPartnersIn, simulate_add_partners
+
+    with session_scope() as s:
+        last30 = measure(s, org.org_id, "partner_revenue_share", latest - dt.timedelta(days=29), latest)
+        sim = simulate_add_partners(org_ctx(s, org.org_id), AddPartnersIn(partners=1, runs=100))
+    base = next(k.baseline for k in sim.kpi_impact if k.kpi == "partner_revenue_share")
+    assert base == pytest.approx(last30.value, abs=0.01)
     shown = {k: fmt(truth[k].value, truth[k].unit) for k in MONTH_KPIS}
 
     # Pages: /pulse and the dashboard show the month's value and say when it is to date.
