@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LEVQOR := $(VENV)/bin/levqor
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv migrate seed api worker scheduler lint imports check types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-chaos bench-arch bench-api api-docs
+.PHONY: run test venv migrate seed api worker scheduler lint imports check types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-chaos bench-arch bench-api bench-advisor api-docs
 
 $(STAMP): requirements/dev.lock requirements/base.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -88,6 +88,10 @@ bench-api: venv
 # commit before the architecture redesign.
 bench-arch: venv
 	$(PY) bench/arch/run.py
+
+# The advisor's intent model on its held-out questions (never used for tuning): `advisor: ...` last.
+bench-advisor: venv
+	$(PY) bench/advisor/eval.py
 
 # Janitor evaluation cases against a real model (offline and fake-server runs are part of `make test`).
 evals: venv

@@ -287,6 +287,8 @@ class Settings(BaseSettings):
     google_drive_ca_file: str = Field("", description="Extra CA bundle for the Drive endpoint (tests: the fake's).")
     insights_notion_data_source_id: str = Field("", description="Notion data source receiving report summaries.")
     ops_sample_interval_s: float = Field(5, description="Seconds between the monitor's samples of the platform.")
+    monitor_heartbeats_kept: int = Field(12, ge=1, description="Monitor runs in which nothing happened (heartbeats) "
+                                         "kept on /agents; older ones are pruned by the monitor each tick.")
     ops_anomaly_threshold: float = Field(0.5, description="Anomaly score at or above which a series opens an incident.")
     ops_detector_warmup: int = Field(300, description="Points a series' detector learns before it scores.")
     ops_queue_age_max_s: float = Field(600, description="Rule: the oldest due job waiting longer opens an incident.")

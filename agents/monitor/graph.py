@@ -4,7 +4,10 @@ Deterministic nodes (no LLM): ``sample`` is one monitor tick through the run's t
 (``ops.monitor_tick``, policy-checked and recorded as ``agent:monitor``: signals, detector scores,
 rules, correlation into incidents; a dead database connection is reported, never raised), ``heal``
 takes one healing step on every open incident (the healer agent, whose attempts are runs of their own),
-``notify`` sends queued incident notifications (``ops.send_notifications``).
+``notify`` sends queued incident notifications (``ops.send_notifications``), ``prune`` keeps the monitor's
+heartbeats bounded: a tick in which nothing happened is summarised as a heartbeat, and only the newest
+``LEVQOR_MONITOR_HEARTBEATS_KEPT`` of those runs stay (``ops.prune_monitor_history``), so a run every few
+seconds does not flood the runs table or ``/agents``; every run in which something happened is kept.
 
 The monitor acts on the whole platform: its runs belong to the organisation that owns platform runs
 (:func:`tools.auto_intel.healer_runs.platform_owner`). With no such organisation, or when the database
@@ -24,7 +27,7 @@ from agents.healer.graph import run_healer
 from agents.runtime import AgentDef, RunDeps, register_agent, run_values, start_run
 from levqor.settings import get_settings
 from tools.auto_intel.healer_runs import platform_owner
-from tools.auto_intel.monitor import monitor_tick
+from tools.auto_intel.monitor import HEARTBEAT, monitor_tick
 from tools.auto_intel.notifications import send_notifications
 from tools.auto_intel.self_heal import open_incident_ids
 from tools.schedules import Schedule
@@ -43,6 +46,7 @@ class MonitorState(TypedDict, total=False):
     error: str | None
     healed: list[dict[str, Any]]
     notified: int
+    pruned: int
     summary: str
     run_id: int
 
@@ -59,6 +63,8 @@ def _summary(state: MonitorState) -> str:
     if state.get("error"):
         return f"tick failed: {state['error']}"
     acted = [h for h in state.get("healed", []) if h.get("action")]
+    if not (state.get("opened") or state.get("resolved") or acted or state.get("notified")):
+        return f"{HEARTBEAT} {state.get('sampled', 0)} signals sampled; nothing opened, resolved, healed or notified"
     return (f"{state.get('sampled', 0)} signals sampled; {len(state.get('opened', []))} incidents opened, "
             f"{len(state.get('resolved', []))} resolved; {len(acted)} healing actions; "
             f"{state.get('notified', 0)} notifications sent")
@@ -86,10 +92,14 @@ def build(deps: RunDeps) -> StateGraph[Any]:
         sent = int((res.data or {}).get("sent", 0)) if res.ok else 0
         return {"notified": sent, "summary": _summary({**state, "notified": sent})}
 
-    return _wire(sample, heal, notify)
+    def prune(state: MonitorState) -> dict[str, Any]:
+        res = deps.toolbox.call("ops.prune_monitor_history", {}, call_key="prune")
+        return {"pruned": int((res.data or {}).get("pruned", 0)) if res.ok else 0}
+
+    return _wire(sample, heal, notify, prune)
 
 
-def _wire(sample: Any, heal: Any, notify: Any) -> StateGraph[Any]:
+def _wire(sample: Any, heal: Any, notify: Any, prune: Any = None) -> StateGraph[Any]:
     g: StateGraph[Any] = StateGraph(MonitorState)
     g.add_node("sample", sample)
     g.add_node("heal", heal)
@@ -97,7 +107,12 @@ def _wire(sample: Any, heal: Any, notify: Any) -> StateGraph[Any]:
     g.add_edge(START, "sample")
     g.add_edge("sample", "heal")
     g.add_edge("heal", "notify")
-    g.add_edge("notify", END)
+    if prune is None:  # outside the runtime there are no runs to prune
+        g.add_edge("notify", END)
+    else:
+        g.add_node("prune", prune)
+        g.add_edge("notify", "prune")
+        g.add_edge("prune", END)
     return g
 
 

@@ -4,6 +4,7 @@ commands runs, so ``levqor`` starts fast and a command loads what it needs and n
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from difflib import get_close_matches
 from typing import Annotated, Any, cast
@@ -116,9 +117,15 @@ def _root(show_version: Annotated[bool, typer.Option("--version", callback=_vers
 
 
 def main() -> None:
-    """Run the command; a database that cannot be reached or is not migrated is one line, not a traceback."""
+    """Run the command; a database that cannot be reached or is not migrated, or a file that cannot be read
+    or written (a wrong ``--out``), is one line, not a traceback."""
     try:
         app()
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        if exc.filename is None:  # not about a path the user gave
+            raise
+        sys.stderr.write(f"levqor: {exc.strerror or type(exc).__name__}: {os.path.abspath(exc.filename)}\n")
+        raise SystemExit(1) from None
     except Exception as exc:  # noqa: BLE001  (only the database's own errors are answered here)
         from sqlalchemy.exc import OperationalError, ProgrammingError
 

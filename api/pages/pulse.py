@@ -78,7 +78,7 @@ def pulse_page(request: Request, ctx: Annotated[ToolContext, require("pulse:read
                   span={k: (min(x for x in v if x is not None), max(x for x in v if x is not None))
                         for k, v in series.items() if any(x is not None for x in v)}, suggestions=sugg, reports=reports,
                   can_decide=can_decide, can_write=allowed(ctx.principal.role, "pulse:write"),
-                  display=display, planned=planned)
+                  display=display, planned=planned, period_label=pulse_report.period_label)
 
 
 @router.post("/pulse/suggestions/{suggestion_id}", dependencies=[Depends(form_csrf)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from typing import Annotated
@@ -68,9 +69,11 @@ def targets(ctx: Annotated[ToolContext, require("pulse:read")]) -> TargetsReport
 
 @router.get("/pulse/feed", response_model=FeedOut)
 def feed(ctx: Annotated[ToolContext, require("pulse:read")],
-         days: Annotated[int, Query(ge=1, le=730)] = 30) -> FeedOut:
-    """Read the merged metrics feed (Pulse store and, if enabled, Notion)."""
-    return metrics_feed.feed(ctx, FeedIn(days=days))
+         days: Annotated[int, Query(ge=1, le=730)] = 30,
+         until: Annotated[dt.date | None, Query(description="Last day of the window (default: latest snapshot)")]
+         = None) -> FeedOut:
+    """Read the merged metrics feed (Pulse store and, if enabled, Notion) and each KPI over the window."""
+    return metrics_feed.feed(ctx, FeedIn(days=days, until=until))
 
 
 @router.post("/pulse/notion", response_model=NotionPushOut)

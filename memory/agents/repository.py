@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, cast
 
-from sqlalchemy import Update, select, update
+from sqlalchemy import Update, delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -54,6 +54,20 @@ class AgentRepository:
         if before_id:
             stmt = stmt.where(AgentRun.id < before_id)
         return list(self.session.scalars(stmt.order_by(AgentRun.id.desc()).limit(limit)))
+
+    def prune_runs(self, org_id: int, agent: str, *, summary_prefix: str, keep: int,
+                   limit: int = 500) -> list[str]:
+        """Delete the ended runs of ``agent`` whose summary starts with ``summary_prefix`` past the newest
+        ``keep`` of them (at most ``limit`` at a time) with their tool calls; return their thread ids."""
+        old = self.session.execute(select(AgentRun.id, AgentRun.thread_id).where(
+            AgentRun.org_id == org_id, AgentRun.agent == agent, AgentRun.status == "succeeded",
+            AgentRun.summary.startswith(summary_prefix, autoescape=True))
+            .order_by(AgentRun.id.desc()).offset(keep).limit(limit)).all()
+        ids = [r.id for r in old]
+        if ids:
+            self.session.execute(delete(AgentToolCall).where(AgentToolCall.run_id.in_(ids)))
+            self.session.execute(delete(AgentRun).where(AgentRun.id.in_(ids)))
+        return [r.thread_id for r in old]
 
     def active_run(self, org_id: int, agent: str) -> AgentRun | None:
         return self.session.scalar(select(AgentRun).where(

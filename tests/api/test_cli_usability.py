@@ -59,3 +59,11 @@ def test_an_unreachable_database_server_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 1, out
     assert "Traceback" not in out.stderr and out.stderr.strip().count("\n") == 0, out.stderr
     assert "is the database server running?" in out.stderr
+
+
+def test_a_path_that_cannot_be_written_is_one_line_with_its_absolute_path(tmp_path: Path) -> None:
+    out = levqor("docs", "api-reference", "--out", "missing/dir/api.md",
+                 env={**levqor_env(tmp_path, None), "COLUMNS": "200"})
+    assert out.returncode == 1, out
+    assert "Traceback" not in out.stderr and out.stderr.strip().count("\n") == 0, out.stderr
+    assert out.stderr.strip() == f"levqor: No such file or directory: {ROOT / 'missing' / 'dir' / 'api.md'}"

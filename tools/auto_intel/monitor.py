@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from levqor.settings import get_settings
 from memory.db import get_engine, session_scope, utcnow
 from tools.auto_intel import signals
 from tools.auto_intel.anomalies import anomaly_findings, detectors
@@ -108,6 +109,47 @@ def monitor_tick_tool(ctx: ToolContext, params: TickIn) -> TickOut:
                          detail={"opened": res.opened, "resolved": res.resolved, "updated": res.updated})
     return TickOut(sampled=res.sampled, findings=len(res.findings), opened=res.opened, updated=res.updated,
                    resolved=res.resolved, error=res.error)
+
+
+# How the monitor graph's summary starts when a tick changed nothing: no incident opened or resolved, no
+# healing action, no notification. Such runs are heartbeats: only the newest few are kept.
+HEARTBEAT = "heartbeat:"
+
+
+class PruneIn(BaseModel):
+    keep: int | None = Field(None, ge=1, le=10_000,
+                             description="Heartbeat runs to keep (default LEVQOR_MONITOR_HEARTBEATS_KEPT)")
+
+
+class PruneOut(BaseModel):
+    pruned: int
+    kept: int
+
+
+@tool("ops.prune_monitor_history", risk="write")
+def prune_monitor_history(ctx: ToolContext, params: PruneIn) -> PruneOut:
+    """Delete the monitor's heartbeat runs (ticks where nothing happened) past the newest few, with their
+    tool calls and checkpoints; runs where something happened are kept."""
+    from memory.agents.checkpointer import checkpointer  # kept lazy: LangGraph is imported only for runs
+    from memory.agents.repository import AgentRepository
+    from memory.db import after_close
+
+    require_staff(ctx, "prune the monitor's history")
+    repo = AgentRepository(ctx.session)
+    # The monitor acts as the platform (no organisation): its runs are those of its own run's organisation.
+    run = repo.run(ctx.agent_run_id) if ctx.agent_run_id is not None else None
+    org_id = run.org_id if run is not None else ctx.org_id
+    keep = params.keep or get_settings().monitor_heartbeats_kept
+    threads = repo.prune_runs(org_id, "monitor", summary_prefix=HEARTBEAT, keep=keep)
+
+    def forget() -> None:
+        saver = checkpointer()
+        for thread_id in threads:
+            saver.delete_thread(thread_id)
+
+    if threads:
+        after_close(ctx.session, forget)
+    return PruneOut(pruned=len(threads), kept=keep)
 
 
 @tool("ops.send_notifications", risk="write")

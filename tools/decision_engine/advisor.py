@@ -365,7 +365,10 @@ def _sim_text(out: dict[str, Any]) -> str:
         lines.append(f"- LLM spend per day: {band('llm_spend_per_day_cents')}.")
     for k in out["kpi_impact"]:
         if k["kpi"] == "partner_revenue_share" and k["p50"] is not None and k["baseline"] is not None:
-            lines.append(f"- Partner revenue share: {k['p50']} % (baseline {k['baseline']} %, target "
+            # The baseline is the last 30 days' ratio of partner revenue to revenue (the simulator's window),
+            # named so it is not taken for the month's figure on /pulse.
+            lines.append(f"- Partner revenue share: {k['p50']} % (baseline {k['baseline']} % over the last 30 "
+                         f"days, target "
                          f"{k['op']} {k['target']} %).")
     used = [f"{a['name']} = {a['value']} ({a['source']})" for a in out["assumptions"]
             if a["source"] != "history" or a["name"] == "elasticity"]
@@ -416,7 +419,7 @@ def _kpi_month(turn: _Turn, kpi: str, month: str | int) -> str:
     name = start.strftime("%B %Y")
     if h["value"] is None:
         return f"There is no {h['label']} data for {name}."
-    how = {"sum": "total", "mean": "averaged", "last": "at the end"}[h["aggregate"]]
+    how = {"sum": "total", "mean": "averaged", "last": "at the end", "ratio": "over the month"}[h["aggregate"]]
     text = (f"{h['label']} in {name} ({start.isoformat()} to {until.isoformat()}"
             + (f", month in progress: {h['days_with_data']} days so far" if in_progress else "")
             + f"): {how} {_v(h['value'], h['unit'])}")

@@ -146,6 +146,42 @@ def classify(question: str) -> Reading:
     return Reading(a, pa, b, pb)
 
 
+@dataclass
+class Evaluation:
+    """How the model reads labelled questions: the right ones, and (meant, read) pairs it got wrong."""
+
+    total: int
+    right: int
+    asked_back: int  # questions it asked back on (right for out-of-scope ones: it did not answer them)
+    confusion: Counter[tuple[str, str]]
+    per_intent: dict[str, tuple[int, int]]  # intent -> (right, total)
+
+    @property
+    def accuracy(self) -> float:
+        return self.right / self.total if self.total else 0.0
+
+
+def evaluate(cases: list[tuple[str, str]]) -> Evaluation:
+    """Score ``(question, intent)`` cases: a confident reading must be the intent meant; an out-of-scope
+    question is also read right when the model asks back (it answers nothing)."""
+    confusion: Counter[tuple[str, str]] = Counter()
+    per: dict[str, list[int]] = {}
+    right = asked = 0
+    for question, meant in cases:
+        r = classify(question)
+        got = r.intent if r.confident else "asked_back"
+        asked += got == "asked_back"
+        ok = got == meant or (meant == OUT_OF_SCOPE and got == "asked_back")
+        right += ok
+        tally = per.setdefault(meant, [0, 0])
+        tally[0] += ok
+        tally[1] += 1
+        if not ok:
+            confusion[(meant, got)] += 1
+    return Evaluation(total=len(cases), right=right, asked_back=asked, confusion=confusion,
+                      per_intent={k: (v[0], v[1]) for k, v in sorted(per.items())})
+
+
 # ---- slots ----------------------------------------------------------------------------------------
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",

@@ -22,6 +22,7 @@ from tools.context import ToolContext
 from tools.errors import AppError, Conflict, Unprocessable
 from tools.pulse.costs import summarize
 from tools.pulse.kpis import KPIS
+from tools.pulse.measure import Measure, measure_series, needed
 from tools.registry import tool
 
 log = logging.getLogger("levqor.feed")
@@ -168,6 +169,8 @@ class MetricsFeed:
 class FeedIn(BaseModel):
     kpis: list[str] | None = Field(None, max_length=len(KPIS))
     days: int = Field(30, ge=1, le=730)
+    until: dt.date | None = Field(None, ge=dt.date(1900, 1, 1),
+                                  description="Last day of the window (default: latest snapshot)")
 
 
 class FeedOut(BaseModel):
@@ -175,6 +178,9 @@ class FeedOut(BaseModel):
     until: dt.date
     points: list[FeedPoint]
     notion: str  # disabled | ok | error message
+    # Each KPI over the whole window from the merged points, as every surface reads a period
+    # (tools.pulse.measure): partial when the window runs past the last day with data or misses days.
+    measures: list[Measure] = []
 
 
 @tool("decision.feed", risk="read")
@@ -184,11 +190,20 @@ def feed(ctx: ToolContext, params: FeedIn) -> FeedOut:
         if k not in KPIS:
             raise Unprocessable(f"kpis: unknown KPI {k!r}", field="kpis")
     f = MetricsFeed(ctx)
-    until = f.latest_day()
+    until = params.until or f.latest_day()
     since = until - dt.timedelta(days=params.days - 1)
-    points = f.points(since, until, params.kpis)
+    wanted = params.kpis or list(KPIS)
+    every = f.points(since, until, needed(wanted))
+    points = [p for p in every if p.kpi in wanted] if params.kpis else every
     status = "disabled" if f.notion is None else (f.notion_error or "ok")
-    return FeedOut(since=since, until=until, points=points, notion=status)
+    by: dict[str, list[tuple[dt.date, float | None]]] = {k: [] for k in needed(wanted)}
+    for p in every:
+        by[p.kpi].append((p.day, p.value))
+    seen = [p.day for p in every if p.value is not None]
+    local = PulseRepository(ctx.session).latest_day(ctx.org_id)
+    last = max([*seen, *([local] if local else [])], default=None)
+    measures = [measure_series(k, by[k], since, until, last, parts=by) for k in wanted]
+    return FeedOut(since=since, until=until, points=points, notion=status, measures=measures)
 
 
 class NotionPushIn(BaseModel):

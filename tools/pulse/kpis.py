@@ -39,7 +39,10 @@ class KpiDef:
     label: str
     unit: str  # count | percent | cents | credits
     higher_is_better: bool
-    aggregate: str = "sum"  # how days combine into a month: sum | mean | last
+    aggregate: str = "sum"  # how days combine into a month: sum | mean | last | ratio
+    # For aggregate "ratio": (numerator, denominator) KPIs; the period's value is 100 * their sums' ratio
+    # over the days the KPI has a value, never a mean of daily ratios (a small day weighs what it earned).
+    ratio_of: tuple[str, str] | None = None
 
 
 KPIS: dict[str, KpiDef] = {k.name: k for k in (
@@ -50,7 +53,8 @@ KPIS: dict[str, KpiDef] = {k.name: k for k in (
     KpiDef("credits_spent", "Credits spent", "credits", True),
     KpiDef("revenue", "Revenue", "cents", True),
     KpiDef("partner_revenue", "Partner revenue", "cents", True),
-    KpiDef("partner_revenue_share", "Partner revenue share", "percent", True, "mean"),
+    KpiDef("partner_revenue_share", "Partner revenue share", "percent", True, "ratio",
+           ("partner_revenue", "revenue")),
     KpiDef("plugin_installs", "Plugin installs", "count", True),
     KpiDef("certified_users", "Certified users", "count", True, "last"),
     KpiDef("anomalies_detected", "Anomalies detected", "count", False),

@@ -2,7 +2,8 @@
 
 The Pulse page's targets, the API (``pulse.targets``, ``pulse.history``), the advisor, the monthly PDF and
 the Prometheus gauges all ask :func:`measure` for "KPI k over [start, end]": the days with data in the
-period combine by the KPI's own aggregate (sum of daily amounts, mean of daily rates, last of a level).
+period combine by the KPI's own aggregate (sum of daily amounts, mean of daily rates, last of a level, and
+for a share such as partner revenue share the ratio of its parts' sums: never a mean of daily ratios).
 A period that has not ended yet (the month in progress), or with days missing, is ``partial`` and says
 how many of its days it covers, so no surface shows a month-to-date figure as a whole month.
 """
@@ -10,7 +11,7 @@ how many of its days it covers, so no surface shows a month-to-date figure as a 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
@@ -67,25 +68,71 @@ def combine(values: list[float], how: str) -> float | None:
     return values[-1]
 
 
-def measure_series(kpi: str, series: Iterable[tuple[dt.date, float | None]], start: dt.date, end: dt.date,
+Series = Iterable[tuple[dt.date, float | None]]
+
+
+def needed(kpis: Iterable[str]) -> list[str]:
+    """``kpis`` and the parts their values are computed from (a ratio's numerator and denominator)."""
+    out: list[str] = []
+    for k in kpis:
+        for x in (k, *(KPIS[k].ratio_of or ())):
+            if x not in out:
+                out.append(x)
+    return out
+
+
+def ratio(days: Iterable[dt.date], num: Series, den: Series) -> float | None:
+    """100 * sum(num) / sum(den) over ``days`` where both parts have a value (None without any, or a zero
+    denominator)."""
+    n, d = dict(num), dict(den)
+    both = [x for x in days if n.get(x) is not None and d.get(x) is not None]
+    total = sum(d[x] or 0.0 for x in both)
+    if not both or not total:
+        return None
+    return round(100.0 * sum(n[x] or 0.0 for x in both) / total, 4)
+
+
+def measure_series(kpi: str, series: Series, start: dt.date, end: dt.date,
                    latest_day: dt.date | None, *, how: str | None = None,
-                   demo_days: set[dt.date] | None = None) -> Measure:
-    """:func:`measure` over an already read daily series (``how`` overrides the KPI's aggregate)."""
+                   demo_days: set[dt.date] | None = None, parts: Mapping[str, Series] | None = None) -> Measure:
+    """:func:`measure` over an already read daily series (``how`` overrides the KPI's aggregate).
+
+    A ratio KPI needs ``parts``: the daily series of its numerator and denominator (see :func:`needed`)."""
     d = KPIS[kpi]
     how = how or d.aggregate
     days = sorted((x, v) for x, v in series if start <= x <= end and v is not None)
     n_days = (end - start).days + 1
     as_of = min(end, latest_day) if latest_day is not None else None
     partial = latest_day is None or latest_day < end or len(days) < n_days
+    if how == "ratio":
+        if d.ratio_of is None or parts is None or not all(p in parts for p in d.ratio_of):
+            raise ValueError(f"{kpi}: a ratio over a period needs the series of {d.ratio_of}")
+        value = ratio([x for x, _ in days], parts[d.ratio_of[0]], parts[d.ratio_of[1]])
+    else:
+        value = combine([v for _, v in days], how)
     return Measure(kpi=kpi, label=d.label, unit=d.unit, aggregate=how, start=start, end=end,
-                   value=combine([v for _, v in days], how), days_with_data=len(days), days_in_period=n_days,
+                   value=value, days_with_data=len(days), days_in_period=n_days,
                    as_of=as_of, partial=partial,
                    demo=any(start <= x <= end for x in demo_days or ()))
 
 
+def measure_all(session: Session, org_id: int, kpis: Iterable[str], start: dt.date,
+                end: dt.date) -> dict[str, Measure]:
+    """Each of ``kpis`` of the organisation over ``[start, end]`` (both days included), read at once."""
+    repo = PulseRepository(session)
+    wanted = list(kpis)
+    every = needed(wanted)
+    rows = repo.history(org_id, since=start, until=end, kpis=every)
+    by: dict[str, list[tuple[dt.date, float | None]]] = {k: [] for k in every}
+    demo: dict[str, set[dt.date]] = {k: set() for k in every}
+    for r in rows:
+        by[r.kpi].append((r.day, r.value))
+        if r.source == DEMO_SOURCE:
+            demo[r.kpi].add(r.day)
+    latest_day = repo.latest_day(org_id)
+    return {k: measure_series(k, by[k], start, end, latest_day, demo_days=demo[k], parts=by) for k in wanted}
+
+
 def measure(session: Session, org_id: int, kpi: str, start: dt.date, end: dt.date) -> Measure:
     """KPI ``kpi`` of the organisation over ``[start, end]`` (both days included)."""
-    repo = PulseRepository(session)
-    rows = repo.history(org_id, since=start, until=end, kpis=[kpi])
-    return measure_series(kpi, [(r.day, r.value) for r in rows], start, end, repo.latest_day(org_id),
-                          demo_days={r.day for r in rows if r.source == DEMO_SOURCE})
+    return measure_all(session, org_id, [kpi], start, end)[kpi]

@@ -60,9 +60,11 @@ def month_summary(ctx: ToolContext, month: str) -> dict[str, Any]:
     for name, d in KPIS.items():
         cur = [v for day, v in series[name] if start <= day <= end and v is not None]
         prev = [v for day, v in series[name] if prev_start <= day <= prev_end and v is not None]
-        m = measure_series(name, series[name], start, end, latest_day, demo_days=demo_days.get(name))
+        m = measure_series(name, series[name], start, end, latest_day, demo_days=demo_days.get(name),
+                           parts=series)
         kpis.append({"kpi": name, "label": d.label, "unit": d.unit, "value": m.value,
-                     "previous": measure_series(name, series[name], prev_start, prev_end, latest_day).value,
+                     "previous": measure_series(name, series[name], prev_start, prev_end, latest_day,
+                                                parts=series).value,
                      "reason": reasons.get(name), "partial": m.partial, "days_with_data": m.days_with_data,
                      "demo": m.demo,
                      "per_day": sum(cur) / len(cur) if cur else None,
@@ -158,6 +160,8 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
     k = data["kpis"]
     targets = data["targets"]
     title_month = data["start"].strftime("%B %Y")
+    # The column of this month's figures says "month to date" while the month is in progress.
+    period = f"{title_month} (month to date)" if data["in_progress"] else title_month
     styles = getSampleStyleSheet()
     body = ParagraphStyle("body", parent=styles["BodyText"], fontSize=9.5, leading=13, textColor=colors.HexColor(INK))
     h1 = ParagraphStyle("h1", parent=styles["Heading1"], fontSize=16, textColor=colors.HexColor(INK), spaceAfter=6)
@@ -223,8 +227,8 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
                            ("BOTTOMPADDING", (0, 0), (-1, -1), 8)]))
     story += [t, Spacer(1, 8 * mm)]
     if data["in_progress"]:
-        story.append(Paragraph(f"<b>{_progress_text(data)}.</b> Month totals are to date; per-day figures and "
-                               "targets are over the days covered so far.", body))
+        story.append(Paragraph(f"<b>{_progress_text(data)}.</b> Every figure is month to date: totals, per-day "
+                               "figures, shares and targets are over the days covered so far.", body))
     if any(kv.get("demo") for kv in k.values()):
         story.append(Paragraph("<b>Demo data.</b> Figures marked * (and the charts of those KPIs) are the demo "
                                "seed's invented figures, not real records.", body))
@@ -261,13 +265,17 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
     if eb:
         story.append(Paragraph(f"Uptime error budget: {eb.used_minutes:g} of {eb.allowed_minutes:g} minutes used "
                                f"({eb.used_pct:g} %); 99.98 % of a 30-day month allows 8.64 minutes.", small))
-    story.append(Paragraph("All KPIs this month", h2))
-    rows = [["KPI", title_month, "Previous month", "Change"]]
+    story.append(Paragraph("All KPIs this month" + (" (month to date)" if data["in_progress"] else ""), h2))
+    # A month to date is compared per day for totals: its few days' sum against a whole month's is no change.
+    rows = [["KPI", period, "Previous month", "Change per day" if data["in_progress"] else "Change"]]
     for name, d in KPIS.items():
         v = k[name]
         change = ""
-        if v["value"] is not None and v["previous"]:
-            change = f"{100 * (v['value'] - v['previous']) / abs(v['previous']):+.1f} %"
+        cur, prev = v["value"], v["previous"]
+        if data["in_progress"] and d.aggregate == "sum":
+            cur, prev = v["per_day"], v["previous_per_day"]
+        if cur is not None and prev:
+            change = f"{100 * (cur - prev) / abs(prev):+.1f} %"
         shown = fmt(v["value"], d.unit) if v["value"] is not None else Paragraph(
             f"<font color='#868e96'>not available{': ' + _short(v['reason']) if v['reason'] else ''}</font>", cell)
         rows.append([d.label, shown, fmt(v["previous"], d.unit), change])
@@ -290,7 +298,7 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
 
     # Operations, ecosystem, planner.
     story.append(Paragraph("Incidents and self-heals", h1))
-    ops = [["Measure", title_month, "Previous month"]]
+    ops = [["Measure", period, "Previous month"]]
     for n in ("anomalies_detected", "self_heals", "manual_incidents", "uptime"):
         ops.append([KPIS[n].label, fmt(k[n]["value"], KPIS[n].unit), fmt(k[n]["previous"], KPIS[n].unit)])
     ot = Table(ops, colWidths=[60 * mm, 50 * mm, 50 * mm])
@@ -303,7 +311,7 @@ def build_pdf(ctx: ToolContext, month: str, org_name: str) -> tuple[bytes, int]:
                 "healed automatically.")
     story += [ot, Paragraph(note, small)]
     story.append(Paragraph("Partner and certification highlights", h2))
-    eco = [["Measure", title_month, "Previous month"]]
+    eco = [["Measure", period, "Previous month"]]
     for n in ("partner_revenue", "partner_revenue_share", "plugin_installs", "certified_users", "active_orgs"):
         eco.append([KPIS[n].label, fmt(k[n]["value"], KPIS[n].unit), fmt(k[n]["previous"], KPIS[n].unit)])
     et = Table(eco, colWidths=[60 * mm, 50 * mm, 50 * mm])
@@ -350,7 +358,7 @@ def _progress_text(data: dict[str, Any]) -> str:
         return f"Month in progress: no data yet ({data['days_in_month']} days in the month)"
     start, to = data["start"], data["covered_to"]
     return (f"Month in progress: {start.day}-{to.day} {start.strftime('%B %Y')} "
-            f"({data['days_covered']} of {data['days_in_month']} days)")
+            f"({data['days_covered']} of {data['days_in_month']} days, month to date)")
 
 
 def _short(text: str | None) -> str:

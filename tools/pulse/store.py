@@ -12,7 +12,7 @@ from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
 from tools.errors import Unprocessable
 from tools.pulse.kpis import KPIS, read_all
-from tools.pulse.measure import DEMO_SOURCE, measure_series
+from tools.pulse.measure import DEMO_SOURCE, measure_series, needed
 from tools.registry import tool
 
 
@@ -156,7 +156,11 @@ def history(ctx: ToolContext, params: HistoryIn) -> History:
         raise Unprocessable(f"kpi: unknown KPI {params.kpi!r}; one of {', '.join(KPIS)}", field="kpi")
     until = params.until or PulseRepository(ctx.session).latest_day(ctx.org_id) or _today()
     since = until - dt.timedelta(days=params.days - 1)
-    rows = PulseRepository(ctx.session).history(ctx.org_id, since=since, until=until, kpis=[params.kpi])
+    every = PulseRepository(ctx.session).history(ctx.org_id, since=since, until=until, kpis=needed([params.kpi]))
+    rows = [r for r in every if r.kpi == params.kpi]
+    parts: dict[str, list[tuple[dt.date, float | None]]] = {}
+    for r in every:
+        parts.setdefault(r.kpi, []).append((r.day, r.value))
     pts = [Point(day=r.day, value=r.value, reason=r.reason) for r in rows]
     vals = [p.value for p in pts if p.value is not None]
     d = KPIS[params.kpi]
@@ -165,7 +169,10 @@ def history(ctx: ToolContext, params: HistoryIn) -> History:
     mean = round(sum(vals) / len(vals), 4) if vals else None
     m = measure_series(params.kpi, [(p.day, p.value) for p in pts], since, until,
                        PulseRepository(ctx.session).latest_day(ctx.org_id),
-                       demo_days={r.day for r in rows if r.source == DEMO_SOURCE})
+                       demo_days={r.day for r in rows if r.source == DEMO_SOURCE},
+                       parts={k: parts.get(k, []) for k in needed([params.kpi])})
+    if m.aggregate == "ratio":  # a share's mean over the window is its ratio of sums, not a mean of ratios
+        mean = m.value
     return History(kpi=params.kpi, days=params.days, label=d.label, unit=d.unit, points=pts, first=first,
                    last=last_v, mean=mean, change_pct=change, value=m.value, aggregate=m.aggregate, since=since,
                    until=until, partial=m.partial, days_with_data=m.days_with_data, demo=m.demo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from prometheus_client import Gauge
@@ -14,7 +15,7 @@ from memory.db import utcnow
 from memory.pulse.repository import PulseRepository
 from tools.context import ToolContext
 from tools.pulse.kpis import KPIS
-from tools.pulse.measure import DEMO_SOURCE, fmt, measure_series
+from tools.pulse.measure import DEMO_SOURCE, fmt, measure_all, measure_series, needed
 from tools.pulse.store import latest
 from tools.registry import tool
 
@@ -28,6 +29,15 @@ TARGET_GAUGE = Gauge("levqor_pulse_target", "Pulse KPI target value", ["org", "k
                      multiprocess_mode="mostrecent")
 TARGET_STATUS = Gauge("levqor_pulse_target_status", "Target status: 1 met, 0.5 at risk, 0 missed, -1 no data",
                       ["org", "kpi"], multiprocess_mode="mostrecent")
+# The calendar month to date of every KPI, as every other surface reads it (tools.pulse.measure), and how
+# many of the month's days it covers (below the month's length while it is in progress or misses days).
+MONTH_GAUGE = Gauge("levqor_pulse_kpi_month", "Pulse KPI over the calendar month to date (money in cents, rates "
+                    "in percent; a share is the ratio of its parts' sums)", ["org", "kpi", "month"],
+                    multiprocess_mode="mostrecent")
+MONTH_DAYS = Gauge("levqor_pulse_kpi_month_days", "Days of the month the month gauge covers",
+                   ["org", "kpi", "month"], multiprocess_mode="mostrecent")
+MONTH_PARTIAL = Gauge("levqor_pulse_kpi_month_partial", "1 while the month gauge is to date (month in progress "
+                      "or days missing), 0 for a whole month", ["org", "kpi", "month"], multiprocess_mode="mostrecent")
 ERROR_BUDGET = Gauge("levqor_pulse_error_budget_remaining_seconds",
                      "Uptime error budget left this month (seconds)", ["org"], multiprocess_mode="mostrecent")
 
@@ -139,8 +149,10 @@ def trend_of(values: list[float], higher_is_better: bool) -> Trend:
 
 
 def evaluate_one(kpi: str, spec: TargetSpec, series: list[tuple[dt.date, float | None, str | None]],
-                 day: dt.date, demo_days: set[dt.date] | None = None) -> TargetEval:
-    """Evaluate one target over its window from a daily series ending at ``day``."""
+                 day: dt.date, demo_days: set[dt.date] | None = None,
+                 parts: Mapping[str, list[tuple[dt.date, float | None]]] | None = None) -> TargetEval:
+    """Evaluate one target over its window from a daily series ending at ``day`` (``parts``: the daily
+    series of a ratio KPI's numerator and denominator)."""
     d = KPIS[kpi]
     start = _window_start(day, spec.window)
     in_window = [(x, v) for x, v, _ in series if start <= x <= day and v is not None]
@@ -156,7 +168,8 @@ def evaluate_one(kpi: str, spec: TargetSpec, series: list[tuple[dt.date, float |
     # The window's value is the one every surface reads for this period (tools.pulse.measure); a day or
     # "latest" window is its last reading.
     m = measure_series(kpi, [(x, v) for x, v, _ in series], start, day, day,
-                       how="last" if spec.window in ("latest", "day") else None, demo_days=demo_days)
+                       how="last" if spec.window in ("latest", "day") else None, demo_days=demo_days,
+                       parts=parts)
     actual = round(float(m.value if m.value is not None else values[-1]), 4)
     base["period_start"], base["period_end"] = start, day
     base["partial"] = spec.window in ("month", "quarter") and m.end < _window_end(day, spec.window)
@@ -199,14 +212,16 @@ def evaluate(session: Session, org_id: int, day: dt.date | None = None) -> Targe
     repo = PulseRepository(session)
     day = day or repo.latest_day(org_id) or utcnow().date()
     specs = targets_from_settings()
-    rows = repo.history(org_id, since=day - dt.timedelta(days=95), until=day, kpis=list(specs))
-    series: dict[str, list[tuple[dt.date, float | None, str | None]]] = {k: [] for k in specs}
-    demo: dict[str, set[dt.date]] = {k: set() for k in specs}
+    kpis = needed(specs)
+    rows = repo.history(org_id, since=day - dt.timedelta(days=95), until=day, kpis=kpis)
+    series: dict[str, list[tuple[dt.date, float | None, str | None]]] = {k: [] for k in kpis}
+    demo: dict[str, set[dt.date]] = {k: set() for k in kpis}
     for r in rows:
         series[r.kpi].append((r.day, r.value, r.reason))
         if r.source == DEMO_SOURCE:
             demo[r.kpi].add(r.day)
-    items = [evaluate_one(k, spec, series[k], day, demo[k]) for k, spec in specs.items()]
+    parts = {k: [(x, v) for x, v, _ in s] for k, s in series.items()}
+    items = [evaluate_one(k, spec, series[k], day, demo[k], parts) for k, spec in specs.items()]
     return TargetsReport(day=day, items=items, met=sum(i.status == "met" for i in items),
                          at_risk=sum(i.status == "at_risk" for i in items),
                          missed=sum(i.status == "missed" for i in items))
@@ -221,6 +236,13 @@ def publish_gauges(ctx: ToolContext, report: TargetsReport) -> None:
     for item in latest(ctx.session, ctx.org_id).items:
         if item.value is not None:
             KPI_GAUGE.labels(org=org, kpi=item.kpi).set(item.value)
+    start = report.day.replace(day=1)
+    month = start.strftime("%Y-%m")
+    for kpi, m in measure_all(ctx.session, ctx.org_id, KPIS, start, _window_end(start, "month")).items():
+        if m.value is not None:
+            MONTH_GAUGE.labels(org=org, kpi=kpi, month=month).set(m.value)
+            MONTH_DAYS.labels(org=org, kpi=kpi, month=month).set(m.days_with_data)
+            MONTH_PARTIAL.labels(org=org, kpi=kpi, month=month).set(1.0 if m.partial else 0.0)
     for t in report.items:
         TARGET_GAUGE.labels(org=org, kpi=t.kpi).set(t.target)
         TARGET_STATUS.labels(org=org, kpi=t.kpi).set(STATUS_VALUE[t.status])

@@ -3,7 +3,6 @@ issue named: uptime last month, plugin rankings from the partner tools, declined
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 from typing import Any
 
@@ -25,18 +24,19 @@ def test_heldout_accuracy_and_confusion() -> None:
     bank = {q.lower() for q, _ in intents.bank()}
     assert not [c["question"] for c in HELDOUT if c["question"].lower() in bank], "held-out question in the bank"
     assert len(HELDOUT) + len(intents.bank()) >= 150 and len(HELDOUT) >= 100
-    confusion: collections.Counter[tuple[str, str]] = collections.Counter()
-    right = 0
-    for case in HELDOUT:
-        r = intents.classify(case["question"])
-        got = r.intent if r.confident else "asked_back"
-        ok = got == case["type"] or (case["type"] == intents.OUT_OF_SCOPE and got == "asked_back")
-        right += ok
-        if not ok:
-            confusion[(case["type"], got)] += 1
-    accuracy = right / len(HELDOUT)
-    print(f"\nheld-out accuracy {right}/{len(HELDOUT)} = {accuracy:.1%}; confusions: {confusion.most_common()}")
-    assert accuracy >= ACCURACY_FLOOR, (accuracy, confusion.most_common())
+    ev = intents.evaluate([(c["question"], c["type"]) for c in HELDOUT])
+    print(f"\nheld-out accuracy {ev.right}/{ev.total} = {ev.accuracy:.1%}; confusions: {ev.confusion.most_common()}")
+    assert ev.total == len(HELDOUT) and sum(t for _, t in ev.per_intent.values()) == ev.total
+    assert ev.accuracy >= ACCURACY_FLOOR, (ev.accuracy, ev.confusion.most_common())
+
+
+def test_evaluate_counts_what_it_reads_wrong() -> None:
+    from tools.decision_engine import intents
+
+    ev = intents.evaluate([("What is our uptime?", "kpi_status"), ("What is our uptime?", "costs"),
+                           ("Write me a haiku about the weather", intents.OUT_OF_SCOPE)])
+    assert (ev.total, ev.right) == (3, 2) and ev.per_intent["costs"] == (0, 1)
+    assert ev.confusion == {("costs", "kpi_status"): 1}
 
 
 def test_slots_periods_amounts_plans() -> None:
@@ -103,3 +103,21 @@ def test_declined_questions_are_declined_runs_on_agents(client) -> None:
     assert page_login(client, org.admin_email, org.admin_password).status_code == 303
     page = client.get("/agents", params={"agent": "advisor"})
     assert ">declined</span>" in page.text and ">succeeded</span>" in page.text
+
+
+def test_bench_advisor_prints_the_heldout_figures_last(monkeypatch, capsys) -> None:
+    import re
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from bench.advisor.eval import main
+
+    monkeypatch.setattr(sys, "argv", ["eval.py"])
+    assert main() == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    m = re.fullmatch(r"advisor: heldout=(\d+) bank=(\d+) total=(\d+) right=(\d+) accuracy=([\d.]+) "
+                     r"asked_back=(\d+) confusions=(\S+)", last)
+    assert m, last
+    heldout, bank, total, right = (int(m[i]) for i in range(1, 5))
+    assert heldout == len(HELDOUT) and total == heldout + bank >= 150
+    assert float(m[5]) == round(right / heldout, 3) >= ACCURACY_FLOOR

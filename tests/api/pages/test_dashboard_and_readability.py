@@ -12,7 +12,10 @@ from tests.factories.jobs import make_job, make_pipeline
 from tests.factories.pulse import seeded_org
 from tests.support.browser import chromium_page
 
-PAGES = ("/", "/pulse", "/ops", "/agents", "/advisor", "/marketplace", "/audit", "/keys")
+PAGES = ("/", "/pulse", "/ops", "/agents", "/advisor", "/marketplace", "/audit", "/keys", "/billing", "/sla",
+         "/settings/sso", "/certification", "/certification/experts", "/governance", "/insights", "/partner-network",
+         "/news", "/developer/changelog", "/developer", "/developer/keys", "/developer/team", "/developer/usage",
+         "/developer/webhooks")
 
 # Every visible element with its own text: its colour against the first opaque background behind it
 # (the page's own when none), as the WCAG 2.1 contrast ratio; AA asks 4.5 (3 for large text).
@@ -52,8 +55,13 @@ def _login(page: Any, base: str, email: str, password: str) -> None:
     page.wait_for_url(f"{base}/")
 
 
-def test_dashboard_formatting_and_contrast_in_chromium(client, live_server: str) -> None:
+def test_dashboard_formatting_and_contrast_in_chromium(client, live_server: str, monkeypatch) -> None:
+    from agents.runtime import start_run
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # the planner's offline path
+
     org = seeded_org()
+    start_run("planner", org.org_id, "manual")  # proposed suggestions: /pulse shows Accept and Reject buttons
     pid = make_pipeline(org.org_id)
     make_job(org.org_id, pid, "failed", retryable=True, last_error="timeout talking to the CRM")
     make_job(org.org_id, pid, "succeeded")
@@ -74,9 +82,17 @@ def test_dashboard_formatting_and_contrast_in_chromium(client, live_server: str)
         assert " to " in page.locator("tr[data-kpi='revenue'] .axis").inner_text()  # the sparkline's range
         page.goto(f"{live_server}/ops")
         assert not re.search(r"\d\.\d{6,}", page.locator("main").inner_text()), "raw floats on /ops"
+        assert page.goto(f"{live_server}/pulse") is not None
+        assert page.get_by_role("button", name="Reject").count() >= 1  # checked below with the rest of /pulse
+        page.goto(f"{live_server}/agents?agent=planner")  # the planner's run is listed with what it did
+        runs = page.locator("main").inner_text()
+        assert "No runs yet" not in runs and "new suggestion" in runs, runs[:500]
         failures = {}
         for path in PAGES:
-            page.goto(f"{live_server}{path}")
+            resp = page.goto(f"{live_server}{path}")
+            assert resp is not None and resp.status == 200, (path, resp and resp.status)
+            raw = re.findall(r"\d\.\d{5,}", page.locator("main").inner_text())
+            assert not raw, (path, raw[:5])  # numbers are rounded for people on every page
             low = page.evaluate(CONTRAST_JS)
             if low:
                 failures[path] = low

@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import subprocess
+
+import pytest
+
 from tests.factories.orgs import make_org, org_ctx, page_login
 
 
@@ -35,3 +40,20 @@ def test_real_figures_are_not_labelled(client) -> None:
     org = seeded_org()  # snapshots written as real ones (source "test")
     targets = client.get("/v1/pulse/targets", headers=org.headers()).json()["items"]
     assert not any(t["demo"] for t in targets)
+
+
+@pytest.mark.needs_pkg("poppler-utils", binary="pdftotext")
+def test_the_monthly_pdf_marks_the_demo_figures() -> None:
+    from memory.db import session_scope, utcnow
+    from tools.demo.pulse import seed_pulse
+    from tools.pulse.report import build_pdf
+
+    org = make_org()
+    with session_scope() as s:
+        seed_pulse(org_ctx(s, org.org_id))
+    with session_scope() as s:
+        last_month = utcnow().date().replace(day=1) - dt.timedelta(days=1)  # wholly in the seeded 90 days
+        pdf, _ = build_pdf(org_ctx(s, org.org_id), last_month.strftime("%Y-%m"), "Demo")
+    text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+    assert "Demo data." in text and "demo seed's invented figures" in text
+    assert "Uptime *" in text  # the targets' rows of seeded figures are marked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 from tests.factories.orgs import org_ctx
 from tests.factories.pulse import seeded_org
+from tests.support import ROOT
 from tests.support.processes import levqor_env
 
 
@@ -67,10 +69,17 @@ def test_cli_pulse_report(tmp_path) -> None:
     org = seeded_org()
     month = dt.date.today().strftime("%Y-%m")
     out = tmp_path / "pulse.pdf"
+    narrow = {**levqor_env(), "COLUMNS": "60", "PYTHONPATH": str(ROOT)}
+    # a relative --out from another directory: the line names the absolute path, unbroken at 60 columns
     r = subprocess.run([sys.executable, "-m", "api.cli", "pulse", "report", "--month", month, "--org", org.slug,
-                        "--out", str(out)], env=levqor_env(), capture_output=True, text=True, timeout=180)
+                        "--out", "pulse.pdf"], env=narrow, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     assert f"Pulse report {month}" in r.stdout and out.read_bytes().startswith(b"%PDF")
+    assert r.stdout.strip().count("\n") == 0 and r.stdout.strip().endswith(f"written to {out}"), r.stdout
+    r = subprocess.run([sys.executable, "-m", "api.cli", "pulse", "report", "--month", month, "--org", org.slug],
+                       env=narrow, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0 and r.stdout.strip().count("\n") == 0, r.stdout
+    assert re.search(r"; download https?://\S+/v1/pulse/reports/\S+$", r.stdout.strip()), r.stdout
     bad = subprocess.run([sys.executable, "-m", "api.cli", "pulse", "report", "--month", "2026-10-01",
                           "--org", org.slug], env=levqor_env(), capture_output=True, text=True, timeout=180)
     assert bad.returncode == 2 and "YYYY-MM" in bad.stderr
