@@ -13,6 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -24,7 +27,7 @@ from typing import Any
 import httpx
 
 from bench.chaos.harness import CHAOS_ENV, Platform, until
-from bench.chaos.measure import Result, busy_worker, call, finish, org_ctx, setup, states, submit, worker_of
+from bench.chaos.measure import Result, busy_worker, call, finish, incident, org_ctx, setup, states, submit, worker_of
 from levqor.settings import get_settings
 from memory.db import session_scope, utcnow
 from memory.jobs.models import Job
@@ -41,6 +44,7 @@ ALL_SCENARIOS: tuple[str, ...] = (  # one per line: the scenarios added later ap
     "partner_500s",
     "api_slowdown",
     "traffic_spike",
+    "supervisor_kill9",
 )
 # Per-scenario worker (and API) settings; ``{var_dir}`` is the scratch directory. Workers sweep expired
 # leases themselves on each heartbeat; in the expired-leases scenario that sweep is off, so the scenario
@@ -55,6 +59,10 @@ FIRST_WORKER_ENV: dict[str, dict[str, str]] = {
     "memory_leak": {"LEVQOR_CHAOS_LEAK_BYTES_PER_JOB": "6000000"},
 }
 WITH_API = frozenset({"api_slowdown"})  # scenarios whose platform also runs `levqor api`
+# Scenarios whose platform runs fewer worker processes than asked (they start their own `levqor up`).
+PLATFORM_WORKERS: dict[str, int] = {
+    "supervisor_kill9": 0,
+}
 
 
 def _signal_a_busy_worker(platform: Platform, res: Result, org_id: int, pipeline_id: int, sig: int,
@@ -328,6 +336,112 @@ def traffic_spike(platform: Platform, org_id: int, pipeline_id: int) -> Result:
 
 SPIKE_JOBS = 120
 
+
+class _Up:
+    """A ``levqor up`` of the chaos platform (one API process, two workers, a scheduler) on ``port``."""
+
+    def __init__(self, platform: Platform, port: int, name: str):
+        # the chaos suite's own loop is the monitor: the scheduler's would race it on the same incidents
+        env = {**platform.env, "LEVQOR_PORT": str(port), "LEVQOR_HOST": "127.0.0.1", "LEVQOR_API_PROCESSES": "1",
+               "LEVQOR_OPS_SAMPLE_INTERVAL_S": "86400"}
+        platform.logdir.mkdir(parents=True, exist_ok=True)
+        self.log = platform.logdir / f"{name}.err"
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "api.cli", "up", "--workers", "2"], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=self.log.open("wb"), start_new_session=True)
+
+    def children(self) -> list[Any]:
+        import psutil  # kept lazy: only this scenario reads the process tree
+
+        try:
+            return list(psutil.Process(self.proc.pid).children())
+        except psutil.NoSuchProcess:
+            return []
+
+    def ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"levqor up exited {self.proc.returncode}: {self.log.read_text()[-800:]}")
+        try:
+            return len(self.children()) >= 4 and httpx.get(self.base + "/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def restarts(self) -> int:
+        return self.log.read_text(errors="replace").count('"child exited; restarting"')
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def supervisor_kill9(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """``levqor up`` itself is killed -9 while its workers run jobs: its children stop with it (parent-death
+    signal, parent watch: no orphan keeps the port or runs jobs), the monitor sees the supervisor that
+    died uncleanly, and a ``levqor up`` started again on the same port comes up cleanly (no child
+    crash-loops) and runs every accepted job. *Recovered*: the incident resolved once the new supervisor
+    runs, no orphan, the new one ready with no restart, every job succeeded."""
+    import psutil  # kept lazy: only this scenario reads the process tree
+
+    res = Result("supervisor_kill9")
+    port = _free_port()
+    first = _Up(platform, port, "up-1")
+    second: _Up | None = None
+    problems: list[str] = []
+    orphans: list[Any] = []
+    try:
+        if not until(platform, first.ready, 120):
+            res.note = "the first levqor up never became ready"
+            return res
+        kids = first.children()
+        jobs = submit(org_id, pipeline_id, 12)
+        if not until(platform, lambda: states(jobs).get("running", 0) > 0, 30):
+            res.note = "no job started under the first levqor up"
+            return res
+        t0 = utcnow()
+        first.proc.kill()
+        first.proc.wait()
+        t_kill = time.monotonic()
+        until(platform, lambda: not [p for p in kids if p.is_running() and p.status() != psutil.STATUS_ZOMBIE],
+              30)
+        orphans = [p for p in kids if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if orphans:
+            problems.append(f"{len(orphans)} children outlived the supervisor")
+        else:
+            res.note = f"children gone {time.monotonic() - t_kill:.1f}s after the kill"
+        # the restart comes once the fault is seen (a service manager restarts at once; a monitor on this
+        # clock must see the dead supervisor before the new one replaces its record)
+        until(platform, lambda: incident(f"supervisor:{socket.gethostname()}", t0)[0] is not None, 15)
+        second = _Up(platform, port, "up-2")
+        if not until(platform, second.ready, 120):
+            problems.append("the restarted levqor up never became ready")
+        finish(platform, res, f"supervisor:{socket.gethostname()}", t0, jobs, timeout=120)
+        if second.restarts():
+            problems.append(f"a child of the restarted levqor up crash-looped ({second.restarts()} restarts)")
+    finally:
+        for p in orphans:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        first.stop()
+        if second is not None:
+            second.stop()
+    if problems:
+        res.recovered = False
+        res.note = (res.note + "; " + "; ".join(problems)).lstrip("; ")
+    return res
+
 SCENARIOS: dict[str, Callable[[Platform, int, int], Result]] = {  # one per line, in ALL_SCENARIOS order
     "worker_kill9": worker_kill9,
     "worker_hang": worker_hang,
@@ -337,6 +451,7 @@ SCENARIOS: dict[str, Callable[[Platform, int, int], Result]] = {  # one per line
     "partner_500s": partner_500s,
     "api_slowdown": api_slowdown,
     "traffic_spike": traffic_spike,
+    "supervisor_kill9": supervisor_kill9,
 }
 
 
@@ -355,7 +470,8 @@ def run(names: list[str], *, workers: int = 2, logdir: Path) -> list[Result]:
         org_id, pipeline_id = setup()
         var_dir = str(get_settings().var_dir)
         extra = {k: v.replace("{var_dir}", var_dir) for k, v in SCENARIO_ENV.get(name, {}).items()}
-        platform = Platform(workers, {**env, **extra}, logdir / name, first_env=FIRST_WORKER_ENV.get(name),
+        platform = Platform(PLATFORM_WORKERS.get(name, workers), {**env, **extra}, logdir / name,
+                            first_env=FIRST_WORKER_ENV.get(name),
                             api=name in WITH_API)
         try:
             results.append(SCENARIOS[name](platform, org_id, pipeline_id))

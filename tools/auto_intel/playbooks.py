@@ -176,6 +176,10 @@ OBSERVE_ONLY: dict[str, tuple[str, str | None]] = {
     # The fan-out's admission control is the action: shed work is recorded and replayable.
     "webhook_shedding": ("the webhook fan-out sheds new work beyond its backlog limits (recorded for replay); "
                          "watching until the backlog drains", None),
+    # Its children stopped with it (parent-death signal, parent watch) and hand back their jobs; the service
+    # manager (systemd, the orchestrator) starts `levqor up` again. A person if the API stays down.
+    "supervisor_dead": ("levqor up died; its processes stopped with it; waiting for it to be started again",
+                        "ops_api_down_escalate_s"),
 }
 
 

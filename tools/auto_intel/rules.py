@@ -2,7 +2,8 @@
 
 Queue age, expired leases, dead, hung or leaking workers, failing pipelines, slow API routes, an API
 that fails its readiness probes, failing partner endpoints, partner webhooks shed under overload, poison
-jobs and a capacity shortage (measured and forecast, :mod:`tools.auto_intel.capacity`). Thresholds are
+jobs, a capacity shortage (measured and forecast, :mod:`tools.auto_intel.capacity`) and a ``levqor up``
+supervisor that died without stopping cleanly. Thresholds are
 settings (``LEVQOR_OPS_*``).
 """
 
@@ -26,6 +27,7 @@ from memory.pulse.models import ReadinessProbe
 from tools.auto_intel.capacity import measure
 from tools.auto_intel.findings import Finding
 from tools.auto_intel.signals import parse_series
+from tools.jobs.workers import supervisors
 
 
 def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, float]]) -> list[Finding]:
@@ -123,6 +125,12 @@ def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, fl
     outage = _api_down(session, now)
     if outage is not None:
         out.append(outage)
+    for host, pid in supervisors(session):
+        if host == socket.gethostname() and not psutil.pid_exists(pid):
+            out.append(Finding(f"supervisor:{host}", "rule:supervisor_dead", "rule", "supervisor_dead",
+                               f"levqor up (pid {pid}) on {host} died without stopping cleanly; its children "
+                               "stop with it (parent-death signal, parent watch)", "critical",
+                               subject={"host": host, "pid": pid}, evidence={"pid": pid}, symptom_at=now))
 
     cap = measure(session, now, depth=int(values.get("jobs.queue.depth", 0)))
     if cap is not None and cap.short:
