@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,11 +30,15 @@ import httpx
 from bench.chaos.harness import CHAOS_ENV, Platform, until
 from bench.chaos.measure import Result, busy_worker, call, finish, incident, org_ctx, setup, states, submit, worker_of
 from levqor.settings import get_settings
-from memory.db import session_scope, utcnow
+from memory.agents.repository import AgentRepository
+from memory.db import aware, session_scope, utcnow
 from memory.jobs.models import Job
 from memory.jobs.repository import WorkerRepository
+from memory.leases.models import Lease
 from memory.partner.models import PartnerEmail, PluginInstall
+from memory.scheduler.repository import TickRepository
 from tools.context import SYSTEM, ToolContext
+from tools.schedules import SCHEDULER_LEASE
 
 ALL_SCENARIOS: tuple[str, ...] = (  # one per line: the scenarios added later append here
     "worker_kill9",
@@ -45,6 +50,7 @@ ALL_SCENARIOS: tuple[str, ...] = (  # one per line: the scenarios added later ap
     "api_slowdown",
     "traffic_spike",
     "supervisor_kill9",
+    "scheduler_kill9",
 )
 # Per-scenario worker (and API) settings; ``{var_dir}`` is the scratch directory. Workers sweep expired
 # leases themselves on each heartbeat; in the expired-leases scenario that sweep is off, so the scenario
@@ -53,6 +59,10 @@ ALL_SCENARIOS: tuple[str, ...] = (  # one per line: the scenarios added later ap
 SCENARIO_ENV: dict[str, dict[str, str]] = {
     "expired_leases": {"LEVQOR_JOB_LEASE_SWEEP": "false"},
     "api_slowdown": {"LEVQOR_CHAOS_API_DELAY_FILE": "{var_dir}/chaos-api-delay"},
+    "scheduler_kill9": {"LEVQOR_AGENT_SCHEDULES": '{"janitor": "interval:8"}', "LEVQOR_SCHEDULER_LEASE_S": "4",
+                        "LEVQOR_SCHEDULER_RENEW_S": "0.5", "LEVQOR_CHAOS_TICK_PAUSE": '{"agent.janitor": 5}',
+                        # the suite's own loop is the monitor (the schedulers' would race it)
+                        "LEVQOR_OPS_SAMPLE_INTERVAL_S": "86400"},
 }
 # Settings only the first worker process gets (its replacements run without them): the faulty one.
 FIRST_WORKER_ENV: dict[str, dict[str, str]] = {
@@ -385,6 +395,98 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _scheduler(platform: Platform, name: str) -> subprocess.Popen[bytes]:
+    platform.logdir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "api.cli", "scheduler"], env=platform.env,
+                            stdout=subprocess.DEVNULL, stderr=(platform.logdir / f"{name}.err").open("wb"),
+                            start_new_session=True)
+
+
+def _scheduler_lease() -> tuple[int | None, int]:
+    """The pid holding a live scheduler lease (None: nobody), and the lease's epoch."""
+    with session_scope() as s:
+        lease = s.get(Lease, SCHEDULER_LEASE)
+        if lease is None:
+            return None, 0
+        live = aware(lease.expires_at) > utcnow()
+        return (int(lease.holder.split(":")[1]) if live else None), lease.epoch
+
+
+def scheduler_kill9(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """The scheduler leader is killed -9 in the middle of a tick (the janitor agent's, every 8 s: its runs
+    started, the tick not yet recorded finished) while a standby scheduler runs. *Recovered*: the standby
+    leads within the lease's length, re-runs that tick once (recorded as taken over), and every
+    organisation got exactly one janitor run for it (none lost, none twice); the incident resolved."""
+    res = Result("scheduler_kill9")
+    ttl = float(platform.env["LEVQOR_SCHEDULER_LEASE_S"])
+    a = _scheduler(platform, "scheduler-a")
+    b: subprocess.Popen[bytes] | None = None
+    problems: list[str] = []
+    try:
+        if not until(platform, lambda: _scheduler_lease()[0] == a.pid, 60):
+            res.note = "the first scheduler never led"
+            return res
+        b = _scheduler(platform, "scheduler-b")
+        if not until(platform, lambda: "scheduler started" in (platform.logdir / "scheduler-b.err").read_text(), 60):
+            res.note = "the standby scheduler never started"
+            return res
+
+        def mid_tick() -> tuple[str, int] | None:  # A's janitor tick: its runs succeeded, not recorded finished
+            with session_scope() as s:
+                for t in TickRepository(s).ticks("agent.janitor"):
+                    if t.completed_at is None and t.holder.split(":")[1] == str(a.pid):
+                        runs = AgentRepository(s).runs_of_tick("janitor", f"{t.job}:{t.slot}")
+                        if runs and all(r.status == "succeeded" for r in runs):
+                            return t.job, t.slot
+            return None
+
+        hit = until(platform, mid_tick, 60)
+        if hit is None:
+            res.note = "the leader was never caught mid-tick"
+            return res
+        key = f"{hit[0]}:{hit[1]}"
+        t0 = utcnow()
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait()
+        killed = time.monotonic()
+        took: list[float] = []
+
+        def watch_lease() -> None:
+            if not took and _scheduler_lease()[0] == b.pid:
+                took.append(time.monotonic() - killed)
+
+        finish(platform, res, "scheduler", t0, [], timeout=90, during=watch_lease)
+        with session_scope() as s:
+            tick = next((t for t in TickRepository(s).ticks(hit[0]) if t.slot == hit[1]), None)
+            runs = AgentRepository(s).runs_of_tick("janitor", key)
+            orgs = len(AgentRepository(s).org_ids())
+        per_org = Counter(r.org_id for r in runs)
+        if not took:
+            problems.append("the standby never took the lease")
+        elif took[0] > ttl + 2:
+            problems.append(f"the standby took the lease {took[0]:.1f}s after the kill (lease {ttl:g}s)")
+        if tick is None or tick.completed_at is None or tick.taken_over_from is None:
+            problems.append(f"tick {key} was not taken over and finished")
+        if sorted(per_org.values()) != [1] * orgs:
+            problems.append(f"janitor runs for tick {key} per organisation: {dict(per_org)} ({orgs} organisations)")
+        res.lost = orgs - len(per_org)
+        res.note = (f"standby led {took[0]:.1f}s after the kill; " if took else "") + \
+            f"tick {key} re-run once, {len(runs)} janitor run(s) for {orgs} organisation(s)"
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+    if problems:
+        res.recovered = False
+        res.note = (res.note + "; " + "; ".join(problems)).lstrip("; ")
+    return res
+
+
 def supervisor_kill9(platform: Platform, org_id: int, pipeline_id: int) -> Result:
     """``levqor up`` itself is killed -9 while its workers run jobs: its children stop with it (parent-death
     signal, parent watch: no orphan keeps the port or runs jobs), the monitor sees the supervisor that
@@ -452,6 +554,7 @@ SCENARIOS: dict[str, Callable[[Platform, int, int], Result]] = {  # one per line
     "api_slowdown": api_slowdown,
     "traffic_spike": traffic_spike,
     "supervisor_kill9": supervisor_kill9,
+    "scheduler_kill9": scheduler_kill9,
 }
 
 
