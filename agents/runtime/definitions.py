@@ -134,4 +134,5 @@ def run_deps(run: RunInfo, reg: ToolRegistry | None, *, interruptible: bool = Tr
                            llm_client.chat_model(agent=run.agent, org_id=run.org_id),
                            run.model or llm_backend.model_name())
         log.warning("LLM unavailable; the run goes offline", extra={"fields": {"run": run.id, "why": why}})
+        store.go_offline(run.id)
     return RunDeps(run.agent, run.org_id, run.id, toolbox, "offline")

@@ -96,6 +96,11 @@ class AgentRepository:
             tokens_in=AgentRun.tokens_in + tokens_in, tokens_out=AgentRun.tokens_out + tokens_out,
             cost_micro_usd=AgentRun.cost_micro_usd + cost_micro_usd))
 
+    def set_mode(self, run_id: int, mode: str) -> None:
+        """Set the run's mode (``offline``: no model, as when its LLM was unavailable)."""
+        self.session.execute(update(AgentRun).where(AgentRun.id == run_id).values(
+            mode=mode, model=None if mode == "offline" else AgentRun.model))
+
     def set_status(self, run_id: int, status: str, *, summary: str | None = None, error: str | None = None,
                    finished: bool = False) -> None:
         values: dict[str, Any] = {"status": status}

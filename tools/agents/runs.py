@@ -157,6 +157,12 @@ def claim_run(run_id: int, from_status: str) -> tuple[bool, RunInfo | None]:
         return claimed, RunInfo.of(run) if run is not None else None
 
 
+def go_offline(run_id: int) -> None:
+    """Record that run ``run_id`` runs offline (its LLM was unavailable): a resume builds the same graph."""
+    with session_scope() as s:
+        AgentRepository(s).set_mode(run_id, "offline")
+
+
 def end_run(run_id: int, status: str, *, steps: int = 0, summary: str | None = None, error: str | None = None,
             finished: bool = True) -> None:
     """Count the run's graph steps and set its status (``finished`` stamps its end)."""

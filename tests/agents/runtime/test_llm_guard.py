@@ -98,6 +98,17 @@ def test_one_failed_call_opens_the_breaker_and_a_probe_closes_it(llm: Llm, org: 
     assert not [f for f in _findings("llm_outage") if f.subject["endpoint"] == llm_guard.endpoint()]
 
 
+def test_a_run_that_meets_the_outage_at_its_first_call_runs_offline(llm: Llm, org: OrgFixture) -> None:
+    script = llm(lambda body: {"status": 502})
+    run_id = start_run("janitor", org.org_id, "manual")
+    with session_scope() as s:
+        run = s.get(AgentRun, run_id)
+        assert run is not None and run.status == "succeeded" and run.mode == "offline" and run.model is None
+    assert len(script.requests) == 1  # the one call that found the endpoint down
+    b = _breaker()
+    assert b is not None and b.state == "open"
+
+
 def test_only_one_probe_goes_while_half_open(llm: Llm, org: OrgFixture) -> None:
     llm([{"status": 500}])
     with pytest.raises(Exception):
