@@ -1,16 +1,21 @@
-"""The chaos scenarios: eight faults injected into a running platform, and the suite that runs them.
+"""The chaos scenarios: faults injected into a running platform, and the suite that runs them.
 
 What *recovered* means per scenario: the healer's action was verified (worker restarted or recycled,
 leases requeued, poison job dead-lettered with every innocent job succeeding, failing partner endpoint
 disabled while the healthy one received every event, workers added and the backlog cleared), except
 ``api_slowdown``: no control action speeds up an API, so the healer only watches and the incident is
-resolved by the monitor once the injected latency is lifted (see :func:`api_slowdown`). Each scenario runs
-on a platform of its own (:func:`run`), so one fault cannot spoil the next.
+resolved by the monitor once the injected latency is lifted (see :func:`api_slowdown`); and the faults
+whose control is built in rather than a healer action (``supervisor_kill9``: the children's parent-death
+signal and parent watch, and a restart; ``scheduler_kill9``: the lease and the tick take-over;
+``llm_outage``: the circuit breaker and the cost cap), where the healer only watches and *recovered* is
+what each scenario's docstring checks. Each scenario runs on a platform of its own (:func:`run`), so one
+fault cannot spoil the next.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -30,6 +35,7 @@ import httpx
 from bench.chaos.harness import CHAOS_ENV, Platform, until
 from bench.chaos.measure import Result, busy_worker, call, finish, incident, org_ctx, setup, states, submit, worker_of
 from levqor.settings import get_settings
+from memory.agents.models import AgentRun
 from memory.agents.repository import AgentRepository
 from memory.db import aware, session_scope, utcnow
 from memory.jobs.models import Job
@@ -51,6 +57,7 @@ ALL_SCENARIOS: tuple[str, ...] = (  # one per line: the scenarios added later ap
     "traffic_spike",
     "supervisor_kill9",
     "scheduler_kill9",
+    "llm_outage",
 )
 # Per-scenario worker (and API) settings; ``{var_dir}`` is the scratch directory. Workers sweep expired
 # leases themselves on each heartbeat; in the expired-leases scenario that sweep is off, so the scenario
@@ -395,6 +402,152 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _FakeLlm:
+    """An OpenAI-compatible chat endpoint on 127.0.0.1 whose behaviour the scenario switches: ``ok``
+    (answers), ``hang`` (answers after the client's timeout), ``down`` (503), ``loop`` (asks for a tool
+    again and again, each answer costing $1.35 at gpt-4o-mini prices); it counts what reaches it."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.calls: Counter[str] = Counter()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+                mode = fake.mode
+                fake.calls[mode] += 1
+                if mode == "hang":
+                    time.sleep(LLM_HANG_S)
+                if mode in ("hang", "down"):
+                    self._send(503, {"error": {"message": "chaos: LLM outage", "type": "server_error"}})
+                    return
+                msg: dict[str, Any] = {"role": "assistant", "content": "All quiet."}
+                usage = (100, 20)
+                if mode == "loop":
+                    msg = {"role": "assistant", "content": None, "tool_calls": [{
+                        "id": f"call_{uuid.uuid4().hex[:8]}", "type": "function",
+                        "function": {"name": "jobs.list", "arguments": "{}"}}]}
+                    usage = (5_000_000, 1_000_000)
+                self._send(200, {"id": "chatcmpl-chaos", "object": "chat.completion", "created": int(time.time()),
+                                 "model": body.get("model", "gpt-4o-mini"),
+                                 "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1],
+                                           "total_tokens": sum(usage)},
+                                 "choices": [{"index": 0, "message": msg,
+                                              "finish_reason": "tool_calls" if mode == "loop" else "stop"}]})
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client gave up (timeout)
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+LLM_HANG_S = 2.5  # the client's timeout is 1 s in the scenario
+LLM_OUTAGE_HOLD_S = 8.0  # the endpoint stays down this long after detection ("minutes", scaled down)
+LLM_ENV = {"OPENAI_API_KEY": "sk-chaos", "LEVQOR_LLM_TIMEOUT_S": "1", "LEVQOR_LLM_MAX_RETRIES": "0",
+           "LEVQOR_LLM_BREAKER_OPEN_S": "3"}
+
+
+def _run(org_id: int) -> tuple[str, str]:
+    """Start a janitor run now (in this process, as the scheduler would); its status and mode."""
+    from agents.runtime import start_run  # kept lazy: the agents' runtime loads LangGraph
+
+    run_id = start_run("janitor", org_id, "manual")
+    with session_scope() as s:
+        run = s.get(AgentRun, run_id)
+        return (run.status, run.mode) if run is not None else ("missing", "")
+
+
+def llm_outage(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """The configured LLM endpoint first hangs past the client's timeout, then answers 503, for
+    ``LLM_OUTAGE_HOLD_S`` after detection while janitor runs keep starting (one a second); then it answers
+    again. Separately, the janitor's model loops on a tool at $1.35 a call. *Recovered*: every run during
+    the outage succeeded (offline from the first failed call on: only that call and the breaker's
+    half-open probes reached the endpoint), the incident resolved once a probe answered and the next run
+    used the LLM again; and the policy's daily cost cap stopped the loop, with an incident."""
+    from tools.agents import llm_guard  # kept lazy with the agents' runtime
+
+    res = Result("llm_outage")
+    fake = _FakeLlm()
+    saved = {k: os.environ.get(k) for k in (*LLM_ENV, "OPENAI_BASE_URL")}
+    os.environ.update({**LLM_ENV, "OPENAI_BASE_URL": fake.url})
+    get_settings.cache_clear()
+    problems: list[str] = []
+    try:
+        cause = f"llm:{llm_guard.endpoint()}"
+        if _run(org_id) != ("succeeded", "llm"):
+            res.note = "the janitor did not run with the LLM before the fault"
+            return res
+        t0 = utcnow()
+        fake.mode = "hang"
+        outage: list[tuple[str, str]] = []
+        back: list[tuple[str, str]] = []
+        at = {"next": 0.0, "detected": 0.0}
+
+        def traffic() -> None:
+            if fake.mode == "hang" and fake.calls["hang"]:
+                fake.mode = "down"  # the timeouts turn into 5xx answers
+            if res.detected and not at["detected"]:
+                at["detected"] = time.monotonic()
+            if at["detected"] and fake.mode != "ok" and time.monotonic() - at["detected"] >= LLM_OUTAGE_HOLD_S:
+                fake.mode = "ok"
+            if time.monotonic() >= at["next"] and len(outage) + len(back) < 80:  # runs go on after it, too
+                at["next"] = time.monotonic() + 1.0
+                (outage if fake.mode != "ok" else back).append(_run(org_id))
+
+        finish(platform, res, cause, t0, [], timeout=90, during=traffic)
+        reached = fake.calls["hang"] + fake.calls["down"]
+        after = back[-1] if back else _run(org_id)
+        failed = [r for r in outage + back if r[0] != "succeeded"]
+        if failed:
+            problems.append(f"{len(failed)} of {len(outage)} runs during the outage did not succeed: {failed[:3]}")
+        if after != ("succeeded", "llm"):
+            problems.append(f"after the outage the janitor ran {after}, not with the LLM")
+        offline = sum(1 for r in outage if r[1] == "offline")
+        res.note = (f"{len(outage)} runs during the outage ({offline} offline), {reached} calls reached the "
+                    f"failing endpoint (the first and the half-open probes), LLM again after")
+
+        fake.mode = "loop"
+        t1 = utcnow()
+        looped = _run(org_id)
+        loop_calls = fake.calls["loop"]
+        capped = until(platform, lambda: incident(f"llm_cost:{org_id}:janitor", t1)[0], 20)
+        if looped[0] != "failed" or loop_calls > 4:
+            problems.append(f"the looping janitor was not stopped by its cost cap ({loop_calls} calls, {looped})")
+        if capped is None:
+            problems.append("no incident for the cost cap")
+        res.note += f"; looping janitor stopped by the daily cost cap after {loop_calls} calls, incident opened"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        get_settings.cache_clear()
+        fake.close()
+    if problems:
+        res.recovered = False
+        res.note = (res.note + "; " + "; ".join(problems)).lstrip("; ")
+    return res
+
+
 def _scheduler(platform: Platform, name: str) -> subprocess.Popen[bytes]:
     platform.logdir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([sys.executable, "-m", "api.cli", "scheduler"], env=platform.env,
@@ -555,6 +708,7 @@ SCENARIOS: dict[str, Callable[[Platform, int, int], Result]] = {  # one per line
     "traffic_spike": traffic_spike,
     "supervisor_kill9": supervisor_kill9,
     "scheduler_kill9": scheduler_kill9,
+    "llm_outage": llm_outage,
 }
 
 
