@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+import openai
 import pytest
 from langchain_core.messages import HumanMessage
 from sqlalchemy import delete, update
@@ -24,6 +25,7 @@ from tests.fakes.openai import Script, Step
 from tools.agents import llm_guard
 from tools.auto_intel.rules import rule_findings
 
+FAILED_CALL = (openai.APIStatusError, openai.APITimeoutError)
 Llm = Callable[[list[Step] | Callable[[dict[str, Any]], Step]], Script]
 
 
@@ -62,7 +64,7 @@ def test_one_failed_call_opens_the_breaker_and_a_probe_closes_it(llm: Llm, org: 
     clean_ops()
     mode = {"down": True}
     script = llm(lambda body: dict(outage) if mode["down"] else {"content": "fine"})
-    with pytest.raises(Exception) as failed:
+    with pytest.raises(FAILED_CALL) as failed:
         _ask(org.org_id)
     assert llm_guard.is_outage(failed.value)
     b = _breaker()
@@ -83,7 +85,7 @@ def test_one_failed_call_opens_the_breaker_and_a_probe_closes_it(llm: Llm, org: 
     assert inc.cause == f"llm:{llm_guard.endpoint()}" and inc.evidence["state"] == "open"
 
     _due_for_a_probe()  # still failing: the probe fails and the breaker opens again at once
-    with pytest.raises(Exception):
+    with pytest.raises(FAILED_CALL):
         _ask(org.org_id)
     b = _breaker()
     assert b is not None and b.state == "open" and b.failures == 2 and len(script.requests) == asked + 1
@@ -111,7 +113,7 @@ def test_a_run_that_meets_the_outage_at_its_first_call_runs_offline(llm: Llm, or
 
 def test_only_one_probe_goes_while_half_open(llm: Llm, org: OrgFixture) -> None:
     llm([{"status": 500}])
-    with pytest.raises(Exception):
+    with pytest.raises(FAILED_CALL):
         _ask(org.org_id)
     _due_for_a_probe()
     first = llm_guard.check(org.org_id, "healer")
@@ -122,7 +124,7 @@ def test_only_one_probe_goes_while_half_open(llm: Llm, org: OrgFixture) -> None:
 
 def test_a_client_error_is_not_an_outage(llm: Llm, org: OrgFixture) -> None:
     llm([{"status": 400}])
-    with pytest.raises(Exception) as failed:
+    with pytest.raises(FAILED_CALL) as failed:
         _ask(org.org_id)
     assert not llm_guard.is_outage(failed.value)
     b = _breaker()
