@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, cast
 
-from sqlalchemy import Update, func, select, update
+from sqlalchemy import Update, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import func
 
 from memory.agents.models import AgentApproval, AgentMessage, AgentRun, AgentThread, AgentToolCall, LlmBreaker, LlmCost
 from memory.db import utcnow
@@ -55,13 +56,6 @@ class AgentRepository:
             stmt = stmt.where(AgentRun.id < before_id)
         return list(self.session.scalars(stmt.order_by(AgentRun.id.desc()).limit(limit)))
 
-    def runs_of_tick(self, agent: str, tick: str) -> list[AgentRun]:
-        """Runs of ``agent`` started for scheduler tick ``tick`` (``input.tick``), in any organisation."""
-        since = utcnow() - dt.timedelta(days=2)  # a tick is re-run within a day (tools.schedules)
-        return list(self.session.scalars(select(AgentRun).where(
-            AgentRun.agent == agent, AgentRun.created_at >= since,
-            AgentRun.input["tick"].as_string() == tick).order_by(AgentRun.id)))
-
     def active_run(self, org_id: int, agent: str) -> AgentRun | None:
         return self.session.scalar(select(AgentRun).where(
             AgentRun.org_id == org_id, AgentRun.agent == agent, AgentRun.status.in_(ACTIVE)).limit(1))
@@ -70,6 +64,13 @@ class AgentRepository:
         """Runs of ``agent`` in any organisation that have not ended (queued, running, waiting)."""
         return list(self.session.scalars(select(AgentRun).where(
             AgentRun.agent == agent, AgentRun.status.in_(ACTIVE)).order_by(AgentRun.id.desc()).limit(limit)))
+
+    def runs_of_tick(self, agent: str, tick: str) -> list[AgentRun]:
+        """Runs of ``agent`` started for scheduler tick ``tick`` (``input.tick``), in any organisation."""
+        since = utcnow() - dt.timedelta(days=2)  # a tick is re-run within a day (tools.schedules)
+        return list(self.session.scalars(select(AgentRun).where(
+            AgentRun.agent == agent, AgentRun.created_at >= since,
+            AgentRun.input["tick"].as_string() == tick).order_by(AgentRun.id)))
 
     def claim_run(self, run_id: int, from_status: str = "queued") -> bool:
         """Move a run from ``from_status`` to running; only one caller wins."""
