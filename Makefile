@@ -72,7 +72,7 @@ bench-forecast: venv $(BENCH_STAMP)
 bench-jobs: venv
 	$(PY) bench/jobs/run.py
 
-# All eight chaos scenarios on a scratch SQLite database: the table, then `chaos: detected=N/8 ...` last.
+# All the chaos scenarios on a scratch SQLite database: the table, then `chaos: detected=N/M ...` last.
 bench-chaos: venv
 	$(PY) bench/chaos/run.py
 

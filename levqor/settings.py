@@ -218,6 +218,10 @@ class Settings(BaseSettings):
         0, description="Seconds between scheduler lease renewals; 0 means a third of the lease.")
     llm_timeout_s: float = Field(30, description="LLM request timeout in seconds.")
     llm_max_retries: int = Field(2, description="LLM request retries (with backoff) before a run fails.")
+    llm_breaker_failures: int = Field(1, ge=1, description="LLM calls in a row that time out or get a server "
+                                      "error before the endpoint's circuit breaker opens (agents run offline).")
+    llm_breaker_open_s: float = Field(30, gt=0, description="Seconds an open LLM circuit breaker refuses calls "
+                                      "before it lets one probe call through (half-open).")
     llm_prices: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {
             "gpt-4o-mini": {"in": 0.15, "out": 0.60}, "gpt-4o": {"in": 2.50, "out": 10.00},
@@ -308,6 +312,10 @@ class Settings(BaseSettings):
     )
     chaos_api_delay_file: str = Field(
         "", description="Chaos suite only: the API sleeps, per request, the seconds written in this file; empty: off."
+    )
+    chaos_tick_pause: dict[str, float] = Field(
+        default_factory=dict, description="Chaos suite only (JSON: scheduled job -> seconds): the scheduler waits "
+        "this long after the job's work and before recording its tick finished (a window to kill it mid-tick)."
     )
     ops_resolve_quiet_s: float = Field(30, description="An incident not seen for this long resolves itself.")
     ops_api_down_probes: int = Field(2, description="Rule: this many failed /readyz probes in a row open an "

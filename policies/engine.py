@@ -76,6 +76,9 @@ class ActorPolicy(Strict):
     rate_limits: list[RateLimit] = []
     # tool -> argument -> maximum (a number's value, or a list's, string's or object's length)
     arg_limits: dict[ToolName, dict[str, float]] = {}
+    # An agent's LLM spend per organisation and day (USD): past it, its model calls stop (it runs offline)
+    # until the next day. On ``agent:*``, the cap of every agent that does not set its own.
+    llm_daily_cost_cap_usd: float | None = Field(None, ge=0)
 
 
 class VolumeTier(Strict):
@@ -333,6 +336,14 @@ class PolicyEngine:
         if kind == "system" and "system" in actors:
             return "system", actors["system"]
         return "(none)", ActorPolicy()
+
+    def llm_cost_cap_micro_usd(self, agent: str) -> int | None:
+        """The daily LLM cost cap of ``agent`` (its own entry's, else ``agent:*``'s) in micro-USD, or None."""
+        own = self.doc.actors.get(f"agent:{agent}")
+        cap = own.llm_daily_cost_cap_usd if own is not None else None
+        if cap is None and "agent:*" in self.doc.actors:
+            cap = self.doc.actors["agent:*"].llm_daily_cost_cap_usd
+        return None if cap is None else round(cap * 1_000_000)
 
     def evaluate(self, actor: str, kind: str, spec: ToolRef, args: dict[str, Any],
                  recent_count: Callable[[str, int], int] | None = None) -> Decision:

@@ -13,7 +13,8 @@ log = logging.getLogger("levqor.process")
 
 
 def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT (the handlers are installed for this process)."""
+    """An event set by SIGTERM or SIGINT (the handlers are installed for this process). Under ``levqor up``
+    it is also set when the supervisor goes away (:func:`watch_supervisor`)."""
     stop = threading.Event()
 
     def handle(signum: int, _frame: object) -> None:
@@ -22,7 +23,42 @@ def stop_on_signals() -> threading.Event:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    watch_supervisor(stop)
     return stop
+
+
+SUPERVISOR_ENV = "LEVQOR_SUPERVISOR_PID"  # set by ``levqor up`` for its children: the pid to watch
+PARENT_POLL_S = 0.5
+
+
+def parent_gone(parent_pid: int) -> bool:
+    """Whether this process's parent is no longer ``parent_pid`` (it died: the child was re-parented)."""
+    return os.getppid() != parent_pid
+
+
+def watch_supervisor(stop: threading.Event | None = None, *, poll_s: float = PARENT_POLL_S) -> bool:
+    """The parent watch, beside the parent-death signal (which a platform may lack, or a process may
+    reset): when ``LEVQOR_SUPERVISOR_PID`` is set and this process's parent changes, stop it as SIGTERM
+    would (``stop`` set, or SIGTERM sent to itself). Whether a watch was started: only in a direct child
+    of the supervisor (one the child started, like uvicorn's API processes, has the parent-death signal)."""
+    raw = os.environ.get(SUPERVISOR_ENV, "")
+    if not raw.isdigit() or parent_gone(int(raw)):
+        return False  # not a direct child of ``levqor up`` (e.g. a process the API itself started)
+    parent = int(raw)
+    waiter = stop if stop is not None else threading.Event()
+
+    def watch() -> None:
+        while not parent_gone(parent):
+            if waiter.wait(poll_s):
+                return
+        log.warning("supervisor gone; stopping", extra={"fields": {"supervisor_pid": parent}})
+        if stop is not None:
+            stop.set()
+        else:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
+    return True
 
 
 PR_SET_PDEATHSIG = 1

@@ -2,7 +2,10 @@
 
 The schedules come from the features (``workers.wiring.schedules``). Each tick ``(job, slot)`` is
 claimed in the database together with a renewal of the lease, so a tick runs once even when two
-schedulers overlap; the lease's epoch is the fencing token of the tick (``TICK.epoch``). A scheduled
+schedulers overlap; the lease's epoch is the fencing token of the tick (``TICK.epoch``). A tick is
+marked complete when its work finished; a leader that takes the lease over re-runs, once, each tick its
+predecessor claimed and never completed (killed mid-tick), under that tick's slot (``TICK.slot``, and
+``tools.schedules.current_tick`` for effects that must happen once per tick). A scheduled
 function that decides an agent should run returns :class:`RunRequest` decisions, and they are started
 here, after its own work has committed.
 """
@@ -23,14 +26,13 @@ from agents.runtime import start_run
 from levqor.metrics import start_process
 from levqor.settings import get_settings
 from memory.db import session_scope
-from tools.schedules import RunRequest, Schedule, claim_tick, lead, step_down
+from tools.schedules import TICK, RunRequest, Schedule, claim_tick, complete_tick, lead, step_down, unfinished_ticks
 from workers import wiring
 from workers.process import stop_on_signals
 
 log = logging.getLogger("levqor.process")
 
-# The tick being run in this thread: ``TICK.slot`` and ``TICK.epoch`` (the lease's fencing token).
-TICK = threading.local()
+__all__ = ["TICK", "run_scheduler", "run_scheduled", "start_requested"]
 _SLOT_BASE = 946684800.0  # 2000-01-01 UTC: interval ticks fire at BASE + k * interval, slot k
 
 
@@ -49,9 +51,17 @@ def _slot(every: float | str) -> int:
     return int((time.time() - _SLOT_BASE + seconds / 4) // seconds)
 
 
-def _claim_tick(name: str, slot: int, holder: str, ttl: float) -> int | None:
+def _claim_tick(name: str, slot: int, holder: str, ttl: float, *, take_over: bool = False) -> int | None:
     with session_scope() as session:
-        return claim_tick(session, name, slot, holder, ttl)
+        return claim_tick(session, name, slot, holder, ttl, take_over=take_over)
+
+
+def _complete_tick(name: str, slot: int, holder: str, epoch: int) -> None:
+    try:
+        with session_scope() as session:
+            complete_tick(session, name, slot, holder, epoch)
+    except Exception:  # the tick stays unfinished: a later leader runs it again (its effects are keyed)
+        log.exception("could not record a finished scheduler tick", extra={"fields": {"job": name, "slot": slot}})
 
 
 def start_requested(requests: Iterable[RunRequest]) -> list[int]:
@@ -84,30 +94,52 @@ def run_scheduler(schedules: list[Schedule] | None = None) -> None:
     sched = BackgroundScheduler(timezone="UTC")
     ttl = s.scheduler_lease_s
 
+    def tick(job: Schedule, slot: int, *, take_over: bool = False) -> None:
+        """Claim tick ``(job, slot)`` (or take it over), run it, record it finished."""
+        try:
+            epoch = _claim_tick(job.name, slot, holder, ttl, take_over=take_over)
+        except Exception:
+            log.exception("could not claim a scheduler tick", extra={"fields": {"job": job.name}})
+            return
+        if epoch is None:  # not leading any more, or this tick already ran elsewhere
+            return
+        if take_over:
+            log.warning("re-running a tick its leader left unfinished",
+                        extra={"fields": {"job": job.name, "slot": slot, "epoch": epoch}})
+        TICK.job, TICK.slot, TICK.epoch = job.name, slot, epoch
+        try:
+            run_scheduled(job)
+        except Exception:
+            log.exception("scheduled job failed", extra={"fields": {"job": job.name}})
+        finally:
+            TICK.job = TICK.slot = TICK.epoch = None
+        if job.name in s.chaos_tick_pause:
+            stop.wait(s.chaos_tick_pause[job.name])
+        _complete_tick(job.name, slot, holder, epoch)
+
     def guarded(job: Schedule) -> Callable[[], None]:
         def run() -> None:
-            if not leading.is_set():
-                return
-            slot = _slot(job.every)
-            try:
-                epoch = _claim_tick(job.name, slot, holder, ttl)
-            except Exception:
-                log.exception("could not claim a scheduler tick", extra={"fields": {"job": job.name}})
-                return
-            if epoch is None:  # not leading any more, or this tick already ran elsewhere
-                return
-            TICK.slot, TICK.epoch = slot, epoch
-            try:
-                run_scheduled(job)
-            except Exception:
-                log.exception("scheduled job failed", extra={"fields": {"job": job.name}})
+            if leading.is_set():
+                tick(job, _slot(job.every))
         return run
 
-    seen: set[str] = set()
+    def recover(epoch: int) -> None:
+        """Re-run (once, on the scheduler's threads) each tick a dead leader left unfinished."""
+        try:
+            with session_scope() as session:
+                left = unfinished_ticks(session, epoch, ttl, list(by_name))
+        except Exception:
+            log.exception("could not read unfinished scheduler ticks")
+            return
+        for name, slot in left:
+            sched.add_job(tick, args=(by_name[name], slot), kwargs={"take_over": True},
+                          id=f"recover:{name}:{slot}", replace_existing=True)
+
+    by_name: dict[str, Schedule] = {}
     for job in jobs:
-        if job.name in seen:
+        if job.name in by_name:
             continue
-        seen.add(job.name)
+        by_name[job.name] = job
         sched.add_job(guarded(job), _trigger(job.every), id=job.name, max_instances=1, coalesce=True)
     sched.start()
     log.info("scheduler started", extra={"fields": {"holder": holder}})
@@ -121,6 +153,7 @@ def run_scheduler(schedules: list[Schedule] | None = None) -> None:
         if epoch is not None and not leading.is_set():
             log.info("scheduler leading", extra={"fields": {"holder": holder, "epoch": epoch}})
             leading.set()
+            recover(epoch)
         elif epoch is None and leading.is_set():
             log.warning("scheduler lost the lease; standing by")
             leading.clear()

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from levqor.metrics import mark_process_dead, prepare_multiproc_dir
 from levqor.settings import get_settings
 from memory.db import session_scope
-from tools.jobs.workers import scale_decision
-from workers.process import child_of, stop_on_signals
+from tools.jobs.workers import scale_decision, supervisor_started, supervisor_stopped
+from workers.process import SUPERVISOR_ENV, child_of, stop_on_signals
 
 log = logging.getLogger("levqor.process")
 
@@ -44,6 +44,19 @@ def desired_workers(base: int) -> int:
         log.warning("could not read the desired worker count; keeping %s", base, exc_info=True)
         return base
     return base if decision is None else decision[0]
+
+
+def _record(started: bool) -> bool:
+    """Record this supervisor as running this host's processes (or as stopped cleanly); False if the
+    store failed (it is tried again). A supervisor that dies without the second record (SIGKILL) is what
+    the monitor's ``supervisor_dead`` rule sees."""
+    try:
+        with session_scope() as s:
+            (supervisor_started if started else supervisor_stopped)(s, os.getpid())
+        return True
+    except Exception:
+        log.warning("could not record the supervisor", exc_info=True)
+        return False
 
 
 def _rescale(children: list[Child], retiring: list[Child], base: int, start: Callable[[Child], None]) -> None:
@@ -75,7 +88,7 @@ def supervise(workers: int | None = None) -> int:
     n = s.workers if workers is None else workers
     mpdir = s.metrics_multiproc_dir or s.var_dir / "prometheus"
     prepare_multiproc_dir(mpdir)
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(mpdir.resolve())}
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(mpdir.resolve()), SUPERVISOR_ENV: str(os.getpid())}
     exe = [sys.executable, "-m", "api.cli"]
     children = [Child("api", [*exe, "api"]), Child("scheduler", [*exe, "scheduler"])]
     children += [Child(f"worker-{i + 1}", [*exe, "worker"]) for i in range(n)]
@@ -91,9 +104,11 @@ def supervise(workers: int | None = None) -> int:
     log.info("levqor up", extra={"fields": {"url": s.base_url, "workers": n}})
     retiring: list[Child] = []
     next_scale_check = 0.0
+    recorded = False
     while not stop.is_set():
         if time.monotonic() >= next_scale_check:
             next_scale_check = time.monotonic() + SCALE_CHECK_S
+            recorded = recorded or _record(True)
             _rescale(children, retiring, n, start)
         retiring = [c for c in retiring if c.proc is not None and c.proc.poll() is None]
         for child in children:
@@ -122,5 +137,6 @@ def supervise(workers: int | None = None) -> int:
             log.warning("child did not stop; killing", extra={"fields": {"role": child.role}})
             child.proc.kill()
             child.proc.wait()
+    _record(False)
     log.info("all processes stopped")
     return 0

@@ -9,6 +9,7 @@ that list agents and queue their runs read it; a definition must name an entry t
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,11 +19,14 @@ from agents import llm as llm_client
 from agents.runtime.toolbox import Toolbox
 from levqor import llm as llm_backend
 from levqor.metrics import LLM_TOKENS
+from tools.agents import llm_guard
 from tools.agents import runs as store
 from tools.agents.catalog import AGENTS, AgentInfo
 from tools.agents.runs import RunInfo
 from tools.errors import NotFound
 from tools.registry import ToolRegistry
+
+log = logging.getLogger("levqor.agents")
 
 # Modules that define agents (each calls :func:`register_agent` on import).
 AGENT_MODULES: tuple[str, ...] = ("agents.janitor.graph", "agents.advisor.graph", "agents.planner.graph",
@@ -124,6 +128,11 @@ def run_deps(run: RunInfo, reg: ToolRegistry | None, *, interruptible: bool = Tr
     toolbox = Toolbox(run.agent, run.org_id, run.id, reg, interruptible=interruptible,
                       platform=get_agent(run.agent).platform)
     if run.mode == "llm":
-        return RunDeps(run.agent, run.org_id, run.id, toolbox, "llm", llm_client.chat_model(),
-                       run.model or llm_backend.model_name())
+        why = llm_guard.offline_now(run.org_id, run.agent)
+        if not why:
+            return RunDeps(run.agent, run.org_id, run.id, toolbox, "llm",
+                           llm_client.chat_model(agent=run.agent, org_id=run.org_id),
+                           run.model or llm_backend.model_name())
+        log.warning("LLM unavailable; the run goes offline", extra={"fields": {"run": run.id, "why": why}})
+        store.go_offline(run.id)
     return RunDeps(run.agent, run.org_id, run.id, toolbox, "offline")

@@ -9,6 +9,7 @@ committed (:func:`execute_after_commit`, :func:`resume_after_commit`), in the pr
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -18,6 +19,7 @@ from agents.runtime.definitions import get_agent, run_deps
 from levqor.metrics import AGENT_RUNS
 from levqor.settings import get_settings
 from memory.agents.checkpointer import checkpointer
+from tools.agents import llm_guard
 from tools.agents import runs as store
 from tools.agents.runs import RunInfo
 from tools.events.service import after_commit
@@ -60,11 +62,26 @@ def execute_run(run_id: int, *, resume: dict[str, Any] | None = None, reg: ToolR
     steps = 0
     paused = False
     try:
-        for chunk in graph.stream(inp, config, stream_mode="updates"):
-            if "__interrupt__" in chunk:
-                paused = True
-            else:
-                steps += 1
+        try:
+            for chunk in graph.stream(inp, config, stream_mode="updates"):
+                if "__interrupt__" in chunk:
+                    paused = True
+                else:
+                    steps += 1
+        except Exception as exc:
+            # The LLM failed (or was refused) before the run did anything: it runs offline instead, at once.
+            if deps.mode != "llm" or resume is not None or steps or not _llm_unavailable(exc):
+                raise
+            log.warning("LLM unavailable at the run's first call; running it offline",
+                        extra={"fields": {"run": run_id, "agent": run.agent, "error": f"{type(exc).__name__}"}})
+            store.go_offline(run_id)
+            deps = run_deps(dataclasses.replace(run, mode="offline", model=None), reg)
+            graph = agent.build(deps).compile(checkpointer=checkpointer())
+            for chunk in graph.stream(agent.initial_state(deps, dict(run.input)), config, stream_mode="updates"):
+                if "__interrupt__" in chunk:
+                    paused = True
+                else:
+                    steps += 1
         values = graph.get_state(config).values
         # A graph may end its run as declined (the advisor, asked something outside what it answers).
         status = "waiting_approval" if paused else ("declined" if values.get("declined") else "succeeded")
@@ -78,6 +95,10 @@ def execute_run(run_id: int, *, resume: dict[str, Any] | None = None, reg: ToolR
     log.info("agent run", extra={"fields": {"run": run_id, "agent": run.agent, "status": status,
                                             "steps": steps}})
     return status
+
+
+def _llm_unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, llm_guard.LlmUnavailable) or llm_guard.is_outage(exc)
 
 
 def run_values(run_id: int, reg: ToolRegistry | None = None) -> dict[str, Any]:

@@ -18,13 +18,14 @@ from levqor.settings import get_settings
 from tools.agents import runs as store
 from tools.events.service import EventRecord, Reaction
 from tools.registry import ToolRegistry
-from tools.schedules import Schedule
+from tools.schedules import Schedule, current_tick
 
 
 def run_for_all_orgs(agent: str, trigger: str = "schedule", reg: ToolRegistry | None = None) -> list[int]:
-    """Run ``agent`` once per organisation (skipping orgs where it is still active)."""
+    """Run ``agent`` once per organisation (skipping orgs where it is still active); on the scheduler,
+    once per tick (a tick re-run by the next leader starts no run twice)."""
     get_agent(agent)
-    ids = store.queue_for_all_orgs(agent, trigger)
+    ids = store.queue_for_all_orgs(agent, trigger, tick=current_tick())
     for run_id in ids:
         execute_run(run_id, reg=reg)
     return ids

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from api.cli.common import boot, policy_or_exit
 from levqor.metrics import mark_process_dead, prepare_multiproc_dir
 from levqor.settings import Settings, get_settings
-from workers.process import die_with_parent
+from workers.process import die_with_parent, watch_supervisor
 
 cli = typer.Typer()
 
@@ -74,6 +74,7 @@ def api(host: Annotated[str | None, typer.Option()] = None, port: Annotated[int 
             mpdir = s.metrics_multiproc_dir or s.var_dir / "prometheus"
             prepare_multiproc_dir(mpdir)
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mpdir.resolve())
+    watch_supervisor()  # under `levqor up`: stop (as SIGTERM does) if the supervisor goes
     uvicorn.run("api.cli.serve:worker_app" if n > 1 else "api.app:create_app", factory=True,
                 host=host or s.host, port=port or s.port, workers=n if n > 1 else None,
                 log_config=None, access_log=False, timeout_graceful_shutdown=10)

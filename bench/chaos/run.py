@@ -1,4 +1,4 @@
-"""The chaos suite: break a small real platform eight ways and measure detection and self-healing.
+"""The chaos suite: break a small real platform in many ways and measure detection and self-healing.
 
     python bench/chaos/run.py [SCENARIO ...] [--here] [--workers N] [--json FILE] [--keep]
 
@@ -28,7 +28,7 @@ from bench.chaos import harness, scenarios  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="levqor chaos run", description=__doc__.splitlines()[0])
-    ap.add_argument("scenario", nargs="*", help="Scenarios (default: all eight)")
+    ap.add_argument("scenario", nargs="*", help="Scenarios (default: all of them)")
     ap.add_argument("--here", action="store_true", help="Use the configured database, not a scratch one")
     ap.add_argument("--workers", type=int, default=2, choices=range(2, 9), metavar="N", help="Worker processes (2-8)")
     ap.add_argument("--json", dest="json_out", type=Path, help="Also write the results here")

@@ -133,3 +133,20 @@ class AgentMessage(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("agent_runs.id", ondelete="SET NULL"),
                                                nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LlmBreaker(Base):
+    """The circuit breaker of one LLM endpoint, shared by every process: ``closed`` (calls go),
+    ``open`` (calls refused until ``retry_at``: agents run offline), ``half_open`` (one probe call is out,
+    until ``probe_until``)."""
+
+    __tablename__ = "llm_breakers"
+
+    endpoint: Mapped[str] = mapped_column(String(300), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="closed")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    opened_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    retry_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    probe_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -9,8 +9,9 @@ from sqlalchemy import Update, delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import func
 
-from memory.agents.models import AgentApproval, AgentMessage, AgentRun, AgentThread, AgentToolCall, LlmCost
+from memory.agents.models import AgentApproval, AgentMessage, AgentRun, AgentThread, AgentToolCall, LlmBreaker, LlmCost
 from memory.db import utcnow
 from memory.identity.models import Organization
 from memory.policy.models import PolicyDecision
@@ -78,6 +79,13 @@ class AgentRepository:
         return list(self.session.scalars(select(AgentRun).where(
             AgentRun.agent == agent, AgentRun.status.in_(ACTIVE)).order_by(AgentRun.id.desc()).limit(limit)))
 
+    def runs_of_tick(self, agent: str, tick: str) -> list[AgentRun]:
+        """Runs of ``agent`` started for scheduler tick ``tick`` (``input.tick``), in any organisation."""
+        since = utcnow() - dt.timedelta(days=2)  # a tick is re-run within a day (tools.schedules)
+        return list(self.session.scalars(select(AgentRun).where(
+            AgentRun.agent == agent, AgentRun.created_at >= since,
+            AgentRun.input["tick"].as_string() == tick).order_by(AgentRun.id)))
+
     def claim_run(self, run_id: int, from_status: str = "queued") -> bool:
         """Move a run from ``from_status`` to running; only one caller wins."""
         if not _updated(self.session, update(AgentRun).where(
@@ -102,6 +110,11 @@ class AgentRepository:
             steps=AgentRun.steps + steps, tools_called=AgentRun.tools_called + tools_called,
             tokens_in=AgentRun.tokens_in + tokens_in, tokens_out=AgentRun.tokens_out + tokens_out,
             cost_micro_usd=AgentRun.cost_micro_usd + cost_micro_usd))
+
+    def set_mode(self, run_id: int, mode: str) -> None:
+        """Set the run's mode (``offline``: no model, as when its LLM was unavailable)."""
+        self.session.execute(update(AgentRun).where(AgentRun.id == run_id).values(
+            mode=mode, model=None if mode == "offline" else AgentRun.model))
 
     def set_status(self, run_id: int, status: str, *, summary: str | None = None, error: str | None = None,
                    finished: bool = False) -> None:
@@ -249,3 +262,72 @@ class AgentRepository:
         rows = self.session.scalars(select(AgentMessage).where(AgentMessage.thread_id == thread_id)
                                     .order_by(AgentMessage.id.desc()).limit(limit))
         return list(reversed(list(rows)))
+
+
+class LlmBreakerRepository:
+    """The LLM endpoints' circuit breakers: each change is one conditional write, so processes agree."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def get(self, endpoint: str) -> LlmBreaker | None:
+        return self.session.get(LlmBreaker, endpoint)
+
+    def all(self) -> list[LlmBreaker]:
+        return list(self.session.scalars(select(LlmBreaker).order_by(LlmBreaker.endpoint)))
+
+    def _row(self, endpoint: str) -> LlmBreaker:
+        row = self.session.get(LlmBreaker, endpoint)
+        if row is None:
+            try:
+                with self.session.begin_nested():
+                    self.session.add(LlmBreaker(endpoint=endpoint, state="closed", failures=0, changed_at=utcnow()))
+            except IntegrityError:
+                pass
+            row = self.session.get(LlmBreaker, endpoint)
+            assert row is not None
+        return row
+
+    def take_probe(self, endpoint: str, now: dt.datetime, probe_s: float) -> bool:
+        """Move an open breaker whose wait is over (or a half-open one whose probe was lost) to half-open
+        with this caller's probe out; only one caller wins."""
+        return bool(_updated(self.session, update(LlmBreaker).where(
+            LlmBreaker.endpoint == endpoint,
+            ((LlmBreaker.state == "open") & (LlmBreaker.retry_at <= now))
+            | ((LlmBreaker.state == "half_open") & (LlmBreaker.probe_until <= now)))
+            .values(state="half_open", probe_until=now + dt.timedelta(seconds=probe_s), changed_at=now)))
+
+    def succeeded(self, endpoint: str, now: dt.datetime) -> str | None:
+        """A call answered: close the breaker; the state it left (None if it was closed with no failures)."""
+        row = self.session.get(LlmBreaker, endpoint)
+        if row is None or (row.state == "closed" and not row.failures):
+            return None
+        before = row.state
+        self.session.execute(update(LlmBreaker).where(LlmBreaker.endpoint == endpoint).values(
+            state="closed", failures=0, opened_at=None, retry_at=None, probe_until=None, changed_at=now))
+        return before
+
+    def failed(self, endpoint: str, now: dt.datetime, error: str, *, threshold: int, open_s: float) -> str:
+        """A call timed out or got a server error: count it, and open the breaker at ``threshold`` failures
+        in a row (or at once when it was half-open: the probe failed); its state now."""
+        row = self._row(endpoint)
+        self.session.execute(update(LlmBreaker).where(LlmBreaker.endpoint == endpoint).values(
+            failures=LlmBreaker.failures + 1, last_error=error[:500], changed_at=now))
+        self.session.refresh(row)
+        if row.state == "half_open" or row.failures >= threshold:
+            self.session.execute(update(LlmBreaker).where(LlmBreaker.endpoint == endpoint).values(
+                state="open", opened_at=row.opened_at or now, retry_at=now + dt.timedelta(seconds=open_s),
+                probe_until=None))
+            self.session.refresh(row)
+        return row.state
+
+    def spent_today(self, org_id: int, agent: str, day: dt.date) -> int:
+        """Micro-USD ``agent`` spent on LLM calls in ``org_id`` on ``day``."""
+        return int(self.session.scalar(select(func.coalesce(func.sum(LlmCost.cost_micro_usd), 0)).where(
+            LlmCost.org_id == org_id, LlmCost.agent == agent, LlmCost.day == day)) or 0)
+
+    def spend_by_agent(self, day: dt.date) -> list[tuple[int, str, int]]:
+        """``(org_id, agent, micro-USD)`` of every agent's LLM spend on ``day``."""
+        rows = self.session.execute(select(LlmCost.org_id, LlmCost.agent, func.sum(LlmCost.cost_micro_usd))
+                                    .where(LlmCost.day == day).group_by(LlmCost.org_id, LlmCost.agent))
+        return [(int(o), str(a), int(c or 0)) for o, a, c in rows]

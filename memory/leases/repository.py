@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -45,6 +45,24 @@ class LeaseRepository:
         self.session.execute(
             update(Lease).where(Lease.name == name, Lease.holder == holder).values(expires_at=utcnow())
         )
+
+    def put(self, name: str, holder: str, ttl_s: float) -> None:
+        """Set lease ``name`` to ``holder`` whoever held it (a record of who runs, not a claim)."""
+        until = utcnow() + dt.timedelta(seconds=ttl_s)
+        row = self.session.get(Lease, name)
+        if row is None:
+            self.session.add(Lease(name=name, holder=holder, expires_at=until, epoch=1))
+        else:
+            row.holder, row.expires_at, row.epoch = holder, until, row.epoch + (row.holder != holder)
+        self.session.flush()
+
+    def drop(self, name: str, holder: str) -> None:
+        """Delete lease ``name`` if ``holder`` still holds it."""
+        self.session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
+
+    def named(self, prefix: str) -> list[Lease]:
+        """The leases whose name starts with ``prefix``."""
+        return list(self.session.scalars(select(Lease).where(Lease.name.startswith(prefix, autoescape=True))))
 
     def _epoch(self, name: str) -> int:
         return int(self.session.scalar(select(Lease.epoch).where(Lease.name == name)) or 0)

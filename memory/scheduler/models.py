@@ -1,4 +1,7 @@
-"""Scheduler ticks: one row per scheduled job and time slot, so a tick runs once across leaders."""
+"""Scheduler ticks: one row per scheduled job and time slot, so a tick runs once across leaders.
+
+``completed_at`` is set when the tick's work finished; a tick whose leader died before that is taken
+over once by the next leader (``taken_over_at``, ``taken_over_from``) and run again."""
 
 from __future__ import annotations
 
@@ -20,3 +23,6 @@ class SchedulerTick(Base):
     holder: Mapped[str] = mapped_column(String(200))
     epoch: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    taken_over_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    taken_over_from: Mapped[str | None] = mapped_column(String(200))

@@ -2,11 +2,13 @@
 
 Each request takes the next step of the script (or asks a function for it). A step is
 ``{"content": str | None, "tool_calls": [{"name": ..., "args": {...}}], "usage": (in, out)}``. Every tool
-call gets an ``id`` (clients need it). Plain JSON and SSE streaming (with a usage chunk when asked).
+call gets an ``id`` (clients need it). Plain JSON and SSE streaming (with a usage chunk when asked). An
+outage: ``{"status": 503}`` answers that error, ``{"delay": seconds}`` answers that late (a timeout).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -53,6 +55,11 @@ def make_app(script: Script) -> Any:
     async def completions(request: Request) -> Any:
         body = await request.json()
         step = script.next(body)
+        if step.get("delay"):
+            await asyncio.sleep(float(step["delay"]))
+        if step.get("status"):
+            return JSONResponse({"error": {"message": "scripted outage", "type": "server_error"}},
+                                status_code=int(step["status"]))
         calls = _tool_calls(step)
         pin, pout = step.get("usage", DEFAULT_USAGE)
         usage = {"prompt_tokens": pin, "completion_tokens": pout, "total_tokens": pin + pout}

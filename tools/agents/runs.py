@@ -122,11 +122,24 @@ def queue_unless_active(session: Session, agent: str, org_id: int, trigger: str,
     return add_run(session, agent, org_id, trigger, input=input).id
 
 
-def queue_for_all_orgs(agent: str, trigger: str) -> list[int]:
-    """Queue a run of ``agent`` in every organisation where none is active; their ids."""
+def queue_for_all_orgs(agent: str, trigger: str, *, tick: str | None = None) -> list[int]:
+    """Queue a run of ``agent`` in every organisation where none is active; their ids. With ``tick`` (the
+    scheduler tick's key), once per tick: an organisation that has a run for it gets none, and the runs
+    of it still queued (their scheduler died before starting them) are returned to run now."""
     with session_scope() as s:
-        queued = (queue_unless_active(s, agent, org_id, trigger) for org_id in AgentRepository(s).org_ids())
-        return [run_id for run_id in queued if run_id is not None]
+        repo = AgentRepository(s)
+        if tick is None:
+            queued = (queue_unless_active(s, agent, org_id, trigger) for org_id in repo.org_ids())
+            return [run_id for run_id in queued if run_id is not None]
+        had = repo.runs_of_tick(agent, tick)
+        ids = [r.id for r in had if r.status == "queued"]
+        done = {r.org_id for r in had}
+        for org_id in repo.org_ids():
+            if org_id not in done:
+                run_id = queue_unless_active(s, agent, org_id, trigger, input={"tick": tick})
+                if run_id is not None:
+                    ids.append(run_id)
+        return ids
 
 
 def run_info(run_id: int) -> RunInfo | None:
@@ -142,6 +155,12 @@ def claim_run(run_id: int, from_status: str) -> tuple[bool, RunInfo | None]:
         claimed = repo.claim_run(run_id, from_status)
         run = repo.run(run_id)
         return claimed, RunInfo.of(run) if run is not None else None
+
+
+def go_offline(run_id: int) -> None:
+    """Record that run ``run_id`` runs offline (its LLM was unavailable): a resume builds the same graph."""
+    with session_scope() as s:
+        AgentRepository(s).set_mode(run_id, "offline")
 
 
 def end_run(run_id: int, status: str, *, steps: int = 0, summary: str | None = None, error: str | None = None,

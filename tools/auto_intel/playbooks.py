@@ -176,6 +176,21 @@ OBSERVE_ONLY: dict[str, tuple[str, str | None]] = {
     # The fan-out's admission control is the action: shed work is recorded and replayable.
     "webhook_shedding": ("the webhook fan-out sheds new work beyond its backlog limits (recorded for replay); "
                          "watching until the backlog drains", None),
+    # Its children stopped with it (parent-death signal, parent watch) and hand back their jobs; the service
+    # manager (systemd, the orchestrator) starts `levqor up` again. A person if the API stays down.
+    "supervisor_dead": ("levqor up died; its processes stopped with it; waiting for it to be started again",
+                        "ops_api_down_escalate_s"),
+    # The lease is the control: a standby scheduler (or the restarted one) takes it within its length and
+    # re-runs each unfinished tick once (tools.schedules). The monitor itself runs on the leader.
+    "scheduler_failover": ("the next scheduler leader re-runs each tick its predecessor left unfinished, once; "
+                           "watching", None),
+    # The circuit breaker is the control (tools.agents.llm_guard): agents run offline while it is open and
+    # a half-open probe closes it once the endpoint answers.
+    "llm_outage": ("agents run offline while the LLM endpoint fails (circuit breaker open); watching until a "
+                   "probe call answers", None),
+    # The cap is the control: the agent's model calls are refused for the rest of the day.
+    "llm_cost_cap": ("the agent's LLM calls are refused until tomorrow (daily cost cap in policy.json); a person "
+                     "may look into why it spent so much", None),
 }
 
 

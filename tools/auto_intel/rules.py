@@ -2,7 +2,9 @@
 
 Queue age, expired leases, dead, hung or leaking workers, failing pipelines, slow API routes, an API
 that fails its readiness probes, failing partner endpoints, partner webhooks shed under overload, poison
-jobs and a capacity shortage (measured and forecast, :mod:`tools.auto_intel.capacity`). Thresholds are
+jobs, a capacity shortage (measured and forecast, :mod:`tools.auto_intel.capacity`) and a ``levqor up``
+supervisor that died without stopping cleanly, a scheduler leader that died mid-tick, a failing LLM endpoint
+(its circuit breaker open) and an agent over its daily LLM cost cap. Thresholds are
 settings (``LEVQOR_OPS_*``).
 """
 
@@ -17,15 +19,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from levqor.settings import get_settings
+from memory.agents.repository import LlmBreakerRepository
 from memory.db import aware as _aware
 from memory.jobs.models import Pipeline
 from memory.ops.repository import SignalRepository, SignalSourceRepository
 from memory.partner.models import PluginInstall
 from memory.partner.repository import PartnerRepository
 from memory.pulse.models import ReadinessProbe
+from policies.engine import get_engine as get_policy_engine
 from tools.auto_intel.capacity import measure
 from tools.auto_intel.findings import Finding
 from tools.auto_intel.signals import parse_series
+from tools.jobs.workers import supervisors
+from tools.schedules import failover
 
 
 def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, float]]) -> list[Finding]:
@@ -120,9 +126,26 @@ def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, fl
                            subject={"org_id": org_id}, evidence={"shed": shed, "reason": reason},
                            org_id=org_id, symptom_at=first))
 
+    fo = failover(session, float(s.scheduler_lease_s), window.total_seconds())
+    if fo.left or fo.taken:
+        what = (f"{len(fo.left)} tick(s) unfinished" if fo.left else "") + \
+            ("; " if fo.left and fo.taken else "") + (f"{len(fo.taken)} re-run by the new leader" if fo.taken else "")
+        out.append(Finding("scheduler", "rule:scheduler_failover", "rule", "scheduler_failover",
+                           f"A scheduler leader died mid-tick: {what}", "high",
+                           evidence={"unfinished": fo.left[:50], "taken_over": fo.taken[:50]},
+                           symptom_at=fo.since or now))
+
+    out += _llm_findings(session, now)
+
     outage = _api_down(session, now)
     if outage is not None:
         out.append(outage)
+    for host, pid in supervisors(session):
+        if host == socket.gethostname() and not psutil.pid_exists(pid):
+            out.append(Finding(f"supervisor:{host}", "rule:supervisor_dead", "rule", "supervisor_dead",
+                               f"levqor up (pid {pid}) on {host} died without stopping cleanly; its children "
+                               "stop with it (parent-death signal, parent watch)", "critical",
+                               subject={"host": host, "pid": pid}, evidence={"pid": pid}, symptom_at=now))
 
     cap = measure(session, now, depth=int(values.get("jobs.queue.depth", 0)))
     if cap is not None and cap.short:
@@ -140,6 +163,32 @@ def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, fl
                            subject={"job_id": job.id, "pipeline_id": job.pipeline_id},
                            evidence={"attempts": job.attempts, "last_error": (job.last_error or "")[:300]},
                            org_id=job.org_id, symptom_at=now))
+    return out
+
+
+def _llm_findings(session: Session, now: dt.datetime) -> list[Finding]:
+    """An LLM endpoint whose circuit breaker is open (agents run offline), and agents whose LLM spend in
+    an organisation reached today's cap (``llm_daily_cost_cap_usd``: their calls are refused)."""
+    out: list[Finding] = []
+    repo = LlmBreakerRepository(session)
+    for b in repo.all():
+        if b.state != "closed":
+            out.append(Finding(f"llm:{b.endpoint}", "rule:llm_outage", "rule", "llm_outage",
+                               f"LLM endpoint {b.endpoint} is failing ({b.failures} failed call(s)); agents run "
+                               "offline until a probe call answers", "high", subject={"endpoint": b.endpoint},
+                               evidence={"state": b.state, "failures": b.failures,
+                                         "last_error": (b.last_error or "")[:300]},
+                               symptom_at=_aware(b.opened_at) if b.opened_at else now))
+    engine = get_policy_engine()
+    for org_id, agent, spent in repo.spend_by_agent(now.date()):
+        cap = engine.llm_cost_cap_micro_usd(agent)
+        if cap is not None and spent >= cap:
+            out.append(Finding(f"llm_cost:{org_id}:{agent}", f"rule:llm_cost_cap:{agent}", "rule", "llm_cost_cap",
+                               f"Agent {agent} spent ${spent / 1e6:.2f} on LLM calls today (cap ${cap / 1e6:.2f}): "
+                               "its calls are refused until tomorrow (it runs offline)", "medium",
+                               subject={"agent": agent, "org_id": org_id},
+                               evidence={"spent_micro_usd": spent, "cap_micro_usd": cap}, org_id=org_id,
+                               symptom_at=now))
     return out
 
 

@@ -21,6 +21,7 @@ from memory.audit.repository import AuditRepository
 from memory.db import utcnow
 from memory.jobs.models import Worker
 from memory.jobs.repository import JobRepository, WorkerRepository
+from memory.leases.repository import LeaseRepository
 from tools.context import ToolContext
 from tools.enterprise import audit_log
 from tools.enterprise.rbac import require_staff
@@ -231,3 +232,30 @@ def scale_workers(ctx: ToolContext, params: ScaleIn) -> ScaleOut:
     health = worker_health(ctx.session)
     return ScaleOut(desired=params.desired, previous=previous, limit=s.workers_max, until=until,
                     healthy=health.get("healthy", 0))
+
+
+# ---- the supervisors (``levqor up``) running on each host -------------------------------------------
+
+SUPERVISOR_LEASE = "supervisor:"  # + host: held by the ``levqor up`` running there (``host:pid``)
+
+
+def supervisor_started(session: Session, pid: int, host: str | None = None) -> None:
+    """Record that ``levqor up`` (``pid``) supervises this host's processes now (it replaces any earlier)."""
+    host = host or socket.gethostname()
+    LeaseRepository(session).put(SUPERVISOR_LEASE + host, f"{host}:{pid}", 86400 * 365)
+
+
+def supervisor_stopped(session: Session, pid: int, host: str | None = None) -> None:
+    """Record that ``levqor up`` (``pid``) stopped cleanly (with its children)."""
+    host = host or socket.gethostname()
+    LeaseRepository(session).drop(SUPERVISOR_LEASE + host, f"{host}:{pid}")
+
+
+def supervisors(session: Session) -> list[tuple[str, int]]:
+    """``(host, pid)`` of each ``levqor up`` that started and has not stopped cleanly."""
+    out = []
+    for lease in LeaseRepository(session).named(SUPERVISOR_LEASE):
+        host, _, pid = lease.holder.rpartition(":")
+        if pid.isdigit():
+            out.append((host, int(pid)))
+    return out
