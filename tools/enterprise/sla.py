@@ -199,7 +199,37 @@ class Measurement:
     gaps: list[Span]
 
 
-def measure(start: dt.datetime, end: dt.datetime, probes: list[tuple[dt.datetime, bool]],
+@dataclass(frozen=True)
+class ProbeEvidence:
+    """What the /readyz probes say about a period: the same for every organisation, so computed once."""
+
+    observed: list[Span]
+    failed: list[Span]
+    probes: int
+    failed_probes: int
+
+
+def probe_evidence(start: dt.datetime, end: dt.datetime, probes: list[tuple[dt.datetime, bool]],
+                   interval_s: float) -> ProbeEvidence:
+    """Observed and failed spans of ``[start, end)`` from ``probes`` (time, ok), oldest first: a probe stands
+    for the time until the next one, at most two probe intervals; probes just before the period still speak
+    for its first moments."""
+    t0, t1 = _ts(start), _ts(end)
+    observed: list[Span] = []
+    failed: list[Span] = []
+    stamps = [(_ts(ts), ok) for ts, ok in probes]
+    for i, (ts, ok) in enumerate(stamps):
+        nxt = stamps[i + 1][0] if i + 1 < len(stamps) else ts + interval_s
+        span = max(ts, t0), min(nxt, ts + 2 * interval_s, t1)
+        if span[1] > span[0]:
+            observed.append(span)
+            if not ok:
+                failed.append(span)
+    in_period = [ok for ts, ok in stamps if t0 <= ts < t1]
+    return ProbeEvidence(merge(observed), merge(failed), len(in_period), sum(1 for ok in in_period if not ok))
+
+
+def measure(start: dt.datetime, end: dt.datetime, probes: list[tuple[dt.datetime, bool]] | ProbeEvidence,
             outages: list[Outage], maintenance: list[tuple[dt.datetime, dt.datetime]],
             interval_s: float) -> Measurement:
     """Measure ``[start, end)``: downtime is the union of failed-probe spans and outage incidents, less
@@ -220,17 +250,8 @@ def measure(start: dt.datetime, end: dt.datetime, probes: list[tuple[dt.datetime
 
     maint = merge([clip(_ts(a), _ts(b)) for a, b in maintenance])
     eligible = (t1 - t0) - length(maint)
-    observed: list[Span] = []
-    failed: list[Span] = []
-    # Probes just before the period still speak for its first moments.
-    stamps = [(_ts(ts), ok) for ts, ok in probes]
-    for i, (ts, ok) in enumerate(stamps):
-        nxt = stamps[i + 1][0] if i + 1 < len(stamps) else ts + interval_s
-        span = clip(ts, min(nxt, ts + 2 * interval_s))
-        if span[1] > span[0]:
-            observed.append(span)
-            if not ok:
-                failed.append(span)
+    evidence = probes if isinstance(probes, ProbeEvidence) else probe_evidence(start, end, probes, interval_s)
+    observed, failed = evidence.observed, evidence.failed
     events: list[EventSpan] = []
     outage_spans: list[Span] = []
     for o in outages:
@@ -253,10 +274,9 @@ def measure(start: dt.datetime, end: dt.datetime, probes: list[tuple[dt.datetime
     downtime = length(counted)
     uptime = None if observed_s <= 0 or eligible <= 0 else round(100.0 * (1 - downtime / eligible), 4)
     gaps = [g for g in subtract(subtract([(t0, t1)], maint), seen) if g[1] - g[0] > 2 * interval_s]
-    in_period = [p for p in stamps if t0 <= p[0] < t1]
     return Measurement(eligible_s=eligible, maintenance_s=length(maint), observed_s=observed_s,
                        downtime_s=downtime, excluded_downtime_s=length(intersect(down, maint)), uptime_pct=uptime,
-                       probes=len(in_period), failed_probes=sum(1 for _, ok in in_period if not ok),
+                       probes=evidence.probes, failed_probes=evidence.failed_probes,
                        events=sorted(events, key=lambda e: e.start), gaps=gaps)
 
 
@@ -397,8 +417,30 @@ def _fee(session: Session, org: Organization, start: dt.datetime, end: dt.dateti
     return 0, org.plan, "usd", False
 
 
-def build_report(session: Session, org: Organization, month: str, now: dt.datetime | None = None) -> SlaReport:
-    """The SLA report of ``org`` for ``month`` (month to date when it has not ended)."""
+@dataclass(frozen=True)
+class MonthProbes:
+    """The evidence of the platform's /readyz probes for a month (up to a moment) and whether any is demo."""
+
+    evidence: ProbeEvidence
+    demo: bool
+
+
+def month_probes(session: Session, month: str, now: dt.datetime | None = None) -> MonthProbes:
+    """What the platform's /readyz probes say about ``month`` (up to ``now``): the same for every organisation,
+    so a run over many organisations reads and measures them once."""
+    now = now or utcnow()
+    start, month_end = month_bounds(month)
+    end = min(month_end, now)
+    interval = float(get_settings().pulse_probe_interval_s)
+    rows = SlaRepository(session).probes(start - dt.timedelta(seconds=2 * interval), end)
+    return MonthProbes(probe_evidence(start, end, [(ts, ok) for ts, ok, _ in rows], interval),
+                       any(d for _, _, d in rows))
+
+
+def build_report(session: Session, org: Organization, month: str, now: dt.datetime | None = None,
+                 probes: MonthProbes | None = None) -> SlaReport:
+    """The SLA report of ``org`` for ``month`` (month to date when it has not ended); ``probes`` from
+    ``month_probes`` for the same month and ``now`` when the caller already has them."""
     now = now or utcnow()
     start, month_end = month_bounds(month)
     if start > now:
@@ -410,10 +452,11 @@ def build_report(session: Session, org: Organization, month: str, now: dt.dateti
     fee, plan, currency, fee_demo = _fee(session, org, start, month_end)
     commitment = commitments().get(plan)
     # Probes of the last two intervals before the month speak for its first moments.
-    probes = repo.probes(start - dt.timedelta(seconds=2 * interval), end)
+    if probes is None:
+        probes = month_probes(session, month, now)
     outages = repo.outages(org_id=org.id, start=start, end=end, diagnoses=OUTAGE_DIAGNOSES)
     windows = repo.windows(org_id=org.id, start=start, end=month_end)
-    m = measure(start, end, [(ts, ok) for ts, ok, _ in probes],
+    m = measure(start, end, probes.evidence,
                 [_outage(o) for o in outages], [(w.starts_at, w.ends_at) for w in windows], interval)
     notes: list[str] = []
     met: bool | None = None
@@ -455,7 +498,7 @@ def build_report(session: Session, org: Organization, month: str, now: dt.dateti
             return "counted"
         return "excluded" if e.counted_s <= 0 else "partly excluded"
 
-    demo = (fee_demo or any(d for _, _, d in probes) or any(o.demo for o in outages) or any(w.demo for w in windows)
+    demo = (fee_demo or probes.demo or any(o.demo for o in outages) or any(w.demo for w in windows)
             or (note_row is not None and note_row.demo))
     return SlaReport(
         org_id=org.id, org_slug=org.slug, org_name=org.name, month=month, period_start=start, period_end=end,
@@ -504,10 +547,10 @@ class CreditRunOut(BaseModel):
 
 
 def issue_credit(ctx: ToolContext, org: Organization, month: str, *, now: dt.datetime | None = None,
-                 demo: bool = False) -> tuple[CreditNote | None, bool]:
+                 demo: bool = False, probes: MonthProbes | None = None) -> tuple[CreditNote | None, bool]:
     """Write the credit note ``org`` is owed for finished ``month`` (and its audit entries) when the
     commitment was missed: (note or None, whether this call wrote it). Safe to repeat."""
-    report = build_report(ctx.session, org, month, now)
+    report = build_report(ctx.session, org, month, now, probes)
     if report.in_progress:
         raise BadRequest("credits are issued only for finished months", field="month")
     repo = BillingRepository(ctx.session)
@@ -545,9 +588,11 @@ def issue_credits(ctx: ToolContext, params: CreditRunIn) -> CreditRunOut:
         ids = [i for i, _, _ in repo.orgs_on_plans(tuple(commitments()))]
         orgs = [o for o in (IdentityRepository(ctx.session).org(i) for i in ids) if o is not None]
     out = CreditRunOut(month=params.month, evaluated=0, issued=[], already_issued=0)
+    now = utcnow()
+    probes = month_probes(ctx.session, params.month, now)
     for org in orgs:
         out.evaluated += 1
-        note, wrote = issue_credit(ctx, org, params.month)
+        note, wrote = issue_credit(ctx, org, params.month, now=now, probes=probes)
         if wrote and note is not None:
             out.issued.append(CreditNoteRead.of(note))
         elif note is not None:
@@ -564,13 +609,14 @@ def run_monthly(now: dt.datetime | None = None) -> None:
     month = previous_month(now)
     with session_scope() as s:
         ids = [i for i, _, _ in SlaRepository(s).orgs_on_plans(tuple(commitments()))]
+        probes = month_probes(s, month, now) if ids else None
     system = Principal(kind="system", id="sla", org_id=None, role="admin", name="SLA monthly run")
     for org_id in ids:
         try:
             with session_scope() as s:
                 org = IdentityRepository(s).org(org_id)
                 if org is not None:
-                    issue_credit(ToolContext(s, system), org, month, now=now)
+                    issue_credit(ToolContext(s, system), org, month, now=now, probes=probes)
         except Exception:
             log.exception("SLA credit run failed", extra={"fields": {"org_id": org_id, "month": month}})
 
