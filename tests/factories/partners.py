@@ -76,9 +76,20 @@ def secrets_for(client: Any, w: World, install_id: int) -> dict[str, Any]:
 
 
 def emit_event(name: str, payload: dict[str, Any], org_id: int) -> None:
-    """Emit a platform event (committed) and run the outbox dispatcher so hooks fan out."""
+    """Emit a platform event (committed) and run the outbox dispatcher until the event is dispatched, so hooks
+    have fanned out (a dispatcher thread another test left running may have claimed it first)."""
+    from memory.events.models import Event
+    from tests.support import wait_for
+
     with session_scope() as s:
-        emit(s, name, payload, org_id=org_id)
-    for _ in range(5):
-        if dispatch_pending() == 0:
-            break
+        ev = emit(s, name, payload, org_id=org_id)
+        s.flush()
+        event_id = ev.id
+
+    def dispatched() -> bool:
+        dispatch_pending()
+        with session_scope() as s:
+            ev = s.get(Event, event_id)
+            return ev is not None and ev.dispatched_at is not None
+
+    wait_for(dispatched, timeout=20, what=f"event {name} dispatched")
