@@ -18,6 +18,7 @@ from tests.support.database import IS_PG, REQUIRE_SYSTEM, TEST_DB_URL, TMP, rese
 pytest_plugins = [
     "tests.factories.orgs",
     "tests.factories.settings",
+    "tests.fakes.notion",
     "tests.fakes.openai",
     "tests.fakes.smtp",
     "tests.fakes.jobs_tools",

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
 
 
 class FakeNotion:
@@ -103,3 +106,17 @@ def _typed(props: dict[str, Any]) -> dict[str, Any]:
         kind = next(iter(value))
         out[name] = {"id": name[:4], "type": kind, **value}
     return out
+
+
+@pytest.fixture()
+def notion(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNotion]:
+    """A running FakeNotion that the settings point at (token, data source, base URL) for the test."""
+    from levqor.settings import get_settings
+
+    with FakeNotion() as fake:
+        monkeypatch.setenv("LEVQOR_NOTION_TOKEN", fake.token)
+        monkeypatch.setenv("LEVQOR_NOTION_DATA_SOURCE_ID", fake.data_source_id)
+        monkeypatch.setenv("LEVQOR_NOTION_BASE_URL", fake.base_url)
+        get_settings.cache_clear()
+        yield fake
+    get_settings.cache_clear()

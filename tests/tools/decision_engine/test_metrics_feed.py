@@ -3,26 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-
-import pytest
 
 from tests.factories.orgs import org_ctx
 from tests.factories.pulse import seeded_org
 from tests.fakes.notion import FakeNotion
-
-
-@pytest.fixture()
-def notion(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNotion]:
-    from levqor.settings import get_settings
-
-    with FakeNotion() as fake:
-        monkeypatch.setenv("LEVQOR_NOTION_TOKEN", fake.token)
-        monkeypatch.setenv("LEVQOR_NOTION_DATA_SOURCE_ID", fake.data_source_id)
-        monkeypatch.setenv("LEVQOR_NOTION_BASE_URL", fake.base_url)
-        get_settings.cache_clear()
-        yield fake
-    get_settings.cache_clear()
 
 
 def test_feed_merges_notion_history_and_local_wins(client, notion: FakeNotion) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -98,19 +97,6 @@ def test_the_pdf_of_the_month_in_progress_says_so() -> None:
     assert "Change per day" in text  # a month to date's totals are compared per day, not with a whole month
     old = subprocess.run(["pdftotext", "-", "-"], input=whole, capture_output=True, check=True).stdout.decode()
     assert "Month in progress" not in old and "month to date" not in old and "Change per day" not in old
-
-
-@pytest.fixture()
-def notion(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNotion]:
-    from levqor.settings import get_settings
-
-    with FakeNotion() as fake:
-        monkeypatch.setenv("LEVQOR_NOTION_TOKEN", fake.token)
-        monkeypatch.setenv("LEVQOR_NOTION_DATA_SOURCE_ID", fake.data_source_id)
-        monkeypatch.setenv("LEVQOR_NOTION_BASE_URL", fake.base_url)
-        get_settings.cache_clear()
-        yield fake
-    get_settings.cache_clear()
 
 
 def _gauges(text: str, name: str, org_id: int) -> dict[str, dict[str, float]]:
