@@ -182,7 +182,20 @@ def memory_leak(platform: Platform, org_id: int, pipeline_id: int) -> Result:
     return finish(platform, res, f"worker:{w.id}", t0, jobs, timeout=90, during=keep_busy)
 
 
-class _Receiver:
+class _LoopbackServer:
+    """An HTTP server on 127.0.0.1 (a free port) served from a daemon thread; ``url`` ends with ``path``."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler], path: str = "") -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _Receiver(_LoopbackServer):
     """Partner endpoints on 127.0.0.1: ``/ok`` answers 200, ``/fail`` answers 500; counts what arrives."""
 
     def __init__(self) -> None:
@@ -201,13 +214,7 @@ class _Receiver:
                 self.send_header("content-length", "0")
                 self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
 
 def partner_installs(org_id: int, receiver: str) -> dict[str, int]:
@@ -402,7 +409,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class _FakeLlm:
+class _FakeLlm(_LoopbackServer):
     """An OpenAI-compatible chat endpoint on 127.0.0.1 whose behaviour the scenario switches: ``ok``
     (answers), ``hang`` (answers after the client's timeout), ``down`` (503), ``loop`` (asks for a tool
     again and again, each answer costing $1.35 at gpt-4o-mini prices); it counts what reaches it."""
@@ -450,13 +457,7 @@ class _FakeLlm:
                 except OSError:  # the client gave up (timeout)
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler, "/v1")
 
 
 LLM_HANG_S = 2.5  # the client's timeout is 1 s in the scenario
