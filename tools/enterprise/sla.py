@@ -432,6 +432,7 @@ def month_probes(session: Session, month: str, now: dt.datetime | None = None) -
     start, month_end = month_bounds(month)
     end = min(month_end, now)
     interval = float(get_settings().pulse_probe_interval_s)
+    # Probes of the last two intervals before the month speak for its first moments.
     rows = SlaRepository(session).probes(start - dt.timedelta(seconds=2 * interval), end)
     return MonthProbes(probe_evidence(start, end, [(ts, ok) for ts, ok, _ in rows], interval),
                        any(d for _, _, d in rows))
@@ -451,7 +452,6 @@ def build_report(session: Session, org: Organization, month: str, now: dt.dateti
     repo = SlaRepository(session)
     fee, plan, currency, fee_demo = _fee(session, org, start, month_end)
     commitment = commitments().get(plan)
-    # Probes of the last two intervals before the month speak for its first moments.
     if probes is None:
         probes = month_probes(session, month, now)
     outages = repo.outages(org_id=org.id, start=start, end=end, diagnoses=OUTAGE_DIAGNOSES)
