@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from levqor.llm import model_name
-from levqor.settings import get_settings
+from levqor.llm import model_name, request_limits
 from tools.agents import llm_guard
 
 
@@ -52,13 +51,13 @@ def chat_model(*, agent: str | None = None, org_id: int | None = None, **overrid
     in ``org_id`` when given."""
     from langchain_openai import ChatOpenAI  # kept lazy: start-up time (offline mode never loads it)
 
-    s = get_settings()
+    timeout, retries = request_limits()
     kwargs: dict[str, Any] = {
         "model": model_name(),
         "api_key": os.environ.get("OPENAI_API_KEY") or "not-needed",
         "base_url": os.environ.get("OPENAI_BASE_URL") or None,
-        "timeout": float(os.environ.get("LEVQOR_LLM_TIMEOUT_S") or s.llm_timeout_s),
-        "max_retries": int(os.environ.get("LEVQOR_LLM_MAX_RETRIES") or s.llm_max_retries),
+        "timeout": timeout,
+        "max_retries": retries,
         # Compatible servers (vLLM, Ollama, llama.cpp) serve chat completions, not /v1/responses.
         "use_responses_api": False,
         # Token usage while streaming (the chat endpoint streams); costs need it.

@@ -17,6 +17,14 @@ def model_name() -> str:
     return os.environ.get("LEVQOR_LLM_MODEL") or DEFAULT_MODEL
 
 
+def request_limits() -> tuple[float, int]:
+    """(timeout in seconds, retries) of one model request: ``LEVQOR_LLM_TIMEOUT_S`` and
+    ``LEVQOR_LLM_MAX_RETRIES`` as the environment has them now, else the settings."""
+    s = get_settings()
+    return (float(os.environ.get("LEVQOR_LLM_TIMEOUT_S") or s.llm_timeout_s),
+            int(os.environ.get("LEVQOR_LLM_MAX_RETRIES") or s.llm_max_retries))
+
+
 def is_online() -> bool:
     """Whether an OpenAI-compatible backend is configured."""
     return bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))

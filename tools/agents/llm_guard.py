@@ -17,6 +17,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+from levqor.llm import request_limits
 from levqor.settings import get_settings
 from memory.agents.repository import LlmBreakerRepository
 from memory.db import aware, session_scope, utcnow
@@ -45,9 +46,7 @@ def endpoint() -> str:
 
 
 def _probe_s() -> float:
-    s = get_settings()
-    timeout = float(os.environ.get("LEVQOR_LLM_TIMEOUT_S") or s.llm_timeout_s)
-    retries = int(os.environ.get("LEVQOR_LLM_MAX_RETRIES") or s.llm_max_retries)
+    timeout, retries = request_limits()
     return timeout * (retries + 1) + 5.0  # a probe still out after this was lost with its process
 
 
