@@ -782,12 +782,11 @@ def api_kill9(platform: Platform, org_id: int, pipeline_id: int) -> Result:
             runs = Counter(s.scalars(select(Job.attempts).where(Job.id.in_(jobs))))
         twice = sum(n > 1 for n in made.values()) + sum(n for a, n in runs.items() if a != 1)
         unanswered = len(made) - len(tally.accepted)
+        last = f", the last {max(tally.failed_at) - killed:+.2f}s after the kill" if tally.failed_at else ""
         res.note = (f"{len(before)} API processes, pid {victim} killed; "
                     + (f"replaced {replaced[0]:.1f}s after; " if replaced else "")
                     + f"{tally.requests} requests, {tally.failed} failed after safe retries "
-                    f"({tally.first_failed} without: {dict(tally.errors) or 'none'}"
-                    + (f", {max(tally.failed_at) - killed:+.2f}s after the kill at the latest" if tally.failed_at else "")
-                    + "), "
+                    f"({tally.first_failed} without: {dict(tally.errors) or 'none'}{last}), "
                     f"{len(jobs)} submissions accepted")
         if not replaced:
             problems.append("the killed API process was not replaced")
