@@ -53,7 +53,11 @@ def drop_dead_processes(mpdir: Path) -> list[int]:
 
 def _record(started: bool) -> None:
     """Record this API process as serving (or as stopped cleanly). One killed -9 keeps its record: the
-    monitor's ``api_process_died`` rule sees it, and forgets it once a replacement serves."""
+    monitor's ``api_process_died`` rule sees it, and forgets it once a replacement serves. A process
+    starting (the replacement of a killed one, too) also drops the live gauges of API processes that are
+    gone, which would otherwise linger in ``/metrics`` until the whole API restarts."""
+    if started and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        drop_dead_processes(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
     try:
         with session_scope() as s:
             if started:
