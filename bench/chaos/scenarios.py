@@ -7,7 +7,8 @@ disabled while the healthy one received every event, workers added and the backl
 resolved by the monitor once the injected latency is lifted (see :func:`api_slowdown`); and the faults
 whose control is built in rather than a healer action (``supervisor_kill9``: the children's parent-death
 signal and parent watch, and a restart; ``scheduler_kill9``: the lease and the tick take-over;
-``llm_outage``: the circuit breaker and the cost cap), where the healer only watches and *recovered* is
+``llm_outage``: the circuit breaker and the cost cap; ``api_kill9``: uvicorn's manager replacing the
+process, the shared listening socket and the clients' safe retries), where the healer only watches and *recovered* is
 what each scenario's docstring checks. Each scenario runs on a platform of its own (:func:`run`), so one
 fault cannot spoil the next.
 """
