@@ -8,8 +8,8 @@ resolved by the monitor once the injected latency is lifted (see :func:`api_slow
 whose control is built in rather than a healer action (``supervisor_kill9``: the children's parent-death
 signal and parent watch, and a restart; ``scheduler_kill9``: the lease and the tick take-over;
 ``llm_outage``: the circuit breaker and the cost cap; ``api_kill9``: uvicorn's manager replacing the
-process, the shared listening socket and the clients' safe retries), where the healer only watches and *recovered* is
-what each scenario's docstring checks. Each scenario runs on a platform of its own (:func:`run`), so one
+process, the shared listening socket and the clients' safe retries), where the healer only watches and
+*recovered* is what each scenario's docstring checks. Each scenario runs on a platform of its own (:func:`run`), so one
 fault cannot spoil the next.
 """
 
@@ -380,6 +380,7 @@ class _Up:
             env["LEVQOR_API_PROCESSES"] = api_processes or "2"
         platform.logdir.mkdir(parents=True, exist_ok=True)
         self.log = platform.logdir / f"{name}.err"
+        self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "api.cli", "up", "--workers", "2"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=self.log.open("wb"), start_new_session=True)
@@ -405,6 +406,16 @@ class _Up:
             except psutil.Error:
                 pass
         return out
+
+    def clients_of(self, proc: Any) -> int:
+        """How many client connections API process ``proc`` holds open now."""
+        import psutil  # kept lazy: only these scenarios read the process tree
+
+        try:
+            return sum(1 for c in proc.net_connections(kind="tcp")
+                       if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == self.port)
+        except psutil.Error:
+            return 0
 
     def ready(self) -> bool:
         if self.proc.poll() is not None:
@@ -753,14 +764,20 @@ def api_kill9(platform: Platform, org_id: int, pipeline_id: int) -> Result:
         if not until(platform, up.ready, 120):
             res.note = "levqor up never became ready"
             return res
-        before = until(platform, lambda: (lambda ps: ps if len(ps) >= 2 else None)(up.api_processes()), 60)
+        def several() -> list[Any] | None:
+            procs = up.api_processes()
+            return procs if len(procs) >= 2 else None
+
+        before = until(platform, several, 60)
         if not before:
             res.note = f"levqor up serves the API from {len(up.api_processes())} process(es), not two or more"
             return res
         clients = Clients(up.base, key, quick).start()
         started = time.monotonic()
         until(platform, lambda: time.monotonic() - started >= API_TRAFFIC_S / 2, API_TRAFFIC_S)
-        victim = before[0].pid
+        # the process holding the most client connections (their requests in flight are the ones at risk)
+        held = {p.pid: up.clients_of(p) for p in before}
+        victim = max(held, key=lambda pid: held[pid])
         t0 = utcnow()
         os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
@@ -784,7 +801,8 @@ def api_kill9(platform: Platform, org_id: int, pipeline_id: int) -> Result:
         twice = sum(n > 1 for n in made.values()) + sum(n for a, n in runs.items() if a != 1)
         unanswered = len(made) - len(tally.accepted)
         last = f", the last {max(tally.failed_at) - killed:+.2f}s after the kill" if tally.failed_at else ""
-        res.note = (f"{len(before)} API processes, pid {victim} killed; "
+        res.note = (f"{len(before)} API processes, pid {victim} killed (it held {held[victim]} of "
+                    f"{sum(held.values())} client connections); "
                     + (f"replaced {replaced[0]:.1f}s after; " if replaced else "")
                     + f"{tally.requests} requests, {tally.failed} failed after safe retries "
                     f"({tally.first_failed} without: {dict(tally.errors) or 'none'}{last}), "
@@ -797,7 +815,6 @@ def api_kill9(platform: Platform, org_id: int, pipeline_id: int) -> Result:
             problems.append(f"{twice} submission(s) made or ran more than once")
         if unanswered:
             problems.append(f"{unanswered} submission(s) made whose answer never arrived")
-        res.lost += unanswered
     finally:
         if clients is not None:
             clients.stop()
