@@ -60,6 +60,7 @@ class Clients:
         self.base, self.key, self.pipeline_id = base, key, pipeline_id
         self.retry, self.post_every, self.pause_s = retry, post_every, pause_s
         self.tally = Tally()
+        self.sdk = sdk()  # loaded here, once: not by the client threads at the same time
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(n)]
@@ -101,7 +102,7 @@ class Clients:
 
     def _send(self, client: httpx.Client, method: str, path: str, **kw: Any) -> httpx.Response | None:
         """One request (with the documented client's safe retries); the answer, or None when it failed."""
-        doc = sdk()
+        doc = self.sdk
         first: str | None = None
         for attempt in range(len(doc.RETRY_BACKOFF_S) + 1):
             req = client.build_request(method, path, **kw)
