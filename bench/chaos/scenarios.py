@@ -811,6 +811,8 @@ def api_kill9(platform: Platform, org_id: int, pipeline_id: int) -> Result:
             problems.append("the killed API process was not replaced")
         if tally.failed:
             problems.append(f"{tally.failed} request(s) failed")
+        if tally.crashed:
+            problems.append(f"{len(tally.crashed)} client(s) crashed: {tally.crashed[0]}")
         if twice:
             problems.append(f"{twice} submission(s) made or ran more than once")
         if unanswered:

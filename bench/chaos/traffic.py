@@ -50,6 +50,7 @@ class Tally:
     failed_at: list[float] = field(default_factory=list)  # when each first attempt failed (time.monotonic())
     accepted: dict[str, int] = field(default_factory=dict)  # idempotency key -> job id (2xx answers)
     keys_sent: list[str] = field(default_factory=list)  # every idempotency key a submission carried
+    crashed: list[str] = field(default_factory=list)  # client threads that stopped on an error of their own
 
 
 class Clients:
@@ -77,6 +78,13 @@ class Clients:
         return self.tally
 
     def _client(self, i: int) -> None:
+        try:
+            self._requests(i)
+        except Exception as e:  # a bug of the client, not a failed request: the scenario reports it
+            with self._lock:
+                self.tally.crashed.append(f"{type(e).__name__}: {e}")
+
+    def _requests(self, i: int) -> None:
         headers = {"Authorization": f"Bearer {self.key}"}
         seen: list[int] = []
         with httpx.Client(base_url=self.base, headers=headers, timeout=10) as client:
