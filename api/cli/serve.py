@@ -7,6 +7,7 @@ CPU core: uvicorn's workers sharing the one listening socket, each with its own 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from pathlib import Path
@@ -19,9 +20,13 @@ from fastapi import FastAPI
 from api.cli.common import boot, policy_or_exit
 from levqor.metrics import mark_process_dead, prepare_multiproc_dir
 from levqor.settings import Settings, get_settings
+from memory.db import session_scope
+from tools.jobs.workers import api_process_started, api_process_stopped
 from workers.process import die_with_parent, watch_supervisor
 
 cli = typer.Typer()
+log = logging.getLogger("levqor.process")
+SERVING_ENV = "LEVQOR_API_SERVING"  # set by ``levqor api`` for its processes: how many of them serve
 
 
 def api_processes(given: int | None, settings: Settings, *, under_up: bool, cores: int | None) -> int:
@@ -46,12 +51,37 @@ def drop_dead_processes(mpdir: Path) -> list[int]:
     return dead
 
 
+def _record(started: bool) -> None:
+    """Record this API process as serving (or as stopped cleanly). One killed -9 keeps its record: the
+    monitor's ``api_process_died`` rule sees it, and forgets it once a replacement serves. A process
+    starting (the replacement of a killed one, too) also drops the live gauges of API processes that are
+    gone, which would otherwise linger in ``/metrics`` until the whole API restarts."""
+    if started and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        drop_dead_processes(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+    try:
+        with session_scope() as s:
+            if started:
+                api_process_started(s, os.getpid(), int(os.environ.get(SERVING_ENV) or 1))
+            else:
+                api_process_stopped(s, os.getpid())
+    except Exception:  # the database may be down: serving comes first
+        log.warning("could not record the API process", exc_info=True)
+
+
+def serving_app() -> FastAPI:
+    """The app of an API process, recording the process while it serves."""
+    from api.app import create_app
+
+    app = create_app()
+    app.router.add_event_handler("startup", lambda: _record(True))
+    app.router.add_event_handler("shutdown", lambda: _record(False))
+    return app
+
+
 def worker_app() -> FastAPI:
     """The app of one of several API processes; it stops if the process that started it dies (Linux)."""
     die_with_parent(signal.SIGTERM)  # not Linux: the parent's SIGTERM still stops every process
-    from api.app import create_app
-
-    return create_app()
+    return serving_app()
 
 
 @cli.command()
@@ -74,7 +104,8 @@ def api(host: Annotated[str | None, typer.Option()] = None, port: Annotated[int 
             mpdir = s.metrics_multiproc_dir or s.var_dir / "prometheus"
             prepare_multiproc_dir(mpdir)
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mpdir.resolve())
+    os.environ[SERVING_ENV] = str(n)  # the processes' records say how many serve
     watch_supervisor()  # under `levqor up`: stop (as SIGTERM does) if the supervisor goes
-    uvicorn.run("api.cli.serve:worker_app" if n > 1 else "api.app:create_app", factory=True,
+    uvicorn.run("api.cli.serve:worker_app" if n > 1 else "api.cli.serve:serving_app", factory=True,
                 host=host or s.host, port=port or s.port, workers=n if n > 1 else None,
                 log_config=None, access_log=False, timeout_graceful_shutdown=10)

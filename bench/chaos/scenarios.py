@@ -7,8 +7,9 @@ disabled while the healthy one received every event, workers added and the backl
 resolved by the monitor once the injected latency is lifted (see :func:`api_slowdown`); and the faults
 whose control is built in rather than a healer action (``supervisor_kill9``: the children's parent-death
 signal and parent watch, and a restart; ``scheduler_kill9``: the lease and the tick take-over;
-``llm_outage``: the circuit breaker and the cost cap), where the healer only watches and *recovered* is
-what each scenario's docstring checks. Each scenario runs on a platform of its own (:func:`run`), so one
+``llm_outage``: the circuit breaker and the cost cap; ``api_kill9``: uvicorn's manager replacing the
+process, the shared listening socket and the clients' safe retries), where the healer only watches and
+*recovered* is what each scenario's docstring checks. Each scenario runs on a platform of its own (:func:`run`), so one
 fault cannot spoil the next.
 """
 
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from bench.chaos.harness import CHAOS_ENV, Platform, until
 from bench.chaos.measure import Result, busy_worker, call, finish, incident, org_ctx, setup, states, submit, worker_of
@@ -44,6 +46,7 @@ from memory.leases.models import Lease
 from memory.partner.models import PartnerEmail, PluginInstall
 from memory.scheduler.repository import TickRepository
 from tools.context import SYSTEM, ToolContext
+from tools.jobs.workers import api_processes
 from tools.schedules import SCHEDULER_LEASE
 
 ALL_SCENARIOS: tuple[str, ...] = (  # one per line: the scenarios added later append here
@@ -58,6 +61,7 @@ ALL_SCENARIOS: tuple[str, ...] = (  # one per line: the scenarios added later ap
     "supervisor_kill9",
     "scheduler_kill9",
     "llm_outage",
+    "api_kill9",
 )
 # Per-scenario worker (and API) settings; ``{var_dir}`` is the scratch directory. Workers sweep expired
 # leases themselves on each heartbeat; in the expired-leases scenario that sweep is off, so the scenario
@@ -79,6 +83,7 @@ WITH_API = frozenset({"api_slowdown"})  # scenarios whose platform also runs `le
 # Scenarios whose platform runs fewer worker processes than asked (they start their own `levqor up`).
 PLATFORM_WORKERS: dict[str, int] = {
     "supervisor_kill9": 0,
+    "api_kill9": 0,
 }
 
 
@@ -362,14 +367,20 @@ SPIKE_JOBS = 120
 
 
 class _Up:
-    """A ``levqor up`` of the chaos platform (one API process, two workers, a scheduler) on ``port``."""
+    """A ``levqor up`` of the chaos platform (two workers, a scheduler, the API: one process, or with
+    ``api_processes=None`` the default, one per core and at least two) on ``port``."""
 
-    def __init__(self, platform: Platform, port: int, name: str):
+    def __init__(self, platform: Platform, port: int, name: str, *, api_processes: str | None = "1",
+                 env: dict[str, str] | None = None):
         # the chaos suite's own loop is the monitor: the scheduler's would race it on the same incidents
-        env = {**platform.env, "LEVQOR_PORT": str(port), "LEVQOR_HOST": "127.0.0.1", "LEVQOR_API_PROCESSES": "1",
-               "LEVQOR_OPS_SAMPLE_INTERVAL_S": "86400"}
+        env = {**platform.env, "LEVQOR_PORT": str(port), "LEVQOR_HOST": "127.0.0.1",
+               "LEVQOR_OPS_SAMPLE_INTERVAL_S": "86400", **(env or {})}
+        env.pop("LEVQOR_API_PROCESSES", None)
+        if api_processes is not None or (os.cpu_count() or 1) < 2:
+            env["LEVQOR_API_PROCESSES"] = api_processes or "2"
         platform.logdir.mkdir(parents=True, exist_ok=True)
         self.log = platform.logdir / f"{name}.err"
+        self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "api.cli", "up", "--workers", "2"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=self.log.open("wb"), start_new_session=True)
@@ -381,6 +392,30 @@ class _Up:
             return list(psutil.Process(self.proc.pid).children())
         except psutil.NoSuchProcess:
             return []
+
+    def api_processes(self) -> list[Any]:
+        """The API's serving processes (uvicorn's worker processes, or the API child itself when alone)."""
+        import psutil  # kept lazy: only these scenarios read the process tree
+
+        out = []
+        for child in self.children():
+            try:
+                if child.cmdline()[-1:] == ["api"]:
+                    kids = [k for k in child.children() if "spawn_main" in " ".join(k.cmdline())]
+                    out += kids or [child]
+            except psutil.Error:
+                pass
+        return out
+
+    def clients_of(self, proc: Any) -> int:
+        """How many client connections API process ``proc`` holds open now."""
+        import psutil  # kept lazy: only these scenarios read the process tree
+
+        try:
+            return sum(1 for c in proc.net_connections(kind="tcp")
+                       if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == self.port)
+        except psutil.Error:
+            return 0
 
     def ready(self) -> bool:
         if self.proc.poll() is not None:
@@ -698,6 +733,100 @@ def supervisor_kill9(platform: Platform, org_id: int, pipeline_id: int) -> Resul
         res.note = (res.note + "; " + "; ".join(problems)).lstrip("; ")
     return res
 
+
+API_TRAFFIC_S = 15.0  # steady traffic this long; one API process is killed in the middle
+# the clients' traffic is not what this scenario limits (the plan's rate limits would answer 429s)
+UNLIMITED_TIERS = json.dumps({"pro": {"key_per_second": 10**6, "org_per_second": 10**6, "key_per_day": 10**9,
+                                      "org_per_day": 10**9, "org_per_month": 10**9}})
+
+
+def api_kill9(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """One of the API processes of the default ``levqor up`` (one per core, at least two, sharing the
+    port) is killed -9 in the middle of ``API_TRAFFIC_S`` of steady traffic (:class:`Clients`: keep-alive
+    connections, authenticated reads and idempotency-keyed job submissions). The monitor's
+    ``api_process_died`` rule sees the API process that died without stopping; uvicorn's manager starts
+    a replacement. *Recovered*: the process replaced and the incident resolved, no request failed (after
+    the clients' safe retries; the note gives the failures a client without retries saw), and every
+    accepted submission ran exactly once (``lost`` counts those that did not)."""
+    import psutil  # kept lazy: only these scenarios read the process tree
+
+    from bench.chaos.traffic import Clients  # kept lazy: only this scenario drives HTTP traffic
+
+    res = Result("api_kill9")
+    with session_scope() as s:
+        ctx = org_ctx(s, org_id)
+        quick = call(ctx, "pipelines.create", name="quick", steps=[{"kind": "delay", "seconds": 0.05}]).id
+        key = call(ctx, "keys.create", name="chaos clients", role="admin").key
+    up = _Up(platform, _free_port(), "up", api_processes=None, env={"LEVQOR_API_TIERS": UNLIMITED_TIERS})
+    clients: Clients | None = None
+    problems: list[str] = []
+    try:
+        if not until(platform, up.ready, 120):
+            res.note = "levqor up never became ready"
+            return res
+        def several() -> list[Any] | None:
+            procs = up.api_processes()
+            return procs if len(procs) >= 2 else None
+
+        before = until(platform, several, 60)
+        if not before:
+            res.note = f"levqor up serves the API from {len(up.api_processes())} process(es), not two or more"
+            return res
+        clients = Clients(up.base, key, quick).start()
+        started = time.monotonic()
+        until(platform, lambda: time.monotonic() - started >= API_TRAFFIC_S / 2, API_TRAFFIC_S)
+        # the process holding the most client connections (their requests in flight are the ones at risk)
+        held = {p.pid: up.clients_of(p) for p in before}
+        victim = max(held, key=lambda pid: held[pid])
+        t0 = utcnow()
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        replaced: list[float] = []
+
+        def watch() -> None:  # replaced: as many processes as before serve (recorded once started up)
+            if not replaced:
+                with session_scope() as s:
+                    serving = [p.pid for p in api_processes(s) if psutil.pid_exists(p.pid)]
+                if victim not in serving and len(serving) >= len(before):
+                    replaced.append(time.monotonic() - killed)
+
+        until(platform, lambda: watch() or time.monotonic() - started >= API_TRAFFIC_S, API_TRAFFIC_S + 5)
+        tally = clients.stop()
+        jobs = sorted(set(tally.accepted.values()))
+        finish(platform, res, f"api-processes:{socket.gethostname()}", t0, jobs, timeout=60, during=watch)
+        with session_scope() as s:
+            made = Counter(s.scalars(select(Job.idempotency_key).where(
+                Job.org_id == org_id, Job.idempotency_key.in_(tally.keys_sent))))
+            runs = Counter(s.scalars(select(Job.attempts).where(Job.id.in_(jobs))))
+        twice = sum(n > 1 for n in made.values()) + sum(n for a, n in runs.items() if a != 1)
+        unanswered = len(made) - len(tally.accepted)
+        last = f", the last {max(tally.failed_at) - killed:+.2f}s after the kill" if tally.failed_at else ""
+        res.note = (f"{len(before)} API processes, pid {victim} killed (it held {held[victim]} of "
+                    f"{sum(held.values())} client connections); "
+                    + (f"replaced {replaced[0]:.1f}s after; " if replaced else "")
+                    + f"{tally.requests} requests, {tally.failed} failed after safe retries "
+                    f"({tally.first_failed} without: {dict(tally.errors) or 'none'}{last}), "
+                    f"{len(jobs)} submissions accepted")
+        if not replaced:
+            problems.append("the killed API process was not replaced")
+        if tally.failed:
+            problems.append(f"{tally.failed} request(s) failed")
+        if tally.crashed:
+            problems.append(f"{len(tally.crashed)} client(s) crashed: {tally.crashed[0]}")
+        if twice:
+            problems.append(f"{twice} submission(s) made or ran more than once")
+        if unanswered:
+            problems.append(f"{unanswered} submission(s) made whose answer never arrived")
+    finally:
+        if clients is not None:
+            clients.stop()
+        up.stop()
+    if problems:
+        res.recovered = False
+        res.note = (res.note + "; " + "; ".join(problems)).lstrip("; ")
+    return res
+
+
 SCENARIOS: dict[str, Callable[[Platform, int, int], Result]] = {  # one per line, in ALL_SCENARIOS order
     "worker_kill9": worker_kill9,
     "worker_hang": worker_hang,
@@ -710,6 +839,7 @@ SCENARIOS: dict[str, Callable[[Platform, int, int], Result]] = {  # one per line
     "supervisor_kill9": supervisor_kill9,
     "scheduler_kill9": scheduler_kill9,
     "llm_outage": llm_outage,
+    "api_kill9": api_kill9,
 }
 
 

@@ -1,7 +1,9 @@
 """A small typed Levqor API client to copy into your project (Python 3.10+, `pip install httpx`).
 
 It creates a pipeline, submits a job with an idempotency key, polls the job until it finishes, handles
-429 (waits `Retry-After`, then tries again), registers a webhook endpoint and verifies a webhook
+429 (waits `Retry-After`, then tries again), retries a request that got no answer at all (the connection
+failed or closed before a response: a restarted or killed server process) when that is safe (a GET, or a
+POST with an `Idempotency-Key`), registers a webhook endpoint and verifies a webhook
 signature (Standard Webhooks). Every error is an `ApiError` carrying the RFC 9457 problem details the
 API sent. With a test key (`lvq_test_...`) everything happens in test mode: test credits, test data.
 
@@ -23,6 +25,15 @@ from typing import Any
 import httpx
 
 FINISHED = frozenset({"succeeded", "failed", "dead", "cancelled"})
+RETRY_BACKOFF_S = (0.05, 0.2, 0.5)  # waits before the retries of a request that got no answer
+
+
+def safe_to_retry(request: httpx.Request) -> bool:
+    """Whether a request that got no answer may be sent again: it reads (GET, HEAD), or it is a POST with
+    an `Idempotency-Key` (the API returns the job the first attempt made, if it made one). Anything else
+    may have taken effect on the server: it is never sent twice. An answer (even a 5xx) is never retried
+    here (a 429 waits `Retry-After`)."""
+    return request.method in ("GET", "HEAD") or (request.method == "POST" and "idempotency-key" in request.headers)
 
 
 @dataclass
@@ -67,10 +78,21 @@ class Levqor:
 
     def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
                 headers: Mapping[str, str] | None = None) -> Any:
-        """Send a request; on 429 wait `Retry-After` seconds and send it again (up to `max_retries` times)."""
-        for attempt in range(self.max_retries + 1):
-            r = self.http.request(method, path, json=json, params=params, headers=headers)
+        """Send a request; on 429 wait `Retry-After` seconds and send it again (up to `max_retries` times);
+        one that got no answer is sent again (up to three times) only when :func:`safe_to_retry`."""
+        attempt = unanswered = 0
+        while True:
+            req = self.http.build_request(method, path, json=json, params=params, headers=headers)
+            try:
+                r = self.http.send(req)
+            except httpx.TransportError:  # no answer: refused, reset or closed before the response
+                if unanswered == len(RETRY_BACKOFF_S) or not safe_to_retry(req):
+                    raise
+                time.sleep(RETRY_BACKOFF_S[unanswered])
+                unanswered += 1
+                continue
             if r.status_code == 429 and attempt < self.max_retries:
+                attempt += 1
                 time.sleep(min(self.max_wait_s, retry_after(r)))
                 continue
             if r.status_code >= 400:
@@ -80,7 +102,6 @@ class Levqor:
                     problem = {"title": r.reason_phrase, "detail": r.text[:500]}
                 raise ApiError(r.status_code, problem)
             return r.json()
-        raise AssertionError("unreachable")
 
     def create_pipeline(self, name: str, steps: list[dict[str, Any]]) -> int:
         """Create a pipeline; its id."""

@@ -60,6 +60,10 @@ class LeaseRepository:
         """Delete lease ``name`` if ``holder`` still holds it."""
         self.session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
 
+    def drop_named(self, name: str) -> None:
+        """Delete lease ``name`` whoever holds it."""
+        self.session.execute(delete(Lease).where(Lease.name == name))
+
     def named(self, prefix: str) -> list[Lease]:
         """The leases whose name starts with ``prefix``."""
         return list(self.session.scalars(select(Lease).where(Lease.name.startswith(prefix, autoescape=True))))

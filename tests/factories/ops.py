@@ -11,16 +11,20 @@ from sqlalchemy import delete, update
 
 from memory.db import session_scope
 from memory.jobs.models import Job, Worker
+from memory.leases.models import Lease
 from memory.ops.models import Incident, OpsDetectorState, OpsSample
 from tests.factories.jobs import ago
 from tests.factories.rows import detached
 from tools.auto_intel.anomalies import detectors
+from tools.jobs.workers import API_PROCESS_LEASE
 
 
 def clean_ops() -> None:
-    """Resolve every incident and drop samples so a test sees only its own findings."""
+    """Resolve every incident and drop samples so a test sees only its own findings (and the records of
+    API processes that other tests' servers left behind when they were killed)."""
     with session_scope() as s:
         s.execute(update(Incident).where(Incident.state != "resolved").values(state="resolved"))
+        s.execute(delete(Lease).where(Lease.name.startswith(API_PROCESS_LEASE, autoescape=True)))
         s.execute(delete(OpsSample))
         s.execute(delete(OpsDetectorState))
     detectors.forget()

@@ -180,6 +180,10 @@ OBSERVE_ONLY: dict[str, tuple[str, str | None]] = {
     # manager (systemd, the orchestrator) starts `levqor up` again. A person if the API stays down.
     "supervisor_dead": ("levqor up died; its processes stopped with it; waiting for it to be started again",
                         "ops_api_down_escalate_s"),
+    # uvicorn's manager starts a replacement at once while the other API processes serve the shared
+    # socket; a person only if the API stays short of processes (then /readyz fails too: api_down).
+    "api_process_died": ("an API process died; uvicorn's manager replaces it while the others serve; "
+                         "watching until as many serve as before", "ops_api_down_escalate_s"),
     # The lease is the control: a standby scheduler (or the restarted one) takes it within its length and
     # re-runs each unfinished tick once (tools.schedules). The monitor itself runs on the leader.
     "scheduler_failover": ("the next scheduler leader re-runs each tick its predecessor left unfinished, once; "

@@ -3,8 +3,8 @@
 Queue age, expired leases, dead, hung or leaking workers, failing pipelines, slow API routes, an API
 that fails its readiness probes, failing partner endpoints, partner webhooks shed under overload, poison
 jobs, a capacity shortage (measured and forecast, :mod:`tools.auto_intel.capacity`) and a ``levqor up``
-supervisor that died without stopping cleanly, a scheduler leader that died mid-tick, a failing LLM endpoint
-(its circuit breaker open) and an agent over its daily LLM cost cap. Thresholds are
+supervisor or API process that died without stopping cleanly, a scheduler leader that died mid-tick, a
+failing LLM endpoint (its circuit breaker open) and an agent over its daily LLM cost cap. Thresholds are
 settings (``LEVQOR_OPS_*``).
 """
 
@@ -22,7 +22,7 @@ from levqor.settings import get_settings
 from memory.agents.repository import LlmBreakerRepository
 from memory.db import aware as _aware
 from memory.jobs.models import Pipeline
-from memory.ops.repository import SignalRepository, SignalSourceRepository
+from memory.ops.repository import IncidentRepository, SignalRepository, SignalSourceRepository
 from memory.partner.models import PluginInstall
 from memory.partner.repository import PartnerRepository
 from memory.pulse.models import ReadinessProbe
@@ -30,7 +30,7 @@ from policies.engine import get_engine as get_policy_engine
 from tools.auto_intel.capacity import measure
 from tools.auto_intel.findings import Finding
 from tools.auto_intel.signals import parse_series
-from tools.jobs.workers import supervisors
+from tools.jobs.workers import api_process_stopped, api_processes, supervisors
 from tools.schedules import failover
 
 
@@ -140,6 +140,9 @@ def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, fl
     outage = _api_down(session, now)
     if outage is not None:
         out.append(outage)
+    died = _api_process_died(session, now)
+    if died is not None:
+        out.append(died)
     for host, pid in supervisors(session):
         if host == socket.gethostname() and not psutil.pid_exists(pid):
             out.append(Finding(f"supervisor:{host}", "rule:supervisor_dead", "rule", "supervisor_dead",
@@ -217,6 +220,31 @@ def _api_down(session: Session, now: dt.datetime) -> Finding | None:
                    evidence={"probes": [{"at": _aware(r.ts).isoformat(), "status": r.status_code,
                                          "detail": (r.detail or "")[:200]} for r in rows]},
                    symptom_at=first)
+
+
+def _api_process_died(session: Session, now: dt.datetime) -> Finding | None:
+    """API processes on this host that died without stopping (SIGKILL, the OOM killer): their records
+    are left (:func:`tools.jobs.workers.api_processes`). uvicorn's manager starts a replacement while the
+    others serve; once the incident has recorded the death and as many processes serve again as before,
+    the dead ones' records are forgotten and the incident resolves after its quiet time."""
+    import psutil  # kept lazy: start-up time
+
+    host = socket.gethostname()
+    procs = [p for p in api_processes(session) if p.host == host]
+    dead = sorted(p.pid for p in procs if not psutil.pid_exists(p.pid))
+    if not dead:
+        return None
+    serving, want = len(procs) - len(dead), max(p.serving for p in procs)
+    cause = f"api-processes:{host}"
+    if serving >= want and IncidentRepository(session).open_for_cause(cause) is not None:
+        for pid in dead:  # seen and replaced
+            api_process_stopped(session, pid, host)
+        return None
+    return Finding(cause, "rule:api_process_died", "rule", "api_process_died",
+                   f"{len(dead)} API process(es) on {host} died without stopping (pid "
+                   f"{', '.join(map(str, dead))}); {serving} of {want} serving", "high",
+                   subject={"host": host}, evidence={"pids": dead, "serving": serving, "expected": want},
+                   symptom_at=now)
 
 
 def _endpoint_disabled(session: Session, install_id: int) -> bool:

@@ -12,6 +12,7 @@ import logging
 import signal
 import socket
 import threading
+from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -258,4 +259,41 @@ def supervisors(session: Session) -> list[tuple[str, int]]:
         host, _, pid = lease.holder.rpartition(":")
         if pid.isdigit():
             out.append((host, int(pid)))
+    return out
+
+
+# ---- the API processes serving on each host --------------------------------------------------------
+
+API_PROCESS_LEASE = "api-process:"  # + host:pid: held by each API process while it serves
+
+
+@dataclass(frozen=True)
+class ApiProcess:
+    """An API process that started serving and has not stopped cleanly; ``serving``: how many processes its
+    API serves from (``levqor api --processes``)."""
+
+    host: str
+    pid: int
+    serving: int
+
+
+def api_process_started(session: Session, pid: int, serving: int, host: str | None = None) -> None:
+    """Record that API process ``pid`` serves (one of ``serving`` processes of its API on this host)."""
+    host = host or socket.gethostname()
+    LeaseRepository(session).put(f"{API_PROCESS_LEASE}{host}:{pid}", f"{host}:{pid}:{serving}", 86400 * 365)
+
+
+def api_process_stopped(session: Session, pid: int, host: str | None = None) -> None:
+    """Drop the record of API process ``pid`` (it stopped cleanly, or it died and was replaced)."""
+    host = host or socket.gethostname()
+    LeaseRepository(session).drop_named(f"{API_PROCESS_LEASE}{host}:{pid}")
+
+
+def api_processes(session: Session) -> list[ApiProcess]:
+    """Every API process that started serving and has not stopped cleanly (nor been forgotten)."""
+    out = []
+    for lease in LeaseRepository(session).named(API_PROCESS_LEASE):
+        host, pid, serving = (lease.holder.rsplit(":", 2) + ["", ""])[:3]
+        if pid.isdigit() and serving.isdigit():
+            out.append(ApiProcess(host, int(pid), int(serving)))
     return out

@@ -97,6 +97,39 @@ def test_a_429_is_retried_after_retry_after(api_on: tuple[str, OrgFixture]) -> N
     assert exc.value.status == 429
 
 
+class _Unanswered(httpx.BaseTransport):
+    """A server process killed -9 under the first ``fail`` requests: they get no answer at all."""
+
+    def __init__(self, fail: int):
+        self.fail, self.seen = fail, []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append((request.method, request.url.path))
+        if len(self.seen) <= self.fail:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return httpx.Response(201 if request.method == "POST" else 200,
+                              json={"id": 7, "state": "queued", "created": True})
+
+
+def test_a_request_without_an_answer_is_retried_only_when_that_is_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    sdk = load_sdk()
+    monkeypatch.setattr(sdk, "RETRY_BACKOFF_S", (0.0, 0.0, 0.0))
+    for send in (lambda api: api.get_job(7), lambda api: api.submit_job(3, {}, idempotency_key="k1")):
+        t = _Unanswered(fail=3)  # reads and idempotency-keyed submissions: sent again, up to three times
+        with sdk.Levqor("lvq_test_x", "http://levqor.test", transport=t) as api:
+            assert send(api).id == 7
+        assert len(t.seen) == 4
+        t = _Unanswered(fail=4)
+        with sdk.Levqor("lvq_test_x", "http://levqor.test", transport=t) as api, \
+                pytest.raises(httpx.RemoteProtocolError):
+            send(api)
+        assert len(t.seen) == 4
+    t = _Unanswered(fail=1)  # a POST without an idempotency key may have taken effect: never sent twice
+    with sdk.Levqor("lvq_test_x", "http://levqor.test", transport=t) as api, pytest.raises(httpx.RemoteProtocolError):
+        api.create_pipeline("p", [])
+    assert t.seen == [("POST", "/v1/pipelines")]
+
+
 def test_webhook_signatures_verify_like_levqors_signer_and_standardwebhooks() -> None:
     sdk = load_sdk()
     secret = new_secret()
