@@ -169,9 +169,11 @@ def freeable(now: float | None = None) -> list[tuple[Path, int, str]]:
 
 def free_space(target_bytes: int | None = None, *, dry_run: bool = False, max_files: int = 10_000) -> Freed:
     """Delete what :func:`freeable` lists, largest first, until free space reaches ``target_bytes`` (default:
-    the limit plus the reserve) or nothing freeable is left."""
+    twice the limit plus the reserve, so that the platform's own growth does not bring the incident straight
+    back) or nothing freeable is left."""
     s = get_settings()
-    target = target_bytes if target_bytes is not None else s.ops_disk_free_min_bytes + max(0, s.ops_disk_reserve_bytes)
+    target = target_bytes if target_bytes is not None else \
+        2 * s.ops_disk_free_min_bytes + max(0, s.ops_disk_reserve_bytes)
     out = Freed()
     for path, size, why in freeable()[:max_files]:
         if not dry_run and free_bytes() >= target:

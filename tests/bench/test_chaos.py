@@ -42,6 +42,7 @@ BENCH_ONLY = {
     "supervisor_kill9": "tests/workers/test_supervisor_death.py, tests/workers/test_supervisor.py",
     "scheduler_kill9": "tests/workers/test_scheduler_failover.py, tests/workers/test_scheduler_lease.py",
     "llm_outage": "tests/agents/runtime/test_llm_guard.py",
+    "disk_full": "tests/tools/auto_intel/test_disk_full.py",
 }
 
 
