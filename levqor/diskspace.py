@@ -152,7 +152,7 @@ def freeable(now: float | None = None) -> list[tuple[Path, int, str]]:
         base = root / sub
         if not base.is_dir() or base.is_symlink():
             continue
-        for dirpath, dirnames, filenames in os.walk(base):  # os.walk does not follow directory links
+        for dirpath, _dirs, filenames in os.walk(base):  # os.walk does not follow directory links
             for name in filenames:
                 p = Path(dirpath) / name
                 try:

@@ -73,7 +73,7 @@ def _survive_a_full_disk() -> None:
                 diskspace.note_enospc("metrics")
                 return values.MutexValue(*args, **kwargs)
 
-    values.MmapedDict = AllocatedMmapedDict
+    values.MmapedDict = AllocatedMmapedDict  # type: ignore[misc]
     values.ValueClass = GuardedValue
 
 
