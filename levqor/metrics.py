@@ -29,7 +29,7 @@ def _survive_a_full_disk() -> None:
     instead; a metric value that cannot get its place in the file then lives in this process only (not in
     the aggregate /metrics, counted as ENOSPC at ``metrics``) and the caller carries on."""
     from prometheus_client import values
-    from prometheus_client.mmap_dict import MmapedDict
+    from prometheus_client.mmap_dict import _INITIAL_MMAP_SIZE, MmapedDict
 
     from levqor import diskspace
 
@@ -41,9 +41,13 @@ def _survive_a_full_disk() -> None:
         def __init__(self, filename: str, read_mode: bool = False) -> None:
             fresh = not read_mode and not os.path.exists(filename)
             try:
+                if not read_mode:  # allocated before the library maps it and writes its header
+                    fd = os.open(filename, os.O_RDWR | os.O_CREAT, 0o644)
+                    try:
+                        os.posix_fallocate(fd, 0, max(os.fstat(fd).st_size, _INITIAL_MMAP_SIZE))
+                    finally:
+                        os.close(fd)
                 super().__init__(filename, read_mode)
-                if not read_mode:
-                    os.posix_fallocate(self._f.fileno(), 0, self._capacity)
             except OSError:
                 if fresh:
                     with contextlib.suppress(OSError):
