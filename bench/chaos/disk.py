@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from levqor.logging import JsonFormatter, QuietStreamHandler
 from levqor.settings import get_settings
 from memory.audit.models import AuditEntry
 from memory.db import dispose_engines, session_scope, utcnow
+from memory.ops.models import Incident
 
 DISK_MB = 64
 # The limits of the scenario, scaled to its 64 MB file system (production: 100 MB and 8 MB).
@@ -208,6 +210,9 @@ def disk_full(platform: Platform, org_id: int, pipeline_id: int) -> Result:
         res.note = "the monitor never set the disk reserve aside"
         return res
     jobs = submit(org_id, pipeline_id, 12)
+    if not until(platform, lambda: states(jobs).get("running", 0) > 0, 60):
+        res.note = "no worker picked up a job"
+        return res
     t0 = utcnow()
     made = _fill(root)
     free_at_fill = diskspace.free_bytes()
@@ -255,6 +260,12 @@ def disk_full(platform: Platform, org_id: int, pipeline_id: int) -> Result:
         problems.append(f"deleted something else: {deleted[:3]}")
     if audit and actors != {"agent:healer"}:
         problems.append(f"free_disk_space called by {actors}")
+    with session_scope() as s:  # what else the full disk set off (e.g. heartbeats that could not be written)
+        others = Counter(f"{i.diagnosis} ({'healed' if i.state == 'resolved' and not i.manual else i.state})"
+                         for i in s.scalars(select(Incident).where(Incident.opened_at >= t0,
+                                                                   Incident.cause != "disk:var")))
+    if others:
+        writers.append("other incidents: " + ", ".join(f"{k} x{n}" for k, n in others.items()))
     integrity = _integrity()
     started = len(list(platform.logdir.glob("worker-*.err")))
     writers.append(f"{started - platform.base} worker restart(s)")
