@@ -13,6 +13,7 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from levqor import diskspace
 from levqor.logging import request_id_var
 from tools.errors import AppError
 
@@ -111,6 +112,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unhandled(request: Request, exc: Exception) -> JSONResponse:
+        if diskspace.is_enospc(exc):
+            # A full disk (a file, or SQLite's "database or disk is full"; its transaction rolled back):
+            # the disk_full incident frees space, the client retries.
+            diskspace.note_enospc("api")
+            log.warning("no space left on device", extra={"fields": {"error": str(exc)[:200]}})
+            resp = problem(507, "Insufficient storage", "the server ran out of disk space; nothing was saved. "
+                           "Retry shortly", "insufficient-storage", request)
+            resp.headers["Retry-After"] = "30"
+            return resp
         log.exception("unhandled error")
         return problem(500, "Internal error", "an unexpected error occurred; it was logged", "internal", request)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import sys
@@ -17,6 +18,70 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 from levqor import __version__
 from levqor.settings import get_settings
+
+
+def _survive_a_full_disk() -> None:
+    """Make the multiprocess metric files safe on a full disk (``PROMETHEUS_MULTIPROC_DIR`` in the var dir).
+
+    prometheus_client grows its per-process files with ``truncate`` (sparse) and writes through ``mmap``: on a
+    full file system the first write into an unallocated page kills the process with SIGBUS. Here each file
+    is allocated for real (``posix_fallocate``) when it is created or grown, so a full disk raises ENOSPC
+    instead; a metric value that cannot get its place in the file then lives in this process only (not in
+    the aggregate /metrics, counted as ENOSPC at ``metrics``) and the caller carries on."""
+    from prometheus_client import values
+    from prometheus_client.mmap_dict import _INITIAL_MMAP_SIZE, MmapedDict
+
+    from levqor import diskspace
+
+    mmaped = values.ValueClass
+    if not getattr(mmaped, "_multiprocess", False) or getattr(mmaped, "_levqor_guarded", False):
+        return
+
+    class AllocatedMmapedDict(MmapedDict):  # type: ignore[misc]
+        def __init__(self, filename: str, read_mode: bool = False) -> None:
+            fresh = not read_mode and not os.path.exists(filename)
+            try:
+                if not read_mode:  # allocated before the library maps it and writes its header
+                    fd = os.open(filename, os.O_RDWR | os.O_CREAT, 0o644)
+                    try:
+                        os.posix_fallocate(fd, 0, max(os.fstat(fd).st_size, _INITIAL_MMAP_SIZE))
+                    finally:
+                        os.close(fd)
+                super().__init__(filename, read_mode)
+            except OSError:
+                if fresh:
+                    with contextlib.suppress(OSError):
+                        os.unlink(filename)
+                raise
+
+        def _init_value(self, key: str) -> None:
+            capacity = self._capacity
+            encoded = len(key.encode("utf-8"))
+            need = self._used + 4 + encoded + (8 - (encoded + 4) % 8) + 16
+            while need > capacity:
+                capacity *= 2
+            if capacity != self._capacity:
+                os.posix_fallocate(self._f.fileno(), 0, capacity)  # ENOSPC here, before the library grows it
+            super()._init_value(key)
+
+    class GuardedValue:
+        _multiprocess = True
+        _levqor_guarded = True
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return mmaped(*args, **kwargs)
+            except OSError as exc:
+                if not diskspace.is_enospc(exc):
+                    raise
+                diskspace.note_enospc("metrics")
+                return values.MutexValue(*args, **kwargs)
+
+    values.MmapedDict = AllocatedMmapedDict  # type: ignore[misc]
+    values.ValueClass = GuardedValue
+
+
+_survive_a_full_disk()
 
 REQUESTS = Counter("levqor_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(

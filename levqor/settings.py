@@ -307,6 +307,16 @@ class Settings(BaseSettings):
         "their measured throughput warns of a capacity shortage (the healer adds workers)."
     )
     ops_api_p95_max_s: float = Field(2.0, description="Rule: an API route whose p95 latency exceeds this is slow.")
+    ops_disk_free_min_bytes: int = Field(
+        100_000_000, description="Rule: free space in the var directory below this opens a disk_full incident (the "
+        "healer frees rotated logs and expired exports); it resolves once free space is back above it.")
+    ops_disk_reserve_bytes: int = Field(
+        8_000_000, description="A reserve file (VAR_DIR/.disk-reserve) the monitor keeps while space allows and "
+        "deletes when free space falls under the limit, so the incident and the database can still be written; 0: "
+        "off.")
+    ops_export_retention_s: float = Field(
+        7 * 86400, description="Generated files under VAR_DIR/exports older than this are expired: the healer may "
+        "delete them when the var directory runs out of space.")
     chaos_leak_bytes_per_job: int = Field(
         0, description="Chaos suite only: a worker keeps this many bytes per job it runs (a memory leak); 0: off."
     )

@@ -84,6 +84,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.community.announcements",
     "tools.community.network",
     "tools.auto_intel.monitor",
+    "tools.auto_intel.disk",
     "tools.certification.docs_watch",
 )
 

@@ -27,7 +27,7 @@ from agents.healer.graph import run_healer
 from agents.runtime import AgentDef, RunDeps, register_agent, run_values, start_run
 from levqor.settings import get_settings
 from tools.auto_intel.healer_runs import platform_owner
-from tools.auto_intel.monitor import HEARTBEAT, monitor_tick
+from tools.auto_intel.monitor import HEARTBEAT, guard_disk, monitor_tick
 from tools.auto_intel.notifications import send_notifications
 from tools.auto_intel.self_heal import open_incident_ids
 from tools.schedules import Schedule
@@ -145,6 +145,7 @@ def _direct(api_text: str | None) -> MonitorState:
 def run_monitor(api_text: str | None = None, *, trigger: str = "schedule") -> MonitorState:
     """Run the monitor once (``api_text``: the API's /metrics when it is not this process's): a monitor run
     on the runtime when an organisation owns platform runs, else directly. Never raises."""
+    guard_disk()  # before the run is recorded: on a full disk the reserve makes room for it
     try:
         owner = platform_owner()
         token = _api_text.set(api_text)

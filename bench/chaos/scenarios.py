@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from bench.chaos import disk
 from bench.chaos.harness import CHAOS_ENV, Platform, until
 from bench.chaos.measure import Result, busy_worker, call, finish, incident, org_ctx, setup, states, submit, worker_of
 from levqor.settings import get_settings
@@ -62,6 +63,7 @@ ALL_SCENARIOS: tuple[str, ...] = (  # one per line: the scenarios added later ap
     "scheduler_kill9",
     "llm_outage",
     "api_kill9",
+    "disk_full",
 )
 # Per-scenario worker (and API) settings; ``{var_dir}`` is the scratch directory. Workers sweep expired
 # leases themselves on each heartbeat; in the expired-leases scenario that sweep is off, so the scenario
@@ -840,6 +842,7 @@ SCENARIOS: dict[str, Callable[[Platform, int, int], Result]] = {  # one per line
     "scheduler_kill9": scheduler_kill9,
     "llm_outage": llm_outage,
     "api_kill9": api_kill9,
+    "disk_full": disk.disk_full,
 }
 
 
@@ -855,17 +858,25 @@ def run(names: list[str], *, workers: int = 2, logdir: Path) -> list[Result]:
         if name not in SCENARIOS:
             results.append(Result(name, built=False, note="scenario not built yet"))
             continue
-        org_id, pipeline_id = setup()
-        var_dir = str(get_settings().var_dir)
-        extra = {k: v.replace("{var_dir}", var_dir) for k, v in SCENARIO_ENV.get(name, {}).items()}
-        platform = Platform(PLATFORM_WORKERS.get(name, workers), {**env, **extra}, logdir / name,
-                            first_env=FIRST_WORKER_ENV.get(name),
-                            api=name in WITH_API)
         try:
-            results.append(SCENARIOS[name](platform, org_id, pipeline_id))
-        finally:
-            platform.stop()
+            with disk.context(name) as var_env:  # disk_full: a size-limited var directory of its own
+                results.append(_run_one(name, workers, {**env, **var_env}, logdir))
+        except disk.NoSmallFileSystem as exc:
+            results.append(Result(name, built=False, note=str(exc)))
     return results
+
+
+def _run_one(name: str, workers: int, env: dict[str, str], logdir: Path) -> Result:
+    org_id, pipeline_id = setup()
+    var_dir = str(get_settings().var_dir)
+    extra = {k: v.replace("{var_dir}", var_dir) for k, v in SCENARIO_ENV.get(name, {}).items()}
+    platform = Platform(PLATFORM_WORKERS.get(name, workers), {**env, **extra}, logdir / name,
+                        first_env=FIRST_WORKER_ENV.get(name),
+                        api=name in WITH_API)
+    try:
+        return SCENARIOS[name](platform, org_id, pipeline_id)
+    finally:
+        platform.stop()
 
 
 def summary_line(results: list[Result]) -> str:

@@ -43,6 +43,7 @@ BENCH_ONLY = {
     "scheduler_kill9": "tests/workers/test_scheduler_failover.py, tests/workers/test_scheduler_lease.py",
     "llm_outage": "tests/agents/runtime/test_llm_guard.py",
     "api_kill9": "tests/workers/test_api_process_death.py, tests/tools/dev_portal/test_sdk_example.py",
+    "disk_full": "tests/tools/auto_intel/test_disk_full.py",
 }
 
 

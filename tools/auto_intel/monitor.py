@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from levqor import diskspace
 from levqor.settings import get_settings
 from memory.db import get_engine, session_scope, utcnow
 from tools.auto_intel import signals
@@ -46,6 +47,7 @@ _last_maintenance: list[dt.datetime] = []
 
 def tick_in(s: Session, now: dt.datetime, res: TickResult, *, api_text: str | None = None) -> None:
     """One tick in the caller's transaction, filling ``res``."""
+    guard_disk()
     points = signals.collect(s, now, api_text=api_text)
     scored = detectors.score(s, now, points)
     res.sampled = signals.store(s, now, scored)
@@ -58,6 +60,15 @@ def tick_in(s: Session, now: dt.datetime, res: TickResult, *, api_text: str | No
         signals.maintain(s, now)
         _last_maintenance[:] = [now]
     refresh_gauges(s)
+
+
+def guard_disk() -> None:
+    """Release the var directory's reserve when free space is under the limit (so this tick's incident and
+    the database's commits can be written), set it aside again when space is back. Never raises."""
+    try:
+        diskspace.guard_reserve()
+    except OSError:
+        log.warning("disk reserve check failed", exc_info=True)
 
 
 def monitor_tick(now: dt.datetime | None = None, *, api_text: str | None = None) -> TickResult:

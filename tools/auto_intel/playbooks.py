@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from levqor import diskspace
 from levqor.settings import get_settings
 from memory.db import aware as _aware
 from memory.db import utcnow
@@ -152,6 +153,17 @@ def _scale_helps(session: Session, inc: Incident) -> bool:
 SCALE_UP = Playbook("add_workers", "workers.scale", _scale_args, _scale_helps,
                     lambda s, i: not _capacity_short(s), verify_min_s=15.0)
 
+def _disk_short(session: Session, inc: Incident) -> bool:
+    return diskspace.free_bytes() < get_settings().ops_disk_free_min_bytes
+
+
+# Only what policy lets go (rotated logs, expired exports); when nothing of it is left and space is still
+# short, no precondition holds and the incident goes to a person.
+FREE_DISK = Playbook("free_disk_space", "ops.free_disk_space",
+                     lambda i: {"reason": f"incident {i.id}: {i.title}"[:500]},
+                     lambda s, i: _disk_short(s, i) and bool(diskspace.freeable()),
+                     lambda s, i: not _disk_short(s, i), max_per_target=3)
+
 # diagnosis -> playbooks tried in order (the first whose precondition holds runs).
 PLAYBOOKS: dict[str, tuple[Playbook, ...]] = {
     "worker_dead": (RESTART,),
@@ -163,6 +175,7 @@ PLAYBOOKS: dict[str, tuple[Playbook, ...]] = {
     "failure_rate": (RETRY, PAUSE),
     "partner_errors": (DISABLE_ENDPOINT,),
     "capacity": (SCALE_UP,),
+    "disk_full": (FREE_DISK,),
 }
 # Diagnoses with no automatic action: a person decides (the reason is written on the incident).
 NO_PLAYBOOK: dict[str, str] = {}

@@ -4,8 +4,8 @@ Queue age, expired leases, dead, hung or leaking workers, failing pipelines, slo
 that fails its readiness probes, failing partner endpoints, partner webhooks shed under overload, poison
 jobs, a capacity shortage (measured and forecast, :mod:`tools.auto_intel.capacity`) and a ``levqor up``
 supervisor or API process that died without stopping cleanly, a scheduler leader that died mid-tick, a
-failing LLM endpoint (its circuit breaker open) and an agent over its daily LLM cost cap. Thresholds are
-settings (``LEVQOR_OPS_*``).
+failing LLM endpoint (its circuit breaker open), an agent over its daily LLM cost cap and a var directory
+short of space. Thresholds are settings (``LEVQOR_OPS_*``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from levqor import diskspace
 from levqor.settings import get_settings
 from memory.agents.repository import LlmBreakerRepository
 from memory.db import aware as _aware
@@ -136,6 +137,9 @@ def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, fl
                            symptom_at=fo.since or now))
 
     out += _llm_findings(session, now)
+    disk = _disk_full(now)
+    if disk is not None:
+        out.append(disk)
 
     outage = _api_down(session, now)
     if outage is not None:
@@ -193,6 +197,23 @@ def _llm_findings(session: Session, now: dt.datetime) -> list[Finding]:
                                evidence={"spent_micro_usd": spent, "cap_micro_usd": cap}, org_id=org_id,
                                symptom_at=now))
     return out
+
+
+def _disk_full(now: dt.datetime) -> Finding | None:
+    """Free space in the var directory under ``ops_disk_free_min_bytes`` (what the healer may free, and the
+    ENOSPC errors this process met, are evidence)."""
+    limit = get_settings().ops_disk_free_min_bytes
+    free = diskspace.free_bytes()
+    if free >= limit:
+        return None
+    can = diskspace.freeable()
+    return Finding("disk:var", "rule:disk_full", "rule", "disk_full",
+                   f"The var directory has {free / 1e6:.1f} MB free (limit {limit / 1e6:.1f} MB); "
+                   f"{sum(n for _, n, _ in can) / 1e6:.1f} MB of rotated logs and expired exports may be freed",
+                   "critical", subject={"path": str(diskspace.var_dir())},
+                   evidence={"free_bytes": free, "limit_bytes": limit, "freeable_files": len(can),
+                             "freeable_bytes": sum(n for _, n, _ in can), "enospc": diskspace.enospc_counts()},
+                   symptom_at=now)
 
 
 def _paused(session: Session, pipeline_id: int) -> bool:

@@ -15,6 +15,7 @@ from email.utils import make_msgid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from levqor import diskspace
 from levqor.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -52,12 +53,21 @@ def send(msg: EmailMessage, smtp_url: str, timeout: float = 15.0) -> None:
 
 
 def write_eml(msg: EmailMessage, uid: str) -> Path:
+    """Write ``msg`` to the mail sink. On a full disk no partial file is left behind and the error is
+    raised (counted as ENOSPC at ``mail``): the event outbox retries the delivery with back-off."""
     folder = get_settings().var_dir / "mail"
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{uid}.eml"
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(bytes(msg))
-    tmp.replace(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(bytes(msg))
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if diskspace.is_enospc(exc):
+            diskspace.note_enospc("mail")
+            log.warning("mail sink full; the delivery will be retried", extra={"fields": {"uid": uid}})
+        raise
     return path
 
 
