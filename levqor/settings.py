@@ -57,6 +57,10 @@ class Settings(BaseSettings):
         10, description="Database connections kept per process (as many again may overflow); the API lets this "
         "many requests hold a session at once, the others wait their turn without a thread.",
     )
+    db_busy_timeout_s: float = Field(
+        30.0, gt=0, description="SQLite: how long a transaction waits for another process's lock before the "
+        "database counts as unavailable (the API then answers 503 with Retry-After).",
+    )
     db_ping_idle_s: float = Field(
         5.0, ge=0, description="A pooled PostgreSQL connection is tested (SELECT 1) on checkout only after sitting "
         "idle this long; 0 tests it on every checkout.",
