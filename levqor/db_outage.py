@@ -87,6 +87,7 @@ class Tracker:
         self.since: dt.datetime | None = None
         self.ended: dt.datetime | None = None
         self.var_dir: Path | None = None
+        self.error = ""
 
     def active(self) -> bool:
         return self.since is not None
@@ -98,10 +99,10 @@ class Tracker:
         with self.lock:
             if self.since is not None:
                 return
-            self.since, self.var_dir = dt.datetime.now(dt.UTC), var_dir
+            self.since, self.var_dir, self.error = dt.datetime.now(dt.UTC), var_dir, str(exc)[:300]
             log.warning("database unavailable; retrying with backoff until it answers",
                         extra={"fields": {"error": str(exc)[:300]}})
-            self._write(Span(self.since, None, os.getpid(), socket.gethostname(), str(exc)[:300]))
+            self._write(Span(self.since, None, os.getpid(), socket.gethostname(), self.error))
 
     def worked(self) -> None:
         """A writing transaction committed: the end of the outage, if one is noted."""
@@ -114,7 +115,7 @@ class Tracker:
             self.ended = dt.datetime.now(dt.UTC)
             log.info("database available again", extra={"fields": {"outage_s": round(
                 (self.ended - since).total_seconds(), 1)}})
-            self._write(Span(since, self.ended, os.getpid(), socket.gethostname()))
+            self._write(Span(since, self.ended, os.getpid(), socket.gethostname(), self.error))
 
     def settling(self, grace_s: float) -> bool:
         """In an outage, or out of one for less than ``grace_s``: leases that expired meanwhile are not yet
