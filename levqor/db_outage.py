@@ -99,9 +99,10 @@ class Tracker:
         with self.lock:
             if self.since is not None:
                 return
-            self.since, self.var_dir, self.error = dt.datetime.now(dt.UTC), var_dir, str(exc)[:300]
+            cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+            self.since, self.var_dir, self.error = dt.datetime.now(dt.UTC), var_dir, str(cause).strip()[:300]
             log.warning("database unavailable; retrying with backoff until it answers",
-                        extra={"fields": {"error": str(exc)[:300]}})
+                        extra={"fields": {"error": self.error}})
             self._write(Span(self.since, None, os.getpid(), socket.gethostname(), self.error))
 
     def worked(self) -> None:
