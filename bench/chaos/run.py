@@ -5,8 +5,9 @@
 (``make bench-chaos`` and ``levqor chaos run`` run this script.) The scenarios run on a scratch SQLite
 database, or with ``--pg`` (or ``LEVQOR_CHAOS_PG=1``) on a scratch PostgreSQL server the suite starts
 itself (``initdb`` in the scratch directory, a free port, stopped at the end), which ``db_outage`` stops
-and starts; ``--here`` uses the configured database (``db_outage`` then runs only on SQLite). Prints a table per scenario, then as its
-last line ``chaos: detected=N/M healed=N/M lost=N unsafe=N mttr_worker_crash_s=X`` (M: the scenarios that ran).
+and starts; ``--here`` uses the configured database (``db_outage`` then runs only on SQLite). Prints a
+table per scenario, then as its last line
+``chaos: detected=N/M healed=N/M lost=N unsafe=N mttr_worker_crash_s=X`` (M: the scenarios that ran).
 """
 
 from __future__ import annotations

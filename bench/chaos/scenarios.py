@@ -8,9 +8,9 @@ resolved by the monitor once the injected latency is lifted (see :func:`api_slow
 whose control is built in rather than a healer action (``supervisor_kill9``: the children's parent-death
 signal and parent watch, and a restart; ``scheduler_kill9``: the lease and the tick take-over;
 ``llm_outage``: the circuit breaker and the cost cap; ``db_outage``: backoff and reconnection in every
-process, the API's 503 with Retry-After, the outage noted outside the database), where the healer only watches and *recovered* is
-what each scenario's docstring checks. Each scenario runs on a platform of its own (:func:`run`), so one
-fault cannot spoil the next.
+process, the API's 503 with Retry-After, the outage noted outside the database), where the healer only
+watches and *recovered* is what each scenario's docstring checks. Each scenario runs on a platform of its
+own (:func:`run`), so one fault cannot spoil the next.
 """
 
 from __future__ import annotations

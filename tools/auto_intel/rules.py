@@ -36,7 +36,6 @@ from tools.auto_intel.signals import parse_series
 from tools.jobs.workers import supervisors
 from tools.schedules import failover
 
-
 DB_CAUSE = "database"
 
 
