@@ -1,7 +1,7 @@
 """The monitor's db_outage rule: the outage spans the processes noted in VAR_DIR/db-outages while the
 database was down become one incident that starts at the first failure and resolves at the end (once, not
 reopened by the next tick); an outage still going on keeps it open; expired leases wait while it settles.
-The tracker writes those files once per outage (start, then end)."""
+The outage counts as downtime. The tracker writes those files once per outage (start, then end)."""
 
 from __future__ import annotations
 
@@ -89,6 +89,17 @@ def test_an_ended_outage_opens_an_incident_at_its_start_and_resolves_it_at_its_e
     _tick(t + dt.timedelta(seconds=50))
     assert [(i.id, i.state, i.reopens) for i in _incidents()][-1] == (inc.id, "resolved", 0)
     assert len(_incidents()) == before + 1
+
+    # its span is downtime in the uptime KPI (and the SLA), which no probe could record meanwhile
+    from memory.db import session_scope
+    from memory.pulse.repository import PulseRepository
+    from tools.pulse.kpis import OUTAGE_DIAGNOSES, uptime_percent
+
+    window = (start - dt.timedelta(seconds=30), end + dt.timedelta(seconds=30))
+    with session_scope() as s:
+        outages = [o for o in PulseRepository(s).outages(*window, OUTAGE_DIAGNOSES) if aware(o[0]) == start]
+    measured = uptime_percent([], outages, *window, 60.0)
+    assert measured is not None and measured[1] == pytest.approx(30.0)
 
 
 def test_an_outage_still_going_on_keeps_its_incident_open_until_a_process_sees_the_database_back(
