@@ -77,7 +77,9 @@ SCENARIO_ENV: dict[str, dict[str, str]] = {
                         "LEVQOR_OPS_SAMPLE_INTERVAL_S": "86400"},
     # SQLite: a write waits this long for the lock the scenario holds before the database counts as unavailable
     # (at 1 s the catch-up right after the outage sometimes waited that long for the lock: a second blip)
-    "db_outage": {"LEVQOR_DB_BUSY_TIMEOUT_S": "3"},
+    "db_outage": {"LEVQOR_DB_BUSY_TIMEOUT_S": "3", "LEVQOR_SCHEDULER_LEASE_S": "6",
+                  # the suite's own loop is the monitor (the scheduler's would race it)
+                  "LEVQOR_OPS_SAMPLE_INTERVAL_S": "86400"},
 }
 # Settings only the first worker process gets (its replacements run without them): the faulty one.
 FIRST_WORKER_ENV: dict[str, dict[str, str]] = {
@@ -756,8 +758,8 @@ def db_outage(platform: Platform, org_id: int, pipeline_id: int) -> Result:
     end (noted by the processes outside the database, recorded by the monitor once it is back) and
     resolved with no person; every request that needed the database during the outage got 503 problem
     details with Retry-After (no 500), /readyz said not ready and /healthz stayed up; no worker process
-    exited (they back off and reconnect); every accepted job succeeded (``lost``), none ran twice, and each
-    has one ``job_complete`` event, dispatched by the outbox."""
+    exited and the scheduler leads again (they back off and reconnect); every accepted job succeeded
+    (``lost``), none ran twice, and each has one ``job_complete`` event, dispatched by the outbox."""
     res = Result("db_outage")
     outage = _Outage()
     key = _api_key(org_id)
@@ -786,16 +788,20 @@ def db_outage(platform: Platform, org_id: int, pipeline_id: int) -> Result:
                         accepted.append(int(r.json()["id"]))
                 stop.wait(0.2)
 
-    jobs = submit(org_id, pipeline_id, 8)
-    if not until(platform, lambda: states(jobs).get("running", 0) > 0, 30):
-        res.note = "no job started before the outage"
-        return res
+    sched = _scheduler(platform, "scheduler")
     threads = [threading.Thread(target=traffic, daemon=True) for _ in range(2)]
-    for th in threads:
-        th.start()
-    pids = {p.pid for p in platform.procs}
     problems: list[str] = []
     try:
+        if not until(platform, lambda: _scheduler_lease()[0] == sched.pid, 60):
+            res.note = "the scheduler never led"
+            return res
+        jobs = submit(org_id, pipeline_id, 8)
+        if not until(platform, lambda: states(jobs).get("running", 0) > 0, 30):
+            res.note = "no job started before the outage"
+            return res
+        for th in threads:
+            th.start()
+        pids = {p.pid for p in platform.procs}
         until(platform, lambda: len(seen) >= 8, 20)
         t0 = utcnow()
         phase["now"] = "outage"
@@ -817,9 +823,18 @@ def db_outage(platform: Platform, org_id: int, pipeline_id: int) -> Result:
             th.join(timeout=40)
         jobs += accepted
         until(platform, lambda: states(jobs).get("succeeded", 0) == len(jobs), 90)
+        if not until(platform, lambda: sched.poll() is None and _scheduler_lease()[0] == sched.pid, 30):
+            problems.append(f"the scheduler did not lead again after the outage (exit code {sched.poll()})")
     finally:
         stop.set()
         outage.end()
+        if sched.poll() is None:
+            sched.send_signal(signal.SIGTERM)
+            try:
+                sched.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                sched.kill()
+                sched.wait()
     until(platform, lambda: _completions(org_id, jobs)[1] == 0, 30)  # the outbox catches up
     per_job, undispatched = _completions(org_id, jobs)
     final = states(jobs)
@@ -856,7 +871,8 @@ def db_outage(platform: Platform, org_id: int, pipeline_id: int) -> Result:
     res.note = (f"{outage.kind}: {DB_OUTAGE_S:g}s down; API during it: {dict(sorted(during.items()))}, "
                 f"/readyz {dict(ready)}, /healthz {dict(health)}; {len(accepted)} jobs accepted by the API, "
                 f"{len(jobs)} in all, {len(again)} ran twice, {sum(per_job.values())} job_complete events "
-                f"({undispatched} not dispatched); outage logged once by {len(logs)} process(es)")
+                f"({undispatched} not dispatched); no worker exited, the scheduler led again; outage logged once by "
+                f"{len(logs)} process(es)")
     if span is not None:
         res.note += (f"; incident from +{(span[0] - t0).total_seconds():.1f}s to "
                      f"+{(span[1] - t0).total_seconds():.1f}s (database back at +{(t_end - t0).total_seconds():.1f}s)"
