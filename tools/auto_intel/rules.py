@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from levqor.db_outage import prune_spans, read_spans
+from levqor.db_outage import Span, prune_spans, read_spans
 from levqor.settings import get_settings
 from memory.agents.repository import LlmBreakerRepository
 from memory.db import aware as _aware
@@ -205,11 +205,12 @@ def _db_outage(session: Session, now: dt.datetime) -> Finding | None:
     """A database outage the processes noted outside the database while it lasted (:mod:`levqor.db_outage`),
     not yet recorded: it started at the first failure any process saw, and ended when one first committed
     after the last process to see it fail (or, when none did yet, when this monitor's tick that opened
-    the incident committed). Spans that started before the last recorded outage ended are recorded."""
+    the incident committed). Spans that started before the last recorded outage ended are recorded; spans
+    shorter than ``ops_db_outage_min_s`` are left out."""
     var_dir = get_settings().var_dir
     prune_spans(var_dir, now - dt.timedelta(days=1))
     recorded = session.scalar(select(func.max(Incident.resolved_at)).where(Incident.cause == DB_CAUSE))
-    spans = [sp for sp in read_spans(var_dir) if recorded is None or sp.start > _aware(recorded)]
+    spans = [sp for sp in _lasting(now) if recorded is None or sp.start > _aware(recorded)]
     if not spans:
         return None
     start, last_failure = min(sp.start for sp in spans), max(sp.start for sp in spans)
@@ -230,12 +231,20 @@ def _db_outage(session: Session, now: dt.datetime) -> Finding | None:
                    symptom_at=start, ended_at=end)
 
 
+def _lasting(now: dt.datetime) -> list[Span]:
+    """The noted outage spans that lasted (or have lasted so far) ``ops_db_outage_min_s`` or more: a
+    connection dropped and replaced at once is no outage."""
+    s = get_settings()
+    return [sp for sp in read_spans(s.var_dir)
+            if ((sp.end or now) - sp.start).total_seconds() >= s.ops_db_outage_min_s]
+
+
 def _outage_settling(now: dt.datetime, grace_s: float) -> bool:
     """A database outage is going on (a live process of this host noted it) or ended less than ``grace_s`` ago."""
     import psutil  # kept lazy: start-up time
 
     host = socket.gethostname()
-    for sp in read_spans(get_settings().var_dir):
+    for sp in _lasting(now):
         if sp.end is None and (sp.host != host or psutil.pid_exists(sp.pid)):
             return True
         if sp.end is not None and (now - sp.end).total_seconds() < grace_s:

@@ -110,7 +110,7 @@ def test_an_outage_still_going_on_keeps_its_incident_open_until_a_process_sees_t
     start = t + dt.timedelta(seconds=1)
     _write(spans, "api", start, None)
     _write(spans, "worker", start, None, pid=2)
-    _tick(t + dt.timedelta(seconds=5))
+    _tick(t + dt.timedelta(seconds=10))
     inc = _incidents()[-1]
     assert inc.state == "open" and aware(inc.detected_at) == start
     end = t + dt.timedelta(seconds=20)
@@ -118,6 +118,14 @@ def test_an_outage_still_going_on_keeps_its_incident_open_until_a_process_sees_t
     _tick(t + dt.timedelta(seconds=25))
     inc = _incidents()[-1]
     assert inc.state == "resolved" and aware(inc.resolved_at) == end
+
+
+def test_a_connection_dropped_and_replaced_at_once_is_no_outage(spans: Path) -> None:
+    t = _base()
+    before = len(_incidents())
+    _write(spans, "api", t + dt.timedelta(seconds=1), t + dt.timedelta(seconds=1.2))  # under 5 s
+    _tick(t + dt.timedelta(seconds=10))
+    assert len(_incidents()) == before
 
 
 def test_expired_leases_wait_while_an_outage_settles(spans: Path, set_settings: Any) -> None:
