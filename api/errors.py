@@ -9,17 +9,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from levqor import diskspace
+from levqor.db_outage import is_unavailable
 from levqor.logging import request_id_var
 from tools.errors import AppError
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://levqor.ai/problems/"
+DB_RETRY_AFTER_S = 5  # what a client is told to wait while the database is unavailable
 
 
 def problem(status: int, title: str, detail: str, type_slug: str, request: Request | None = None,
@@ -109,6 +111,18 @@ def install(app: FastAPI) -> None:
         log.info("database refused a value", extra={"fields": {"error": str(exc.orig)[:200]}})
         return problem(422, "Validation failed", "a value is not valid for storage (a NUL character, or a number "
                        "out of range)", "validation-error", request, field="body")
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(DisconnectionError)
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        # The database is down, unreachable or locked: the request may succeed later, so say when to retry
+        # (the outage is logged once by levqor.db_outage, not per request). Any other database error is a bug.
+        if not is_unavailable(exc):
+            return await unhandled(request, exc)
+        resp = problem(503, "Service unavailable", "the database is unavailable; retry later", "database-unavailable",
+                       request)
+        resp.headers["Retry-After"] = str(DB_RETRY_AFTER_S)
+        return resp
 
     @app.exception_handler(Exception)
     async def unhandled(request: Request, exc: Exception) -> JSONResponse:

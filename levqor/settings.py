@@ -57,6 +57,10 @@ class Settings(BaseSettings):
         10, description="Database connections kept per process (as many again may overflow); the API lets this "
         "many requests hold a session at once, the others wait their turn without a thread.",
     )
+    db_busy_timeout_s: float = Field(
+        30.0, gt=0, description="SQLite: how long a transaction waits for another process's lock before the "
+        "database counts as unavailable (the API then answers 503 with Retry-After).",
+    )
     db_ping_idle_s: float = Field(
         5.0, ge=0, description="A pooled PostgreSQL connection is tested (SELECT 1) on checkout only after sitting "
         "idle this long; 0 tests it on every checkout.",
@@ -331,6 +335,10 @@ class Settings(BaseSettings):
     ops_api_down_probes: int = Field(2, description="Rule: this many failed /readyz probes in a row open an "
                                      "api_down outage incident (it counts as downtime).")
     ops_api_down_escalate_s: float = Field(600, description="An api_down outage lasting longer goes to a person.")
+    ops_db_outage_min_s: float = Field(
+        5.0, ge=0, description="A database outage shorter than this (a dropped connection replaced at once) is "
+        "logged, not recorded as a db_outage incident.",
+    )
     ops_flap_window_s: float = Field(600, description="A cause that comes back within this reopens its incident.")
     ops_flap_max: int = Field(3, description="Reopens after which an incident is flapping: a person must look.")
     ops_heal_max_attempts: int = Field(3, description="Healer attempts per incident before it escalates to a person.")

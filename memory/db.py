@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
@@ -24,6 +25,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, UOWTransaction, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from levqor import db_outage
 from levqor.settings import get_settings
 
 NAMING = {
@@ -104,7 +106,9 @@ def make_engine(url: str) -> Engine:
     settings = get_settings()
     pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_pool_size}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
+        busy = settings.db_busy_timeout_s
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy}, **pool)
+        _track_outages(engine, settings.var_dir)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
@@ -113,7 +117,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -129,7 +133,23 @@ def make_engine(url: str) -> Engine:
         return engine
     engine = create_engine(url, pool_recycle=1800, **pool)
     _ping_when_idle(engine, settings.db_ping_idle_s)
+    _track_outages(engine, settings.var_dir)
     return engine
+
+
+def _track_outages(engine: Engine, var_dir: Path) -> None:
+    """Note this process's database outages (:mod:`levqor.db_outage`): one starts when a call fails because
+    the database is unavailable, and ends when a writing transaction commits again (on SQLite reads go on
+    beside a lock held by another process, so only a write proves the database is back)."""
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(ctx: Any) -> None:
+        db_outage.tracker.failed(ctx.sqlalchemy_exception or ctx.original_exception, var_dir)
+
+    @event.listens_for(engine, "commit")
+    def _committed(conn: Any) -> None:
+        if db_outage.tracker.active() and not conn.get_execution_options().get(READ_ONLY):
+            db_outage.tracker.worked()
 
 
 def _ping_when_idle(engine: Engine, idle_s: float) -> None:
@@ -171,8 +191,6 @@ def get_engine(url: str | None = None) -> Engine:
     with _lock:
         if url not in _engines:
             if url.startswith("sqlite:///"):
-                from pathlib import Path
-
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             engine = _engines[url] = make_engine(url)
             _factories[url] = sessionmaker(engine, expire_on_commit=False)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import make_url
 
+from levqor.db_outage import backoff_s, is_unavailable
 from levqor.settings import get_settings
 from tools.events import service as events
 from tools.events.service import Reactions
@@ -32,11 +33,13 @@ def listen(stop: threading.Event, channels: dict[str, Callable[[], None]]) -> th
         import psycopg  # the driver, only on PostgreSQL
 
         dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        failures = 0
         while not stop.is_set():
             try:
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     for name in channels:
                         conn.execute(f'LISTEN "{name}"')
+                    failures = 0
                     for wake in channels.values():
                         wake()  # anything sent while we were not listening
                     while not stop.is_set():
@@ -44,9 +47,11 @@ def listen(stop: threading.Event, channels: dict[str, Callable[[], None]]) -> th
                             callback = channels.get(note.channel)
                             if callback is not None:
                                 callback()
-            except Exception:
-                log.warning("event listener lost its connection; reconnecting", exc_info=True)
-                stop.wait(1.0)
+            except Exception as exc:
+                failures += 1
+                if failures == 1 or not is_unavailable(exc):  # once per outage, not per attempt
+                    log.warning("event listener lost its connection; reconnecting", exc_info=True)
+                stop.wait(backoff_s(failures, base=1.0))
 
     t = threading.Thread(target=run, name="pg-listen", daemon=True)
     t.start()
@@ -57,12 +62,17 @@ def run_dispatcher(stop: threading.Event, poll_s: float, reactions: Reactions | 
     """Loop until ``stop`` is set, waking on commits (local, or NOTIFY on PostgreSQL) or every ``poll_s``."""
     table = reactions if reactions is not None else wiring.reactions()
     listen(stop, {events.NOTIFY_CHANNEL: events.wakeup.set})
+    failures = 0  # consecutive failed passes: the wait doubles (to 5 s); the outbox keeps every event
     while not stop.is_set():
         try:
             ran = events.dispatch_pending(table)
-        except Exception:
-            log.exception("outbox dispatch failed")
-            ran = 0
+            failures = 0
+        except Exception as exc:
+            failures += 1
+            if not is_unavailable(exc):  # an outage is logged once, by levqor.db_outage
+                log.exception("outbox dispatch failed")
+            stop.wait(backoff_s(failures))
+            continue
         if ran == 0:
             events.wakeup.wait(poll_s)
             events.wakeup.clear()

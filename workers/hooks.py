@@ -30,6 +30,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from levqor.db_outage import backoff_s, is_unavailable
 from levqor.settings import get_settings
 from memory.db import session_scope, utcnow
 from tools.partner_api import delivery, emails, fanout
@@ -271,6 +272,7 @@ def run_hooks(stop: threading.Event, concurrency: int | None = None, poll_s: flo
     listen(stop, {fanout.NOTIFY_CHANNEL: notified})
     last_mail = last_claim = last_record = 0.0
     more = True
+    failures = 0  # consecutive failed passes: the wait doubles (to 5 s)
     try:
         while not stop.is_set():
             try:
@@ -293,9 +295,12 @@ def run_hooks(stop: threading.Event, concurrency: int | None = None, poll_s: flo
                 if now - last_mail > 5:
                     last_mail = now
                     send_pending_emails()
-            except Exception:
-                log.exception("webhook delivery loop failed")
-                stop.wait(1.0)
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                if not is_unavailable(exc):  # an outage is logged once, by levqor.db_outage
+                    log.exception("webhook delivery loop failed")
+                stop.wait(backoff_s(failures, base=1.0))
             busy = d.busy() > 0 or not d.results.empty()
             wakeup.wait(RECORD_TICK_S if busy else poll_s)
             wakeup.clear()

@@ -11,7 +11,9 @@ jobs. Heartbeats renew the leases of every job held (running or waiting to be re
 the lease, sweep expired leases back into the queue, and obey ``drain`` / ``restart`` commands left on
 the worker's row. On SIGTERM it stops claiming, lets running jobs finish for a grace period, then gives
 the rest back to the queue. A run whose outcome could not be recorded keeps its lease until it expires
-and the sweep returns the job to the queue (the attempt counts). Every database step is a function of
+and the sweep returns the job to the queue (the attempt counts); while the database is unavailable the
+outcomes are kept and retried with backoff instead, and the sweep waits until the leases' holders have
+renewed them after the outage (:mod:`levqor.db_outage`). Every database step is a function of
 :mod:`tools.jobs.leases` or the runner run in a session opened (and committed) here; a commit elsewhere
 wakes the idle loop (PostgreSQL ``NOTIFY``, SQLite ``PRAGMA data_version``).
 """
@@ -31,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 
+from levqor.db_outage import backoff_s, is_unavailable
+from levqor.db_outage import tracker as outage
 from levqor.settings import get_settings
 from memory.db import session_scope
 from tools.events.service import Reactions
@@ -49,6 +53,7 @@ GAUGES_EVERY_S = 5.0  # how often a heartbeat also refreshes the queue gauges
 RECORD_BATCH = 500  # most finished runs recorded in one transaction
 RECORD_TRIES = 3  # a batch (then each run alone) is tried this often before its lease is left to expire
 SHORT_JOB_S = 0.05  # runs shorter than this on average are worth prefetching
+OUTAGE_HOLD_S = 600.0  # finished runs' outcomes are kept this long while the database is unavailable
 _chaos_leak: list[bytearray] = []  # LEVQOR_CHAOS_LEAK_BYTES_PER_JOB (chaos suite only)
 
 
@@ -84,7 +89,8 @@ class JobWorker:
     # ---- main loop -----------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        self._register()
+        if not self._register(stop):
+            return
         hb_stop = threading.Event()
         hb = threading.Thread(target=self._heartbeat_loop, args=(hb_stop,), name="jobs-heartbeat", daemon=True)
         hb.start()
@@ -96,6 +102,7 @@ class JobWorker:
         recorder = threading.Thread(target=self._record_loop, name="jobs-recorder", daemon=True)
         recorder.start()
         log.info("job worker started", extra={"fields": {"worker": self.id, "concurrency": self.concurrency}})
+        failures = 0  # consecutive claims that failed: the wait before the next one doubles (to 5 s)
         try:
             while not stop.is_set() and not self.restart:
                 with self.lock:
@@ -110,10 +117,13 @@ class JobWorker:
                 try:
                     with session_scope() as s:
                         batch = leases.claim_batch(s, self.id, free, self.lease_s, busy=busy)
-                except Exception:
-                    log.exception("claim failed")
-                    stop.wait(1.0)
+                except Exception as exc:
+                    failures += 1
+                    if not is_unavailable(exc):  # an outage is logged once, by levqor.db_outage
+                        log.exception("claim failed")
+                    stop.wait(backoff_s(failures))
                     continue
+                failures = 0
                 if batch.suspect is not None:
                     with self.lock:
                         self.solo = batch.suspect
@@ -211,14 +221,25 @@ class JobWorker:
         self.wake.set()
 
     def _try_record(self, runs: list[Finished]) -> list[str] | None:
-        for attempt in range(1, RECORD_TRIES + 1):
+        """Record ``runs`` in one transaction; None after ``RECORD_TRIES`` failures. Failures because the
+        database is unavailable are not counted: the outcomes are kept and retried with backoff until it
+        answers (up to ``OUTAGE_HOLD_S``), so a run that finished during an outage is recorded, not run again."""
+        attempt = waited = 0
+        held_since = time.monotonic()
+        while True:
             try:
                 with session_scope() as s:
                     return record_runs(s, runs, self.reactions)
-            except Exception:
+            except Exception as exc:
+                if is_unavailable(exc) and time.monotonic() - held_since < OUTAGE_HOLD_S:
+                    waited += 1
+                    time.sleep(backoff_s(waited))
+                    continue
+                attempt += 1
                 log.warning("recording job outcomes failed", exc_info=True,
                             extra={"fields": {"jobs": len(runs), "attempt": attempt}})
-        return None
+                if attempt >= RECORD_TRIES:
+                    return None
 
     def _shutdown(self, pool: ThreadPoolExecutor) -> None:
         deadline = time.monotonic() + self.grace_s
@@ -256,24 +277,40 @@ class JobWorker:
 
     # ---- heartbeat -----------------------------------------------------------------------
 
-    def _register(self) -> None:
+    def _register(self, stop: threading.Event) -> bool:
+        """Register the worker's row, waiting (with backoff) while the database is unavailable; False if
+        ``stop`` was set first."""
         psutil.Process().cpu_percent(None)  # the first reading starts the CPU measurement
-        with session_scope() as s:
-            leases.register_worker(s, self.id, host=socket.gethostname(), pid=os.getpid(),
-                                   concurrency=self.concurrency)
+        failures = 0
+        while not stop.is_set():
+            try:
+                with session_scope() as s:
+                    leases.register_worker(s, self.id, host=socket.gethostname(), pid=os.getpid(),
+                                           concurrency=self.concurrency)
+                return True
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                failures += 1
+                stop.wait(backoff_s(failures))
+        return False
 
     def _heartbeat_loop(self, stop: threading.Event) -> None:
         interval = max(0.2, self.lease_s / 3)
         last_refresh = 0.0
-        while not stop.wait(interval):
+        failures = 0
+        while not stop.wait(interval if not failures else backoff_s(failures, cap=interval)):
             try:
                 self.beat()
                 if time.monotonic() - last_refresh > GAUGES_EVERY_S:
                     last_refresh = time.monotonic()
                     with session_scope() as s:
                         metrics.refresh(s)
-            except Exception:
-                log.exception("heartbeat failed")
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                if not is_unavailable(exc):
+                    log.exception("heartbeat failed")
 
     def beat(self) -> None:
         """Renew our leases, report our health, obey commands, sweep expired leases."""
@@ -297,6 +334,8 @@ class JobWorker:
             log.info("restarting on request", extra={"fields": {"worker": self.id}})
             self.restart = True
             self.wake.set()
+        if outage.settling(2 * self.lease_s):
+            return  # leases that expired in an outage: their holders renew them and record their runs first
         with session_scope() as s:
             requeued, _dead = leases.sweep_expired(s)
         if requeued:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from agents.runtime import start_run
+from levqor.db_outage import is_unavailable
 from levqor.metrics import start_process
 from levqor.settings import get_settings
 from memory.db import session_scope
@@ -60,7 +61,9 @@ def _complete_tick(name: str, slot: int, holder: str, epoch: int) -> None:
     try:
         with session_scope() as session:
             complete_tick(session, name, slot, holder, epoch)
-    except Exception:  # the tick stays unfinished: a later leader runs it again (its effects are keyed)
+    except Exception as exc:  # the tick stays unfinished: a later leader runs it again (its effects are keyed)
+        if is_unavailable(exc):
+            return
         log.exception("could not record a finished scheduler tick", extra={"fields": {"job": name, "slot": slot}})
 
 
@@ -98,8 +101,9 @@ def run_scheduler(schedules: list[Schedule] | None = None) -> None:
         """Claim tick ``(job, slot)`` (or take it over), run it, record it finished."""
         try:
             epoch = _claim_tick(job.name, slot, holder, ttl, take_over=take_over)
-        except Exception:
-            log.exception("could not claim a scheduler tick", extra={"fields": {"job": job.name}})
+        except Exception as exc:
+            if not is_unavailable(exc):  # an outage is logged once, by levqor.db_outage
+                log.exception("could not claim a scheduler tick", extra={"fields": {"job": job.name}})
             return
         if epoch is None:  # not leading any more, or this tick already ran elsewhere
             return
@@ -109,8 +113,9 @@ def run_scheduler(schedules: list[Schedule] | None = None) -> None:
         TICK.job, TICK.slot, TICK.epoch = job.name, slot, epoch
         try:
             run_scheduled(job)
-        except Exception:
-            log.exception("scheduled job failed", extra={"fields": {"job": job.name}})
+        except Exception as exc:
+            if not is_unavailable(exc):
+                log.exception("scheduled job failed", extra={"fields": {"job": job.name}})
         finally:
             TICK.job = TICK.slot = TICK.epoch = None
         if job.name in s.chaos_tick_pause:
@@ -147,8 +152,9 @@ def run_scheduler(schedules: list[Schedule] | None = None) -> None:
         try:
             with session_scope() as session:
                 epoch = lead(session, holder, ttl)
-        except Exception:
-            log.exception("scheduler lease check failed")
+        except Exception as exc:
+            if not is_unavailable(exc):  # in an outage it stands by (below) until the database answers
+                log.exception("scheduler lease check failed")
             epoch = None
         if epoch is not None and not leading.is_set():
             log.info("scheduler leading", extra={"fields": {"holder": holder, "epoch": epoch}})

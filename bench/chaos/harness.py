@@ -149,10 +149,58 @@ def until(platform: Platform, pred: Callable[[], Any], timeout: float) -> Any:
     return None
 
 
-def prepare_scratch(var_dir: Path) -> None:
-    """Point this process at a fresh SQLite database in ``var_dir`` and migrate it."""
+class ScratchPostgres:
+    """A PostgreSQL server of the suite's own (``initdb`` in ``data_dir``, a free port on 127.0.0.1, trust
+    auth), so that the ``db_outage`` scenario can stop and start it (``pg_ctl``) without touching anyone
+    else's server. Run as the ``postgres`` system user when this process is root (initdb refuses root)."""
+
+    def __init__(self, data_dir: Path):
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not bins:
+            raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
+        self.bin = bins[-1].parent
+        self.data = data_dir / "pg"
+        self.log = data_dir / "pg.log"
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            import pwd  # kept lazy: POSIX only
+
+            pw = pwd.getpwnam("postgres")
+            os.chown(data_dir, pw.pw_uid, pw.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self.start()
+
+    def _run(self, tool: str, *args: str) -> None:
+        cmd = [str(self.bin / tool), *args]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o",
+                  f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data} -c fsync=off", "start")
+
+    def stop(self) -> None:
+        """Stop at once: clients are disconnected (``-m fast``), new connections refused."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")
+
+
+scratch_pg: ScratchPostgres | None = None  # the suite's own server (run.py --pg), which db_outage may stop
+
+
+def prepare_scratch(var_dir: Path, *, postgres: bool = False) -> None:
+    """Point this process at a fresh database in ``var_dir`` (SQLite, or a scratch PostgreSQL server of
+    its own with ``postgres``) and migrate it."""
+    global scratch_pg
     os.environ["LEVQOR_VAR_DIR"] = str(var_dir)
     os.environ.pop("LEVQOR_DATABASE_URL", None)
+    if postgres:
+        scratch_pg = ScratchPostgres(var_dir)
+        os.environ["LEVQOR_DATABASE_URL"] = scratch_pg.url
     for k, v in CHAOS_ENV.items():
         os.environ[k] = v
     get_settings.cache_clear()

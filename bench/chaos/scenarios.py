@@ -8,9 +8,10 @@ resolved by the monitor once the injected latency is lifted (see :func:`api_slow
 whose control is built in rather than a healer action (``supervisor_kill9``: the children's parent-death
 signal and parent watch, and a restart; ``scheduler_kill9``: the lease and the tick take-over;
 ``llm_outage``: the circuit breaker and the cost cap; ``api_kill9``: uvicorn's manager replacing the
-process, the shared listening socket and the clients' safe retries), where the healer only watches and
-*recovered* is what each scenario's docstring checks. Each scenario runs on a platform of its own (:func:`run`), so one
-fault cannot spoil the next.
+process, the shared listening socket and the clients' safe retries; ``db_outage``: backoff and
+reconnection in every process, the API's 503 with Retry-After, the outage noted outside the database),
+where the healer only watches and *recovered* is what each scenario's docstring checks. Each scenario
+runs on a platform of its own (:func:`run`), so one fault cannot spoil the next.
 """
 
 from __future__ import annotations
@@ -34,16 +35,18 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from bench.chaos import disk
-from bench.chaos.harness import CHAOS_ENV, Platform, until
+from bench.chaos import disk, harness
+from bench.chaos.harness import CHAOS_ENV, TICK_S, Platform, until
 from bench.chaos.measure import Result, busy_worker, call, finish, incident, org_ctx, setup, states, submit, worker_of
 from levqor.settings import get_settings
 from memory.agents.models import AgentRun
 from memory.agents.repository import AgentRepository
 from memory.db import aware, session_scope, utcnow
+from memory.events.models import Event
 from memory.jobs.models import Job
 from memory.jobs.repository import WorkerRepository
 from memory.leases.models import Lease
+from memory.ops.models import Incident
 from memory.partner.models import PartnerEmail, PluginInstall
 from memory.scheduler.repository import TickRepository
 from tools.context import SYSTEM, ToolContext
@@ -62,6 +65,7 @@ ALL_SCENARIOS: tuple[str, ...] = (  # one per line: the scenarios added later ap
     "supervisor_kill9",
     "scheduler_kill9",
     "llm_outage",
+    "db_outage",
     "api_kill9",
     "disk_full",
 )
@@ -76,12 +80,17 @@ SCENARIO_ENV: dict[str, dict[str, str]] = {
                         "LEVQOR_SCHEDULER_RENEW_S": "0.5", "LEVQOR_CHAOS_TICK_PAUSE": '{"agent.janitor": 5}',
                         # the suite's own loop is the monitor (the schedulers' would race it)
                         "LEVQOR_OPS_SAMPLE_INTERVAL_S": "86400"},
+    # SQLite: a write waits this long for the lock the scenario holds before the database counts as unavailable
+    # (at 1 s the catch-up right after the outage sometimes waited that long for the lock: a second blip)
+    "db_outage": {"LEVQOR_DB_BUSY_TIMEOUT_S": "3", "LEVQOR_SCHEDULER_LEASE_S": "6",
+                  # the suite's own loop is the monitor (the scheduler's would race it)
+                  "LEVQOR_OPS_SAMPLE_INTERVAL_S": "86400"},
 }
 # Settings only the first worker process gets (its replacements run without them): the faulty one.
 FIRST_WORKER_ENV: dict[str, dict[str, str]] = {
     "memory_leak": {"LEVQOR_CHAOS_LEAK_BYTES_PER_JOB": "6000000"},
 }
-WITH_API = frozenset({"api_slowdown"})  # scenarios whose platform also runs `levqor api`
+WITH_API = frozenset({"api_slowdown", "db_outage"})  # scenarios whose platform also runs `levqor api`
 # Scenarios whose platform runs fewer worker processes than asked (they start their own `levqor up`).
 PLATFORM_WORKERS: dict[str, int] = {
     "supervisor_kill9": 0,
@@ -736,6 +745,181 @@ def supervisor_kill9(platform: Platform, org_id: int, pipeline_id: int) -> Resul
     return res
 
 
+DB_OUTAGE_S = 30.0
+
+
+class _Outage:
+    """Make the database unavailable and available again: the suite's scratch PostgreSQL server stopped
+    (``pg_ctl stop -m fast``) and started; or the SQLite file locked by another connection holding its
+    write lock (``BEGIN EXCLUSIVE``: writers wait LEVQOR_DB_BUSY_TIMEOUT_S, then fail; WAL readers go on)."""
+
+    def __init__(self) -> None:
+        url = get_settings().resolved_database_url
+        self.kind = "sqlite" if url.startswith("sqlite") else "postgresql"
+        self.path = url.removeprefix("sqlite:///")
+        self.lock: Any = None
+        self.up = True
+        if self.kind == "postgresql" and harness.scratch_pg is None:
+            raise RuntimeError("db_outage on PostgreSQL needs the suite's scratch server (run.py --pg)")
+
+    def begin(self) -> None:
+        self.up = False
+        if self.kind == "postgresql":
+            assert harness.scratch_pg is not None
+            harness.scratch_pg.stop()
+        else:
+            import sqlite3
+
+            self.lock = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.lock.execute("BEGIN EXCLUSIVE")
+
+    def end(self) -> None:
+        if self.kind == "postgresql" and not self.up:
+            assert harness.scratch_pg is not None
+            harness.scratch_pg.start()
+            self.up = True
+        elif self.lock is not None:
+            self.lock.execute("ROLLBACK")
+            self.lock.close()
+            self.lock = None
+
+
+def _api_key(org_id: int) -> str:
+    with session_scope() as s:
+        return str(call(org_ctx(s, org_id), "keys.create", name="chaos db_outage", role="admin").key)
+
+
+def db_outage(platform: Platform, org_id: int, pipeline_id: int) -> Result:
+    """The database is unavailable for ``DB_OUTAGE_S`` while jobs run and API traffic goes on (job
+    submissions, job lists, /readyz, /healthz). *Recovered*: the incident records the outage's start and
+    end (noted by the processes outside the database, recorded by the monitor once it is back) and
+    resolved with no person; every request that needed the database during the outage got 503 problem
+    details with Retry-After (no 500), /readyz said not ready and /healthz stayed up; no worker process
+    exited and the scheduler leads again (they back off and reconnect); every accepted job succeeded
+    (``lost``), none ran twice, and each has one ``job_complete`` event, dispatched by the outbox."""
+    res = Result("db_outage")
+    outage = _Outage()
+    key = _api_key(org_id)
+    seen: list[tuple[str, str, int, bool]] = []  # (phase, route, status, has Retry-After)
+    accepted: list[int] = []
+    phase = {"now": "before"}
+    stop = threading.Event()
+
+    def traffic() -> None:  # bounded: stops with the scenario or after 3 minutes
+        deadline = time.monotonic() + 180
+        with httpx.Client(base_url=platform.api_url, timeout=30,
+                          headers={"Authorization": f"Bearer {key}"}) as client:
+            while not stop.is_set() and time.monotonic() < deadline:
+                for method, route in (("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/readyz"),
+                                      ("GET", "/healthz")):
+                    at = phase["now"]
+                    try:
+                        r = client.request(method, route, json={"pipeline_id": pipeline_id} if method == "POST"
+                                           else None, params={"limit": 5} if route == "/v1/jobs" and
+                                           method == "GET" else None)
+                    except httpx.HTTPError:
+                        seen.append((at, f"{method} {route}", 0, False))
+                        continue
+                    seen.append((at, f"{method} {route}", r.status_code, "retry-after" in r.headers))
+                    if method == "POST" and r.status_code == 201:
+                        accepted.append(int(r.json()["id"]))
+                stop.wait(0.2)
+
+    sched = _scheduler(platform, "scheduler")
+    threads = [threading.Thread(target=traffic, daemon=True) for _ in range(2)]
+    problems: list[str] = []
+    try:
+        if not until(platform, lambda: _scheduler_lease()[0] == sched.pid, 60):
+            res.note = "the scheduler never led"
+            return res
+        jobs = submit(org_id, pipeline_id, 8)
+        if not until(platform, lambda: states(jobs).get("running", 0) > 0, 30):
+            res.note = "no job started before the outage"
+            return res
+        for th in threads:
+            th.start()
+        pids = {p.pid for p in platform.procs}
+        until(platform, lambda: len(seen) >= 8, 20)
+        t0 = utcnow()
+        phase["now"] = "outage"
+        outage.begin()
+        held = time.monotonic() + DB_OUTAGE_S
+        # This process (the monitor's) cannot use the database either: it only restarts exited workers
+        # meanwhile (no scale reads, no ticks).
+        platform.next_scale_check = held + 1.0
+        while time.monotonic() < held:
+            platform.supervise()
+            time.sleep(TICK_S)
+        phase["now"] = "after"
+        outage.end()
+        t_end = utcnow()
+        restarted = len({p.pid for p in platform.procs} - pids)
+        finish(platform, res, "database", t0, [], timeout=60)
+        stop.set()
+        for th in threads:
+            th.join(timeout=40)
+        jobs += accepted
+        until(platform, lambda: states(jobs).get("succeeded", 0) == len(jobs), 90)
+        if not until(platform, lambda: sched.poll() is None and _scheduler_lease()[0] == sched.pid, 30):
+            problems.append(f"the scheduler did not lead again after the outage (exit code {sched.poll()})")
+    finally:
+        stop.set()
+        outage.end()
+        if sched.poll() is None:
+            sched.send_signal(signal.SIGTERM)
+            try:
+                sched.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                sched.kill()
+                sched.wait()
+    until(platform, lambda: _completions(org_id, jobs)[1] == 0, 30)  # the outbox catches up
+    per_job, undispatched = _completions(org_id, jobs)
+    final = states(jobs)
+    res.lost = len(jobs) - final.get("succeeded", 0)
+    with session_scope() as s:
+        again = [j.id for j in s.query(Job).filter(Job.id.in_(jobs), Job.attempts > 1)]
+        inc = s.query(Incident).filter(Incident.cause == "database").order_by(Incident.id.desc()).first()
+        span = (aware(inc.detected_at), aware(inc.resolved_at) if inc and inc.resolved_at else None) if inc else None
+    during = Counter(st for ph, route, st, _ in seen if ph == "outage" and route.startswith(("POST /v1", "GET /v1")))
+    ready = Counter(st for ph, route, st, _ in seen if ph == "outage" and route == "GET /readyz")
+    health = Counter(st for ph, route, st, _ in seen if ph == "outage" and route == "GET /healthz")
+    no_retry = sum(1 for ph, route, st, ra in seen if ph == "outage" and route.startswith(("POST /v1", "GET /v1"))
+                   and st == 503 and not ra)
+    if during.get(500) or any(st >= 500 and st != 503 for st in during) or during.get(0):
+        problems.append(f"API answers during the outage: {dict(during)}")
+    if not during.get(503):
+        problems.append("no request got 503 during the outage")
+    if no_retry:
+        problems.append(f"{no_retry} 503 answers without Retry-After")
+    if not ready.get(503):
+        problems.append(f"/readyz during the outage: {dict(ready)}")
+    if set(health) != {200}:
+        problems.append(f"/healthz during the outage: {dict(health)}")
+    if restarted:
+        problems.append(f"{restarted} worker process(es) exited during the outage")
+    if again:
+        problems.append(f"{len(again)} job(s) ran more than once: {again[:5]}")
+    if sorted(per_job.get(j, 0) for j in jobs) != [1] * len(jobs) or undispatched:
+        problems.append(f"job_complete events: {sum(per_job.values())} for {len(jobs)} jobs, {undispatched} "
+                        "not dispatched")
+    logs = _outage_log_lines(platform.logdir)
+    if any(n > 1 for n in logs.values()):
+        problems.append(f"'database unavailable' logged more than once by a process: {logs}")
+    res.note = (f"{outage.kind}: {DB_OUTAGE_S:g}s down; API during it: {dict(sorted(during.items()))}, "
+                f"/readyz {dict(ready)}, /healthz {dict(health)}; {len(accepted)} jobs accepted by the API, "
+                f"{len(jobs)} in all, {len(again)} ran twice, {sum(per_job.values())} job_complete events "
+                f"({undispatched} not dispatched); no worker exited, the scheduler led again; outage logged once by "
+                f"{len(logs)} process(es)")
+    if span is not None:
+        res.note += (f"; incident from +{(span[0] - t0).total_seconds():.1f}s to "
+                     f"+{(span[1] - t0).total_seconds():.1f}s (database back at +{(t_end - t0).total_seconds():.1f}s)"
+                     if span[1] is not None else "; incident not resolved")
+    if problems:
+        res.recovered = False
+        res.note = (res.note + "; " + "; ".join(problems)).lstrip("; ")
+    return res
+
+
 API_TRAFFIC_S = 15.0  # steady traffic this long; one API process is killed in the middle
 # the clients' traffic is not what this scenario limits (the plan's rate limits would answer 429s)
 UNLIMITED_TIERS = json.dumps({"pro": {"key_per_second": 10**6, "org_per_second": 10**6, "key_per_day": 10**9,
@@ -829,6 +1013,26 @@ def api_kill9(platform: Platform, org_id: int, pipeline_id: int) -> Result:
     return res
 
 
+def _completions(org_id: int, jobs: list[int]) -> tuple[Counter[int], int]:
+    """``job_complete`` events per job of ``jobs``, and how many of them the outbox has not dispatched."""
+    wanted = set(jobs)
+    with session_scope() as s:
+        rows = [(e.payload.get("job_id"), e.dispatched_at) for e in s.query(Event).filter(
+            Event.org_id == org_id, Event.name == "job_complete")]
+    mine = [(j, d) for j, d in rows if j in wanted]
+    return Counter(j for j, _ in mine), sum(1 for _, d in mine if d is None)
+
+
+def _outage_log_lines(logdir: Path) -> dict[str, int]:
+    """Per process log: how many times it logged 'database unavailable'."""
+    out = {}
+    for path in logdir.glob("*.err"):
+        n = path.read_text(errors="replace").count("database unavailable")
+        if n:
+            out[path.name] = n
+    return out
+
+
 SCENARIOS: dict[str, Callable[[Platform, int, int], Result]] = {  # one per line, in ALL_SCENARIOS order
     "worker_kill9": worker_kill9,
     "worker_hang": worker_hang,
@@ -841,6 +1045,7 @@ SCENARIOS: dict[str, Callable[[Platform, int, int], Result]] = {  # one per line
     "supervisor_kill9": supervisor_kill9,
     "scheduler_kill9": scheduler_kill9,
     "llm_outage": llm_outage,
+    "db_outage": db_outage,
     "api_kill9": api_kill9,
     "disk_full": disk.disk_full,
 }

@@ -42,6 +42,8 @@ BENCH_ONLY = {
     "supervisor_kill9": "tests/workers/test_supervisor_death.py, tests/workers/test_supervisor.py",
     "scheduler_kill9": "tests/workers/test_scheduler_failover.py, tests/workers/test_scheduler_lease.py",
     "llm_outage": "tests/agents/runtime/test_llm_guard.py",
+    "db_outage": "tests/api/test_db_outage.py, tests/workers/test_db_outage_backoff.py, "
+                 "tests/tools/auto_intel/test_db_outage_rule.py",
     "api_kill9": "tests/workers/test_api_process_death.py, tests/tools/dev_portal/test_sdk_example.py",
     "disk_full": "tests/tools/auto_intel/test_disk_full.py",
 }

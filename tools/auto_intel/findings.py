@@ -26,3 +26,6 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
     org_id: int | None = None
     symptom_at: dt.datetime | None = None
+    # The symptom is over already (seen after the fact, e.g. a database outage nobody could record while it
+    # lasted): the incident resolves at this time.
+    ended_at: dt.datetime | None = None

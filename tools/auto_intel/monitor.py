@@ -16,12 +16,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from levqor import diskspace
+from levqor.db_outage import is_unavailable
 from levqor.settings import get_settings
 from memory.db import get_engine, session_scope, utcnow
 from tools.auto_intel import signals
 from tools.auto_intel.anomalies import anomaly_findings, detectors
 from tools.auto_intel.findings import Finding
-from tools.auto_intel.lifecycle import open_or_update, refresh_gauges, resolve_quiet
+from tools.auto_intel.lifecycle import open_or_update, refresh_gauges, resolve, resolve_quiet
 from tools.auto_intel.notifications import send_in
 from tools.auto_intel.rules import rule_findings
 from tools.context import ToolContext
@@ -55,7 +56,11 @@ def tick_in(s: Session, now: dt.datetime, res: TickResult, *, api_text: str | No
     for f in res.findings:
         inc, what = open_or_update(s, f, now)
         (res.opened if what in ("opened", "reopened") else res.updated).append(inc.id)
-    res.resolved = resolve_quiet(s, now, {f.cause for f in res.findings})
+        if f.ended_at is not None:
+            resolve(s, inc, "agent:monitor", f"over at {f.ended_at:%H:%M:%S} UTC (recorded after the fact)",
+                    f.ended_at)
+            res.resolved.append(inc.id)
+    res.resolved += resolve_quiet(s, now, {f.cause for f in res.findings})
     if not _last_maintenance or now - _last_maintenance[0] >= dt.timedelta(minutes=5):
         signals.maintain(s, now)
         _last_maintenance[:] = [now]
@@ -81,7 +86,8 @@ def monitor_tick(now: dt.datetime | None = None, *, api_text: str | None = None)
             tick_in(s, now, res, api_text=api_text)
     except Exception as exc:
         res.error = f"{type(exc).__name__}: {exc}"[:500]
-        log.exception("monitor tick failed; retrying next tick")
+        if not is_unavailable(exc):  # an outage is logged once (levqor.db_outage) and recorded once it ends
+            log.exception("monitor tick failed; retrying next tick")
         if isinstance(exc, DBAPIError) and exc.connection_invalidated:
             get_engine().dispose()
     return res

@@ -205,6 +205,10 @@ OBSERVE_ONLY: dict[str, tuple[str, str | None]] = {
     # a half-open probe closes it once the endpoint answers.
     "llm_outage": ("agents run offline while the LLM endpoint fails (circuit breaker open); watching until a "
                    "probe call answers", None),
+    # Backoff and reconnect are built into every process (levqor.db_outage): the API answers 503 with
+    # Retry-After, workers keep finished runs' outcomes and the outbox keeps events until it answers.
+    "db_outage": ("the database is unavailable; every process backs off and reconnects by itself, the API "
+                  "answers 503 with Retry-After; watching until it answers", None),
     # The cap is the control: the agent's model calls are refused for the rest of the day.
     "llm_cost_cap": ("the agent's LLM calls are refused until tomorrow (daily cost cap in policy.json); a person "
                      "may look into why it spent so much", None),

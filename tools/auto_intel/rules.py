@@ -4,8 +4,9 @@ Queue age, expired leases, dead, hung or leaking workers, failing pipelines, slo
 that fails its readiness probes, failing partner endpoints, partner webhooks shed under overload, poison
 jobs, a capacity shortage (measured and forecast, :mod:`tools.auto_intel.capacity`) and a ``levqor up``
 supervisor or API process that died without stopping cleanly, a scheduler leader that died mid-tick, a
-failing LLM endpoint (its circuit breaker open), an agent over its daily LLM cost cap and a var directory
-short of space. Thresholds are settings (``LEVQOR_OPS_*``).
+failing LLM endpoint (its circuit breaker open), an agent over its daily LLM cost cap, a database outage
+(noted by the processes outside the database while it lasted) and a var directory short of space.
+Thresholds are settings (``LEVQOR_OPS_*``).
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ import re
 import socket
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from levqor import diskspace
+from levqor.db_outage import Span, prune_spans, read_spans
 from levqor.settings import get_settings
 from memory.agents.repository import LlmBreakerRepository
 from memory.db import aware as _aware
 from memory.jobs.models import Pipeline
+from memory.ops.models import Incident
 from memory.ops.repository import IncidentRepository, SignalRepository, SignalSourceRepository
 from memory.partner.models import PluginInstall
 from memory.partner.repository import PartnerRepository
@@ -33,6 +36,8 @@ from tools.auto_intel.findings import Finding
 from tools.auto_intel.signals import parse_series
 from tools.jobs.workers import api_process_stopped, api_processes, supervisors
 from tools.schedules import failover
+
+DB_CAUSE = "database"
 
 
 def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, float]]) -> list[Finding]:
@@ -51,7 +56,11 @@ def rule_findings(session: Session, now: dt.datetime, points: list[tuple[str, fl
                            f"Oldest due job has waited {age:.0f}s (limit {s.ops_queue_age_max_s:g}s)", "high",
                            evidence={"oldest_age_s": age, "depth": values.get("jobs.queue.depth")},
                            symptom_at=now - dt.timedelta(seconds=age - s.ops_queue_age_max_s)))
-    expired = src.expired_leases(now)
+    outage = _db_outage(session, now)
+    if outage is not None:
+        out.append(outage)
+    # Leases that expired during a database outage are renewed by their holders once it is back.
+    expired = [] if _outage_settling(now, 2.0 * s.job_lease_s) else src.expired_leases(now)
     if expired:
         since = min(_aware(j.lease_until) for j in expired if j.lease_until is not None)
         out.append(Finding("queue:leases", "rule:expired_leases", "rule", "expired_leases",
@@ -214,6 +223,57 @@ def _disk_full(now: dt.datetime) -> Finding | None:
                    evidence={"free_bytes": free, "limit_bytes": limit, "freeable_files": len(can),
                              "freeable_bytes": sum(n for _, n, _ in can), "enospc": diskspace.enospc_counts()},
                    symptom_at=now)
+
+
+def _db_outage(session: Session, now: dt.datetime) -> Finding | None:
+    """A database outage the processes noted outside the database while it lasted (:mod:`levqor.db_outage`),
+    not yet recorded: it started at the first failure any process saw, and ended when one first committed
+    after the last process to see it fail (or, when none did yet, when this monitor's tick that opened
+    the incident committed). Spans that started before the last recorded outage ended are recorded; spans
+    shorter than ``ops_db_outage_min_s`` are left out."""
+    var_dir = get_settings().var_dir
+    prune_spans(var_dir, now - dt.timedelta(days=1))
+    recorded = session.scalar(select(func.max(Incident.resolved_at)).where(Incident.cause == DB_CAUSE))
+    spans = [sp for sp in _lasting(now) if recorded is None or sp.start > _aware(recorded)]
+    if not spans:
+        return None
+    start, last_failure = min(sp.start for sp in spans), max(sp.start for sp in spans)
+    ends = [sp.end for sp in spans if sp.end is not None and sp.end >= last_failure]
+    end = min(ends) if ends else None
+    if end is None:
+        opened = session.scalar(select(Incident.opened_at).where(Incident.cause == DB_CAUSE,
+                                                                 Incident.state != "resolved"))
+        end = _aware(opened) if opened is not None else None
+    what = f"over after {(end - start).total_seconds():.0f}s" if end is not None else "still going on"
+    return Finding(DB_CAUSE, "rule:db_outage", "rule", "db_outage",
+                   f"The database was unavailable from {start:%H:%M:%S} UTC ({what}); {len(spans)} process(es) "
+                   "backed off and reconnected", "critical",
+                   evidence={"started_at": start.isoformat(), "ended_at": end.isoformat() if end else None,
+                             "processes": [{"host": sp.host, "pid": sp.pid, "start": sp.start.isoformat(),
+                                            "end": sp.end.isoformat() if sp.end else None} for sp in spans][:20],
+                             "error": next((sp.error for sp in spans if sp.error), "")},
+                   symptom_at=start, ended_at=end)
+
+
+def _lasting(now: dt.datetime) -> list[Span]:
+    """The noted outage spans that lasted (or have lasted so far) ``ops_db_outage_min_s`` or more: a
+    connection dropped and replaced at once is no outage."""
+    s = get_settings()
+    return [sp for sp in read_spans(s.var_dir)
+            if ((sp.end or now) - sp.start).total_seconds() >= s.ops_db_outage_min_s]
+
+
+def _outage_settling(now: dt.datetime, grace_s: float) -> bool:
+    """A database outage is going on (a live process of this host noted it) or ended less than ``grace_s`` ago."""
+    import psutil  # kept lazy: start-up time
+
+    host = socket.gethostname()
+    for sp in _lasting(now):
+        if sp.end is None and (sp.host != host or psutil.pid_exists(sp.pid)):
+            return True
+        if sp.end is not None and (now - sp.end).total_seconds() < grace_s:
+            return True
+    return False
 
 
 def _paused(session: Session, pipeline_id: int) -> bool:

@@ -36,6 +36,7 @@ from typing import NamedTuple
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from levqor.db_outage import is_unavailable
 from levqor.settings import ApiTier, get_settings
 from memory.db import session_scope
 from memory.identity.models import Organization
@@ -311,8 +312,9 @@ class TierLimiter:
                     plans = dict(session.execute(
                         select(Organization.id, Organization.plan).where(Organization.id.in_(orgs))).tuples().all()) \
                         if orgs else {}
-            except Exception:
-                log.exception("rate-limit sync failed; its counts are kept for the next one")
+            except Exception as exc:
+                if not is_unavailable(exc):  # an outage is logged once, by levqor.db_outage
+                    log.exception("rate-limit sync failed; its counts are kept for the next one")
                 with self._lock:
                     for k, n in batch.items():
                         self._inflight[k] -= n

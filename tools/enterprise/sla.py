@@ -35,9 +35,10 @@ from tools.schedules import Schedule
 
 log = logging.getLogger("levqor.sla")
 
-# The monitor's outage rule (``api_down``: consecutive failed /readyz probes) opens these; a person may
-# open one too. Pulse's uptime KPI counts the same diagnoses.
-OUTAGE_DIAGNOSES: tuple[str, ...] = ("api_down",)
+# The monitor's outage rules (``api_down``: consecutive failed /readyz probes; ``db_outage``: the database
+# unavailable, recorded once it is back, when no probe could be stored) open these; a person may open one
+# too. Pulse's uptime KPI counts the same diagnoses.
+OUTAGE_DIAGNOSES: tuple[str, ...] = ("api_down", "db_outage")
 MonthStr = str
 MONTH_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
 SUPPORT_EMAIL = "support@levqor.ai"

@@ -172,7 +172,7 @@ def _revenue(ctx: ToolContext, day: dt.date) -> Reading:
 
 # Incidents that mean the platform was down for its users (opened by the monitor's ``api_down`` rule
 # from failed /readyz probes, or by a person); their span counts as downtime even where no probe ran.
-OUTAGE_DIAGNOSES: tuple[str, ...] = ("api_down",)
+OUTAGE_DIAGNOSES: tuple[str, ...] = ("api_down", "db_outage")
 
 
 def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
