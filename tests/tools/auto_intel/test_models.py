@@ -320,7 +320,32 @@ def test_forecaster_finds_weekly_and_yearly_seasons_in_daily_data() -> None:
     ts = T0 + t * 86400.0
     o = n - 60
     fc = forecast(y[:o], horizon=60, timestamps=list(ts[:o]))
-    assert fc.period == 7 and fc.method == "model"
+    assert fc.period == 7 and fc.method.startswith("model") and fc.seasons == ("weekly", "yearly")
     err = np.mean(np.abs(np.array(fc.yhat) - y[o:]))
     naive = np.mean(np.abs(np.resize(y[o - 7:o], 60) - y[o:]))  # weekly seasonal naive
     assert err < 0.8 * naive
+
+
+def test_seasons_are_detected_not_assumed_from_the_step() -> None:
+    ts, y = load_series(4, weeks=6)  # 30-minute data with a daily shape and quieter weekends
+    assert forecast(y, horizon=4, timestamps=list(ts)).seasons == ("daily", "weekly")
+    rng = np.random.default_rng(6)
+    walk = 1000 + np.cumsum(rng.normal(0, 5, 6 * 7 * 48))  # same step, no season at all
+    fc = forecast(walk, horizon=4, timestamps=list(ts[:len(walk)]))
+    assert fc.seasons == () and fc.period == 0
+
+
+def test_trend_is_carried_through_the_seasons() -> None:
+    """Weekly data, a yearly season on a steady trend: the median of past seasons alone lags by
+    years; moving them forward by the recent trend does not."""
+    rng = np.random.default_rng(8)
+    n = 12 * 52
+    t = np.arange(n)
+    y = 300 + 0.05 * t + 3 * np.sin(2 * np.pi * t * 7 / 365.25) + rng.normal(0, 0.3, n)
+    ts = T0 + t * 7 * 86400.0
+    o = n - 52
+    fc = forecast(y[:o], horizon=52, timestamps=list(ts[:o]))
+    assert fc.method == "model+trend" and "yearly" in fc.seasons
+    err = np.mean(np.abs(np.array(fc.yhat) - y[o:]))
+    snaive = np.mean(np.abs(y[o - 52:o] - y[o:]))  # a year behind the trend
+    assert err < 0.5 * snaive
