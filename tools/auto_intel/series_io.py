@@ -38,6 +38,7 @@ class SeriesError(ValueError):
 
 
 _MISSING = ("", "nan", "null", "none", "na")
+_NO_ROWS = "no data rows: expected a CSV of timestamp,value rows (an optional header first)"
 
 
 def parse_row(line: str) -> tuple[float | None, float, bool] | None:
@@ -49,6 +50,8 @@ def parse_row(line: str) -> tuple[float | None, float, bool] | None:
     parts = line.strip().split(",")
     if not parts or parts[0] == "" and len(parts) == 1:
         return None
+    if len(parts) > 2:
+        raise ValueError(f"{len(parts)} columns, expected timestamp,value")
     raw = parts[1] if len(parts) > 1 else parts[0]
     try:
         value = float(raw)
@@ -73,7 +76,7 @@ def _rows(lines: Iterable[str]) -> Iterator[tuple[int, str, tuple[float | None, 
         try:
             row = parse_row(line)
         except ValueError as exc:
-            if first:
+            if first and line.count(",") <= 1:
                 first = False
                 continue  # a header row (timestamp,value or any other names)
             raise SeriesError(f"row {no}: {exc}") from None
@@ -86,16 +89,16 @@ def detect_stream(lines: Iterable[str], out: TextIO, *, flush: bool = True,
                   err: TextIO | None = None) -> int:
     """Score each data row as it is read and write ``timestamp,score`` per row; return rows scored.
 
-    Writes a ``timestamp,score`` header first, and to ``err`` how many warm-up rows score 0.
-    Raises ``SeriesError`` naming the row for a value that is not a number.
+    Writes a ``timestamp,score`` header first and, at the end, to ``err`` how many rows were
+    scored and how many of them were warm-up rows scoring 0. Raises ``SeriesError`` naming the
+    row for a value that is not a number, a row with the wrong number of columns or an input
+    without data rows.
     """
     det = AnomalyDetector()
     update = det.update
     out.write("timestamp,score\n")
-    if err is not None:
-        err.write(f"levqor detect: the first {det.cfg.warmup} rows are warm-up (learning the series) "
-                  "and score 0\n")
-        err.flush()
+    if flush:
+        out.flush()
     n = 0
     for _no, ts_text, row in _rows(lines):
         out.write(f"{ts_text},{update(row[1], row[0]):.6f}\n")
@@ -103,6 +106,12 @@ def detect_stream(lines: Iterable[str], out: TextIO, *, flush: bool = True,
             out.flush()
         n += 1
     out.flush()
+    if not n:
+        raise SeriesError(_NO_ROWS)
+    if err is not None:
+        err.write(f"levqor detect: {n} rows scored; the first {min(n, det.cfg.warmup)} are warm-up "
+                  "(learning the series) and score 0\n")
+        err.flush()
     return n
 
 
@@ -127,6 +136,8 @@ def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int) -> Forecast
         ts.append(row[0])
         ys.append(row[1])
         iso = iso or row[2]
+    if not ys:
+        raise SeriesError(_NO_ROWS)
     if len(ys) < 3:
         raise ForecastError(f"need at least three rows of history, got {len(ys)}")
     fc = forecast(ys, horizon=horizon, timestamps=ts)

@@ -204,7 +204,8 @@ def test_cli_detect_matches_the_detector(tmp_path: Path) -> None:
     assert lines[1].split(",")[0] == f"{datetime.fromtimestamp(ts[0], tz=UTC):%Y-%m-%d %H:%M:%S}"
     got = [float(x.split(",")[1]) for x in lines[1:]]
     assert got == [float(x.split(",")[1]) for x in by_stdin.stdout.splitlines()[1:]]
-    assert "the first 300 rows are warm-up" in by_file.stderr
+    assert by_file.stderr.strip() == (f"levqor detect: {len(y)} rows scored; the first 300 are warm-up "
+                                      "(learning the series) and score 0")
     assert not any(got[:300]) and any(got[300:])
     assert len(got) == len(y)
     assert np.allclose(got, run(ts, y), atol=1e-6)
@@ -255,7 +256,9 @@ def test_cli_forecast_round_trip(tmp_path: Path) -> None:
     assert epoch.returncode == 0, epoch.stderr
     assert epoch.stdout.splitlines()[1].split(",")[0] == f"{ts[-1] + 1800:.0f}"
     bad = cli("forecast", "--horizon", "3", stdin="timestamp,value\n")
-    assert bad.returncode == 2 and "history" in bad.stderr
+    assert bad.returncode == 2 and "no data rows" in bad.stderr
+    short = cli("forecast", "--horizon", "3", stdin="timestamp,value\n2024-01-01 00:00:00,1\n")
+    assert short.returncode == 2 and "need at least three rows of history, got 1" in short.stderr
 
 
 def test_detect_stream_keeps_one_line_per_row_and_refuses_a_non_number() -> None:
@@ -300,6 +303,29 @@ def test_cli_missing_or_malformed_file_is_a_one_line_error(tmp_path: Path, comma
     bad_ts = tmp_path / "bad_ts.csv"
     bad_ts.write_text("timestamp,value\n2024-01-01 00:00:00,1\nyesterday,2\n")
     assert "row 3: timestamp 'yesterday'" in one_line_error(cli(*command, str(bad_ts)))
+    for name, text in (("empty.csv", ""), ("header_only.csv", "timestamp,value\n"), ("blank.csv", "\n\n")):
+        (tmp_path / name).write_text(text)
+        assert "no data rows" in one_line_error(cli(*command, str(tmp_path / name)))
+    rows = "".join(f"2024-01-01 00:{i:02d}:00,{i},{i}\n" for i in range(5))
+    (tmp_path / "wide.csv").write_text(rows)
+    assert "row 1: 3 columns, expected timestamp,value" in one_line_error(cli(*command, str(tmp_path / "wide.csv")))
+    (tmp_path / "wide_header.csv").write_text("timestamp,value,host\n" + rows)
+    assert "row 1: 3 columns" in one_line_error(cli(*command, str(tmp_path / "wide_header.csv")))
+    (tmp_path / "words.csv").write_text("name,city\nbob,paris\n")
+    assert "row 2: value 'paris' is not a number" in one_line_error(cli(*command, str(tmp_path / "words.csv")))
+
+
+def test_cli_accepts_a_file_without_header(tmp_path: Path) -> None:
+    ts, y = load_series(5, weeks=1)
+    path = tmp_path / "no_header.csv"
+    path.write_text(csv_text(ts[:50], y[:50], header=False))
+    det = cli("detect", str(path))
+    assert det.returncode == 0, det.stderr
+    assert det.stdout.splitlines()[0] == "timestamp,score" and len(det.stdout.splitlines()) == 51
+    assert "50 rows scored; the first 50 are warm-up" in det.stderr
+    fc = cli("forecast", "--horizon", "2", str(path))
+    assert fc.returncode == 0, fc.stderr
+    assert len(fc.stdout.splitlines()) == 3
 
 
 def test_forecaster_falls_back_to_naive_on_a_random_walk() -> None:
