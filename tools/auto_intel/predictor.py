@@ -2,13 +2,19 @@
 
 The model is small and fitted with numpy in milliseconds:
 
+* **seasons detected, not assumed**: the daily, weekly and yearly seasons the step allows are each
+  tested (autocorrelation at one cycle after removing a one-cycle moving average,
+  ``detect_seasons``); the longest of daily/weekly found is the main period, a yearly one found
+  beside it enters as a regressor (yearly shape and fixed-date holidays);
 * a **seasonal baseline**: for each future step, a robust (median) average of the values at the
-  same phase of the last few seasons (weekly when there are three weeks of history, else daily);
+  same phase of the last few seasons; the ``model+trend`` variant first moves each past season
+  forward by the recent trend (a steady trend otherwise makes the median lag);
 * a **residual correction**: ridge regressions, one per horizon step, that map how far the
-  recent past sits above or below its baseline (last point, last hour, last day) to the future
-  step's deviation, so level shifts, holidays and trends carry into the forecast and fade
-  with the horizon as the data says they do;
-* **intervals** from the empirical quantiles of the in-sample errors of each horizon step.
+  recent past sits above or below its baseline (last point, last hour, last day, last season,
+  the same day a year before) to the future step's deviation, so level shifts, holidays and
+  trend changes carry into the forecast and fade with the horizon as the data says they do;
+* **the better of the candidates** (model, model+trend, seasonal naive, naive) by backtests on
+  the history itself, and **conformal intervals** scaled on those backtests.
 
 Values are modelled on a log scale when they are all non-negative (counts and rates), so the
 seasonal shape scales with the level.
@@ -143,8 +149,6 @@ def detect_seasons(z: Array, step_s: float) -> dict[str, bool]:
     calendar rule decides (the season is assumed when the history allows it); the backtests then
     choose between the model and the baselines.
     """
-    import math as _m
-
     out: dict[str, bool] = {}
     if step_s <= 0:
         return out
@@ -161,7 +165,7 @@ def detect_seasons(z: Array, step_s: float) -> dict[str, bool]:
             out[name] = n >= 2 * period  # too short to test: assumed, left to the backtests
             continue
         pairs = len(z) // bins - 2 * round(period / bins)
-        out[name] = r > max(_MIN_STRENGTH, 2 / _m.sqrt(max(pairs, 1)))
+        out[name] = r > max(_MIN_STRENGTH, 2 / math.sqrt(max(pairs, 1)))
     return out
 
 
@@ -208,7 +212,7 @@ def _baseline(z: Array, period: int, seasons: int, start: int, stop: int, slope:
     return out
 
 
-def _slopes(z: Array, period: int, seasons: int, idx: Array) -> Array:
+def _slopes(z: Array, period: int, seasons: int, idx: IntArray) -> Array:
     """Trend per step at each index of ``idx`` from the data before it: the change of the last
     season's mean over the (up to) ``seasons`` seasons before, divided by their length. With a
     yearly season beside the main one, ``period`` is the year and ``seasons`` 1 (a shorter
