@@ -57,6 +57,7 @@ class Series:
     lag: int  # seasonal naive's lag (and MASE's scale)
     freq: str  # pandas frequency for Prophet
     group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on) or "final" (scored once)
+    holidays: np.ndarray | None = None  # the calendar a user would pass (--holidays)
 
 
 def shared_dir() -> Path:
@@ -84,13 +85,13 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def all_series(final: bool = False) -> list[Series]:
     ts, y = load(shared_dir() / "data" / "forecast-dev" / "nyc_taxi.csv")
-    out = [Series("nyc_taxi (dev)", ts, y, 48, 56, 48, 336, "30min", "dev")]
+    out = [Series("nyc_taxi (dev)", ts, y, 48, 56, 48, 336, "30min", "dev", extra.us_holidays(range(2014, 2016)))]
     ts, y = extra.dev_weekly_trend()
     out.append(Series("dev_weekly_trend", ts, y, 52, 10, 26, 52, "W-SAT", "dev"))
     ts, y = extra.dev_daily_holidays()
-    out.append(Series("dev_daily_holidays", ts, y, 30, 12, 30, 7, "D", "dev"))
+    out.append(Series("dev_daily_holidays", ts, y, 30, 12, 30, 7, "D", "dev", extra.dev_daily_holidays_dates()))
     ts, y = extra.page_views()
-    out.append(Series("page_views daily 8y", ts, y, 30, 12, 30, 7, "D", "heldout"))
+    out.append(Series("page_views daily 8y", ts, y, 30, 12, 30, 7, "D", "heldout", extra.page_views_dates()))
     ts, y = extra.hourly_load()
     out.append(Series("hourly_load shift+trend", ts, y, 24, 14, 24, 168, "h", "heldout"))
     got = extra.co2()
@@ -101,14 +102,17 @@ def all_series(final: bool = False) -> list[Series]:
         if got is not None:
             out.append(Series("final_elnino monthly", got[0], got[1], 12, 10, 12, 12, "MS", "final"))
         ts, y = extra.final_retail_15min()
-        out.append(Series("final_retail_15min", ts, y, 96, 14, 96, 672, "15min", "final"))
+        out.append(Series("final_retail_15min", ts, y, 96, 14, 96, 672, "15min", "final",
+                          extra.final_retail_dates()))
         ts, y = extra.final_hourly_energy()
-        out.append(Series("final_hourly_energy", ts, y, 24, 14, 24 * 7, 168, "h", "final"))
+        out.append(Series("final_hourly_energy", ts, y, 24, 14, 24 * 7, 168, "h", "final",
+                          extra.final_energy_dates()))
     return out
 
 
-def ours(ts: np.ndarray, y: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    fc = forecast(y, horizon=h, timestamps=list(ts))
+def ours(ts: np.ndarray, y: np.ndarray, h: int, holidays: np.ndarray | None = None
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    fc = forecast(y, horizon=h, timestamps=list(ts), holidays=None if holidays is None else list(holidays))
     return np.array(fc.yhat), np.array(fc.lower), np.array(fc.upper)
 
 
@@ -121,7 +125,10 @@ def prophet_model(s: Series) -> Model | None:
     for name in ("prophet", "cmdstanpy"):
         logging.getLogger(name).disabled = True
     CACHE.mkdir(exist_ok=True)
-    path = CACHE / f"prophet-{s.name.split()[0]}.json"
+    # with a holiday calendar Prophet gets it too (``holidays=``), cached apart
+    path = CACHE / f"prophet-{'hol-' if s.holidays is not None else ''}{s.name.split()[0]}.json"
+    hol_df = None if s.holidays is None else pd.DataFrame(
+        {"holiday": "holiday", "ds": pd.to_datetime(s.holidays, unit="s").normalize()})
     cache: dict[str, list[float]] = json.loads(path.read_text()) if path.exists() else {}
 
     def run(ts: np.ndarray, y: np.ndarray, h: int) -> tuple[np.ndarray, None, None]:
@@ -129,8 +136,8 @@ def prophet_model(s: Series) -> Model | None:
         if key not in cache:
             df = pd.DataFrame({"ds": pd.to_datetime(ts, unit="s"), "y": y})
             sub_daily = s.freq in ("30min", "h")
-            m = Prophet(daily_seasonality=sub_daily, weekly_seasonality=s.freq != "W-SAT",
-                        yearly_seasonality=len(y) * (ts[1] - ts[0]) > 2 * 365 * 86400)
+            m = Prophet(daily_seasonality=sub_daily, weekly_seasonality=s.freq not in ("W-SAT", "MS"),
+                        yearly_seasonality=len(y) * (ts[1] - ts[0]) > 2 * 365 * 86400, holidays=hol_df)
             m.fit(df)
             fut = m.make_future_dataframe(periods=h, freq=s.freq, include_history=False)
             cache[key] = [float(v) for v in m.predict(fut)["yhat"]]
@@ -197,7 +204,7 @@ def main() -> int:
           f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'s/origin':>10}")
     for s in all_series(final):
         snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
-        m, cov, sec = evaluate(ours, s)
+        m, cov, sec = evaluate(lambda ts, y, h, s=s: ours(ts, y, h, s.holidays), s)
         sn = evaluate(snaive, s)[0]
         pm = prophet_model(s)
         pr = evaluate(pm, s)[0] if pm is not None else float("nan")

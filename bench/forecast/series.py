@@ -91,7 +91,7 @@ def dev_daily_holidays(seed: int = 103) -> tuple[np.ndarray, np.ndarray]:
     holiday[(month == 7) & (dom == 4)] = 0.6
     holiday[(month == 11) & (weekday == 3) & (dom >= 22) & (dom <= 28)] = 0.5
     y = trend * yearly * weekly * holiday * np.exp(rng.normal(0, 0.05, n))
-    return T0 + t * DAY_S, y
+    return dates.astype("datetime64[s]").astype(np.int64).astype(float), y
 
 
 # ---- final test set: added before the forecaster was changed for issue 21, scored once at the end -
@@ -150,3 +150,48 @@ def final_hourly_energy(seed: int = 2027) -> tuple[np.ndarray, np.ndarray]:
     for i in range(1, n):
         noise[i] = 0.8 * noise[i - 1] + eps[i]
     return T0 + t * 3600.0, trend * daily * weekly * yearly * holiday * np.exp(noise)
+
+
+# ---- holiday calendars a user would pass (``levqor forecast --holidays``) ------------------------
+
+def _nth_weekday(year: int, month: int, weekday: int, nth: int) -> np.datetime64:
+    """The ``nth`` (1-based; -1 the last) ``weekday`` (0 = Monday) of a month."""
+    first = np.datetime64(f"{year}-{month:02d}-01")
+    days = first + np.arange(31)
+    days = days[(days.astype("datetime64[M]") == first.astype("datetime64[M]"))
+                & ((days.astype(int) + 3) % 7 == weekday)]
+    return days[nth - 1 if nth > 0 else nth]
+
+
+def us_holidays(years: range) -> np.ndarray:
+    """US federal holidays (epoch seconds of each day's start): fixed dates and moving ones."""
+    out = []
+    for y in years:
+        out += [np.datetime64(f"{y}-01-01"), _nth_weekday(y, 1, 0, 3), _nth_weekday(y, 2, 0, 3),
+                _nth_weekday(y, 5, 0, -1), np.datetime64(f"{y}-07-04"), _nth_weekday(y, 9, 0, 1),
+                _nth_weekday(y, 10, 0, 2), np.datetime64(f"{y}-11-11"), _nth_weekday(y, 11, 3, 4),
+                np.datetime64(f"{y}-12-25")]
+    return np.array(out, dtype="datetime64[D]").astype("datetime64[s]").astype(np.int64).astype(float)
+
+
+def dev_daily_holidays_dates() -> np.ndarray:
+    """The four holidays dev_daily_holidays has: new year, 4 July, Thanksgiving, Christmas."""
+    out = []
+    for y in range(2015, 2021):
+        out += [np.datetime64(f"{y}-01-01"), np.datetime64(f"{y}-07-04"), _nth_weekday(y, 11, 3, 4),
+                np.datetime64(f"{y}-12-25")]
+    return np.array(out, dtype="datetime64[D]").astype("datetime64[s]").astype(np.int64).astype(float)
+
+
+def page_views_dates() -> np.ndarray:
+    t = np.arange(9 * 366)
+    return T0 + t[np.isin(np.round(t % 365.25), (0, 184, 358, 359))] * DAY_S
+
+
+def final_retail_dates() -> np.ndarray:
+    return T0 + np.array([23.0, 58.0]) * DAY_S
+
+
+def final_energy_dates() -> np.ndarray:
+    d = np.arange(3 * 365)
+    return T0 + d[np.isin(d % 365, (0, 120, 358, 359))] * DAY_S

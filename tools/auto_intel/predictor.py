@@ -23,6 +23,7 @@ seasonal shape scales with the level.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import TYPE_CHECKING
@@ -53,6 +54,7 @@ class ForecastConfig:
     interval_seasons: int = 4  # intervals come from the errors of the last N seasons (recent volatility)
     same_phase: bool = True  # also regress on the deviation one day before each target
     backtests: int = 8  # origins backtested to choose the method and calibrate intervals
+    trend_seasons: int = 2  # model+trend: the trend is the change of the season mean over this many seasons
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,7 @@ def _baseline(z: Array, period: int, seasons: int, start: int, stop: int, slope:
 
 def _slopes(z: Array, period: int, seasons: int, idx: IntArray) -> Array:
     """Trend per step at each index of ``idx`` from the data before it: the change of the last
-    season's mean over the (up to) ``seasons`` seasons before, divided by their length. With a
+    season's mean since (up to) ``seasons`` seasons before, divided by their length. With a
     yearly season beside the main one, ``period`` is the year and ``seasons`` 1 (a shorter
     window would take the yearly shape for a trend)."""
     import numpy as np  # kept lazy: start-up time
@@ -249,9 +251,11 @@ def _features(r: Array, t: IntArray, day: int, period: int) -> Array:
 
 
 def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: ForecastConfig,
-           trend: bool = False) -> tuple[Array, Array, Array]:
+           trend: bool = False, hol: Array | None = None) -> tuple[Array, Array, Array]:
     """Seasonal baseline + ridge correction: (point forecast, lower and upper offsets) in z units.
-    With ``trend`` the seasons behind each point are moved forward by the recent trend first."""
+    With ``trend`` the seasons behind each point are moved forward by the recent trend first.
+    ``hol`` (length ``len(z) + horizon``, 1 on holidays) adds "the target is a holiday" to the
+    regressions when the history holds a holiday to learn its effect from."""
     import numpy as np  # kept lazy: start-up time
 
     n = len(z)
@@ -259,7 +263,7 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
     if period:
         first = period
         base_fit = np.zeros(n)
-        win, k = (yearly, 1) if yearly else (period, cfg.seasons)
+        win, k = (yearly, 1) if yearly else (period, cfg.trend_seasons)
         fit_slope = _slopes(z, win, k, np.arange(first, n)) if trend else None
         base_fit[first:] = _baseline(z, period, cfg.seasons, first, n, fit_slope)
         base_fit[:first] = z[:first]
@@ -310,6 +314,9 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
                     lo = np.maximum(src - 3 * half, 0)
                     hi = np.minimum(src + 3 * half + 1, n)
                     out.append((cy[hi] - cy[lo]) / np.maximum(hi - lo, 1))
+            if hol is not None:
+                extra.append(hol[t + h])
+                extra_now.append(hol[[n - 1 + h]])
             xh = np.column_stack([x, *extra]) if extra else x
             xh_now = np.column_stack([x_now, *extra_now]) if extra_now else x_now
             reg = lam * np.eye(xh.shape[1])
@@ -351,17 +358,23 @@ def _naive(z: Array, horizon: int, lag: int, cfg: ForecastConfig) -> tuple[Array
 
 
 def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day: int,
-             cfg: ForecastConfig) -> tuple[Array, Array, Array]:
+             cfg: ForecastConfig, hol: Array | None = None) -> tuple[Array, Array, Array]:
     if method in ("model", "model+trend"):
-        return _model(z, horizon, period, yearly, day, cfg, trend=method == "model+trend")
+        if hol is not None and not hol[:len(z)].any():
+            hol = None  # no holiday in the history: nothing to learn its effect from
+        return _model(z, horizon, period, yearly, day, cfg, trend=method == "model+trend", hol=hol)
     if method == "seasonal_naive":
         return _naive(z, horizon, period, cfg)
     return _naive(z, horizon, 0, cfg)
 
 
 def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[float] | None = None,
-             step_s: float | None = None, config: ForecastConfig | None = None) -> Forecast:
+             step_s: float | None = None, config: ForecastConfig | None = None,
+             holidays: Iterable[float] | None = None) -> Forecast:
     """Forecast ``horizon`` steps after the history, with a central prediction interval.
+
+    ``holidays``: epoch seconds of any moment of each holiday (UTC days, past and future); the
+    model learns their effect from the holidays in the history (needs timestamps).
 
     The candidates (the seasonal model, seasonal naive, naive) are backtested on the history's
     last stretches, the one with the smallest error is used, and its interval is scaled so it
@@ -390,6 +403,13 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     day = round(_DAY_S / step_s) if step_s > 0 and _DAY_S / step_s >= 2 else (
         max(2, min(period or 48, n // 4)))
 
+    hol = None
+    if holidays is not None and step_s > 0:
+        days = np.floor((last_ts + step * np.arange(1 - n, horizon + 1)) / _DAY_S)  # UTC day of each step
+        hol = np.isin(days, np.floor(np.asarray(list(holidays), dtype=np.float64) / _DAY_S)).astype(np.float64)
+        if not hol.any():
+            hol = None
+
     def back(zz: Array) -> Array:
         return np.expm1(zz) if use_log else zz
 
@@ -410,7 +430,8 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
             actual = y[o:o + horizon]
             za = np.log1p(actual) if use_log else actual
             for m in methods:
-                mid, lo_q, hi_q = _predict(m, zo, horizon, lag if m == "seasonal_naive" else period, yo, day, cfg)
+                mid, lo_q, hi_q = _predict(m, zo, horizon, lag if m == "seasonal_naive" else period, yo, day, cfg,
+                                           None if hol is None else hol[:o + horizon])
                 errs[m].append(float(np.mean(np.abs(back(mid) - actual))))
                 up = np.maximum(hi_q, 1e-12)
                 dn = np.maximum(-lo_q, 1e-12)
@@ -418,7 +439,8 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
                 conf[m].extend(np.where(dev >= 0, dev / up, -dev / dn).tolist())
         chosen = min(methods, key=lambda m: float(np.mean(errs[m])))
         scores = conf[chosen]
-    mid, lo_q, hi_q = _predict(chosen, z, horizon, lag if chosen == "seasonal_naive" else period, yearly, day, cfg)
+    mid, lo_q, hi_q = _predict(chosen, z, horizon, lag if chosen == "seasonal_naive" else period, yearly, day,
+                               cfg, hol)
     if len(scores) >= 20:
         # conformal: widen or narrow the interval by the factor that covered `coverage` of backtests
         c = float(np.quantile(scores, min(1.0, cfg.coverage + (1 - cfg.coverage) / len(origins))))

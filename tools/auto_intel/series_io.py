@@ -121,7 +121,25 @@ def format_ts(ts: float, iso: bool) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int) -> Forecast:
+def read_holidays(lines: Iterable[str]) -> list[float]:
+    """Holiday dates, one per line (ISO 8601 date or time, or epoch seconds; an optional header and
+    anything after a comma, such as a name, are ignored). Raises ``SeriesError`` naming the row."""
+    out: list[float] = []
+    for no, line in enumerate(lines, 1):
+        text = line.split(",", 1)[0].strip()
+        if not text:
+            continue
+        ts, _iso = parse_ts(text)
+        if ts is None:
+            if not out and no == 1:
+                continue  # a header
+            raise SeriesError(f"holidays row {no}: {text[:40]!r} is not a date (YYYY-MM-DD)")
+        out.append(ts)
+    return out
+
+
+def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int,
+                 holidays: list[float] | None = None) -> Forecast:
     """Read the whole history, forecast ``horizon`` steps and write ``timestamp,yhat,lower,upper``."""
     ts: list[float] = []
     ys: list[float] = []
@@ -140,7 +158,7 @@ def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int) -> Forecast
         raise SeriesError(_NO_ROWS)
     if len(ys) < 3:
         raise ForecastError(f"need at least three rows of history, got {len(ys)}")
-    fc = forecast(ys, horizon=horizon, timestamps=ts)
+    fc = forecast(ys, horizon=horizon, timestamps=ts, holidays=holidays)
     out.write("timestamp,yhat,lower,upper\n")
     for t, y, lo, hi in zip(fc.timestamps, fc.yhat, fc.lower, fc.upper, strict=True):
         out.write(f"{format_ts(t, iso)},{y:.6g},{lo:.6g},{hi:.6g}\n")

@@ -375,3 +375,42 @@ def test_trend_is_carried_through_the_seasons() -> None:
     err = np.mean(np.abs(np.array(fc.yhat) - y[o:]))
     snaive = np.mean(np.abs(y[o - 52:o] - y[o:]))  # a year behind the trend
     assert err < 0.5 * snaive
+
+
+def holiday_series() -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Six weeks of 30-minute load; one day in each of the first five weeks (never the same
+    weekday twice) is a holiday at 40 % of the usual load, and so is the day after the history."""
+    ts, y = load_series(7, weeks=6)
+    day_of = np.floor(ts / 86400.0)  # UTC days, as holidays are
+    first = day_of[0] + 1
+    holidays = [(first + d) * 86400.0 for d in (3, 9, 16, 22, 29)] + [(day_of[-1] + 1) * 86400.0]
+    y = np.where(np.isin(day_of - first, [3, 9, 16, 22, 29]), 0.4 * y, y)
+    return ts, y, holidays
+
+
+def test_holiday_effect_is_learned_from_past_holidays() -> None:
+    ts, y, holidays = holiday_series()
+    plain = forecast(y, horizon=48, timestamps=list(ts))
+    told = forecast(y, horizon=48, timestamps=list(ts), holidays=holidays)
+    ratio = np.mean(told.yhat) / np.mean(plain.yhat)
+    assert 0.3 < ratio < 0.6  # the holiday ahead is forecast at about 40 % of a usual day
+    assert forecast(y, horizon=48, timestamps=list(ts), holidays=holidays[-1:]).yhat == plain.yhat
+
+
+def test_cli_forecast_reads_a_holiday_file(tmp_path: Path) -> None:
+    ts, y, holidays = holiday_series()
+    path = tmp_path / "load.csv"
+    path.write_text(csv_text(ts, y))
+    cal = tmp_path / "holidays.csv"
+    cal.write_text("date,name\n" + "".join(f"{datetime.fromtimestamp(d, tz=UTC):%Y-%m-%d},closed\n"
+                                           for d in holidays))
+    told = cli("forecast", "--horizon", "48", "--holidays", str(cal), str(path))
+    plain = cli("forecast", "--horizon", "48", str(path))
+    assert told.returncode == 0 and plain.returncode == 0, told.stderr + plain.stderr
+    mean = [np.mean([float(x.split(",")[1]) for x in p.stdout.splitlines()[1:]]) for p in (told, plain)]
+    assert mean[0] < 0.6 * mean[1]
+    cal.write_text("2024-01-01\nsoon\n")
+    assert "holidays row 2: 'soon' is not a date" in one_line_error(
+        cli("forecast", "--horizon", "3", "--holidays", str(cal), str(path)))
+    assert "no such file" in one_line_error(
+        cli("forecast", "--horizon", "3", "--holidays", str(tmp_path / "nope.csv"), str(path)))
