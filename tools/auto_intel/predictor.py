@@ -7,13 +7,14 @@ The model is small and fitted with numpy in milliseconds:
   ``detect_seasons``); the longest of daily/weekly found is the main period, a yearly one found
   beside it enters as a regressor (yearly shape and fixed-date holidays);
 * a **seasonal baseline**: for each future step, a robust (median) average of the values at the
-  same phase of the last few seasons; the ``model+trend`` variant first moves each past season
-  forward by the recent trend (a steady trend otherwise makes the median lag);
+  same phase of the last few seasons; the ``model+trend`` variants first move each past season
+  forward by the trend over the last two (or five: ``model+slow_trend``) seasons (a steady trend
+  otherwise makes the median lag);
 * a **residual correction**: ridge regressions, one per horizon step, that map how far the
   recent past sits above or below its baseline (last point, last hour, last day, last season,
   the same day a year before) to the future step's deviation, so level shifts, holidays and
   trend changes carry into the forecast and fade with the horizon as the data says they do;
-* **the better of the candidates** (model, model+trend, seasonal naive, naive) by backtests on
+* **the better of the candidates** (model, model+trend, model+slow_trend, seasonal naive, naive) by backtests on
   the history itself, and **conformal intervals** scaled on those backtests.
 
 Values are modelled on a log scale when they are all non-negative (counts and rates), so the
@@ -54,7 +55,7 @@ class ForecastConfig:
     interval_seasons: int = 4  # intervals come from the errors of the last N seasons (recent volatility)
     same_phase: bool = True  # also regress on the deviation one day before each target
     backtests: int = 8  # origins backtested to choose the method and calibrate intervals
-    trend_seasons: int = 2  # model+trend: the trend is the change of the season mean over this many seasons
+    trend_seasons: int = 2  # model+trend: the trend over this many seasons (model+slow_trend: `seasons`)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Forecast:
     upper: list[float]
     step_s: float
     period: int  # seasonal period used (points); 0 when none
-    method: str = "model"  # "model", "model+trend", "seasonal_naive" or "naive": the best in backtests
+    method: str = "model"  # "model", "model+trend", "model+slow_trend", "seasonal_naive" or "naive"
     seasons: tuple[str, ...] = ()  # seasons detected in the history ("daily", "weekly", "yearly")
 
 
@@ -232,6 +233,19 @@ def _slopes(z: Array, period: int, seasons: int, idx: IntArray) -> Array:
     return res
 
 
+def _tails(v: Array, a: float) -> tuple[float, float]:
+    """The ``a`` and ``1 - a`` quantiles of ``v`` (linear interpolation, as ``np.quantile``), with
+    one partial sort: ``np.quantile`` costs more in overhead than in work on these sizes."""
+    import numpy as np  # kept lazy: start-up time
+
+    pos = np.array([a, 1.0 - a]) * (len(v) - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, len(v) - 1)
+    part = np.partition(v, np.unique(np.concatenate((lo, hi))))
+    q = part[lo] + (part[hi] - part[lo]) * (pos - lo)
+    return float(q[0]), float(q[1])
+
+
 def _features(r: Array, t: IntArray, day: int, period: int) -> Array:
     """Deviation features at origins ``t`` (index of the last observed point)."""
     import numpy as np  # kept lazy: start-up time
@@ -251,9 +265,10 @@ def _features(r: Array, t: IntArray, day: int, period: int) -> Array:
 
 
 def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: ForecastConfig,
-           trend: bool = False, hol: Array | None = None) -> tuple[Array, Array, Array]:
+           trend: int = 0, hol: Array | None = None) -> tuple[Array, Array, Array]:
     """Seasonal baseline + ridge correction: (point forecast, lower and upper offsets) in z units.
-    With ``trend`` the seasons behind each point are moved forward by the recent trend first.
+    With ``trend`` (seasons) the seasons behind each point are moved forward by the trend over the
+    last ``trend`` seasons first.
     ``hol`` (length ``len(z) + horizon``, 1 on holidays) adds "the target is a holiday" to the
     regressions when the history holds a holiday to learn its effect from."""
     import numpy as np  # kept lazy: start-up time
@@ -263,7 +278,7 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
     if period:
         first = period
         base_fit = np.zeros(n)
-        win, k = (yearly, 1) if yearly else (period, cfg.trend_seasons)
+        win, k = (yearly, 1) if yearly else (period, trend)
         fit_slope = _slopes(z, win, k, np.arange(first, n)) if trend else None
         base_fit[first:] = _baseline(z, period, cfg.seasons, first, n, fit_slope)
         base_fit[:first] = z[:first]
@@ -301,6 +316,7 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
         if yearly:  # the deviation around the same date a year before (yearly shape, holidays)
             cy = np.concatenate(([0.0], np.cumsum(r)))
             half = max(1, round(day))
+        xtx = x.T @ x
         for h in range(1, horizon + 1):
             tgt = r[t + h]
             extra, extra_now = [], []
@@ -317,14 +333,18 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
             if hol is not None:
                 extra.append(hol[t + h])
                 extra_now.append(hol[[n - 1 + h]])
-            xh = np.column_stack([x, *extra]) if extra else x
-            xh_now = np.column_stack([x_now, *extra_now]) if extra_now else x_now
-            reg = lam * np.eye(xh.shape[1])
+            # normal equations by blocks: the shared features' Gram matrix is computed once
+            e = np.stack(extra, axis=1) if extra else np.empty((len(t), 0))
+            e_now = np.concatenate(extra_now) if extra_now else np.empty(0)
+            xe = x.T @ e
+            gram = np.block([[xtx, xe], [xe.T, e.T @ e]])
+            reg = lam * np.eye(gram.shape[0])
             reg[0, 0] = 0.0
-            beta = np.linalg.solve(xh.T @ xh + reg, xh.T @ tgt)
-            resid = tgt - xh @ beta
-            corr[h - 1] = float((xh_now @ beta)[0])
-            lo_q[h - 1], hi_q[h - 1] = np.quantile(resid[-recent:], [a, 1.0 - a])
+            beta = np.linalg.solve(gram + reg, np.concatenate((x.T @ tgt, e.T @ tgt)))
+            b_x, b_e = beta[:x.shape[1]], beta[x.shape[1]:]
+            resid = tgt[-recent:] - x[-recent:] @ b_x - e[-recent:] @ b_e
+            corr[h - 1] = float(x_now[0] @ b_x + e_now @ b_e)
+            lo_q[h - 1], hi_q[h - 1] = _tails(resid, a)
     else:
         spread = float(np.std(r[first:])) if n - first > 1 else 0.0
         zq = NormalDist().inv_cdf(0.5 + cfg.coverage / 2.0)
@@ -359,10 +379,11 @@ def _naive(z: Array, horizon: int, lag: int, cfg: ForecastConfig) -> tuple[Array
 
 def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day: int,
              cfg: ForecastConfig, hol: Array | None = None) -> tuple[Array, Array, Array]:
-    if method in ("model", "model+trend"):
+    if method.startswith("model"):
         if hol is not None and not hol[:len(z)].any():
             hol = None  # no holiday in the history: nothing to learn its effect from
-        return _model(z, horizon, period, yearly, day, cfg, trend=method == "model+trend", hol=hol)
+        trend = {"model+trend": cfg.trend_seasons, "model+slow_trend": cfg.seasons}.get(method, 0)
+        return _model(z, horizon, period, yearly, day, cfg, trend=trend, hol=hol)
     if method == "seasonal_naive":
         return _naive(z, horizon, period, cfg)
     return _naive(z, horizon, 0, cfg)
@@ -413,7 +434,8 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     def back(zz: Array) -> Array:
         return np.expm1(zz) if use_log else zz
 
-    methods = ["model", "naive"] + (["model+trend"] if period else []) + (["seasonal_naive"] if lag else [])
+    trends = (["model+trend"] + ([] if yearly else ["model+slow_trend"])) if period else []
+    methods = ["model", "naive", *trends] + (["seasonal_naive"] if lag else [])
     # backtests: `backtests` origins spread over the last stretch of history (at least four seasons
     # or `backtests` horizons), each forecasting `horizon` steps from the history before it
     spacing = max(horizon, -(-4 * max(period, lag) // cfg.backtests))
