@@ -7,14 +7,13 @@ The model is small and fitted with numpy in milliseconds:
   ``detect_seasons``); the longest of daily/weekly found is the main period, a yearly one found
   beside it enters as a regressor (yearly shape and fixed-date holidays);
 * a **seasonal baseline**: for each future step, a robust (median) average of the values at the
-  same phase of the last few seasons; the ``model+trend`` variants first move each past season
-  forward by the trend over the last two (or five: ``model+slow_trend``) seasons (a steady trend
-  otherwise makes the median lag);
+  same phase of the last few seasons; the ``model+trend`` variant first moves each past season
+  forward by the trend over the last two seasons (a steady trend otherwise makes the median lag);
 * a **residual correction**: ridge regressions, one per horizon step, that map how far the
   recent past sits above or below its baseline (last point, last hour, last day, last season,
   the same day a year before) to the future step's deviation, so level shifts, holidays and
   trend changes carry into the forecast and fade with the horizon as the data says they do;
-* **the better of the candidates** (model, model+trend, model+slow_trend, seasonal naive, naive) by backtests on
+* **the better of the candidates** (model, model+trend, seasonal naive, naive) by backtests on
   the history itself, and **conformal intervals** scaled on those backtests.
 
 Values are modelled on a log scale when they are all non-negative (counts and rates), so the
@@ -55,7 +54,7 @@ class ForecastConfig:
     interval_seasons: int = 4  # intervals come from the errors of the last N seasons (recent volatility)
     same_phase: bool = True  # also regress on the deviation one day before each target
     backtests: int = 8  # origins backtested to choose the method and calibrate intervals
-    trend_seasons: int = 2  # model+trend: the trend over this many seasons (model+slow_trend: `seasons`)
+    trend_seasons: int = 2  # model+trend: the trend is the change of the season mean over this many seasons
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ class Forecast:
     upper: list[float]
     step_s: float
     period: int  # seasonal period used (points); 0 when none
-    method: str = "model"  # "model", "model+trend", "model+slow_trend", "seasonal_naive" or "naive"
+    method: str = "model"  # "model", "model+trend", "seasonal_naive" or "naive": the best in backtests
     seasons: tuple[str, ...] = ()  # seasons detected in the history ("daily", "weekly", "yearly")
 
 
@@ -382,7 +381,7 @@ def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day:
     if method.startswith("model"):
         if hol is not None and not hol[:len(z)].any():
             hol = None  # no holiday in the history: nothing to learn its effect from
-        trend = {"model+trend": cfg.trend_seasons, "model+slow_trend": cfg.seasons}.get(method, 0)
+        trend = cfg.trend_seasons if method == "model+trend" else 0
         return _model(z, horizon, period, yearly, day, cfg, trend=trend, hol=hol)
     if method == "seasonal_naive":
         return _naive(z, horizon, period, cfg)
@@ -434,8 +433,7 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     def back(zz: Array) -> Array:
         return np.expm1(zz) if use_log else zz
 
-    trends = (["model+trend"] + ([] if yearly else ["model+slow_trend"])) if period else []
-    methods = ["model", "naive", *trends] + (["seasonal_naive"] if lag else [])
+    methods = ["model", "naive"] + (["model+trend"] if period else []) + (["seasonal_naive"] if lag else [])
     # backtests: `backtests` origins spread over the last stretch of history (at least four seasons
     # or `backtests` horizons), each forecasting `horizon` steps from the history before it
     spacing = max(horizon, -(-4 * max(period, lag) // cfg.backtests))
