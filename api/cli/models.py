@@ -10,7 +10,7 @@ from typing import Annotated, NoReturn, TextIO
 import typer
 
 from tools.auto_intel.predictor import ForecastError
-from tools.auto_intel.series_io import SeriesError, detect_stream, forecast_csv
+from tools.auto_intel.series_io import SeriesError, detect_stream, forecast_csv, read_holidays
 
 cli = typer.Typer()
 
@@ -54,6 +54,14 @@ def detect(path: Annotated[Path | None, typer.Argument(help="CSV of timestamp,va
 def forecast(
     horizon: Annotated[int, typer.Option(min=1, help="Steps to forecast after the last row")],
     path: Annotated[Path | None, typer.Argument(help="CSV of timestamp,value (default stdin)")] = None,
+    holidays: Annotated[Path | None, typer.Option(
+        help="File of holiday dates, one YYYY-MM-DD per line, past and future: their effect is learned "
+             "from the ones in the history")] = None,
 ) -> None:
     """Print timestamp,yhat,lower,upper (90% interval) for the steps after the history."""
-    _run("levqor forecast", path, lambda lines: forecast_csv(lines, sys.stdout, horizon=horizon))
+    days: list[float] | None = None
+    if holidays is not None:
+        got: list[list[float]] = []
+        _run("levqor forecast", holidays, lambda lines: got.append(read_holidays(lines)))
+        days = got[0]
+    _run("levqor forecast", path, lambda lines: forecast_csv(lines, sys.stdout, horizon=horizon, holidays=days))

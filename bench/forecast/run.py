@@ -8,9 +8,14 @@ MASE = MAE / in-sample seasonal-naive MAE of that history, averaged over origins
 of actual values inside the 90 % interval. Prophet is a bench-only dependency (requirements/bench.in),
 reported as unavailable when it cannot be imported; its forecasts are cached in
 bench/forecast/.cache/ (delete it to refit). Also times one ``levqor forecast`` call, process start
-included. Last line:
+included. ``--final`` adds the final test set (scored once, after the design was fixed). Last line:
 ``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=.. coverage90=..
-heldout_mase=.. heldout_snaive_mase=.. heldout_prophet_mase=.. heldout_coverage90=.. cli_s=.. cli_cpu_s=..``
+cal_mase=.. cal_coverage90=.. dev_mase=.. dev_coverage90=.. heldout_mase=.. heldout_snaive_mase=..
+heldout_prophet_mase=.. heldout_ratio_snaive=.. heldout_ratio_prophet=.. heldout_coverage90=.. [final_*=..]
+cli_s=.. cli_cpu_s=..``
+(``mase``/``coverage90``: nyc_taxi, in-sample; ``cal_*``: the same given US federal holidays;
+``dev_*``: mean over the development series.) The ``+cal`` columns give Levqor the series' holiday
+calendar (``--holidays``); every other figure, Prophet's included, is without a calendar.
 """
 
 from __future__ import annotations
@@ -54,7 +59,8 @@ class Series:
     spacing: int  # steps between origins
     lag: int  # seasonal naive's lag (and MASE's scale)
     freq: str  # pandas frequency for Prophet
-    held_out: bool
+    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on) or "final" (scored once)
+    holidays: np.ndarray | None = None  # a calendar a user would pass (--holidays): the "+cal" column
 
 
 def shared_dir() -> Path:
@@ -80,21 +86,36 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(ts), np.array(vals)
 
 
-def all_series() -> list[Series]:
+def all_series(final: bool = False) -> list[Series]:
     ts, y = load(shared_dir() / "data" / "forecast-dev" / "nyc_taxi.csv")
-    out = [Series("nyc_taxi (dev)", ts, y, 48, 56, 48, 336, "30min", False)]
+    out = [Series("nyc_taxi (dev)", ts, y, 48, 56, 48, 336, "30min", "dev", extra.us_holidays(range(2014, 2016)))]
+    ts, y = extra.dev_weekly_trend()
+    out.append(Series("dev_weekly_trend", ts, y, 52, 10, 26, 52, "W-SAT", "dev"))
+    ts, y = extra.dev_daily_holidays()
+    out.append(Series("dev_daily_holidays", ts, y, 30, 12, 30, 7, "D", "dev", extra.dev_daily_holidays_dates()))
     ts, y = extra.page_views()
-    out.append(Series("page_views daily 8y", ts, y, 30, 12, 30, 7, "D", True))
+    out.append(Series("page_views daily 8y", ts, y, 30, 12, 30, 7, "D", "heldout", extra.page_views_dates()))
     ts, y = extra.hourly_load()
-    out.append(Series("hourly_load shift+trend", ts, y, 24, 14, 24, 168, "h", True))
+    out.append(Series("hourly_load shift+trend", ts, y, 24, 14, 24, 168, "h", "heldout"))
     got = extra.co2()
     if got is not None:
-        out.append(Series("co2 weekly (statsmodels)", got[0], got[1], 52, 10, 26, 52, "W-SAT", True))
+        out.append(Series("co2 weekly (statsmodels)", got[0], got[1], 52, 10, 26, 52, "W-SAT", "heldout"))
+    if final:
+        got = extra.final_elnino()
+        if got is not None:
+            out.append(Series("final_elnino monthly", got[0], got[1], 12, 10, 12, 12, "MS", "final"))
+        ts, y = extra.final_retail_15min()
+        out.append(Series("final_retail_15min", ts, y, 96, 14, 96, 672, "15min", "final",
+                          extra.final_retail_dates()))
+        ts, y = extra.final_hourly_energy()
+        out.append(Series("final_hourly_energy", ts, y, 24, 14, 24 * 7, 168, "h", "final",
+                          extra.final_energy_dates()))
     return out
 
 
-def ours(ts: np.ndarray, y: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    fc = forecast(y, horizon=h, timestamps=list(ts))
+def ours(ts: np.ndarray, y: np.ndarray, h: int, holidays: np.ndarray | None = None
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    fc = forecast(y, horizon=h, timestamps=list(ts), holidays=None if holidays is None else list(holidays))
     return np.array(fc.yhat), np.array(fc.lower), np.array(fc.upper)
 
 
@@ -115,7 +136,7 @@ def prophet_model(s: Series) -> Model | None:
         if key not in cache:
             df = pd.DataFrame({"ds": pd.to_datetime(ts, unit="s"), "y": y})
             sub_daily = s.freq in ("30min", "h")
-            m = Prophet(daily_seasonality=sub_daily, weekly_seasonality=s.freq != "W-SAT",
+            m = Prophet(daily_seasonality=sub_daily, weekly_seasonality=s.freq not in ("W-SAT", "MS"),
                         yearly_seasonality=len(y) * (ts[1] - ts[0]) > 2 * 365 * 86400)
             m.fit(df)
             fut = m.make_future_dataframe(periods=h, freq=s.freq, include_history=False)
@@ -168,35 +189,57 @@ def cli_seconds(s: Series) -> tuple[float, float]:
     return best, cpu
 
 
+def group_means(rows: list[tuple[Series, float, float, float, float, float]], group: str
+                ) -> tuple[float, float, float, float]:
+    """Mean MASE (ours, seasonal naive, Prophet) and mean coverage over one group's series."""
+    sel = [r for r in rows if r[0].group == group]
+    return (float(np.mean([r[1] for r in sel])), float(np.mean([r[2] for r in sel])),
+            float(np.mean([r[3] for r in sel])), float(np.mean([r[4] for r in sel])))
+
+
 def main() -> int:
+    final = "--final" in sys.argv[1:]
     rows = []
-    print(f"{'series':<28}{'h':>4}{'origins':>8}{'levqor MASE':>13}{'snaive MASE':>13}"
-          f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'s/origin':>10}")
-    for s in all_series():
+    cals: list[tuple[Series, float, float]] = []  # Levqor given the series' holiday calendar
+    print(f"{'series':<28}{'group':>8}{'h':>4}{'origins':>8}{'levqor MASE':>13}{'snaive MASE':>13}"
+          f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'s/origin':>10}{'+cal MASE':>11}{'+cal cov':>10}")
+    for s in all_series(final):
         snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
         m, cov, sec = evaluate(ours, s)
+        mc, cc = (evaluate(lambda ts, y, h, s=s: ours(ts, y, h, s.holidays), s)[:2] if s.holidays is not None
+                  else (float("nan"), float("nan")))
+        cals.append((s, mc, cc))
         sn = evaluate(snaive, s)[0]
         pm = prophet_model(s)
         pr = evaluate(pm, s)[0] if pm is not None else float("nan")
         rows.append((s, m, sn, pr, cov, sec))
-        print(f"{s.name:<28}{s.horizon:>4}{s.origins:>8}{m:>13.4f}{sn:>13.4f}"
-              f"{pr:>14.4f}{cov:>16.3f}{sec:>10.3f}")
+        print(f"{s.name:<28}{s.group:>8}{s.horizon:>4}{s.origins:>8}{m:>13.4f}{sn:>13.4f}"
+              f"{pr:>14.4f}{cov:>16.3f}{sec:>10.3f}{mc:>11.4f}{cc:>10.3f}", flush=True)
     dev = rows[0]
-    held = rows[1:]
     cli_s, cli_cpu = cli_seconds(dev[0])
-    hm = float(np.mean([r[1] for r in held]))
-    hs = float(np.mean([r[2] for r in held]))
-    hp = float(np.mean([r[3] for r in held]))
-    hc = float(np.mean([r[4] for r in held]))
+    dm, ds, dp, dc = group_means(rows, "dev")
+    hm, hs, hp, hc = group_means(rows, "heldout")
+    print(f"development series (designed on: in-sample), mean: levqor MASE={dm:.4f} snaive={ds:.4f} "
+          f"Prophet={dp:.4f} coverage={dc:.3f}")
     print(f"held-out series (never tuned on), mean: levqor MASE={hm:.4f} snaive={hs:.4f} "
           f"Prophet={hp:.4f} coverage={hc:.3f}")
+    tail = ""
+    if final:
+        fm, fs, fp, fc = group_means(rows, "final")
+        print(f"final test set (scored once), mean: levqor MASE={fm:.4f} snaive={fs:.4f} "
+              f"Prophet={fp:.4f} coverage={fc:.3f}")
+        tail = (f" final_mase={fm:.4f} final_snaive_mase={fs:.4f} final_prophet_mase={fp:.4f}"
+                f" final_ratio_snaive={fm / fs:.3f} final_ratio_prophet={fm / fp:.3f} final_coverage90={fc:.3f}")
     print(f"one `levqor forecast` call on nyc_taxi (10k rows, h=48), process start included: "
           f"{cli_s:.2f}s wall, {cli_cpu:.2f}s CPU")
     m, sn, pr, cov, sec = dev[1], dev[2], dev[3], dev[4], dev[5]
     print(f"forecast: mase={m:.4f} snaive_mase={sn:.4f} prophet_mase={pr:.4f} fit_s={sec:.4f} "
           f"ratio_snaive={m / sn:.3f} ratio_prophet={m / pr:.3f} coverage90={cov:.3f} "
+          f"cal_mase={cals[0][1]:.4f} cal_coverage90={cals[0][2]:.3f} "
+          f"dev_mase={dm:.4f} dev_coverage90={dc:.3f} "
           f"heldout_mase={hm:.4f} heldout_snaive_mase={hs:.4f} heldout_prophet_mase={hp:.4f} "
-          f"heldout_coverage90={hc:.3f} cli_s={cli_s:.2f} cli_cpu_s={cli_cpu:.2f}")
+          f"heldout_ratio_snaive={hm / hs:.3f} heldout_ratio_prophet={hm / hp:.3f} "
+          f"heldout_coverage90={hc:.3f}{tail} cli_s={cli_s:.2f} cli_cpu_s={cli_cpu:.2f}")
     return 0
 
 

@@ -2,13 +2,19 @@
 
 The model is small and fitted with numpy in milliseconds:
 
+* **seasons detected, not assumed**: the daily, weekly and yearly seasons the step allows are each
+  tested (autocorrelation at one cycle after removing a one-cycle moving average,
+  ``detect_seasons``); the longest of daily/weekly found is the main period, a yearly one found
+  beside it enters as a regressor (yearly shape and fixed-date holidays);
 * a **seasonal baseline**: for each future step, a robust (median) average of the values at the
-  same phase of the last few seasons (weekly when there are three weeks of history, else daily);
+  same phase of the last few seasons; the ``model+trend`` variant first moves each past season
+  forward by the trend over the last two seasons (a steady trend otherwise makes the median lag);
 * a **residual correction**: ridge regressions, one per horizon step, that map how far the
-  recent past sits above or below its baseline (last point, last hour, last day) to the future
-  step's deviation, so level shifts, holidays and trends carry into the forecast and fade
-  with the horizon as the data says they do;
-* **intervals** from the empirical quantiles of the in-sample errors of each horizon step.
+  recent past sits above or below its baseline (last point, last hour, last day, last season,
+  the same day a year before) to the future step's deviation, so level shifts, holidays and
+  trend changes carry into the forecast and fade with the horizon as the data says they do;
+* **the better of the candidates** (model, model+trend, seasonal naive, naive) by backtests on
+  the history itself, and **conformal intervals** scaled on those backtests.
 
 Values are modelled on a log scale when they are all non-negative (counts and rates), so the
 seasonal shape scales with the level.
@@ -17,6 +23,7 @@ seasonal shape scales with the level.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import TYPE_CHECKING
@@ -46,7 +53,8 @@ class ForecastConfig:
     log_scale: bool = True  # model log(1 + y) when all values are >= 0
     interval_seasons: int = 4  # intervals come from the errors of the last N seasons (recent volatility)
     same_phase: bool = True  # also regress on the deviation one day before each target
-    backtests: int = 4  # stretches of history backtested to choose the method and calibrate intervals
+    backtests: int = 8  # origins backtested to choose the method and calibrate intervals
+    trend_seasons: int = 2  # model+trend: the trend is the change of the season mean over this many seasons
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,8 @@ class Forecast:
     upper: list[float]
     step_s: float
     period: int  # seasonal period used (points); 0 when none
-    method: str = "model"  # "model", "seasonal_naive" or "naive": the best in backtests on the history
+    method: str = "model"  # "model", "model+trend", "seasonal_naive" or "naive": the best in backtests
+    seasons: tuple[str, ...] = ()  # seasons detected in the history ("daily", "weekly", "yearly")
 
 
 @dataclass(frozen=True)
@@ -91,13 +100,13 @@ def infer_step(timestamps: list[float] | Array) -> float:
 
 
 def seasonal_period(step_s: float, n: int) -> int:
-    """Pick the main period: weekly with 3+ weeks of history, else daily with 3+ days, else yearly
-    with 3+ years (weekly or monthly data); 0 when none fits the step and the history."""
-    return _periods(step_s, n)[0]
+    """The calendar period the step and history allow (weekly with 3+ weeks of history, else daily
+    with 3+ days, else yearly with 3+ years): seasonal naive's lag. 0 when none fits."""
+    return _calendar(step_s, n)[0]
 
 
-def _periods(step_s: float, n: int) -> tuple[int, int]:
-    """(main period, yearly lag used as an extra regressor or 0), both in steps."""
+def _calendar(step_s: float, n: int) -> tuple[int, int]:
+    """(main calendar period, yearly lag or 0), both in steps, from the step and history length only."""
     if step_s <= 0:
         return 0, 0
     day = _DAY_S / step_s
@@ -114,8 +123,81 @@ def _periods(step_s: float, n: int) -> tuple[int, int]:
     return main, yearly
 
 
-def _baseline(z: Array, period: int, seasons: int, start: int, stop: int) -> Array:
-    """Median of the values 1..K periods before each index in [start, stop) (K as history allows)."""
+def season_strength(z: Array, period: float, bins: int) -> float | None:
+    """Autocorrelation at one cycle of the series averaged over ``bins`` steps, after removing a
+    centred moving average of one cycle (trend and longer seasons); None when the history is too
+    short to tell (fewer than three cycles)."""
+    import numpy as np  # kept lazy: start-up time
+
+    m = len(z) // bins
+    k = round(period / bins)  # one cycle, in bins
+    if k < 2 or m < 3 * k:
+        return None
+    x = z[len(z) - m * bins:].reshape(m, bins).mean(axis=1)
+    c = np.concatenate(([0.0], np.cumsum(x)))
+    ma = (c[k:] - c[:-k]) / k  # mean of x[i:i+k]
+    d = x[k // 2:k // 2 + len(ma)] - ma
+    a, b = d[k:], d[:-k]
+    if len(a) < 4 or float(np.std(a)) == 0.0 or float(np.std(b)) == 0.0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def detect_seasons(z: Array, step_s: float) -> dict[str, bool]:
+    """Which of the daily, weekly and yearly seasons the series has.
+
+    A season is kept when its strength (``season_strength``) exceeds ``_MIN_STRENGTH`` and twice the
+    noise level of the estimate (2/sqrt(pairs)). When the history is too short to tell, the
+    calendar rule decides (the season is assumed when the history allows it); the backtests then
+    choose between the model and the baselines.
+    """
+    out: dict[str, bool] = {}
+    if step_s <= 0:
+        return out
+    day = _DAY_S / step_s
+    n = len(z)
+    for name, period, bins in (("daily", day, max(1, round(day / 24))), ("weekly", 7 * day, max(1, round(day))),
+                               ("yearly", 365.25 * day, max(1, round(365.25 * day / 12)))):
+        if period < 2 or period > n:
+            continue
+        if name != "yearly" and abs(period - round(period)) > 0.02 * period:
+            continue
+        r = season_strength(z, period, bins)
+        if r is None:
+            out[name] = n >= 2 * period  # too short to test: assumed, left to the backtests
+            continue
+        pairs = len(z) // bins - 2 * round(period / bins)
+        out[name] = r > max(_MIN_STRENGTH, 2 / math.sqrt(max(pairs, 1)))
+    return out
+
+
+_MIN_STRENGTH = 0.3  # autocorrelation at one cycle below which a season is not used (docs/models.md)
+
+
+def _periods(step_s: float, n: int, found: dict[str, bool]) -> tuple[int, int]:
+    """(main period, yearly lag used as an extra regressor or 0), both in steps: the calendar
+    periods the step allows, kept only when ``detect_seasons`` found them (``found``)."""
+    main, yearly = _calendar(step_s, n)
+    if step_s <= 0:
+        return main, yearly
+    day = _DAY_S / step_s
+    year = round(365.25 * day)
+    if main and main == round(7 * day) and not found.get("weekly", True):
+        main = round(day) if round(day) >= 2 and found.get("daily") and n >= 3 * round(day) else 0
+    elif main and main == round(day) and not found.get("daily", True):
+        main = 0
+    if main == year and not found.get("yearly", True):
+        main = 0
+    if not main and found.get("yearly") and year >= 2 and n >= 3 * year:
+        main = year
+    if yearly and not found.get("yearly", True):
+        yearly = 0
+    return main, yearly
+
+
+def _baseline(z: Array, period: int, seasons: int, start: int, stop: int, slope: Array | None = None) -> Array:
+    """Median of the values 1..K periods before each index in [start, stop) (K as history allows),
+    each moved forward by ``slope`` (per step, per index) times its distance when a slope is given."""
     import numpy as np  # kept lazy: start-up time
 
     out: Array = np.empty(stop - start)
@@ -125,9 +207,42 @@ def _baseline(z: Array, period: int, seasons: int, start: int, stop: int) -> Arr
         end = stop if k == seasons else min(stop, (k + 1) * period)
         idx = np.arange(pos, end)
         lags = np.stack([z[idx - j * period] for j in range(1, k + 1)])
+        if slope is not None:
+            lags = lags + np.arange(1, k + 1)[:, None] * period * slope[pos - start:end - start][None, :]
         out[pos - start:end - start] = np.median(lags, axis=0)
         pos = end
     return out
+
+
+def _slopes(z: Array, period: int, seasons: int, idx: IntArray) -> Array:
+    """Trend per step at each index of ``idx`` from the data before it: the change of the last
+    season's mean since (up to) ``seasons`` seasons before, divided by their length. With a
+    yearly season beside the main one, ``period`` is the year and ``seasons`` 1 (a shorter
+    window would take the yearly shape for a trend)."""
+    import numpy as np  # kept lazy: start-up time
+
+    c = np.concatenate(([0.0], np.cumsum(z)))
+    k = np.minimum(seasons, idx // period - 1)
+    ok = k >= 1
+    kk = np.where(ok, k, 1)
+    i = np.where(ok, idx, (kk + 1) * period)
+    now = (c[i] - c[i - period]) / period
+    then = (c[i - kk * period] - c[i - (kk + 1) * period]) / period
+    res: Array = np.where(ok, (now - then) / (kk * period), 0.0)
+    return res
+
+
+def _tails(v: Array, a: float) -> tuple[float, float]:
+    """The ``a`` and ``1 - a`` quantiles of ``v`` (linear interpolation, as ``np.quantile``), with
+    one partial sort: ``np.quantile`` costs more in overhead than in work on these sizes."""
+    import numpy as np  # kept lazy: start-up time
+
+    pos = np.array([a, 1.0 - a]) * (len(v) - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, len(v) - 1)
+    part = np.partition(v, np.unique(np.concatenate((lo, hi))))
+    q = part[lo] + (part[hi] - part[lo]) * (pos - lo)
+    return float(q[0]), float(q[1])
 
 
 def _features(r: Array, t: IntArray, day: int, period: int) -> Array:
@@ -149,8 +264,12 @@ def _features(r: Array, t: IntArray, day: int, period: int) -> Array:
 
 
 def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: ForecastConfig,
-           ) -> tuple[Array, Array, Array]:
-    """Seasonal baseline + ridge correction: (point forecast, lower and upper offsets) in z units."""
+           trend: int = 0, hol: Array | None = None) -> tuple[Array, Array, Array]:
+    """Seasonal baseline + ridge correction: (point forecast, lower and upper offsets) in z units.
+    With ``trend`` (seasons) the seasons behind each point are moved forward by the trend over the
+    last ``trend`` seasons first.
+    ``hol`` (length ``len(z) + horizon``, 1 on holidays) adds "the target is a holiday" to the
+    regressions when the history holds a holiday to learn its effect from."""
     import numpy as np  # kept lazy: start-up time
 
     n = len(z)
@@ -158,12 +277,16 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
     if period:
         first = period
         base_fit = np.zeros(n)
-        base_fit[first:] = _baseline(z, period, cfg.seasons, first, n)
+        win, k = (yearly, 1) if yearly else (period, trend)
+        fit_slope = _slopes(z, win, k, np.arange(first, n)) if trend else None
+        base_fit[first:] = _baseline(z, period, cfg.seasons, first, n, fit_slope)
         base_fit[:first] = z[:first]
         # the future baseline, step by step so horizons beyond one period use earlier forecasts
+        now_slope = _slopes(z, win, k, np.array([n]))[0] if trend else 0.0
         for s0 in range(n, n + horizon, period):
             s1 = min(s0 + period, n + horizon)
-            ext[s0:s1] = _baseline(ext, period, cfg.seasons, s0, s1)
+            ext[s0:s1] = _baseline(ext, period, cfg.seasons, s0, s1,
+                                   np.full(s1 - s0, now_slope) if trend else None)
         base_future = ext[n:]
     else:
         first = 1
@@ -192,6 +315,7 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
         if yearly:  # the deviation around the same date a year before (yearly shape, holidays)
             cy = np.concatenate(([0.0], np.cumsum(r)))
             half = max(1, round(day))
+        xtx = x.T @ x
         for h in range(1, horizon + 1):
             tgt = r[t + h]
             extra, extra_now = [], []
@@ -205,14 +329,21 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
                     lo = np.maximum(src - 3 * half, 0)
                     hi = np.minimum(src + 3 * half + 1, n)
                     out.append((cy[hi] - cy[lo]) / np.maximum(hi - lo, 1))
-            xh = np.column_stack([x, *extra]) if extra else x
-            xh_now = np.column_stack([x_now, *extra_now]) if extra_now else x_now
-            reg = lam * np.eye(xh.shape[1])
+            if hol is not None:
+                extra.append(hol[t + h])
+                extra_now.append(hol[[n - 1 + h]])
+            # normal equations by blocks: the shared features' Gram matrix is computed once
+            e = np.stack(extra, axis=1) if extra else np.empty((len(t), 0))
+            e_now = np.concatenate(extra_now) if extra_now else np.empty(0)
+            xe = x.T @ e
+            gram = np.block([[xtx, xe], [xe.T, e.T @ e]])
+            reg = lam * np.eye(gram.shape[0])
             reg[0, 0] = 0.0
-            beta = np.linalg.solve(xh.T @ xh + reg, xh.T @ tgt)
-            resid = tgt - xh @ beta
-            corr[h - 1] = float((xh_now @ beta)[0])
-            lo_q[h - 1], hi_q[h - 1] = np.quantile(resid[-recent:], [a, 1.0 - a])
+            beta = np.linalg.solve(gram + reg, np.concatenate((x.T @ tgt, e.T @ tgt)))
+            b_x, b_e = beta[:x.shape[1]], beta[x.shape[1]:]
+            resid = tgt[-recent:] - x[-recent:] @ b_x - e[-recent:] @ b_e
+            corr[h - 1] = float(x_now[0] @ b_x + e_now @ b_e)
+            lo_q[h - 1], hi_q[h - 1] = _tails(resid, a)
     else:
         spread = float(np.std(r[first:])) if n - first > 1 else 0.0
         zq = NormalDist().inv_cdf(0.5 + cfg.coverage / 2.0)
@@ -246,17 +377,24 @@ def _naive(z: Array, horizon: int, lag: int, cfg: ForecastConfig) -> tuple[Array
 
 
 def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day: int,
-             cfg: ForecastConfig) -> tuple[Array, Array, Array]:
-    if method == "model":
-        return _model(z, horizon, period, yearly, day, cfg)
+             cfg: ForecastConfig, hol: Array | None = None) -> tuple[Array, Array, Array]:
+    if method.startswith("model"):
+        if hol is not None and not hol[:len(z)].any():
+            hol = None  # no holiday in the history: nothing to learn its effect from
+        trend = cfg.trend_seasons if method == "model+trend" else 0
+        return _model(z, horizon, period, yearly, day, cfg, trend=trend, hol=hol)
     if method == "seasonal_naive":
         return _naive(z, horizon, period, cfg)
     return _naive(z, horizon, 0, cfg)
 
 
 def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[float] | None = None,
-             step_s: float | None = None, config: ForecastConfig | None = None) -> Forecast:
+             step_s: float | None = None, config: ForecastConfig | None = None,
+             holidays: Iterable[float] | None = None) -> Forecast:
     """Forecast ``horizon`` steps after the history, with a central prediction interval.
+
+    ``holidays``: epoch seconds of any moment of each holiday (UTC days, past and future); the
+    model learns their effect from the holidays in the history (needs timestamps).
 
     The candidates (the seasonal model, seasonal naive, naive) are backtested on the history's
     last stretches, the one with the smallest error is used, and its interval is scaled so it
@@ -279,17 +417,28 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     use_log = cfg.log_scale and bool((y >= 0).all())
     z = np.log1p(y) if use_log else y.copy()
     n = len(z)
-    period, yearly = _periods(step_s, n)
-    day = round(_DAY_S / step_s) if step_s > 0 and period and _DAY_S / step_s >= 2 else (
+    found = detect_seasons(z, step_s)
+    period, yearly = _periods(step_s, n, found)
+    lag = seasonal_period(step_s, n)  # seasonal naive's lag: the calendar's, detected or not
+    day = round(_DAY_S / step_s) if step_s > 0 and _DAY_S / step_s >= 2 else (
         max(2, min(period or 48, n // 4)))
+
+    hol = None
+    if holidays is not None and step_s > 0:
+        days = np.floor((last_ts + step * np.arange(1 - n, horizon + 1)) / _DAY_S)  # UTC day of each step
+        hol = np.isin(days, np.floor(np.asarray(list(holidays), dtype=np.float64) / _DAY_S)).astype(np.float64)
+        if not hol.any():
+            hol = None
 
     def back(zz: Array) -> Array:
         return np.expm1(zz) if use_log else zz
 
-    methods = ["model", "naive"] + (["seasonal_naive"] if period else [])
-    # backtests: the last `backtests` stretches of `horizon` steps, each forecast from before it
-    bh = horizon
-    origins = [n - k * bh for k in range(cfg.backtests, 0, -1) if n - k * bh >= max(3 * period, 30)]
+    methods = ["model", "naive"] + (["model+trend"] if period else []) + (["seasonal_naive"] if lag else [])
+    # backtests: `backtests` origins spread over the last stretch of history (at least four seasons
+    # or `backtests` horizons), each forecasting `horizon` steps from the history before it
+    spacing = max(horizon, -(-4 * max(period, lag) // cfg.backtests))
+    need = max(3 * period, 3 * lag, 30)
+    origins = [o for o in (n - horizon - k * spacing for k in range(cfg.backtests - 1, -1, -1)) if o >= need]
     chosen = "model"
     scores: list[float] = []
     if origins:
@@ -297,25 +446,24 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
         conf: dict[str, list[float]] = {m: [] for m in methods}
         for o in origins:
             zo = z[:o]
-            po, yo = _periods(step_s, o)
-            actual = y[o:o + bh]
+            yo = yearly if o >= 2 * yearly + 4 * period else 0
+            actual = y[o:o + horizon]
+            za = np.log1p(actual) if use_log else actual
             for m in methods:
-                if m == "seasonal_naive" and not po:
-                    errs[m].append(math.inf)
-                    continue
-                mid, lo_q, hi_q = _predict(m, zo, bh, po, yo, day, cfg)
+                mid, lo_q, hi_q = _predict(m, zo, horizon, lag if m == "seasonal_naive" else period, yo, day, cfg,
+                                           None if hol is None else hol[:o + horizon])
                 errs[m].append(float(np.mean(np.abs(back(mid) - actual))))
-                za = np.log1p(actual) if use_log else actual
                 up = np.maximum(hi_q, 1e-12)
                 dn = np.maximum(-lo_q, 1e-12)
                 dev = za - mid
                 conf[m].extend(np.where(dev >= 0, dev / up, -dev / dn).tolist())
         chosen = min(methods, key=lambda m: float(np.mean(errs[m])))
         scores = conf[chosen]
-    mid, lo_q, hi_q = _predict(chosen, z, horizon, period, yearly, day, cfg)
+    mid, lo_q, hi_q = _predict(chosen, z, horizon, lag if chosen == "seasonal_naive" else period, yearly, day,
+                               cfg, hol)
     if len(scores) >= 20:
         # conformal: widen or narrow the interval by the factor that covered `coverage` of backtests
-        c = float(np.quantile(scores, min(1.0, cfg.coverage * (1 + 1 / len(scores)))))
+        c = float(np.quantile(scores, min(1.0, cfg.coverage + (1 - cfg.coverage) / len(origins))))
         lo_q, hi_q = lo_q * c, hi_q * c
     lower = mid + np.minimum(lo_q, 0.0)
     upper = mid + np.maximum(hi_q, 0.0)
@@ -323,7 +471,8 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
         mid, lower, upper = np.expm1(mid), np.expm1(lower), np.expm1(upper)
         mid, lower = np.maximum(mid, 0.0), np.maximum(lower, 0.0)
     return Forecast(ts_out, [float(v) for v in mid], [float(v) for v in lower],
-                    [float(v) for v in upper], step_s, period, chosen)
+                    [float(v) for v in upper], step_s, period, chosen,
+                    tuple(name for name, ok in found.items() if ok))
 
 
 def spike_warning(fc: Forecast, *, capacity: float, scale_lead_s: float = 0.0,

@@ -38,6 +38,7 @@ class SeriesError(ValueError):
 
 
 _MISSING = ("", "nan", "null", "none", "na")
+_NO_ROWS = "no data rows: expected a CSV of timestamp,value rows (an optional header first)"
 
 
 def parse_row(line: str) -> tuple[float | None, float, bool] | None:
@@ -49,6 +50,8 @@ def parse_row(line: str) -> tuple[float | None, float, bool] | None:
     parts = line.strip().split(",")
     if not parts or parts[0] == "" and len(parts) == 1:
         return None
+    if len(parts) > 2:
+        raise ValueError(f"{len(parts)} columns, expected timestamp,value")
     raw = parts[1] if len(parts) > 1 else parts[0]
     try:
         value = float(raw)
@@ -73,7 +76,7 @@ def _rows(lines: Iterable[str]) -> Iterator[tuple[int, str, tuple[float | None, 
         try:
             row = parse_row(line)
         except ValueError as exc:
-            if first:
+            if first and line.count(",") <= 1:
                 first = False
                 continue  # a header row (timestamp,value or any other names)
             raise SeriesError(f"row {no}: {exc}") from None
@@ -86,16 +89,16 @@ def detect_stream(lines: Iterable[str], out: TextIO, *, flush: bool = True,
                   err: TextIO | None = None) -> int:
     """Score each data row as it is read and write ``timestamp,score`` per row; return rows scored.
 
-    Writes a ``timestamp,score`` header first, and to ``err`` how many warm-up rows score 0.
-    Raises ``SeriesError`` naming the row for a value that is not a number.
+    Writes a ``timestamp,score`` header first and, at the end, to ``err`` how many rows were
+    scored and how many of them were warm-up rows scoring 0. Raises ``SeriesError`` naming the
+    row for a value that is not a number, a row with the wrong number of columns or an input
+    without data rows.
     """
     det = AnomalyDetector()
     update = det.update
     out.write("timestamp,score\n")
-    if err is not None:
-        err.write(f"levqor detect: the first {det.cfg.warmup} rows are warm-up (learning the series) "
-                  "and score 0\n")
-        err.flush()
+    if flush:
+        out.flush()
     n = 0
     for _no, ts_text, row in _rows(lines):
         out.write(f"{ts_text},{update(row[1], row[0]):.6f}\n")
@@ -103,6 +106,12 @@ def detect_stream(lines: Iterable[str], out: TextIO, *, flush: bool = True,
             out.flush()
         n += 1
     out.flush()
+    if not n:
+        raise SeriesError(_NO_ROWS)
+    if err is not None:
+        err.write(f"levqor detect: {n} rows scored; the first {min(n, det.cfg.warmup)} are warm-up "
+                  "(learning the series) and score 0\n")
+        err.flush()
     return n
 
 
@@ -112,7 +121,25 @@ def format_ts(ts: float, iso: bool) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int) -> Forecast:
+def read_holidays(lines: Iterable[str]) -> list[float]:
+    """Holiday dates, one per line (ISO 8601 date or time, or epoch seconds; an optional header and
+    anything after a comma, such as a name, are ignored). Raises ``SeriesError`` naming the row."""
+    out: list[float] = []
+    for no, line in enumerate(lines, 1):
+        text = line.split(",", 1)[0].strip()
+        if not text:
+            continue
+        ts, _iso = parse_ts(text)
+        if ts is None:
+            if not out and no == 1:
+                continue  # a header
+            raise SeriesError(f"holidays row {no}: {text[:40]!r} is not a date (YYYY-MM-DD)")
+        out.append(ts)
+    return out
+
+
+def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int,
+                 holidays: list[float] | None = None) -> Forecast:
     """Read the whole history, forecast ``horizon`` steps and write ``timestamp,yhat,lower,upper``."""
     ts: list[float] = []
     ys: list[float] = []
@@ -127,9 +154,11 @@ def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int) -> Forecast
         ts.append(row[0])
         ys.append(row[1])
         iso = iso or row[2]
+    if not ys:
+        raise SeriesError(_NO_ROWS)
     if len(ys) < 3:
         raise ForecastError(f"need at least three rows of history, got {len(ys)}")
-    fc = forecast(ys, horizon=horizon, timestamps=ts)
+    fc = forecast(ys, horizon=horizon, timestamps=ts, holidays=holidays)
     out.write("timestamp,yhat,lower,upper\n")
     for t, y, lo, hi in zip(fc.timestamps, fc.yhat, fc.lower, fc.upper, strict=True):
         out.write(f"{format_ts(t, iso)},{y:.6g},{lo:.6g},{hi:.6g}\n")

@@ -204,7 +204,8 @@ def test_cli_detect_matches_the_detector(tmp_path: Path) -> None:
     assert lines[1].split(",")[0] == f"{datetime.fromtimestamp(ts[0], tz=UTC):%Y-%m-%d %H:%M:%S}"
     got = [float(x.split(",")[1]) for x in lines[1:]]
     assert got == [float(x.split(",")[1]) for x in by_stdin.stdout.splitlines()[1:]]
-    assert "the first 300 rows are warm-up" in by_file.stderr
+    assert by_file.stderr.strip() == (f"levqor detect: {len(y)} rows scored; the first 300 are warm-up "
+                                      "(learning the series) and score 0")
     assert not any(got[:300]) and any(got[300:])
     assert len(got) == len(y)
     assert np.allclose(got, run(ts, y), atol=1e-6)
@@ -255,7 +256,9 @@ def test_cli_forecast_round_trip(tmp_path: Path) -> None:
     assert epoch.returncode == 0, epoch.stderr
     assert epoch.stdout.splitlines()[1].split(",")[0] == f"{ts[-1] + 1800:.0f}"
     bad = cli("forecast", "--horizon", "3", stdin="timestamp,value\n")
-    assert bad.returncode == 2 and "history" in bad.stderr
+    assert bad.returncode == 2 and "no data rows" in bad.stderr
+    short = cli("forecast", "--horizon", "3", stdin="timestamp,value\n2024-01-01 00:00:00,1\n")
+    assert short.returncode == 2 and "need at least three rows of history, got 1" in short.stderr
 
 
 def test_detect_stream_keeps_one_line_per_row_and_refuses_a_non_number() -> None:
@@ -300,6 +303,29 @@ def test_cli_missing_or_malformed_file_is_a_one_line_error(tmp_path: Path, comma
     bad_ts = tmp_path / "bad_ts.csv"
     bad_ts.write_text("timestamp,value\n2024-01-01 00:00:00,1\nyesterday,2\n")
     assert "row 3: timestamp 'yesterday'" in one_line_error(cli(*command, str(bad_ts)))
+    for name, text in (("empty.csv", ""), ("header_only.csv", "timestamp,value\n"), ("blank.csv", "\n\n")):
+        (tmp_path / name).write_text(text)
+        assert "no data rows" in one_line_error(cli(*command, str(tmp_path / name)))
+    rows = "".join(f"2024-01-01 00:{i:02d}:00,{i},{i}\n" for i in range(5))
+    (tmp_path / "wide.csv").write_text(rows)
+    assert "row 1: 3 columns, expected timestamp,value" in one_line_error(cli(*command, str(tmp_path / "wide.csv")))
+    (tmp_path / "wide_header.csv").write_text("timestamp,value,host\n" + rows)
+    assert "row 1: 3 columns" in one_line_error(cli(*command, str(tmp_path / "wide_header.csv")))
+    (tmp_path / "words.csv").write_text("name,city\nbob,paris\n")
+    assert "row 2: value 'paris' is not a number" in one_line_error(cli(*command, str(tmp_path / "words.csv")))
+
+
+def test_cli_accepts_a_file_without_header(tmp_path: Path) -> None:
+    ts, y = load_series(5, weeks=1)
+    path = tmp_path / "no_header.csv"
+    path.write_text(csv_text(ts[:50], y[:50], header=False))
+    det = cli("detect", str(path))
+    assert det.returncode == 0, det.stderr
+    assert det.stdout.splitlines()[0] == "timestamp,score" and len(det.stdout.splitlines()) == 51
+    assert "50 rows scored; the first 50 are warm-up" in det.stderr
+    fc = cli("forecast", "--horizon", "2", str(path))
+    assert fc.returncode == 0, fc.stderr
+    assert len(fc.stdout.splitlines()) == 3
 
 
 def test_forecaster_falls_back_to_naive_on_a_random_walk() -> None:
@@ -320,7 +346,71 @@ def test_forecaster_finds_weekly_and_yearly_seasons_in_daily_data() -> None:
     ts = T0 + t * 86400.0
     o = n - 60
     fc = forecast(y[:o], horizon=60, timestamps=list(ts[:o]))
-    assert fc.period == 7 and fc.method == "model"
+    assert fc.period == 7 and fc.method.startswith("model") and fc.seasons == ("weekly", "yearly")
     err = np.mean(np.abs(np.array(fc.yhat) - y[o:]))
     naive = np.mean(np.abs(np.resize(y[o - 7:o], 60) - y[o:]))  # weekly seasonal naive
     assert err < 0.8 * naive
+
+
+def test_seasons_are_detected_not_assumed_from_the_step() -> None:
+    ts, y = load_series(4, weeks=6)  # 30-minute data with a daily shape and quieter weekends
+    assert forecast(y, horizon=4, timestamps=list(ts)).seasons == ("daily", "weekly")
+    rng = np.random.default_rng(6)
+    walk = 1000 + np.cumsum(rng.normal(0, 5, 6 * 7 * 48))  # same step, no season at all
+    fc = forecast(walk, horizon=4, timestamps=list(ts[:len(walk)]))
+    assert fc.seasons == () and fc.period == 0
+
+
+def test_trend_is_carried_through_the_seasons() -> None:
+    """Weekly data, a yearly season on a steady trend: the median of past seasons alone lags by
+    years; moving them forward by the recent trend does not."""
+    rng = np.random.default_rng(8)
+    n = 12 * 52
+    t = np.arange(n)
+    y = 300 + 0.05 * t + 3 * np.sin(2 * np.pi * t * 7 / 365.25) + rng.normal(0, 0.3, n)
+    ts = T0 + t * 7 * 86400.0
+    o = n - 52
+    fc = forecast(y[:o], horizon=52, timestamps=list(ts[:o]))
+    assert fc.method == "model+trend" and "yearly" in fc.seasons
+    err = np.mean(np.abs(np.array(fc.yhat) - y[o:]))
+    snaive = np.mean(np.abs(y[o - 52:o] - y[o:]))  # a year behind the trend
+    assert err < 0.5 * snaive
+
+
+def holiday_series() -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Six weeks of 30-minute load; one day in each of the first five weeks (never the same
+    weekday twice) is a holiday at 40 % of the usual load, and so is the day after the history."""
+    ts, y = load_series(7, weeks=6)
+    day_of = np.floor(ts / 86400.0)  # UTC days, as holidays are
+    first = day_of[0] + 1
+    holidays = [(first + d) * 86400.0 for d in (3, 9, 16, 22, 29)] + [(day_of[-1] + 1) * 86400.0]
+    y = np.where(np.isin(day_of - first, [3, 9, 16, 22, 29]), 0.4 * y, y)
+    return ts, y, holidays
+
+
+def test_holiday_effect_is_learned_from_past_holidays() -> None:
+    ts, y, holidays = holiday_series()
+    plain = forecast(y, horizon=48, timestamps=list(ts))
+    told = forecast(y, horizon=48, timestamps=list(ts), holidays=holidays)
+    ratio = np.mean(told.yhat) / np.mean(plain.yhat)
+    assert 0.3 < ratio < 0.6  # the holiday ahead is forecast at about 40 % of a usual day
+    assert forecast(y, horizon=48, timestamps=list(ts), holidays=holidays[-1:]).yhat == plain.yhat
+
+
+def test_cli_forecast_reads_a_holiday_file(tmp_path: Path) -> None:
+    ts, y, holidays = holiday_series()
+    path = tmp_path / "load.csv"
+    path.write_text(csv_text(ts, y))
+    cal = tmp_path / "holidays.csv"
+    cal.write_text("date,name\n" + "".join(f"{datetime.fromtimestamp(d, tz=UTC):%Y-%m-%d},closed\n"
+                                           for d in holidays))
+    told = cli("forecast", "--horizon", "48", "--holidays", str(cal), str(path))
+    plain = cli("forecast", "--horizon", "48", str(path))
+    assert told.returncode == 0 and plain.returncode == 0, told.stderr + plain.stderr
+    mean = [np.mean([float(x.split(",")[1]) for x in p.stdout.splitlines()[1:]]) for p in (told, plain)]
+    assert mean[0] < 0.6 * mean[1]
+    cal.write_text("2024-01-01\nsoon\n")
+    assert "holidays row 2: 'soon' is not a date" in one_line_error(
+        cli("forecast", "--horizon", "3", "--holidays", str(cal), str(path)))
+    assert "no such file" in one_line_error(
+        cli("forecast", "--horizon", "3", "--holidays", str(tmp_path / "nope.csv"), str(path)))
