@@ -61,6 +61,8 @@ class DetectorConfig:
     # the held-out figures rise (docs/models.md).
     lik_empirical: int = 0  # 1: the likelihood's tail is also read off its own online histogram
     slow_alpha: float = 0.0  # > 0: a slow mean of surprises (drifts, regime changes) vs its distribution
+    flat_score: float = 0.0  # > 0: score of a frozen value (a run of repeats twice the longest seen)
+    flat_min_run: int = 12  # a frozen run is at least this long
 
 
 @dataclass
@@ -94,6 +96,9 @@ class _State:
     slow: float = 0.0
     slow_mu: float = 0.0
     slow_var: float = 0.0
+    prev: float = 0.0
+    run: int = 0  # repeats of the current value
+    max_run: int = 0  # longest run of repeats that ended
 
 
 class AnomalyDetector:
@@ -170,7 +175,7 @@ class AnomalyDetector:
         if ts is not None and s.period != 0:
             s.last_ts = ts
         if n == 0:
-            s.level = x
+            s.level = s.prev = x
             s.lo = s.hi = x
             return 0.0
 
@@ -286,9 +291,20 @@ class AnomalyDetector:
         margin = c.spatial_margin * width
         novel = (new_hi and x > hi + margin) or (new_lo and x < lo - margin)
 
+        frozen = False
+        if c.flat_score > 0:
+            if x == s.prev:
+                r = s.run = s.run + 1
+                frozen = r == max(2 * s.max_run, c.flat_min_run)
+            else:
+                if s.run > s.max_run:
+                    s.max_run = s.run
+                s.run = 0
+            s.prev = x
+
         if n < c.warmup:
             return 0.0
-        score = 0.0
+        score = c.flat_score if frozen else 0.0
         if var > 0 and d > 0:
             zz = d / math.sqrt(var)
             tail = 0.5 * math.erfc(zz / _SQRT2)
