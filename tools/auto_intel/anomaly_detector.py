@@ -30,7 +30,6 @@ _MAX_ABS = 1e100
 # corpus threshold of every profile is slightly higher, ~0.55: see `make bench-anomaly`).
 ALERT_THRESHOLD = 0.5
 _SQRT2 = math.sqrt(2.0)
-_HIST_BINS = 40  # histogram of the short-term mean of surprises: 0.5-wide bins up to z_cap
 
 
 @dataclass(frozen=True)
@@ -57,12 +56,6 @@ class DetectorConfig:
     suppress: int = 300  # points after an alert during which scores are damped (chosen by CV, docs/models.md)
     suppress_factor: float = 0.0  # damping applied in that period
     max_period: int = 4096  # longest seasonal period kept (points)
-    # Candidate signals, off by default (0): entered through the cross-validation grid, kept only if
-    # the held-out figures rise (docs/models.md).
-    lik_empirical: int = 0  # 1: the likelihood's tail is also read off its own online histogram
-    slow_alpha: float = 0.0  # > 0: a slow mean of surprises (drifts, regime changes) vs its distribution
-    flat_score: float = 0.0  # > 0: score of a frozen value (a run of repeats twice the longest seen)
-    flat_min_run: int = 12  # a frozen run is at least this long
 
 
 @dataclass
@@ -90,15 +83,6 @@ class _State:
     lag_i: int = 0
     olo: float = math.inf
     ohi: float = -math.inf
-    hist: list[float] = field(default_factory=list)  # decayed counts of the short-term mean (inflated units)
-    hist_w: float = 1.0  # weight of the next count (grows instead of decaying all the counts)
-    hist_total: float = 0.0
-    slow: float = 0.0
-    slow_mu: float = 0.0
-    slow_var: float = 0.0
-    prev: float = 0.0
-    run: int = 0  # repeats of the current value
-    max_run: int = 0  # longest run of repeats that ended
 
 
 class AnomalyDetector:
@@ -175,7 +159,7 @@ class AnomalyDetector:
         if ts is not None and s.period != 0:
             s.last_ts = ts
         if n == 0:
-            s.level = s.prev = x
+            s.level = x
             s.lo = s.hi = x
             return 0.0
 
@@ -224,45 +208,6 @@ class AnomalyDetector:
             a = 1.0 / k if k * c.long_alpha < 1.0 else c.long_alpha
             s.mu = mu + a * d
             s.var = (1.0 - a) * (var + a * d * d)
-        p_emp = 0.0
-        if c.lik_empirical:
-            # the tail of m read off its own decayed histogram (0.5-wide bins); 0 when m is beyond
-            # every value seen, where only the Gaussian tail speaks
-            hist = s.hist
-            if not hist:
-                hist = s.hist = [0.0] * _HIST_BINS
-            b = int(m * 2.0)
-            if b >= _HIST_BINS:
-                b = _HIST_BINS - 1
-            if s.hist_total > 0 and n > c.lik_start:
-                above = sum(hist[b + 1:])
-                if above > 0:
-                    p_emp = (above + 0.5 * hist[b]) / s.hist_total
-            if n > c.lik_start:
-                w = s.hist_w
-                hist[b] += w
-                s.hist_total += w
-                w /= 1.0 - c.long_alpha
-                if w > 1e50:
-                    hist[:] = [h / w for h in hist]
-                    s.hist_total /= w
-                    w = 1.0
-                s.hist_w = w
-        slow_score = 0.0
-        if c.slow_alpha > 0:
-            sl = s.slow
-            sl += c.slow_alpha * (z - sl)
-            s.slow = sl
-            ds = sl - s.slow_mu
-            k = n - c.lik_start - int(1.0 / c.slow_alpha)  # the slow mean has filled first
-            if k > 0:
-                sv = s.slow_var
-                if sv > 0 and ds > 0 and n >= c.warmup and k * c.slow_alpha > 1.0:
-                    tail = 0.5 * math.erfc(ds / math.sqrt(sv) / _SQRT2)
-                    slow_score = 1.0 if tail <= 0 else min(1.0, -math.log10(tail) / c.lik_decades)
-                a = 1.0 / k if k * c.long_alpha < 1.0 else c.long_alpha
-                s.slow_mu += a * ds
-                s.slow_var = (1.0 - a) * (sv + a * ds * ds)
 
         # spatial novelty: a new extreme that also lies well beyond the range of the values
         # older than spatial_lag points (a leak keeps going further; noise and small steps do not)
@@ -291,28 +236,13 @@ class AnomalyDetector:
         margin = c.spatial_margin * width
         novel = (new_hi and x > hi + margin) or (new_lo and x < lo - margin)
 
-        frozen = False
-        if c.flat_score > 0:
-            if x == s.prev:
-                r = s.run = s.run + 1
-                frozen = r == max(2 * s.max_run, c.flat_min_run)
-            else:
-                if s.run > s.max_run:
-                    s.max_run = s.run
-                s.run = 0
-            s.prev = x
-
         if n < c.warmup:
             return 0.0
-        score = c.flat_score if frozen else 0.0
+        score = 0.0
         if var > 0 and d > 0:
             zz = d / math.sqrt(var)
             tail = 0.5 * math.erfc(zz / _SQRT2)
-            if p_emp > tail:
-                tail = p_emp
             score = 1.0 if tail <= 0 else min(1.0, -math.log10(tail) / c.lik_decades)
-        if slow_score > score:
-            score = slow_score
         pz = c.point_weight * (z / c.z_cap)
         if pz > score:
             score = pz
