@@ -95,7 +95,7 @@ def run_detector(cfg: DetectorConfig, ts: list[float], vals: list[float]) -> np.
 class Corpus:
     """NAB dev files and synthetic series, prepared once per score source for the scorer."""
 
-    def __init__(self, nab: ModuleType, data: Path) -> None:
+    def __init__(self, nab: ModuleType, data: Path, extra_synthetic: bool = False) -> None:
         self.nab = nab
         windows = nab.load_windows(str(data / "combined_windows.json"), set())
         self.series: dict[str, tuple[list[float], list[float]]] = {}
@@ -108,7 +108,7 @@ class Corpus:
             self.windows[key] = wins
         self.nab_keys = sorted(windows)
         self.synth_keys: list[str] = []
-        for key, ts_a, y, rows in synthetic_corpus():
+        for key, ts_a, y, rows in synthetic_corpus(extra=extra_synthetic):
             ns = (ts_a * 1e9).astype(np.int64)
             self.series[key] = (list(map(float, ts_a)), list(map(float, y)))
             self.ts_ns[key] = ns
@@ -258,7 +258,7 @@ def main() -> int:
     nab = load_nabscore(shared)
     data = shared / "data" / "nab-dev"
     refs = data / "reference-results"
-    cp = Corpus(nab, data)
+    cp = Corpus(nab, data, extra_synthetic="--synthetic-extra" in sys.argv)
     cp.add_reference("ARTime", refs / "ARTime")
     cp.add_reference("numenta", refs / "numenta")
 

@@ -1,7 +1,8 @@
 """Synthetic series with known anomalies: extra *training* data for the detector's cross-validation.
 
-Kinds the NAB development files under-represent: level shifts, daily seasonality whose scale
-changes, spiky counts, slow drifts and flat lines, each with one labelled anomaly (a NAB-style
+Kinds the NAB development files under-represent: level shifts (also in a daily series), daily
+seasonality whose scale changes, spiky counts (also with a daily rate), slow drifts (also as the
+anomaly: a leak's ramp), flat lines (also a frozen sensor), each with one labelled anomaly (a NAB-style
 window: 10 % of the file, centred on the anomaly's start) or none. Deterministic (seeded).
 They are never scored as results; they only help choose parameters.
 """
@@ -43,6 +44,19 @@ def series(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray, int | None]:
     elif kind == "flat_line":  # constant with rare tiny steps; anomaly: noise appears
         y = np.full(N, 5.0) + np.repeat(rng.normal(0, 0.01, N // 288 + 1), 288)[:N]
         y[at:at + 200] += rng.normal(0, 2.0, 200)
+    elif kind == "drift_leak":  # daily noise around a steady level; anomaly: a slow upward ramp begins
+        y = 40 + 3 * _daily(t) + rng.normal(0, 1.0, N)
+        y[at:] += 0.02 * (t[at:] - at)
+    elif kind == "seasonal_counts":  # tweet-like counts with a daily rate; anomaly: a two-hour burst
+        rate = 6 * (1.2 + _daily(t))
+        y = rng.poisson(rate).astype(float)
+        y[at:at + 24] += rng.poisson(4 * rate[at:at + 24].mean() + 10, 24)
+    elif kind == "stuck_sensor":  # noisy daily series; anomaly: the value freezes for a day and a half
+        y = 60 + 10 * _daily(t) + rng.normal(0, 2.0, N)
+        y[at:at + 432] = y[at]
+    elif kind == "seasonal_level_shift":  # daily series; anomaly: its level drops and stays down
+        y = 200 + 30 * _daily(t) + rng.normal(0, 5.0, N)
+        y[at:] -= rng.uniform(25, 40)
     elif kind == "seasonal_scale_clean":
         amp = 10 * (1 + 2 * t / N)
         y = 100 + amp * _daily(t) + rng.normal(0, 1.5, N) * (1 + t / N)
@@ -59,15 +73,20 @@ def series(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray, int | None]:
 
 KINDS = ("level_shift", "seasonal_scale", "spiky_counts", "slow_drift", "flat_line",
          "seasonal_scale_clean", "spiky_counts_clean")
+# More kinds, not in the default training corpus (``corpus(extra=True)`` adds them): with them the
+# cross-validation's choice collapses (docs/models.md, "Not reached yet"), so they are kept for study.
+EXTRA_KINDS = ("drift_leak", "seasonal_counts", "stuck_sensor", "seasonal_level_shift")
+ALL_KINDS = KINDS + EXTRA_KINDS
 
 
-def corpus(seeds: tuple[int, ...] = (1, 2)) -> list[tuple[str, np.ndarray, np.ndarray, list[tuple[int, int]]]]:
+def corpus(seeds: tuple[int, ...] = (1, 2), extra: bool = False,
+           ) -> list[tuple[str, np.ndarray, np.ndarray, list[tuple[int, int]]]]:
     """(key, epoch seconds, values, windows as (first row, last row)) for every kind and seed."""
     out = []
     width = N // 10
-    for kind in KINDS:
+    for kind in ALL_KINDS if extra else KINDS:
         for seed in seeds:
-            ts, y, at = series(kind, seed * 1000 + KINDS.index(kind))
+            ts, y, at = series(kind, seed * 1000 + ALL_KINDS.index(kind))
             wins = [] if at is None else [(max(0, at - width // 2), min(N - 1, at + width // 2))]
             out.append((f"synthetic/{kind}_{seed}.csv", ts, y, wins))
     return out
