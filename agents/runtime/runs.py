@@ -88,7 +88,10 @@ def execute_run(run_id: int, *, resume: dict[str, Any] | None = None, reg: ToolR
         store.end_run(run_id, status, steps=steps, summary=str(values.get("summary") or "") or None,
                       finished=not paused)
     except Exception as exc:
-        log.exception("agent run failed", extra={"fields": {"run": run_id, "agent": run.agent}})
+        if isinstance(exc, llm_guard.LlmUnavailable):  # a guardrail stopped it (cost cap): the reason, no traceback
+            log.warning("agent run stopped", extra={"fields": {"run": run_id, "agent": run.agent, "reason": str(exc)}})
+        else:
+            log.exception("agent run failed", extra={"fields": {"run": run_id, "agent": run.agent}})
         status = "failed"
         store.end_run(run_id, "failed", steps=steps, error=f"{type(exc).__name__}: {exc}")
     AGENT_RUNS.labels(agent=run.agent, trigger=run.trigger, status=status).inc()

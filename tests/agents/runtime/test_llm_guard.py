@@ -7,6 +7,7 @@ by its daily cost cap from policy.json; the monitor opens incidents for both. (T
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -131,12 +132,17 @@ def test_a_client_error_is_not_an_outage(llm: Llm, org: OrgFixture) -> None:
     assert b is None or b.state == "closed"
 
 
-def test_daily_cost_cap_stops_a_looping_agent(llm: Llm, org: OrgFixture) -> None:
+def test_daily_cost_cap_stops_a_looping_agent(llm: Llm, org: OrgFixture, caplog: pytest.LogCaptureFixture) -> None:
     """The janitor's model asks for a tool again and again, each answer costing $1.35 (gpt-4o-mini
-    prices): the policy's $5 cap (agent:* llm_daily_cost_cap_usd) refuses the fifth call."""
+    prices): the policy's $5 cap (agent:* llm_daily_cost_cap_usd) refuses the fifth call. The stop is
+    logged as a warning with its reason, not as a crash with a traceback."""
     clean_ops()
     script = llm(lambda body: {"tool_calls": [{"name": "jobs.list", "args": {}}], "usage": (5_000_000, 1_000_000)})
-    run_id = start_run("janitor", org.org_id, "manual")
+    with caplog.at_level(logging.INFO, logger="levqor"):
+        run_id = start_run("janitor", org.org_id, "manual")
+    stops = [r for r in caplog.records if r.getMessage() in ("agent run stopped", "agent run failed")]
+    assert [(r.getMessage(), r.levelno, r.exc_info) for r in stops] == [("agent run stopped", logging.WARNING, None)]
+    assert "daily LLM cost cap" in stops[0].fields["reason"]  # type: ignore[attr-defined]
     with session_scope() as s:
         run = s.get(AgentRun, run_id)
         assert run is not None and run.status == "failed" and "daily LLM cost cap" in (run.error or "")
