@@ -79,6 +79,11 @@ class Span:
     error: str = ""
 
 
+# Set by the ``levqor`` command for every command and cleared by the long-running ones (API, worker,
+# scheduler, ``up``) before they start anything, so their children (uvicorn's API processes) note outages.
+ONE_SHOT_ENV = "LEVQOR_ONE_SHOT"
+
+
 class Tracker:
     """This process's outage state, written to its span file when it changes (never per attempt)."""
 
@@ -93,8 +98,10 @@ class Tracker:
         return self.since is not None
 
     def failed(self, exc: BaseException, var_dir: Path) -> None:
-        """A database call failed: the start of an outage if it means unavailable and none is noted yet."""
-        if self.since is not None or not is_unavailable(exc):
+        """A database call failed: the start of an outage if it means unavailable and none is noted yet.
+        A one-shot ``levqor`` command (``ONE_SHOT_ENV`` set) notes nothing: it does not retry, and its
+        failure (a wrong URL, say) is no outage of the platform; it says so on one line and exits."""
+        if self.since is not None or os.environ.get(ONE_SHOT_ENV) == "1" or not is_unavailable(exc):
             return
         with self.lock:
             if self.since is not None:

@@ -119,6 +119,7 @@ def _root(show_version: Annotated[bool, typer.Option("--version", callback=_vers
 def main() -> None:
     """Run the command; a database that cannot be reached or is not migrated, or a file that cannot be read
     or written (a wrong ``--out``), is one line, not a traceback."""
+    os.environ["LEVQOR_ONE_SHOT"] = "1"  # levqor.db_outage.ONE_SHOT_ENV; the services clear it (boot(service=True))
     try:
         app()
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:

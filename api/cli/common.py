@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, NoReturn, TypeVar
@@ -13,6 +14,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 from sqlalchemy.orm import Session
 
+from levqor import db_outage
 from levqor.logging import configure_logging
 from levqor.settings import get_settings
 from memory.db import session_scope
@@ -34,8 +36,12 @@ def table(*headers: str) -> Table:
     return Table(Column(first, no_wrap=True, overflow="fold"), *(Column(h, overflow="fold") for h in rest))
 
 
-def boot(log: bool = True) -> None:
-    """Read the settings; set up JSON logging for the long-running commands."""
+def boot(log: bool = True, *, service: bool = False) -> None:
+    """Read the settings; set up JSON logging for the long-running commands. A ``service`` (API, worker,
+    scheduler, ``up``) notes database outages for the monitor and backs off through them; its children
+    inherit that."""
+    if service:
+        os.environ.pop(db_outage.ONE_SHOT_ENV, None)
     s = get_settings()
     if log:
         configure_logging(s.log_level, s.log_json)

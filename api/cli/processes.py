@@ -17,7 +17,7 @@ cli = typer.Typer()
 @cli.command()
 def worker(concurrency: Annotated[int | None, typer.Option(help="Jobs at once")] = None) -> None:
     """Run a worker: background work from the database (job queue, event outbox)."""
-    boot()
+    boot(service=True)
     policy_or_exit()
     run_worker(concurrency)
 
@@ -25,7 +25,7 @@ def worker(concurrency: Annotated[int | None, typer.Option(help="Jobs at once")]
 @cli.command()
 def scheduler() -> None:
     """Run the scheduler (only the lease holder leads; others stand by)."""
-    boot()
+    boot(service=True)
     policy_or_exit()
     run_scheduler()
 
@@ -33,6 +33,6 @@ def scheduler() -> None:
 @cli.command()
 def up(workers: Annotated[int | None, typer.Option(help="Worker processes")] = None) -> None:
     """Run API + scheduler + N workers under one supervisor; Ctrl-C stops them all."""
-    boot()
+    boot(service=True)
     policy_or_exit()
     raise typer.Exit(supervise(workers))

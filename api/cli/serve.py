@@ -90,7 +90,7 @@ def api(host: Annotated[str | None, typer.Option()] = None, port: Annotated[int 
                                                       "(default: 1; under `levqor up`, LEVQOR_API_PROCESSES)")]
         = None) -> None:
     """Run the API server (uvicorn)."""
-    boot()
+    boot(service=True)
     policy_or_exit()
     import uvicorn  # kept lazy: only this command serves HTTP
 

@@ -59,6 +59,8 @@ def test_an_unreachable_database_server_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 1, out
     assert "Traceback" not in out.stderr and out.stderr.strip().count("\n") == 0, out.stderr
     assert "is the database server running?" in out.stderr
+    # a one-shot command's failure is no platform outage: nothing noted for the monitor's db_outage rule
+    assert not list(tmp_path.glob("db-outages/*")), list(tmp_path.glob("db-outages/*"))
 
 
 def test_a_path_that_cannot_be_written_is_one_line_with_its_absolute_path(tmp_path: Path) -> None:
