@@ -108,4 +108,5 @@ def api(host: Annotated[str | None, typer.Option()] = None, port: Annotated[int 
     watch_supervisor()  # under `levqor up`: stop (as SIGTERM does) if the supervisor goes
     uvicorn.run("api.cli.serve:worker_app" if n > 1 else "api.cli.serve:serving_app", factory=True,
                 host=host or s.host, port=port or s.port, workers=n if n > 1 else None,
-                log_config=None, access_log=False, timeout_graceful_shutdown=10)
+                log_config=None, access_log=False, timeout_graceful_shutdown=10,
+                timeout_keep_alive=s.api_keepalive_s)
