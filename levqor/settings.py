@@ -84,8 +84,8 @@ class Settings(BaseSettings):
         "rows to the database (0: only at shutdown). Replicas may overshoot a day limit or the "
         "monthly quota by at most (replicas - 1) x per-second limit x this.",
     )
-    api_keepalive_s: float = Field(
-        75.0, gt=0, le=3600, description="Seconds the API keeps an idle keep-alive connection open. Longer than "
+    api_keepalive_s: int = Field(
+        75, gt=0, le=3600, description="Seconds the API keeps an idle keep-alive connection open. Longer than "
         "clients' and load balancers' idle timeouts (60 s on most), so a client never reuses a connection the "
         "server is closing at that moment (a dropped request); uvicorn's own default is 5.",
     )
