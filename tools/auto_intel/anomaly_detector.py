@@ -1,7 +1,7 @@
 """Streaming, causal anomaly detector: one instance per series, one score in [0, 1] per point.
 
 A point is scored when it arrives, from state built on earlier points only, in O(1) time.
-Three signals are combined:
+Four signals are combined:
 
 * **prediction surprise**: the error of the better of two predictors (a fast level and, when
   the timestamps show a daily rhythm, a per-phase seasonal profile), scaled by its own running
@@ -10,7 +10,9 @@ Three signals are combined:
   surprises compared with their long-term distribution, so a burst of failures, a sustained
   slowdown or a level shift raises the score even when no single point is extreme;
 * **spatial novelty**: a new extreme that lies well beyond the range of the values seen up to
-  a while ago, as a resource leak, a saturation or a runaway value produces.
+  a while ago, as a resource leak, a saturation or a runaway value produces;
+* **frozen value**: a run of identical values twice as long as the longest run seen so far (and at
+  least ``flat_min_run`` points), as a stuck sensor or exporter produces; scored once per run.
 
 After an alert, scores are damped for a while so one event yields one alert. State is plain
 numbers and lists: ``snapshot()`` gives a JSON-able dict and ``AnomalyDetector.restore``
@@ -56,7 +58,8 @@ class DetectorConfig:
     suppress: int = 300  # points after an alert during which scores are damped (chosen by CV, docs/models.md)
     suppress_factor: float = 0.0  # damping applied in that period
     max_period: int = 4096  # longest seasonal period kept (points)
-    flat_score: float = 0.0  # > 0: score of a frozen value (a run of repeats twice the longest seen)
+    flat_score: float = 0.65  # score of a frozen value: a run of repeats twice the longest seen (0: off;
+    # kept on by judgement for flat lines, its NAB held-out cost is one false alert: docs/models.md)
     flat_min_run: int = 12  # a frozen run is at least this long
 
 
