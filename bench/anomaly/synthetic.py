@@ -4,7 +4,9 @@ Kinds the NAB development files under-represent: level shifts (also in a daily s
 seasonality whose scale changes, spiky counts (also with a daily rate), slow drifts (also as the
 anomaly: a leak's ramp), flat lines (also a frozen sensor), each with one labelled anomaly (a NAB-style
 window: 10 % of the file, centred on the anomaly's start) or none. Deterministic (seeded).
-They are never scored as results; they only help choose parameters.
+The training kinds are never scored as results; they only help choose parameters. ``HELDOUT_KINDS`` with
+seeds 101-110 are flat-line test series that no training corpus uses (the bench scores them once, with
+the configuration and thresholds chosen on the training data).
 """
 
 from __future__ import annotations
