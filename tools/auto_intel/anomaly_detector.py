@@ -61,8 +61,6 @@ class DetectorConfig:
     flat_score: float = 0.65  # score of a frozen value: a run of repeats twice the longest seen (0: off;
     # kept on by judgement for flat lines, its NAB held-out cost is one false alert: docs/models.md)
     flat_min_run: int = 12  # a frozen run is at least this long
-    ctx_score: float = 0.0  # > 0 (candidate, off): score of a transition between value bins never seen
-    ctx_bins: int = 10  # bins over the lagged range for that context signal
 
 
 @dataclass
@@ -93,8 +91,6 @@ class _State:
     prev: float = 0.0  # the previous value (frozen-value signal)
     run: int = 0  # repeats of the current value
     max_run: int = 0  # longest run of repeats that ended
-    ctx: list[int] = field(default_factory=list)  # transitions seen between value bins (candidate)
-    ctx_prev: int = -1
 
 
 class AnomalyDetector:
@@ -262,24 +258,9 @@ class AnomalyDetector:
                 s.run = 0
             s.prev = x
 
-        ctx_new = False
-        if c.ctx_score > 0 and hi > lo:
-            nb = c.ctx_bins
-            b = int((x - lo) / (hi - lo) * nb)
-            b = 0 if b < 0 else nb - 1 if b >= nb else b
-            if not s.ctx:
-                s.ctx = [0] * (nb * nb)
-            if s.ctx_prev >= 0:
-                cell = s.ctx_prev * nb + b
-                ctx_new = s.ctx[cell] == 0 and not novel
-                s.ctx[cell] = 1
-            s.ctx_prev = b
-
         if n < c.warmup:
             return 0.0
         score = c.flat_score if frozen else 0.0
-        if ctx_new and c.ctx_score > score:
-            score = c.ctx_score
         if var > 0 and d > 0:
             zz = d / math.sqrt(var)
             tail = 0.5 * math.erfc(zz / _SQRT2)
