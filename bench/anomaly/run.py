@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from synthetic import HELDOUT_KINDS  # noqa: E402
 from synthetic import corpus as synthetic_corpus  # noqa: E402
 
 from tools.auto_intel.anomaly_detector import AnomalyDetector, DetectorConfig  # noqa: E402
@@ -95,7 +96,8 @@ def run_detector(cfg: DetectorConfig, ts: list[float], vals: list[float]) -> np.
 class Corpus:
     """NAB dev files and synthetic series, prepared once per score source for the scorer."""
 
-    def __init__(self, nab: ModuleType, data: Path, extra_synthetic: bool = False) -> None:
+    def __init__(self, nab: ModuleType, data: Path, extra_synthetic: bool = False,
+                 synthetic_seeds: tuple[int, ...] = (1, 2)) -> None:
         self.nab = nab
         windows = nab.load_windows(str(data / "combined_windows.json"), set())
         self.series: dict[str, tuple[list[float], list[float]]] = {}
@@ -107,16 +109,21 @@ class Corpus:
             self.ts_ns[key] = (np.asarray(ts) * 1e9).round().astype(np.int64)
             self.windows[key] = wins
         self.nab_keys = sorted(windows)
-        self.synth_keys: list[str] = []
-        for key, ts_a, y, rows in synthetic_corpus(extra=extra_synthetic):
+        self.synth_keys = self.add_synthetic(synthetic_corpus(seeds=synthetic_seeds, extra=extra_synthetic))
+        self.refs: dict[str, dict[str, np.ndarray]] = {}
+        self._cases: dict[tuple[str, str], Any] = {}
+        self._nulls: dict[str, Any] = {}
+
+    def add_synthetic(self, items: list[tuple[str, np.ndarray, np.ndarray, list[tuple[int, int]]]],
+                      ) -> list[str]:
+        keys = []
+        for key, ts_a, y, rows in items:
             ns = (ts_a * 1e9).astype(np.int64)
             self.series[key] = (list(map(float, ts_a)), list(map(float, y)))
             self.ts_ns[key] = ns
             self.windows[key] = [(int(ns[a]), int(ns[b])) for a, b in rows]
-            self.synth_keys.append(key)
-        self.refs: dict[str, dict[str, np.ndarray]] = {}
-        self._cases: dict[tuple[str, str], Any] = {}
-        self._nulls: dict[str, Any] = {}
+            keys.append(key)
+        return keys
 
     def add_reference(self, name: str, folder: Path) -> None:
         out = {}
@@ -207,6 +214,29 @@ def table(cp: Corpus, per_file: dict[str, dict[str, list[float]]], groups: dict[
     return lines
 
 
+def flat_line_heldout(cp: Corpus, src: str, thresholds: list[float]) -> list[str]:
+    """Detection on synthetic flat-line series never in training (seeds 101-110), with the configuration
+    and thresholds chosen on all dev files + synthetic training series."""
+    keys = cp.add_synthetic(synthetic_corpus(seeds=tuple(range(101, 111)), kinds=HELDOUT_KINDS))
+    lines = [f"HELD-OUT flat-line series (never in training; {src}, standard threshold {thresholds[0]:.3f}):",
+             f"{'kind':<16}{'detected':>10}{'false alerts':>14}{'standard':>10}{'low_FP':>10}{'low_FN':>10}"]
+    for kind in HELDOUT_KINDS:
+        ks = [k for k in keys if k.startswith(f"synthetic/{kind}_")]
+        hit = fp = 0
+        for k in ks:
+            sc = np.asarray(cp.case(src, k).scores)
+            ns = cp.ts_ns[k][-len(sc):]  # the scorer drops the probationary rows
+            inside = np.zeros(len(sc), bool)
+            for w0, w1 in cp.windows[k]:
+                inside |= (ns >= w0) & (ns <= w1)
+            alerts = sc >= thresholds[0]
+            hit += bool((alerts & inside).any())
+            fp += int((alerts & ~inside).sum())
+        norm = cp.normalised(ks, [sum(cp.raw(k, src, thresholds)[i] for k in ks) for i in range(3)])
+        lines.append(f"{kind:<16}{f'{hit}/{len(ks)}':>10}{fp:>14}" + "".join(f"{v:>10.1f}" for v in norm))
+    return lines
+
+
 def nabscore_in_sample(shared: Path, scores_dir: Path) -> tuple[float, float, float, str]:
     data = shared / "data" / "nab-dev"
     cmd = [sys.executable, str(shared / "tools" / "nabscore.py"), "--windows",
@@ -258,7 +288,9 @@ def main() -> int:
     nab = load_nabscore(shared)
     data = shared / "data" / "nab-dev"
     refs = data / "reference-results"
-    cp = Corpus(nab, data, extra_synthetic="--synthetic-extra" in sys.argv)
+    seeds = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--synthetic-seeds=")), "1,2")
+    cp = Corpus(nab, data, extra_synthetic="--synthetic-extra" in sys.argv,
+                synthetic_seeds=tuple(int(x) for x in seeds.split(",")))
     cp.add_reference("ARTime", refs / "ARTime")
     cp.add_reference("numenta", refs / "numenta")
 
@@ -309,6 +341,9 @@ def main() -> int:
     if GRID[final] != BASE:
         diff = {k: v for k, v in asdict(GRID[final]).items() if asdict(BASE)[k] != v}
         print(f"  (differs from the default in {diff})")
+
+    print()
+    print("\n".join(flat_line_heldout(cp, final, thr)))
 
     pps, total = points_per_second(cp)
     print(f"{total} points; in-process detector throughput {pps:,.0f} points/s on one core; "

@@ -1,7 +1,7 @@
 """Streaming, causal anomaly detector: one instance per series, one score in [0, 1] per point.
 
 A point is scored when it arrives, from state built on earlier points only, in O(1) time.
-Three signals are combined:
+Four signals are combined:
 
 * **prediction surprise**: the error of the better of two predictors (a fast level and, when
   the timestamps show a daily rhythm, a per-phase seasonal profile), scaled by its own running
@@ -10,7 +10,9 @@ Three signals are combined:
   surprises compared with their long-term distribution, so a burst of failures, a sustained
   slowdown or a level shift raises the score even when no single point is extreme;
 * **spatial novelty**: a new extreme that lies well beyond the range of the values seen up to
-  a while ago, as a resource leak, a saturation or a runaway value produces.
+  a while ago, as a resource leak, a saturation or a runaway value produces;
+* **frozen value**: a run of identical values twice as long as the longest run seen so far (and at
+  least ``flat_min_run`` points), as a stuck sensor or exporter produces; scored once per run.
 
 After an alert, scores are damped for a while so one event yields one alert. State is plain
 numbers and lists: ``snapshot()`` gives a JSON-able dict and ``AnomalyDetector.restore``
@@ -56,6 +58,9 @@ class DetectorConfig:
     suppress: int = 300  # points after an alert during which scores are damped (chosen by CV, docs/models.md)
     suppress_factor: float = 0.0  # damping applied in that period
     max_period: int = 4096  # longest seasonal period kept (points)
+    flat_score: float = 0.65  # score of a frozen value: a run of repeats twice the longest seen (0: off;
+    # kept on by judgement for flat lines, its NAB held-out cost is one false alert: docs/models.md)
+    flat_min_run: int = 12  # a frozen run is at least this long
 
 
 @dataclass
@@ -83,6 +88,9 @@ class _State:
     lag_i: int = 0
     olo: float = math.inf
     ohi: float = -math.inf
+    prev: float = 0.0  # the previous value (frozen-value signal)
+    run: int = 0  # repeats of the current value
+    max_run: int = 0  # longest run of repeats that ended
 
 
 class AnomalyDetector:
@@ -108,8 +116,11 @@ class AnomalyDetector:
 
     @classmethod
     def restore(cls, snap: dict[str, Any]) -> AnomalyDetector:
-        """Rebuild a detector from ``snapshot()`` output."""
-        det = cls(DetectorConfig(**snap["config"]))
+        """Rebuild a detector from ``snapshot()`` output (also one saved before the frozen-value signal
+        existed: it continues exactly as it was, with that signal off, as it has no repeat history)."""
+        cfg = dict(snap["config"])
+        cfg.setdefault("flat_score", 0.0)
+        det = cls(DetectorConfig(**cfg))
         st = dict(snap["state"])
         for k in ("lo", "olo"):
             if st[k] is None:
@@ -159,7 +170,7 @@ class AnomalyDetector:
         if ts is not None and s.period != 0:
             s.last_ts = ts
         if n == 0:
-            s.level = x
+            s.level = s.prev = x
             s.lo = s.hi = x
             return 0.0
 
@@ -236,13 +247,26 @@ class AnomalyDetector:
         margin = c.spatial_margin * width
         novel = (new_hi and x > hi + margin) or (new_lo and x < lo - margin)
 
+        frozen = False
+        if c.flat_score > 0:
+            if x == s.prev:
+                r = s.run = s.run + 1
+                frozen = r == max(2 * s.max_run, c.flat_min_run)
+            else:
+                if s.run > s.max_run:
+                    s.max_run = s.run
+                s.run = 0
+            s.prev = x
+
         if n < c.warmup:
             return 0.0
-        score = 0.0
+        score = c.flat_score if frozen else 0.0
         if var > 0 and d > 0:
             zz = d / math.sqrt(var)
             tail = 0.5 * math.erfc(zz / _SQRT2)
-            score = 1.0 if tail <= 0 else min(1.0, -math.log10(tail) / c.lik_decades)
+            lik = 1.0 if tail <= 0 else min(1.0, -math.log10(tail) / c.lik_decades)
+            if lik > score:
+                score = lik
         pz = c.point_weight * (z / c.z_cap)
         if pz > score:
             score = pz

@@ -10,6 +10,7 @@ import select
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.support import ROOT
-from tools.auto_intel.anomaly_detector import ALERT_THRESHOLD, AnomalyDetector
+from tools.auto_intel.anomaly_detector import ALERT_THRESHOLD, AnomalyDetector, DetectorConfig
 from tools.auto_intel.predictor import ForecastError, forecast, spike_warning
 from tools.auto_intel.series_io import detect_stream
 
@@ -75,6 +76,24 @@ def test_snapshot_restore_gives_identical_scores(cut: int) -> None:
     assert max(rest_a) > 0  # the comparison covered real scores, not only zeros
 
 
+def test_snapshot_from_before_the_frozen_value_signal_still_loads() -> None:
+    ts, y = seasonal(4, n=4 * DAY)
+    old = AnomalyDetector(replace(DetectorConfig(), flat_score=0.0))  # what such a detector computed
+    for t, v in zip(ts[:DAY], y[:DAY], strict=True):
+        old.update(float(v), float(t))
+    snap = json.loads(json.dumps(old.snapshot()))
+    for k in ("flat_score", "flat_min_run"):
+        del snap["config"][k]
+    for k in ("prev", "run", "max_run"):
+        del snap["state"][k]
+    restored = AnomalyDetector.restore(snap)
+    assert restored.cfg.flat_score == 0.0  # continues exactly as it was saved
+    y[2 * DAY:3 * DAY] = y[2 * DAY]
+    rest_a = [old.update(float(v), float(t)) for t, v in zip(ts[DAY:], y[DAY:], strict=True)]
+    rest_b = [restored.update(float(v), float(t)) for t, v in zip(ts[DAY:], y[DAY:], strict=True)]
+    assert rest_a == rest_b
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_quiet_on_clean_seasonal_noise(seed: int) -> None:
     ts, y = seasonal(seed)
@@ -83,7 +102,7 @@ def test_quiet_on_clean_seasonal_noise(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("kind", ["spike", "level_shift", "slow_leak", "failure_burst"])
+@pytest.mark.parametrize("kind", ["spike", "level_shift", "slow_leak", "failure_burst", "frozen"])
 def test_detects_injected_anomaly(kind: str, seed: int) -> None:
     ts, y = seasonal(seed)
     at = 7 * DAY
@@ -93,11 +112,14 @@ def test_detects_injected_anomaly(kind: str, seed: int) -> None:
         y[at:] += 25
     elif kind == "slow_leak":  # RSS creeping up
         y[at:] += np.arange(len(y) - at) * 0.1
+    elif kind == "frozen":  # a sensor or exporter stuck on its last value
+        y[at:at + DAY] = y[at]
     else:  # failed jobs: a burst of erratic, high values
         y[at:at + 30] += np.abs(np.random.default_rng(seed).normal(0, 15, 30)) + 10
     scores = run(ts, y)
     assert scores[3 * DAY:at].max() < ALERT_THRESHOLD  # quiet before
-    within = 2 * DAY if kind == "slow_leak" else 30  # a leak needs time to stand out
+    # a leak needs time to stand out; a frozen value alerts after 12 repeats
+    within = 2 * DAY if kind == "slow_leak" else 15 if kind == "frozen" else 30
     assert scores[at:at + within].max() >= ALERT_THRESHOLD
 
 
