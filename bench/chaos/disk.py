@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bench.chaos.harness import Platform, until
+from bench.chaos.harness import Platform, restore_env, until
 from bench.chaos.measure import Result, finish, states, submit
 from levqor import diskspace
 from levqor.logging import JsonFormatter, QuietStreamHandler
@@ -85,12 +85,7 @@ def size_limited_var() -> Iterator[dict[str, str]]:
         yield env
     finally:
         dispose_engines()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
+        restore_env(saved)
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
         with contextlib.suppress(OSError):
             mnt.rmdir()

@@ -131,6 +131,26 @@ class Platform:
                 p.wait()
 
 
+def stop_process(p: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Stop ``p`` as a supervisor would: SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def restore_env(saved: dict[str, str | None]) -> None:
+    """Put back the environment variables a scenario changed (None: it was unset) and re-read the settings."""
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    get_settings.cache_clear()
+
 def tick(platform: Platform | None = None) -> None:
     """One run of the monitor graph (sample, heal, notify), reading the platform's API metrics if it has one."""
     run_monitor(api_text=platform.api_metrics() if platform is not None else None)

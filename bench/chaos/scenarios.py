@@ -36,7 +36,7 @@ import httpx
 from sqlalchemy import select
 
 from bench.chaos import disk, harness
-from bench.chaos.harness import CHAOS_ENV, TICK_S, Platform, until
+from bench.chaos.harness import CHAOS_ENV, TICK_S, Platform, restore_env, stop_process, until
 from bench.chaos.measure import Result, busy_worker, call, finish, incident, org_ctx, setup, states, submit, worker_of
 from levqor.settings import get_settings
 from memory.agents.models import AgentRun
@@ -440,13 +440,7 @@ class _Up:
         return self.log.read_text(errors="replace").count('"child exited; restarting"')
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def _free_port() -> int:
@@ -582,12 +576,7 @@ def llm_outage(platform: Platform, org_id: int, pipeline_id: int) -> Result:
             problems.append("no incident for the cost cap")
         res.note += f"; looping janitor stopped by the daily cost cap after {loop_calls} calls, incident opened"
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
+        restore_env(saved)
         fake.close()
     if problems:
         res.recovered = False
@@ -674,13 +663,8 @@ def scheduler_kill9(platform: Platform, org_id: int, pipeline_id: int) -> Result
             f"tick {key} re-run once, {len(runs)} janitor run(s) for {orgs} organisation(s)"
     finally:
         for p in (a, b):
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            if p is not None:
+                stop_process(p)
     if problems:
         res.recovered = False
         res.note = (res.note + "; " + "; ".join(problems)).lstrip("; ")
@@ -865,13 +849,7 @@ def db_outage(platform: Platform, org_id: int, pipeline_id: int) -> Result:
     finally:
         stop.set()
         outage.end()
-        if sched.poll() is None:
-            sched.send_signal(signal.SIGTERM)
-            try:
-                sched.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                sched.kill()
-                sched.wait()
+        stop_process(sched)
     until(platform, lambda: _completions(org_id, jobs)[1] == 0, 30)  # the outbox catches up
     per_job, undispatched = _completions(org_id, jobs)
     final = states(jobs)
