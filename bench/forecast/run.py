@@ -8,7 +8,8 @@ MASE = MAE / in-sample seasonal-naive MAE of that history, averaged over origins
 of actual values inside the 90 % interval. Prophet is a bench-only dependency (requirements/bench.in),
 reported as unavailable when it cannot be imported; its forecasts are cached in
 bench/forecast/.cache/ (delete it to refit). Also times one ``levqor forecast`` call, process start
-included. ``--final`` adds the final test set (scored once, after the design was fixed). Last line:
+included. ``--final`` adds the final test set (scored once, after the design was fixed); ``--final2``
+the second final test set (defined at the start of stop 35, scored once at its end). Last line:
 ``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=.. coverage90=..
 cal_mase=.. cal_coverage90=.. dev_mase=.. dev_coverage90=.. heldout_mase=.. heldout_snaive_mase=..
 heldout_prophet_mase=.. heldout_ratio_snaive=.. heldout_ratio_prophet=.. heldout_coverage90=.. [final_*=..]
@@ -59,7 +60,7 @@ class Series:
     spacing: int  # steps between origins
     lag: int  # seasonal naive's lag (and MASE's scale)
     freq: str  # pandas frequency for Prophet
-    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on) or "final" (scored once)
+    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on) "final" or "final2" (scored once)
     holidays: np.ndarray | None = None  # a calendar a user would pass (--holidays): the "+cal" column
 
 
@@ -86,7 +87,7 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(ts), np.array(vals)
 
 
-def all_series(final: bool = False) -> list[Series]:
+def all_series(final: bool = False, final2: bool = False) -> list[Series]:
     ts, y = load(shared_dir() / "data" / "forecast-dev" / "nyc_taxi.csv")
     out = [Series("nyc_taxi (dev)", ts, y, 48, 56, 48, 336, "30min", "dev", extra.us_holidays(range(2014, 2016)))]
     ts, y = extra.dev_weekly_trend()
@@ -110,6 +111,14 @@ def all_series(final: bool = False) -> list[Series]:
         ts, y = extra.final_hourly_energy()
         out.append(Series("final_hourly_energy", ts, y, 24, 14, 24 * 7, 168, "h", "final",
                           extra.final_energy_dates()))
+    if final2:
+        got = extra.final2_elec_equip()
+        if got is not None:
+            out.append(Series("final2_elec_equip monthly", got[0], got[1], 12, 10, 12, 12, "MS", "final2"))
+        ts, y = extra.final2_daily_shop()
+        out.append(Series("final2_daily_shop", ts, y, 14, 12, 28, 7, "D", "final2", extra.final2_shop_dates()))
+        ts, y = extra.final2_api_requests()
+        out.append(Series("final2_api_5min", ts, y, 288, 10, 288, 2016, "5min", "final2"))
     return out
 
 
@@ -199,11 +208,12 @@ def group_means(rows: list[tuple[Series, float, float, float, float, float]], gr
 
 def main() -> int:
     final = "--final" in sys.argv[1:]
+    final2 = "--final2" in sys.argv[1:]
     rows = []
     cals: list[tuple[Series, float, float]] = []  # Levqor given the series' holiday calendar
     print(f"{'series':<28}{'group':>8}{'h':>4}{'origins':>8}{'levqor MASE':>13}{'snaive MASE':>13}"
           f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'s/origin':>10}{'+cal MASE':>11}{'+cal cov':>10}")
-    for s in all_series(final):
+    for s in all_series(final, final2):
         snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
         m, cov, sec = evaluate(ours, s)
         mc, cc = (evaluate(lambda ts, y, h, s=s: ours(ts, y, h, s.holidays), s)[:2] if s.holidays is not None
@@ -230,6 +240,13 @@ def main() -> int:
               f"Prophet={fp:.4f} coverage={fc:.3f}")
         tail = (f" final_mase={fm:.4f} final_snaive_mase={fs:.4f} final_prophet_mase={fp:.4f}"
                 f" final_ratio_snaive={fm / fs:.3f} final_ratio_prophet={fm / fp:.3f} final_coverage90={fc:.3f}")
+    if final2:
+        fm, fs, fp, fc = group_means(rows, "final2")
+        print(f"second final test set (stop 35, scored once), mean: levqor MASE={fm:.4f} snaive={fs:.4f} "
+              f"Prophet={fp:.4f} coverage={fc:.3f}")
+        tail += (f" final2_mase={fm:.4f} final2_snaive_mase={fs:.4f} final2_prophet_mase={fp:.4f}"
+                 f" final2_ratio_snaive={fm / fs:.3f} final2_ratio_prophet={fm / fp:.3f}"
+                 f" final2_coverage90={fc:.3f}")
     print(f"one `levqor forecast` call on nyc_taxi (10k rows, h=48), process start included: "
           f"{cli_s:.2f}s wall, {cli_cpu:.2f}s CPU")
     m, sn, pr, cov, sec = dev[1], dev[2], dev[3], dev[4], dev[5]
