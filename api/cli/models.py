@@ -9,6 +9,7 @@ from typing import Annotated, NoReturn, TextIO
 
 import typer
 
+from tools.auto_intel.calendars import COUNTRIES, CalendarError, country_holidays
 from tools.auto_intel.predictor import ForecastError
 from tools.auto_intel.series_io import SeriesError, detect_stream, forecast_csv, read_holidays
 
@@ -57,11 +58,20 @@ def forecast(
     holidays: Annotated[Path | None, typer.Option(
         help="File of holiday dates, one YYYY-MM-DD per line, past and future: their effect is learned "
              "from the ones in the history")] = None,
+    country: Annotated[str | None, typer.Option(
+        help="Add this country's national public holidays (built in: " + ", ".join(sorted(COUNTRIES))
+             + "; UK = GB), with weekend substitute days; combined with --holidays")] = None,
 ) -> None:
     """Print timestamp,yhat,lower,upper (90% interval) for the steps after the history."""
+    if country is not None:
+        try:
+            country_holidays(country, [])
+        except CalendarError as exc:
+            fail(f"levqor forecast: --country: {exc}", 2)
     days: list[float] | None = None
     if holidays is not None:
         got: list[list[float]] = []
         _run("levqor forecast", holidays, lambda lines: got.append(read_holidays(lines)))
         days = got[0]
-    _run("levqor forecast", path, lambda lines: forecast_csv(lines, sys.stdout, horizon=horizon, holidays=days))
+    _run("levqor forecast", path,
+         lambda lines: forecast_csv(lines, sys.stdout, horizon=horizon, holidays=days, country=country))

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from tools.auto_intel.anomaly_detector import AnomalyDetector
-from tools.auto_intel.predictor import Forecast, ForecastError, forecast
+from tools.auto_intel.calendars import holiday_starts
+from tools.auto_intel.predictor import Forecast, ForecastError, forecast, infer_step
 
 
 def parse_ts(text: str) -> tuple[float | None, bool]:
@@ -139,8 +140,10 @@ def read_holidays(lines: Iterable[str]) -> list[float]:
 
 
 def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int,
-                 holidays: list[float] | None = None) -> Forecast:
-    """Read the whole history, forecast ``horizon`` steps and write ``timestamp,yhat,lower,upper``."""
+                 holidays: list[float] | None = None, country: str | None = None) -> Forecast:
+    """Read the whole history, forecast ``horizon`` steps and write ``timestamp,yhat,lower,upper``.
+    ``holidays`` are day starts (epoch seconds); ``country`` adds that country's built-in national
+    calendar (``tools.auto_intel.calendars``) over the history and the horizon."""
     ts: list[float] = []
     ys: list[float] = []
     iso = False
@@ -158,6 +161,10 @@ def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int,
         raise SeriesError(_NO_ROWS)
     if len(ys) < 3:
         raise ForecastError(f"need at least three rows of history, got {len(ys)}")
+    if country is not None:
+        step = infer_step(ts)
+        days = holiday_starts(country, ts[0], ts[-1] + horizon * step)
+        holidays = sorted(set(days) | set(holidays or []))
     fc = forecast(ys, horizon=horizon, timestamps=ts, holidays=holidays)
     out.write("timestamp,yhat,lower,upper\n")
     for t, y, lo, hi in zip(fc.timestamps, fc.yhat, fc.lower, fc.upper, strict=True):
