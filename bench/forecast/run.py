@@ -94,6 +94,11 @@ def all_series(final: bool = False, final2: bool = False) -> list[Series]:
     out.append(Series("dev_weekly_trend", ts, y, 52, 10, 26, 52, "W-SAT", "dev"))
     ts, y = extra.dev_daily_holidays()
     out.append(Series("dev_daily_holidays", ts, y, 30, 12, 30, 7, "D", "dev", extra.dev_daily_holidays_dates()))
+    for name, fn, per_year, freq in (("dev_trend_monthly_mult", extra.dev_trend_monthly_mult, 12, "MS"),
+                                     ("dev_trend_enso", extra.dev_trend_enso, 12, "MS"),
+                                     ("dev_trend_weekly_curve", extra.dev_trend_weekly_curve, 52, "W-SAT")):
+        ts, y = fn()
+        out.append(Series(name, ts, y, per_year, 10, per_year if per_year == 12 else 26, per_year, freq, "dev"))
     ts, y = extra.page_views()
     out.append(Series("page_views daily 8y", ts, y, 30, 12, 30, 7, "D", "heldout", extra.page_views_dates()))
     ts, y = extra.hourly_load()

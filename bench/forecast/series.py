@@ -9,6 +9,8 @@ seasonality, a level shift and a trend change).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 DAY_S = 86400.0
@@ -92,6 +94,56 @@ def dev_daily_holidays(seed: int = 103) -> tuple[np.ndarray, np.ndarray]:
     holiday[(month == 11) & (weekday == 3) & (dom >= 22) & (dom <= 28)] = 0.5
     y = trend * yearly * weekly * holiday * np.exp(rng.normal(0, 0.05, n))
     return dates.astype("datetime64[s]").astype(np.int64).astype(float), y
+
+
+def _months(n: int, start: str = "1970-01") -> np.ndarray:
+    """Epoch seconds of the first day of ``n`` consecutive months from ``start``."""
+    return (np.datetime64(start, "M") + np.arange(n)).astype("datetime64[s]").astype(np.int64).astype(float)
+
+
+def _ar(rng: np.random.Generator, n: int, coefs: tuple[float, ...], sd: float) -> np.ndarray:
+    """An autoregressive process with Gaussian innovations (``coefs`` for lags 1, 2, ...)."""
+    x = np.zeros(n + 100)
+    eps = rng.normal(0, sd, n + 100)
+    for i in range(len(coefs), n + 100):
+        x[i] = eps[i] + sum(c * x[i - 1 - j] for j, c in enumerate(coefs))
+    return x[100:]
+
+
+def dev_trend_monthly_mult(seed: int = 201) -> tuple[np.ndarray, np.ndarray]:
+    """Thirty years of monthly sales: a multiplicative yearly season (its swing grows with the
+    level), steady growth that slows to a third after year 20, autocorrelated noise."""
+    rng = np.random.default_rng(seed)
+    n = 30 * 12
+    t = np.arange(n)
+    m = t % 12
+    log_trend = np.log(100.0) + 0.004 * t - np.where(t > 20 * 12, 0.00267 * (t - 20 * 12), 0.0)
+    season = 0.2 * np.sin(2 * np.pi * m / 12) + 0.08 * np.cos(4 * np.pi * m / 12 + 0.5)
+    return _months(n), np.exp(log_trend + season + _ar(rng, n, (0.5,), 0.03))
+
+
+def dev_trend_enso(seed: int = 202) -> tuple[np.ndarray, np.ndarray]:
+    """Sixty years of a monthly ENSO-like temperature: a yearly season, a quasi-periodic swing of
+    three to six years (an AR(2) with a four-year resonance), no trend."""
+    rng = np.random.default_rng(seed)
+    n = 60 * 12
+    t = np.arange(n)
+    r, w = 0.97, 2 * np.pi / 48
+    swing = _ar(rng, n, (2 * r * math.cos(w), -r * r), 0.05)
+    season = 1.5 * np.cos(2 * np.pi * (t % 12 - 2) / 12) + 0.4 * np.cos(4 * np.pi * (t % 12) / 12)
+    return _months(n, "1960-01"), 25.0 + season + swing + rng.normal(0, 0.2, n)
+
+
+def dev_trend_weekly_curve(seed: int = 203) -> tuple[np.ndarray, np.ndarray]:
+    """Fourteen years of weekly data: a slowly curving trend (it rises, then flattens), an additive
+    yearly season, autocorrelated noise."""
+    rng = np.random.default_rng(seed)
+    n = 14 * 52
+    t = np.arange(n)
+    doy = (t * 7 % 365.25) / 365.25
+    trend = 20 + 6 * np.sin(0.5 * np.pi * t / n)
+    season = 1.2 * np.sin(2 * np.pi * doy) + 0.5 * np.cos(4 * np.pi * doy + 0.3)
+    return T0 + t * 7 * DAY_S, trend + season + _ar(rng, n, (0.7,), 0.15)
 
 
 # ---- final test set: added before the forecaster was changed for issue 21, scored once at the end -

@@ -13,8 +13,13 @@ The model is small and fitted with numpy in milliseconds:
   recent past sits above or below its baseline (last point, last hour, last day, last season,
   the same day a year before) to the future step's deviation, so level shifts, holidays and
   trend changes carry into the forecast and fade with the horizon as the data says they do;
-* **the better of the candidates** (model, model+trend, seasonal naive, naive) by backtests on
-  the history itself, and **conformal intervals** scaled on those backtests.
+* for a yearly main season (weekly or monthly data), two **decompositions** as well (Prophet-like:
+  a yearly Fourier profile fitted over up to 20 years plus a level, ``decomp``, or a recency-weighted
+  linear trend with at most one changepoint, ``decomp+trend``; the last residual carried forward
+  by the residuals' autocorrelation);
+* **the better of the candidates** (model, model+trend, seasonal naive, naive, and the
+  decompositions when they apply) by backtests on the history itself, and **conformal intervals**
+  scaled on those backtests.
 
 Values are modelled on a log scale when they are all non-negative (counts and rates), so the
 seasonal shape scales with the level.
@@ -55,6 +60,9 @@ class ForecastConfig:
     same_phase: bool = True  # also regress on the deviation one day before each target
     backtests: int = 8  # origins backtested to choose the method and calibrate intervals
     trend_seasons: int = 2  # model+trend: the trend is the change of the season mean over this many seasons
+    decomp_years: float = 20.0  # decomp: years of history the level (or trend) and yearly profile are fitted on
+    decomp_half_life: float = 3.0  # decomp+trend: weight of a point halves every this many years back
+    decomp_harmonics: int = 10  # decomp: most Fourier harmonics of the yearly season
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,8 @@ class Forecast:
     upper: list[float]
     step_s: float
     period: int  # seasonal period used (points); 0 when none
-    method: str = "model"  # "model", "model+trend", "seasonal_naive" or "naive": the best in backtests
+    method: str = "model"  # "model", "model+trend", "decomp", "decomp+trend", "seasonal_naive" or "naive":
+    # the best in backtests
     seasons: tuple[str, ...] = ()  # seasons detected in the history ("daily", "weekly", "yearly")
 
 
@@ -352,6 +361,67 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
     return base_future + corr, lo_q, hi_q
 
 
+def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: bool) -> tuple[Array, Array, Array]:
+    """Decomposition, Prophet-like, for a yearly main season: a yearly profile of Fourier terms
+    (``year`` steps long, fractional for weekly data) plus a level (``decomp``) or a linear trend
+    with at most one changepoint (``decomp+trend``), fitted by least squares on the last
+    ``decomp_years`` years; with a trend, each point weighs half as much every
+    ``decomp_half_life`` years back, and the changepoint (every quarter of a year, at least a year
+    from either end of the window) is kept when it lowers the BIC. The last residual is carried
+    forward by the residuals' autocorrelation at each lag (anomalies persist or fade as they did).
+    (Point forecast, lower and upper offsets) in z units."""
+    import numpy as np  # kept lazy: start-up time
+
+    n = len(z)
+    w = min(n, round(cfg.decomp_years * year))
+    zz = z[n - w:]
+    tt = np.arange(n - w, n + horizon, dtype=np.float64)  # absolute positions keep the season's phase
+    k = max(1, min(cfg.decomp_harmonics, (round(year) - 1) // 2))
+    ang = 2 * np.pi * tt[:, None] * np.arange(1, k + 1)[None, :] / year
+    yrs = (tt - tt[0]) / year
+    x_all = np.column_stack([np.ones(len(tt))] + ([yrs] if trend else []) + [np.cos(ang), np.sin(ang)])
+    sw = 0.5 ** ((w - 1 - np.arange(w)) / (2 * cfg.decomp_half_life * year)) if trend else np.ones(w)
+    x = x_all[:w] * sw[:, None]  # rows scaled by the square root of their weight
+    zs = zz * sw
+    p = x.shape[1]
+    xtx, xty, yty = x.T @ x, x.T @ zs, float(zs @ zs)
+    eps = 1e-9 * np.trace(xtx) / p
+    beta = np.linalg.solve(xtx + eps * np.eye(p), xty)
+    knots = np.arange(1.0, w / year - 1.0 + 1e-9, 0.25) if trend else np.empty(0)
+    if len(knots):
+        # every candidate changepoint at once: normal equations by blocks, one hinge column each
+        hinge = np.maximum(yrs[:w, None] - knots[None, :], 0.0) * sw[:, None]
+        # (einsum, not BLAS: a threaded matrix product of this shape costs 100x more on a busy machine)
+        xh, hy = np.einsum("ij,ik->jk", x, hinge), zs @ hinge
+        m = len(knots)
+        gram = np.zeros((m, p + 1, p + 1))
+        gram[:, :p, :p] = xtx
+        gram[:, :p, p] = xh.T
+        gram[:, p, :p] = xh.T
+        gram[:, p, p] = np.einsum("ij,ij->j", hinge, hinge)
+        gram += eps * np.eye(p + 1)
+        rhs = np.concatenate((np.broadcast_to(xty, (m, p)), hy[:, None]), axis=1)
+        betas = np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
+        sse = np.maximum(yty - np.einsum("ij,ij->i", betas, rhs), 1e-12)
+        bic = w * np.log(sse / w) + (p + 2) * math.log(w)
+        j = int(np.argmin(bic))
+        if bic[j] < w * math.log(max(yty - float(beta @ xty), 1e-12) / w) + p * math.log(w):
+            x_all = np.column_stack((x_all, np.maximum(yrs - knots[j], 0.0)))
+            beta = betas[j]
+    fit = x_all @ beta
+    r = zz - fit[:w]
+    hs = np.arange(1, horizon + 1)
+    var = float(r @ r)
+    rho = np.array([float(r[h:] @ r[:-h]) / var if h < w and var > 0 else 0.0 for h in hs])
+    a = (1.0 - cfg.coverage) / 2.0
+    lo_q = np.empty(horizon)
+    hi_q = np.empty(horizon)
+    for h in hs:  # the in-sample errors of "residual h steps later = rho_h * residual now"
+        e = r[h:] - rho[h - 1] * r[:-h] if h < w else r
+        lo_q[h - 1], hi_q[h - 1] = _tails(e, a)
+    return fit[w:] + rho * r[-1], lo_q, hi_q
+
+
 def _naive(z: Array, horizon: int, lag: int, cfg: ForecastConfig) -> tuple[Array, Array, Array]:
     """Seasonal naive (``lag`` = period) or naive (``lag`` = 0): forecast and in-sample error quantiles."""
     import numpy as np  # kept lazy: start-up time
@@ -377,7 +447,9 @@ def _naive(z: Array, horizon: int, lag: int, cfg: ForecastConfig) -> tuple[Array
 
 
 def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day: int,
-             cfg: ForecastConfig, hol: Array | None = None) -> tuple[Array, Array, Array]:
+             cfg: ForecastConfig, hol: Array | None = None, year: float = 0.0) -> tuple[Array, Array, Array]:
+    if method.startswith("decomp"):
+        return _decomp(z, horizon, year, cfg, trend=method == "decomp+trend")
     if method.startswith("model"):
         if hol is not None and not hol[:len(z)].any():
             hol = None  # no holiday in the history: nothing to learn its effect from
@@ -396,9 +468,10 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     ``holidays``: epoch seconds of any moment of each holiday (UTC days, past and future); the
     model learns their effect from the holidays in the history (needs timestamps).
 
-    The candidates (the seasonal model, seasonal naive, naive) are backtested on the history's
-    last stretches, the one with the smallest error is used, and its interval is scaled so it
-    would have covered ``coverage`` of those backtests' actual values (conformal calibration).
+    The candidates (the seasonal model, the decompositions for a yearly main season, seasonal naive,
+    naive) are backtested on the history's last stretches, the one with the smallest error is used,
+    and its interval is scaled so it would have covered ``coverage`` of those backtests' actual
+    values (conformal calibration).
     """
     import numpy as np  # kept lazy: start-up time
 
@@ -434,6 +507,11 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
         return np.expm1(zz) if use_log else zz
 
     methods = ["model", "naive"] + (["model+trend"] if period else []) + (["seasonal_naive"] if lag else [])
+    # the year in steps from the mean spacing (monthly data: the median step is 31 days, the mean 30.44)
+    mean_step = (float(timestamps[-1]) - float(timestamps[0])) / (n - 1) if timestamps is not None else step_s
+    year = 365.25 * _DAY_S / mean_step if step_s > 0 and mean_step > 0 else 0.0
+    if period and period == round(year):  # a yearly main season (weekly or monthly data)
+        methods += ["decomp", "decomp+trend"]
     # backtests: `backtests` origins spread over the last stretch of history (at least four seasons
     # or `backtests` horizons), each forecasting `horizon` steps from the history before it
     spacing = max(horizon, -(-4 * max(period, lag) // cfg.backtests))
@@ -451,7 +529,7 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
             za = np.log1p(actual) if use_log else actual
             for m in methods:
                 mid, lo_q, hi_q = _predict(m, zo, horizon, lag if m == "seasonal_naive" else period, yo, day, cfg,
-                                           None if hol is None else hol[:o + horizon])
+                                           None if hol is None else hol[:o + horizon], year)
                 errs[m].append(float(np.mean(np.abs(back(mid) - actual))))
                 up = np.maximum(hi_q, 1e-12)
                 dn = np.maximum(-lo_q, 1e-12)
@@ -460,7 +538,7 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
         chosen = min(methods, key=lambda m: float(np.mean(errs[m])))
         scores = conf[chosen]
     mid, lo_q, hi_q = _predict(chosen, z, horizon, lag if chosen == "seasonal_naive" else period, yearly, day,
-                               cfg, hol)
+                               cfg, hol, year)
     if len(scores) >= 20:
         # conformal: widen or narrow the interval by the factor that covered `coverage` of backtests
         c = float(np.quantile(scores, min(1.0, cfg.coverage + (1 - cfg.coverage) / len(origins))))

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support import ROOT
 from tools.auto_intel.anomaly_detector import ALERT_THRESHOLD, AnomalyDetector, DetectorConfig
-from tools.auto_intel.predictor import ForecastError, forecast, spike_warning
+from tools.auto_intel.predictor import ForecastConfig, ForecastError, forecast, spike_warning
 from tools.auto_intel.series_io import detect_stream
 
 REPO = ROOT
@@ -393,10 +393,52 @@ def test_trend_is_carried_through_the_seasons() -> None:
     ts = T0 + t * 7 * 86400.0
     o = n - 52
     fc = forecast(y[:o], horizon=52, timestamps=list(ts[:o]))
-    assert fc.method == "model+trend" and "yearly" in fc.seasons
+    assert fc.method in ("model+trend", "decomp+trend") and "yearly" in fc.seasons
     err = np.mean(np.abs(np.array(fc.yhat) - y[o:]))
     snaive = np.mean(np.abs(y[o - 52:o] - y[o:]))  # a year behind the trend
     assert err < 0.5 * snaive
+
+
+MONTH_S = 365.25 * 86400.0 / 12  # an average month: twelve steps make a year exactly
+
+
+def test_decomposition_recovers_a_trend_change_and_a_yearly_season_exactly() -> None:
+    """Monthly, noiseless: a linear trend that bends once plus a two-harmonic yearly season. The
+    decomposition finds the changepoint on the history and forecasts the next year exactly; the
+    backtests choose it over the seasonal baselines, which lag the bent trend."""
+    t = np.arange(252)
+    y = (50 + 0.2 * t - 0.15 * np.maximum(t - 120, 0) + 3 * np.sin(2 * np.pi * t / 12)
+         + 1.5 * np.cos(4 * np.pi * t / 12 + 0.5))
+    fc = forecast(y[:240], horizon=12, step_s=MONTH_S, config=ForecastConfig(log_scale=False))
+    assert fc.method == "decomp+trend" and fc.seasons == ("yearly",)
+    assert np.allclose(fc.yhat, y[240:], atol=1e-4)
+    assert np.all(np.array(fc.lower) <= np.array(fc.yhat)) and np.all(np.array(fc.yhat) <= np.array(fc.upper))
+
+
+def test_decomposition_without_trend_is_chosen_for_persistent_anomalies() -> None:
+    """Forty years of a monthly yearly season plus AR(1) anomalies, no trend: the yearly profile
+    over many seasons, with the last anomaly fading as the residuals' autocorrelation says, beats
+    seasonal naive and is chosen."""
+    rng = np.random.default_rng(0)
+    n = 40 * 12
+    e = np.zeros(n + 12)
+    for i in range(1, n + 12):
+        e[i] = 0.8 * e[i - 1] + rng.normal(0, 0.5)
+    y = 20 + 2 * np.cos(2 * np.pi * np.arange(n + 12) / 12) + e
+    fc = forecast(y[:n], horizon=12, step_s=MONTH_S)
+    assert fc.method == "decomp"
+    assert np.mean(np.abs(np.array(fc.yhat) - y[n:])) < 0.6 * np.mean(np.abs(y[n - 12:n] - y[n:]))
+
+
+def test_seasonal_naive_is_still_chosen_when_the_season_wanders() -> None:
+    """A seasonal random walk (each month a random walk of its own): last year's value is the best
+    forecast, and the backtests keep choosing it over the decompositions' fixed yearly profile."""
+    rng = np.random.default_rng(0)
+    n = 20 * 12
+    y = 100 + np.cumsum(rng.normal(0, 1, (n // 12 + 1, 12)), axis=0).ravel() + rng.normal(0, 0.1, n + 12)
+    fc = forecast(y[:n], horizon=12, step_s=MONTH_S)
+    assert fc.method == "seasonal_naive"
+    assert np.allclose(fc.yhat, y[n - 12:n])
 
 
 def holiday_series() -> tuple[np.ndarray, np.ndarray, list[float]]:
