@@ -68,6 +68,8 @@ class DetectorConfig:
     art_rho: float = 0.9  # initial vigilance (lowered during probation while categories pile up)
     art_gap: float = 0.05  # a window is novel only when its best match is this far below the vigilance
     art_probation: int = 600  # points during which categories are learned without scoring
+    art_tail: bool = False  # candidate variant: score the mismatch (1 - best match) by its tail probability
+    # against its own online mean and variance (per-series self-calibration), as the likelihood is scored
 
 
 @dataclass
@@ -104,6 +106,9 @@ class _State:
     art_w: list[list[float]] = field(default_factory=list)  # category weights (complement coded)
     art_used: list[int] = field(default_factory=list)  # when each category last resonated
     art_rho: float = -1.0  # current vigilance (-1: not started)
+    art_n: int = 0  # mismatches learned (art_tail)
+    art_mu: float = 0.0
+    art_var: float = 0.0
 
 
 class AnomalyDetector:
@@ -163,9 +168,10 @@ class AnomalyDetector:
             if s.period > 0:
                 s.profile = [math.nan] * s.period
 
-    def _art(self, v: float, n: int) -> bool:
+    def _art(self, v: float, n: int) -> float:
         """Fuzzy ART on the window of downsampled values, min-max normalised over the values seen so far.
-        Return True when, after probation, no category comes near resonance (a new shape)."""
+        Return its score: after probation, art_score when no category comes near resonance (a new shape),
+        or with art_tail the mismatch's tail probability against its own history."""
         import numpy as np
 
         s = self.s
@@ -177,7 +183,7 @@ class AnomalyDetector:
         lo = s.lo
         width = s.hi - lo
         if len(ring) < c.art_window or not width > 0:
-            return False
+            return 0.0
         a = np.clip((np.asarray(ring) - lo) / width, 0.0, 1.0)
         inp = np.concatenate((a, 1.0 - a))
         if s.art_rho < 0:
@@ -196,7 +202,7 @@ class AnomalyDetector:
                 w[j] = m[j]
                 s.art_w[j] = m[j].tolist()
                 s.art_used[j] = n
-                return False
+                return self._art_tail(1.0 - float(match.max()), n) if c.art_tail else 0.0
             best = float(match.max())
         else:
             best = 0.0
@@ -210,11 +216,28 @@ class AnomalyDetector:
             s.art_w[j] = row
             s.art_used[j] = n
             w[j] = inp
+        if probation and len(s.art_w) > c.art_cats // 2:
+            s.art_rho = max(0.5, s.art_rho - 0.01)
+        if c.art_tail:
+            return self._art_tail(1.0 - best, n) if best > 0 else 0.0
         if probation:
-            if len(s.art_w) > c.art_cats // 2:
-                s.art_rho = max(0.5, s.art_rho - 0.01)
-            return False
-        return best < s.art_rho - c.art_gap
+            return 0.0
+        return c.art_score if best < s.art_rho - c.art_gap else 0.0
+
+    def _art_tail(self, mis: float, n: int) -> float:
+        s = self.s
+        c = self.cfg
+        mu = s.art_mu
+        var = s.art_var
+        d = mis - mu
+        k = s.art_n = s.art_n + 1
+        a = 1.0 / k if k * c.long_alpha < 1.0 else c.long_alpha
+        s.art_mu = mu + a * d
+        s.art_var = (1.0 - a) * (var + a * d * d)
+        if n < c.art_probation or not (var > 0 and d > 0):
+            return 0.0
+        tail = 0.5 * math.erfc(d / math.sqrt(var) / _SQRT2)
+        return 1.0 if tail <= 0 else min(1.0, -math.log10(tail) / c.lik_decades)
 
     def update(self, value: float, ts: float | None = None) -> float:
         """Learn one point (``ts`` in seconds, optional) and return its anomaly score."""
@@ -326,20 +349,20 @@ class AnomalyDetector:
                 s.run = 0
             s.prev = x
 
-        art_new = False
+        art = 0.0
         if c.art_score > 0:
             s.art_acc += x
             s.art_k += 1
             if s.art_k >= c.art_stride:
-                art_new = self._art(s.art_acc / s.art_k, n)
+                art = self._art(s.art_acc / s.art_k, n)
                 s.art_acc = 0.0
                 s.art_k = 0
 
         if n < c.warmup:
             return 0.0
         score = c.flat_score if frozen else 0.0
-        if art_new and c.art_score > score:
-            score = c.art_score
+        if art > score:
+            score = art
         if var > 0 and d > 0:
             zz = d / math.sqrt(var)
             tail = 0.5 * math.erfc(zz / _SQRT2)
