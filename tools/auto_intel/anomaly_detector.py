@@ -61,15 +61,6 @@ class DetectorConfig:
     flat_score: float = 0.65  # score of a frozen value: a run of repeats twice the longest seen (0: off;
     # kept on by judgement for flat lines, its NAB held-out cost is one false alert: docs/models.md)
     flat_min_run: int = 12  # a frozen run is at least this long
-    art_score: float = 0.0  # > 0 (candidate, off): score of a window shape no learned category resonates with
-    art_window: int = 8  # downsampled values in that window (fuzzy ART, complement coded)
-    art_stride: int = 4  # points averaged into one downsampled value
-    art_cats: int = 64  # categories kept (the least recently used is replaced when full)
-    art_rho: float = 0.9  # initial vigilance (lowered during probation while categories pile up)
-    art_gap: float = 0.05  # a window is novel only when its best match is this far below the vigilance
-    art_probation: int = 600  # points during which categories are learned without scoring
-    art_tail: bool = False  # candidate variant: score the mismatch (1 - best match) by its tail probability
-    # against its own online mean and variance (per-series self-calibration), as the likelihood is scored
 
 
 @dataclass
@@ -100,27 +91,17 @@ class _State:
     prev: float = 0.0  # the previous value (frozen-value signal)
     run: int = 0  # repeats of the current value
     max_run: int = 0  # longest run of repeats that ended
-    art_acc: float = 0.0  # fuzzy ART member (candidate): sum of the current downsampling block
-    art_k: int = 0
-    art_ring: list[float] = field(default_factory=list)  # last downsampled values (oldest first)
-    art_w: list[list[float]] = field(default_factory=list)  # category weights (complement coded)
-    art_used: list[int] = field(default_factory=list)  # when each category last resonated
-    art_rho: float = -1.0  # current vigilance (-1: not started)
-    art_n: int = 0  # mismatches learned (art_tail)
-    art_mu: float = 0.0
-    art_var: float = 0.0
 
 
 class AnomalyDetector:
     """Score each new value of one series in [0, 1] (causal, O(1) per point, snapshot-able)."""
 
-    __slots__ = ("_artw", "cfg", "s")
+    __slots__ = ("cfg", "s")
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.cfg = config or DetectorConfig()
         c = self.cfg
         self.s = _State(ring=[0.0] * c.short_window, lag=[0.0] * c.spatial_lag)
-        self._artw: Any = None  # numpy mirror of s.art_w (rebuilt from the state when needed)
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -139,7 +120,6 @@ class AnomalyDetector:
         existed: it continues exactly as it was, with that signal off, as it has no repeat history)."""
         cfg = dict(snap["config"])
         cfg.setdefault("flat_score", 0.0)
-        cfg.setdefault("art_score", 0.0)
         det = cls(DetectorConfig(**cfg))
         st = dict(snap["state"])
         for k in ("lo", "olo"):
@@ -167,77 +147,6 @@ class AnomalyDetector:
             s.steps = []
             if s.period > 0:
                 s.profile = [math.nan] * s.period
-
-    def _art(self, v: float, n: int) -> float:
-        """Fuzzy ART on the window of downsampled values, min-max normalised over the values seen so far.
-        Return its score: after probation, art_score when no category comes near resonance (a new shape),
-        or with art_tail the mismatch's tail probability against its own history."""
-        import numpy as np
-
-        s = self.s
-        c = self.cfg
-        ring = s.art_ring
-        ring.append(v)
-        if len(ring) > c.art_window:
-            del ring[0]
-        lo = s.lo
-        width = s.hi - lo
-        if len(ring) < c.art_window or not width > 0:
-            return 0.0
-        a = np.clip((np.asarray(ring) - lo) / width, 0.0, 1.0)
-        inp = np.concatenate((a, 1.0 - a))
-        if s.art_rho < 0:
-            s.art_rho = c.art_rho
-        w = self._artw
-        if w is None or len(w) != len(s.art_w):
-            w = self._artw = np.asarray(s.art_w, dtype=np.float64).reshape(len(s.art_w), 2 * c.art_window)
-        probation = n < c.art_probation
-        if len(w):
-            m = np.minimum(w, inp)
-            inter = m.sum(axis=1)
-            match = inter / c.art_window
-            ok = match >= s.art_rho
-            if ok.any():
-                j = int(np.argmax(np.where(ok, inter / (1e-3 + w.sum(axis=1)), -1.0)))
-                w[j] = m[j]
-                s.art_w[j] = m[j].tolist()
-                s.art_used[j] = n
-                return self._art_tail(1.0 - float(match.max()), n) if c.art_tail else 0.0
-            best = float(match.max())
-        else:
-            best = 0.0
-        row = inp.tolist()
-        if len(s.art_w) < c.art_cats:
-            s.art_w.append(row)
-            s.art_used.append(n)
-            self._artw = None
-        else:
-            j = min(range(len(s.art_used)), key=s.art_used.__getitem__)
-            s.art_w[j] = row
-            s.art_used[j] = n
-            w[j] = inp
-        if probation and len(s.art_w) > c.art_cats // 2:
-            s.art_rho = max(0.5, s.art_rho - 0.01)
-        if c.art_tail:
-            return self._art_tail(1.0 - best, n) if best > 0 else 0.0
-        if probation:
-            return 0.0
-        return c.art_score if best < s.art_rho - c.art_gap else 0.0
-
-    def _art_tail(self, mis: float, n: int) -> float:
-        s = self.s
-        c = self.cfg
-        mu = s.art_mu
-        var = s.art_var
-        d = mis - mu
-        k = s.art_n = s.art_n + 1
-        a = 1.0 / k if k * c.long_alpha < 1.0 else c.long_alpha
-        s.art_mu = mu + a * d
-        s.art_var = (1.0 - a) * (var + a * d * d)
-        if n < c.art_probation or not (var > 0 and d > 0):
-            return 0.0
-        tail = 0.5 * math.erfc(d / math.sqrt(var) / _SQRT2)
-        return 1.0 if tail <= 0 else min(1.0, -math.log10(tail) / c.lik_decades)
 
     def update(self, value: float, ts: float | None = None) -> float:
         """Learn one point (``ts`` in seconds, optional) and return its anomaly score."""
@@ -349,20 +258,9 @@ class AnomalyDetector:
                 s.run = 0
             s.prev = x
 
-        art = 0.0
-        if c.art_score > 0:
-            s.art_acc += x
-            s.art_k += 1
-            if s.art_k >= c.art_stride:
-                art = self._art(s.art_acc / s.art_k, n)
-                s.art_acc = 0.0
-                s.art_k = 0
-
         if n < c.warmup:
             return 0.0
         score = c.flat_score if frozen else 0.0
-        if art > score:
-            score = art
         if var > 0 and d > 0:
             zz = d / math.sqrt(var)
             tail = 0.5 * math.erfc(zz / _SQRT2)
