@@ -3,13 +3,14 @@
 (bench/forecast/series.py: statsmodels' co2, synthetic daily page views over eight years, hourly
 load with a level shift and a trend change). See docs/models.md for the protocol.
 
-Rolling origin: each origin forecasts the next ``horizon`` steps from all history before it.
-MASE = MAE / in-sample seasonal-naive MAE of that history, averaged over origins; coverage = share
-of actual values inside the 90 % interval; width = mean (upper - lower) over the same scale. Prophet is a bench-only dependency (requirements/bench.in),
-reported as unavailable when it cannot be imported; its forecasts are cached in
-bench/forecast/.cache/ (delete it to refit). Also times one ``levqor forecast`` call, process start
-included. ``--final`` adds the final test set (scored once, after the design was fixed); ``--final2``
-the second final test set (defined at the start of stop 35, scored once at its end). Last line:
+Rolling origin: each origin forecasts the next ``horizon`` steps from all history before it. MASE =
+MAE / in-sample seasonal-naive MAE of that history, averaged over origins; coverage = share of
+actual values inside the 90 % interval; width = mean (upper - lower) over the same scale. Prophet is
+a bench-only dependency (requirements/bench.in), reported as unavailable when it cannot be imported;
+its forecasts are cached in bench/forecast/.cache/ (delete it to refit). Also times one
+``levqor forecast`` call, process start included. ``--final`` adds the final test set (scored once, after the
+design was fixed); ``--final2`` the second final test set (defined at the start of stop 35, scored
+once at its end). Last line:
 ``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=.. coverage90=..
 cal_mase=.. cal_coverage90=.. dev_mase=.. dev_coverage90=.. dev_width90=.. dev_coverage_in_87_93=k/n
 heldout_mase=.. heldout_snaive_mase=.. heldout_prophet_mase=.. heldout_ratio_snaive=.. heldout_ratio_prophet=..
