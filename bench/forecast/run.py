@@ -3,16 +3,18 @@
 (bench/forecast/series.py: statsmodels' co2, synthetic daily page views over eight years, hourly
 load with a level shift and a trend change). See docs/models.md for the protocol.
 
-Rolling origin: each origin forecasts the next ``horizon`` steps from all history before it.
-MASE = MAE / in-sample seasonal-naive MAE of that history, averaged over origins; coverage = share
-of actual values inside the 90 % interval. Prophet is a bench-only dependency (requirements/bench.in),
-reported as unavailable when it cannot be imported; its forecasts are cached in
-bench/forecast/.cache/ (delete it to refit). Also times one ``levqor forecast`` call, process start
-included. ``--final`` adds the final test set (scored once, after the design was fixed); ``--final2``
-the second final test set (defined at the start of stop 35, scored once at its end). Last line:
+Rolling origin: each origin forecasts the next ``horizon`` steps from all history before it. MASE =
+MAE / in-sample seasonal-naive MAE of that history, averaged over origins; coverage = share of
+actual values inside the 90 % interval; width = mean (upper - lower) over the same scale. Prophet is
+a bench-only dependency (requirements/bench.in), reported as unavailable when it cannot be imported;
+its forecasts are cached in bench/forecast/.cache/ (delete it to refit). Also times one
+``levqor forecast`` call, process start included. ``--final`` adds the final test set (scored once, after the
+design was fixed); ``--final2`` the second final test set (defined at the start of stop 35, scored
+once at its end). Last line:
 ``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=.. coverage90=..
-cal_mase=.. cal_coverage90=.. dev_mase=.. dev_coverage90=.. heldout_mase=.. heldout_snaive_mase=..
-heldout_prophet_mase=.. heldout_ratio_snaive=.. heldout_ratio_prophet=.. heldout_coverage90=.. [final_*=..]
+cal_mase=.. cal_coverage90=.. dev_mase=.. dev_coverage90=.. dev_width90=.. dev_coverage_in_87_93=k/n
+heldout_mase=.. heldout_snaive_mase=.. heldout_prophet_mase=.. heldout_ratio_snaive=.. heldout_ratio_prophet=..
+heldout_coverage90=.. heldout_width90=.. [final_*=..]
 cli_s=.. cli_cpu_s=..``
 (``mase``/``coverage90``: nyc_taxi, in-sample; ``cal_*``: the same given US federal holidays;
 ``dev_*``: mean over the development series.) The ``+cal`` columns give Levqor the series' holiday
@@ -99,6 +101,14 @@ def all_series(final: bool = False, final2: bool = False) -> list[Series]:
                                      ("dev_trend_weekly_curve", extra.dev_trend_weekly_curve, 52, "W-SAT")):
         ts, y = fn()
         out.append(Series(name, ts, y, per_year, 10, per_year if per_year == 12 else 26, per_year, freq, "dev"))
+    ts, y = extra.dev_cov_counts()
+    out.append(Series("dev_cov_counts 30min", ts, y, 48, 14, 48, 336, "30min", "dev"))
+    ts, y = extra.dev_cov_noise_growth()
+    out.append(Series("dev_cov_noise_growth weekly", ts, y, 52, 10, 26, 52, "W-SAT", "dev"))
+    ts, y = extra.dev_cov_rw_drift()
+    out.append(Series("dev_cov_rw_drift daily", ts, y, 30, 12, 30, 7, "D", "dev"))
+    ts, y = extra.dev_cov_heavy()
+    out.append(Series("dev_cov_heavy hourly", ts, y, 24, 14, 24, 168, "h", "dev"))
     ts, y = extra.page_views()
     out.append(Series("page_views daily 8y", ts, y, 30, 12, 30, 7, "D", "heldout", extra.page_views_dates()))
     ts, y = extra.hourly_load()
@@ -161,10 +171,11 @@ def prophet_model(s: Series) -> Model | None:
     return run
 
 
-def evaluate(model: Model, s: Series) -> tuple[float, float, float]:
-    """(MASE, interval coverage or nan, seconds per origin)."""
+def evaluate(model: Model, s: Series) -> tuple[float, float, float, float]:
+    """(MASE, interval coverage or nan, seconds per origin, mean interval width or nan); the width
+    is (upper - lower) in units of the same scale as MASE's, averaged over steps and origins."""
     n = len(s.y)
-    mases, secs = [], []
+    mases, secs, widths = [], [], []
     inside = total = 0
     for k in range(s.origins, 0, -1):
         o = n - s.horizon - (k - 1) * s.spacing
@@ -178,7 +189,9 @@ def evaluate(model: Model, s: Series) -> tuple[float, float, float]:
         if lo is not None and hi is not None:
             inside += int(np.sum((actual >= lo) & (actual <= hi)))
             total += len(actual)
-    return float(np.mean(mases)), inside / total if total else float("nan"), float(np.mean(secs))
+            widths.append(float(np.mean(hi - lo)) / scale)
+    return (float(np.mean(mases)), inside / total if total else float("nan"), float(np.mean(secs)),
+            float(np.mean(widths)) if widths else float("nan"))
 
 
 def cli_seconds(s: Series) -> tuple[float, float]:
@@ -203,12 +216,14 @@ def cli_seconds(s: Series) -> tuple[float, float]:
     return best, cpu
 
 
-def group_means(rows: list[tuple[Series, float, float, float, float, float]], group: str
-                ) -> tuple[float, float, float, float]:
-    """Mean MASE (ours, seasonal naive, Prophet) and mean coverage over one group's series."""
+def group_means(rows: list[tuple[Series, float, float, float, float, float, float]], group: str
+                ) -> tuple[float, float, float, float, float]:
+    """Mean MASE (ours, seasonal naive, Prophet), mean coverage and mean interval width over one
+    group's series."""
     sel = [r for r in rows if r[0].group == group]
     return (float(np.mean([r[1] for r in sel])), float(np.mean([r[2] for r in sel])),
-            float(np.mean([r[3] for r in sel])), float(np.mean([r[4] for r in sel])))
+            float(np.mean([r[3] for r in sel])), float(np.mean([r[4] for r in sel])),
+            float(np.mean([r[6] for r in sel])))
 
 
 def main() -> int:
@@ -217,36 +232,36 @@ def main() -> int:
     rows = []
     cals: list[tuple[Series, float, float]] = []  # Levqor given the series' holiday calendar
     print(f"{'series':<28}{'group':>8}{'h':>4}{'origins':>8}{'levqor MASE':>13}{'snaive MASE':>13}"
-          f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'s/origin':>10}{'+cal MASE':>11}{'+cal cov':>10}")
+          f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'width':>7}{'s/origin':>10}{'+cal MASE':>11}{'+cal cov':>10}")
     for s in all_series(final, final2):
         snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
-        m, cov, sec = evaluate(ours, s)
+        m, cov, sec, wid = evaluate(ours, s)
         mc, cc = (evaluate(lambda ts, y, h, s=s: ours(ts, y, h, s.holidays), s)[:2] if s.holidays is not None
                   else (float("nan"), float("nan")))
         cals.append((s, mc, cc))
         sn = evaluate(snaive, s)[0]
         pm = prophet_model(s)
         pr = evaluate(pm, s)[0] if pm is not None else float("nan")
-        rows.append((s, m, sn, pr, cov, sec))
+        rows.append((s, m, sn, pr, cov, sec, wid))
         print(f"{s.name:<28}{s.group:>8}{s.horizon:>4}{s.origins:>8}{m:>13.4f}{sn:>13.4f}"
-              f"{pr:>14.4f}{cov:>16.3f}{sec:>10.3f}{mc:>11.4f}{cc:>10.3f}", flush=True)
+              f"{pr:>14.4f}{cov:>16.3f}{wid:>7.2f}{sec:>10.3f}{mc:>11.4f}{cc:>10.3f}", flush=True)
     dev = rows[0]
     cli_s, cli_cpu = cli_seconds(dev[0])
-    dm, ds, dp, dc = group_means(rows, "dev")
-    hm, hs, hp, hc = group_means(rows, "heldout")
+    dm, ds, dp, dc, dw = group_means(rows, "dev")
+    hm, hs, hp, hc, hw = group_means(rows, "heldout")
     print(f"development series (designed on: in-sample), mean: levqor MASE={dm:.4f} snaive={ds:.4f} "
-          f"Prophet={dp:.4f} coverage={dc:.3f}")
+          f"Prophet={dp:.4f} coverage={dc:.3f} width={dw:.2f}")
     print(f"held-out series (never tuned on), mean: levqor MASE={hm:.4f} snaive={hs:.4f} "
-          f"Prophet={hp:.4f} coverage={hc:.3f}")
+          f"Prophet={hp:.4f} coverage={hc:.3f} width={hw:.2f}")
     tail = ""
     if final:
-        fm, fs, fp, fc = group_means(rows, "final")
+        fm, fs, fp, fc, _ = group_means(rows, "final")
         print(f"final test set (scored once), mean: levqor MASE={fm:.4f} snaive={fs:.4f} "
               f"Prophet={fp:.4f} coverage={fc:.3f}")
         tail = (f" final_mase={fm:.4f} final_snaive_mase={fs:.4f} final_prophet_mase={fp:.4f}"
                 f" final_ratio_snaive={fm / fs:.3f} final_ratio_prophet={fm / fp:.3f} final_coverage90={fc:.3f}")
     if final2:
-        fm, fs, fp, fc = group_means(rows, "final2")
+        fm, fs, fp, fc, _ = group_means(rows, "final2")
         print(f"second final test set (stop 35, scored once), mean: levqor MASE={fm:.4f} snaive={fs:.4f} "
               f"Prophet={fp:.4f} coverage={fc:.3f}")
         tail += (f" final2_mase={fm:.4f} final2_snaive_mase={fs:.4f} final2_prophet_mase={fp:.4f}"
@@ -255,13 +270,15 @@ def main() -> int:
     print(f"one `levqor forecast` call on nyc_taxi (10k rows, h=48), process start included: "
           f"{cli_s:.2f}s wall, {cli_cpu:.2f}s CPU")
     m, sn, pr, cov, sec = dev[1], dev[2], dev[3], dev[4], dev[5]
+    cov_range = sum(0.87 <= r[4] <= 0.93 for r in rows if r[0].group == "dev")
     print(f"forecast: mase={m:.4f} snaive_mase={sn:.4f} prophet_mase={pr:.4f} fit_s={sec:.4f} "
           f"ratio_snaive={m / sn:.3f} ratio_prophet={m / pr:.3f} coverage90={cov:.3f} "
           f"cal_mase={cals[0][1]:.4f} cal_coverage90={cals[0][2]:.3f} "
-          f"dev_mase={dm:.4f} dev_coverage90={dc:.3f} "
+          f"dev_mase={dm:.4f} dev_coverage90={dc:.3f} dev_width90={dw:.2f} "
+          f"dev_coverage_in_87_93={cov_range}/{sum(r[0].group == 'dev' for r in rows)} "
           f"heldout_mase={hm:.4f} heldout_snaive_mase={hs:.4f} heldout_prophet_mase={hp:.4f} "
           f"heldout_ratio_snaive={hm / hs:.3f} heldout_ratio_prophet={hm / hp:.3f} "
-          f"heldout_coverage90={hc:.3f}{tail} cli_s={cli_s:.2f} cli_cpu_s={cli_cpu:.2f}")
+          f"heldout_coverage90={hc:.3f} heldout_width90={hw:.2f}{tail} cli_s={cli_s:.2f} cli_cpu_s={cli_cpu:.2f}")
     return 0
 
 

@@ -145,6 +145,58 @@ def dev_trend_weekly_curve(seed: int = 203) -> tuple[np.ndarray, np.ndarray]:
     season = 1.2 * np.sin(2 * np.pi * doy) + 0.5 * np.cos(4 * np.pi * doy + 0.3)
     return T0 + t * 7 * DAY_S, trend + season + _ar(rng, n, (0.7,), 0.15)
 
+# Development series for the interval calibration (issue 21 item 3): kinds of series on which a
+# conformal interval calibrated on a few recent backtests is likely to miss its 90 %.
+
+def dev_cov_counts(seed: int = 201) -> tuple[np.ndarray, np.ndarray]:
+    """Eight weeks of 30-minute Poisson counts: zero at night (closed 23:00-07:00), a weekday
+    shape, low counts, and growth that starts in week six."""
+    rng = np.random.default_rng(seed)
+    per_day = 48
+    n = 56 * per_day
+    t = np.arange(n)
+    q = t % per_day
+    day = t // per_day
+    open_ = (q >= 14) & (q < 46)
+    shape = np.where(open_, 0.3 + np.sin(np.pi * (q - 14) / 32) ** 2, 0.0)
+    weekly = np.array([1.0, 1.0, 0.95, 1.05, 1.2, 0.6, 0.4])[day % 7]
+    level = 6.0 + np.where(day >= 35, 0.25 * (day - 35), 0.0)
+    return T0 + t * 1800.0, rng.poisson(level * shape * weekly).astype(float)
+
+
+def dev_cov_noise_growth(seed: int = 202) -> tuple[np.ndarray, np.ndarray]:
+    """Twelve years of weekly data: a trend, a yearly season, and noise whose scale grows fivefold."""
+    rng = np.random.default_rng(seed)
+    n = 12 * 52
+    t = np.arange(n)
+    doy = (t * 7 % 365.25) / 365.25
+    sd = 0.5 + 2.0 * t / n
+    noise = np.zeros(n)
+    eps = rng.normal(0, 1, n)
+    for i in range(1, n):
+        noise[i] = 0.5 * noise[i - 1] + sd[i] * eps[i]
+    return T0 + t * 7 * DAY_S, 100 + 0.08 * t + 6 * np.sin(2 * np.pi * doy) + noise
+
+
+def dev_cov_rw_drift(seed: int = 203) -> tuple[np.ndarray, np.ndarray]:
+    """Five years of a daily random walk with drift (no season): errors grow like sqrt(horizon)."""
+    rng = np.random.default_rng(seed)
+    n = 5 * 365
+    t = np.arange(n)
+    return T0 + t * DAY_S, 800 + np.cumsum(rng.normal(0.3, 4.0, n))
+
+
+def dev_cov_heavy(seed: int = 204) -> tuple[np.ndarray, np.ndarray]:
+    """Ten weeks of hourly readings around zero (negative values: no log scale) with daily and
+    weekly seasons and heavy-tailed noise (Student t, 2.5 degrees of freedom)."""
+    rng = np.random.default_rng(seed)
+    n = 70 * 24
+    t = np.arange(n)
+    hour = t % 24
+    weekday = (t // 24) % 7
+    y = 2 + 8 * np.sin(2 * np.pi * (hour - 9) / 24) + np.where(weekday >= 5, -3.0, 0.0)
+    return T0 + t * 3600.0, y + 1.5 * rng.standard_t(2.5, n)
+
 
 # ---- final test set: added before the forecaster was changed for issue 21, scored once at the end -
 

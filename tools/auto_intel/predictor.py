@@ -446,6 +446,15 @@ def _naive(z: Array, horizon: int, lag: int, cfg: ForecastConfig) -> tuple[Array
     return mid, lo_q, hi_q
 
 
+def _scores(dev: Array, lo_q: Array, hi_q: Array) -> Array:
+    """Conformal scores of backtest errors ``dev`` (actual - forecast): each error over the
+    interval offset on its side (above 1: outside the uncalibrated interval)."""
+    import numpy as np  # kept lazy: start-up time
+
+    res: Array = np.where(dev >= 0, dev / np.maximum(hi_q, 1e-12), -dev / np.maximum(-lo_q, 1e-12))
+    return res
+
+
 def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day: int,
              cfg: ForecastConfig, hol: Array | None = None, year: float = 0.0) -> tuple[Array, Array, Array]:
     if method.startswith("decomp"):
@@ -519,9 +528,10 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     origins = [o for o in (n - horizon - k * spacing for k in range(cfg.backtests - 1, -1, -1)) if o >= need]
     chosen = "model"
     scores: list[float] = []
+    cal_origins: list[int] = []
     if origins:
         errs: dict[str, list[float]] = {m: [] for m in methods}
-        conf: dict[str, list[float]] = {m: [] for m in methods}
+        conf: dict[str, dict[int, Array]] = {m: {} for m in methods}  # conformal scores per origin
         for o in origins:
             zo = z[:o]
             yo = yearly if o >= 2 * yearly + 4 * period else 0
@@ -531,17 +541,31 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
                 mid, lo_q, hi_q = _predict(m, zo, horizon, lag if m == "seasonal_naive" else period, yo, day, cfg,
                                            None if hol is None else hol[:o + horizon], year)
                 errs[m].append(float(np.mean(np.abs(back(mid) - actual))))
-                up = np.maximum(hi_q, 1e-12)
-                dn = np.maximum(-lo_q, 1e-12)
-                dev = za - mid
-                conf[m].extend(np.where(dev >= 0, dev / up, -dev / dn).tolist())
+                conf[m][o] = _scores(za - mid, lo_q, hi_q)
         chosen = min(methods, key=lambda m: float(np.mean(errs[m])))
-        scores = conf[chosen]
+        # The interval is calibrated on the chosen method's backtests. When the origins reach back
+        # more than a quarter of the history (a long horizon on a short history: weekly data, a
+        # year ahead), the oldest backtests learnt from much less history and err more than the
+        # forecast will; the calibration origins are then half a horizon apart over the last
+        # four seasons (or horizons), the chosen method being backtested at the new ones.
+        cal_sp = spacing
+        if cfg.backtests * spacing > n // 4:
+            cal_sp = max(-(-horizon // 2), -(-4 * max(period, lag) // cfg.backtests))
+        cal_origins = [o for o in (n - horizon - k * cal_sp for k in range(cfg.backtests - 1, -1, -1))
+                       if o >= need]
+        for o in cal_origins:
+            if o not in conf[chosen]:
+                yo = yearly if o >= 2 * yearly + 4 * period else 0
+                actual = y[o:o + horizon]
+                mid, lo_q, hi_q = _predict(chosen, z[:o], horizon, lag if chosen == "seasonal_naive" else period,
+                                           yo, day, cfg, None if hol is None else hol[:o + horizon])
+                conf[chosen][o] = _scores((np.log1p(actual) if use_log else actual) - mid, lo_q, hi_q)
+        scores = np.concatenate([conf[chosen][o] for o in cal_origins]).tolist()
     mid, lo_q, hi_q = _predict(chosen, z, horizon, lag if chosen == "seasonal_naive" else period, yearly, day,
                                cfg, hol, year)
     if len(scores) >= 20:
         # conformal: widen or narrow the interval by the factor that covered `coverage` of backtests
-        c = float(np.quantile(scores, min(1.0, cfg.coverage + (1 - cfg.coverage) / len(origins))))
+        c = float(np.quantile(scores, min(1.0, cfg.coverage + (1 - cfg.coverage) / len(cal_origins))))
         lo_q, hi_q = lo_q * c, hi_q * c
     lower = mid + np.minimum(lo_q, 0.0)
     upper = mid + np.maximum(hi_q, 0.0)

@@ -478,3 +478,55 @@ def test_cli_forecast_reads_a_holiday_file(tmp_path: Path) -> None:
         cli("forecast", "--horizon", "3", "--holidays", str(cal), str(path)))
     assert "no such file" in one_line_error(
         cli("forecast", "--horizon", "3", "--holidays", str(tmp_path / "nope.csv"), str(path)))
+
+
+def rolling_coverage(y: np.ndarray, ts: np.ndarray, *, horizon: int, origins: int, spacing: int
+                     ) -> tuple[float, list[float]]:
+    """Share of actual values inside the 90 % interval over rolling origins, and every lower bound."""
+    inside = total = 0
+    lowers: list[float] = []
+    for k in range(origins, 0, -1):
+        o = len(y) - horizon - (k - 1) * spacing
+        fc = forecast(y[:o], horizon=horizon, timestamps=list(ts[:o]))
+        actual = y[o:o + horizon]
+        inside += int(np.sum((actual >= fc.lower) & (actual <= fc.upper)))
+        total += horizon
+        lowers += fc.lower
+    return inside / total, lowers
+
+
+def test_interval_coverage_on_random_walks_with_drift() -> None:
+    """No season: the naive forecast's errors grow with the step; 80 daily origins, two walks."""
+    covs = []
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        n = 3 * 365
+        y = 500 + np.cumsum(rng.normal(0.2, 3.0, n))
+        covs.append(rolling_coverage(y, T0 + np.arange(n) * 86400.0, horizon=14, origins=40, spacing=7)[0])
+    assert 0.85 <= np.mean(covs) <= 0.95
+
+
+def test_interval_coverage_on_a_trending_weekly_series_with_growing_noise() -> None:
+    """A year ahead on weekly data: the oldest backtests of a short history err more than the
+    forecast will, so calibrating on them alone gives too wide an interval."""
+    rng = np.random.default_rng(0)
+    n = 12 * 52
+    t = np.arange(n)
+    noise = rng.normal(0, 1, n) * (0.5 + 2.0 * t / n)
+    y = 100 + 0.08 * t + 6 * np.sin(2 * np.pi * t * 7 / 365.25) + noise
+    cov, _ = rolling_coverage(y, T0 + t * 7 * 86400.0, horizon=52, origins=16, spacing=13)
+    assert 0.85 <= cov <= 0.95
+
+
+def test_interval_never_goes_below_zero_on_counts() -> None:
+    """Poisson counts, zero at night: the interval is on the log scale, floored at 0."""
+    rng = np.random.default_rng(3)
+    per_day = 48
+    n = 35 * per_day
+    t = np.arange(n)
+    q = t % per_day
+    lam = np.where((q >= 14) & (q < 46), 3 + 5 * np.sin(np.pi * (q - 14) / 32) ** 2, 0.0) * (1 + t / n)
+    y = rng.poisson(lam).astype(float)
+    cov, lowers = rolling_coverage(y, T0 + t * 1800.0, horizon=48, origins=14, spacing=48)
+    assert min(lowers) >= 0.0 and (y == 0).mean() > 0.3
+    assert 0.85 <= cov <= 0.97
