@@ -456,7 +456,7 @@ def _scores(dev: Array, lo_q: Array, hi_q: Array) -> Array:
 
 
 def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day: int,
-             cfg: ForecastConfig, hol: Array | None = None, year: float = 0.0) -> tuple[Array, Array, Array]:
+             cfg: ForecastConfig, hol: Array | None, year: float) -> tuple[Array, Array, Array]:
     if method.startswith("decomp"):
         return _decomp(z, horizon, year, cfg, trend=method == "decomp+trend")
     if method.startswith("model"):
@@ -558,7 +558,7 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
                 yo = yearly if o >= 2 * yearly + 4 * period else 0
                 actual = y[o:o + horizon]
                 mid, lo_q, hi_q = _predict(chosen, z[:o], horizon, lag if chosen == "seasonal_naive" else period,
-                                           yo, day, cfg, None if hol is None else hol[:o + horizon])
+                                           yo, day, cfg, None if hol is None else hol[:o + horizon], year)
                 conf[chosen][o] = _scores((np.log1p(actual) if use_log else actual) - mid, lo_q, hi_q)
         scores = np.concatenate([conf[chosen][o] for o in cal_origins]).tolist()
     mid, lo_q, hi_q = _predict(chosen, z, horizon, lag if chosen == "seasonal_naive" else period, yearly, day,
