@@ -99,6 +99,11 @@ def all_series(final: bool = False, final2: bool = False) -> list[Series]:
                                      ("dev_trend_weekly_curve", extra.dev_trend_weekly_curve, 52, "W-SAT")):
         ts, y = fn()
         out.append(Series(name, ts, y, per_year, 10, per_year if per_year == 12 else 26, per_year, freq, "dev"))
+    for name, fn, cal in (("dev_daily_weekly_amp", extra.dev_daily_weekly_amp, None),
+                          ("dev_daily_shift", extra.dev_daily_shift, None),
+                          ("dev_daily_moving", extra.dev_daily_moving, extra.dev_daily_moving_dates())):
+        ts, y = fn()
+        out.append(Series(name, ts, y, 30, 12, 30, 7, "D", "dev", cal))
     ts, y = extra.page_views()
     out.append(Series("page_views daily 8y", ts, y, 30, 12, 30, 7, "D", "heldout", extra.page_views_dates()))
     ts, y = extra.hourly_load()
