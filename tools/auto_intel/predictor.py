@@ -361,14 +361,18 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
     return base_future + corr, lo_q, hi_q
 
 
-def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: bool) -> tuple[Array, Array, Array]:
-    """Decomposition, Prophet-like, for a yearly main season: a yearly profile of Fourier terms
-    (``year`` steps long, fractional for weekly data) plus a level (``decomp``) or a linear trend
-    with at most one changepoint (``decomp+trend``), fitted by least squares on the last
-    ``decomp_years`` years; with a trend, each point weighs half as much every
+def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: bool, week: int = 0,
+            hol: Array | None = None) -> tuple[Array, Array, Array]:
+    """Decomposition, Prophet-like: a yearly profile of Fourier terms (``year`` steps long,
+    fractional for weekly data) plus a level (``decomp``) or a linear trend with at most one
+    changepoint (``decomp+trend``), fitted by least squares on the last ``decomp_years`` years;
+    for daily data (``week`` = 7, a yearly season beside the weekly one) also a day-of-week profile
+    (one dummy per weekday) and, when ``hol`` (length ``len(z) + horizon``) marks a holiday in the
+    window, a holiday effect. With a trend, each point weighs half as much every
     ``decomp_half_life`` years back, and the changepoint (every quarter of a year, at least a year
     from either end of the window) is kept when it lowers the BIC. The last residual is carried
-    forward by the residuals' autocorrelation at each lag (anomalies persist or fade as they did).
+    forward by the residuals' autocorrelation at each lag (anomalies persist or fade as they did;
+    for daily data the last week's mean residual, by its correlation with the later residuals).
     (Point forecast, lower and upper offsets) in z units."""
     import numpy as np  # kept lazy: start-up time
 
@@ -379,7 +383,12 @@ def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: boo
     k = max(1, min(cfg.decomp_harmonics, (round(year) - 1) // 2))
     ang = 2 * np.pi * tt[:, None] * np.arange(1, k + 1)[None, :] / year
     yrs = (tt - tt[0]) / year
-    x_all = np.column_stack([np.ones(len(tt))] + ([yrs] if trend else []) + [np.cos(ang), np.sin(ang)])
+    cols = [np.ones(len(tt))] + ([yrs] if trend else []) + [np.cos(ang), np.sin(ang)]
+    if week:
+        cols.append((tt[:, None] % week == np.arange(1, week)[None, :]).astype(np.float64))
+    if hol is not None and hol[n - w:n].any():
+        cols.append(hol[n - w:n + horizon])
+    x_all = np.column_stack(cols)
     sw = 0.5 ** ((w - 1 - np.arange(w)) / (2 * cfg.decomp_half_life * year)) if trend else np.ones(w)
     x = x_all[:w] * sw[:, None]  # rows scaled by the square root of their weight
     zs = zz * sw
@@ -411,15 +420,20 @@ def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: boo
     fit = x_all @ beta
     r = zz - fit[:w]
     hs = np.arange(1, horizon + 1)
-    var = float(r @ r)
-    rho = np.array([float(r[h:] @ r[:-h]) / var if h < w and var > 0 else 0.0 for h in hs])
+    if week:  # daily data: the last week's mean residual is carried (one day's is mostly noise)
+        c = np.concatenate(([0.0], np.cumsum(r)))
+        r_now = np.concatenate((r[:week - 1], (c[week:] - c[:-week]) / week))
+    else:
+        r_now = r
+    var = float(r_now @ r_now)
+    rho = np.array([float(r[h:] @ r_now[:-h]) / var if h < w and var > 0 else 0.0 for h in hs])
     a = (1.0 - cfg.coverage) / 2.0
     lo_q = np.empty(horizon)
     hi_q = np.empty(horizon)
     for h in hs:  # the in-sample errors of "residual h steps later = rho_h * residual now"
-        e = r[h:] - rho[h - 1] * r[:-h] if h < w else r
+        e = r[h:] - rho[h - 1] * r_now[:-h] if h < w else r
         lo_q[h - 1], hi_q[h - 1] = _tails(e, a)
-    return fit[w:] + rho * r[-1], lo_q, hi_q
+    return fit[w:] + rho * r_now[-1], lo_q, hi_q
 
 
 def _naive(z: Array, horizon: int, lag: int, cfg: ForecastConfig) -> tuple[Array, Array, Array]:
@@ -449,7 +463,9 @@ def _naive(z: Array, horizon: int, lag: int, cfg: ForecastConfig) -> tuple[Array
 def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day: int,
              cfg: ForecastConfig, hol: Array | None = None, year: float = 0.0) -> tuple[Array, Array, Array]:
     if method.startswith("decomp"):
-        return _decomp(z, horizon, year, cfg, trend=method == "decomp+trend")
+        week = period if period != round(year) else 0  # daily data: the weekly profile as well
+        return _decomp(z, horizon, year, cfg, trend=method == "decomp+trend", week=week,
+                       hol=hol if week else None)
     if method.startswith("model"):
         if hol is not None and not hol[:len(z)].any():
             hol = None  # no holiday in the history: nothing to learn its effect from
@@ -510,7 +526,8 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     # the year in steps from the mean spacing (monthly data: the median step is 31 days, the mean 30.44)
     mean_step = (float(timestamps[-1]) - float(timestamps[0])) / (n - 1) if timestamps is not None else step_s
     year = 365.25 * _DAY_S / mean_step if step_s > 0 and mean_step > 0 else 0.0
-    if period and period == round(year):  # a yearly main season (weekly or monthly data)
+    if period and (period == round(year) or (yearly and period == 7)):
+        # a yearly main season (weekly or monthly data), or daily data with weekly and yearly seasons
         methods += ["decomp", "decomp+trend"]
     # backtests: `backtests` origins spread over the last stretch of history (at least four seasons
     # or `backtests` horizons), each forecasting `horizon` steps from the history before it
