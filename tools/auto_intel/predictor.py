@@ -526,9 +526,10 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     # the year in steps from the mean spacing (monthly data: the median step is 31 days, the mean 30.44)
     mean_step = (float(timestamps[-1]) - float(timestamps[0])) / (n - 1) if timestamps is not None else step_s
     year = 365.25 * _DAY_S / mean_step if step_s > 0 and mean_step > 0 else 0.0
-    if period and (period == round(year) or (yearly and period == 7)):
-        # a yearly main season (weekly or monthly data), or daily data with weekly and yearly seasons
+    if period and period == round(year):  # a yearly main season (weekly or monthly data)
         methods += ["decomp", "decomp+trend"]
+    elif yearly and period == 7:  # daily data with weekly and yearly seasons: with the trend only
+        methods.append("decomp+trend")
     # backtests: `backtests` origins spread over the last stretch of history (at least four seasons
     # or `backtests` horizons), each forecasting `horizon` steps from the history before it
     spacing = max(horizon, -(-4 * max(period, lag) // cfg.backtests))
