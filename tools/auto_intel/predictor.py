@@ -16,7 +16,8 @@ The model is small and fitted with numpy in milliseconds:
 * for a yearly main season (weekly or monthly data), two **decompositions** as well (Prophet-like:
   a yearly Fourier profile fitted over up to 20 years plus a level, ``decomp``, or a recency-weighted
   linear trend with at most one changepoint, ``decomp+trend``; the last residual carried forward
-  by the residuals' autocorrelation);
+  by the residuals' autocorrelation); for daily data with weekly and yearly seasons, ``decomp+trend``
+  with a day-of-week profile and the holidays of a calendar beside the yearly profile;
 * **the better of the candidates** (model, model+trend, seasonal naive, naive, and the
   decompositions when they apply) by backtests on the history itself, and **conformal intervals**
   scaled on those backtests.
