@@ -155,7 +155,7 @@ def _days(n: int, start: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def dev_daily_weekly_amp(seed: int = 104) -> tuple[np.ndarray, np.ndarray]:
     """Six years of daily sign-ups: a multiplicative weekly shape whose amplitude doubles over the
-    years, a yearly season, steady growth, autocorrelated noise (stop 36's daily decomposition)."""
+    years, a yearly season, steady growth, autocorrelated noise (for stop 35's daily decomposition)."""
     rng = np.random.default_rng(seed)
     n = 6 * 365
     ts, weekday, doy = _days(n, "2013-01-01")
