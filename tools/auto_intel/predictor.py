@@ -371,7 +371,8 @@ def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: boo
     (one dummy per weekday) and, when ``hol`` (length ``len(z) + horizon``) marks a holiday in the
     window, a holiday effect. With a trend, each point weighs half as much every
     ``decomp_half_life`` years back, and the changepoint (every quarter of a year, at least a year
-    from either end of the window) is kept when it lowers the BIC. The last residual is carried
+    from either end of the window; for daily data a quarter from the end) is kept when it lowers the
+    BIC. The last residual is carried
     forward by the residuals' autocorrelation at each lag (anomalies persist or fade as they did;
     for daily data the last week's mean residual, by its correlation with the later residuals).
     (Point forecast, lower and upper offsets) in z units."""
@@ -397,7 +398,10 @@ def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: boo
     xtx, xty, yty = x.T @ x, x.T @ zs, float(zs @ zs)
     eps = 1e-9 * np.trace(xtx) / p
     beta = np.linalg.solve(xtx + eps * np.eye(p), xty)
-    knots = np.arange(1.0, w / year - 1.0 + 1e-9, 0.25) if trend else np.empty(0)
+    # changepoints every quarter of a year, a year from the start and a year from the end (daily data:
+    # a quarter, still 91 points after it, more than a year of weekly data has)
+    end_gap = 0.25 if week else 1.0
+    knots = np.arange(1.0, w / year - end_gap + 1e-9, 0.25) if trend else np.empty(0)
     if len(knots):
         # every candidate changepoint at once: normal equations by blocks, one hinge column each
         hinge = np.maximum(yrs[:w, None] - knots[None, :], 0.0) * sw[:, None]
