@@ -109,6 +109,11 @@ def all_series(final: bool = False, final2: bool = False) -> list[Series]:
     out.append(Series("dev_cov_rw_drift daily", ts, y, 30, 12, 30, 7, "D", "dev"))
     ts, y = extra.dev_cov_heavy()
     out.append(Series("dev_cov_heavy hourly", ts, y, 24, 14, 24, 168, "h", "dev"))
+    for name, fn, cal in (("dev_daily_weekly_amp", extra.dev_daily_weekly_amp, None),
+                          ("dev_daily_shift", extra.dev_daily_shift, None),
+                          ("dev_daily_moving", extra.dev_daily_moving, extra.dev_daily_moving_dates())):
+        ts, y = fn()
+        out.append(Series(name, ts, y, 30, 12, 30, 7, "D", "dev", cal))
     ts, y = extra.page_views()
     out.append(Series("page_views daily 8y", ts, y, 30, 12, 30, 7, "D", "heldout", extra.page_views_dates()))
     ts, y = extra.hourly_load()

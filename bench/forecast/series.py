@@ -198,6 +198,53 @@ def dev_cov_heavy(seed: int = 204) -> tuple[np.ndarray, np.ndarray]:
     return T0 + t * 3600.0, y + 1.5 * rng.standard_t(2.5, n)
 
 
+def _days(n: int, start: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(epoch seconds, weekday with 0 = Monday, fraction of the year) of ``n`` days from ``start``."""
+    dates = (np.datetime64(start) + np.arange(n)).astype("datetime64[D]")
+    doy = (dates - dates.astype("datetime64[Y]")).astype(int) / 365.25
+    return dates.astype("datetime64[s]").astype(np.int64).astype(float), (dates.astype(int) + 3) % 7, doy
+
+
+def dev_daily_weekly_amp(seed: int = 104) -> tuple[np.ndarray, np.ndarray]:
+    """Six years of daily sign-ups: a multiplicative weekly shape whose amplitude doubles over the
+    years, a yearly season, steady growth, autocorrelated noise (for stop 35's daily decomposition)."""
+    rng = np.random.default_rng(seed)
+    n = 6 * 365
+    ts, weekday, doy = _days(n, "2013-01-01")
+    amp = 0.15 + 0.15 * np.arange(n) / n
+    weekly = 1 + amp * np.array([0.5, 0.6, 0.4, 0.3, 0.0, -1.0, -0.8])[weekday]
+    yearly = 1 + 0.15 * np.sin(2 * np.pi * (doy - 0.3)) + 0.05 * np.cos(4 * np.pi * doy)
+    level = 300 * np.exp(0.12 * np.arange(n) / 365)
+    return ts, level * weekly * yearly * np.exp(_ar(rng, n, (0.5,), 0.05))
+
+
+def dev_daily_shift(seed: int = 105) -> tuple[np.ndarray, np.ndarray]:
+    """Seven years of daily usage: weekly and yearly seasons, no trend, a level shift up by 30 %
+    half a year before the end, white noise."""
+    rng = np.random.default_rng(seed)
+    n = 7 * 365
+    ts, weekday, doy = _days(n, "2012-03-01")
+    weekly = np.array([1.0, 1.0, 1.05, 1.05, 0.95, 0.8, 0.75])[weekday]
+    yearly = 1 + 0.25 * np.cos(2 * np.pi * doy) - 0.08 * np.sin(4 * np.pi * doy)
+    level = 800 * np.where(np.arange(n) > n - 180, 1.3, 1.0)
+    return ts, level * weekly * yearly * np.exp(rng.normal(0, 0.06, n))
+
+
+def dev_daily_moving(seed: int = 106) -> tuple[np.ndarray, np.ndarray]:
+    """Six years of daily shop visits: weekly and yearly seasons, moving holidays (US Monday
+    holidays and Thanksgiving, which close half the shops: their calendar is
+    ``dev_daily_moving_dates``), growth that turns into a slow decline after year 4."""
+    rng = np.random.default_rng(seed)
+    n = 6 * 365
+    ts, weekday, doy = _days(n, "2014-01-01")
+    t = np.arange(n)
+    weekly = np.array([0.9, 1.0, 1.0, 1.0, 1.1, 1.3, 0.7])[weekday]
+    yearly = 1 + 0.2 * np.sin(2 * np.pi * (doy - 0.1))
+    trend = 400 + 0.2 * t - np.where(t > 4 * 365, 0.3 * (t - 4 * 365), 0.0)
+    hol = np.where(np.isin(ts, dev_daily_moving_dates()), 0.5, 1.0)
+    return ts, trend * weekly * yearly * hol * np.exp(_ar(rng, n, (0.3,), 0.05))
+
+
 # ---- final test set: added before the forecaster was changed for issue 21, scored once at the end -
 
 def final_elnino() -> tuple[np.ndarray, np.ndarray] | None:
@@ -365,3 +412,12 @@ def final_retail_dates() -> np.ndarray:
 def final_energy_dates() -> np.ndarray:
     d = np.arange(3 * 365)
     return T0 + d[np.isin(d % 365, (0, 120, 358, 359))] * DAY_S
+
+
+def dev_daily_moving_dates() -> np.ndarray:
+    """dev_daily_moving's calendar: the US Monday holidays and Thanksgiving, 2014-2020."""
+    out = []
+    for y in range(2014, 2021):
+        out += [_nth_weekday(y, 1, 0, 3), _nth_weekday(y, 2, 0, 3), _nth_weekday(y, 5, 0, -1),
+                _nth_weekday(y, 9, 0, 1), _nth_weekday(y, 10, 0, 2), _nth_weekday(y, 11, 3, 4)]
+    return np.array(out, dtype="datetime64[D]").astype("datetime64[s]").astype(np.int64).astype(float)

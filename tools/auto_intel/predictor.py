@@ -16,7 +16,8 @@ The model is small and fitted with numpy in milliseconds:
 * for a yearly main season (weekly or monthly data), two **decompositions** as well (Prophet-like:
   a yearly Fourier profile fitted over up to 20 years plus a level, ``decomp``, or a recency-weighted
   linear trend with at most one changepoint, ``decomp+trend``; the last residual carried forward
-  by the residuals' autocorrelation);
+  by the residuals' autocorrelation); for daily data with weekly and yearly seasons, ``decomp+trend``
+  with a day-of-week profile and the holidays of a calendar beside the yearly profile;
 * **the better of the candidates** (model, model+trend, seasonal naive, naive, and the
   decompositions when they apply) by backtests on the history itself, and **conformal intervals**
   scaled on those backtests.
@@ -361,14 +362,19 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
     return base_future + corr, lo_q, hi_q
 
 
-def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: bool) -> tuple[Array, Array, Array]:
-    """Decomposition, Prophet-like, for a yearly main season: a yearly profile of Fourier terms
-    (``year`` steps long, fractional for weekly data) plus a level (``decomp``) or a linear trend
-    with at most one changepoint (``decomp+trend``), fitted by least squares on the last
-    ``decomp_years`` years; with a trend, each point weighs half as much every
+def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: bool, week: int = 0,
+            hol: Array | None = None) -> tuple[Array, Array, Array]:
+    """Decomposition, Prophet-like: a yearly profile of Fourier terms (``year`` steps long,
+    fractional for weekly data) plus a level (``decomp``) or a linear trend with at most one
+    changepoint (``decomp+trend``), fitted by least squares on the last ``decomp_years`` years;
+    for daily data (``week`` = 7, a yearly season beside the weekly one) also a day-of-week profile
+    (one dummy per weekday) and, when ``hol`` (length ``len(z) + horizon``) marks a holiday in the
+    window, a holiday effect. With a trend, each point weighs half as much every
     ``decomp_half_life`` years back, and the changepoint (every quarter of a year, at least a year
-    from either end of the window) is kept when it lowers the BIC. The last residual is carried
-    forward by the residuals' autocorrelation at each lag (anomalies persist or fade as they did).
+    from either end of the window; for daily data a quarter from the end) is kept when it lowers the
+    BIC. The last residual is carried
+    forward by the residuals' autocorrelation at each lag (anomalies persist or fade as they did;
+    for daily data the last week's mean residual, by its correlation with the later residuals).
     (Point forecast, lower and upper offsets) in z units."""
     import numpy as np  # kept lazy: start-up time
 
@@ -379,7 +385,12 @@ def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: boo
     k = max(1, min(cfg.decomp_harmonics, (round(year) - 1) // 2))
     ang = 2 * np.pi * tt[:, None] * np.arange(1, k + 1)[None, :] / year
     yrs = (tt - tt[0]) / year
-    x_all = np.column_stack([np.ones(len(tt))] + ([yrs] if trend else []) + [np.cos(ang), np.sin(ang)])
+    cols = [np.ones(len(tt))] + ([yrs] if trend else []) + [np.cos(ang), np.sin(ang)]
+    if week:
+        cols.append((tt[:, None] % week == np.arange(1, week)[None, :]).astype(np.float64))
+    if hol is not None and hol[n - w:n].any():
+        cols.append(hol[n - w:n + horizon])
+    x_all = np.column_stack(cols)
     sw = 0.5 ** ((w - 1 - np.arange(w)) / (2 * cfg.decomp_half_life * year)) if trend else np.ones(w)
     x = x_all[:w] * sw[:, None]  # rows scaled by the square root of their weight
     zs = zz * sw
@@ -387,7 +398,10 @@ def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: boo
     xtx, xty, yty = x.T @ x, x.T @ zs, float(zs @ zs)
     eps = 1e-9 * np.trace(xtx) / p
     beta = np.linalg.solve(xtx + eps * np.eye(p), xty)
-    knots = np.arange(1.0, w / year - 1.0 + 1e-9, 0.25) if trend else np.empty(0)
+    # changepoints every quarter of a year, a year from the start and a year from the end (daily data:
+    # a quarter, still 91 points after it, more than a year of weekly data has)
+    end_gap = 0.25 if week else 1.0
+    knots = np.arange(1.0, w / year - end_gap + 1e-9, 0.25) if trend else np.empty(0)
     if len(knots):
         # every candidate changepoint at once: normal equations by blocks, one hinge column each
         hinge = np.maximum(yrs[:w, None] - knots[None, :], 0.0) * sw[:, None]
@@ -411,15 +425,20 @@ def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: boo
     fit = x_all @ beta
     r = zz - fit[:w]
     hs = np.arange(1, horizon + 1)
-    var = float(r @ r)
-    rho = np.array([float(r[h:] @ r[:-h]) / var if h < w and var > 0 else 0.0 for h in hs])
+    if week:  # daily data: the last week's mean residual is carried (one day's is mostly noise)
+        c = np.concatenate(([0.0], np.cumsum(r)))
+        r_now = np.concatenate((r[:week - 1], (c[week:] - c[:-week]) / week))
+    else:
+        r_now = r
+    var = float(r_now @ r_now)
+    rho = np.array([float(r[h:] @ r_now[:-h]) / var if h < w and var > 0 else 0.0 for h in hs])
     a = (1.0 - cfg.coverage) / 2.0
     lo_q = np.empty(horizon)
     hi_q = np.empty(horizon)
     for h in hs:  # the in-sample errors of "residual h steps later = rho_h * residual now"
-        e = r[h:] - rho[h - 1] * r[:-h] if h < w else r
+        e = r[h:] - rho[h - 1] * r_now[:-h] if h < w else r
         lo_q[h - 1], hi_q[h - 1] = _tails(e, a)
-    return fit[w:] + rho * r[-1], lo_q, hi_q
+    return fit[w:] + rho * r_now[-1], lo_q, hi_q
 
 
 def _naive(z: Array, horizon: int, lag: int, cfg: ForecastConfig) -> tuple[Array, Array, Array]:
@@ -458,7 +477,9 @@ def _scores(dev: Array, lo_q: Array, hi_q: Array) -> Array:
 def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day: int,
              cfg: ForecastConfig, hol: Array | None, year: float) -> tuple[Array, Array, Array]:
     if method.startswith("decomp"):
-        return _decomp(z, horizon, year, cfg, trend=method == "decomp+trend")
+        week = period if period != round(year) else 0  # daily data: the weekly profile as well
+        return _decomp(z, horizon, year, cfg, trend=method == "decomp+trend", week=week,
+                       hol=hol if week else None)
     if method.startswith("model"):
         if hol is not None and not hol[:len(z)].any():
             hol = None  # no holiday in the history: nothing to learn its effect from
@@ -521,6 +542,8 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     year = 365.25 * _DAY_S / mean_step if step_s > 0 and mean_step > 0 else 0.0
     if period and period == round(year):  # a yearly main season (weekly or monthly data)
         methods += ["decomp", "decomp+trend"]
+    elif yearly and period == 7:  # daily data with weekly and yearly seasons: with the trend only
+        methods.append("decomp+trend")
     # backtests: `backtests` origins spread over the last stretch of history (at least four seasons
     # or `backtests` horizons), each forecasting `horizon` steps from the history before it
     spacing = max(horizon, -(-4 * max(period, lag) // cfg.backtests))

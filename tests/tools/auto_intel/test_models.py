@@ -368,7 +368,7 @@ def test_forecaster_finds_weekly_and_yearly_seasons_in_daily_data() -> None:
     ts = T0 + t * 86400.0
     o = n - 60
     fc = forecast(y[:o], horizon=60, timestamps=list(ts[:o]))
-    assert fc.period == 7 and fc.method.startswith("model") and fc.seasons == ("weekly", "yearly")
+    assert fc.period == 7 and fc.method.startswith(("model", "decomp")) and fc.seasons == ("weekly", "yearly")
     err = np.mean(np.abs(np.array(fc.yhat) - y[o:]))
     naive = np.mean(np.abs(np.resize(y[o - 7:o], 60) - y[o:]))  # weekly seasonal naive
     assert err < 0.8 * naive
@@ -530,3 +530,56 @@ def test_interval_never_goes_below_zero_on_counts() -> None:
     cov, lowers = rolling_coverage(y, T0 + t * 1800.0, horizon=48, origins=14, spacing=48)
     assert min(lowers) >= 0.0 and (y == 0).mean() > 0.3
     assert 0.85 <= cov <= 0.97
+
+
+def daily_decomposable(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noiseless daily data, exactly a decomposition on the log scale: a trend that bends three years
+    in, a day-of-week profile and a two-harmonic yearly profile (multiplicative in the values)."""
+    t = np.arange(n)
+    log_y = (np.log(500.0) + 0.2 * t / 365.25 - 0.3 * np.maximum(t / 365.25 - 3, 0)
+             + np.array([0.0, 0.05, 0.05, 0.0, -0.05, -0.3, -0.4])[t % 7]
+             + 0.15 * np.sin(2 * np.pi * t / 365.25) + 0.05 * np.cos(4 * np.pi * t / 365.25 + 1))
+    return T0 + t * 86400.0, np.expm1(log_y)
+
+
+def test_daily_decomposition_recovers_weekly_and_yearly_profiles_and_a_bent_trend() -> None:
+    """Daily, noiseless: the decomposition with a weekly profile beside the yearly one finds the
+    changepoint and forecasts the next 60 days nearly exactly, and the backtests choose it over the
+    seasonal model (whose median of five weeks lags the yearly swing and the trend)."""
+    ts, y = daily_decomposable(5 * 365 + 60)
+    o = 5 * 365
+    fc = forecast(y[:o], horizon=60, timestamps=list(ts[:o]))
+    assert fc.period == 7 and fc.seasons == ("weekly", "yearly") and fc.method == "decomp+trend"
+    assert np.allclose(fc.yhat, y[o:], rtol=1e-4)
+
+
+def test_daily_decomposition_learns_moving_holidays_from_the_calendar() -> None:
+    """The same series with a moving holiday (day 40 of each year plus the year number, so never the
+    same date or weekday twice) at half the usual level: given the calendar, the decomposition
+    forecasts the next holiday at half the level of the days around it."""
+    ts, y = daily_decomposable(5 * 365 + 60)
+    days = [365 * k + 40 + k for k in range(6)]
+    y = np.where(np.isin(np.arange(len(y)), days), 0.5 * y, y)
+    o = 5 * 365 + 30
+    fc = forecast(y[:o], horizon=30, timestamps=list(ts[:o]), holidays=[float(ts[0]) + d * 86400.0 for d in days])
+    assert fc.method.startswith("decomp")
+    h = days[-1] - o
+    assert np.allclose(fc.yhat, y[o:o + 30], rtol=0.01)
+    assert fc.yhat[h] < 0.55 * fc.yhat[h - 7]
+
+
+def test_seasonal_naive_still_wins_on_a_daily_seasonal_random_walk() -> None:
+    """Daily data whose every weekday wanders on its own (a seasonal random walk of one week) on a
+    yearly swing: last week's values are the best forecast, and the backtests keep choosing them over
+    the decomposition's fixed weekly profile."""
+    methods = []
+    for seed in range(3, 8):
+        rng = np.random.default_rng(seed)
+        n = 5 * 365
+        t = np.arange(n)
+        walk = np.cumsum(rng.normal(0, 3, (n // 7 + 1, 7)), axis=0).ravel()[:n]
+        y = 200 + walk + 30 * np.sin(2 * np.pi * t / 365.25)
+        fc = forecast(y, horizon=14, timestamps=list(T0 + t * 86400.0))
+        assert "yearly" in fc.seasons
+        methods.append(fc.method)
+    assert not any(m.startswith("decomp") for m in methods) and methods.count("seasonal_naive") >= 3, methods
