@@ -62,7 +62,8 @@ def forecast(
         help="Add this country's national public holidays (built in: " + ", ".join(sorted(COUNTRIES))
              + "; UK = GB), with weekend substitute days; combined with --holidays")] = None,
 ) -> None:
-    """Print timestamp,yhat,lower,upper (90% interval) for the steps after the history."""
+    """Print timestamp,yhat,lower,upper (90% interval) for the steps after the history; on stderr, one
+    line saying which seasons were found and which method the backtests chose."""
     if country is not None:
         try:
             country_holidays(country, [])
@@ -74,4 +75,5 @@ def forecast(
         _run("levqor forecast", holidays, lambda lines: got.append(read_holidays(lines)))
         days = got[0]
     _run("levqor forecast", path,
-         lambda lines: forecast_csv(lines, sys.stdout, horizon=horizon, holidays=days, country=country))
+         lambda lines: forecast_csv(lines, sys.stdout, horizon=horizon, holidays=days, country=country,
+                                    err=sys.stderr))

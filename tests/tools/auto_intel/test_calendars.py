@@ -93,5 +93,8 @@ def test_cli_country_option(tmp_path: Path) -> None:
     told = cli("forecast", "--horizon", "48", "--country", "us", str(path))
     assert told.returncode == 0, told.stderr
     assert len(told.stdout.splitlines()) == 49
+    summary = told.stderr.strip()
+    assert summary.startswith(f"levqor forecast: {len(y)} rows, step 30 min; seasons found: daily")
+    assert "; method: " in summary and "holiday dates given" in summary and len(summary.splitlines()) == 1
     err = one_line_error(cli("forecast", "--horizon", "3", "--country", "Atlantis", str(path)))
     assert err.startswith("levqor forecast: --country: no built-in holiday calendar for 'Atlantis'")
