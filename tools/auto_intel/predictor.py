@@ -64,6 +64,7 @@ class ForecastConfig:
     decomp_years: float = 20.0  # decomp: years of history the level (or trend) and yearly profile are fitted on
     decomp_half_life: float = 3.0  # decomp+trend: weight of a point halves every this many years back
     decomp_harmonics: int = 10  # decomp: most Fourier harmonics of the yearly season
+    decomp_cal_origins: int = 24  # calibration origins when a decomposition of a yearly main season is chosen
 
 
 @dataclass(frozen=True)
@@ -474,6 +475,22 @@ def _scores(dev: Array, lo_q: Array, hi_q: Array) -> Array:
     return res
 
 
+def _growth(dev: Array) -> Array:
+    """How the backtests' errors ``dev`` (origins x steps) grow with the step: the root mean square
+    error at each step, averaged over the steps within an eighth of the horizon on either side, over
+    the first step's."""
+    import numpy as np  # kept lazy: start-up time
+
+    horizon = dev.shape[1]
+    c = np.concatenate(([0.0], np.cumsum((dev ** 2).mean(axis=0))))
+    w = max(1, horizon // 8)
+    i = np.arange(horizon)
+    lo, hi = np.maximum(i - w, 0), np.minimum(i + w + 1, horizon)
+    ms = (c[hi] - c[lo]) / (hi - lo)
+    res: Array = np.sqrt(ms / ms[0]) if ms[0] > 0 else np.ones(horizon)
+    return res
+
+
 def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day: int,
              cfg: ForecastConfig, hol: Array | None, year: float) -> tuple[Array, Array, Array]:
     if method.startswith("decomp"):
@@ -552,9 +569,11 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     chosen = "model"
     scores: list[float] = []
     cal_origins: list[int] = []
+    yearly_decomp = False
     if origins:
         errs: dict[str, list[float]] = {m: [] for m in methods}
-        conf: dict[str, dict[int, Array]] = {m: {} for m in methods}  # conformal scores per origin
+        # per origin: the backtest's errors (actual - forecast) and its uncalibrated interval offsets
+        conf: dict[str, dict[int, tuple[Array, Array, Array]]] = {m: {} for m in methods}
         for o in origins:
             zo = z[:o]
             yo = yearly if o >= 2 * yearly + 4 * period else 0
@@ -564,7 +583,7 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
                 mid, lo_q, hi_q = _predict(m, zo, horizon, lag if m == "seasonal_naive" else period, yo, day, cfg,
                                            None if hol is None else hol[:o + horizon], year)
                 errs[m].append(float(np.mean(np.abs(back(mid) - actual))))
-                conf[m][o] = _scores(za - mid, lo_q, hi_q)
+                conf[m][o] = (za - mid, lo_q, hi_q)
         chosen = min(methods, key=lambda m: float(np.mean(errs[m])))
         # The interval is calibrated on the chosen method's backtests. When the origins reach back
         # more than a quarter of the history (a long horizon on a short history: weekly data, a
@@ -574,18 +593,31 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
         cal_sp = spacing
         if cfg.backtests * spacing > n // 4:
             cal_sp = max(-(-horizon // 2), -(-4 * max(period, lag) // cfg.backtests))
-        cal_origins = [o for o in (n - horizon - k * cal_sp for k in range(cfg.backtests - 1, -1, -1))
-                       if o >= need]
+        n_cal = cfg.backtests
+        yearly_decomp = chosen.startswith("decomp") and period == round(year)
+        if yearly_decomp:
+            # a decomposition of a yearly main season costs a few ms a fit: more origins over the same
+            # span (8 origins give a coarse factor), and the interval's growth with the step is taken
+            # from the backtests (its in-sample errors miss the trend's and the season's estimation error)
+            n_cal = cfg.decomp_cal_origins
+            cal_sp = max(1, -(-cfg.backtests * cal_sp // n_cal))
+        cal_origins = [o for o in (n - horizon - k * cal_sp for k in range(n_cal - 1, -1, -1)) if o >= need]
         for o in cal_origins:
             if o not in conf[chosen]:
                 yo = yearly if o >= 2 * yearly + 4 * period else 0
                 actual = y[o:o + horizon]
                 mid, lo_q, hi_q = _predict(chosen, z[:o], horizon, lag if chosen == "seasonal_naive" else period,
                                            yo, day, cfg, None if hol is None else hol[:o + horizon], year)
-                conf[chosen][o] = _scores((np.log1p(actual) if use_log else actual) - mid, lo_q, hi_q)
-        scores = np.concatenate([conf[chosen][o] for o in cal_origins]).tolist()
+                conf[chosen][o] = ((np.log1p(actual) if use_log else actual) - mid, lo_q, hi_q)
     mid, lo_q, hi_q = _predict(chosen, z, horizon, lag if chosen == "seasonal_naive" else period, yearly, day,
                                cfg, hol, year)
+    if origins:
+        if yearly_decomp:  # the backtests' errors on the forecast's own interval, grown as theirs grow
+            g = _growth(np.stack([conf[chosen][o][0] for o in cal_origins]))
+            lo_q, hi_q = lo_q * g, hi_q * g
+            scores = np.concatenate([_scores(conf[chosen][o][0], lo_q, hi_q) for o in cal_origins]).tolist()
+        else:
+            scores = np.concatenate([_scores(*conf[chosen][o]) for o in cal_origins]).tolist()
     if len(scores) >= 20:
         # conformal: widen or narrow the interval by the factor that covered `coverage` of backtests
         c = float(np.quantile(scores, min(1.0, cfg.coverage + (1 - cfg.coverage) / len(cal_origins))))

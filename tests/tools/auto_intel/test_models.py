@@ -583,3 +583,26 @@ def test_seasonal_naive_still_wins_on_a_daily_seasonal_random_walk() -> None:
         assert "yearly" in fc.seasons
         methods.append(fc.method)
     assert not any(m.startswith("decomp") for m in methods) and methods.count("seasonal_naive") >= 3, methods
+
+
+def test_interval_coverage_of_the_yearly_decomposition_on_weekly_trends_with_ar_noise() -> None:
+    """Weekly data, a trend that bends, a yearly season and AR(1) noise, a year ahead: the
+    decomposition is chosen, and its interval, calibrated on 24 backtests with the width growing with
+    the step as the backtests' errors grow, covers 87-93 % on average over three seeds (0.916; 0.937
+    when it was calibrated on 8 backtests with the in-sample shape)."""
+    covs = []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        n = 12 * 52
+        t = np.arange(n)
+        noise = np.zeros(n)
+        e = rng.normal(0, 0.4, n)
+        for i in range(1, n):
+            noise[i] = 0.6 * noise[i - 1] + e[i]
+        y = (50 + 0.04 * t + np.where(t > 8 * 52, 0.02 * (t - 8 * 52), 0.0)
+             + 2.5 * np.sin(2 * np.pi * t * 7 / 365.25) + noise)
+        ts = T0 + t * 7 * 86400.0
+        if seed == 0:
+            assert forecast(y, horizon=52, timestamps=list(ts)).method.startswith("decomp")
+        covs.append(rolling_coverage(y, ts, horizon=52, origins=10, spacing=13)[0])
+    assert 0.87 <= np.mean(covs) <= 0.93, covs
