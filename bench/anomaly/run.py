@@ -52,8 +52,6 @@ GRID: dict[str, DetectorConfig] = {
     f"lik{ld:g}_sp{ss:g}_sup{su}": replace(BASE, lik_decades=ld, spatial_score=ss, suppress=su)
     for ld in (4.0, 8.0, 12.0) for ss in (0.5, 0.65, 0.8) for su in (100, 300)
 }
-# Candidate (off by default): the same 18 with the self-calibrated ensemble on, so each fold can choose it.
-GRID.update({f"{k}_ens": replace(c, ensemble=1) for k, c in list(GRID.items())})
 
 
 def shared_dir() -> Path:

@@ -32,7 +32,6 @@ _MAX_ABS = 1e100
 # corpus threshold of every profile is slightly higher, ~0.55: see `make bench-anomaly`).
 ALERT_THRESHOLD = 0.5
 _SQRT2 = math.sqrt(2.0)
-_ENS_MIN_POS = 30  # positive raw scores a member needs before its tail probability counts
 
 
 @dataclass(frozen=True)
@@ -62,9 +61,6 @@ class DetectorConfig:
     flat_score: float = 0.65  # score of a frozen value: a run of repeats twice the longest seen (0: off;
     # kept on by judgement for flat lines, its NAB held-out cost is one false alert: docs/models.md)
     flat_min_run: int = 12  # a frozen run is at least this long
-    ensemble: int = 0  # self-calibrated ensemble (0: off; 1: members' tail probabilities; 2: the score's own)
-    ens_alpha: float = 0.001  # memory of each member's running distribution (of its log score)
-    ens_warm: int = 1000  # points calibrated before the ensemble can score
 
 
 @dataclass
@@ -95,11 +91,6 @@ class _State:
     prev: float = 0.0  # the previous value (frozen-value signal)
     run: int = 0  # repeats of the current value
     max_run: int = 0  # longest run of repeats that ended
-    ens_k: int = 0  # points calibrated (ensemble)
-    ens_rate: list[float] = field(default_factory=lambda: [0.0] * 4)  # share of positive raw scores
-    ens_mu: list[float] = field(default_factory=lambda: [0.0] * 4)  # mean of the log of positive ones
-    ens_var: list[float] = field(default_factory=lambda: [0.0] * 4)  # their variance
-    ens_pos: list[int] = field(default_factory=lambda: [0] * 4)  # positive raw scores seen
 
 
 class AnomalyDetector:
@@ -157,59 +148,6 @@ class AnomalyDetector:
             if s.period > 0:
                 s.profile = [math.nan] * s.period
 
-    def _ensemble(self, raws: tuple[float, ...]) -> float:
-        """Score the members' raw scores by their combined tail probability, then learn them.
-
-        Each member's raw score r >= 0 (negative: not available) has its own running distribution:
-        the share of positive scores and the mean and variance of log r over those (decayed with
-        ``ens_alpha``, plain averages at first). Its tail probability is share x Gaussian tail of log r.
-        The smallest one times the number of members (Bonferroni) maps to -log10(p) / lik_decades,
-        as the likelihood does; nothing before ``ens_warm`` points are calibrated."""
-        s = self.s
-        c = self.cfg
-        k = s.ens_k = s.ens_k + 1
-        a = 1.0 / k if k * c.ens_alpha < 1.0 else c.ens_alpha
-        pmin = 1.0
-        used = 0
-        rate = s.ens_rate
-        mus = s.ens_mu
-        vs = s.ens_var
-        npos = s.ens_pos
-        for i, r in enumerate(raws):
-            if r < 0:
-                continue
-            used += 1
-            pos = r > 1e-12
-            mu = mus[i]
-            v = vs[i]
-            if pos:
-                lr = math.log(r)
-                np_ = npos[i]
-                if np_ >= _ENS_MIN_POS and v > 0:
-                    sd = math.sqrt(v)
-                    zz = (lr - mu) / sd
-                    p = rate[i] * 0.5 * math.erfc(zz / _SQRT2)
-                    if zz > 3.0:  # winsorised, so an anomaly does not widen its own distribution much
-                        lr = mu + 3.0 * sd
-                else:  # too few positive scores for their distribution: P(r > 0) bounds the tail
-                    p = rate[i]
-                if p < pmin:
-                    pmin = p
-                np_ += 1
-                npos[i] = np_
-                b = 1.0 / np_ if np_ * c.ens_alpha < 1.0 else c.ens_alpha
-                d = lr - mu
-                mus[i] = mu + b * d
-                vs[i] = (1.0 - b) * (v + b * d * d)
-            rt = rate[i] + a * ((1.0 if pos else 0.0) - rate[i])
-            rate[i] = rt if rt > c.ens_alpha else c.ens_alpha  # no finer than its memory resolves
-        if k < c.ens_warm or used == 0:
-            return 0.0
-        p = pmin * used
-        if p >= 1.0:
-            return 0.0
-        return 1.0 if p <= 0 else min(1.0, -math.log10(p) / c.lik_decades)
-
     def update(self, value: float, ts: float | None = None) -> float:
         """Learn one point (``ts`` in seconds, optional) and return its anomaly score."""
         s = self.s
@@ -246,8 +184,6 @@ class AnomalyDetector:
         a = 1.0 / n if n * c.scale_alpha < 1.0 else c.scale_alpha
         w = c.winsor * el
         s.err_level = el + a * ((w if e > w and n > 10 else e) - el)
-        zl = z
-        zsm = -1.0
         if s.period > 0:
             i = s.phase % s.period
             pv = s.profile[i]
@@ -257,7 +193,6 @@ class AnomalyDetector:
                 ss = s.err_season
                 if sn > s.period:
                     zs = es / ss if ss > 0 else (0.0 if es == 0 else c.z_cap)
-                    zsm = zs
                     if ss < c.season_pick * el or zs < z:
                         z = zs
                 a = 1.0 / sn if sn * c.scale_alpha < 1.0 else c.scale_alpha
@@ -311,11 +246,6 @@ class AnomalyDetector:
         width = hi - lo
         margin = c.spatial_margin * width
         novel = (new_hi and x > hi + margin) or (new_lo and x < lo - margin)
-        ens = 0.0
-        if c.ensemble == 1 and n > c.lik_start:
-            dist = (x - hi if x > hi else lo - x if x < lo else 0.0) / (width + 1e-12)
-            zc = c.z_cap
-            ens = self._ensemble((zl if zl < zc else zc, zsm if zsm < zc else zc, m, dist))
 
         frozen = False
         if c.flat_score > 0:
@@ -345,12 +275,6 @@ class AnomalyDetector:
             sp = c.spatial_score + (1.0 - c.spatial_score) * min(1.0, beyond)
             if sp > score:
                 score = sp
-        if ens > score:
-            score = ens
-        if c.ensemble == 2:
-            cal = self._ensemble((score,))
-            if cal > score:
-                score = cal
         if score >= c.alert_level:
             if n - s.last_alert < c.suppress:
                 score *= c.suppress_factor
