@@ -1,0 +1,75 @@
+"""The detector's held-out synthetic kinds (bench/anomaly/synthetic.py): deterministic, one labelled
+window around each anomaly, and never drawn with a seed that a training corpus uses."""
+
+from __future__ import annotations
+
+import importlib.util
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from tests.support import ROOT
+
+
+@pytest.fixture(scope="module")
+def syn() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_anomaly_synthetic", ROOT / "bench/anomaly/synthetic.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_heldout_kinds_are_deterministic(syn: ModuleType) -> None:
+    a = syn.corpus(seeds=syn.HELDOUT_SEEDS, kinds=syn.HELDOUT_KINDS)
+    b = syn.corpus(seeds=syn.HELDOUT_SEEDS, kinds=syn.HELDOUT_KINDS)
+    assert len(a) == 10 * len(syn.HELDOUT_KINDS)
+    for (ka, ta, ya, wa), (kb, tb, yb, wb) in zip(a, b, strict=True):
+        assert ka == kb and wa == wb
+        assert np.array_equal(ta, tb) and np.array_equal(ya, yb)
+
+
+def test_each_heldout_series_has_one_window_around_its_anomaly(syn: ModuleType) -> None:
+    signs: dict[str, set[float]] = {}
+    for key, _, y, wins in syn.corpus(seeds=syn.HELDOUT_SEEDS, kinds=syn.HELDOUT_KINDS):
+        kind, seed = key.removeprefix("synthetic/").removesuffix(".csv").rsplit("_", 1)
+        if kind.endswith("_clean"):
+            assert wins == [], key
+            continue
+        assert len(wins) == 1, key
+        w0, w1 = wins[0]
+        if kind not in syn.UNSEEN_KINDS:  # flat-line kinds: the window is centred on the anomaly's start
+            at = syn.series(kind, int(seed) * 1000 + syn.ALL_KINDS.index(kind))[2]
+            assert w0 < at < w1, key
+            continue
+        # the same series without its anomaly departs from it first inside the window, and after the
+        # window the two differ by a constant (0, or a level shift that persists)
+        clean = syn.heldout_series(kind, int(seed) * 1000 + syn.ALL_KINDS.index(kind), inject=False)[1]
+        diff = y - clean
+        moved = np.nonzero(np.abs(diff) > 1e-9)[0]
+        assert len(moved) and w0 <= moved[0] <= w1, key
+        assert np.allclose(diff[w1 + 1:], diff[-1]), key
+        if kind == "ramp_drift":  # the window covers the whole ramp: it has ended by the window's end
+            assert np.isclose(diff[w1], diff[-1]), key
+        signs.setdefault(kind, set()).add(float(np.sign(diff[moved[0]])))
+        if kind == "weekly_level_shift":  # 3-6 noise sigmas (sd 10)
+            assert 30 <= abs(diff[-1]) <= 60, key
+    assert signs["weekly_level_shift"] == {-1.0, 1.0}  # shifts up and down
+    assert signs["growing_season"] == {-1.0, 1.0}  # spikes and dips
+    assert signs["sparse_counts_burst"] == {1.0}
+
+
+def test_no_heldout_series_shares_a_seed_or_kind_with_training(syn: ModuleType) -> None:
+    def generator_seeds(kinds: tuple[str, ...], seeds: tuple[int, ...] | range) -> set[int]:
+        return {s * 1000 + syn.ALL_KINDS.index(k) for k in kinds for s in seeds}
+
+    training_kinds = syn.KINDS + syn.EXTRA_KINDS
+    assert not set(syn.UNSEEN_KINDS) & set(training_kinds)
+    assert min(syn.HELDOUT_SEEDS) > 100 and len(set(syn.ALL_KINDS)) == len(syn.ALL_KINDS) < 1000
+    training = generator_seeds(training_kinds, range(1, 101))  # every draw the bench offers (--synthetic-seeds)
+    assert not generator_seeds(syn.HELDOUT_KINDS, syn.HELDOUT_SEEDS) & training
+    # and no held-out series equals a training one
+    held = {y.tobytes() for _, _, y, _ in syn.corpus(seeds=syn.HELDOUT_SEEDS, kinds=syn.HELDOUT_KINDS)}
+    train = {y.tobytes() for _, _, y, _ in syn.corpus(seeds=(1, 2, 3, 4, 5, 6, 7, 8), extra=True)}
+    assert not held & train
