@@ -46,6 +46,7 @@ from synthetic import corpus as synthetic_corpus  # noqa: E402
 from tools.auto_intel.anomaly_detector import AnomalyDetector, DetectorConfig  # noqa: E402
 
 PROFILES = ("standard", "low_FP", "low_FN")
+DEFAULT_SEEDS = (1, 2)  # the synthetic training draw (one series per kind and seed)
 BASE = DetectorConfig()
 # The candidates cross-validation chooses among: the knobs that set how strong each signal's score
 # is relative to the others (the threshold itself is chosen per profile). Kept small on purpose.
@@ -94,11 +95,42 @@ def run_detector(cfg: DetectorConfig, ts: list[float], vals: list[float]) -> np.
     return np.fromiter((upd(v, t) for t, v in zip(ts, vals, strict=True)), np.float64, len(vals))
 
 
+def weighted_case(base: Any, w: float, prof: Any) -> Any:
+    """A copy of the scorer's file ``base`` (scores kept) whose raw score under ``prof`` is, at every threshold,
+    ``w`` times ``base``'s plus ``weighted_shift`` (a constant), so that nabscore's own sweep
+    (``optimise``) and ``score_file`` give a weighted sum over files. NAB's raw score of a file is
+    fp * (sum of fp_unit over false detections) + per scored window either tp * (best tp_unit
+    detected) or -fn: scaling fp_unit by ``w`` and mapping tp_unit to w*tp_unit + (w-1)*fn/tp
+    scales every term by ``w`` up to (w-1)*fn per scored window. Needs w >= 0."""
+    if w < 0:
+        raise ValueError(f"file weight {w} < 0")
+    inside = base.window >= 0
+    tp = np.where(inside, w * base.tp_unit + (w - 1.0) * prof.fn / prof.tp, 0.0)
+    return replace(base, tp_unit=tp, fp_unit=w * base.fp_unit)
+
+
+def weighted_shift(base: Any, w: float, prof: Any) -> float:
+    """The constant by which ``weighted_case``'s raw score exceeds ``w`` x the file's raw score."""
+    return (w - 1.0) * prof.fn * len(base.windows_scored)
+
+
+def weighted_optimise(nab: ModuleType, cases: list[Any], weights: list[float], prof: Any,
+                      ) -> tuple[float, float]:
+    """nabscore's threshold sweep (``optimise``) on the sum over files of weight x raw score:
+    (threshold, that weighted raw score). Equal weights of 1 are nabscore's sweep itself."""
+    if all(w == 1.0 for w in weights):
+        best = nab.optimise(cases, prof)
+        return best.threshold, best.raw
+    best = nab.optimise([weighted_case(c, w, prof) for c, w in zip(cases, weights, strict=True)], prof)
+    shift = sum(weighted_shift(c, w, prof) for c, w in zip(cases, weights, strict=True))
+    return best.threshold, best.raw - shift
+
+
 class Corpus:
     """NAB dev files and synthetic series, prepared once per score source for the scorer."""
 
     def __init__(self, nab: ModuleType, data: Path, extra_synthetic: bool = False,
-                 synthetic_seeds: tuple[int, ...] = (1, 2)) -> None:
+                 synthetic_seeds: tuple[int, ...] = DEFAULT_SEEDS, synthetic_share: float = 1.0) -> None:
         self.nab = nab
         windows = nab.load_windows(str(data / "combined_windows.json"), set())
         self.series: dict[str, tuple[list[float], list[float]]] = {}
@@ -110,10 +142,14 @@ class Corpus:
             self.ts_ns[key] = (np.asarray(ts) * 1e9).round().astype(np.int64)
             self.windows[key] = wins
         self.nab_keys = sorted(windows)
-        self.synth_keys = self.add_synthetic(synthetic_corpus(seeds=synthetic_seeds, extra=extra_synthetic))
         self.refs: dict[str, dict[str, np.ndarray]] = {}
         self._cases: dict[tuple[str, str], Any] = {}
+        self._bases: dict[str, Any] = {}
         self._nulls: dict[str, Any] = {}
+        self.weights: dict[str, float] = {}
+        self.synth_keys: list[str] = []
+        self.set_synthetic(self.add_synthetic(synthetic_corpus(seeds=synthetic_seeds, extra=extra_synthetic)),
+                           synthetic_share)
 
     def add_synthetic(self, items: list[tuple[str, np.ndarray, np.ndarray, list[tuple[int, int]]]],
                       ) -> list[str]:
@@ -134,6 +170,29 @@ class Corpus:
             out[key] = np.array([float(r["anomaly_score"]) for r in csv.DictReader(open(path))])
         self.refs[name] = out
 
+    def set_synthetic(self, keys: list[str], share: float = 1.0) -> None:
+        """Train on the synthetic series ``keys``, their block weighted ``share`` x the default draw's.
+
+        Each synthetic file weighs ``share * len(DEFAULT_SEEDS) / seeds`` in the training objective, so
+        a union of several draws counts as much as one draw (``share=1``): the objective is the mean
+        over the draws instead of one draw's, whatever the number of series."""
+        n_seeds = len({k.rsplit("_", 1)[1] for k in keys}) or 1
+        w = share * len(DEFAULT_SEEDS) / n_seeds
+        self.synth_keys = list(keys)
+        self.weights = {k: w for k in keys}
+
+    def weight(self, key: str) -> float:
+        return self.weights.get(key, 1.0)
+
+    def _base(self, key: str) -> Any:
+        """The scorer's prepared file without scores (windows, probation, reward per row)."""
+        got = self._bases.get(key)
+        if got is None:
+            got = self.nab.prepare_file(key, self.ts_ns[key], self.windows[key],
+                                        np.zeros(len(self.ts_ns[key])))
+            self._bases[key] = got
+        return got
+
     def case(self, source: str, key: str) -> Any:
         """The scorer's prepared file for one score source (a GRID name or a reference)."""
         got = self._cases.get((source, key))
@@ -142,42 +201,56 @@ class Corpus:
                 scores = self.refs[source][key]
             else:
                 scores = run_detector(GRID[source], *self.series[key])
-            got = self.nab.prepare_file(key, self.ts_ns[key], self.windows[key], scores)
+            base = self._base(key)  # the probationary rows are a prefix
+            got = base.with_scores(np.asarray(scores, np.float64)[len(scores) - len(base.scores):])
             self._cases[(source, key)] = got
         return got
 
     def null(self, key: str) -> Any:
         if key not in self._nulls:
-            c = self.case(next(iter(GRID)), key)
+            c = self._base(key)
             self._nulls[key] = c.with_scores(np.full(len(c.scores), self.nab.NULL_SCORE))
         return self._nulls[key]
 
     def n_windows(self, keys: list[str]) -> int:
         return sum(len(self.windows[k]) for k in keys)
 
-    def normalised(self, keys: list[str], raw: list[float]) -> list[float]:
-        """NAB's 100*(raw-null)/(perfect-null) on ``keys``, per profile (nan without windows)."""
+    def sweep(self, cases: list[Any], keys: list[str], prof: Any) -> tuple[float, float]:
+        """NAB's threshold sweep with each file weighted by ``weight``: (threshold, weighted raw)."""
+        return weighted_optimise(self.nab, cases, [self.weight(k) for k in keys], prof)
+
+    def null_raw(self, keys: list[str]) -> list[float]:
+        """The (weighted) raw score of the null detector on ``keys``, its threshold optimised, per profile."""
+        nulls = [self.null(k) for k in keys]
+        return [self.sweep(nulls, keys, prof)[1] for prof in self.nab.PROFILES]
+
+    def normalised(self, keys: list[str], raw: list[float], null: list[float] | None = None,
+                   ) -> list[float]:
+        """NAB's 100*(raw-null)/(perfect-null) on ``keys``, per profile (nan without windows); raw,
+        null and perfect are sums over the files weighted by ``weight`` (1 for NAB files)."""
         out = []
-        nw = self.n_windows(keys)
-        for prof, r in zip(self.nab.PROFILES, raw, strict=True):
-            nulls = [self.null(k) for k in keys]
-            nbest = self.nab.optimise(nulls, prof)
-            null_raw = sum(self.nab.score_file(c, prof, nbest.threshold).raw for c in nulls)
-            perfect = prof.tp * nw
+        wins = sum(self.weight(k) * len(self.windows[k]) for k in keys)
+        null = self.null_raw(keys) if null is None else null
+        for prof, r, null_raw in zip(self.nab.PROFILES, raw, null, strict=True):
+            perfect = prof.tp * wins
             out.append(100.0 * (r - null_raw) / (perfect - null_raw) if perfect != null_raw else np.nan)
         return out
 
     def fit(self, keys: list[str], sources: list[str]) -> tuple[str, list[float]]:
-        """Choose the source (config) with the best mean normalised training score, and its thresholds."""
+        """Choose the source (config) with the best mean normalised training score, and its thresholds
+        (each file's raw score weighted by ``weight``)."""
         best: tuple[float, str, list[float]] | None = None
+        null: list[float] | None = None
         for src in sources:
             if src in self.refs:  # published results exist for the NAB files only
                 keys = [k for k in keys if k in self.refs[src]]
+                null = None
             cases = [self.case(src, k) for k in keys]
-            sweeps = [self.nab.optimise(cases, p) for p in self.nab.PROFILES]
-            norm = float(np.mean(self.normalised(keys, [s.raw for s in sweeps])))
+            sweeps = [self.sweep(cases, keys, p) for p in self.nab.PROFILES]
+            null = self.null_raw(keys) if null is None else null
+            norm = float(np.mean(self.normalised(keys, [s[1] for s in sweeps], null)))
             if best is None or norm > best[0]:
-                best = (norm, src, [s.threshold for s in sweeps])
+                best = (norm, src, [s[0] for s in sweeps])
         assert best is not None
         return best[1], best[2]
 
@@ -290,14 +363,19 @@ def points_per_second(cp: Corpus, repeats: int = 3) -> tuple[float, int]:
     return total / best, total
 
 
+def option(name: str, default: str) -> str:
+    return next((a.split("=", 1)[1] for a in sys.argv if a.startswith(name + "=")), default)
+
+
 def main() -> int:
     shared = shared_dir()
     nab = load_nabscore(shared)
     data = shared / "data" / "nab-dev"
     refs = data / "reference-results"
-    seeds = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--synthetic-seeds=")), "1,2")
+    seeds = option("--synthetic-seeds", ",".join(map(str, DEFAULT_SEEDS)))
     cp = Corpus(nab, data, extra_synthetic="--synthetic-extra" in sys.argv,
-                synthetic_seeds=tuple(int(x) for x in seeds.split(",")))
+                synthetic_seeds=tuple(int(x) for x in seeds.split(",")),
+                synthetic_share=float(option("--synthetic-share", "1")))
     cp.add_reference("ARTime", refs / "ARTime")
     cp.add_reference("numenta", refs / "numenta")
 
