@@ -10,7 +10,9 @@ cross-validated (see docs/models.md for the protocol).
   and applied unchanged to the held-out files. Two splits: leave-one-folder-out (realAWSCloudwatch
   vs the artificial folders) and leave-one-file-out. ARTime and HTM get the same protocol (their
   threshold is chosen on the training files). Held-out raw scores are summed over the folds and
-  normalised on the held-out files with NAB's formula.
+  normalised on the held-out files with NAB's formula. In training, each synthetic file can be
+  weighted (``--synthetic-share``: the synthetic block counts that many times the default draw, however
+  many seeds ``--synthetic-seeds`` gives); the sweep is nabscore's, on weighted files.
 
 Throughput is measured in-process on one core. Last line:
 ``anomaly: standard=.. low_fp=.. low_fn=.. ... cv_standard=.. cv_low_fp=.. cv_low_fn=.. ... points_per_s=..

@@ -90,3 +90,33 @@ def test_weighting_a_file_less_changes_the_chosen_threshold(nab: ModuleType) -> 
     thr, raw = run.weighted_optimise(nab, [hit, noisy], [1.0, 0.1], prof)
     assert thr == 0.3
     assert raw == pytest.approx(nab.score_file(hit, prof, 0.3).raw + 0.1 * nab.score_file(noisy, prof, 0.3).raw)
+
+
+def test_scaling_every_weight_keeps_the_fit_and_the_normalised_score(nab: ModuleType) -> None:
+    # NAB's normalisation is a ratio of sums (raw, null, perfect): the weighted one is scale-free.
+    data = run.shared_dir() / "data" / "nab-dev"
+    cp = run.Corpus(nab, data, synthetic_seeds=())
+    cp.add_reference("ARTime", data / "reference-results" / "ARTime")
+    keys = cp.nab_keys
+
+    def fitted() -> tuple[list[float], list[float]]:
+        thr = cp.fit(keys, ["ARTime"])[1]
+        raw = [sum(cp.weight(k) * r[i] for k, r in ((k, cp.raw(k, "ARTime", thr)) for k in keys))
+               for i in range(3)]
+        return thr, cp.normalised(keys, raw)
+
+    thr1, norm1 = fitted()
+    cp.weights = {k: 3.0 for k in keys}
+    thr3, norm3 = fitted()
+    assert thr3 == thr1
+    assert norm3 == pytest.approx(norm1)
+    cp.weights = {k: 0.2 if k.startswith("artificial") else 1.0 for k in keys}
+    assert fitted()[1] != pytest.approx(norm1)  # and unequal weights do matter
+
+
+def test_a_union_of_draws_weighs_as_much_as_the_default_draw(nab: ModuleType) -> None:
+    cp = run.Corpus(nab, run.shared_dir() / "data" / "nab-dev", synthetic_seeds=(1, 2, 3, 4, 5, 6, 7, 8),
+                    synthetic_share=0.5)
+    assert len(cp.synth_keys) == 56
+    assert {cp.weight(k) for k in cp.synth_keys} == {0.5 * 2 / 8}
+    assert cp.weight(cp.nab_keys[0]) == 1.0
