@@ -10,6 +10,7 @@ scores are computed once and shared by all draws.
     .venv/bin/python bench/anomaly/draws.py --sets='1,2;3,4;5,6;7,8'             # the default procedure
     .venv/bin/python bench/anomaly/draws.py --sets='1-8;11-18;21-28;31-38'       # 4 draws pooled
     .venv/bin/python bench/anomaly/draws.py --sets='1-8;11-18' --synthetic-share=0.5
+    .venv/bin/python bench/anomaly/draws.py --sets='1-8;11-18' --nested-shares=1,0.5,0.25  # chosen per fold
 """
 
 from __future__ import annotations
@@ -37,16 +38,51 @@ def parse_sets(text: str) -> list[tuple[int, ...]]:
     return out
 
 
+def nested_cross_validate(cp: run.Corpus, folds: list[tuple[list[str], list[str]]], grid: list[str],
+                          shares: list[float]) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """``run.cross_validate`` with the synthetic block's weight also chosen per fold, by an inner
+    two-fold cross-validation on that fold's NAB training files (alternate files held out); ties go to
+    the share listed first."""
+    synth = list(cp.synth_keys)
+    raw: dict[str, list[float]] = {}
+    chosen: dict[str, int] = {}
+    for train, test in folds:
+        nab_train = [k for k in train if k in cp.windows and not k.startswith("synthetic/")]
+        inner = [nab_train[0::2], nab_train[1::2]]
+        best: tuple[float, float] | None = None
+        for share in shares:
+            cp.set_synthetic(synth, share)
+            held: dict[str, list[float]] = {}
+            for part in inner:
+                src, thr = cp.fit([k for k in nab_train if k not in part] + synth, grid)
+                for k in part:
+                    held[k] = cp.raw(k, src, thr)
+            norm = float(np.mean(cp.normalised(nab_train, [sum(held[k][i] for k in nab_train)
+                                                           for i in range(3)])))
+            if best is None or norm > best[0]:
+                best = (norm, share)
+        assert best is not None
+        cp.set_synthetic(synth, best[1])
+        src, thr = cp.fit(train, grid)
+        tag = f"{src} share {best[1]:g}"
+        chosen[tag] = chosen.get(tag, 0) + 1
+        for k in test:
+            raw[k] = cp.raw(k, src, thr)
+    return raw, chosen
+
+
 def main() -> int:
     shared = run.shared_dir()
     nab = run.load_nabscore(shared)
     cp = run.Corpus(nab, shared / "data" / "nab-dev", synthetic_seeds=())
     sets = parse_sets(run.option("--sets", "1,2;3,4;5,6;7,8"))
     share = float(run.option("--synthetic-share", "1"))
+    # --nested-shares=1,0.5,0.25: the share is chosen per fold by an inner cross-validation instead
+    nested = [float(x) for x in run.option("--nested-shares", "").split(",") if x]
     grid = list(run.GRID)
     artificial = [k for k in cp.nab_keys if k.startswith("artificial")]
     real = [k for k in cp.nab_keys if not k.startswith("artificial")]
-    print(f"synthetic share {share:g}; per draw: leave-one-file-out all 28 | realAWS | "
+    print(f"synthetic share {nested or share}; per draw: leave-one-file-out all 28 | realAWS | "
           "leave-one-folder-out all 28 (standard / low FP / low FN); final fit's config and thresholds")
     rows = []
     for seeds in sets:
@@ -54,14 +90,19 @@ def main() -> int:
         cp.set_synthetic(keys, share)
         loo = [([j for j in cp.nab_keys if j != k] + keys, [k]) for k in cp.nab_keys]
         lofo = [(artificial + keys, real), (real + keys, artificial)]
-        raw_loo, chosen_loo = run.cross_validate(cp, loo, grid)
-        raw_lofo, chosen_lofo = run.cross_validate(cp, lofo, grid)
+        if nested:
+            raw_loo, chosen_loo = nested_cross_validate(cp, loo, grid, nested)
+            raw_lofo, chosen_lofo = nested_cross_validate(cp, lofo, grid, nested)
+        else:
+            raw_loo, chosen_loo = run.cross_validate(cp, loo, grid)
+            raw_lofo, chosen_lofo = run.cross_validate(cp, lofo, grid)
 
         def norm(raw: dict[str, list[float]], keys: list[str]) -> list[float]:
             return cp.normalised(keys, [sum(raw[k][i] for k in keys) for i in range(3)])
 
         row = norm(raw_loo, cp.nab_keys) + norm(raw_loo, real) + norm(raw_lofo, cp.nab_keys)
-        final, thr = cp.fit(cp.nab_keys + keys, grid)
+        cp.set_synthetic(keys, share)
+        final, thr = cp.fit(cp.nab_keys + keys, grid)  # (with --nested-shares: at --synthetic-share)
         rows.append(row)
         label = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 2 else ",".join(map(str, seeds))
         cells = " | ".join(" / ".join(f"{v:.1f}" for v in row[i:i + 3]) for i in (0, 3, 6))
