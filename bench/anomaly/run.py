@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from synthetic import HELDOUT_KINDS, HELDOUT_SEEDS  # noqa: E402
+from synthetic import FRESH_KINDS, FRESH_SEEDS, HELDOUT_KINDS, HELDOUT_SEEDS  # noqa: E402
 from synthetic import corpus as synthetic_corpus  # noqa: E402
 
 from tools.auto_intel.anomaly_detector import AnomalyDetector, DetectorConfig  # noqa: E402
@@ -220,10 +220,11 @@ def kinds_heldout(cp: Corpus, src: str, thresholds: list[float]) -> tuple[list[s
     with the configuration and thresholds chosen on all dev files + synthetic training series. Returns the
     table's lines and (series detected, series with an anomaly)."""
     keys = cp.add_synthetic(synthetic_corpus(seeds=HELDOUT_SEEDS, kinds=HELDOUT_KINDS))
+    keys += cp.add_synthetic(synthetic_corpus(seeds=FRESH_SEEDS, kinds=FRESH_KINDS))
     lines = [f"HELD-OUT synthetic kinds (never in training; {src}, standard threshold {thresholds[0]:.3f}):",
              f"{'kind':<22}{'detected':>10}{'false alerts':>14}{'standard':>10}{'low_FP':>10}{'low_FN':>10}"]
     hits = total = 0
-    for kind in HELDOUT_KINDS:
+    for kind in HELDOUT_KINDS + FRESH_KINDS:
         ks = [k for k in keys if k.rsplit("_", 1)[0] == f"synthetic/{kind}"]
         hit = fp = 0
         for k in ks:
