@@ -5,10 +5,10 @@ seasonality whose scale changes, spiky counts (also with a daily rate), slow dri
 anomaly: a leak's ramp), flat lines (also a frozen sensor), each with one labelled anomaly (a NAB-style
 window: 10 % of the file, centred on the anomaly's start) or none. Deterministic (seeded).
 The training kinds are never scored as results; they only help choose parameters. ``HELDOUT_KINDS`` with
-seeds 101-110 are test series that no training corpus uses (the bench scores them once, with the
-configuration and thresholds chosen on the training data): the kinds of issue 21 item 2 drawn by other
-generators than the training kinds' (``heldout_series``: other steps, shapes, noise and anomalies) and
-the flat-line kinds.
+seeds 101-110 (and ``FRESH_KINDS`` with seeds 201-210) are test series that no training corpus uses (the
+bench scores them once, with the configuration and thresholds chosen on the training data): the kinds of
+issue 21 item 2 drawn by other generators than the training kinds' (``heldout_series``: other steps,
+shapes, noise and anomalies), the flat-line kinds, and a fresh weekly kind (``fresh_series``).
 """
 
 from __future__ import annotations
@@ -86,10 +86,39 @@ def heldout_series(kind: str, seed: int, inject: bool = True) -> tuple[np.ndarra
     return T0 + t * step, y, at
 
 
+def fresh_series(kind: str, seed: int, inject: bool = True) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(epoch seconds, values, centre of the labelled window or None) for a *fresh* held-out kind
+    (``FRESH_KINDS``, seeds 201-210): added before the detector's weekly profile was designed, and scored
+    once, at the end of that change (docs/models.md). Its length differs from ``N``. ``inject=False``
+    gives the same series without its anomaly."""
+    rng = np.random.default_rng(seed)
+    if kind != "weekly_shift_hourly":
+        raise ValueError(kind)
+    # hourly step, 8-10 weeks; an office-like week: weekdays with a working-hours plateau (a ramp up in
+    # the morning, down in the evening), weekends low and flat, the week starting on a random day;
+    # Student-t noise (4 degrees of freedom, standard deviation sd) with a slowly wandering baseline
+    step, day, sd = 3600, 24, 6.0
+    n = int(rng.integers(8, 11)) * 7 * day
+    t = np.arange(n)
+    hour = t % day
+    dow = (t // day + int(rng.integers(7))) % 7
+    work = np.clip((hour - 7) / 2.0, 0, 1) * np.clip((19 - hour) / 2.0, 0, 1)
+    y = 200 + np.where(dow < 5, 12 * sd * work + 2 * sd, 0.0)
+    y += sd * rng.standard_t(4, n) / np.sqrt(2.0)  # t(4) has variance 2
+    y += np.cumsum(rng.normal(0, 0.05 * sd, n))  # slow wander of the baseline
+    at: int | None = int(rng.integers(int(0.55 * n), int(0.85 * n)))
+    shift = rng.choice([-1, 1]) * rng.uniform(3, 6) * sd  # 3-6 noise sigmas, up or down
+    if inject:
+        y[at:] += shift
+    return T0 + t * step, y, at
+
+
 def series(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray, int | None]:
     """Return (epoch seconds, values, anomaly start index or None) for one synthetic series."""
     if kind in UNSEEN_KINDS:
         return heldout_series(kind, seed)
+    if kind in FRESH_KINDS:
+        return fresh_series(kind, seed)
     rng = np.random.default_rng(seed)
     t = np.arange(N)
     at: int | None = int(rng.integers(int(0.45 * N), int(0.85 * N)))
@@ -157,17 +186,22 @@ UNSEEN_KINDS = ("weekly_level_shift", "growing_season", "growing_season_clean", 
 FLAT_KINDS = ("flat_line", "stuck_sensor", "frozen_walk", "frozen_counts")
 HELDOUT_KINDS = UNSEEN_KINDS + FLAT_KINDS
 HELDOUT_SEEDS = tuple(range(101, 111))
-ALL_KINDS = KINDS + EXTRA_KINDS + ("frozen_walk", "frozen_counts") + UNSEEN_KINDS  # append only: the index seeds
+# A fresh held-out kind, seeds 201-210 (used nowhere else), added before the weekly profile was designed
+# (from then on weekly_level_shift counts as a development kind for it) and scored once, at its end.
+FRESH_KINDS = ("weekly_shift_hourly",)
+FRESH_SEEDS = tuple(range(201, 211))
+ALL_KINDS = (KINDS + EXTRA_KINDS + ("frozen_walk", "frozen_counts") + UNSEEN_KINDS
+             + FRESH_KINDS)  # append only: the index seeds
 
 
 def corpus(seeds: tuple[int, ...] = (1, 2), extra: bool = False, kinds: tuple[str, ...] | None = None,
            ) -> list[tuple[str, np.ndarray, np.ndarray, list[tuple[int, int]]]]:
     """(key, epoch seconds, values, windows as (first row, last row)) for every kind and seed."""
     out = []
-    width = N // 10
     for kind in kinds or (KINDS + EXTRA_KINDS if extra else KINDS):
         for seed in seeds:
             ts, y, at = series(kind, seed * 1000 + ALL_KINDS.index(kind))
+            width = len(y) // 10
             wins = [] if at is None else [(max(0, at - width // 2), min(N - 1, at + width // 2))]
             out.append((f"synthetic/{kind}_{seed}.csv", ts, y, wins))
     return out

@@ -73,3 +73,24 @@ def test_no_heldout_series_shares_a_seed_or_kind_with_training(syn: ModuleType) 
     held = {y.tobytes() for _, _, y, _ in syn.corpus(seeds=syn.HELDOUT_SEEDS, kinds=syn.HELDOUT_KINDS)}
     train = {y.tobytes() for _, _, y, _ in syn.corpus(seeds=(1, 2, 3, 4, 5, 6, 7, 8), extra=True)}
     assert not held & train
+
+
+def test_fresh_kind_is_hourly_weekly_and_shifts_inside_its_window(syn: ModuleType) -> None:
+    items = syn.corpus(seeds=syn.FRESH_SEEDS, kinds=syn.FRESH_KINDS)
+    assert len(items) == 10 and min(syn.FRESH_SEEDS) > 200
+    signs = set()
+    for key, ts, y, wins in items:
+        seed = int(key.removesuffix(".csv").rsplit("_", 1)[1])
+        assert np.all(np.diff(ts) == 3600) and 8 * 168 <= len(y) <= 10 * 168, key
+        clean = syn.fresh_series("weekly_shift_hourly", seed * 1000 + syn.ALL_KINDS.index("weekly_shift_hourly"),
+                                 inject=False)[1]
+        diff = y - clean
+        moved = np.nonzero(np.abs(diff) > 1e-9)[0]
+        (w0, w1), = wins
+        assert w0 <= moved[0] <= w1 and np.allclose(diff[moved[0]:], diff[-1]), key
+        assert 18 <= abs(diff[-1]) <= 36, key  # 3-6 noise sigmas (sd 6)
+        signs.add(float(np.sign(diff[-1])))
+    assert signs == {-1.0, 1.0}
+    # never a training draw
+    training = {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.KINDS + syn.EXTRA_KINDS for s in range(1, 101)}
+    assert not {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.FRESH_KINDS for s in syn.FRESH_SEEDS} & training

@@ -5,7 +5,10 @@ Four signals are combined:
 
 * **prediction surprise**: the error of the better of two predictors (a fast level and, when
   the timestamps show a daily rhythm, a per-phase seasonal profile), scaled by its own running
-  mean absolute error, so a spike, a dip or a broken daily shape stands out;
+  mean absolute error, so a spike, a dip or a broken daily shape stands out. A per-phase weekly
+  profile is learned too; once its running error is clearly below the daily profile's (after two
+  weeks) it replaces the daily one, and its own surprises get an error likelihood of their own
+  (below), so a level shift in a series with a weekly rhythm is caught within hours;
 * **error likelihood** (as in Numenta's anomaly likelihood): the short-term mean of those
   surprises compared with their long-term distribution, so a burst of failures, a sustained
   slowdown or a level shift raises the score even when no single point is extreme;
@@ -61,6 +64,9 @@ class DetectorConfig:
     flat_score: float = 0.65  # score of a frozen value: a run of repeats twice the longest seen (0: off;
     # kept on by judgement for flat lines, its NAB held-out cost is one false alert: docs/models.md)
     flat_min_run: int = 12  # a frozen run is at least this long
+    weekly: bool = True  # a per-phase weekly profile, used once it clearly beats the daily one (docs/models.md)
+    week_pick: float = 0.8  # ... that is, once its running error is below this x the daily profile's
+    week_decades: float = 1.5  # the weekly profile's error likelihood maps this x lik_decades to score 1
 
 
 @dataclass
@@ -91,6 +97,16 @@ class _State:
     prev: float = 0.0  # the previous value (frozen-value signal)
     run: int = 0  # repeats of the current value
     max_run: int = 0  # longest run of repeats that ended
+    # weekly rhythm (config.weekly; absent from older snapshots, which restore with it off)
+    wprofile: list[float] = field(default_factory=list)  # per-phase weekly profile (7 x period), once known
+    err_week: float = 0.0  # its running mean absolute error
+    week_n: int = 0  # errors it has made
+    week_on: bool = False  # its error is clearly below the daily profile's (after a week of errors)
+    wring: list[float] = field(default_factory=list)  # short-term surprises of the weekly profile
+    wring_i: int = 0
+    wring_sum: float = 0.0
+    wmu: float = 0.0  # long-term mean/variance of their short-term mean
+    wvar: float = 0.0
 
 
 class AnomalyDetector:
@@ -112,6 +128,7 @@ class AnomalyDetector:
             if math.isinf(st[k]):
                 st[k] = None
         st["profile"] = [None if v != v else v for v in st["profile"]]
+        st["wprofile"] = [None if v != v else v for v in st["wprofile"]]
         return {"config": asdict(self.cfg), "state": st}
 
     @classmethod
@@ -120,6 +137,7 @@ class AnomalyDetector:
         existed: it continues exactly as it was, with that signal off, as it has no repeat history)."""
         cfg = dict(snap["config"])
         cfg.setdefault("flat_score", 0.0)
+        cfg.setdefault("weekly", False)
         det = cls(DetectorConfig(**cfg))
         st = dict(snap["state"])
         for k in ("lo", "olo"):
@@ -129,6 +147,7 @@ class AnomalyDetector:
             if st[k] is None:
                 st[k] = -math.inf
         st["profile"] = [math.nan if v is None else float(v) for v in st["profile"]]
+        st["wprofile"] = [math.nan if v is None else float(v) for v in st.get("wprofile", [])]
         det.s = _State(**st)
         return det
 
@@ -147,6 +166,51 @@ class AnomalyDetector:
             s.steps = []
             if s.period > 0:
                 s.profile = [math.nan] * s.period
+                if self.cfg.weekly and 7 * s.period <= self.cfg.max_period:
+                    s.wprofile = [math.nan] * (7 * s.period)
+                    s.wring = [0.0] * self.cfg.short_window
+
+    def _week(self, x: float, err_day: float) -> float:
+        """Learn the weekly profile at this phase; return its error likelihood's score once it is in use
+        (the short-term mean of its surprises against their long-term distribution, as for the main one)."""
+        s = self.s
+        c = self.cfg
+        wp = s.wprofile
+        i = s.phase % len(wp)
+        pv = wp[i]
+        if pv != pv:
+            wp[i] = x
+            return 0.0
+        e = abs(x - pv)
+        wp[i] = pv + c.season_alpha * (x - pv)
+        ew = s.err_week
+        z = e / ew if ew > 0 else (0.0 if e == 0 else c.z_cap)
+        wn = s.week_n = s.week_n + 1
+        a = 1.0 / wn if wn * c.scale_alpha < 1.0 else c.scale_alpha
+        w = c.winsor * ew
+        s.err_week = ew + a * ((w if e > w and wn > 10 else e) - ew)
+        if wn >= len(wp):  # a week of errors before it may be used
+            s.week_on = ew < c.week_pick * err_day
+        if z > c.z_cap:
+            z = c.z_cap
+        ring = s.wring
+        j = s.wring_i
+        s.wring_sum += z - ring[j]
+        ring[j] = z
+        s.wring_i = (j + 1) % len(ring)
+        m = s.wring_sum / len(ring)
+        mu = s.wmu
+        var = s.wvar
+        d = m - mu
+        if wn > c.lik_start:
+            k = wn - c.lik_start
+            a = 1.0 / k if k * c.long_alpha < 1.0 else c.long_alpha
+            s.wmu = mu + a * d
+            s.wvar = (1.0 - a) * (var + a * d * d)
+        if not s.week_on or var <= 0 or d <= 0:
+            return 0.0
+        tail = 0.5 * math.erfc(d / math.sqrt(var) / _SQRT2)
+        return 1.0 if tail <= 0 else min(1.0, -math.log10(tail) / (c.week_decades * c.lik_decades))
 
     def update(self, value: float, ts: float | None = None) -> float:
         """Learn one point (``ts`` in seconds, optional) and return its anomaly score."""
@@ -184,6 +248,7 @@ class AnomalyDetector:
         a = 1.0 / n if n * c.scale_alpha < 1.0 else c.scale_alpha
         w = c.winsor * el
         s.err_level = el + a * ((w if e > w and n > 10 else e) - el)
+        wlik = 0.0
         if s.period > 0:
             i = s.phase % s.period
             pv = s.profile[i]
@@ -191,10 +256,17 @@ class AnomalyDetector:
                 es = abs(x - pv)
                 sn = s.season_n = s.season_n + 1
                 ss = s.err_season
+                if s.wprofile:
+                    if s.week_on:  # the weekly profile replaces the daily one as the seasonal predictor
+                        es = abs(x - s.wprofile[s.phase % len(s.wprofile)])
+                        ss = s.err_week
+                    wlik = self._week(x, s.err_season)
                 if sn > s.period:
                     zs = es / ss if ss > 0 else (0.0 if es == 0 else c.z_cap)
                     if ss < c.season_pick * el or zs < z:
                         z = zs
+                ss = s.err_season
+                es = abs(x - pv)
                 a = 1.0 / sn if sn * c.scale_alpha < 1.0 else c.scale_alpha
                 w = c.winsor * ss
                 s.err_season = ss + a * ((w if es > w and sn > 10 else es) - ss)
@@ -267,6 +339,8 @@ class AnomalyDetector:
             lik = 1.0 if tail <= 0 else min(1.0, -math.log10(tail) / c.lik_decades)
             if lik > score:
                 score = lik
+        if wlik > score:
+            score = wlik
         pz = c.point_weight * (z / c.z_cap)
         if pz > score:
             score = pz

@@ -606,3 +606,72 @@ def test_interval_coverage_of_the_yearly_decomposition_on_weekly_trends_with_ar_
             assert forecast(y, horizon=52, timestamps=list(ts)).method.startswith("decomp")
         covs.append(rolling_coverage(y, ts, horizon=52, origins=10, spacing=13)[0])
     assert 0.87 <= np.mean(covs) <= 0.93, covs
+
+
+def weekly_series(seed: int, weeks: int = 5, weekly_amp: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+    """10-minute samples: a weekly and a daily rhythm with AR(1) noise (sd 8)."""
+    rng = np.random.default_rng(seed)
+    day = 144
+    n = weeks * 7 * day
+    t = np.arange(n)
+    noise = np.zeros(n)
+    e = rng.normal(0, 8 * math.sqrt(1 - 0.5**2), n)
+    for i in range(1, n):
+        noise[i] = 0.5 * noise[i - 1] + e[i]
+    y = 500 + weekly_amp * np.sin(2 * np.pi * t / (7 * day)) + 15 * np.sin(2 * np.pi * t / day) + noise
+    return T0 + t * 600.0, y
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_weekly_profile_activates_on_a_weekly_series_and_not_on_a_daily_one(seed: int) -> None:
+    for amp, expect in ((30.0, True), (0.0, False)):
+        ts, y = weekly_series(seed, weekly_amp=amp)
+        det = AnomalyDetector()
+        on = []
+        for t, v in zip(ts, y, strict=True):
+            det.update(float(v), float(t))
+            on.append(det.s.week_on)
+        assert len(det.s.wprofile) == 7 * 144
+        assert not any(on[:2 * 1008])  # not before two weeks
+        assert (np.mean(on[3 * 1008:]) > 0.9) if expect else not any(on), (amp, np.mean(on))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_level_shift_in_a_weekly_series_alerts_within_three_hours(seed: int) -> None:
+    ts, y = weekly_series(seed)
+    at = 3 * 1008 + 300 + 50 * seed
+    y[at:] -= 32  # 4 sigma
+    scores = {}
+    for wk in (True, False):
+        det = AnomalyDetector(replace(DetectorConfig(), weekly=wk))
+        scores[wk] = np.array([det.update(float(v), float(t)) for t, v in zip(ts, y, strict=True)])
+    assert not (scores[True][3 * 1008:at] >= ALERT_THRESHOLD).any()  # quiet before
+    assert (scores[True][at:at + 18] >= ALERT_THRESHOLD).any()  # within 3 hours
+    assert not (scores[False][at:at + 18] >= ALERT_THRESHOLD).any()  # the daily profile alone misses it
+
+
+@pytest.mark.parametrize("cut", [1500, 2500])  # the weekly profile learning, in use
+def test_snapshot_round_trip_with_the_weekly_profile(cut: int) -> None:
+    ts, y = weekly_series(3)
+    y[3200:] += 30
+    a = AnomalyDetector()
+    for t, v in zip(ts[:cut], y[:cut], strict=True):
+        a.update(float(v), float(t))
+    assert a.s.week_on == (cut > 2 * 1008)
+    b = AnomalyDetector.restore(json.loads(json.dumps(a.snapshot(), allow_nan=False)))
+    rest_a = [a.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
+    rest_b = [b.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
+    assert rest_a == rest_b and max(rest_a) >= ALERT_THRESHOLD
+    # a snapshot saved before the weekly profile existed continues exactly as it was, without it
+    old = AnomalyDetector(replace(DetectorConfig(), weekly=False))
+    for t, v in zip(ts[:cut], y[:cut], strict=True):
+        old.update(float(v), float(t))
+    snap = json.loads(json.dumps(old.snapshot()))
+    for k in ("weekly", "week_pick"):
+        del snap["config"][k]
+    for k in ("wprofile", "err_week", "week_n", "week_on", "wring", "wring_i", "wring_sum", "wmu", "wvar"):
+        del snap["state"][k]
+    restored = AnomalyDetector.restore(snap)
+    assert not restored.cfg.weekly
+    rest_o = [old.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
+    assert rest_o == [restored.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
