@@ -29,15 +29,20 @@ def _count(org_id: int, day: dt.date | None = None) -> int:
 
 
 def test_snapshot_is_idempotent_per_day_and_names_missing_sources(client, org: OrgFixture) -> None:
-    from sqlalchemy import delete
+    from sqlalchemy import delete, update
 
     from memory.db import session_scope
+    from memory.ops.models import Incident
     from memory.pulse.models import ReadinessProbe
-    from tools.pulse.kpis import KPIS
+    from tools.pulse.kpis import KPIS, OUTAGE_DIAGNOSES
     from tools.registry import registry
 
-    with session_scope() as s:  # probes are platform-wide: start from none measured today
+    with session_scope() as s:  # probes and outages are platform-wide: start from none measured today
         s.execute(delete(ReadinessProbe))
+        # other tests' outage incidents (db_outage, api_down) count as observed downtime: move them back
+        back = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+        s.execute(update(Incident).where(Incident.diagnosis.in_(OUTAGE_DIAGNOSES))
+                  .values(detected_at=back, last_seen_at=back, resolved_at=back, state="resolved"))
     r1 = client.post("/v1/pulse/snapshots", json={}, headers=org.headers())
     assert r1.status_code == 200, r1.text
     day = dt.date.fromisoformat(r1.json()["day"])
