@@ -58,12 +58,15 @@ PROFILES = ("standard", "low_FP", "low_FN")
 DEFAULT_SEEDS = (1, 2)  # the synthetic training draw (one series per kind and seed)
 BASE = DetectorConfig()
 # The candidates cross-validation chooses among: the knobs that set how strong each signal's score
-# is relative to the others (the threshold itself is chosen per profile), and the weekly profile on or off.
-# Kept small on purpose. A tie goes to the first entry: the default's weekly setting is listed first (the
-# NAB dev files and the training series are two weeks long, too short for it to differ: docs/models.md).
+# is relative to the others (the threshold itself is chosen per profile), the weekly profile on or off, and
+# the novelty margin that grows with a seasonal error scale (``spatial_growth``) on or off.
+# Kept small on purpose. A tie goes to the first entry: the default's settings are listed first (the
+# NAB dev files and the training series are two weeks long, too short for the weekly one to differ:
+# docs/models.md).
 GRID: dict[str, DetectorConfig] = {
-    f"lik{ld:g}_sp{ss:g}_sup{su}{'_wk' if wk else ''}": replace(
-        BASE, lik_decades=ld, spatial_score=ss, suppress=su, weekly=wk)
+    f"lik{ld:g}_sp{ss:g}_sup{su}{'_wk' if wk else ''}{'_gr' if gr else ''}": replace(
+        BASE, lik_decades=ld, spatial_score=ss, suppress=su, weekly=wk, spatial_growth=gr)
+    for gr in (BASE.spatial_growth, not BASE.spatial_growth)
     for wk in (BASE.weekly, not BASE.weekly)
     for ld in (4.0, 8.0, 12.0) for ss in (0.5, 0.65, 0.8) for su in (100, 300)
 }
