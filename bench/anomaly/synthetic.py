@@ -1,14 +1,15 @@
 """Synthetic series with known anomalies: extra *training* data for the detector's cross-validation.
 
-Kinds the NAB development files under-represent: level shifts (also in a daily series), daily
-seasonality whose scale changes, spiky counts (also with a daily rate), slow drifts (also as the
-anomaly: a leak's ramp), flat lines (also a frozen sensor), each with one labelled anomaly (a NAB-style
-window: 10 % of the file, centred on the anomaly's start) or none. Deterministic (seeded).
-The training kinds are never scored as results; they only help choose parameters. ``HELDOUT_KINDS`` with
-seeds 101-110 (and ``FRESH_KINDS`` with seeds 201-210) are test series that no training corpus uses (the
-bench scores them once, with the configuration and thresholds chosen on the training data): the kinds of
-issue 21 item 2 drawn by other generators than the training kinds' (``heldout_series``: other steps,
-shapes, noise and anomalies), the flat-line kinds, and a fresh weekly kind (``fresh_series``).
+Kinds the NAB development files under-represent: level shifts (also in a daily series), daily seasonality
+whose scale changes, spiky counts (also with a daily rate), slow drifts (also as the anomaly: a leak's ramp),
+flat lines (also a frozen sensor), each with one labelled anomaly (a NAB-style window: 10 % of the file,
+centred on the anomaly's start) or none. Deterministic (seeded). The training kinds are never scored as
+results; they only help choose parameters. ``HELDOUT_KINDS`` with seeds 101-110 (and ``FRESH_KINDS`` with
+seeds 201-210, ``FRESH_SCALE_KINDS`` with 301-310) are test series that no training corpus uses (the bench
+scores them once, with the configuration and thresholds chosen on the training data): the kinds of issue 21
+item 2 drawn by other generators than the training kinds' (``heldout_series``: other steps, shapes, noise and
+anomalies), the flat-line kinds, a fresh weekly kind and a fresh hourly season whose scale grows or shrinks
+(``fresh_series``).
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def fresh_series(kind: str, seed: int, inject: bool = True) -> tuple[np.ndarray,
     once, at the end of that change (docs/models.md). Its length differs from ``N``. ``inject=False``
     gives the same series without its anomaly."""
     rng = np.random.default_rng(seed)
+    if kind in FRESH_SCALE_KINDS:
+        return _scaling_season(kind, rng, inject)
     if kind != "weekly_shift_hourly":
         raise ValueError(kind)
     # hourly step, 8-10 weeks; an office-like week: weekdays with a working-hours plateau (a ramp up in
@@ -113,11 +116,45 @@ def fresh_series(kind: str, seed: int, inject: bool = True) -> tuple[np.ndarray,
     return T0 + t * step, y, at
 
 
+def _scaling_season(kind: str, rng: np.random.Generator, inject: bool,
+                    ) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """``scaling_season_hourly`` (and its ``_clean`` variant): hourly step, 8-10 weeks; a positive daily
+    shape (an evening peak, a night trough) times a weekly factor (two lighter days), on a base level that
+    grows or shrinks 3-6 fold geometrically over the file (a user base), multiplicative noise (AR(1), phi
+    0.5, 5 % of the value); in the last third either one point 0.8-1.2 x the current base level above, or a
+    three- to six-hour dip to 30-50 % of the value. ``inject=False`` gives the same series without it."""
+    step, day = 3600, 24
+    n = int(rng.integers(8, 11)) * 7 * day
+    t = np.arange(n)
+    fold = rng.uniform(3, 6) ** rng.choice([-1, 1])  # grows or shrinks
+    base = rng.uniform(200, 2000) * fold ** (t / (n - 1))
+    hour = (t + int(rng.integers(day))) % day
+    daily = 1 + 0.55 * np.sin(2 * np.pi * (hour - 14) / day) + 0.15 * np.sin(4 * np.pi * hour / day + 0.7)
+    dow = (t // day + int(rng.integers(7))) % 7
+    weekly = np.where(dow >= 5, rng.uniform(0.55, 0.8), 1.0)
+    e = rng.normal(0, 0.05 * np.sqrt(1 - 0.25), n)
+    noise = np.empty(n)
+    noise[0] = rng.normal(0, 0.05)
+    for i in range(1, n):
+        noise[i] = 0.5 * noise[i - 1] + e[i]
+    y = base * daily * weekly * (1 + noise)
+    at: int | None = int(rng.integers(int(0.67 * n), int(0.9 * n)))
+    spike = bool(rng.integers(2))
+    size, length, keep = rng.uniform(0.8, 1.2), int(rng.integers(3, 7)), rng.uniform(0.3, 0.5)
+    if kind.endswith("_clean"):
+        at = None
+    elif inject and spike:
+        y[at] += size * base[at]
+    elif inject:
+        y[at:at + length] *= keep
+    return T0 + t * step, y, at
+
+
 def series(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray, int | None]:
     """Return (epoch seconds, values, anomaly start index or None) for one synthetic series."""
     if kind in UNSEEN_KINDS:
         return heldout_series(kind, seed)
-    if kind in FRESH_KINDS:
+    if kind in FRESH_KINDS + FRESH_SCALE_KINDS:
         return fresh_series(kind, seed)
     rng = np.random.default_rng(seed)
     t = np.arange(N)
@@ -190,8 +227,13 @@ HELDOUT_SEEDS = tuple(range(101, 111))
 # (from then on weekly_level_shift counts as a development kind for it) and scored once, at its end.
 FRESH_KINDS = ("weekly_shift_hourly",)
 FRESH_SEEDS = tuple(range(201, 211))
+# A second fresh held-out kind, seeds 301-310 (used nowhere else), with its clean variant: added before
+# the detector's change for seasonal series whose scale changes was designed (from then on growing_season
+# and growing_season_clean count as development kinds for it), scored once, at its end.
+FRESH_SCALE_KINDS = ("scaling_season_hourly", "scaling_season_hourly_clean")
+FRESH_SCALE_SEEDS = tuple(range(301, 311))
 ALL_KINDS = (KINDS + EXTRA_KINDS + ("frozen_walk", "frozen_counts") + UNSEEN_KINDS
-             + FRESH_KINDS)  # append only: the index seeds
+             + FRESH_KINDS + FRESH_SCALE_KINDS)  # append only: the index seeds
 
 
 def corpus(seeds: tuple[int, ...] = (1, 2), extra: bool = False, kinds: tuple[str, ...] | None = None,
@@ -202,6 +244,6 @@ def corpus(seeds: tuple[int, ...] = (1, 2), extra: bool = False, kinds: tuple[st
         for seed in seeds:
             ts, y, at = series(kind, seed * 1000 + ALL_KINDS.index(kind))
             width = len(y) // 10
-            wins = [] if at is None else [(max(0, at - width // 2), min(N - 1, at + width // 2))]
+            wins = [] if at is None else [(max(0, at - width // 2), min(len(y) - 1, at + width // 2))]
             out.append((f"synthetic/{kind}_{seed}.csv", ts, y, wins))
     return out

@@ -94,3 +94,32 @@ def test_fresh_kind_is_hourly_weekly_and_shifts_inside_its_window(syn: ModuleTyp
     # never a training draw
     training = {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.KINDS + syn.EXTRA_KINDS for s in range(1, 101)}
     assert not {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.FRESH_KINDS for s in syn.FRESH_SEEDS} & training
+
+
+def test_fresh_scaling_kind_grows_or_shrinks_and_departs_inside_its_window(syn: ModuleType) -> None:
+    items = syn.corpus(seeds=syn.FRESH_SCALE_SEEDS, kinds=syn.FRESH_SCALE_KINDS)
+    assert len(items) == 20 and min(syn.FRESH_SCALE_SEEDS) > 300
+    again = syn.corpus(seeds=syn.FRESH_SCALE_SEEDS, kinds=syn.FRESH_SCALE_KINDS)
+    assert all(np.array_equal(a[2], b[2]) and a[3] == b[3] for a, b in zip(items, again, strict=True))
+    signs, folds = set(), set()
+    for key, ts, y, wins in items:
+        kind, seed = key.removeprefix("synthetic/").removesuffix(".csv").rsplit("_", 1)
+        assert np.all(np.diff(ts) == 3600) and 8 * 168 <= len(y) <= 10 * 168 and (y > 0).all(), key
+        week = 168
+        ratio = y[-week:].mean() / y[:week].mean()
+        assert 2 <= max(ratio, 1 / ratio) <= 7, (key, ratio)
+        folds.add(ratio > 1)
+        if kind.endswith("_clean"):
+            assert wins == [], key
+            continue
+        clean = syn.fresh_series(kind, int(seed) * 1000 + syn.ALL_KINDS.index(kind), inject=False)[1]
+        diff = y - clean
+        moved = np.nonzero(np.abs(diff) > 1e-9)[0]
+        (w0, w1), = wins
+        assert w0 <= moved[0] <= moved[-1] <= w1 and moved[0] >= 0.66 * len(y), key
+        signs.add(float(np.sign(diff[moved[0]])))
+    assert signs == {-1.0, 1.0} and folds == {True, False}  # spikes and dips; growth and decline
+    training = {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.KINDS + syn.EXTRA_KINDS for s in range(1, 101)}
+    fresh = {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.FRESH_SCALE_KINDS for s in syn.FRESH_SCALE_SEEDS}
+    assert not fresh & training
+    assert not fresh & {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.HELDOUT_KINDS for s in syn.HELDOUT_SEEDS}

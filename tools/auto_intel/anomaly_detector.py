@@ -13,7 +13,9 @@ Four signals are combined:
   surprises compared with their long-term distribution, so a burst of failures, a sustained
   slowdown or a level shift raises the score even when no single point is extreme;
 * **spatial novelty**: a new extreme that lies well beyond the range of the values seen up to
-  a while ago, as a resource leak, a saturation or a runaway value produces;
+  a while ago, as a resource leak, a saturation or a runaway value produces; in a seasonal series
+  whose error scale is growing (a growing daily amplitude) the margin grows with it, so the daily
+  peaks of a growing season are not each a novelty;
 * **frozen value**: a run of identical values twice as long as the longest run seen so far (and at
   least ``flat_min_run`` points), as a stuck sensor or exporter produces; scored once per run.
 
@@ -67,6 +69,8 @@ class DetectorConfig:
     weekly: bool = True  # a per-phase weekly profile, used once it clearly beats the daily one (docs/models.md)
     week_pick: float = 0.8  # ... that is, once its running error is below this x the daily profile's
     week_decades: float = 1.5  # the weekly profile's error likelihood maps this x lik_decades to score 1
+    spatial_growth: bool = True  # in a seasonal series whose error scale grows, the novelty margin grows with
+    # it (a growing seasonal amplitude: docs/models.md)
 
 
 @dataclass
@@ -107,6 +111,7 @@ class _State:
     wring_sum: float = 0.0
     wmu: float = 0.0  # long-term mean/variance of their short-term mean
     wvar: float = 0.0
+    scale_slow: float = 0.0  # slow running mean of the seasonal error scale (config.spatial_growth)
 
 
 class AnomalyDetector:
@@ -138,8 +143,10 @@ class AnomalyDetector:
         cfg = dict(snap["config"])
         cfg.setdefault("flat_score", 0.0)
         cfg.setdefault("weekly", False)
+        cfg.setdefault("spatial_growth", False)
         det = cls(DetectorConfig(**cfg))
         st = dict(snap["state"])
+        st.setdefault("scale_slow", 0.0)
         for k in ("lo", "olo"):
             if st[k] is None:
                 st[k] = math.inf
@@ -249,6 +256,7 @@ class AnomalyDetector:
         w = c.winsor * el
         s.err_level = el + a * ((w if e > w and n > 10 else e) - el)
         wlik = 0.0
+        scale = 0.0  # the seasonal profile's error scale, when it clearly beats the level predictor's
         if s.period > 0:
             i = s.phase % s.period
             pv = s.profile[i]
@@ -263,7 +271,10 @@ class AnomalyDetector:
                     wlik = self._week(x, s.err_season)
                 if sn > s.period:
                     zs = es / ss if ss > 0 else (0.0 if es == 0 else c.z_cap)
-                    if ss < c.season_pick * el or zs < z:
+                    if ss < c.season_pick * el:  # a seasonal series
+                        z = zs
+                        scale = ss
+                    elif zs < z:
                         z = zs
                 ss = s.err_season
                 es = abs(x - pv)
@@ -317,6 +328,11 @@ class AnomalyDetector:
                 hi = s.ohi
         width = hi - lo
         margin = c.spatial_margin * width
+        if scale > 0 and c.spatial_growth:  # a growing seasonal amplitude widens the range it will reach:
+            sl = s.scale_slow  # the margin grows by half the width per doubling of the error scale (at most)
+            s.scale_slow = sl + c.long_alpha * (scale - sl) if sl > 0 else scale
+            if sl > 0 and scale > sl:
+                margin += 0.5 * width * (min(scale / sl, 2.0) - 1.0)
         novel = (new_hi and x > hi + margin) or (new_lo and x < lo - margin)
 
         frozen = False

@@ -675,3 +675,73 @@ def test_snapshot_round_trip_with_the_weekly_profile(cut: int) -> None:
     assert not restored.cfg.weekly
     rest_o = [old.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
     assert rest_o == [restored.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
+
+
+# ---- a novelty margin that grows with a seasonal error scale (a seasonal amplitude that grows) ----
+
+
+def growing_seasonal(seed: int, growth: float = 5.0, n: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """15-minute samples, a daily sine whose amplitude grows ``growth``-fold, noise proportional to it
+    (drawn unlike the bench's held-out kinds: one harmonic, other seeds)."""
+    rng = np.random.default_rng(1000 + seed)
+    t = np.arange(n)
+    amp = 10 * growth ** (t / (n - 1))
+    y = 200 + amp * np.sin(2 * np.pi * t / 96) + rng.normal(0, 0.08, n) * amp
+    return T0 + t * 900.0, y
+
+
+def alerts_after(cfg: DetectorConfig, ts: np.ndarray, y: np.ndarray, start: int = 600) -> np.ndarray:
+    det = AnomalyDetector(cfg)
+    scores = np.array([det.update(float(v), float(t)) for t, v in zip(ts, y, strict=True)])
+    return np.flatnonzero(scores[start:] >= ALERT_THRESHOLD) + start
+
+
+def test_a_growing_seasonal_amplitude_gives_fewer_novelty_alerts_with_the_growing_margin() -> None:
+    on, off = DetectorConfig(), replace(DetectorConfig(), spatial_growth=False)
+    assert on.spatial_growth
+    n_on = sum(len(alerts_after(on, *growing_seasonal(s))) for s in range(8))
+    n_off = sum(len(alerts_after(off, *growing_seasonal(s))) for s in range(8))
+    assert n_on < n_off, (n_on, n_off)
+
+
+def test_a_late_spike_in_a_growing_season_is_still_found() -> None:
+    found = {}
+    for grow in (True, False):
+        cfg = replace(DetectorConfig(), spatial_growth=grow)
+        found[grow] = []
+        for seed in range(4):
+            ts, y = growing_seasonal(seed)
+            at = 3300 + 40 * seed
+            y[at] += 2.5 * 10 * 5.0 ** (at / 3999)  # 2.5 amplitudes above
+            found[grow].append(any(at <= i < at + 3 for i in alerts_after(cfg, ts, y)))
+    assert sum(found[True]) >= 3 and all(a or not b for a, b in zip(found[True], found[False], strict=True))
+
+
+def test_a_new_extreme_far_beyond_the_range_is_still_novel() -> None:
+    ts, y = seasonal(5)
+    at = 7 * DAY
+    y[at:] += np.arange(len(y) - at) * 0.1  # a leak: only the range sees it
+    on = alerts_after(DetectorConfig(), ts, y, 3 * DAY)
+    assert len(on) and at < on[0] < at + 2 * DAY
+
+
+def test_snapshot_from_before_the_growing_margin_continues_unchanged() -> None:
+    ts, y = growing_seasonal(9)
+    old = AnomalyDetector(replace(DetectorConfig(), spatial_growth=False))  # what such a detector computed
+    for t, v in zip(ts[:2000], y[:2000], strict=True):
+        old.update(float(v), float(t))
+    snap = json.loads(json.dumps(old.snapshot(), allow_nan=False))
+    del snap["config"]["spatial_growth"]
+    del snap["state"]["scale_slow"]
+    restored = AnomalyDetector.restore(snap)
+    assert not restored.cfg.spatial_growth
+    rest_a = [old.update(float(v), float(t)) for t, v in zip(ts[2000:], y[2000:], strict=True)]
+    rest_b = [restored.update(float(v), float(t)) for t, v in zip(ts[2000:], y[2000:], strict=True)]
+    assert rest_a == rest_b
+    # and a snapshot of the current detector round-trips
+    a = AnomalyDetector()
+    for t, v in zip(ts[:2000], y[:2000], strict=True):
+        a.update(float(v), float(t))
+    b = AnomalyDetector.restore(json.loads(json.dumps(a.snapshot(), allow_nan=False)))
+    assert [a.update(float(v), float(t)) for t, v in zip(ts[2000:], y[2000:], strict=True)] == [
+        b.update(float(v), float(t)) for t, v in zip(ts[2000:], y[2000:], strict=True)]
