@@ -39,6 +39,40 @@ ALERT_THRESHOLD = 0.5
 _SQRT2 = math.sqrt(2.0)
 
 
+def _running_error(prev: float, e: float, count: int, c: DetectorConfig) -> float:
+    """A predictor's running mean absolute error after error ``e``, its ``count``-th: weight
+    max(scale_alpha, 1/count), so a plain average until enough errors arrived, and winsorised at
+    ``winsor`` x itself after ten, so one outlier does not blind the scale for long."""
+    a = 1.0 / count if count * c.scale_alpha < 1.0 else c.scale_alpha
+    w = c.winsor * prev
+    return prev + a * ((w if e > w and count > 10 else e) - prev)
+
+
+def _surprise_step(ring: list[float], j: int, total: float, z: float, mu: float, var: float, count: int,
+                   c: DetectorConfig) -> tuple[int, float, float, float, float]:
+    """One step of an error likelihood: put surprise ``z`` in the ring of the last ``short_window``
+    (slot ``j``, running sum ``total``) and learn the long-term mean/variance of their short-term
+    mean once ``count`` passes ``lik_start``. Returns (next slot, new sum, short-term mean minus the
+    long-term mean before this step, new mean, new variance)."""
+    total += z - ring[j]
+    ring[j] = z
+    d = total / len(ring) - mu
+    if count > c.lik_start:
+        k = count - c.lik_start
+        a = 1.0 / k if k * c.long_alpha < 1.0 else c.long_alpha
+        mu, var = mu + a * d, (1.0 - a) * (var + a * d * d)
+    return (j + 1) % len(ring), total, d, mu, var
+
+
+def _tail_score(d: float, var: float, decades: float) -> float:
+    """Score of a short-term mean ``d`` above its long-term mean (variance ``var``): the Gaussian tail's
+    -log10 over ``decades``, at most 1; 0 when it is not above or nothing is learnt yet."""
+    if var <= 0 or d <= 0:
+        return 0.0
+    tail = 0.5 * math.erfc(d / math.sqrt(var) / _SQRT2)
+    return 1.0 if tail <= 0 else min(1.0, -math.log10(tail) / decades)
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     """Tuning knobs. Defaults: see docs/models.md (lik_decades, spatial_score and suppress chosen by
@@ -193,31 +227,15 @@ class AnomalyDetector:
         ew = s.err_week
         z = e / ew if ew > 0 else (0.0 if e == 0 else c.z_cap)
         wn = s.week_n = s.week_n + 1
-        a = 1.0 / wn if wn * c.scale_alpha < 1.0 else c.scale_alpha
-        w = c.winsor * ew
-        s.err_week = ew + a * ((w if e > w and wn > 10 else e) - ew)
+        s.err_week = _running_error(ew, e, wn, c)
         if wn >= len(wp):  # a week of errors before it may be used
             s.week_on = ew < c.week_pick * err_day
         if z > c.z_cap:
             z = c.z_cap
-        ring = s.wring
-        j = s.wring_i
-        s.wring_sum += z - ring[j]
-        ring[j] = z
-        s.wring_i = (j + 1) % len(ring)
-        m = s.wring_sum / len(ring)
-        mu = s.wmu
         var = s.wvar
-        d = m - mu
-        if wn > c.lik_start:
-            k = wn - c.lik_start
-            a = 1.0 / k if k * c.long_alpha < 1.0 else c.long_alpha
-            s.wmu = mu + a * d
-            s.wvar = (1.0 - a) * (var + a * d * d)
-        if not s.week_on or var <= 0 or d <= 0:
-            return 0.0
-        tail = 0.5 * math.erfc(d / math.sqrt(var) / _SQRT2)
-        return 1.0 if tail <= 0 else min(1.0, -math.log10(tail) / (c.week_decades * c.lik_decades))
+        s.wring_i, s.wring_sum, d, s.wmu, s.wvar = _surprise_step(s.wring, s.wring_i, s.wring_sum, z, s.wmu, var,
+                                                                   wn, c)
+        return _tail_score(d, var, c.week_decades * c.lik_decades) if s.week_on else 0.0
 
     def update(self, value: float, ts: float | None = None) -> float:
         """Learn one point (``ts`` in seconds, optional) and return its anomaly score."""
@@ -245,16 +263,13 @@ class AnomalyDetector:
             s.lo = s.hi = x
             return 0.0
 
-        # prediction surprise: the better of level and seasonal predictors. Running means use
-        # weight max(alpha, 1/count), so they are plain averages until enough points arrived,
-        # and are winsorised so one outlier does not blind the scale for long.
+        # prediction surprise: the better of level and seasonal predictors, each error over its
+        # predictor's running mean absolute error (_running_error)
         e = abs(x - s.level)
         s.level += c.level_alpha * (x - s.level)
         el = s.err_level
         z = e / el if el > 0 else (0.0 if e == 0 else c.z_cap)
-        a = 1.0 / n if n * c.scale_alpha < 1.0 else c.scale_alpha
-        w = c.winsor * el
-        s.err_level = el + a * ((w if e > w and n > 10 else e) - el)
+        s.err_level = _running_error(el, e, n, c)
         wlik = 0.0
         scale = 0.0  # the seasonal profile's error scale, when it clearly beats the level predictor's
         if s.period > 0:
@@ -276,11 +291,7 @@ class AnomalyDetector:
                         scale = ss
                     elif zs < z:
                         z = zs
-                ss = s.err_season
-                es = abs(x - pv)
-                a = 1.0 / sn if sn * c.scale_alpha < 1.0 else c.scale_alpha
-                w = c.winsor * ss
-                s.err_season = ss + a * ((w if es > w and sn > 10 else es) - ss)
+                s.err_season = _running_error(s.err_season, abs(x - pv), sn, c)
                 s.profile[i] = pv + c.season_alpha * (x - pv)
             else:
                 s.profile[i] = x
@@ -288,20 +299,8 @@ class AnomalyDetector:
             z = c.z_cap
 
         # error likelihood: short-term mean of surprises vs their long-term distribution
-        ring = s.ring
-        j = s.ring_i
-        s.ring_sum += z - ring[j]
-        ring[j] = z
-        s.ring_i = (j + 1) % len(ring)
-        m = s.ring_sum / len(ring)
-        mu = s.mu
         var = s.var
-        d = m - mu
-        if n > c.lik_start:
-            k = n - c.lik_start
-            a = 1.0 / k if k * c.long_alpha < 1.0 else c.long_alpha
-            s.mu = mu + a * d
-            s.var = (1.0 - a) * (var + a * d * d)
+        s.ring_i, s.ring_sum, d, s.mu, s.var = _surprise_step(s.ring, s.ring_i, s.ring_sum, z, s.mu, var, n, c)
 
         # spatial novelty: a new extreme that also lies well beyond the range of the values
         # older than spatial_lag points (a leak keeps going further; noise and small steps do not)
@@ -349,12 +348,9 @@ class AnomalyDetector:
         if n < c.warmup:
             return 0.0
         score = c.flat_score if frozen else 0.0
-        if var > 0 and d > 0:
-            zz = d / math.sqrt(var)
-            tail = 0.5 * math.erfc(zz / _SQRT2)
-            lik = 1.0 if tail <= 0 else min(1.0, -math.log10(tail) / c.lik_decades)
-            if lik > score:
-                score = lik
+        lik = _tail_score(d, var, c.lik_decades)
+        if lik > score:
+            score = lik
         if wlik > score:
             score = wlik
         pz = c.point_weight * (z / c.z_cap)
