@@ -570,20 +570,23 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     scores: list[float] = []
     cal_origins: list[int] = []
     yearly_decomp = False
+    def backtest(m: str, o: int) -> tuple[Array, Array, Array, Array]:
+        """Method ``m`` forecasting ``horizon`` steps from the history before origin ``o``: the point
+        forecast (z units), its errors (actual - forecast, z units) and uncalibrated interval offsets."""
+        yo = yearly if o >= 2 * yearly + 4 * period else 0
+        mid, lo_q, hi_q = _predict(m, z[:o], horizon, lag if m == "seasonal_naive" else period, yo, day, cfg,
+                                   None if hol is None else hol[:o + horizon], year)
+        return mid, z[o:o + horizon] - mid, lo_q, hi_q
+
     if origins:
         errs: dict[str, list[float]] = {m: [] for m in methods}
         # per origin: the backtest's errors (actual - forecast) and its uncalibrated interval offsets
         conf: dict[str, dict[int, tuple[Array, Array, Array]]] = {m: {} for m in methods}
         for o in origins:
-            zo = z[:o]
-            yo = yearly if o >= 2 * yearly + 4 * period else 0
-            actual = y[o:o + horizon]
-            za = np.log1p(actual) if use_log else actual
             for m in methods:
-                mid, lo_q, hi_q = _predict(m, zo, horizon, lag if m == "seasonal_naive" else period, yo, day, cfg,
-                                           None if hol is None else hol[:o + horizon], year)
-                errs[m].append(float(np.mean(np.abs(back(mid) - actual))))
-                conf[m][o] = (za - mid, lo_q, hi_q)
+                mid, dev, lo_q, hi_q = backtest(m, o)
+                errs[m].append(float(np.mean(np.abs(back(mid) - y[o:o + horizon]))))
+                conf[m][o] = (dev, lo_q, hi_q)
         chosen = min(methods, key=lambda m: float(np.mean(errs[m])))
         # The interval is calibrated on the chosen method's backtests. When the origins reach back
         # more than a quarter of the history (a long horizon on a short history: weekly data, a
@@ -604,11 +607,7 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
         cal_origins = [o for o in (n - horizon - k * cal_sp for k in range(n_cal - 1, -1, -1)) if o >= need]
         for o in cal_origins:
             if o not in conf[chosen]:
-                yo = yearly if o >= 2 * yearly + 4 * period else 0
-                actual = y[o:o + horizon]
-                mid, lo_q, hi_q = _predict(chosen, z[:o], horizon, lag if chosen == "seasonal_naive" else period,
-                                           yo, day, cfg, None if hol is None else hol[:o + horizon], year)
-                conf[chosen][o] = ((np.log1p(actual) if use_log else actual) - mid, lo_q, hi_q)
+                conf[chosen][o] = backtest(chosen, o)[1:]
     mid, lo_q, hi_q = _predict(chosen, z, horizon, lag if chosen == "seasonal_naive" else period, yearly, day,
                                cfg, hol, year)
     if origins:
