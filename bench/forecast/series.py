@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from tools.auto_intel.calendars import nth_weekday
+
 DAY_S = 86400.0
 T0 = 1_262_304_000.0  # 2010-01-01
 
@@ -372,12 +374,8 @@ def final2_api_requests(seed: int = 3036) -> tuple[np.ndarray, np.ndarray]:
 # ---- holiday calendars a user would pass (``levqor forecast --holidays``) ------------------------
 
 def _nth_weekday(year: int, month: int, weekday: int, nth: int) -> np.datetime64:
-    """The ``nth`` (1-based; -1 the last) ``weekday`` (0 = Monday) of a month."""
-    first = np.datetime64(f"{year}-{month:02d}-01")
-    days = first + np.arange(31)
-    days = days[(days.astype("datetime64[M]") == first.astype("datetime64[M]"))
-                & ((days.astype(int) + 3) % 7 == weekday)]
-    return days[nth - 1 if nth > 0 else nth]
+    """The ``nth`` (1-based; -1 the last) ``weekday`` (0 = Monday) of a month, as numpy's day."""
+    return np.datetime64(nth_weekday(year, month, weekday, nth), "D")
 
 
 def us_holidays(years: range) -> np.ndarray:

@@ -130,7 +130,8 @@ def easter(year: int) -> date:
     return date(year, month, day + 1)
 
 
-def _nth(year: int, month: int, weekday: int, n: int) -> date:
+def nth_weekday(year: int, month: int, weekday: int, n: int) -> date:
+    """The ``n``-th (1-based; -1: the last) ``weekday`` (0 = Monday) of a month."""
     if n > 0:
         first = date(year, month, 1)
         return first + timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
@@ -145,7 +146,7 @@ def _apply(rule: tuple[object, ...], year: int) -> date | None:
     if kind == "easter":
         return easter(year) + timedelta(days=int(rule[1]))  # type: ignore[call-overload]
     if kind == "nth":
-        return _nth(year, int(rule[1]), int(rule[2]), int(rule[3]))  # type: ignore[call-overload]
+        return nth_weekday(year, int(rule[1]), int(rule[2]), int(rule[3]))  # type: ignore[call-overload]
     if kind == "kingsday":
         d = date(year, 4, 27)
         return d - timedelta(days=1) if d.weekday() == 6 else d
@@ -154,7 +155,7 @@ def _apply(rule: tuple[object, ...], year: int) -> date | None:
         return d - timedelta(days=1) if d.weekday() == 6 else d
     if kind == "brigid":  # the first Monday of February, or 1 February when that is a Friday
         d = date(year, 2, 1)
-        return d if d.weekday() == 4 else _nth(year, 2, 0, 1)
+        return d if d.weekday() == 4 else nth_weekday(year, 2, 0, 1)
     if kind == "liberation":
         return date(year, 5, 5) if year % 5 == 0 else None
     raise AssertionError(f"unknown rule {kind!r}")
