@@ -57,8 +57,7 @@ def nested_cross_validate(cp: run.Corpus, folds: list[tuple[list[str], list[str]
                 src, thr = cp.fit([k for k in nab_train if k not in part] + synth, grid)
                 for k in part:
                     held[k] = cp.raw(k, src, thr)
-            norm = float(np.mean(cp.normalised(nab_train, [sum(held[k][i] for k in nab_train)
-                                                           for i in range(3)])))
+            norm = float(np.mean(cp.normalised_sum(nab_train, held)))
             if best is None or norm > best[0]:
                 best = (norm, share)
         assert best is not None
@@ -96,11 +95,8 @@ def main() -> int:
         else:
             raw_loo, chosen_loo = run.cross_validate(cp, loo, grid)
             raw_lofo, chosen_lofo = run.cross_validate(cp, lofo, grid)
-
-        def norm(raw: dict[str, list[float]], keys: list[str]) -> list[float]:
-            return cp.normalised(keys, [sum(raw[k][i] for k in keys) for i in range(3)])
-
-        row = norm(raw_loo, cp.nab_keys) + norm(raw_loo, real) + norm(raw_lofo, cp.nab_keys)
+        row = (cp.normalised_sum(cp.nab_keys, raw_loo) + cp.normalised_sum(real, raw_loo)
+               + cp.normalised_sum(cp.nab_keys, raw_lofo))
         cp.set_synthetic(keys, share)
         final, thr = cp.fit(cp.nab_keys + keys, grid)  # (with --nested-shares: at --synthetic-share)
         rows.append(row)

@@ -240,6 +240,10 @@ class Corpus:
         nulls = [self.null(k) for k in keys]
         return [self.sweep(nulls, keys, prof)[1] for prof in self.nab.PROFILES]
 
+    def normalised_sum(self, keys: list[str], raw: dict[str, list[float]]) -> list[float]:
+        """``normalised`` of the per-profile sums over ``keys`` of each file's raw scores ``raw[key]``."""
+        return self.normalised(keys, [sum(raw[k][i] for k in keys) for i in range(len(PROFILES))])
+
     def normalised(self, keys: list[str], raw: list[float], null: list[float] | None = None,
                    ) -> list[float]:
         """NAB's 100*(raw-null)/(perfect-null) on ``keys``, per profile (nan without windows); raw,
@@ -294,8 +298,7 @@ def table(cp: Corpus, per_file: dict[str, dict[str, list[float]]], groups: dict[
     lines = [head]
     for label, keys in groups.items():
         cells = []
-        norms = {n: cp.normalised(keys, [sum(per_file[n][k][i] for k in keys) for i in range(3)])
-                 for n in names}
+        norms = {n: cp.normalised_sum(keys, per_file[n]) for n in names}
         for i in range(3):
             for n in names:
                 v = norms[n][i]
@@ -331,7 +334,7 @@ def kinds_heldout(cp: Corpus, src: str, thresholds: list[float]) -> tuple[list[s
             fp += int((alerts & ~inside).sum())
         n_anom = sum(bool(cp.windows[k]) for k in ks)
         hits, total = hits + hit, total + n_anom
-        norm = cp.normalised(ks, [sum(cp.raw(k, src, thresholds)[i] for k in ks) for i in range(3)])
+        norm = cp.normalised_sum(ks, {k: cp.raw(k, src, thresholds) for k in ks})
         det = f"{hit}/{n_anom}" if n_anom else "-"
         lines.append(f"{kind:<30}{det:>10}{fp:>14}" + "".join(
             f"{v:>10.1f}" if v == v else f"{'-':>10}" for v in norm))
@@ -456,11 +459,9 @@ def main() -> int:
     print(f"{total} points; in-process detector throughput {pps:,.0f} points/s on one core; "
           f"levqor detect on 28 files: {wall:.1f}s wall")
     cv = results["leave-one-file-out"]
-    cvn = {n: cp.normalised(cp.nab_keys, [sum(cv[n][k][i] for k in cp.nab_keys) for i in range(3)])
-           for n in cv}
+    cvn = {n: cp.normalised_sum(cp.nab_keys, cv[n]) for n in cv}
     lf = results["leave-one-folder-out"]
-    lfn = {n: cp.normalised(cp.nab_keys, [sum(lf[n][k][i] for k in cp.nab_keys) for i in range(3)])
-           for n in lf}
+    lfn = {n: cp.normalised_sum(cp.nab_keys, lf[n]) for n in lf}
 
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.3f}" if b else "nan"
