@@ -26,12 +26,12 @@ def _daily(t: np.ndarray) -> np.ndarray:
     return np.sin(2 * np.pi * t / DAY)
 
 
-def _ar1(rng: np.random.Generator, sd: float, phi: float) -> np.ndarray:
-    """AR(1) noise of marginal standard deviation ``sd``."""
-    e = rng.normal(0, sd * np.sqrt(1 - phi * phi), N)
-    out = np.empty(N)
+def _ar1(rng: np.random.Generator, sd: float, phi: float, n: int = N) -> np.ndarray:
+    """``n`` points of AR(1) noise of marginal standard deviation ``sd``."""
+    e = rng.normal(0, sd * np.sqrt(1 - phi * phi), n)
+    out = np.empty(n)
     out[0] = rng.normal(0, sd)
-    for i in range(1, N):
+    for i in range(1, n):
         out[i] = phi * out[i - 1] + e[i]
     return out
 
@@ -132,12 +132,7 @@ def _scaling_season(kind: str, rng: np.random.Generator, inject: bool,
     daily = 1 + 0.55 * np.sin(2 * np.pi * (hour - 14) / day) + 0.15 * np.sin(4 * np.pi * hour / day + 0.7)
     dow = (t // day + int(rng.integers(7))) % 7
     weekly = np.where(dow >= 5, rng.uniform(0.55, 0.8), 1.0)
-    e = rng.normal(0, 0.05 * np.sqrt(1 - 0.25), n)
-    noise = np.empty(n)
-    noise[0] = rng.normal(0, 0.05)
-    for i in range(1, n):
-        noise[i] = 0.5 * noise[i - 1] + e[i]
-    y = base * daily * weekly * (1 + noise)
+    y = base * daily * weekly * (1 + _ar1(rng, 0.05, 0.5, n))
     at: int | None = int(rng.integers(int(0.67 * n), int(0.9 * n)))
     spike = bool(rng.integers(2))
     size, length, keep = rng.uniform(0.8, 1.2), int(rng.integers(3, 7)), rng.uniform(0.3, 0.5)
