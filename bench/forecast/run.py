@@ -259,19 +259,15 @@ def main() -> int:
     print(f"held-out series (never tuned on), mean: levqor MASE={hm:.4f} snaive={hs:.4f} "
           f"Prophet={hp:.4f} coverage={hc:.3f} width={hw:.2f}")
     tail = ""
-    if final:
-        fm, fs, fp, fc, _ = group_means(rows, "final")
-        print(f"final test set (scored once), mean: levqor MASE={fm:.4f} snaive={fs:.4f} "
-              f"Prophet={fp:.4f} coverage={fc:.3f}")
-        tail = (f" final_mase={fm:.4f} final_snaive_mase={fs:.4f} final_prophet_mase={fp:.4f}"
-                f" final_ratio_snaive={fm / fs:.3f} final_ratio_prophet={fm / fp:.3f} final_coverage90={fc:.3f}")
-    if final2:
-        fm, fs, fp, fc, _ = group_means(rows, "final2")
-        print(f"second final test set (stop 35, scored once), mean: levqor MASE={fm:.4f} snaive={fs:.4f} "
-              f"Prophet={fp:.4f} coverage={fc:.3f}")
-        tail += (f" final2_mase={fm:.4f} final2_snaive_mase={fs:.4f} final2_prophet_mase={fp:.4f}"
-                 f" final2_ratio_snaive={fm / fs:.3f} final2_ratio_prophet={fm / fp:.3f}"
-                 f" final2_coverage90={fc:.3f}")
+    for group, wanted, label in (("final", final, "final test set (scored once)"),
+                                 ("final2", final2, "second final test set (stop 35, scored once)")):
+        if not wanted:
+            continue
+        fm, fs, fp, fc, _ = group_means(rows, group)
+        print(f"{label}, mean: levqor MASE={fm:.4f} snaive={fs:.4f} Prophet={fp:.4f} coverage={fc:.3f}")
+        tail += (f" {group}_mase={fm:.4f} {group}_snaive_mase={fs:.4f} {group}_prophet_mase={fp:.4f}"
+                 f" {group}_ratio_snaive={fm / fs:.3f} {group}_ratio_prophet={fm / fp:.3f}"
+                 f" {group}_coverage90={fc:.3f}")
     print(f"one `levqor forecast` call on nyc_taxi (10k rows, h=48), process start included: "
           f"{cli_s:.2f}s wall, {cli_cpu:.2f}s CPU")
     m, sn, pr, cov, sec = dev[1], dev[2], dev[3], dev[4], dev[5]
