@@ -10,7 +10,8 @@ a bench-only dependency (requirements/bench.in), reported as unavailable when it
 its forecasts are cached in bench/forecast/.cache/ (delete it to refit). Also times one
 ``levqor forecast`` call, process start included. ``--final`` adds the final test set (scored once, after the
 design was fixed); ``--final2`` the second final test set (defined at the start of stop 35, scored
-once at its end). Last line:
+once at its end); ``--final3`` the third (defined at the start of stop 36, before any change of that
+stop, scored once at its end). Last line:
 ``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=.. coverage90=..
 cal_mase=.. cal_coverage90=.. dev_mase=.. dev_coverage90=.. dev_width90=.. dev_coverage_in_87_93=k/n
 heldout_mase=.. heldout_snaive_mase=.. heldout_prophet_mase=.. heldout_ratio_snaive=.. heldout_ratio_prophet=..
@@ -62,8 +63,9 @@ class Series:
     spacing: int  # steps between origins
     lag: int  # seasonal naive's lag (and MASE's scale)
     freq: str  # pandas frequency for Prophet
-    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on) "final" or "final2" (scored once)
+    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on), "final", "final2", "final3" (scored once)
     holidays: np.ndarray | None = None  # a calendar a user would pass (--holidays): the "+cal" column
+    holiday_names: list[str] | None = None  # each holiday's name, where the calendar has them
 
 
 def shared_dir() -> Path:
@@ -89,7 +91,7 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(ts), np.array(vals)
 
 
-def all_series(final: bool = False, final2: bool = False) -> list[Series]:
+def all_series(final: bool = False, final2: bool = False, final3: bool = False) -> list[Series]:
     ts, y = load(shared_dir() / "data" / "forecast-dev" / "nyc_taxi.csv")
     out = [Series("nyc_taxi (dev)", ts, y, 48, 56, 48, 336, "30min", "dev", extra.us_holidays(range(2014, 2016)))]
     ts, y = extra.dev_weekly_trend()
@@ -139,6 +141,15 @@ def all_series(final: bool = False, final2: bool = False) -> list[Series]:
         out.append(Series("final2_daily_shop", ts, y, 14, 12, 28, 7, "D", "final2", extra.final2_shop_dates()))
         ts, y = extra.final2_api_requests()
         out.append(Series("final2_api_5min", ts, y, 288, 10, 288, 2016, "5min", "final2"))
+    if final3:
+        ts, y = extra.final3_daily_travel()
+        days, names = extra.final3_travel_calendar()
+        out.append(Series("final3_daily_travel", ts, y, 28, 13, 28, 7, "D", "final3", days, names))
+        got = extra.final3_realgdp()
+        if got is not None:
+            out.append(Series("final3_realgdp quarterly", got[0], got[1], 8, 10, 4, 1, "QS", "final3"))
+        ts, y = extra.final3_monthly_passengers()
+        out.append(Series("final3_passengers monthly", ts, y, 12, 10, 12, 12, "MS", "final3"))
     return out
 
 
@@ -165,7 +176,7 @@ def prophet_model(s: Series) -> Model | None:
         if key not in cache:
             df = pd.DataFrame({"ds": pd.to_datetime(ts, unit="s"), "y": y})
             sub_daily = s.freq in ("30min", "h")
-            m = Prophet(daily_seasonality=sub_daily, weekly_seasonality=s.freq not in ("W-SAT", "MS"),
+            m = Prophet(daily_seasonality=sub_daily, weekly_seasonality=s.freq not in ("W-SAT", "MS", "QS"),
                         yearly_seasonality=len(y) * (ts[1] - ts[0]) > 2 * 365 * 86400)
             m.fit(df)
             fut = m.make_future_dataframe(periods=h, freq=s.freq, include_history=False)
@@ -234,11 +245,12 @@ def group_means(rows: list[tuple[Series, float, float, float, float, float, floa
 def main() -> int:
     final = "--final" in sys.argv[1:]
     final2 = "--final2" in sys.argv[1:]
+    final3 = "--final3" in sys.argv[1:]
     rows = []
     cals: list[tuple[Series, float, float]] = []  # Levqor given the series' holiday calendar
     print(f"{'series':<28}{'group':>8}{'h':>4}{'origins':>8}{'levqor MASE':>13}{'snaive MASE':>13}"
           f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'width':>7}{'s/origin':>10}{'+cal MASE':>11}{'+cal cov':>10}")
-    for s in all_series(final, final2):
+    for s in all_series(final, final2, final3):
         snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
         m, cov, sec, wid = evaluate(ours, s)
         mc, cc = (evaluate(lambda ts, y, h, s=s: ours(ts, y, h, s.holidays), s)[:2] if s.holidays is not None
@@ -260,7 +272,8 @@ def main() -> int:
           f"Prophet={hp:.4f} coverage={hc:.3f} width={hw:.2f}")
     tail = ""
     for group, wanted, label in (("final", final, "final test set (scored once)"),
-                                 ("final2", final2, "second final test set (stop 35, scored once)")):
+                                 ("final2", final2, "second final test set (stop 35, scored once)"),
+                                 ("final3", final3, "third final test set (stop 36, scored once)")):
         if not wanted:
             continue
         fm, fs, fp, fc, _ = group_means(rows, group)

@@ -371,6 +371,86 @@ def final2_api_requests(seed: int = 3036) -> tuple[np.ndarray, np.ndarray]:
     return T0 + t * 300.0, rng.poisson(60 * daily * weekly * onboard).astype(float)
 
 
+
+# ---- the third final test set (``--final3``): defined and committed at the start of stop 36, before any
+# change of that stop, and scored once at its end. Named holidays of both signs, a trending quarterly
+# series without a season, a monthly series whose seasonal amplitude grows with a trend that breaks.
+
+def final3_daily_travel(seed: int = 4041) -> tuple[np.ndarray, np.ndarray]:
+    """Six years (2015-2020) of daily travel bookings: bookings peak early in the week and fall at the
+    weekend, a January booking wave and a late-summer trough, holidays of both signs (Christmas Eve and
+    Day, New Year's Day, Easter Monday and Memorial Day dips; Black Friday and Cyber Monday peaks:
+    ``final3_travel_calendar``) and growth that triples its pace after year four."""
+    rng = np.random.default_rng(seed)
+    n = 2192
+    t = np.arange(n)
+    dates = (np.datetime64("2015-01-01") + t).astype("datetime64[D]")
+    weekday = (dates.astype(int) + 3) % 7
+    doy = (t % 365.25) / 365.25
+    trend = 300 + 0.08 * t + np.where(t > 4 * 365, 0.16 * (t - 4 * 365), 0.0)
+    weekly = np.array([1.15, 1.1, 1.05, 1.0, 0.95, 0.8, 0.85])[weekday]
+    yearly = (1 + 0.25 * np.exp(-0.5 * ((doy - 0.05) / 0.04) ** 2)
+              - 0.12 * np.exp(-0.5 * ((doy - 0.62) / 0.08) ** 2) + 0.05 * np.sin(2 * np.pi * doy))
+    effect = {"Christmas Eve": 0.6, "Christmas Day": 0.35, "New Year's Day": 0.55, "Easter Monday": 0.8,
+              "Memorial Day": 0.85, "Black Friday": 1.6, "Cyber Monday": 1.9}
+    factor = np.ones(n)
+    for day_s, name in zip(*final3_travel_calendar(), strict=True):
+        day = int((day_s - dates[0].astype("datetime64[s]").astype(np.int64)) // DAY_S)
+        if 0 <= day < n:
+            factor[day] = effect[name]
+    y = trend * weekly * yearly * factor * np.exp(_ar(rng, n, (0.5,), 0.05))
+    return dates.astype("datetime64[s]").astype(np.int64).astype(float), y
+
+
+def final3_travel_calendar() -> tuple[np.ndarray, list[str]]:
+    """final3_daily_travel's calendar, 2015-2021: (epoch seconds of each holiday's day, its name)."""
+    easter_sunday = {2015: "2015-04-05", 2016: "2016-03-27", 2017: "2017-04-16", 2018: "2018-04-01",
+                     2019: "2019-04-21", 2020: "2020-04-12", 2021: "2021-04-04"}
+    days: list[np.datetime64] = []
+    names: list[str] = []
+    for y in range(2015, 2022):
+        thanksgiving = _nth_weekday(y, 11, 3, 4)
+        for day, name in ((np.datetime64(f"{y}-01-01"), "New Year's Day"),
+                          (np.datetime64(easter_sunday[y]) + 1, "Easter Monday"),
+                          (_nth_weekday(y, 5, 0, -1), "Memorial Day"),
+                          (thanksgiving + 1, "Black Friday"), (thanksgiving + 4, "Cyber Monday"),
+                          (np.datetime64(f"{y}-12-24"), "Christmas Eve"),
+                          (np.datetime64(f"{y}-12-25"), "Christmas Day")):
+            days.append(day)
+            names.append(name)
+    ts = np.array(days, dtype="datetime64[D]").astype("datetime64[s]").astype(np.int64).astype(float)
+    return ts, names
+
+
+def final3_realgdp() -> tuple[np.ndarray, np.ndarray] | None:
+    """US real GDP, quarterly 1959-2009 (statsmodels' bundled macrodata): a trend with recessions and
+    no season."""
+    try:
+        from statsmodels.datasets import macrodata
+    except Exception:  # noqa: BLE001 - any import failure means "unavailable"
+        return None
+    d = macrodata.load_pandas().data
+    quarters = np.array([f"{int(y)}-{3 * int(q) - 2:02d}" for y, q in zip(d["year"], d["quarter"], strict=True)],
+                        dtype="datetime64[M]")
+    return quarters.astype("datetime64[s]").astype(np.int64).astype(float), d["realgdp"].to_numpy(dtype=float)
+
+
+def final3_monthly_passengers(seed: int = 4043) -> tuple[np.ndarray, np.ndarray]:
+    """Twenty-four years of monthly passengers: a multiplicative yearly season (summer peak, a smaller
+    December one) whose amplitude grows with the level, growth of 6 % a year, a 25 % fall in year 17
+    that recovers over the following two years, and AR(1) noise on the log scale."""
+    rng = np.random.default_rng(seed)
+    n = 24 * 12
+    t = np.arange(n)
+    month = t % 12
+    shock_at = 16 * 12 + 8
+    since = np.clip(t - shock_at, 0, None)
+    shock = np.where(t >= shock_at, -0.29 * np.clip(1 - since / 24, 0.0, 1.0), 0.0)
+    season = (0.22 * np.cos(2 * np.pi * (month - 6.5) / 12) + 0.08 * (month == 11)
+              - 0.04 * (month == 1))
+    y = 1000 * np.exp(0.06 * t / 12 + shock + season + _ar(rng, n, (0.6,), 0.03))
+    return _months(n, "1995-01"), y
+
 # ---- holiday calendars a user would pass (``levqor forecast --holidays``) ------------------------
 
 def _nth_weekday(year: int, month: int, weekday: int, nth: int) -> np.datetime64:
