@@ -5,7 +5,8 @@ whose scale changes, spiky counts (also with a daily rate), slow drifts (also as
 flat lines (also a frozen sensor), each with one labelled anomaly (a NAB-style window: 10 % of the file,
 centred on the anomaly's start) or none. Deterministic (seeded). The training kinds are never scored as
 results; they only help choose parameters. ``HELDOUT_KINDS`` with seeds 101-110 (and ``FRESH_KINDS`` with
-seeds 201-210, ``FRESH_SCALE_KINDS`` with 301-310) are test series that no training corpus uses (the bench
+seeds 201-210, ``FRESH_SCALE_KINDS`` with 301-310, ``FRESH3_KINDS`` with 401-410) are test series that no
+training corpus uses (the bench
 scores them once, with the configuration and thresholds chosen on the training data): the kinds of issue 21
 item 2 drawn by other generators than the training kinds' (``heldout_series``: other steps, shapes, noise and
 anomalies), the flat-line kinds, a fresh weekly kind and a fresh hourly season whose scale grows or shrinks
@@ -95,6 +96,8 @@ def fresh_series(kind: str, seed: int, inject: bool = True) -> tuple[np.ndarray,
     rng = np.random.default_rng(seed)
     if kind in FRESH_SCALE_KINDS:
         return _scaling_season(kind, rng, inject)
+    if kind in FRESH3_KINDS:
+        return _fresh3(kind, rng, inject)
     if kind != "weekly_shift_hourly":
         raise ValueError(kind)
     # hourly step, 8-10 weeks; an office-like week: weekdays with a working-hours plateau (a ramp up in
@@ -145,11 +148,64 @@ def _scaling_season(kind: str, rng: np.random.Generator, inject: bool,
     return T0 + t * step, y, at
 
 
+def _fresh3(kind: str, rng: np.random.Generator, inject: bool) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """The third fresh held-out kinds (``FRESH3_KINDS``, seeds 401-410), each with a ``_clean`` variant.
+
+    ``launch_counts_5min``: 5-minute Poisson counts over 2-3 weeks, a midday-peaking daily rate that grows
+    4-8 fold along a logistic curve (a launch); in the last third either an outage (30-60 minutes at 10-30 %
+    of the rate) or a burst (two intervals at three times the rate plus 20).
+    ``amplitude_steps_hourly``: hourly, 8-10 weeks; a flat base with a working-hours bump whose height
+    steps up (x2-3) once in the first 40 % of the file and down (x0.4-0.6) once between 40 % and 60 %
+    (customers joining and leaving: not anomalies); Gaussian noise of 8 % of the bump's current height plus
+    1 % of the base; in the last third one day's bump is either missing or twice its height."""
+    base_kind = kind.removesuffix("_clean")
+    if base_kind == "launch_counts_5min":
+        step, day = 300, 288
+        n = int(rng.integers(14, 22)) * day
+        t = np.arange(n)
+        fold = rng.uniform(4, 8)
+        mid = rng.uniform(0.25, 0.5) * n
+        growth = 1 + (fold - 1) / (1 + np.exp(-(t - mid) / (0.06 * n)))
+        phase = (t + int(rng.integers(day))) % day
+        daily = 0.3 + np.clip(np.sin(np.pi * (phase - 0.25 * day) / (0.6 * day)), 0, None)
+        rate = rng.uniform(2, 6) * growth * daily
+        at: int | None = int(rng.integers(int(0.67 * n), int(0.9 * n)))
+        outage, length, keep = bool(rng.integers(2)), int(rng.integers(6, 13)), rng.uniform(0.1, 0.3)
+        y = rng.poisson(rate).astype(float)
+        if kind.endswith("_clean"):
+            return T0 + t * step, y, None
+        if inject:  # the anomaly's counts from their own stream: the rest stays as without it
+            sl = slice(at, at + (length if outage else 2))
+            y[sl] = rng.poisson(rate[sl] * keep if outage else 3 * rate[sl] + 20)
+        return T0 + t * step, y, at
+    if base_kind != "amplitude_steps_hourly":
+        raise ValueError(kind)
+    step, day = 3600, 24
+    n = int(rng.integers(8, 11)) * 7 * day
+    t = np.arange(n)
+    hour = (t + int(rng.integers(day))) % day
+    bump = np.clip((hour - 8) / 2.0, 0, 1) * np.clip((18 - hour) / 2.0, 0, 1)
+    base = rng.uniform(50, 500)
+    height = np.full(n, rng.uniform(0.5, 2.0) * base)
+    up, down = int(rng.integers(int(0.1 * n), int(0.4 * n))), int(rng.integers(int(0.4 * n), int(0.6 * n)))
+    height[up:] *= rng.uniform(2, 3)
+    height[down:] *= rng.uniform(0.4, 0.6)
+    y = base + height * bump + rng.normal(0, 1, n) * (0.08 * height + 0.01 * base)
+    start = int(rng.integers(int(0.67 * n), int(0.9 * n)))
+    at = start + int((13 - hour[start]) % day)  # the middle of the next day's bump
+    if kind.endswith("_clean"):
+        return T0 + t * step, y, None
+    if inject:
+        sl = slice(at - 6, at + 6)
+        y[sl] += (-1.0 if rng.integers(2) else 1.0) * height[sl] * bump[sl]
+    return T0 + t * step, y, at
+
+
 def series(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray, int | None]:
     """Return (epoch seconds, values, anomaly start index or None) for one synthetic series."""
     if kind in UNSEEN_KINDS:
         return heldout_series(kind, seed)
-    if kind in FRESH_KINDS + FRESH_SCALE_KINDS:
+    if kind in FRESH_KINDS + FRESH_SCALE_KINDS + FRESH3_KINDS:
         return fresh_series(kind, seed)
     rng = np.random.default_rng(seed)
     t = np.arange(N)
@@ -227,8 +283,15 @@ FRESH_SEEDS = tuple(range(201, 211))
 # and growing_season_clean count as development kinds for it), scored once, at its end.
 FRESH_SCALE_KINDS = ("scaling_season_hourly", "scaling_season_hourly_clean")
 FRESH_SCALE_SEEDS = tuple(range(301, 311))
+# The third fresh held-out kinds, seeds 401-410 (used nowhere else), each with a clean variant: added
+# and committed at the start of stop 36, before that stop's detector change for series whose scale
+# changes (log-scale errors) was designed (from then on the scaling_season_hourly kinds count as
+# development kinds), scored once, at its end.
+FRESH3_KINDS = ("launch_counts_5min", "launch_counts_5min_clean", "amplitude_steps_hourly",
+                "amplitude_steps_hourly_clean")
+FRESH3_SEEDS = tuple(range(401, 411))
 ALL_KINDS = (KINDS + EXTRA_KINDS + ("frozen_walk", "frozen_counts") + UNSEEN_KINDS
-             + FRESH_KINDS + FRESH_SCALE_KINDS)  # append only: the index seeds
+             + FRESH_KINDS + FRESH_SCALE_KINDS + FRESH3_KINDS)  # append only: the index seeds
 
 
 def corpus(seeds: tuple[int, ...] = (1, 2), extra: bool = False, kinds: tuple[str, ...] | None = None,
