@@ -11,7 +11,7 @@ import typer
 
 from tools.auto_intel.calendars import COUNTRIES, CalendarError, country_holidays
 from tools.auto_intel.predictor import ForecastError
-from tools.auto_intel.series_io import SeriesError, detect_stream, forecast_csv, read_holidays
+from tools.auto_intel.series_io import Holiday, SeriesError, detect_stream, forecast_csv, read_holidays
 
 cli = typer.Typer()
 
@@ -56,11 +56,14 @@ def forecast(
     horizon: Annotated[int, typer.Option(min=1, help="Steps to forecast after the last row")],
     path: Annotated[Path | None, typer.Argument(help="CSV of timestamp,value (default stdin)")] = None,
     holidays: Annotated[Path | None, typer.Option(
-        help="File of holiday dates, one YYYY-MM-DD per line, past and future: their effect is learned "
-             "from the ones in the history")] = None,
+        help="File of holidays, past and future, one per line: YYYY-MM-DD or YYYY-MM-DD,name. Each "
+             "holiday's effect is learned from its past days (the same name, or for an unnamed one the "
+             "same month and day), shrunk toward the effect shared by all holidays when it has few; a "
+             "holiday not seen in the history gets the shared effect")] = None,
     country: Annotated[str | None, typer.Option(
-        help="Add this country's national public holidays (built in: " + ", ".join(sorted(COUNTRIES))
-             + "; UK = GB), with weekend substitute days; combined with --holidays")] = None,
+        help="Add this country's national public holidays, with their names (built in: "
+             + ", ".join(sorted(COUNTRIES)) + "; UK = GB), with weekend substitute days; combined with "
+             "--holidays (a name from the file wins on its day)")] = None,
 ) -> None:
     """Print timestamp,yhat,lower,upper (90% interval) for the steps after the history; on stderr, one
     line saying which seasons were found and which method the backtests chose."""
@@ -69,9 +72,9 @@ def forecast(
             country_holidays(country, [])
         except CalendarError as exc:
             fail(f"levqor forecast: --country: {exc}", 2)
-    days: list[float] | None = None
+    days: list[Holiday] | None = None
     if holidays is not None:
-        got: list[list[float]] = []
+        got: list[list[Holiday]] = []
         _run("levqor forecast", holidays, lambda lines: got.append(read_holidays(lines)))
         days = got[0]
     _run("levqor forecast", path,

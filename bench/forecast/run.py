@@ -19,7 +19,8 @@ heldout_coverage90=.. heldout_width90=.. [final_*=..]
 cli_s=.. cli_cpu_s=..``
 (``mase``/``coverage90``: nyc_taxi, in-sample; ``cal_*``: the same given US federal holidays;
 ``dev_*``: mean over the development series.) The ``+cal`` columns give Levqor the series' holiday
-calendar (``--holidays``); every other figure, Prophet's included, is without a calendar.
+calendar (``--holidays``, with the holidays' names where the series has them); every other figure,
+Prophet's included, is without a calendar.
 """
 
 from __future__ import annotations
@@ -116,6 +117,11 @@ def all_series(final: bool = False, final2: bool = False, final3: bool = False) 
                           ("dev_daily_moving", extra.dev_daily_moving, extra.dev_daily_moving_dates())):
         ts, y = fn()
         out.append(Series(name, ts, y, 30, 12, 30, 7, "D", "dev", cal))
+    for name, fn, named in (("dev_named_retail", extra.dev_named_retail, extra.dev_named_retail_calendar),
+                            ("dev_named_grocery", extra.dev_named_grocery, extra.dev_named_grocery_calendar)):
+        ts, y = fn()
+        days, names, _effects = named()
+        out.append(Series(name, ts, y, 30, 12, 30, 7, "D", "dev", days, names))
     ts, y = extra.page_views()
     out.append(Series("page_views daily 8y", ts, y, 30, 12, 30, 7, "D", "heldout", extra.page_views_dates()))
     ts, y = extra.hourly_load()
@@ -153,9 +159,10 @@ def all_series(final: bool = False, final2: bool = False, final3: bool = False) 
     return out
 
 
-def ours(ts: np.ndarray, y: np.ndarray, h: int, holidays: np.ndarray | None = None
-         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    fc = forecast(y, horizon=h, timestamps=list(ts), holidays=None if holidays is None else list(holidays))
+def ours(ts: np.ndarray, y: np.ndarray, h: int, holidays: np.ndarray | None = None,
+         names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    fc = forecast(y, horizon=h, timestamps=list(ts), holidays=None if holidays is None else list(holidays),
+                  holiday_names=names)
     return np.array(fc.yhat), np.array(fc.lower), np.array(fc.upper)
 
 
@@ -253,8 +260,8 @@ def main() -> int:
     for s in all_series(final, final2, final3):
         snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
         m, cov, sec, wid = evaluate(ours, s)
-        mc, cc = (evaluate(lambda ts, y, h, s=s: ours(ts, y, h, s.holidays), s)[:2] if s.holidays is not None
-                  else (float("nan"), float("nan")))
+        with_cal: Model = lambda ts, y, h, s=s: ours(ts, y, h, s.holidays, s.holiday_names)  # noqa: E731
+        mc, cc = evaluate(with_cal, s)[:2] if s.holidays is not None else (float("nan"), float("nan"))
         cals.append((s, mc, cc))
         sn = evaluate(snaive, s)[0]
         pm = prophet_model(s)

@@ -10,10 +10,12 @@ seasonality, a level shift and a trend change).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from datetime import date, timedelta
 
 import numpy as np
 
-from tools.auto_intel.calendars import nth_weekday
+from tools.auto_intel.calendars import easter, nth_weekday
 
 DAY_S = 86400.0
 T0 = 1_262_304_000.0  # 2010-01-01
@@ -245,6 +247,104 @@ def dev_daily_moving(seed: int = 106) -> tuple[np.ndarray, np.ndarray]:
     trend = 400 + 0.2 * t - np.where(t > 4 * 365, 0.3 * (t - 4 * 365), 0.0)
     hol = np.where(np.isin(ts, dev_daily_moving_dates()), 0.5, 1.0)
     return ts, trend * weekly * yearly * hol * np.exp(_ar(rng, n, (0.3,), 0.05))
+
+
+def _named_days(rules: tuple[tuple[str, Callable[[int], date | str], float], ...], years: range
+                ) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(epoch seconds of each day's start, names, multiplicative effects) of named holidays in
+    ``years``: each rule is (name, a function of the year giving the day, effect)."""
+    days, names, effects = [], [], []
+    for y in years:
+        for name, when, effect in rules:
+            days.append(np.datetime64(when(y), "D"))
+            names.append(name)
+            effects.append(effect)
+    ts = np.array(days, dtype="datetime64[D]").astype("datetime64[s]").astype(np.int64).astype(float)
+    return ts, names, np.array(effects)
+
+
+def _named_effects(ts: np.ndarray, cal: tuple[np.ndarray, list[str], np.ndarray], rng: np.random.Generator,
+                   spread: float) -> np.ndarray:
+    """Each day's holiday factor (1 on other days); each occurrence's effect on the log scale varies
+    by a normal factor of sd ``spread`` around its rule's."""
+    days, _names, effects = cal
+    out = np.ones(len(ts))
+    pos = np.searchsorted(ts, days)
+    ok = (pos < len(ts)) & (ts[np.minimum(pos, len(ts) - 1)] == days)
+    out[pos[ok]] = np.exp(np.log(effects[ok]) * np.exp(rng.normal(0, spread, int(ok.sum()))))
+    return out
+
+
+_RETAIL_RULES: tuple[tuple[str, Callable[[int], date | str], float], ...] = (
+    ("New Year", lambda y: f"{y}-01-01", 0.5),
+    ("Valentine's Day", lambda y: f"{y}-02-14", 1.6),
+    ("Easter Sunday", lambda y: easter(y), 0.6),
+    ("Mother's Day", lambda y: nth_weekday(y, 5, 6, 2), 1.4),
+    ("Independence Day", lambda y: f"{y}-07-04", 0.75),
+    ("Halloween", lambda y: f"{y}-10-31", 1.3),
+    ("Thanksgiving", lambda y: nth_weekday(y, 11, 3, 4), 0.4),
+    ("Black Friday", lambda y: nth_weekday(y, 11, 3, 4) + timedelta(days=1), 2.0),
+    ("Christmas", lambda y: f"{y}-12-25", 0.35),
+)
+
+
+def dev_named_retail_calendar() -> tuple[np.ndarray, list[str], np.ndarray]:
+    """dev_named_retail's calendar, 2014-2020: (day starts, names, effects)."""
+    return _named_days(_RETAIL_RULES, range(2014, 2021))
+
+
+def dev_named_retail(seed: int = 107) -> tuple[np.ndarray, np.ndarray]:
+    """Six years of daily online orders with a named calendar whose holidays pull both ways (for
+    stop 36's per-holiday effects): peaks (Black Friday x2, Valentine's Day x1.6, Mother's Day x1.4,
+    Halloween x1.3) and dips (Christmas x0.35, Thanksgiving x0.4, New Year x0.5, Easter Sunday x0.6,
+    Independence Day x0.75), each occurrence's effect varying by about 10 % on the log scale; weekly
+    and yearly seasons, growth that halves after year 4, AR(1) noise."""
+    rng = np.random.default_rng(seed)
+    n = 6 * 365
+    ts, weekday, doy = _days(n, "2014-01-01")
+    t = np.arange(n)
+    weekly = np.array([1.0, 1.02, 1.02, 1.0, 0.95, 0.8, 0.85])[weekday]
+    yearly = 1 + 0.15 * np.cos(2 * np.pi * (doy - 0.95)) + 0.05 * np.sin(4 * np.pi * doy)
+    level = 600 * np.exp(np.where(t < 4 * 365, 0.15 * t / 365, 0.6 + 0.07 * (t - 4 * 365) / 365))
+    hol = _named_effects(ts, dev_named_retail_calendar(), rng, 0.1)
+    return ts, level * weekly * yearly * hol * np.exp(_ar(rng, n, (0.4,), 0.05))
+
+
+_GROCERY_RULES: tuple[tuple[str, Callable[[int], date | str], float], ...] = (
+    ("New Year's Eve", lambda y: f"{y}-12-31", 1.35),
+    ("New Year", lambda y: f"{y}-01-01", 0.3),
+    ("Maundy Thursday", lambda y: easter(y) - timedelta(days=3), 1.5),
+    ("Good Friday", lambda y: easter(y) - timedelta(days=2), 0.3),
+    ("Holy Saturday", lambda y: easter(y) - timedelta(days=1), 1.7),
+    ("Easter Monday", lambda y: easter(y) + timedelta(days=1), 0.3),
+    ("Ascension", lambda y: easter(y) + timedelta(days=39), 0.5),
+    ("Whit Monday", lambda y: easter(y) + timedelta(days=50), 0.6),
+    ("Christmas Eve", lambda y: f"{y}-12-24", 1.25),
+    ("Christmas", lambda y: f"{y}-12-25", 0.3),
+    ("Boxing Day", lambda y: f"{y}-12-26", 0.4),
+)
+
+
+def dev_named_grocery_calendar() -> tuple[np.ndarray, list[str], np.ndarray]:
+    """dev_named_grocery's calendar, 2015-2020: (day starts, names, effects)."""
+    return _named_days(_GROCERY_RULES, range(2015, 2021))
+
+
+def dev_named_grocery(seed: int = 108) -> tuple[np.ndarray, np.ndarray]:
+    """Five years of daily grocery sales (European calendar): closures or short days on public
+    holidays (Good Friday, Easter Monday, Christmas, New Year at x0.3; Ascension x0.5, Whit Monday
+    x0.6, Boxing Day x0.4) and shopping peaks on the days before them (Holy Saturday x1.7, Maundy
+    Thursday x1.5, New Year's Eve x1.35, Christmas Eve x1.25), most of them moving with Easter; a
+    strong weekly season (Saturday peak, Sunday x0.35), a mild yearly one, a 15 % level drop after
+    year 3 (a competitor opens), AR(1) noise."""
+    rng = np.random.default_rng(seed)
+    n = 5 * 365
+    ts, weekday, doy = _days(n, "2015-03-01")
+    weekly = np.array([0.9, 0.9, 0.95, 1.0, 1.15, 1.3, 0.35])[weekday]
+    yearly = 1 + 0.08 * np.sin(2 * np.pi * (doy - 0.2))
+    level = 2000 * np.where(np.arange(n) < 3 * 365, 1.0, 0.85)
+    hol = _named_effects(ts, dev_named_grocery_calendar(), rng, 0.1)
+    return ts, level * weekly * yearly * hol * np.exp(_ar(rng, n, (0.5,), 0.04))
 
 
 # ---- final test set: added before the forecaster was changed for issue 21, scored once at the end -

@@ -29,8 +29,9 @@ seasonal shape scales with the level.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from statistics import NormalDist
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,8 @@ class ForecastConfig:
     decomp_half_life: float = 3.0  # decomp+trend: weight of a point halves every this many years back
     decomp_harmonics: int = 10  # decomp: most Fourier harmonics of the yearly season
     decomp_cal_origins: int = 24  # calibration origins when a decomposition of a yearly main season is chosen
+    holiday_prior: float = 0.5  # a named holiday's own effect is shrunk toward the shared one as if
+    # this many past days had shown the shared effect (docs/models.md)
 
 
 @dataclass(frozen=True)
@@ -274,13 +277,73 @@ def _features(r: Array, t: IntArray, day: int, period: int) -> Array:
     return np.stack(cols, axis=1)
 
 
+def _holiday_matrix(days: Array, holidays: Iterable[float], names: Sequence[str | None] | None) -> Array | None:
+    """Holiday indicators for steps whose UTC day numbers are ``days``: column 0 is 1 on every step of
+    any holiday's day (the shared effect), then one column per holiday key, 1 on that holiday's days.
+    A holiday's key is its name (``names``, parallel to ``holidays``; case and surrounding blanks
+    ignored) or, unnamed, its month and day (``"12-25"``), so an unnamed holiday on a fixed date has
+    the effect of its past years and a moving one the shared effect. None when no step is a holiday."""
+    import numpy as np  # kept lazy: start-up time
+
+    stamps = [float(h) for h in holidays]
+    if names is not None and len(names) != len(stamps):
+        raise ForecastError(f"{len(names)} holiday names for {len(stamps)} holidays")
+    hol_days = np.floor(np.asarray(stamps, dtype=np.float64) / _DAY_S)
+    any_day = np.isin(days, hol_days)
+    if not any_day.any():
+        return None
+    keys: dict[str, list[float]] = {}
+    for i, d in enumerate(hol_days.tolist()):
+        name = (names[i] or "").strip().casefold() if names is not None else ""
+        keys.setdefault(name or datetime.fromtimestamp(d * _DAY_S, UTC).strftime("%m-%d"), []).append(d)
+    cols = [any_day] + [np.isin(days, v) for v in keys.values()]
+    res: Array = np.stack(cols, axis=1).astype(np.float64)
+    return res
+
+
+def _seen_holidays(hol: Array, lo: int, hi: int) -> Array | None:
+    """The columns of ``hol`` (``_holiday_matrix``) a fit on rows ``lo:hi`` uses: the shared column,
+    and each holiday's own column when it is among those rows and either recurs there (two days or
+    more) or is ahead (after them, in the forecast); None when no holiday is among the rows. A
+    holiday not seen keeps the shared effect; one seen once and not ahead (a moving unnamed holiday)
+    is left to the shared effect as well (one column each would cost more than it changes)."""
+    import numpy as np  # kept lazy: start-up time
+
+    part = hol[lo:hi]
+    if not part[:, 0].any():
+        return None
+    days = (np.diff(part, axis=0) > 0).sum(axis=0) + part[0]  # separate runs of holiday steps
+    keep = (days >= 2) | (part.any(axis=0) & hol[hi:].any(axis=0))
+    keep[0] = True
+    res: Array = hol[:, keep]
+    return res
+
+
+def _holiday_effects(hol: Array, r: Array, pen: float) -> Array:
+    """Least-squares effects of the columns of ``hol`` (``_seen_holidays``) on the deviations ``r``:
+    the shared one (column 0) unpenalised, each named one's deviation from it with the ridge
+    penalty ``pen`` (a named holiday seen on k days keeps about k / (k + ``holiday_prior``) of its
+    own deviation from the shared effect)."""
+    import numpy as np  # kept lazy: start-up time
+
+    g = hol.T @ hol
+    reg = np.full(hol.shape[1], pen)
+    reg[0] = 1e-9 * float(g[0, 0])
+    res: Array = np.linalg.solve(g + np.diag(reg), hol.T @ r).astype(np.float64)
+    return res
+
+
 def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: ForecastConfig,
-           trend: int = 0, hol: Array | None = None) -> tuple[Array, Array, Array]:
+           trend: int = 0, hol: Array | None = None, hol_pen: float = 0.0) -> tuple[Array, Array, Array]:
     """Seasonal baseline + ridge correction: (point forecast, lower and upper offsets) in z units.
     With ``trend`` (seasons) the seasons behind each point are moved forward by the trend over the
     last ``trend`` seasons first.
-    ``hol`` (length ``len(z) + horizon``, 1 on holidays) adds "the target is a holiday" to the
-    regressions when the history holds a holiday to learn its effect from."""
+    ``hol`` (``_holiday_matrix``: ``len(z) + horizon`` rows; column 0 is 1 on any holiday, the
+    others on each named holiday) gives the holidays' effects when the training stretch holds a
+    holiday to learn from: each holiday's mean deviation from the baseline (``_holiday_effects``: a
+    shared effect, and each named holiday's own shrunk toward it with the ridge penalty ``hol_pen``)
+    is removed from the deviations before the regressions and added to the forecast on the
+    holidays ahead, on every step of their days."""
     import numpy as np  # kept lazy: start-up time
 
     n = len(z)
@@ -315,6 +378,13 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
     corr = np.zeros(horizon)
     lo_q = np.zeros(horizon)
     hi_q = np.zeros(horizon)
+    hol_future = np.zeros(horizon)
+    if hol is not None and (hol := _seen_holidays(hol, t_lo + 1, n)) is not None:
+        # the holidays' effects first (shared, and named ones shrunk toward it), taken out of the
+        # deviations so they do not leak into the features (a holiday yesterday) or the targets
+        b = _holiday_effects(hol[t_lo + 1:n], r[t_lo + 1:n], hol_pen)
+        r = r - hol[:n] @ b
+        hol_future = hol[n:] @ b
     if t_hi - t_lo >= 10:
         t = np.arange(t_lo, t_hi + 1)
         x = _features(r, t, day, period)
@@ -340,9 +410,6 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
                     lo = np.maximum(src - 3 * half, 0)
                     hi = np.minimum(src + 3 * half + 1, n)
                     out.append((cy[hi] - cy[lo]) / np.maximum(hi - lo, 1))
-            if hol is not None:
-                extra.append(hol[t + h])
-                extra_now.append(hol[[n - 1 + h]])
             # normal equations by blocks: the shared features' Gram matrix is computed once
             e = np.stack(extra, axis=1) if extra else np.empty((len(t), 0))
             e_now = np.concatenate(extra_now) if extra_now else np.empty(0)
@@ -360,22 +427,23 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
         zq = NormalDist().inv_cdf(0.5 + cfg.coverage / 2.0)
         lo_q[:] = -zq * spread
         hi_q[:] = zq * spread
-    return base_future + corr, lo_q, hi_q
+    return base_future + corr + hol_future, lo_q, hi_q
 
 
 def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: bool, week: int = 0,
-            hol: Array | None = None) -> tuple[Array, Array, Array]:
+            hol: Array | None = None, hol_pen: float = 0.0) -> tuple[Array, Array, Array]:
     """Decomposition, Prophet-like: a yearly profile of Fourier terms (``year`` steps long,
     fractional for weekly data) plus a level (``decomp``) or a linear trend with at most one
     changepoint (``decomp+trend``), fitted by least squares on the last ``decomp_years`` years;
     for daily data (``week`` = 7, a yearly season beside the weekly one) also a day-of-week profile
-    (one dummy per weekday) and, when ``hol`` (length ``len(z) + horizon``) marks a holiday in the
-    window, a holiday effect. With a trend, each point weighs half as much every
-    ``decomp_half_life`` years back, and the changepoint (every quarter of a year, at least a year
-    from either end of the window; for daily data a quarter from the end) is kept when it lowers the
-    BIC. The last residual is carried
-    forward by the residuals' autocorrelation at each lag (anomalies persist or fade as they did;
-    for daily data the last week's mean residual, by its correlation with the later residuals).
+    (one dummy per weekday) and, when ``hol`` (``_holiday_matrix``) marks a holiday in the window, a
+    shared holiday effect and one per named holiday, each named one's deviation from the shared
+    effect penalised by ``hol_pen`` (times the mean weight of a point). With a trend, each point
+    weighs half as much every ``decomp_half_life`` years back, and the changepoint (every quarter of
+    a year, at least a year from either end of the window; for daily data a quarter from the end) is
+    kept when it lowers the BIC. The last residual is carried forward by the residuals'
+    autocorrelation at each lag (anomalies persist or fade as they did; for daily data the last
+    week's mean residual, by its correlation with the later residuals).
     (Point forecast, lower and upper offsets) in z units."""
     import numpy as np  # kept lazy: start-up time
 
@@ -389,8 +457,10 @@ def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: boo
     cols = [np.ones(len(tt))] + ([yrs] if trend else []) + [np.cos(ang), np.sin(ang)]
     if week:
         cols.append((tt[:, None] % week == np.arange(1, week)[None, :]).astype(np.float64))
-    if hol is not None and hol[n - w:n].any():
-        cols.append(hol[n - w:n + horizon])
+    named = 0
+    if hol is not None and (hol := _seen_holidays(hol[n - w:], 0, w)) is not None:
+        cols.append(hol)
+        named = hol.shape[1] - 1
     x_all = np.column_stack(cols)
     sw = 0.5 ** ((w - 1 - np.arange(w)) / (2 * cfg.decomp_half_life * year)) if trend else np.ones(w)
     x = x_all[:w] * sw[:, None]  # rows scaled by the square root of their weight
@@ -398,6 +468,8 @@ def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: boo
     p = x.shape[1]
     xtx, xty, yty = x.T @ x, x.T @ zs, float(zs @ zs)
     eps = 1e-9 * np.trace(xtx) / p
+    if named:  # named holidays (the last columns): deviations from the shared effect, shrunk
+        xtx[np.arange(p - named, p), np.arange(p - named, p)] += hol_pen * float(np.mean(sw * sw))
     beta = np.linalg.solve(xtx + eps * np.eye(p), xty)
     # changepoints every quarter of a year, a year from the start and a year from the end (daily data:
     # a quarter, still 91 points after it, more than a year of weekly data has)
@@ -493,15 +565,16 @@ def _growth(dev: Array) -> Array:
 
 def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day: int,
              cfg: ForecastConfig, hol: Array | None, year: float) -> tuple[Array, Array, Array]:
+    """Method ``method``'s point forecast and uncalibrated interval offsets (z units)."""
+    # a named holiday's deviation from the shared effect: the ridge penalty of `holiday_prior` days
+    hol_pen = cfg.holiday_prior * max(1, round(year / 365.25))
     if method.startswith("decomp"):
         week = period if period != round(year) else 0  # daily data: the weekly profile as well
         return _decomp(z, horizon, year, cfg, trend=method == "decomp+trend", week=week,
-                       hol=hol if week else None)
+                       hol=hol if week else None, hol_pen=hol_pen)
     if method.startswith("model"):
-        if hol is not None and not hol[:len(z)].any():
-            hol = None  # no holiday in the history: nothing to learn its effect from
         trend = cfg.trend_seasons if method == "model+trend" else 0
-        return _model(z, horizon, period, yearly, day, cfg, trend=trend, hol=hol)
+        return _model(z, horizon, period, yearly, day, cfg, trend=trend, hol=hol, hol_pen=hol_pen)
     if method == "seasonal_naive":
         return _naive(z, horizon, period, cfg)
     return _naive(z, horizon, 0, cfg)
@@ -509,11 +582,18 @@ def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day:
 
 def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[float] | None = None,
              step_s: float | None = None, config: ForecastConfig | None = None,
-             holidays: Iterable[float] | None = None) -> Forecast:
+             holidays: Iterable[float] | None = None,
+             holiday_names: Sequence[str | None] | None = None) -> Forecast:
     """Forecast ``horizon`` steps after the history, with a central prediction interval.
 
     ``holidays``: epoch seconds of any moment of each holiday (UTC days, past and future); the
-    model learns their effect from the holidays in the history (needs timestamps).
+    model learns their effect from the holidays in the history (needs timestamps): one effect shared
+    by all holidays and, for each holiday seen in the history, its own, shrunk toward the shared one
+    when it has few past days (``holiday_prior``). ``holiday_names``, parallel to ``holidays``
+    (``None`` or ``""`` for an unnamed one), says which days are the same holiday; an unnamed holiday
+    is the same as the past ones on its month and day (fixed dates). A future holiday never seen in
+    the history (a new name, or a moving unnamed one) gets the shared effect. Raises
+    ``ForecastError`` when ``holiday_names`` is not as long as ``holidays``.
 
     The candidates (the seasonal model, the decompositions for a yearly main season, seasonal naive,
     naive) are backtested on the history's last stretches, the one with the smallest error is used,
@@ -546,9 +626,7 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     hol = None
     if holidays is not None and step_s > 0:
         days = np.floor((last_ts + step * np.arange(1 - n, horizon + 1)) / _DAY_S)  # UTC day of each step
-        hol = np.isin(days, np.floor(np.asarray(list(holidays), dtype=np.float64) / _DAY_S)).astype(np.float64)
-        if not hol.any():
-            hol = None
+        hol = _holiday_matrix(days, holidays, holiday_names)
 
     def back(zz: Array) -> Array:
         return np.expm1(zz) if use_log else zz

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from tools.auto_intel.anomaly_detector import AnomalyDetector
-from tools.auto_intel.calendars import holiday_starts
+from tools.auto_intel.calendars import named_holiday_starts
 from tools.auto_intel.predictor import Forecast, ForecastError, forecast, infer_step
 
 
@@ -122,30 +122,51 @@ def format_ts(ts: float, iso: bool) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def read_holidays(lines: Iterable[str]) -> list[float]:
-    """Holiday dates, one per line (ISO 8601 date or time, or epoch seconds; an optional header and
-    anything after a comma, such as a name, are ignored). Raises ``SeriesError`` naming the row."""
-    out: list[float] = []
+Holiday = tuple[float, str | None]  # (epoch seconds of the day, name or None)
+
+
+def read_holidays(lines: Iterable[str]) -> list[Holiday]:
+    """Holidays, one per line: an ISO 8601 date (or time, or epoch seconds), optionally followed by a
+    comma and the holiday's name (``2024-12-25,Christmas``); an optional header line is skipped.
+    Days with the same name are the same holiday to the forecaster; an unnamed one is the same as
+    the others on its month and day. Raises ``SeriesError`` naming the row when a date cannot be
+    read."""
+    out: list[Holiday] = []
     for no, line in enumerate(lines, 1):
-        text = line.split(",", 1)[0].strip()
+        text, _sep, rest = line.partition(",")
+        text = text.strip()
         if not text:
+            if rest.strip():
+                raise SeriesError(f"holidays row {no}: no date before the name (expected YYYY-MM-DD,name)")
             continue
         ts, _iso = parse_ts(text)
         if ts is None:
             if not out and no == 1:
                 continue  # a header
-            raise SeriesError(f"holidays row {no}: {text[:40]!r} is not a date (YYYY-MM-DD)")
-        out.append(ts)
+            raise SeriesError(f"holidays row {no}: {text[:40]!r} is not a date (YYYY-MM-DD or YYYY-MM-DD,name)")
+        out.append((ts, rest.strip().strip('"').strip() or None))
     return out
 
 
-def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int, holidays: list[float] | None = None,
+def _with_country(holidays: list[Holiday], named: list[tuple[float, str]]) -> list[Holiday]:
+    """The file's holidays and a country's named ones: a named day from the file replaces the
+    country's entries on that day, and a country's name replaces the file's unnamed entry."""
+    day = 86400.0
+    file_named = {h[0] // day for h in holidays if h[1]}
+    country_days = {t // day for t, _name in named}
+    kept: list[Holiday] = [h for h in holidays if h[1] or h[0] // day not in country_days]
+    return sorted(kept + [(t, name) for t, name in named if t // day not in file_named],
+                  key=lambda h: (h[0], h[1] or ""))
+
+
+def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int, holidays: list[Holiday] | None = None,
                  country: str | None = None, err: TextIO | None = None) -> Forecast:
     """Read the whole history, forecast ``horizon`` steps and write ``timestamp,yhat,lower,upper``.
-    ``holidays`` are day starts (epoch seconds); ``country`` adds that country's built-in national
-    calendar (``tools.auto_intel.calendars``) over the history and the horizon. At the end, writes to
-    ``err`` one line saying what the forecast is based on: rows, step, seasons found, the method the
-    backtests chose and how many holidays were given."""
+    ``holidays`` are (day start in epoch seconds, name or None) pairs (``read_holidays``);
+    ``country`` adds that country's built-in national calendar with its holidays' names
+    (``tools.auto_intel.calendars``) over the history and the horizon. At the end, writes to ``err``
+    one line saying what the forecast is based on: rows, step, seasons found, the method the
+    backtests chose and how many holiday dates (and distinct names) were given."""
     ts: list[float] = []
     ys: list[float] = []
     iso = False
@@ -165,15 +186,17 @@ def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int, holidays: l
         raise ForecastError(f"need at least three rows of history, got {len(ys)}")
     if country is not None:
         step = infer_step(ts)
-        days = holiday_starts(country, ts[0], ts[-1] + horizon * step)
-        holidays = sorted(set(days) | set(holidays or []))
-    fc = forecast(ys, horizon=horizon, timestamps=ts, holidays=holidays)
+        holidays = _with_country(holidays or [], named_holiday_starts(country, ts[0], ts[-1] + horizon * step))
+    fc = forecast(ys, horizon=horizon, timestamps=ts, holidays=[h[0] for h in holidays or []],
+                  holiday_names=[h[1] for h in holidays or []])
     out.write("timestamp,yhat,lower,upper\n")
     for t, y, lo, hi in zip(fc.timestamps, fc.yhat, fc.lower, fc.upper, strict=True):
         out.write(f"{format_ts(t, iso)},{y:.6g},{lo:.6g},{hi:.6g}\n")
     out.flush()
     if err is not None:
-        given = f"; {len(holidays)} holiday dates given" if holidays else ""
+        names = {h[1].strip().casefold() for h in holidays or [] if h[1] and h[1].strip()}
+        given = (f"; {len({h[0] // 86400.0 for h in holidays})} holiday dates given"
+                 f"{f' ({len(names)} names)' if names else ''}" if holidays else "")
         err.write(f"levqor forecast: {len(ys)} rows, step {_duration(fc.step_s)}; seasons found: "
                   f"{', '.join(fc.seasons) or 'none'}; method: {fc.method} (the best of the candidates in "
                   f"backtests on the history){given}; 90% interval calibrated on the same backtests\n")

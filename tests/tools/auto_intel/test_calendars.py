@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from tests.tools.auto_intel.test_models import cli, csv_text, one_line_error
-from tools.auto_intel.calendars import COUNTRIES, CalendarError, country_holidays, easter, holiday_starts
+from tools.auto_intel import series_io
+from tools.auto_intel.calendars import (
+    COUNTRIES,
+    CalendarError,
+    country_holidays,
+    easter,
+    holiday_starts,
+    named_holidays,
+)
 from tools.auto_intel.series_io import forecast_csv
 
 
@@ -95,6 +103,44 @@ def test_cli_country_option(tmp_path: Path) -> None:
     assert len(told.stdout.splitlines()) == 49
     summary = told.stderr.strip()
     assert summary.startswith(f"levqor forecast: {len(y)} rows, step 30 min; seasons found: daily")
-    assert "; method: " in summary and "holiday dates given" in summary and len(summary.splitlines()) == 1
+    assert "; method: " in summary and "holiday dates given (" in summary and len(summary.splitlines()) == 1
     err = one_line_error(cli("forecast", "--horizon", "3", "--country", "Atlantis", str(path)))
     assert err.startswith("levqor forecast: --country: no built-in holiday calendar for 'Atlantis'")
+
+
+def test_every_rule_has_a_name_and_substitutes_are_named_after_their_holiday() -> None:
+    us = dict((str(d), name) for d, name in named_holidays("US", [2021]))
+    assert us["2021-11-25"] == "Thanksgiving" and us["2021-07-04"] == "Independence Day"
+    assert us["2021-07-05"] == "Independence Day (substitute day)"
+    gb = named_holidays("GB", [2021])
+    assert ("Boxing Day (substitute day)" in {n for d, n in gb if d == date(2021, 12, 28)})
+    for code in COUNTRIES:
+        got = named_holidays(code, range(2015, 2031))
+        assert all(name for _d, name in got)
+        assert sorted({d for d, _n in got}) == country_holidays(code, range(2015, 2031))
+
+
+def test_country_calendar_passes_its_names_to_the_forecaster(monkeypatch: pytest.MonkeyPatch) -> None:
+    ts, y = us_load()
+    seen: dict[str, object] = {}
+    real = series_io.forecast
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.update(kwargs)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(series_io, "forecast", spy)
+
+    class Sink:
+        def write(self, _: str) -> None: ...
+        def flush(self) -> None: ...
+
+    forecast_csv(csv_text(ts, y).splitlines(), Sink(), horizon=48, country="US",  # type: ignore[arg-type]
+                 holidays=[(datetime(2023, 12, 25, tzinfo=UTC).timestamp(), "Xmas"),
+                           (datetime(2023, 10, 31, tzinfo=UTC).timestamp(), None)])
+    by_day = {datetime.fromtimestamp(float(t), UTC).date(): n
+              for t, n in zip(seen["holidays"], seen["holiday_names"], strict=True)}  # type: ignore[call-overload]
+    assert by_day[date(2023, 11, 23)] == "Thanksgiving" and by_day[date(2023, 9, 4)] == "Labor Day"
+    assert by_day[date(2023, 12, 25)] == "Xmas"  # the file's name wins on its day
+    assert by_day[date(2023, 10, 31)] is None
+    assert list(by_day.values()).count("Xmas") == 1 and "Christmas Day" not in by_day.values()

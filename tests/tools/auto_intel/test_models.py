@@ -19,8 +19,15 @@ import pytest
 
 from tests.support import ROOT
 from tools.auto_intel.anomaly_detector import ALERT_THRESHOLD, AnomalyDetector, DetectorConfig
-from tools.auto_intel.predictor import ForecastConfig, ForecastError, forecast, spike_warning
-from tools.auto_intel.series_io import detect_stream
+from tools.auto_intel.predictor import (
+    ForecastConfig,
+    ForecastError,
+    _holiday_matrix,
+    _predict,
+    forecast,
+    spike_warning,
+)
+from tools.auto_intel.series_io import SeriesError, detect_stream, read_holidays
 
 REPO = ROOT
 STEP = 300.0  # five-minute samples
@@ -476,8 +483,27 @@ def test_cli_forecast_reads_a_holiday_file(tmp_path: Path) -> None:
     cal.write_text("2024-01-01\nsoon\n")
     assert "holidays row 2: 'soon' is not a date" in one_line_error(
         cli("forecast", "--horizon", "3", "--holidays", str(cal), str(path)))
+    cal.write_text("2024-01-01,New Year\n2024-13-01,Nonsense\n")
+    assert "holidays row 2: '2024-13-01' is not a date" in one_line_error(
+        cli("forecast", "--horizon", "3", "--holidays", str(cal), str(path)))
+    cal.write_text("2024-01-01,New Year\n,Orphan name\n")
+    assert "holidays row 2: no date before the name" in one_line_error(
+        cli("forecast", "--horizon", "3", "--holidays", str(cal), str(path)))
     assert "no such file" in one_line_error(
         cli("forecast", "--horizon", "3", "--holidays", str(tmp_path / "nope.csv"), str(path)))
+
+
+
+
+def test_holiday_file_names_parse() -> None:
+    """``YYYY-MM-DD`` or ``YYYY-MM-DD,name`` per line, a header skipped, blank names unnamed."""
+    got = read_holidays(["date,name\n", "2024-12-25,Christmas\n", "2024-11-29, Black Friday \n", "\n",
+                         "2025-01-01\n", "2025-04-20,\n", '2025-05-11,"Mother\'s Day"\n'])
+    day = datetime(2024, 12, 25, tzinfo=UTC).timestamp()
+    assert got[0] == (day, "Christmas") and got[1][1] == "Black Friday"
+    assert [g[1] for g in got[2:]] == [None, None, "Mother's Day"]
+    with pytest.raises(SeriesError, match="holidays row 3"):
+        read_holidays(["2024-12-25,Christmas", "2024-12-26", "Boxing Day,2024-12-26"])
 
 
 def rolling_coverage(y: np.ndarray, ts: np.ndarray, *, horizon: int, origins: int, spacing: int
@@ -566,6 +592,88 @@ def test_daily_decomposition_learns_moving_holidays_from_the_calendar() -> None:
     h = days[-1] - o
     assert np.allclose(fc.yhat, y[o:o + 30], rtol=0.01)
     assert fc.yhat[h] < 0.55 * fc.yhat[h - 7]
+
+
+def named_daily(n: int = 4 * 365) -> tuple[np.ndarray, np.ndarray, list[float], list[str]]:
+    """Daily orders (the decomposable series with noise) and a calendar that pulls both ways: a
+    "sale" at twice the usual level and a "closure" at 40 % of it, each once a year on a day that
+    moves (never the same date or weekday twice), so only their names tell them apart."""
+    ts, y = daily_decomposable(n)
+    y = y * np.exp(np.random.default_rng(4).normal(0, 0.03, n))
+    sale = [365 * k + 100 + 3 * k for k in range(n // 365 + 1)]
+    closure = [365 * k + 250 + 5 * k for k in range(n // 365 + 1)]
+    y = y * np.where(np.isin(np.arange(n), sale), 2.0, 1.0) * np.where(np.isin(np.arange(n), closure), 0.4, 1.0)
+    days = sorted(sale + closure)
+    names = ["Sale" if d in sale else "Closure" for d in days]
+    return ts, y, [float(ts[0]) + d * 86400.0 for d in days], names
+
+
+@pytest.mark.parametrize("method", ["model", "model+trend", "decomp+trend"])
+def test_named_peaks_and_dips_are_each_forecast_in_their_direction(method: str) -> None:
+    """With names, the sale ahead is forecast about twice the days around it and the closure at
+    about 40 %, in each method that uses the calendar; with one effect shared by both (one name for
+    all) the two pull it toward each other and neither is forecast as it comes."""
+    ts, y, days, names = named_daily()
+    o = 3 * 365 + 90  # the sale (day 1204) and the closure (day 1350) of the fourth year ahead
+    horizon = 270
+    z = np.log1p(y)
+    year = 365.25
+    hol = _holiday_matrix(np.floor(ts[0] / 86400.0) + np.arange(o + horizon), days, names)
+    shared = _holiday_matrix(np.floor(ts[0] / 86400.0) + np.arange(o + horizon), days, ["holiday"] * len(days))
+    assert hol is not None and shared is not None
+    cfg = ForecastConfig()
+    sale, closure = 3 * 365 + 100 + 9 - o, 3 * 365 + 250 + 15 - o
+
+    def ratios(h: np.ndarray) -> tuple[float, float]:
+        mid = np.expm1(_predict(method, z[:o], horizon, 7, 365, 7, cfg, h, year)[0])
+        return mid[sale] / mid[sale - 7], mid[closure] / mid[closure - 7]
+
+    up, down = ratios(hol)
+    assert 1.6 < up < 2.4 and 0.3 < down < 0.5
+    up, down = ratios(shared)
+    assert not 1.6 < up < 2.4 and not 0.3 < down < 0.5
+
+
+def test_named_holidays_on_sub_daily_data_cover_every_step_of_the_day() -> None:
+    """Thirty-minute load: a closure (30 %) and a promotion day (180 %) recur under their names; the
+    next of each is forecast low and high over all 48 steps of its day."""
+    ts, y = load_series(7, weeks=9)
+    day_of = np.floor(ts / 86400.0)
+    first = day_of[0] + 1
+    closed, promo = [3, 18, 33, 45, 58], [10, 24, 38, 52, 57]
+    y = y * np.where(np.isin(day_of - first, closed), 0.3, 1.0) * np.where(np.isin(day_of - first, promo), 1.8, 1.0)
+    o = int(np.searchsorted(day_of - first, 57))  # the history stops before the last promotion
+    days = [(first + d) * 86400.0 for d in closed + promo]
+    names = ["closed"] * len(closed) + ["promotion"] * len(promo)
+    plain = np.array(forecast(y[:o], horizon=96, timestamps=list(ts[:o])).yhat)
+    told = np.array(forecast(y[:o], horizon=96, timestamps=list(ts[:o]), holidays=days, holiday_names=names).yhat)
+    assert np.all(told[:48] > 1.3 * plain[:48])  # the promotion, every half hour of it
+    assert np.all(told[48:] < 0.5 * plain[48:])  # the closure the day after
+    with pytest.raises(ForecastError, match="holiday names"):
+        forecast(y[:o], horizon=3, timestamps=list(ts[:o]), holidays=days, holiday_names=names[1:])
+
+
+def test_cli_forecast_uses_the_names_in_a_holiday_file(tmp_path: Path) -> None:
+    """The daily sale/closure calendar through the command: named, the sale ahead is forecast high
+    and the closure low; the same dates unnamed (moving days) share one effect and are not."""
+    ts, y, days, names = named_daily()
+    o = 3 * 365 + 200  # the closure of the fourth year (day 1360) ahead
+    path = tmp_path / "orders.csv"
+    path.write_text(csv_text(ts[:o], y[:o]))
+    cal = tmp_path / "calendar.csv"
+    closure = 3 * 365 + 250 + 15 - o
+
+    def run(named: bool) -> np.ndarray:
+        cal.write_text("".join(f"{datetime.fromtimestamp(d, tz=UTC):%Y-%m-%d}{',' + nm if named else ''}\n"
+                               for d, nm in zip(days, names, strict=True)))
+        proc = cli("forecast", "--horizon", "90", "--holidays", str(cal), str(path))
+        assert proc.returncode == 0, proc.stderr
+        assert ("(2 names)" in proc.stderr) == named
+        return np.array([float(x.split(",")[1]) for x in proc.stdout.splitlines()[1:]])
+
+    told, unnamed = run(True), run(False)
+    assert told[closure] < 0.5 * told[closure - 7]
+    assert unnamed[closure] > 0.6 * unnamed[closure - 7]
 
 
 def test_seasonal_naive_still_wins_on_a_daily_seasonal_random_walk() -> None:
