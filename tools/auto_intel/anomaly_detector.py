@@ -19,6 +19,13 @@ Four signals are combined:
 * **frozen value**: a run of identical values twice as long as the longest run seen so far (and at
   least ``flat_min_run`` points), as a stuck sensor or exporter produces; scored once per run.
 
+The first three signals run on the values themselves. In a seasonal series whose values are all
+positive and whose level (a week's mean of the logs) has moved by ``sqrt(scale_fold)``-fold, they also
+run on a second *track*: the log of each value minus a slow mean of the logs (its ratio to the slow
+level). Once that level has changed ``scale_fold``-fold and the errors' scale has changed with it (a user
+base that grows or shrinks, multiplicative noise), the second track's scores are used: its errors are
+relative to the local scale and its range does not grow with the level. Other series never start it.
+
 After an alert, scores are damped for a while so one event yields one alert. State is plain
 numbers and lists: ``snapshot()`` gives a JSON-able dict and ``AnomalyDetector.restore``
 continues exactly where it left off. The seasonal phase comes from the timestamps, so missing
@@ -105,16 +112,18 @@ class DetectorConfig:
     week_decades: float = 1.5  # the weekly profile's error likelihood maps this x lik_decades to score 1
     spatial_growth: bool = True  # in a seasonal series whose error scale grows, the novelty margin grows with
     # it (a growing seasonal amplitude: docs/models.md)
+    log_scale: bool = True  # in a positive seasonal series whose level and spread change together, score
+    # the log of each value over its slow level (scale-aware errors and range: docs/models.md) ...
+    scale_fold: float = 2.0  # ... once that level has changed this many fold (and the spread with it; 2 is
+    # the largest-effect value that switches no NAB dev file: docs/models.md)
 
 
 @dataclass
-class _State:
-    n: int = 0
-    last_ts: float | None = None
-    steps: list[float] = field(default_factory=list)
-    period: int = 0  # 0: not known yet, -1: none
-    step: float = 0.0  # sampling interval in seconds, once known
-    phase: int = 0  # samples since the start, counting missing ones (a gap does not shift the season)
+class _Track:
+    """Predictors, error likelihoods and range of one stream of values (the values themselves, or their
+    log ratio to the slow level: ``_State.rt``)."""
+
+    n: int = 0  # values learned
     level: float = 0.0
     err_level: float = 0.0
     profile: list[float] = field(default_factory=list)
@@ -127,14 +136,10 @@ class _State:
     var: float = 0.0
     lo: float = math.inf
     hi: float = -math.inf
-    last_alert: int = -(10**9)
     lag: list[float] = field(default_factory=list)
     lag_i: int = 0
     olo: float = math.inf
     ohi: float = -math.inf
-    prev: float = 0.0  # the previous value (frozen-value signal)
-    run: int = 0  # repeats of the current value
-    max_run: int = 0  # longest run of repeats that ended
     # weekly rhythm (config.weekly; absent from older snapshots, which restore with it off)
     wprofile: list[float] = field(default_factory=list)  # per-phase weekly profile (7 x period), once known
     err_week: float = 0.0  # its running mean absolute error
@@ -148,6 +153,59 @@ class _State:
     scale_slow: float = 0.0  # slow running mean of the seasonal error scale (config.spatial_growth)
 
 
+@dataclass
+class _State(_Track):
+    """The detector's state: the track of the values themselves (inherited) and what all tracks share."""
+
+    last_ts: float | None = None
+    steps: list[float] = field(default_factory=list)
+    period: int = 0  # 0: not known yet, -1: none
+    step: float = 0.0  # sampling interval in seconds, once known
+    phase: int = 0  # samples since the start, counting missing ones (a gap does not shift the season)
+    last_alert: int = -(10**9)
+    prev: float = 0.0  # the previous value (frozen-value signal)
+    run: int = 0  # repeats of the current value
+    max_run: int = 0  # longest run of repeats that ended
+    # scale-aware track (config.log_scale; absent from older snapshots, which restore with it off)
+    pos_n: int = 0  # positive values so far; -1 once a value <= 0 arrived (then there is no log track)
+    llevel: float = 0.0  # slow running mean of the log values (their scale: the log track subtracts it)
+    lweek: float = 0.0  # a slower one, over about a week of points (the level whose change is measured)
+    llo: float = math.inf  # its least and greatest value after the warm-up ...
+    lhi: float = -math.inf
+    elo: float = 0.0  # ... and the level predictor's error scale at those times
+    ehi: float = 0.0
+    log_on: bool = False  # the log track's scores are used (level and spread changed scale_fold-fold)
+    rt: _Track | None = None  # the track of log(value) - llevel
+
+
+_INF_KEYS = ("lo", "hi", "olo", "ohi", "llo", "lhi")
+
+
+def _to_json(st: dict[str, Any]) -> dict[str, Any]:
+    """A track's (or the state's) ``asdict`` with infinities and NaNs as None, in place."""
+    for k in _INF_KEYS:
+        if k in st and math.isinf(st[k]):
+            st[k] = None
+    for k in ("profile", "wprofile"):
+        st[k] = [None if v != v else v for v in st[k]]
+    if st.get("rt") is not None:
+        _to_json(st["rt"])
+    return st
+
+
+def _from_json(st: dict[str, Any]) -> dict[str, Any]:
+    """Undo ``_to_json`` on a copy (None extremes as infinities, None profile slots as NaN)."""
+    st = dict(st)
+    for k in _INF_KEYS:
+        if k in st and st[k] is None:
+            st[k] = math.inf if k in ("lo", "olo", "llo") else -math.inf
+    st["profile"] = [math.nan if v is None else float(v) for v in st["profile"]]
+    st["wprofile"] = [math.nan if v is None else float(v) for v in st.get("wprofile", [])]
+    if st.get("rt") is not None:
+        st["rt"] = _Track(**_from_json(st["rt"]))
+    return st
+
+
 class AnomalyDetector:
     """Score each new value of one series in [0, 1] (causal, O(1) per point, snapshot-able)."""
 
@@ -155,41 +213,43 @@ class AnomalyDetector:
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.cfg = config or DetectorConfig()
+        self.s = _State()
+        self._init_track(self.s)
+
+    def _init_track(self, t: _Track) -> None:
+        """Give a new track its rings (and its profiles when the period is already known)."""
         c = self.cfg
-        self.s = _State(ring=[0.0] * c.short_window, lag=[0.0] * c.spatial_lag)
+        t.ring = [0.0] * c.short_window
+        t.lag = [0.0] * c.spatial_lag
+        if self.s.period > 0:
+            self._init_profiles(t)
+
+    def _init_profiles(self, t: _Track) -> None:
+        c = self.cfg
+        p = self.s.period
+        t.profile = [math.nan] * p
+        if c.weekly and 7 * p <= c.max_period:
+            t.wprofile = [math.nan] * (7 * p)
+            t.wring = [0.0] * c.short_window
 
     # ---- state ------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
         """Return the full state as a dict of plain JSON values (no NaN or infinity)."""
-        st = asdict(self.s)
-        for k in ("lo", "hi", "olo", "ohi"):
-            if math.isinf(st[k]):
-                st[k] = None
-        st["profile"] = [None if v != v else v for v in st["profile"]]
-        st["wprofile"] = [None if v != v else v for v in st["wprofile"]]
-        return {"config": asdict(self.cfg), "state": st}
+        return {"config": asdict(self.cfg), "state": _to_json(asdict(self.s))}
 
     @classmethod
     def restore(cls, snap: dict[str, Any]) -> AnomalyDetector:
-        """Rebuild a detector from ``snapshot()`` output (also one saved before the frozen-value signal
-        existed: it continues exactly as it was, with that signal off, as it has no repeat history)."""
+        """Rebuild a detector from ``snapshot()`` output (also one saved before the frozen-value signal,
+        the weekly profile, the growing novelty margin or the log track existed: it continues exactly as it
+        was, with those off)."""
         cfg = dict(snap["config"])
         cfg.setdefault("flat_score", 0.0)
         cfg.setdefault("weekly", False)
         cfg.setdefault("spatial_growth", False)
+        cfg.setdefault("log_scale", False)
         det = cls(DetectorConfig(**cfg))
-        st = dict(snap["state"])
-        st.setdefault("scale_slow", 0.0)
-        for k in ("lo", "olo"):
-            if st[k] is None:
-                st[k] = math.inf
-        for k in ("hi", "ohi"):
-            if st[k] is None:
-                st[k] = -math.inf
-        st["profile"] = [math.nan if v is None else float(v) for v in st["profile"]]
-        st["wprofile"] = [math.nan if v is None else float(v) for v in st.get("wprofile", [])]
-        det.s = _State(**st)
+        det.s = _State(**_from_json(snap["state"]))
         return det
 
     # ---- scoring ----------------------------------------------------------------------------
@@ -206,36 +266,34 @@ class AnomalyDetector:
             s.period = p if 4 <= p <= self.cfg.max_period else -1
             s.steps = []
             if s.period > 0:
-                s.profile = [math.nan] * s.period
-                if self.cfg.weekly and 7 * s.period <= self.cfg.max_period:
-                    s.wprofile = [math.nan] * (7 * s.period)
-                    s.wring = [0.0] * self.cfg.short_window
+                self._init_profiles(s)
+                if s.rt is not None:
+                    self._init_profiles(s.rt)
 
-    def _week(self, x: float, err_day: float) -> float:
+    def _week(self, t: _Track, x: float, err_day: float) -> float:
         """Learn the weekly profile at this phase; return its error likelihood's score once it is in use
         (the short-term mean of its surprises against their long-term distribution, as for the main one)."""
-        s = self.s
         c = self.cfg
-        wp = s.wprofile
-        i = s.phase % len(wp)
+        wp = t.wprofile
+        i = self.s.phase % len(wp)
         pv = wp[i]
         if pv != pv:
             wp[i] = x
             return 0.0
         e = abs(x - pv)
         wp[i] = pv + c.season_alpha * (x - pv)
-        ew = s.err_week
+        ew = t.err_week
         z = e / ew if ew > 0 else (0.0 if e == 0 else c.z_cap)
-        wn = s.week_n = s.week_n + 1
-        s.err_week = _running_error(ew, e, wn, c)
+        wn = t.week_n = t.week_n + 1
+        t.err_week = _running_error(ew, e, wn, c)
         if wn >= len(wp):  # a week of errors before it may be used
-            s.week_on = ew < c.week_pick * err_day
+            t.week_on = ew < c.week_pick * err_day
         if z > c.z_cap:
             z = c.z_cap
-        var = s.wvar
-        s.wring_i, s.wring_sum, d, s.wmu, s.wvar = _surprise_step(s.wring, s.wring_i, s.wring_sum, z, s.wmu, var,
+        var = t.wvar
+        t.wring_i, t.wring_sum, d, t.wmu, t.wvar = _surprise_step(t.wring, t.wring_i, t.wring_sum, z, t.wmu, var,
                                                                    wn, c)
-        return _tail_score(d, var, c.week_decades * c.lik_decades) if s.week_on else 0.0
+        return _tail_score(d, var, c.week_decades * c.lik_decades) if t.week_on else 0.0
 
     def update(self, value: float, ts: float | None = None) -> float:
         """Learn one point (``ts`` in seconds, optional) and return its anomaly score."""
@@ -250,7 +308,6 @@ class AnomalyDetector:
         if not -_MAX_ABS < x < _MAX_ABS:  # also false for NaN
             return 0.0
         n = s.n
-        s.n = n + 1
         if ts is not None and s.step > 0 and s.last_ts is not None:
             gap = round((ts - s.last_ts) / s.step)
             s.phase += gap if gap > 1 else 1
@@ -258,81 +315,14 @@ class AnomalyDetector:
             s.phase += 1
         if ts is not None and s.period != 0:
             s.last_ts = ts
+        score = self._track(s, x)
+        if c.log_scale and s.pos_n >= 0:
+            rscore = self._log_track(x)
+            if s.log_on:
+                score = rscore
         if n == 0:
-            s.level = s.prev = x
-            s.lo = s.hi = x
+            s.prev = x
             return 0.0
-
-        # prediction surprise: the better of level and seasonal predictors, each error over its
-        # predictor's running mean absolute error (_running_error)
-        e = abs(x - s.level)
-        s.level += c.level_alpha * (x - s.level)
-        el = s.err_level
-        z = e / el if el > 0 else (0.0 if e == 0 else c.z_cap)
-        s.err_level = _running_error(el, e, n, c)
-        wlik = 0.0
-        scale = 0.0  # the seasonal profile's error scale, when it clearly beats the level predictor's
-        if s.period > 0:
-            i = s.phase % s.period
-            pv = s.profile[i]
-            if pv == pv:
-                es = abs(x - pv)
-                sn = s.season_n = s.season_n + 1
-                ss = s.err_season
-                if s.wprofile:
-                    if s.week_on:  # the weekly profile replaces the daily one as the seasonal predictor
-                        es = abs(x - s.wprofile[s.phase % len(s.wprofile)])
-                        ss = s.err_week
-                    wlik = self._week(x, s.err_season)
-                if sn > s.period:
-                    zs = es / ss if ss > 0 else (0.0 if es == 0 else c.z_cap)
-                    if ss < c.season_pick * el:  # a seasonal series
-                        z = zs
-                        scale = ss
-                    elif zs < z:
-                        z = zs
-                s.err_season = _running_error(s.err_season, abs(x - pv), sn, c)
-                s.profile[i] = pv + c.season_alpha * (x - pv)
-            else:
-                s.profile[i] = x
-        if z > c.z_cap:
-            z = c.z_cap
-
-        # error likelihood: short-term mean of surprises vs their long-term distribution
-        var = s.var
-        s.ring_i, s.ring_sum, d, s.mu, s.var = _surprise_step(s.ring, s.ring_i, s.ring_sum, z, s.mu, var, n, c)
-
-        # spatial novelty: a new extreme that also lies well beyond the range of the values
-        # older than spatial_lag points (a leak keeps going further; noise and small steps do not)
-        lo = s.lo
-        hi = s.hi
-        new_hi = x > hi
-        new_lo = x < lo
-        if new_lo:
-            s.lo = x
-        elif new_hi:
-            s.hi = x
-        if c.spatial_lag:
-            lag = s.lag
-            k = s.lag_i
-            old = lag[k]
-            lag[k] = x
-            s.lag_i = (k + 1) % c.spatial_lag
-            if n > c.spatial_lag:
-                if old < s.olo:
-                    s.olo = old
-                if old > s.ohi:
-                    s.ohi = old
-                lo = s.olo
-                hi = s.ohi
-        width = hi - lo
-        margin = c.spatial_margin * width
-        if scale > 0 and c.spatial_growth:  # a growing seasonal amplitude widens the range it will reach:
-            sl = s.scale_slow  # the margin grows by half the width per doubling of the error scale (at most)
-            s.scale_slow = sl + c.long_alpha * (scale - sl) if sl > 0 else scale
-            if sl > 0 and scale > sl:
-                margin += 0.5 * width * (min(scale / sl, 2.0) - 1.0)
-        novel = (new_hi and x > hi + margin) or (new_lo and x < lo - margin)
 
         frozen = False
         if c.flat_score > 0:
@@ -347,10 +337,136 @@ class AnomalyDetector:
 
         if n < c.warmup:
             return 0.0
-        score = c.flat_score if frozen else 0.0
-        lik = _tail_score(d, var, c.lik_decades)
-        if lik > score:
-            score = lik
+        if frozen and c.flat_score > score:
+            score = c.flat_score
+        if score >= c.alert_level:
+            if n - s.last_alert < c.suppress:
+                score *= c.suppress_factor
+            else:
+                s.last_alert = n
+        return score
+
+    def _log_track(self, x: float) -> float:
+        """Learn log(x) over the slow level on the log track and return its score; decide, from the level
+        and the level predictor's error scale seen so far, whether its scores are used (``log_on``, kept
+        once set). A value <= 0 ends the log track for good."""
+        s = self.s
+        c = self.cfg
+        if x <= 0:
+            s.pos_n = -1
+            s.rt = None
+            s.log_on = False
+            return 0.0
+        lx = math.log(x)
+        k = s.pos_n = s.pos_n + 1
+        ll = s.llevel
+        s.llevel = ll + (1.0 / k if k * c.scale_alpha < 1.0 else c.scale_alpha) * (lx - ll)
+        lw = s.lweek  # memory: a week of points once the daily period is known (a plain mean until then)
+        lw = s.lweek = lw + (1.0 / k if k < 7 * s.period or s.period <= 0 else 1.0 / (7 * s.period)) * (lx - lw)
+        if s.period <= 0 or k <= c.warmup or k <= 7 * s.period:  # a seasonal series, after the warm-up and
+            # a week (the week's mean is a plain mean of what was seen until then)
+            return 0.0
+        if not s.log_on:  # has the level changed, and the spread with it?
+            if lw < s.llo:
+                s.llo, s.elo = lw, s.err_level
+            if lw > s.lhi:
+                s.lhi, s.ehi = lw, s.err_level
+        fold = math.exp(s.lhi - s.llo)
+        rt = s.rt
+        if rt is None:
+            if fold * fold < c.scale_fold:  # the log track starts half-way (in logs) to scale_fold
+                return 0.0
+            rt = s.rt = _Track()
+            self._init_track(rt)
+        score = self._track(rt, lx - ll)
+        if not s.log_on:  # the level changed scale_fold-fold and the spread with it (at least as its square root)
+            s.log_on = fold >= c.scale_fold and s.ehi * s.ehi >= fold * s.elo * s.elo and rt.n > c.warmup
+        return score
+
+    def _track(self, t: _Track, x: float) -> float:
+        """Learn value ``x`` on track ``t`` and return its score from the prediction surprise, the error
+        likelihoods and the spatial novelty (before warm-up, frozen value and damping)."""
+        s = self.s
+        c = self.cfg
+        n = t.n
+        t.n = n + 1
+        if n == 0:
+            t.level = x
+            t.lo = t.hi = x
+            return 0.0
+
+        # prediction surprise: the better of level and seasonal predictors, each error over its
+        # predictor's running mean absolute error (_running_error)
+        e = abs(x - t.level)
+        t.level += c.level_alpha * (x - t.level)
+        el = t.err_level
+        z = e / el if el > 0 else (0.0 if e == 0 else c.z_cap)
+        t.err_level = _running_error(el, e, n, c)
+        wlik = 0.0
+        scale = 0.0  # the seasonal profile's error scale, when it clearly beats the level predictor's
+        if s.period > 0:
+            i = s.phase % s.period
+            pv = t.profile[i]
+            if pv == pv:
+                es = abs(x - pv)
+                sn = t.season_n = t.season_n + 1
+                ss = t.err_season
+                if t.wprofile:
+                    if t.week_on:  # the weekly profile replaces the daily one as the seasonal predictor
+                        es = abs(x - t.wprofile[s.phase % len(t.wprofile)])
+                        ss = t.err_week
+                    wlik = self._week(t, x, t.err_season)
+                if sn > s.period:
+                    zs = es / ss if ss > 0 else (0.0 if es == 0 else c.z_cap)
+                    if ss < c.season_pick * el:  # a seasonal series
+                        z = zs
+                        scale = ss
+                    elif zs < z:
+                        z = zs
+                t.err_season = _running_error(t.err_season, abs(x - pv), sn, c)
+                t.profile[i] = pv + c.season_alpha * (x - pv)
+            else:
+                t.profile[i] = x
+        if z > c.z_cap:
+            z = c.z_cap
+
+        # error likelihood: short-term mean of surprises vs their long-term distribution
+        var = t.var
+        t.ring_i, t.ring_sum, d, t.mu, t.var = _surprise_step(t.ring, t.ring_i, t.ring_sum, z, t.mu, var, n, c)
+
+        # spatial novelty: a new extreme that also lies well beyond the range of the values
+        # older than spatial_lag points (a leak keeps going further; noise and small steps do not)
+        lo = t.lo
+        hi = t.hi
+        new_hi = x > hi
+        new_lo = x < lo
+        if new_lo:
+            t.lo = x
+        elif new_hi:
+            t.hi = x
+        if c.spatial_lag:
+            lag = t.lag
+            k = t.lag_i
+            old = lag[k]
+            lag[k] = x
+            t.lag_i = (k + 1) % c.spatial_lag
+            if n > c.spatial_lag:
+                if old < t.olo:
+                    t.olo = old
+                if old > t.ohi:
+                    t.ohi = old
+                lo = t.olo
+                hi = t.ohi
+        width = hi - lo
+        margin = c.spatial_margin * width
+        if scale > 0 and c.spatial_growth:  # a growing seasonal amplitude widens the range it will reach:
+            sl = t.scale_slow  # the margin grows by half the width per doubling of the error scale (at most)
+            t.scale_slow = sl + c.long_alpha * (scale - sl) if sl > 0 else scale
+            if sl > 0 and scale > sl:
+                margin += 0.5 * width * (min(scale / sl, 2.0) - 1.0)
+        novel = (new_hi and x > hi + margin) or (new_lo and x < lo - margin)
+
+        score = _tail_score(d, var, c.lik_decades)
         if wlik > score:
             score = wlik
         pz = c.point_weight * (z / c.z_cap)
@@ -361,9 +477,4 @@ class AnomalyDetector:
             sp = c.spatial_score + (1.0 - c.spatial_score) * min(1.0, beyond)
             if sp > score:
                 score = sp
-        if score >= c.alert_level:
-            if n - s.last_alert < c.suppress:
-                score *= c.suppress_factor
-            else:
-                s.last_alert = n
         return score
