@@ -42,9 +42,29 @@ def seasonal(seed: int, n: int = 10 * DAY, noise: float = 2.0) -> tuple[np.ndarr
     return T0 + t * STEP, y
 
 
+def feed(det: AnomalyDetector, ts: np.ndarray, y: np.ndarray) -> list[float]:
+    """``det``'s score of each row, in order (it goes on learning)."""
+    return [det.update(float(v), float(t)) for t, v in zip(ts, y, strict=True)]
+
+
 def run(ts: np.ndarray, y: np.ndarray) -> np.ndarray:
-    det = AnomalyDetector()
-    return np.array([det.update(float(v), float(t)) for t, v in zip(ts, y, strict=True)])
+    return np.array(feed(AnomalyDetector(), ts, y))
+
+
+def round_trip(det: AnomalyDetector) -> AnomalyDetector:
+    """``det`` restored from its snapshot written as strict JSON (no NaN or infinity)."""
+    return AnomalyDetector.restore(json.loads(json.dumps(det.snapshot(), allow_nan=False)))
+
+
+def restore_without(det: AnomalyDetector, config_keys: tuple[str, ...], state_keys: tuple[str, ...]
+                    ) -> AnomalyDetector:
+    """``det`` restored from its snapshot without these keys: as a version before them saved it."""
+    snap = json.loads(json.dumps(det.snapshot(), allow_nan=False))
+    for k in config_keys:
+        del snap["config"][k]
+    for k in state_keys:
+        del snap["state"][k]
+    return AnomalyDetector.restore(snap)
 
 
 # ---- detector ---------------------------------------------------------------------------------
@@ -74,31 +94,21 @@ def test_snapshot_restore_gives_identical_scores(cut: int) -> None:
     ts, y = seasonal(2, n=6 * DAY)
     y[1400:] += 15
     a = AnomalyDetector()
-    for t, v in zip(ts[:cut], y[:cut], strict=True):
-        a.update(float(v), float(t))
-    b = AnomalyDetector.restore(json.loads(json.dumps(a.snapshot(), allow_nan=False)))
-    rest_a = [a.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
-    rest_b = [b.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
-    assert rest_a == rest_b
+    feed(a, ts[:cut], y[:cut])
+    b = round_trip(a)
+    rest_a = feed(a, ts[cut:], y[cut:])
+    assert rest_a == feed(b, ts[cut:], y[cut:])
     assert max(rest_a) > 0  # the comparison covered real scores, not only zeros
 
 
 def test_snapshot_from_before_the_frozen_value_signal_still_loads() -> None:
     ts, y = seasonal(4, n=4 * DAY)
     old = AnomalyDetector(replace(DetectorConfig(), flat_score=0.0))  # what such a detector computed
-    for t, v in zip(ts[:DAY], y[:DAY], strict=True):
-        old.update(float(v), float(t))
-    snap = json.loads(json.dumps(old.snapshot()))
-    for k in ("flat_score", "flat_min_run"):
-        del snap["config"][k]
-    for k in ("prev", "run", "max_run"):
-        del snap["state"][k]
-    restored = AnomalyDetector.restore(snap)
+    feed(old, ts[:DAY], y[:DAY])
+    restored = restore_without(old, ("flat_score", "flat_min_run"), ("prev", "run", "max_run"))
     assert restored.cfg.flat_score == 0.0  # continues exactly as it was saved
     y[2 * DAY:3 * DAY] = y[2 * DAY]
-    rest_a = [old.update(float(v), float(t)) for t, v in zip(ts[DAY:], y[DAY:], strict=True)]
-    rest_b = [restored.update(float(v), float(t)) for t, v in zip(ts[DAY:], y[DAY:], strict=True)]
-    assert rest_a == rest_b
+    assert feed(old, ts[DAY:], y[DAY:]) == feed(restored, ts[DAY:], y[DAY:])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -751,8 +761,7 @@ def test_a_level_shift_in_a_weekly_series_alerts_within_three_hours(seed: int) -
     y[at:] -= 32  # 4 sigma
     scores = {}
     for wk in (True, False):
-        det = AnomalyDetector(replace(DetectorConfig(), weekly=wk))
-        scores[wk] = np.array([det.update(float(v), float(t)) for t, v in zip(ts, y, strict=True)])
+        scores[wk] = np.array(feed(AnomalyDetector(replace(DetectorConfig(), weekly=wk)), ts, y))
     assert not (scores[True][3 * 1008:at] >= ALERT_THRESHOLD).any()  # quiet before
     assert (scores[True][at:at + 18] >= ALERT_THRESHOLD).any()  # within 3 hours
     assert not (scores[False][at:at + 18] >= ALERT_THRESHOLD).any()  # the daily profile alone misses it
@@ -763,26 +772,18 @@ def test_snapshot_round_trip_with_the_weekly_profile(cut: int) -> None:
     ts, y = weekly_series(3)
     y[3200:] += 30
     a = AnomalyDetector()
-    for t, v in zip(ts[:cut], y[:cut], strict=True):
-        a.update(float(v), float(t))
+    feed(a, ts[:cut], y[:cut])
     assert a.s.week_on == (cut > 2 * 1008)
-    b = AnomalyDetector.restore(json.loads(json.dumps(a.snapshot(), allow_nan=False)))
-    rest_a = [a.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
-    rest_b = [b.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
-    assert rest_a == rest_b and max(rest_a) >= ALERT_THRESHOLD
+    b = round_trip(a)
+    rest_a = feed(a, ts[cut:], y[cut:])
+    assert rest_a == feed(b, ts[cut:], y[cut:]) and max(rest_a) >= ALERT_THRESHOLD
     # a snapshot saved before the weekly profile existed continues exactly as it was, without it
     old = AnomalyDetector(replace(DetectorConfig(), weekly=False))
-    for t, v in zip(ts[:cut], y[:cut], strict=True):
-        old.update(float(v), float(t))
-    snap = json.loads(json.dumps(old.snapshot()))
-    for k in ("weekly", "week_pick"):
-        del snap["config"][k]
-    for k in ("wprofile", "err_week", "week_n", "week_on", "wring", "wring_i", "wring_sum", "wmu", "wvar"):
-        del snap["state"][k]
-    restored = AnomalyDetector.restore(snap)
+    feed(old, ts[:cut], y[:cut])
+    restored = restore_without(old, ("weekly", "week_pick"), (
+        "wprofile", "err_week", "week_n", "week_on", "wring", "wring_i", "wring_sum", "wmu", "wvar"))
     assert not restored.cfg.weekly
-    rest_o = [old.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
-    assert rest_o == [restored.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
+    assert feed(old, ts[cut:], y[cut:]) == feed(restored, ts[cut:], y[cut:])
 
 
 # ---- a novelty margin that grows with a seasonal error scale (a seasonal amplitude that grows) ----
@@ -799,8 +800,7 @@ def growing_seasonal(seed: int, growth: float = 5.0, n: int = 4000) -> tuple[np.
 
 
 def alerts_after(cfg: DetectorConfig, ts: np.ndarray, y: np.ndarray, start: int = 600) -> np.ndarray:
-    det = AnomalyDetector(cfg)
-    scores = np.array([det.update(float(v), float(t)) for t, v in zip(ts, y, strict=True)])
+    scores = np.array(feed(AnomalyDetector(cfg), ts, y))
     return np.flatnonzero(scores[start:] >= ALERT_THRESHOLD) + start
 
 
@@ -836,23 +836,15 @@ def test_a_new_extreme_far_beyond_the_range_is_still_novel() -> None:
 def test_snapshot_from_before_the_growing_margin_continues_unchanged() -> None:
     ts, y = growing_seasonal(9)
     old = AnomalyDetector(replace(DetectorConfig(), spatial_growth=False))  # what such a detector computed
-    for t, v in zip(ts[:2000], y[:2000], strict=True):
-        old.update(float(v), float(t))
-    snap = json.loads(json.dumps(old.snapshot(), allow_nan=False))
-    del snap["config"]["spatial_growth"]
-    del snap["state"]["scale_slow"]
-    restored = AnomalyDetector.restore(snap)
+    feed(old, ts[:2000], y[:2000])
+    restored = restore_without(old, ("spatial_growth",), ("scale_slow",))
     assert not restored.cfg.spatial_growth
-    rest_a = [old.update(float(v), float(t)) for t, v in zip(ts[2000:], y[2000:], strict=True)]
-    rest_b = [restored.update(float(v), float(t)) for t, v in zip(ts[2000:], y[2000:], strict=True)]
-    assert rest_a == rest_b
+    assert feed(old, ts[2000:], y[2000:]) == feed(restored, ts[2000:], y[2000:])
     # and a snapshot of the current detector round-trips
     a = AnomalyDetector()
-    for t, v in zip(ts[:2000], y[:2000], strict=True):
-        a.update(float(v), float(t))
-    b = AnomalyDetector.restore(json.loads(json.dumps(a.snapshot(), allow_nan=False)))
-    assert [a.update(float(v), float(t)) for t, v in zip(ts[2000:], y[2000:], strict=True)] == [
-        b.update(float(v), float(t)) for t, v in zip(ts[2000:], y[2000:], strict=True)]
+    feed(a, ts[:2000], y[:2000])
+    b = round_trip(a)
+    assert feed(a, ts[2000:], y[2000:]) == feed(b, ts[2000:], y[2000:])
 
 
 # ---- a log track for positive seasonal series whose level and spread change together (log_scale) ----
@@ -870,7 +862,7 @@ def scaling_seasonal(seed: int, fold: float = 16.0, n: int = 2400) -> tuple[np.n
 
 def scores_of(cfg: DetectorConfig, ts: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, AnomalyDetector]:
     det = AnomalyDetector(cfg)
-    return np.array([det.update(float(v), float(t)) for t, v in zip(ts, y, strict=True)]), det
+    return np.array(feed(det, ts, y)), det
 
 
 def test_a_growing_scale_gives_fewer_alerts_with_the_log_track() -> None:
@@ -924,27 +916,18 @@ def test_snapshot_round_trip_with_the_log_track(cut: int) -> None:
     ts, y = scaling_seasonal(5)
     y[1300] *= 3
     a = AnomalyDetector()
-    for t, v in zip(ts[:cut], y[:cut], strict=True):
-        a.update(float(v), float(t))
+    feed(a, ts[:cut], y[:cut])
     assert a.s.rt is not None and a.s.log_on == (cut > 900)
-    b = AnomalyDetector.restore(json.loads(json.dumps(a.snapshot(), allow_nan=False)))
-    rest_a = [a.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
-    rest_b = [b.update(float(v), float(t)) for t, v in zip(ts[cut:], y[cut:], strict=True)]
-    assert rest_a == rest_b and max(rest_a) >= ALERT_THRESHOLD
+    b = round_trip(a)
+    rest_a = feed(a, ts[cut:], y[cut:])
+    assert rest_a == feed(b, ts[cut:], y[cut:]) and max(rest_a) >= ALERT_THRESHOLD
 
 
 def test_snapshot_from_before_the_log_track_continues_unchanged() -> None:
     ts, y = scaling_seasonal(7)
     old = AnomalyDetector(replace(DetectorConfig(), log_scale=False))  # what such a detector computed
-    for t, v in zip(ts[:700], y[:700], strict=True):
-        old.update(float(v), float(t))
-    snap = json.loads(json.dumps(old.snapshot(), allow_nan=False))
-    for k in ("log_scale", "scale_fold"):
-        del snap["config"][k]
-    for k in ("pos_n", "llevel", "lweek", "llo", "lhi", "elo", "ehi", "log_on", "rt"):
-        del snap["state"][k]
-    restored = AnomalyDetector.restore(snap)
+    feed(old, ts[:700], y[:700])
+    restored = restore_without(old, ("log_scale", "scale_fold"),
+                               ("pos_n", "llevel", "lweek", "llo", "lhi", "elo", "ehi", "log_on", "rt"))
     assert not restored.cfg.log_scale
-    rest_a = [old.update(float(v), float(t)) for t, v in zip(ts[700:], y[700:], strict=True)]
-    rest_b = [restored.update(float(v), float(t)) for t, v in zip(ts[700:], y[700:], strict=True)]
-    assert rest_a == rest_b
+    assert feed(old, ts[700:], y[700:]) == feed(restored, ts[700:], y[700:])
