@@ -277,6 +277,12 @@ def _features(r: Array, t: IntArray, day: int, period: int) -> Array:
     return np.stack(cols, axis=1)
 
 
+def holiday_key(name: str | None) -> str:
+    """The key that makes two named holidays the same holiday (case and surrounding blanks ignored);
+    "" for an unnamed one."""
+    return (name or "").strip().casefold()
+
+
 def _holiday_matrix(days: Array, holidays: Iterable[float], names: Sequence[str | None] | None) -> Array | None:
     """Holiday indicators for steps whose UTC day numbers are ``days``: column 0 is 1 on every step of
     any holiday's day (the shared effect), then one column per holiday key, 1 on that holiday's days.
@@ -294,7 +300,7 @@ def _holiday_matrix(days: Array, holidays: Iterable[float], names: Sequence[str 
         return None
     keys: dict[str, list[float]] = {}
     for i, d in enumerate(hol_days.tolist()):
-        name = (names[i] or "").strip().casefold() if names is not None else ""
+        name = holiday_key(names[i]) if names is not None else ""
         keys.setdefault(name or datetime.fromtimestamp(d * _DAY_S, UTC).strftime("%m-%d"), []).append(d)
     cols = [any_day] + [np.isin(days, v) for v in keys.values()]
     res: Array = np.stack(cols, axis=1).astype(np.float64)

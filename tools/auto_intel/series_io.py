@@ -13,7 +13,7 @@ from typing import TextIO
 
 from tools.auto_intel.anomaly_detector import AnomalyDetector
 from tools.auto_intel.calendars import named_holiday_starts
-from tools.auto_intel.predictor import Forecast, ForecastError, forecast, infer_step
+from tools.auto_intel.predictor import Forecast, ForecastError, forecast, holiday_key, infer_step
 
 
 def parse_ts(text: str) -> tuple[float | None, bool]:
@@ -194,7 +194,7 @@ def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int, holidays: l
         out.write(f"{format_ts(t, iso)},{y:.6g},{lo:.6g},{hi:.6g}\n")
     out.flush()
     if err is not None:
-        names = {h[1].strip().casefold() for h in holidays or [] if h[1] and h[1].strip()}
+        names = {key for h in holidays or [] if (key := holiday_key(h[1]))}
         given = (f"; {len({h[0] // 86400.0 for h in holidays})} holiday dates given"
                  f"{f' ({len(names)} names)' if names else ''}" if holidays else "")
         err.write(f"levqor forecast: {len(ys)} rows, step {_duration(fc.step_s)}; seasons found: "
