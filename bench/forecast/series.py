@@ -446,11 +446,9 @@ def final2_daily_shop(seed: int = 3035) -> tuple[np.ndarray, np.ndarray]:
 
 def final2_shop_dates() -> np.ndarray:
     """final2_daily_shop's calendar: Easter Sunday and Monday, and Black Friday, 2016-2020."""
-    easter = {2016: "2016-03-27", 2017: "2017-04-16", 2018: "2018-04-01", 2019: "2019-04-21",
-              2020: "2020-04-12"}
     out = []
     for y in range(2016, 2021):
-        e = np.datetime64(easter[y])
+        e = np.datetime64(easter(y), "D")
         out += [e, e + 1, _nth_weekday(y, 11, 3, 4) + 1]
     return np.array(out, dtype="datetime64[D]").astype("datetime64[s]").astype(np.int64).astype(float)
 
@@ -504,14 +502,12 @@ def final3_daily_travel(seed: int = 4041) -> tuple[np.ndarray, np.ndarray]:
 
 def final3_travel_calendar() -> tuple[np.ndarray, list[str]]:
     """final3_daily_travel's calendar, 2015-2021: (epoch seconds of each holiday's day, its name)."""
-    easter_sunday = {2015: "2015-04-05", 2016: "2016-03-27", 2017: "2017-04-16", 2018: "2018-04-01",
-                     2019: "2019-04-21", 2020: "2020-04-12", 2021: "2021-04-04"}
     days: list[np.datetime64] = []
     names: list[str] = []
     for y in range(2015, 2022):
         thanksgiving = _nth_weekday(y, 11, 3, 4)
         for day, name in ((np.datetime64(f"{y}-01-01"), "New Year's Day"),
-                          (np.datetime64(easter_sunday[y]) + 1, "Easter Monday"),
+                          (np.datetime64(easter(y), "D") + 1, "Easter Monday"),
                           (_nth_weekday(y, 5, 0, -1), "Memorial Day"),
                           (thanksgiving + 1, "Black Friday"), (thanksgiving + 4, "Cyber Monday"),
                           (np.datetime64(f"{y}-12-24"), "Christmas Eve"),
