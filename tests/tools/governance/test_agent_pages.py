@@ -31,6 +31,13 @@ def _weak_world(client: Any, set_settings: Any, certs: dict[str, Path], good: Tl
     return w, slug
 
 
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 def test_the_auditor_agent_explains_with_the_model_and_falls_back_offline(
         app: Any, set_settings: Any, tmp_path: Path, fast_policy: None, fake_llm: Any) -> None:  # noqa: F811
     from fastapi.testclient import TestClient
@@ -53,9 +60,12 @@ def test_the_auditor_agent_explains_with_the_model_and_falls_back_offline(
         assert audit["trigger"] == "version_submitted" and audit["result"] == "fail"
         assert audit["explained_by"] == "llm" and audit["explanation"].startswith(EXPLAINED)
         assert audit["deadline_at"][:10] in audit["explanation"]  # the deadline is always stated
-        sent = [json.loads(r["messages"][-1]["content"]) for r in script.requests]
+        # other agents whose work other tests queued on this database (the healer) may ask the model in the
+        # same cycle: only the auditor's requests carry findings
+        sent = [_json_or_none(r["messages"][-1]["content"]) for r in script.requests]
+        audits = [s for s in sent if isinstance(s, dict) and "findings" in s]
         assert any({f["code"] for f in s["findings"]} >= {"endpoint.certificate", "endpoint.unsigned_accepted"}
-                   for s in sent), sent
+                   for s in audits), sent
         run = client.get(f"/v1/agents/runs/{run_id}", headers=w.staff.headers()).json()
         assert run["status"] == "succeeded", run
 
