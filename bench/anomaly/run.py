@@ -45,6 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import (  # noqa: E402
     FRESH3_KINDS,
     FRESH3_SEEDS,
+    FRESH4_KINDS,
+    FRESH4_SEEDS,
     FRESH_KINDS,
     FRESH_SCALE_KINDS,
     FRESH_SCALE_SEEDS,
@@ -315,15 +317,16 @@ def kinds_heldout(cp: Corpus, src: str, thresholds: list[float]) -> tuple[list[s
     table's lines and (series detected, series with an anomaly)."""
     keys = cp.add_synthetic(synthetic_corpus(seeds=HELDOUT_SEEDS, kinds=HELDOUT_KINDS))
     full = "--cv-only" not in sys.argv  # the fresh kinds are scored by the full bench only (docs/models.md)
-    fresh = FRESH_KINDS + FRESH_SCALE_KINDS if full else ()
-    # the third fresh kinds are sealed until the end of stop 36 (docs/models.md): only --fresh3 scores them
-    fresh3 = "--fresh3" in sys.argv
-    fresh += FRESH3_KINDS if fresh3 else ()
+    fresh = FRESH_KINDS + FRESH_SCALE_KINDS + FRESH3_KINDS if full else ()
+    # the fourth fresh kinds are sealed until the end of stop 37 (docs/models.md): only --fresh4 scores them
+    fresh4 = "--fresh4" in sys.argv
+    fresh += FRESH4_KINDS if fresh4 else ()
     if full:
         keys += cp.add_synthetic(synthetic_corpus(seeds=FRESH_SEEDS, kinds=FRESH_KINDS))
         keys += cp.add_synthetic(synthetic_corpus(seeds=FRESH_SCALE_SEEDS, kinds=FRESH_SCALE_KINDS))
-    if fresh3:
         keys += cp.add_synthetic(synthetic_corpus(seeds=FRESH3_SEEDS, kinds=FRESH3_KINDS))
+    if fresh4:
+        keys += cp.add_synthetic(synthetic_corpus(seeds=FRESH4_SEEDS, kinds=FRESH4_KINDS))
     lines = [f"HELD-OUT synthetic kinds (never in training; {src}, standard threshold {thresholds[0]:.3f}):",
              f"{'kind':<30}{'detected':>10}{'false alerts':>14}{'standard':>10}{'low_FP':>10}{'low_FN':>10}"]
     hits = total = 0

@@ -98,6 +98,8 @@ def fresh_series(kind: str, seed: int, inject: bool = True) -> tuple[np.ndarray,
         return _scaling_season(kind, rng, inject)
     if kind in FRESH3_KINDS:
         return _fresh3(kind, rng, inject)
+    if kind in FRESH4_KINDS:
+        return _fresh4(kind, rng, inject)
     if kind != "weekly_shift_hourly":
         raise ValueError(kind)
     # hourly step, 8-10 weeks; an office-like week: weekdays with a working-hours plateau (a ramp up in
@@ -201,11 +203,63 @@ def _fresh3(kind: str, rng: np.random.Generator, inject: bool) -> tuple[np.ndarr
     return T0 + t * step, y, at
 
 
+def _fresh4(kind: str, rng: np.random.Generator, inject: bool) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """The fourth fresh held-out kinds (``FRESH4_KINDS``, seeds 501-510), each with a ``_clean`` variant.
+
+    ``growing_counts_hourly``: hourly Poisson counts over 8-12 weeks; weekdays with a working-hours rate,
+    weekends at 30-50 % of it, nights near zero; the rate grows exponentially 3-10 fold over the file from
+    0.5-3 events an hour at its start (many zeros early). In the last 40 % either an outage (6-10 weekday
+    daytime hours with no events) or a burst (2-4 hours at four times the rate plus 5).
+    ``declining_counts_15min``: 15-minute Poisson counts over 4-6 weeks with a daily rhythm whose rate
+    declines 3-6 fold linearly (a product being retired) from 20-60 per interval. In the last 40 % either a
+    retry storm (6-12 hours at twice the rate) or one interval at six times the rate plus 30."""
+    base_kind = kind.removesuffix("_clean")
+    if base_kind == "growing_counts_hourly":
+        step, day = 3600, 24
+        n = int(rng.integers(8, 13)) * 7 * day
+        t = np.arange(n)
+        hour = (t + int(rng.integers(day))) % day
+        weekday = ((t + int(rng.integers(7 * day))) // day) % 7 < 5
+        shape = 0.05 + np.clip(np.sin(np.pi * (hour - 7) / 12.0), 0, None)
+        shape = shape * np.where(weekday, 1.0, rng.uniform(0.3, 0.5))
+        rate = rng.uniform(0.5, 3.0) * rng.uniform(3, 10) ** (t / (n - 1)) * shape
+        y = rng.poisson(rate).astype(float)
+        if kind.endswith("_clean"):
+            return T0 + t * step, y, None
+        start = int(rng.integers(int(0.6 * n), int(0.9 * n)))
+        busy = np.flatnonzero(weekday[start:] & (hour[start:] == 10))
+        at: int | None = start + int(busy[0])  # ten o'clock on the next weekday
+        outage = bool(rng.integers(2))
+        length = int(rng.integers(6, 11) if outage else rng.integers(2, 5))
+        if inject:  # the anomaly's counts from their own stream: the rest stays as without it
+            sl = slice(at, at + length)
+            y[sl] = 0.0 if outage else rng.poisson(4 * rate[sl] + 5)
+        return T0 + t * step, y, at
+    if base_kind != "declining_counts_15min":
+        raise ValueError(kind)
+    step, day = 900, 96
+    n = int(rng.integers(4, 7)) * 7 * day
+    t = np.arange(n)
+    phase = (t + int(rng.integers(day))) % day
+    daily = 1 + 0.6 * np.sin(2 * np.pi * phase / day) + 0.2 * np.sin(4 * np.pi * phase / day + 0.5)
+    fold = rng.uniform(3, 6)
+    rate = rng.uniform(20, 60) * (1 - (1 - 1 / fold) * t / (n - 1)) * daily
+    y = rng.poisson(rate).astype(float)
+    if kind.endswith("_clean"):
+        return T0 + t * step, y, None
+    at = int(rng.integers(int(0.6 * n), int(0.9 * n)))
+    storm, length = bool(rng.integers(2)), int(rng.integers(24, 49))
+    if inject:
+        sl = slice(at, at + (length if storm else 1))
+        y[sl] = rng.poisson(2 * rate[sl] if storm else 6 * rate[sl] + 30)
+    return T0 + t * step, y, at
+
+
 def series(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray, int | None]:
     """Return (epoch seconds, values, anomaly start index or None) for one synthetic series."""
     if kind in UNSEEN_KINDS:
         return heldout_series(kind, seed)
-    if kind in FRESH_KINDS + FRESH_SCALE_KINDS + FRESH3_KINDS:
+    if kind in FRESH_KINDS + FRESH_SCALE_KINDS + FRESH3_KINDS + FRESH4_KINDS:
         return fresh_series(kind, seed)
     rng = np.random.default_rng(seed)
     t = np.arange(N)
@@ -290,8 +344,15 @@ FRESH_SCALE_SEEDS = tuple(range(301, 311))
 FRESH3_KINDS = ("launch_counts_5min", "launch_counts_5min_clean", "amplitude_steps_hourly",
                 "amplitude_steps_hourly_clean")
 FRESH3_SEEDS = tuple(range(401, 411))
+# The fourth fresh held-out kinds, seeds 501-510 (used nowhere else), each with a clean variant: count
+# series whose rate grows or declines several fold. Added and committed at the start of stop 37, before
+# that stop's detector change for count data was designed (from then on the FRESH3 kinds count as
+# development kinds), sealed: only ``bench/anomaly/run.py --fresh4`` scores them, once, at its end.
+FRESH4_KINDS = ("growing_counts_hourly", "growing_counts_hourly_clean", "declining_counts_15min",
+                "declining_counts_15min_clean")
+FRESH4_SEEDS = tuple(range(501, 511))
 ALL_KINDS = (KINDS + EXTRA_KINDS + ("frozen_walk", "frozen_counts") + UNSEEN_KINDS
-             + FRESH_KINDS + FRESH_SCALE_KINDS + FRESH3_KINDS)  # append only: the index seeds
+             + FRESH_KINDS + FRESH_SCALE_KINDS + FRESH3_KINDS + FRESH4_KINDS)  # append only: the index seeds
 
 
 def corpus(seeds: tuple[int, ...] = (1, 2), extra: bool = False, kinds: tuple[str, ...] | None = None,
