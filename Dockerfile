@@ -27,7 +27,8 @@ COPY api api
 COPY policies policies
 COPY workers workers
 COPY docs docs
-RUN pip install --no-deps -e .
+RUN pip install --no-deps -e . \
+    && python -m compileall -q levqor agents tools memory api workers
 
 USER levqor
 EXPOSE 8000
