@@ -9,9 +9,9 @@ import sys
 from difflib import get_close_matches
 from typing import Annotated, Any, cast
 
+import click
 import typer
-from typer import _click  # typer vendors click: its group API speaks these types
-from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperCommand, TyperGroup
 
 # command -> (module, attribute, short help). The attribute is a typer app: a group of its own (``keys``),
 # or the module's ``cli`` holding top-level commands (``migrate``).
@@ -49,10 +49,10 @@ class LazyGroup(TyperGroup):
 
     _resolving = False
 
-    def list_commands(self, ctx: _click.Context) -> list[str]:
+    def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.commands:
             return self.commands[cmd_name]
         if cmd_name not in COMMANDS:
@@ -70,29 +70,21 @@ class LazyGroup(TyperGroup):
             command = typer.main.get_group(target)
             command.name = cmd_name
         self.commands[cmd_name] = command
-        return cast(_click.Command, command)
+        return cast(click.Command, command)
 
-    def resolve_command(self, ctx: _click.Context, args: list[str]) -> tuple[str | None, _click.Command | None,
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
                                                                                list[str]]:
         self._resolving = True
         try:
             return super().resolve_command(ctx, args)
-        except _click.exceptions.UsageError as exc:
+        except click.exceptions.UsageError as exc:
             matches = get_close_matches(args[0], list(COMMANDS)) if args and args[0] not in COMMANDS else []
             if matches and "Did you mean" not in exc.message:
-                exc.message = f"{exc.message.rstrip('.')}. Did you mean {', '.join(repr(m) for m in matches)}?"
+                hint = f"{exc.message.rstrip('.')}. Did you mean {', '.join(repr(m) for m in matches)}?"
+                raise click.exceptions.UsageError(hint, ctx=exc.ctx) from None
             raise
         finally:
             self._resolving = False
-
-
-def _flag_type(self: TyperOption, ctx: _click.Context) -> str | None:
-    """Help shows a value placeholder (``<int>``) for options that take a value; a flag takes none."""
-    return None if self.is_flag else _value_type(self, ctx)
-
-
-_value_type = TyperOption.display_type_rich
-TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 
 def _version(value: bool) -> None:

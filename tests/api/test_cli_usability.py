@@ -29,8 +29,10 @@ def test_version_prints_the_installed_version(tmp_path: Path) -> None:
 def test_flags_show_no_value_placeholder_in_help(tmp_path: Path) -> None:
     out = levqor("agents", "list", "--help", env={**levqor_env(tmp_path, None), "COLUMNS": "100"})
     assert out.returncode == 0, out
-    assert "<bool>" not in out.stdout
-    assert "<str>" in out.stdout  # options that take a value keep theirs
+    [json_row] = [line for line in out.stdout.splitlines() if "--json" in line]
+    [org_row] = [line for line in out.stdout.splitlines() if "--org" in line]
+    assert "BOOL" not in json_row.upper()  # a flag takes no value: no placeholder
+    assert "TEXT" in org_row  # options that take a value keep theirs
     assert "Print JSON instead of a table." in out.stdout
 
 
