@@ -403,6 +403,7 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
             cy = np.concatenate(([0.0], np.cumsum(r)))
             half = max(1, round(day))
         xtx = x.T @ x
+        n_x = x.shape[1]
         for h in range(1, horizon + 1):
             tgt = r[t + h]
             extra, extra_now = [], []
@@ -420,10 +421,11 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
             e = np.stack(extra, axis=1) if extra else np.empty((len(t), 0))
             e_now = np.concatenate(extra_now) if extra_now else np.empty(0)
             xe = x.T @ e
-            gram = np.block([[xtx, xe], [xe.T, e.T @ e]])
-            reg = lam * np.eye(gram.shape[0])
-            reg[0, 0] = 0.0
-            beta = np.linalg.solve(gram + reg, np.concatenate((x.T @ tgt, e.T @ tgt)))
+            gram = np.empty((n_x + e.shape[1],) * 2)
+            gram[:n_x, :n_x], gram[:n_x, n_x:], gram[n_x:, :n_x], gram[n_x:, n_x:] = xtx, xe, xe.T, e.T @ e
+            ridge = np.arange(1, len(gram))  # the intercept is not penalised
+            gram[ridge, ridge] += lam
+            beta = np.linalg.solve(gram, np.concatenate((x.T @ tgt, e.T @ tgt)))
             b_x, b_e = beta[:x.shape[1]], beta[x.shape[1]:]
             resid = tgt[-recent:] - x[-recent:] @ b_x - e[-recent:] @ b_e
             corr[h - 1] = float(x_now[0] @ b_x + e_now @ b_e)
