@@ -11,7 +11,8 @@ its forecasts are cached in bench/forecast/.cache/ (delete it to refit). Also ti
 ``levqor forecast`` call, process start included. ``--final`` adds the final test set (scored once, after the
 design was fixed); ``--final2`` the second final test set (defined at the start of stop 35, scored
 once at its end); ``--final3`` the third (defined at the start of stop 36, before any change of that
-stop, scored once at its end). Last line:
+stop, scored once at its end); ``--final4`` the fourth (defined at the start of stop 37, sealed until
+its end). Last line:
 ``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=.. coverage90=..
 cal_mase=.. cal_coverage90=.. dev_mase=.. dev_coverage90=.. dev_width90=.. dev_coverage_in_87_93=k/n
 heldout_mase=.. heldout_snaive_mase=.. heldout_prophet_mase=.. heldout_ratio_snaive=.. heldout_ratio_prophet=..
@@ -64,7 +65,7 @@ class Series:
     spacing: int  # steps between origins
     lag: int  # seasonal naive's lag (and MASE's scale)
     freq: str  # pandas frequency for Prophet
-    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on), "final", "final2", "final3" (scored once)
+    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on), "final" .. "final4" (scored once)
     holidays: np.ndarray | None = None  # a calendar a user would pass (--holidays): the "+cal" column
     holiday_names: list[str] | None = None  # each holiday's name, where the calendar has them
 
@@ -92,7 +93,8 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(ts), np.array(vals)
 
 
-def all_series(final: bool = False, final2: bool = False, final3: bool = False) -> list[Series]:
+def all_series(final: bool = False, final2: bool = False, final3: bool = False, final4: bool = False,
+               ) -> list[Series]:
     ts, y = load(shared_dir() / "data" / "forecast-dev" / "nyc_taxi.csv")
     out = [Series("nyc_taxi (dev)", ts, y, 48, 56, 48, 336, "30min", "dev", extra.us_holidays(range(2014, 2016)))]
     ts, y = extra.dev_weekly_trend()
@@ -156,6 +158,15 @@ def all_series(final: bool = False, final2: bool = False, final3: bool = False) 
             out.append(Series("final3_realgdp quarterly", got[0], got[1], 8, 10, 4, 1, "QS", "final3"))
         ts, y = extra.final3_monthly_passengers()
         out.append(Series("final3_passengers monthly", ts, y, 12, 10, 12, 12, "MS", "final3"))
+    if final4:
+        got = extra.final4_nile()
+        if got is not None:
+            out.append(Series("final4_nile annual", got[0], got[1], 5, 8, 3, 1, "YS", "final4"))
+        got = extra.final4_cpi()
+        if got is not None:
+            out.append(Series("final4_cpi quarterly", got[0], got[1], 8, 10, 4, 1, "QS", "final4"))
+        ts, y = extra.final4_daily_trend_changes()
+        out.append(Series("final4_daily_trend", ts, y, 28, 12, 28, 7, "D", "final4"))
     return out
 
 
@@ -253,11 +264,12 @@ def main() -> int:
     final = "--final" in sys.argv[1:]
     final2 = "--final2" in sys.argv[1:]
     final3 = "--final3" in sys.argv[1:]
+    final4 = "--final4" in sys.argv[1:]
     rows = []
     cals: list[tuple[Series, float, float]] = []  # Levqor given the series' holiday calendar
     print(f"{'series':<28}{'group':>8}{'h':>4}{'origins':>8}{'levqor MASE':>13}{'snaive MASE':>13}"
           f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'width':>7}{'s/origin':>10}{'+cal MASE':>11}{'+cal cov':>10}")
-    for s in all_series(final, final2, final3):
+    for s in all_series(final, final2, final3, final4):
         snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
         m, cov, sec, wid = evaluate(ours, s)
         with_cal: Model = lambda ts, y, h, s=s: ours(ts, y, h, s.holidays, s.holiday_names)  # noqa: E731
@@ -280,7 +292,8 @@ def main() -> int:
     tail = ""
     for group, wanted, label in (("final", final, "final test set (scored once)"),
                                  ("final2", final2, "second final test set (stop 35, scored once)"),
-                                 ("final3", final3, "third final test set (stop 36, scored once)")):
+                                 ("final3", final3, "third final test set (stop 36, scored once)"),
+                                 ("final4", final4, "fourth final test set (stop 37, scored once)")):
         if not wanted:
             continue
         fm, fs, fp, fc, _ = group_means(rows, group)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -546,6 +547,54 @@ def final3_monthly_passengers(seed: int = 4043) -> tuple[np.ndarray, np.ndarray]
               - 0.04 * (month == 1))
     y = 1000 * np.exp(0.06 * t / 12 + shock + season + _ar(rng, n, (0.6,), 0.03))
     return _months(n, "1995-01"), y
+
+# ---- the fourth final test set (stop 37): defined and committed before that stop's forecaster change ----
+
+def _statsmodels_frame(module: str) -> Any:
+    try:
+        import importlib
+
+        return importlib.import_module(f"statsmodels.datasets.{module}").load_pandas().data
+    except Exception:  # noqa: BLE001 - any import failure means "unavailable"
+        return None
+
+
+def final4_nile() -> tuple[np.ndarray, np.ndarray] | None:
+    """Annual flow of the Nile at Aswan, 1871-1970 (statsmodels' bundled nile): no trend, no season,
+    a level shift around 1898."""
+    d = _statsmodels_frame("nile")
+    if d is None:
+        return None
+    years = np.array([f"{int(y)}-01" for y in d["year"]], dtype="datetime64[M]")
+    return years.astype("datetime64[s]").astype(np.int64).astype(float), d["volume"].to_numpy(dtype=float)
+
+
+def final4_cpi() -> tuple[np.ndarray, np.ndarray] | None:
+    """US consumer price index, quarterly 1959-2009 (statsmodels' macrodata): a trend whose slope
+    changes with inflation (slow in the sixties, steep in the seventies) and no season."""
+    d = _statsmodels_frame("macrodata")
+    if d is None:
+        return None
+    quarters = np.array([f"{int(y)}-{3 * int(q) - 2:02d}" for y, q in zip(d["year"], d["quarter"], strict=True)],
+                        dtype="datetime64[M]")
+    return quarters.astype("datetime64[s]").astype(np.int64).astype(float), d["cpi"].to_numpy(dtype=float)
+
+
+def final4_daily_trend_changes(seed: int = 5051) -> tuple[np.ndarray, np.ndarray]:
+    """Three and a half years of a daily metric: a weekly season (weekends at 60-70 %), a piecewise
+    linear trend whose slope changes four times at random days (growth, stall, decline, regrowth),
+    AR(1) noise of 4 %."""
+    rng = np.random.default_rng(seed)
+    n = 1280
+    t = np.arange(n, dtype=float)
+    knots = np.sort(rng.choice(np.arange(150, n - 120), 4, replace=False))
+    slopes = np.array([0.15, 0.02, -0.10, 0.12, 0.25]) * rng.uniform(0.8, 1.2, 5)
+    level = 200 + np.cumsum(np.concatenate(([slopes[0]], slopes[np.searchsorted(knots, t[1:], side="right")])))
+    ts, weekday, _ = _days(n, "2021-03-01")
+    week = np.where(weekday >= 5, rng.uniform(0.6, 0.7), 1.0) * (1 + 0.04 * np.sin(2 * np.pi * weekday / 5))
+    y = level * week * (1 + _ar(rng, n, (0.5,), 0.04))
+    return ts, y
+
 
 # ---- holiday calendars a user would pass (``levqor forecast --holidays``) ------------------------
 
