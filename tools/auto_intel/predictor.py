@@ -66,6 +66,7 @@ class ForecastConfig:
     decomp_half_life: float = 3.0  # decomp+trend: weight of a point halves every this many years back
     decomp_harmonics: int = 10  # decomp: most Fourier harmonics of the yearly season
     decomp_cal_origins: int = 24  # calibration origins when a decomposition of a yearly main season is chosen
+    drift: bool = True  # a series without a season also backtests naive with drift
     holiday_prior: float = 0.5  # a named holiday's own effect is shrunk toward the shared one as if
     # this many past days had shown the shared effect (docs/models.md)
 
@@ -80,8 +81,8 @@ class Forecast:
     upper: list[float]
     step_s: float
     period: int  # seasonal period used (points); 0 when none
-    method: str = "model"  # "model", "model+trend", "decomp", "decomp+trend", "seasonal_naive" or "naive":
-    # the best in backtests
+    method: str = "model"  # "model", "model+trend", "decomp", "decomp+trend", "seasonal_naive", "naive"
+    # or "drift" (no season only): the best in backtests
     seasons: tuple[str, ...] = ()  # seasons detected in the history ("daily", "weekly", "yearly")
 
 
@@ -546,6 +547,26 @@ def _naive(z: Array, horizon: int, lag: int, cfg: ForecastConfig) -> tuple[Array
     return mid, lo_q, hi_q
 
 
+def _drift(z: Array, horizon: int, cfg: ForecastConfig) -> tuple[Array, Array, Array]:
+    """Naive with drift: the last value moved on by the history's mean step (on the log scale a
+    constant growth rate), and the quantiles of the history's own errors of that forecast at each
+    step ahead (z units)."""
+    import numpy as np  # kept lazy: start-up time
+
+    n = len(z)
+    slope = (z[-1] - z[0]) / (n - 1)
+    a = (1.0 - cfg.coverage) / 2.0
+    hs = np.arange(1, horizon + 1)
+    mid = z[-1] + slope * hs
+    lo_q = np.empty(horizon)
+    hi_q = np.empty(horizon)
+    for k in hs:
+        d = (z[k:] - z[:-k] - slope * k) if k < n else np.array([0.0])
+        q = np.quantile(d[-cfg.max_train:], [a, 1.0 - a])
+        lo_q[k - 1], hi_q[k - 1] = q[0], q[1]
+    return mid, lo_q, hi_q
+
+
 def _scores(dev: Array, lo_q: Array, hi_q: Array) -> Array:
     """Conformal scores of backtest errors ``dev`` (actual - forecast): each error over the
     interval offset on its side (above 1: outside the uncalibrated interval)."""
@@ -585,6 +606,8 @@ def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day:
         return _model(z, horizon, period, yearly, day, cfg, trend=trend, hol=hol, hol_pen=hol_pen)
     if method == "seasonal_naive":
         return _naive(z, horizon, period, cfg)
+    if method == "drift":
+        return _drift(z, horizon, cfg)
     return _naive(z, horizon, 0, cfg)
 
 
@@ -604,9 +627,9 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     ``ForecastError`` when ``holiday_names`` is not as long as ``holidays``.
 
     The candidates (the seasonal model, the decompositions for a yearly main season, seasonal naive,
-    naive) are backtested on the history's last stretches, the one with the smallest error is used,
-    and its interval is scaled so it would have covered ``coverage`` of those backtests' actual
-    values (conformal calibration).
+    naive, and naive with drift for a series without a season) are backtested on the history's last
+    stretches, the one with the smallest error is used, and its interval is scaled so it would have
+    covered ``coverage`` of those backtests' actual values (conformal calibration).
     """
     import numpy as np  # kept lazy: start-up time
 
@@ -640,6 +663,8 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
         return np.expm1(zz) if use_log else zz
 
     methods = ["model", "naive"] + (["model+trend"] if period else []) + (["seasonal_naive"] if lag else [])
+    if not period and cfg.drift:
+        methods.append("drift")
     # the year in steps from the mean spacing (monthly data: the median step is 31 days, the mean 30.44)
     mean_step = (float(timestamps[-1]) - float(timestamps[0])) / (n - 1) if timestamps is not None else step_s
     year = 365.25 * _DAY_S / mean_step if step_s > 0 and mean_step > 0 else 0.0

@@ -376,6 +376,23 @@ def test_forecaster_falls_back_to_naive_on_a_random_walk() -> None:
     assert np.allclose(fc.yhat, y[-1])
 
 
+def test_a_trend_without_a_season_is_forecast_with_drift() -> None:
+    # quarterly, 50 years of 0.8 % growth a quarter with noisy recessions: no season to learn, and
+    # "last value" (naive) or the level model would stay flat
+    rng = np.random.default_rng(21)
+    n = 200
+    steps = 0.008 + rng.normal(0, 0.008, n)
+    steps[rng.choice(n, 12, replace=False)] -= 0.02
+    y = 1000 * np.exp(np.cumsum(steps))
+    ts = [float(np.datetime64(f"{1960 + i // 4}-{3 * (i % 4) + 1:02d}-01", "s").astype(np.int64)) for i in range(n)]
+    fc = forecast(y, horizon=8, timestamps=ts)
+    assert fc.period == 0 and fc.method == "drift"
+    growth = (y[-1] / y[0]) ** (1 / (n - 1))  # the history's mean growth a quarter
+    assert np.allclose(np.array(fc.yhat) / y[-1], growth ** np.arange(1, 9), rtol=1e-3)  # log1p, not log
+    assert all(lo < mid < hi for lo, mid, hi in zip(fc.lower, fc.yhat, fc.upper, strict=True))
+    assert np.all(np.diff(np.array(fc.upper) - np.array(fc.lower)) > 0)  # wider further ahead
+
+
 def test_forecaster_finds_weekly_and_yearly_seasons_in_daily_data() -> None:
     rng = np.random.default_rng(9)
     n = 4 * 365
