@@ -25,6 +25,11 @@ run on a second *track*: the log of each value minus a slow mean of the logs (it
 level). Once that level has changed ``scale_fold``-fold and the errors' scale has changed with it (a user
 base that grows or shrinks, multiplicative noise), the second track's scores are used: its errors are
 relative to the local scale and its range does not grow with the level. Other series never start it.
+Counts (values that are all non-negative integers) get the same second track despite their zeros: at the
+first zero it restarts as a *count track* on log(value + 1), whose level is measured over a day instead of
+a week, whose predictors and error likelihoods run on the Anscombe value 2 sqrt(value + 3/8) (Poisson noise
+of unit scale at any rate) and whose range runs on log(value + 1) over its slow level; it is used by the same
+rule, once that level has changed ``scale_fold``-fold (a launch, a user base that grows or shrinks).
 
 After an alert, scores are damped for a while so one event yields one alert. State is plain
 numbers and lists: ``snapshot()`` gives a JSON-able dict and ``AnomalyDetector.restore``
@@ -116,6 +121,8 @@ class DetectorConfig:
     # the log of each value over its slow level (scale-aware errors and range: docs/models.md) ...
     scale_fold: float = 2.0  # ... once that level has changed this many fold (and the spread with it; 2 is
     # the largest-effect value that switches no NAB dev file: docs/models.md)
+    count_scale: bool = True  # in a series of non-negative integers (counts), a zero does not end the log track:
+    # it restarts as a count track (a day's level, Anscombe errors, log(x + 1) range: docs/models.md)
 
 
 @dataclass
@@ -176,6 +183,9 @@ class _State(_Track):
     ehi: float = 0.0
     log_on: bool = False  # the log track's scores are used (level and spread changed scale_fold-fold)
     rt: _Track | None = None  # the track of log(value) - llevel
+    # count track (config.count_scale; absent from older snapshots, which restore with it off)
+    ints: bool = True  # every value so far is an integer (while the log track runs on positive values)
+    counts: bool = False  # the log track is a count track (restarted at the first zero of an integer series)
 
 
 _INF_KEYS = ("lo", "hi", "olo", "ohi", "llo", "lhi")
@@ -241,13 +251,14 @@ class AnomalyDetector:
     @classmethod
     def restore(cls, snap: dict[str, Any]) -> AnomalyDetector:
         """Rebuild a detector from ``snapshot()`` output (also one saved before the frozen-value signal,
-        the weekly profile, the growing novelty margin or the log track existed: it continues exactly as it
-        was, with those off)."""
+        the weekly profile, the growing novelty margin, the log track or the count track existed: it continues
+        exactly as it was, with those off)."""
         cfg = dict(snap["config"])
         cfg.setdefault("flat_score", 0.0)
         cfg.setdefault("weekly", False)
         cfg.setdefault("spatial_growth", False)
         cfg.setdefault("log_scale", False)
+        cfg.setdefault("count_scale", False)
         det = cls(DetectorConfig(**cfg))
         det.s = _State(**_from_json(snap["state"]))
         return det
@@ -315,7 +326,7 @@ class AnomalyDetector:
             s.phase += 1
         if ts is not None and s.period != 0:
             s.last_ts = ts
-        score = self._track(s, x)
+        score = self._track(s, x, x)
         if c.log_scale and s.pos_n >= 0:
             rscore = self._log_track(x)
             if s.log_on:
@@ -349,22 +360,38 @@ class AnomalyDetector:
     def _log_track(self, x: float) -> float:
         """Learn log(x) over the slow level on the log track and return its score; decide, from the level
         and the level predictor's error scale seen so far, whether its scores are used (``log_on``, kept
-        once set). A value <= 0 ends the log track for good."""
+        once set). A value <= 0 ends the log track for good, except the first zero of a series of integers
+        (with ``count_scale``): the log track restarts there as a count track, which takes log(x + 1), measures
+        its level over a day instead of a week and learns its predictors on the Anscombe value
+        2 sqrt(x + 3/8) (Poisson noise of unit scale at any rate); a negative or fractional value ends it."""
         s = self.s
         c = self.cfg
-        if x <= 0:
-            s.pos_n = -1
+        if s.counts:
+            if x < 0 or x % 1.0:
+                return self._end_log_track()
+            lx = math.log(x + 1.0)
+        elif x > 0:
+            if s.ints and x % 1.0:
+                s.ints = False
+            lx = math.log(x)
+        elif x == 0 and s.ints and c.count_scale:  # the first zero of a count series: start afresh
+            s.counts = True
+            s.pos_n = 0
+            s.llevel = s.lweek = 0.0
+            s.llo, s.lhi, s.elo, s.ehi = math.inf, -math.inf, 0.0, 0.0
             s.rt = None
             s.log_on = False
-            return 0.0
-        lx = math.log(x)
+            lx = 0.0
+        else:
+            return self._end_log_track()
         k = s.pos_n = s.pos_n + 1
         ll = s.llevel
         s.llevel = ll + (1.0 / k if k * c.scale_alpha < 1.0 else c.scale_alpha) * (lx - ll)
-        lw = s.lweek  # memory: a week of points once the daily period is known (a plain mean until then)
-        lw = s.lweek = lw + (1.0 / k if k < 7 * s.period or s.period <= 0 else 1.0 / (7 * s.period)) * (lx - lw)
-        if s.period <= 0 or k <= c.warmup or k <= 7 * s.period:  # a seasonal series, after the warm-up and
-            # a week (the week's mean is a plain mean of what was seen until then)
+        lw = s.lweek  # memory: a week of points (a day for counts) once the daily period is known (a plain mean
+        wk = s.period if s.counts else 7 * s.period  # until then)
+        lw = s.lweek = lw + (1.0 / k if k < wk or s.period <= 0 else 1.0 / wk) * (lx - lw)
+        if s.period <= 0 or k <= c.warmup or k <= wk:  # a seasonal series, after the warm-up and a week (a day
+            # for counts; the mean is a plain mean of what was seen until then)
             return 0.0
         if not s.log_on:  # has the level changed, and the spread with it?
             if lw < s.llo:
@@ -378,21 +405,31 @@ class AnomalyDetector:
                 return 0.0
             rt = s.rt = _Track()
             self._init_track(rt)
-        score = self._track(rt, lx - ll)
+        r = lx - ll
+        score = self._track(rt, 2.0 * math.sqrt(x + 0.375), r) if s.counts else self._track(rt, r, r)
         if not s.log_on:  # the level changed scale_fold-fold and the spread with it (at least as its square root)
             s.log_on = fold >= c.scale_fold and s.ehi * s.ehi >= fold * s.elo * s.elo and rt.n > c.warmup
         return score
 
-    def _track(self, t: _Track, x: float) -> float:
-        """Learn value ``x`` on track ``t`` and return its score from the prediction surprise, the error
-        likelihoods and the spatial novelty (before warm-up, frozen value and damping)."""
+    def _end_log_track(self) -> float:
+        """End the log track for good (a value it cannot take arrived); the point's log-track score is 0."""
+        s = self.s
+        s.pos_n = -1
+        s.rt = None
+        s.log_on = False
+        return 0.0
+
+    def _track(self, t: _Track, x: float, nx: float) -> float:
+        """Learn value ``x`` on track ``t`` and return its score from the prediction surprise and the error
+        likelihoods of ``x`` and the spatial novelty of ``nx`` (``x`` itself but on the count track; before
+        warm-up, frozen value and damping)."""
         s = self.s
         c = self.cfg
         n = t.n
         t.n = n + 1
         if n == 0:
             t.level = x
-            t.lo = t.hi = x
+            t.lo = t.hi = nx
             return 0.0
 
         # prediction surprise: the better of level and seasonal predictors, each error over its
@@ -438,17 +475,17 @@ class AnomalyDetector:
         # older than spatial_lag points (a leak keeps going further; noise and small steps do not)
         lo = t.lo
         hi = t.hi
-        new_hi = x > hi
-        new_lo = x < lo
+        new_hi = nx > hi
+        new_lo = nx < lo
         if new_lo:
-            t.lo = x
+            t.lo = nx
         elif new_hi:
-            t.hi = x
+            t.hi = nx
         if c.spatial_lag:
             lag = t.lag
             k = t.lag_i
             old = lag[k]
-            lag[k] = x
+            lag[k] = nx
             t.lag_i = (k + 1) % c.spatial_lag
             if n > c.spatial_lag:
                 if old < t.olo:
@@ -464,7 +501,7 @@ class AnomalyDetector:
             t.scale_slow = sl + c.long_alpha * (scale - sl) if sl > 0 else scale
             if sl > 0 and scale > sl:
                 margin += 0.5 * width * (min(scale / sl, 2.0) - 1.0)
-        novel = (new_hi and x > hi + margin) or (new_lo and x < lo - margin)
+        novel = (new_hi and nx > hi + margin) or (new_lo and nx < lo - margin)
 
         score = _tail_score(d, var, c.lik_decades)
         if wlik > score:
@@ -473,7 +510,7 @@ class AnomalyDetector:
         if pz > score:
             score = pz
         if novel:
-            beyond = (x - hi if new_hi else lo - x) / (width + 1e-12) - c.spatial_margin
+            beyond = (nx - hi if new_hi else lo - nx) / (width + 1e-12) - c.spatial_margin
             sp = c.spatial_score + (1.0 - c.spatial_score) * min(1.0, beyond)
             if sp > score:
                 score = sp

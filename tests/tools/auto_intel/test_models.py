@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -263,7 +264,7 @@ def test_cli_detect_streams_each_row_as_it_arrives() -> None:
             proc.stdin.write(f"2024-01-01 00:0{i}:00,{i}\n")
             proc.stdin.flush()
             deadline = time.monotonic() + 30
-            ready: list[object] = []
+            ready: list[Any] = []
             while not ready and time.monotonic() < deadline:
                 ready, _, _ = select.select([proc.stdout], [], [], 0.5)
             assert ready, "no score before the next row was sent"
@@ -830,7 +831,7 @@ def test_a_growing_seasonal_amplitude_gives_fewer_novelty_alerts_with_the_growin
 
 
 def test_a_late_spike_in_a_growing_season_is_still_found() -> None:
-    found = {}
+    found: dict[bool, list[bool]] = {}
     for grow in (True, False):
         cfg = replace(DetectorConfig(), spatial_growth=grow)
         found[grow] = []
@@ -948,3 +949,73 @@ def test_snapshot_from_before_the_log_track_continues_unchanged() -> None:
                                ("pos_n", "llevel", "lweek", "llo", "lhi", "elo", "ehi", "log_on", "rt"))
     assert not restored.cfg.log_scale
     assert feed(old, ts[700:], y[700:]) == feed(restored, ts[700:], y[700:])
+
+
+# ---- a count track for series of non-negative integers whose rate changes several fold (count_scale) ----
+
+
+def growing_counts(seed: int, fold: float = 6.0, n: int = 16 * DAY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Five-minute Poisson counts (16 days) whose daily rate grows ``fold``-fold along a logistic curve centred
+    on day 5.6, zeros at night and early on (drawn unlike the bench's launch kind: another shape and seeds).
+    Returns (timestamps, counts, rate)."""
+    rng = np.random.default_rng(3000 + seed)
+    t = np.arange(n)
+    growth = 1 + (fold - 1) / (1 + np.exp(-(t - 0.35 * n) / (0.05 * n)))
+    rate = 3 * growth * (0.25 + 1.2 * np.clip(np.sin(2 * np.pi * (t % DAY) / DAY - 0.3), 0, None))
+    return T0 + t * STEP, rng.poisson(rate).astype(float), rate
+
+
+def test_growing_counts_with_zeros_use_the_count_track_and_an_outage_alerts() -> None:
+    on, off = DetectorConfig(), replace(DetectorConfig(), count_scale=False)
+    assert on.count_scale
+    caught = {True: 0, False: 0}
+    clean = {True: 0, False: 0}
+    at = 13 * DAY + 150  # after the growth, in the afternoon
+    for seed in range(8):
+        ts, y, rate = growing_counts(seed)
+        got, det = scores_of(on, ts, y)
+        assert det.s.counts and det.s.log_on  # a zero did not end the log track; the rate grew, so it is in use
+        clean[True] += int((got >= ALERT_THRESHOLD).sum())
+        clean[False] += int((scores_of(off, ts, y)[0] >= ALERT_THRESHOLD).sum())
+        y[at:at + 10] = np.random.default_rng(seed).poisson(0.15 * rate[at:at + 10])  # 50 minutes at 15 %
+        for flag, cfg in ((True, on), (False, off)):
+            caught[flag] += int(scores_of(cfg, ts, y)[0][at:at + 20].max() >= ALERT_THRESHOLD)
+    assert caught[True] >= 7 and caught[False] <= 1, caught  # errors in units of the Poisson noise at any rate
+    assert clean[True] < clean[False], clean  # the range is a log ratio: a growing rate's new highs are not novel
+
+
+@pytest.mark.parametrize("kind", ["steady rate", "fractional value"])
+def test_counts_whose_rate_does_not_change_score_identically_with_and_without_the_count_track(kind: str) -> None:
+    if kind == "steady rate":  # a daily rhythm with zeros at night, the rate steady: the count track never in use
+        ts, y, _ = growing_counts(1, fold=1.0)
+    else:  # a growing rate, but a fractional value ends the count track before it is in use
+        ts, y, _ = growing_counts(2)
+        y[1000] = 2.5
+    y[len(y) * 3 // 4] += 40  # an anomaly, so the comparison covers alerts too
+    got, det = scores_of(DetectorConfig(), ts, y)
+    assert det.s.counts and not det.s.log_on
+    assert (det.s.pos_n == -1) == (kind == "fractional value")
+    assert np.array_equal(got, scores_of(replace(DetectorConfig(), count_scale=False), ts, y)[0])
+    assert got.max() >= ALERT_THRESHOLD
+
+
+@pytest.mark.parametrize("cut", [1400, 2000])  # the count track learning (not in use yet), in use
+def test_snapshot_round_trip_with_the_count_track(cut: int) -> None:
+    ts, y, _ = growing_counts(3)
+    y[13 * DAY + 150:13 * DAY + 152] += 60  # a burst
+    a = AnomalyDetector()
+    feed(a, ts[:cut], y[:cut])
+    assert a.s.counts and a.s.rt is not None and a.s.log_on == (cut > 1600)
+    b = round_trip(a)
+    rest_a = feed(a, ts[cut:], y[cut:])
+    assert rest_a == feed(b, ts[cut:], y[cut:]) and max(rest_a) >= ALERT_THRESHOLD
+
+
+def test_snapshot_from_before_the_count_track_continues_unchanged() -> None:
+    ts, y, _ = growing_counts(4)
+    old = AnomalyDetector(replace(DetectorConfig(), count_scale=False))  # what such a detector computed
+    feed(old, ts[:1400], y[:1400])
+    assert old.s.pos_n == -1  # the zeros ended its log track
+    restored = restore_without(old, ("count_scale",), ("ints", "counts"))
+    assert not restored.cfg.count_scale
+    assert feed(old, ts[1400:], y[1400:]) == feed(restored, ts[1400:], y[1400:])
