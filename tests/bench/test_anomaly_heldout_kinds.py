@@ -123,3 +123,29 @@ def test_fresh_scaling_kind_grows_or_shrinks_and_departs_inside_its_window(syn: 
     fresh = {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.FRESH_SCALE_KINDS for s in syn.FRESH_SCALE_SEEDS}
     assert not fresh & training
     assert not fresh & {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.HELDOUT_KINDS for s in syn.HELDOUT_SEEDS}
+
+
+def test_fifth_fresh_kinds_are_declining_counts_with_the_anomaly_inside_its_window(syn: ModuleType) -> None:
+    items = syn.corpus(seeds=syn.FRESH5_SEEDS, kinds=syn.FRESH5_KINDS)
+    assert len(items) == 40 and min(syn.FRESH5_SEEDS) > 600
+    again = syn.corpus(seeds=syn.FRESH5_SEEDS, kinds=syn.FRESH5_KINDS)
+    assert all(np.array_equal(a[2], b[2]) and a[3] == b[3] for a, b in zip(items, again, strict=True))
+    signs = set()
+    for key, ts, y, wins in items:
+        kind, seed = key.removeprefix("synthetic/").removesuffix(".csv").rsplit("_", 1)
+        step = 3600 if kind.startswith("shrinking") else 300
+        assert np.all(np.diff(ts) == step) and (y >= 0).all() and np.array_equal(y, np.round(y)), key
+        week = 7 * 86400 // step
+        assert y[-week:].mean() < y[:week].mean() / 1.5, key  # the rate declines
+        if kind.endswith("_clean"):
+            assert wins == [], key
+            continue
+        clean = syn.fresh_series(kind, int(seed) * 1000 + syn.ALL_KINDS.index(kind), inject=False)[1]
+        moved = np.nonzero(np.abs(y - clean) > 1e-9)[0]
+        (w0, w1), = wins
+        assert w0 <= moved[0] <= moved[-1] <= w1 and moved[0] >= 0.65 * len(y), key
+        signs.add(float(np.sign((y - clean)[moved].sum())))
+    assert signs == {-1.0, 1.0}  # outages and bursts
+    training = {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.KINDS + syn.EXTRA_KINDS for s in range(1, 101)}
+    fresh = {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.FRESH5_KINDS for s in syn.FRESH5_SEEDS}
+    assert not fresh & training
