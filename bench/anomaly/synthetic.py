@@ -205,6 +205,23 @@ def _fresh3(kind: str, rng: np.random.Generator, inject: bool) -> tuple[np.ndarr
     return T0 + t * step, y, at
 
 
+def _count_anomaly(rng: np.random.Generator, y: np.ndarray, rate: np.ndarray, start: int, busy: np.ndarray,
+                   inject: bool, zero_first: bool, zero_len: tuple[int, int], burst_len: tuple[int, int],
+                   burst: tuple[float, float]) -> int:
+    """Put a count series' anomaly at the first ``busy`` point from ``start`` and return that row: one coin
+    (heads is a drop to zero when ``zero_first``, else a burst), then the length drawn from ``zero_len`` or
+    ``burst_len`` (numpy's half-open ranges); a burst is Poisson counts at ``burst[0]`` x the rate plus
+    ``burst[1]``, drawn from their own stream so the rest stays as without it. With ``inject=False`` the
+    same draws are made up to the length, so ``y`` is left as the clean series."""
+    at = start + int(np.flatnonzero(busy[start:])[0])
+    zero = bool(rng.integers(2)) == zero_first
+    length = int(rng.integers(*(zero_len if zero else burst_len)))
+    if inject:
+        sl = slice(at, at + length)
+        y[sl] = 0.0 if zero else rng.poisson(burst[0] * rate[sl] + burst[1])
+    return at
+
+
 def _fresh4(kind: str, rng: np.random.Generator, inject: bool) -> tuple[np.ndarray, np.ndarray, int | None]:
     """The fourth fresh held-out kinds (``FRESH4_KINDS``, seeds 501-510), each with a ``_clean`` variant.
 
@@ -229,13 +246,8 @@ def _fresh4(kind: str, rng: np.random.Generator, inject: bool) -> tuple[np.ndarr
         if kind.endswith("_clean"):
             return T0 + t * step, y, None
         start = int(rng.integers(int(0.6 * n), int(0.9 * n)))
-        busy = np.flatnonzero(weekday[start:] & (hour[start:] == 10))
-        at: int | None = start + int(busy[0])  # ten o'clock on the next weekday
-        outage = bool(rng.integers(2))
-        length = int(rng.integers(6, 11) if outage else rng.integers(2, 5))
-        if inject:  # the anomaly's counts from their own stream: the rest stays as without it
-            sl = slice(at, at + length)
-            y[sl] = 0.0 if outage else rng.poisson(4 * rate[sl] + 5)
+        at = _count_anomaly(rng, y, rate, start, weekday & (hour == 10), inject,  # ten o'clock, next weekday
+                            zero_first=True, zero_len=(6, 11), burst_len=(2, 5), burst=(4, 5))
         return T0 + t * step, y, at
     if base_kind != "declining_counts_15min":
         raise ValueError(kind)
@@ -286,13 +298,8 @@ def _fresh5(kind: str, rng: np.random.Generator, inject: bool) -> tuple[np.ndarr
         if kind.endswith("_clean"):
             return T0 + t * step, y, None
         start = int(rng.integers(int(0.65 * n), int(0.9 * n)))
-        busy = np.flatnonzero(hour[start:] == 11)
-        at: int | None = start + int(busy[0])  # eleven o'clock on the next day
-        outage = bool(rng.integers(2))
-        length = int(rng.integers(3, 9) if outage else rng.integers(1, 4))
-        if inject:  # the anomaly's counts from their own stream: the rest stays as without it
-            sl = slice(at, at + length)
-            y[sl] = 0.0 if outage else rng.poisson(3 * rate[sl] + 10)
+        at = _count_anomaly(rng, y, rate, start, hour == 11, inject,  # eleven o'clock on the next day
+                            zero_first=True, zero_len=(3, 9), burst_len=(1, 4), burst=(3, 10))
         return T0 + t * step, y, at
     if base_kind != "fading_counts_5min":
         raise ValueError(kind)
@@ -307,13 +314,8 @@ def _fresh5(kind: str, rng: np.random.Generator, inject: bool) -> tuple[np.ndarr
     if kind.endswith("_clean"):
         return T0 + t * step, y, None
     start = int(rng.integers(int(0.65 * n), int(0.9 * n)))
-    busy = np.flatnonzero(daily[start:] > night + 0.8 * (1 - night))
-    at = start + int(busy[0])  # the next daytime high
-    storm = bool(rng.integers(2))
-    length = int(rng.integers(12, 49) if storm else rng.integers(12, 25))
-    if inject:
-        sl = slice(at, at + length)
-        y[sl] = rng.poisson(2.5 * rate[sl] + 3) if storm else 0.0
+    at = _count_anomaly(rng, y, rate, start, daily > night + 0.8 * (1 - night), inject,  # next daytime high
+                        zero_first=False, zero_len=(12, 25), burst_len=(12, 49), burst=(2.5, 3))
     return T0 + t * step, y, at
 
 
