@@ -25,11 +25,14 @@ run on a second *track*: the log of each value minus a slow mean of the logs (it
 level). Once that level has changed ``scale_fold``-fold and the errors' scale has changed with it (a user
 base that grows or shrinks, multiplicative noise), the second track's scores are used: its errors are
 relative to the local scale and its range does not grow with the level. Other series never start it.
-Counts (values that are all non-negative integers) get the same second track despite their zeros: at the
-first zero it restarts as a *count track* on log(value + 1), whose level is measured over a day instead of
-a week, whose predictors and error likelihoods run on the Anscombe value 2 sqrt(value + 3/8) (Poisson noise
-of unit scale at any rate) and whose range runs on log(value + 1) over its slow level; it is used by the same
-rule, once that level has changed ``scale_fold``-fold (a launch, a user base that grows or shrinks).
+Counts (values that are all non-negative integers) get the same second track despite their zeros: from the
+first value (``count_start``; before it, from the first zero) it is a *count track* on log(value + 1), whose
+level is measured over a day instead of a week, whose predictors and error likelihoods run on the Anscombe
+value 2 sqrt(value + 3/8) (Poisson noise of unit scale at any rate; there the daily profile is the predictor
+whenever it beats the last value) and whose range runs on log(value + 1) over its slow level; it is used
+once that level has changed ``scale_fold``-fold (a launch, a user base that grows or shrinks) and the
+spread at least as Poisson noise's, half of it in logs. A fractional value before any zero makes it a log
+track from there on.
 
 After an alert, scores are damped for a while so one event yields one alert. State is plain
 numbers and lists: ``snapshot()`` gives a JSON-able dict and ``AnomalyDetector.restore``
@@ -123,6 +126,9 @@ class DetectorConfig:
     # the largest-effect value that switches no NAB dev file: docs/models.md)
     count_scale: bool = True  # in a series of non-negative integers (counts), a zero does not end the log track:
     # it restarts as a count track (a day's level, Anscombe errors, log(x + 1) range: docs/models.md)
+    count_start: bool = True  # a series whose values are non-negative integers is a count track from its first value
+    # (not its first zero), used once its spread grew as Poisson noise's, its daily profile the predictor whenever it
+    # is the better one (docs/models.md, "Counts from their first value")
 
 
 @dataclass
@@ -185,7 +191,10 @@ class _State(_Track):
     rt: _Track | None = None  # the track of log(value) - llevel
     # count track (config.count_scale; absent from older snapshots, which restore with it off)
     ints: bool = True  # every value so far is an integer (while the log track runs on positive values)
-    counts: bool = False  # the log track is a count track (restarted at the first zero of an integer series)
+    counts: bool = False  # the log track is a count track (from the first value, or without count_start from the
+    # first zero, of an integer series)
+    # count track from the first value (config.count_start; absent from older snapshots, which restore with it off)
+    early: bool = False  # the count track started at the series' first value and has seen no zero yet
 
 
 _INF_KEYS = ("lo", "hi", "olo", "ohi", "llo", "lhi")
@@ -259,6 +268,7 @@ class AnomalyDetector:
         cfg.setdefault("spatial_growth", False)
         cfg.setdefault("log_scale", False)
         cfg.setdefault("count_scale", False)
+        cfg.setdefault("count_start", False)
         det = cls(DetectorConfig(**cfg))
         det.s = _State(**_from_json(snap["state"]))
         return det
@@ -360,27 +370,31 @@ class AnomalyDetector:
     def _log_track(self, x: float) -> float:
         """Learn log(x) over the slow level on the log track and return its score; decide, from the level
         and the level predictor's error scale seen so far, whether its scores are used (``log_on``, kept
-        once set). A value <= 0 ends the log track for good, except the first zero of a series of integers
-        (with ``count_scale``): the log track restarts there as a count track, which takes log(x + 1), measures
-        its level over a day instead of a week and learns its predictors on the Anscombe value
-        2 sqrt(x + 3/8) (Poisson noise of unit scale at any rate); a negative or fractional value ends it."""
+        once set). A value <= 0 ends the log track for good, except in a series of integers (with
+        ``count_scale``): a count track takes over, from the first value with ``count_start`` (a fractional
+        value before any zero turns it into a log track from there), else from the first zero; it takes
+        log(x + 1), measures its level over a day instead of a week and learns its predictors on the Anscombe
+        value 2 sqrt(x + 3/8) (Poisson noise of unit scale at any rate); a negative value, or a fractional one
+        after a zero, ends it."""
         s = self.s
         c = self.cfg
+        if c.count_start and c.count_scale and s.pos_n == 0 and not s.counts and x >= 0 and not x % 1.0:  # integer
+            s.counts = s.early = True  # first value: counts until a value says otherwise
+        if s.counts and s.early and x > 0 and x % 1.0:  # not counts after all: a log track from this value on
+            s.early = s.ints = False
+            self._restart_log_track(counts=False)
         if s.counts:
             if x < 0 or x % 1.0:
                 return self._end_log_track()
+            if x == 0:
+                s.early = False
             lx = math.log(x + 1.0)
         elif x > 0:
             if s.ints and x % 1.0:
                 s.ints = False
             lx = math.log(x)
         elif x == 0 and s.ints and c.count_scale:  # the first zero of a count series: start afresh
-            s.counts = True
-            s.pos_n = 0
-            s.llevel = s.lweek = 0.0
-            s.llo, s.lhi, s.elo, s.ehi = math.inf, -math.inf, 0.0, 0.0
-            s.rt = None
-            s.log_on = False
+            self._restart_log_track(counts=True)
             lx = 0.0
         else:
             return self._end_log_track()
@@ -407,9 +421,25 @@ class AnomalyDetector:
             self._init_track(rt)
         r = lx - ll
         score = self._track(rt, 2.0 * math.sqrt(x + 0.375), r) if s.counts else self._track(rt, r, r)
-        if not s.log_on:  # the level changed scale_fold-fold and the spread with it (at least as its square root)
-            s.log_on = fold >= c.scale_fold and s.ehi * s.ehi >= fold * s.elo * s.elo and rt.n > c.warmup
+        if not s.log_on:  # the level changed scale_fold-fold and the spread with it: at least as the level's square
+            # root (half its fold in logs: the noise of a positive series grows as its level) or, in counts taken from
+            # their first value, as its fourth root (half, in logs, of Poisson noise's square root)
+            if c.count_start and s.counts:
+                spread = s.ehi >= s.elo * math.sqrt(math.sqrt(fold))
+            else:
+                spread = s.ehi * s.ehi >= fold * s.elo * s.elo
+            s.log_on = fold >= c.scale_fold and spread and rt.n > c.warmup
         return score
+
+    def _restart_log_track(self, counts: bool) -> None:
+        """Forget what the log track learned and start it afresh at this value, as a count track or not."""
+        s = self.s
+        s.counts = counts
+        s.pos_n = 0
+        s.llevel = s.lweek = 0.0
+        s.llo, s.lhi, s.elo, s.ehi = math.inf, -math.inf, 0.0, 0.0
+        s.rt = None
+        s.log_on = False
 
     def _end_log_track(self) -> float:
         """End the log track for good (a value it cannot take arrived); the point's log-track score is 0."""
@@ -455,7 +485,11 @@ class AnomalyDetector:
                     wlik = self._week(t, x, t.err_season)
                 if sn > s.period:
                     zs = es / ss if ss > 0 else (0.0 if es == 0 else c.z_cap)
-                    if ss < c.season_pick * el:  # a seasonal series
+                    # a seasonal series; in counts (count_start) the profile whenever it is the better predictor: on
+                    # Poisson noise it is better by 0.82 even on a flat rate, so a margin hands a storm to the last
+                    # value
+                    pick = 1.0 if c.count_start and s.counts and t is s.rt else c.season_pick
+                    if ss < pick * el:
                         z = zs
                         scale = ss
                     elif zs < z:
