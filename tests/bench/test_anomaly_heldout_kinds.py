@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -125,14 +126,34 @@ def test_fresh_scaling_kind_grows_or_shrinks_and_departs_inside_its_window(syn: 
     assert not fresh & {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.HELDOUT_KINDS for s in syn.HELDOUT_SEEDS}
 
 
-def test_fifth_fresh_kinds_are_declining_counts_with_the_anomaly_inside_its_window(syn: ModuleType) -> None:
-    items = syn.corpus(seeds=syn.FRESH5_SEEDS, kinds=syn.FRESH5_KINDS)
-    assert len(items) == 40 and min(syn.FRESH5_SEEDS) > 600
-    again = syn.corpus(seeds=syn.FRESH5_SEEDS, kinds=syn.FRESH5_KINDS)
+def sealed_corpus(syn: ModuleType, kinds: tuple[str, ...], seeds: tuple[int, ...], above: int) -> list[Any]:
+    """A sealed fresh set's 40 series (seeds above ``above``, none a training seed), the same when drawn again."""
+    items = syn.corpus(seeds=seeds, kinds=kinds)
+    assert len(items) == 40 and min(seeds) > above
+    again = syn.corpus(seeds=seeds, kinds=kinds)
     assert all(np.array_equal(a[2], b[2]) and a[3] == b[3] for a, b in zip(items, again, strict=True))
+    training = {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.KINDS + syn.EXTRA_KINDS for s in range(1, 101)}
+    fresh = {s * 1000 + syn.ALL_KINDS.index(k) for k in kinds for s in seeds}
+    assert not fresh & training
+    return items
+
+
+def injected_sign(syn: ModuleType, key: str, y: np.ndarray, wins: list[tuple[int, int]], after: float) -> float:
+    """Check that the rows the anomaly changed (against the series drawn without it) lie inside the one window
+    and after ``after`` of the file; return the sign of the change (1 up, -1 down)."""
+    kind, seed = key.removeprefix("synthetic/").removesuffix(".csv").rsplit("_", 1)
+    clean = syn.fresh_series(kind, int(seed) * 1000 + syn.ALL_KINDS.index(kind), inject=False)[1]
+    moved = np.nonzero(np.abs(y - clean) > 1e-9)[0]
+    (w0, w1), = wins
+    assert w0 <= moved[0] <= moved[-1] <= w1 and moved[0] >= after * len(y), key
+    return float(np.sign((y - clean)[moved].sum()))
+
+
+def test_fifth_fresh_kinds_are_declining_counts_with_the_anomaly_inside_its_window(syn: ModuleType) -> None:
+    items = sealed_corpus(syn, syn.FRESH5_KINDS, syn.FRESH5_SEEDS, 600)
     signs = set()
     for key, ts, y, wins in items:
-        kind, seed = key.removeprefix("synthetic/").removesuffix(".csv").rsplit("_", 1)
+        kind = key.removeprefix("synthetic/").removesuffix(".csv").rsplit("_", 1)[0]
         step = 3600 if kind.startswith("shrinking") else 300
         assert np.all(np.diff(ts) == step) and (y >= 0).all() and np.array_equal(y, np.round(y)), key
         week = 7 * 86400 // step
@@ -140,12 +161,25 @@ def test_fifth_fresh_kinds_are_declining_counts_with_the_anomaly_inside_its_wind
         if kind.endswith("_clean"):
             assert wins == [], key
             continue
-        clean = syn.fresh_series(kind, int(seed) * 1000 + syn.ALL_KINDS.index(kind), inject=False)[1]
-        moved = np.nonzero(np.abs(y - clean) > 1e-9)[0]
-        (w0, w1), = wins
-        assert w0 <= moved[0] <= moved[-1] <= w1 and moved[0] >= 0.65 * len(y), key
-        signs.add(float(np.sign((y - clean)[moved].sum())))
+        signs.add(injected_sign(syn, key, y, wins, 0.65))
     assert signs == {-1.0, 1.0}  # outages and bursts
-    training = {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.KINDS + syn.EXTRA_KINDS for s in range(1, 101)}
-    fresh = {s * 1000 + syn.ALL_KINDS.index(k) for k in syn.FRESH5_KINDS for s in syn.FRESH5_SEEDS}
-    assert not fresh & training
+
+
+def test_sixth_fresh_kinds_are_integer_series_that_are_not_poisson_with_the_anomaly_inside_its_window(
+        syn: ModuleType) -> None:
+    items = sealed_corpus(syn, syn.FRESH6_KINDS, syn.FRESH6_SEEDS, 700)
+    signs: dict[str, set[float]] = {"campaign": set(), "sessions": set()}
+    for key, ts, y, wins in items:
+        kind = key.removeprefix("synthetic/").removesuffix(".csv").rsplit("_", 1)[0]
+        campaign = kind.startswith("campaign")
+        assert np.all(np.diff(ts) == (600 if campaign else 300)), key
+        assert (y >= 0).all() and np.array_equal(y, np.round(y)), key
+        if campaign:  # over-dispersed: half the variance of the steps well above the mean (about 1 for Poisson)
+            assert np.diff(y).var() / 2 > 1.4 * y.mean(), key
+        else:  # a gauge: consecutive values are close, and it grows along the file
+            assert np.corrcoef(y[:-1], y[1:])[0, 1] > 0.9 and y[-len(y) // 5:].mean() > y[:len(y) // 5].mean(), key
+        if kind.endswith("_clean"):
+            assert wins == [], key
+            continue
+        signs["campaign" if campaign else "sessions"].add(injected_sign(syn, key, y, wins, 0.7))
+    assert signs == {"campaign": {-1.0, 1.0}, "sessions": {-1.0, 1.0}}  # outages and bursts, drops and leaks
