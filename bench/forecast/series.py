@@ -596,6 +596,56 @@ def final4_daily_trend_changes(seed: int = 5051) -> tuple[np.ndarray, np.ndarray
     return ts, y
 
 
+# ---- the fifth final test set (stop 39): committed sealed before the next forecaster change ----
+
+def final5_sunspots() -> tuple[np.ndarray, np.ndarray] | None:
+    """Yearly sunspot activity 1700-2008 (statsmodels' sunspots): a cycle of about eleven years whose length
+    and height vary, no calendar season, values down to 0."""
+    d = _statsmodels_frame("sunspots")
+    if d is None:
+        return None
+    years = np.array([f"{int(y)}-01" for y in d["YEAR"]], dtype="datetime64[M]")
+    return years.astype("datetime64[s]").astype(np.int64).astype(float), d["SUNACTIVITY"].to_numpy(dtype=float)
+
+
+def final5_hourly_local(seed: int = 6061) -> tuple[np.ndarray, np.ndarray]:
+    """Forty-four weeks of hourly sessions (UTC timestamps, 2023-01-02 to 2023-11-05) of a service used on
+    central European local time: a daily and weekly shape in local hours, so in UTC it moves one hour earlier
+    on 26 March and back on 29 October, a week before the file ends (inside the scored origins); weekends at
+    45-55 %, growth of 25-40 % over the file, log-normal AR(1) noise."""
+    rng = np.random.default_rng(seed)
+    n = 44 * 7 * 24
+    t = np.arange(n)
+    utc = np.datetime64("2023-01-02T00", "h") + t.astype("timedelta64[h]")
+    summer = (utc >= np.datetime64("2023-03-26T01", "h")) & (utc < np.datetime64("2023-10-29T01", "h"))
+    local = utc + np.where(summer, 2, 1).astype("timedelta64[h]")
+    hour = (local - local.astype("datetime64[D]")).astype(int)
+    weekday = (local.astype("datetime64[D]").astype(int) + 3) % 7  # 1970-01-01 was a Thursday
+    shape = 0.08 + np.clip(np.sin(np.pi * (hour - 6.5) / 16.0), 0, None) ** 1.5
+    shape = shape + 0.25 * np.exp(-0.5 * ((hour - 20.5) / 1.5) ** 2)  # an evening bump
+    shape = shape * np.where(weekday >= 5, rng.uniform(0.45, 0.55), 1.0)
+    growth = 1 + rng.uniform(0.25, 0.4) * t / (n - 1)
+    y = 400 * growth * shape * np.exp(_ar(rng, n, (0.7,), 0.08))
+    ts = utc.astype("datetime64[s]").astype(np.int64).astype(float)
+    return ts, y
+
+
+def final5_monthly_new_season(seed: int = 6062) -> tuple[np.ndarray, np.ndarray]:
+    """Eighteen years of monthly sales: a multiplicative yearly season peaking in December whose shape turns,
+    over two years from year 11, into a summer peak (the business changed what it sells), growth of 4 % a
+    year that slows to 1 %, and AR(1) noise on the log scale."""
+    rng = np.random.default_rng(seed)
+    n = 18 * 12
+    t = np.arange(n)
+    month = t % 12
+    mix = np.clip((t - 10 * 12) / 24.0, 0.0, 1.0)
+    winter = 0.25 * np.cos(2 * np.pi * (month - 11) / 12) + 0.1 * (month == 11)
+    summer = 0.3 * np.cos(2 * np.pi * (month - 6) / 12)
+    rate = np.where(t < 12 * 12, 0.04, 0.01) / 12
+    y = 500 * np.exp(np.cumsum(rate) + (1 - mix) * winter + mix * summer + _ar(rng, n, (0.5,), 0.04))
+    return _months(n, "2005-01"), y
+
+
 # ---- holiday calendars a user would pass (``levqor forecast --holidays``) ------------------------
 
 def _nth_weekday(year: int, month: int, weekday: int, nth: int) -> np.datetime64:
