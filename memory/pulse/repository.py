@@ -54,8 +54,15 @@ class PulseRepository:
     def latest_day(self, org_id: int) -> dt.date | None:
         return self.session.scalar(select(func.max(PulseSnapshot.day)).where(PulseSnapshot.org_id == org_id))
 
-    def org_ids(self) -> list[int]:
-        return list(self.session.scalars(select(Organization.id).order_by(Organization.id)))
+    def org_ids_stalest_first(self, since: dt.date) -> list[int]:
+        """Every organisation's id, the least recently snapshotted first: those without a snapshot of a day
+        since ``since`` lead (the newest organisation first among them), the rest follow by the time of their
+        last snapshot. A check pass that runs long then serves a new organisation at once and starves none."""
+        last = (select(PulseSnapshot.org_id, func.max(PulseSnapshot.updated_at).label("at"))
+                .where(PulseSnapshot.day >= since).group_by(PulseSnapshot.org_id).subquery())
+        stmt = (select(Organization.id).outerjoin(last, last.c.org_id == Organization.id)
+                .order_by(last.c.at.asc().nulls_first(), Organization.id.desc()))
+        return list(self.session.scalars(stmt))
 
     def active_org_count(self, since: dt.datetime, until: dt.datetime) -> int:
         """Organisations with a login or an API key use in ``[since, until)``."""

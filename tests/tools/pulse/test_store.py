@@ -346,3 +346,25 @@ def test_daily_figures_from_a_tool_reporting_totals_to_date() -> None:
     # Incidents are platform-wide (other tests open some), so only the source and availability are fixed here.
     manual = items["manual_incidents"]
     assert manual.source == "incidents.list" and manual.available and manual.value is not None and manual.value >= 0
+
+
+def test_the_check_pass_serves_the_least_recently_snapshotted_organisations_first() -> None:
+    from memory.db import session_scope, utcnow
+    from memory.pulse.repository import PulseRepository
+
+    older, stale, fresh, new = (make_org().org_id for _ in range(4))
+    today = utcnow().date()
+    now = utcnow()
+    with session_scope() as s:
+        repo = PulseRepository(s)
+        repo.upsert_snapshot(org_id=stale, day=today, kpi="uptime", value=99.0, available=True, reason=None,
+                             source="test", now=now - dt.timedelta(hours=3))
+        repo.upsert_snapshot(org_id=fresh, day=today, kpi="uptime", value=99.0, available=True, reason=None,
+                             source="test", now=now)
+        # a snapshot of a day before the window does not count as recent
+        repo.upsert_snapshot(org_id=older, day=today - dt.timedelta(days=5), kpi="uptime", value=99.0,
+                             available=True, reason=None, source="test", now=now)
+    with session_scope() as s:
+        order = [i for i in PulseRepository(s).org_ids_stalest_first(today - dt.timedelta(days=1))
+                 if i in (older, stale, fresh, new)]
+    assert order == [new, older, stale, fresh]
