@@ -12,7 +12,8 @@ its forecasts are cached in bench/forecast/.cache/ (delete it to refit). Also ti
 design was fixed); ``--final2`` the second final test set (defined at the start of stop 35, scored
 once at its end); ``--final3`` the third (defined at the start of stop 36, before any change of that
 stop, scored once at its end); ``--final4`` the fourth (defined at the start of stop 37, sealed until
-its end); ``--final5`` the fifth (committed sealed at stop 39, before the next forecaster change, to be
+its end); ``--final5`` the fifth (committed sealed at stop 39, scored once at stop 40 on the forecaster of
+stop 38); ``--final6`` the sixth (committed sealed at stop 40, before the next forecaster change, to be
 scored once at its end). Last line:
 ``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=.. coverage90=..
 cal_mase=.. cal_coverage90=.. dev_mase=.. dev_coverage90=.. dev_width90=.. dev_coverage_in_87_93=k/n
@@ -66,7 +67,7 @@ class Series:
     spacing: int  # steps between origins
     lag: int  # seasonal naive's lag (and MASE's scale)
     freq: str  # pandas frequency for Prophet
-    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on), "final" .. "final5" (scored once)
+    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on), "final" .. "final6" (scored once)
     holidays: np.ndarray | None = None  # a calendar a user would pass (--holidays): the "+cal" column
     holiday_names: list[str] | None = None  # each holiday's name, where the calendar has them
 
@@ -95,7 +96,7 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def all_series(final: bool = False, final2: bool = False, final3: bool = False, final4: bool = False,
-               final5: bool = False) -> list[Series]:
+               final5: bool = False, final6: bool = False) -> list[Series]:
     ts, y = load(shared_dir() / "data" / "forecast-dev" / "nyc_taxi.csv")
     out = [Series("nyc_taxi (dev)", ts, y, 48, 56, 48, 336, "30min", "dev", extra.us_holidays(range(2014, 2016)))]
     ts, y = extra.dev_weekly_trend()
@@ -168,7 +169,7 @@ def all_series(final: bool = False, final2: bool = False, final3: bool = False, 
             out.append(Series("final4_cpi quarterly", got[0], got[1], 8, 10, 4, 1, "QS", "final4"))
         ts, y = extra.final4_daily_trend_changes()
         out.append(Series("final4_daily_trend", ts, y, 28, 12, 28, 7, "D", "final4"))
-    if final5:  # sealed (docs/models.md): scored once, at the end of the next forecaster change
+    if final5:  # scored once (stop 40, on the forecaster of stop 38; docs/models.md)
         got = extra.final5_sunspots()
         if got is not None:
             out.append(Series("final5_sunspots annual", got[0], got[1], 11, 10, 4, 1, "YS", "final5"))
@@ -176,6 +177,14 @@ def all_series(final: bool = False, final2: bool = False, final3: bool = False, 
         out.append(Series("final5_hourly_local", ts, y, 24, 14, 24, 168, "h", "final5"))
         ts, y = extra.final5_monthly_new_season()
         out.append(Series("final5_monthly_season", ts, y, 12, 10, 12, 12, "MS", "final5"))
+    if final6:  # sealed (docs/models.md): scored once, at the end of the next forecaster change
+        got = extra.final6_unemployment()
+        if got is not None:
+            out.append(Series("final6_unemployment quarterly", got[0], got[1], 8, 10, 4, 1, "QS", "final6"))
+        ts, y = extra.final6_weekly_orders()
+        out.append(Series("final6_weekly_orders", ts, y, 13, 12, 8, 52, "W-SUN", "final6"))
+        ts, y = extra.final6_api_10min()
+        out.append(Series("final6_api_10min", ts, y, 144, 14, 144, 1008, "10min", "final6"))
     return out
 
 
@@ -275,11 +284,12 @@ def main() -> int:
     final3 = "--final3" in sys.argv[1:]
     final4 = "--final4" in sys.argv[1:]
     final5 = "--final5" in sys.argv[1:]
+    final6 = "--final6" in sys.argv[1:]
     rows = []
     cals: list[tuple[Series, float, float]] = []  # Levqor given the series' holiday calendar
     print(f"{'series':<28}{'group':>8}{'h':>4}{'origins':>8}{'levqor MASE':>13}{'snaive MASE':>13}"
           f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'width':>7}{'s/origin':>10}{'+cal MASE':>11}{'+cal cov':>10}")
-    for s in all_series(final, final2, final3, final4, final5):
+    for s in all_series(final, final2, final3, final4, final5, final6):
         snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
         m, cov, sec, wid = evaluate(ours, s)
         with_cal: Model = lambda ts, y, h, s=s: ours(ts, y, h, s.holidays, s.holiday_names)  # noqa: E731
@@ -304,7 +314,8 @@ def main() -> int:
                                  ("final2", final2, "second final test set (stop 35, scored once)"),
                                  ("final3", final3, "third final test set (stop 36, scored once)"),
                                  ("final4", final4, "fourth final test set (stop 37, scored once)"),
-                                 ("final5", final5, "fifth final test set (sealed at stop 39, scored once)")):
+                                 ("final5", final5, "fifth final test set (sealed at stop 39, scored once)"),
+                                 ("final6", final6, "sixth final test set (sealed at stop 40, scored once)")):
         if not wanted:
             continue
         fm, fs, fp, fc, _ = group_means(rows, group)

@@ -646,6 +646,59 @@ def final5_monthly_new_season(seed: int = 6062) -> tuple[np.ndarray, np.ndarray]
     return _months(n, "2005-01"), y
 
 
+# ---- the sixth final test set (stop 40): committed sealed before the next forecaster change ----
+
+def final6_unemployment() -> tuple[np.ndarray, np.ndarray] | None:
+    """US unemployment rate, quarterly 1959-2009 (statsmodels' macrodata): no season, long swings, sharp
+    rises in recessions (the last, 2008-2009, inside the scored origins) and slow falls."""
+    d = _statsmodels_frame("macrodata")
+    if d is None:
+        return None
+    quarters = np.array([f"{int(y)}-{3 * int(q) - 2:02d}" for y, q in zip(d["year"], d["quarter"], strict=True)],
+                        dtype="datetime64[M]")
+    return quarters.astype("datetime64[s]").astype(np.int64).astype(float), d["unemp"].to_numpy(dtype=float)
+
+
+def final6_weekly_orders(seed: int = 7071) -> tuple[np.ndarray, np.ndarray]:
+    """Seven years of weekly orders (weeks ending on Sunday, from 2017-01-01): a yearly season of 365.25 days,
+    so it drifts against a 52-week lag, a peak in the week of the fourth Thursday of November (it moves
+    through the calendar), growth of 8 % a year that turns to a 3 % decline in year 5, log-normal AR(1) noise."""
+    rng = np.random.default_rng(seed)
+    n = 7 * 52 + 1
+    days = np.datetime64("2017-01-01") + 7 * np.arange(n)
+    ts = days.astype("datetime64[s]").astype(np.int64).astype(float)
+    years = np.arange(n) / (365.25 / 7)
+    season = 0.18 * np.sin(2 * np.pi * (years - 0.2)) + 0.06 * np.cos(4 * np.pi * years)
+    peak = np.zeros(n)
+    for y in range(2017, 2024):
+        nov1 = np.datetime64(f"{y}-11-01")
+        thursday = nov1 + (3 - (nov1.astype(int) + 3) % 7) % 7 + 21
+        peak[(days >= thursday) & (days < thursday + 7)] = rng.uniform(0.35, 0.5)
+    slope = np.where(years < 4.3, 0.08, -0.03) / (365.25 / 7)
+    y = 2000 * np.exp(np.cumsum(slope) + season + peak + _ar(rng, n, (0.6,), 0.05))
+    return ts, y
+
+
+def final6_api_10min(seed: int = 7072) -> tuple[np.ndarray, np.ndarray]:
+    """Eight weeks of API calls per 10 minutes (integer counts, from 2024-02-05): a daily shape (busy
+    working hours, a quiet night) and weekends at 35-45 %; in week 6 a large client comes on and the level
+    steps up 30-45 % and keeps growing by a further 10-20 % by the end; Poisson noise around a rate with
+    AR(1) log noise."""
+    rng = np.random.default_rng(seed)
+    n = 8 * 7 * 144
+    t = np.arange(n)
+    minute = (t % 144) * 10
+    weekday = (t // 144) % 7  # 2024-02-05 was a Monday
+    day = 0.12 + np.clip(np.sin(np.pi * (minute / 60 - 7.0) / 12.0), 0, None) ** 1.2
+    day = day * np.where(weekday >= 5, rng.uniform(0.35, 0.45), 1.0)
+    onboard = int(rng.integers(5 * 1008, 5 * 1008 + 504))
+    step = np.where(t >= onboard, rng.uniform(0.3, 0.45) + rng.uniform(0.1, 0.2) * (t - onboard) / (n - onboard),
+                    0.0)
+    rate = 60 * day * (1 + step) * np.exp(_ar(rng, n, (0.8,), 0.07))
+    ts = (np.datetime64("2024-02-05T00:00") + (10 * t).astype("timedelta64[m]")).astype("datetime64[s]")
+    return ts.astype(np.int64).astype(float), rng.poisson(rate).astype(float)
+
+
 # ---- holiday calendars a user would pass (``levqor forecast --holidays``) ------------------------
 
 def _nth_weekday(year: int, month: int, weekday: int, nth: int) -> np.datetime64:
