@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -31,6 +32,10 @@ def _run(command: str, path: Path | None, body: Callable[[Iterable[str]], object
         else:
             with path.open(encoding="utf-8") as f:
                 body(f)
+    except BrokenPipeError:  # the reader of the output went away (`| head`): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush of stdout must not fail again
+        raise typer.Exit(141) from None  # the shell's status for a process stopped by SIGPIPE
     except FileNotFoundError:
         fail(f"{command}: no such file: {path}", 2)
     except IsADirectoryError:

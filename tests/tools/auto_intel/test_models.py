@@ -252,6 +252,21 @@ def test_cli_detect_matches_the_detector(tmp_path: Path) -> None:
     assert all(0.0 <= s <= 1.0 for s in got)
 
 
+@pytest.mark.parametrize("command", [["detect"], ["forecast", "--horizon", "4000"]])
+def test_cli_stops_quietly_when_the_reader_of_its_output_goes_away(tmp_path: Path, command: list[str]) -> None:
+    ts, y = seasonal(4, n=3 * DAY)
+    path = tmp_path / "s.csv"
+    path.write_text(csv_text(ts, y))
+    proc = subprocess.Popen([sys.executable, "-m", "api.cli", *command, str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith("timestamp,")  # as `| head -1`: one line read, then the pipe closed
+    proc.stdout.close()  # the rest (over 100 kB) no longer fits the pipe: the next write fails with EPIPE
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert err == "", err  # no "cannot read", no traceback
+
+
 def test_cli_detect_streams_each_row_as_it_arrives() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "api.cli", "detect"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, cwd=REPO, bufsize=1)
