@@ -368,3 +368,19 @@ def test_the_check_pass_serves_the_least_recently_snapshotted_organisations_firs
         order = [i for i in PulseRepository(s).org_ids_stalest_first(today - dt.timedelta(days=1))
                  if i in (older, stale, fresh, new)]
     assert order == [new, older, stale, fresh]
+
+
+def test_a_check_pass_longer_than_its_interval_is_logged(set_settings, caplog) -> None:
+    import logging
+
+    from tools.pulse.checks import run_checks
+
+    org = make_org()
+    with caplog.at_level(logging.WARNING, logger="levqor.pulse"):
+        run_checks(org_ids=[org.org_id])
+    assert not [r for r in caplog.records if r.getMessage() == "pulse checks took longer than their interval"]
+    set_settings(pulse_check_interval_s=0)  # any pass outruns an interval of 0 s
+    with caplog.at_level(logging.WARNING, logger="levqor.pulse"):
+        run_checks(org_ids=[org.org_id])
+    late = [r for r in caplog.records if r.getMessage() == "pulse checks took longer than their interval"]
+    assert len(late) == 1 and late[0].fields["orgs"] == 1 and late[0].fields["interval_s"] == 0  # type: ignore[attr-defined]
