@@ -35,12 +35,28 @@ class PulseRepository:
                         reason: str | None, source: str, now: dt.datetime | None = None) -> PulseSnapshot:
         row = self.session.scalar(select(PulseSnapshot).where(
             PulseSnapshot.org_id == org_id, PulseSnapshot.day == day, PulseSnapshot.kpi == kpi))
+        row = self._fill(row, org_id, day, kpi, value, available, reason, source, now or utcnow())
+        self.session.flush()
+        return row
+
+    def upsert_snapshots(self, *, org_id: int, day: dt.date,
+                         values: dict[str, tuple[float | None, bool, str | None, str]],
+                         now: dt.datetime | None = None) -> None:
+        """Upsert one row per KPI (``kpi: (value, available, reason, source)``) of one organisation's day, with
+        one read of the day's rows and one flush (the daily check writes every KPI of every organisation)."""
+        rows = self.snapshot_rows(org_id, day)
+        at = now or utcnow()
+        for kpi, (value, available, reason, source) in values.items():
+            self._fill(rows.get(kpi), org_id, day, kpi, value, available, reason, source, at)
+        self.session.flush()
+
+    def _fill(self, row: PulseSnapshot | None, org_id: int, day: dt.date, kpi: str, value: float | None,
+              available: bool, reason: str | None, source: str, now: dt.datetime) -> PulseSnapshot:
         if row is None:
             row = PulseSnapshot(org_id=org_id, day=day, kpi=kpi)
             self.session.add(row)
         row.value, row.available, row.reason = value, available, (reason or None) and reason[:500]
-        row.source, row.updated_at = source[:64], now or utcnow()
-        self.session.flush()
+        row.source, row.updated_at = source[:64], now
         return row
 
     def history(self, org_id: int, *, since: dt.date, until: dt.date,

@@ -42,10 +42,10 @@ def snapshot_day(ctx: ToolContext, day: dt.date) -> Snapshot:
     repo = PulseRepository(ctx.session)
     readings = read_all(ctx, day)
     now = utcnow()
+    repo.upsert_snapshots(org_id=ctx.org_id, day=day, now=now,
+                          values={name: (r.value, r.available, r.reason, r.source) for name, r in readings.items()})
     items = []
     for name, r in readings.items():
-        repo.upsert_snapshot(org_id=ctx.org_id, day=day, kpi=name, value=r.value, available=r.available,
-                             reason=r.reason, source=r.source, now=now)
         d = KPIS[name]
         items.append(KpiValue(kpi=name, label=d.label, unit=d.unit, day=day, value=r.value, available=r.available,
                               reason=r.reason, source=r.source))
