@@ -522,14 +522,7 @@ def final3_travel_calendar() -> tuple[np.ndarray, list[str]]:
 def final3_realgdp() -> tuple[np.ndarray, np.ndarray] | None:
     """US real GDP, quarterly 1959-2009 (statsmodels' bundled macrodata): a trend with recessions and
     no season."""
-    try:
-        from statsmodels.datasets import macrodata
-    except Exception:  # noqa: BLE001 - any import failure means "unavailable"
-        return None
-    d = macrodata.load_pandas().data
-    quarters = np.array([f"{int(y)}-{3 * int(q) - 2:02d}" for y, q in zip(d["year"], d["quarter"], strict=True)],
-                        dtype="datetime64[M]")
-    return quarters.astype("datetime64[s]").astype(np.int64).astype(float), d["realgdp"].to_numpy(dtype=float)
+    return _macrodata_quarterly("realgdp")
 
 
 def final3_monthly_passengers(seed: int = 4043) -> tuple[np.ndarray, np.ndarray]:
@@ -559,6 +552,17 @@ def _statsmodels_frame(module: str) -> Any:
         return None
 
 
+def _macrodata_quarterly(column: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """One column of statsmodels' macrodata (US, quarterly 1959-2009) with the epoch seconds of each quarter's
+    first day; None when statsmodels is unavailable."""
+    d = _statsmodels_frame("macrodata")
+    if d is None:
+        return None
+    quarters = np.array([f"{int(y)}-{3 * int(q) - 2:02d}" for y, q in zip(d["year"], d["quarter"], strict=True)],
+                        dtype="datetime64[M]")
+    return quarters.astype("datetime64[s]").astype(np.int64).astype(float), d[column].to_numpy(dtype=float)
+
+
 def final4_nile() -> tuple[np.ndarray, np.ndarray] | None:
     """Annual flow of the Nile at Aswan, 1871-1970 (statsmodels' bundled nile): no trend, no season,
     a level shift around 1898."""
@@ -572,12 +576,7 @@ def final4_nile() -> tuple[np.ndarray, np.ndarray] | None:
 def final4_cpi() -> tuple[np.ndarray, np.ndarray] | None:
     """US consumer price index, quarterly 1959-2009 (statsmodels' macrodata): a trend whose slope
     changes with inflation (slow in the sixties, steep in the seventies) and no season."""
-    d = _statsmodels_frame("macrodata")
-    if d is None:
-        return None
-    quarters = np.array([f"{int(y)}-{3 * int(q) - 2:02d}" for y, q in zip(d["year"], d["quarter"], strict=True)],
-                        dtype="datetime64[M]")
-    return quarters.astype("datetime64[s]").astype(np.int64).astype(float), d["cpi"].to_numpy(dtype=float)
+    return _macrodata_quarterly("cpi")
 
 
 def final4_daily_trend_changes(seed: int = 5051) -> tuple[np.ndarray, np.ndarray]:
@@ -651,12 +650,7 @@ def final5_monthly_new_season(seed: int = 6062) -> tuple[np.ndarray, np.ndarray]
 def final6_unemployment() -> tuple[np.ndarray, np.ndarray] | None:
     """US unemployment rate, quarterly 1959-2009 (statsmodels' macrodata): no season, long swings, sharp
     rises in recessions (the last, 2008-2009, inside the scored origins) and slow falls."""
-    d = _statsmodels_frame("macrodata")
-    if d is None:
-        return None
-    quarters = np.array([f"{int(y)}-{3 * int(q) - 2:02d}" for y, q in zip(d["year"], d["quarter"], strict=True)],
-                        dtype="datetime64[M]")
-    return quarters.astype("datetime64[s]").astype(np.int64).astype(float), d["unemp"].to_numpy(dtype=float)
+    return _macrodata_quarterly("unemp")
 
 
 def final6_weekly_orders(seed: int = 7071) -> tuple[np.ndarray, np.ndarray]:
