@@ -11,6 +11,7 @@ from typing import Annotated, NoReturn, TextIO
 import typer
 
 from tools.auto_intel.calendars import COUNTRIES, CalendarError, country_holidays
+from tools.auto_intel.clock import ClockError, zone
 from tools.auto_intel.predictor import ForecastError
 from tools.auto_intel.series_io import Holiday, SeriesError, detect_stream, forecast_csv, read_holidays
 
@@ -69,6 +70,11 @@ def forecast(
         help="Add this country's national public holidays, with their names (built in: "
              + ", ".join(sorted(COUNTRIES)) + "; UK = GB), with weekend substitute days; combined with "
              "--holidays (a name from the file wins on its day)")] = None,
+    tz: Annotated[str | None, typer.Option(
+        "--tz", help="The time zone whose clock the series follows (IANA name: Europe/Berlin, "
+                     "America/New_York): naive timestamps are its local time, holidays its dates, the daily "
+                     "shape stays on its hours across clock changes, and the output's timestamps are local "
+                     "with their UTC offset (default: UTC)")] = None,
 ) -> None:
     """Print timestamp,yhat,lower,upper (90% interval) for the steps after the history; on stderr, one
     line saying which seasons were found and which method the backtests chose."""
@@ -77,6 +83,11 @@ def forecast(
             country_holidays(country, [])
         except CalendarError as exc:
             fail(f"levqor forecast: --country: {exc}", 2)
+    if tz is not None:
+        try:
+            zone(tz)
+        except ClockError as exc:
+            fail(f"levqor forecast: --tz: {exc}", 2)
     days: list[Holiday] | None = None
     if holidays is not None:
         got: list[list[Holiday]] = []
@@ -84,4 +95,4 @@ def forecast(
         days = got[0]
     _run("levqor forecast", path,
          lambda lines: forecast_csv(lines, sys.stdout, horizon=horizon, holidays=days, country=country,
-                                    err=sys.stderr))
+                                    tz=tz, err=sys.stderr))

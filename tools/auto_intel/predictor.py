@@ -84,6 +84,10 @@ class Forecast:
     method: str = "model"  # "model", "model+trend", "decomp", "decomp+trend", "seasonal_naive", "naive"
     # or "drift" (no season only): the best in backtests
     seasons: tuple[str, ...] = ()  # seasons detected in the history ("daily", "weekly", "yearly")
+    tz: str | None = None  # the time zone whose clock the series follows (None: UTC)
+    clock_changes: int = 0  # UTC offset changes of ``tz`` over the history and the horizon
+    local_clock: bool = False  # modelled on the local clock (a sub-daily step across clock changes)
+    step_months: int = 0  # calendar months per step (monthly 1, quarterly 3, yearly 12); 0: ``step_s`` apart
 
 
 @dataclass(frozen=True)
@@ -614,7 +618,7 @@ def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day:
 def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[float] | None = None,
              step_s: float | None = None, config: ForecastConfig | None = None,
              holidays: Iterable[float] | None = None,
-             holiday_names: Sequence[str | None] | None = None) -> Forecast:
+             holiday_names: Sequence[str | None] | None = None, tz: str | None = None) -> Forecast:
     """Forecast ``horizon`` steps after the history, with a central prediction interval.
 
     ``holidays``: epoch seconds of any moment of each holiday (UTC days, past and future); the
@@ -626,6 +630,13 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     the history (a new name, or a moving unnamed one) gets the shared effect. Raises
     ``ForecastError`` when ``holiday_names`` is not as long as ``holidays``.
 
+    ``tz`` (an IANA time zone name; needs timestamps): the series follows that zone's clock. Its
+    holidays are local dates; a daily or longer step keeps the same local time of day across clock
+    changes; and a step of an hour or a fraction of one is modelled on the local clock (``_local_grid``),
+    so the daily shape does not move an hour when the clocks change. The forecast's timestamps are
+    the steps after the last one: by calendar months for a monthly, quarterly or yearly series (on
+    the same day of the month), else ``step_s`` apart (by local days in ``tz`` for a daily step).
+
     The candidates (the seasonal model, the decompositions for a yearly main season, seasonal naive,
     naive, and naive with drift for a series without a season) are backtested on the history's last
     stretches, the one with the smallest error is used, and its interval is scaled so it would have
@@ -633,17 +644,100 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     """
     import numpy as np  # kept lazy: start-up time
 
+    from tools.auto_intel.clock import ClockError, future_stamps, utc_offsets, zone
+
     cfg = config or ForecastConfig()
     y = np.asarray(values, dtype=np.float64)
     if horizon < 1:
         raise ForecastError("horizon must be at least 1")
     if len(y) < 3 or not np.isfinite(y).all():
         raise ForecastError("need at least three finite values")
+    if timestamps is not None and len(timestamps) != len(y):
+        raise ForecastError(f"{len(timestamps)} timestamps for {len(y)} values")
+    if tz is not None and timestamps is None:
+        raise ForecastError("a time zone needs timestamps")
+    try:
+        tzi = zone(tz) if tz is not None else None
+    except ClockError as exc:
+        raise ForecastError(str(exc)) from None
     if step_s is None:
         step_s = infer_step(timestamps) if timestamps is not None else 0.0
-    last_ts = float(timestamps[-1]) if timestamps is not None else float(len(y) - 1)
     step = step_s if step_s > 0 else 1.0
-    ts_out = [last_ts + step * (h + 1) for h in range(horizon)]
+    days: Array | None = None  # the date (day number) of each step, history then horizon: holidays
+    pick: IntArray | None = None  # the local-clock forecast's step for each step ahead (_local_grid)
+    changes = months = 0
+    if timestamps is not None:
+        t = np.asarray(timestamps, dtype=np.float64)
+        off = utc_offsets(t, tzi) if tzi is not None else np.zeros(len(t))
+        ts_out, months = future_stamps(t, off, step, horizon, tzi)
+        t_out = np.asarray(ts_out)
+        off_out = utc_offsets(t_out, tzi) if tzi is not None else np.zeros(horizon)
+        changes = int(np.count_nonzero(np.diff(np.concatenate((off, off_out)))))
+        grid = _local_grid(t + off, t_out + off_out, step_s) if changes and 0 < step_s < _DAY_S else None
+        if grid is not None:
+            pos, pick = grid
+            y = _on_grid(y, pos)
+            wall = float(t[0] + off[0]) + step_s * np.arange(len(y) + int(pick.max()) + 1)
+            days = np.floor(wall / _DAY_S)
+        else:
+            days = np.floor(np.concatenate((t + off, t_out + off_out)) / _DAY_S)
+        # the year in steps from the mean spacing (monthly data: the median step is 31 days, the mean 30.44)
+        mean_step = step_s if grid is not None else (float(t[-1]) - float(t[0])) / (len(t) - 1)
+    else:
+        last_ts = float(len(y) - 1)
+        ts_out = [last_ts + step * (h + 1) for h in range(horizon)]
+        mean_step = step_s
+        if step_s > 0:
+            days = np.floor((last_ts + step * np.arange(1 - len(y), horizon + 1)) / _DAY_S)
+    hol = None
+    if holidays is not None and days is not None and step_s > 0:
+        hol = _holiday_matrix(days, holidays, holiday_names)
+    fit_h = horizon if pick is None else int(pick.max()) + 1
+    mid, lower, upper, chosen, period, found = _fit(y, fit_h, step_s, mean_step, hol, cfg)
+    if pick is not None:
+        mid, lower, upper = mid[pick], lower[pick], upper[pick]
+    return Forecast(ts_out, [float(v) for v in mid], [float(v) for v in lower],
+                    [float(v) for v in upper], step_s, period, chosen,
+                    tuple(name for name, ok in found.items() if ok), tz=tz, clock_changes=changes,
+                    local_clock=pick is not None, step_months=months)
+
+
+def _local_grid(wall: Array, wall_out: Array, step_s: float) -> tuple[IntArray, IntArray] | None:
+    """Put a series on its local clock: from the wall times of the history (``wall``) and of the steps
+    ahead (``wall_out``), each history point's position on a regular grid of ``step_s`` local seconds,
+    and for each step ahead its position after the grid's last (0 for the first step after it). None
+    when a clock change is not a whole number of steps (a two-hour step): the series then stays on UTC.
+    Across a clock change forward the grid steps of the hour skipped have no point (``_on_grid`` fills
+    them); back, the points of the repeated hour share its grid steps with the first pass (averaged),
+    and the steps ahead on a repeated hour get the same forecasts as its first pass."""
+    import numpy as np  # kept lazy: start-up time
+
+    raw = (wall - wall[0]) / step_s
+    pos = np.round(raw).astype(np.int_)
+    if np.abs(raw - pos).max() > 0.05:
+        return None
+    ahead = np.round((wall_out - wall[0]) / step_s).astype(np.int_) - int(pos.max()) - 1
+    return pos, np.maximum(ahead, 0)  # a step ahead on an hour already seen: the next step's forecast
+
+
+def _on_grid(y: Array, pos: IntArray) -> Array:
+    """The values ``y`` at grid positions ``pos`` (from 0) as a regular series: the mean of the points
+    that share a position, and positions without a point interpolated linearly."""
+    import numpy as np  # kept lazy: start-up time
+
+    size = int(pos.max()) + 1
+    count = np.bincount(pos, minlength=size)
+    total = np.bincount(pos, weights=y, minlength=size)
+    have = count > 0
+    out: Array = np.interp(np.arange(size), np.flatnonzero(have), total[have] / count[have])
+    return out
+
+
+def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | None, cfg: ForecastConfig
+         ) -> tuple[Array, Array, Array, str, int, dict[str, bool]]:
+    """``forecast``'s model on a regular series ``y``: (point forecast, lower, upper, the method chosen,
+    the period, the seasons found). ``mean_step``: the mean spacing (seconds), for the year's length."""
+    import numpy as np  # kept lazy: start-up time
 
     use_log = cfg.log_scale and bool((y >= 0).all())
     z = np.log1p(y) if use_log else y.copy()
@@ -654,19 +748,12 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     day = round(_DAY_S / step_s) if step_s > 0 and _DAY_S / step_s >= 2 else (
         max(2, min(period or 48, n // 4)))
 
-    hol = None
-    if holidays is not None and step_s > 0:
-        days = np.floor((last_ts + step * np.arange(1 - n, horizon + 1)) / _DAY_S)  # UTC day of each step
-        hol = _holiday_matrix(days, holidays, holiday_names)
-
     def back(zz: Array) -> Array:
         return np.expm1(zz) if use_log else zz
 
     methods = ["model", "naive"] + (["model+trend"] if period else []) + (["seasonal_naive"] if lag else [])
     if not period and cfg.drift:
         methods.append("drift")
-    # the year in steps from the mean spacing (monthly data: the median step is 31 days, the mean 30.44)
-    mean_step = (float(timestamps[-1]) - float(timestamps[0])) / (n - 1) if timestamps is not None else step_s
     year = 365.25 * _DAY_S / mean_step if step_s > 0 and mean_step > 0 else 0.0
     if period and period == round(year):  # a yearly main season (weekly or monthly data)
         methods += ["decomp", "decomp+trend"]
@@ -737,9 +824,7 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     if use_log:
         mid, lower, upper = np.expm1(mid), np.expm1(lower), np.expm1(upper)
         mid, lower = np.maximum(mid, 0.0), np.maximum(lower, 0.0)
-    return Forecast(ts_out, [float(v) for v in mid], [float(v) for v in lower],
-                    [float(v) for v in upper], step_s, period, chosen,
-                    tuple(name for name, ok in found.items() if ok))
+    return mid, lower, upper, chosen, period, found
 
 
 def spike_warning(fc: Forecast, *, capacity: float, scale_lead_s: float = 0.0,

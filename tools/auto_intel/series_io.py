@@ -1,23 +1,26 @@
 """CSV plumbing for ``levqor detect`` and ``levqor forecast``: ``timestamp,value`` rows in, text out.
 
-Timestamps may be ISO 8601 (naive ones are taken as UTC) or epoch seconds; a header row and a
-missing timestamp column are both accepted.
+Timestamps may be ISO 8601 (naive ones are taken as UTC, or as local time in the time zone
+``levqor forecast --tz`` names) or epoch seconds; a header row and a missing timestamp column are
+both accepted.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import TextIO
 
 from tools.auto_intel.anomaly_detector import AnomalyDetector
 from tools.auto_intel.calendars import named_holiday_starts
+from tools.auto_intel.clock import ClockError, format_local, zone
 from tools.auto_intel.predictor import Forecast, ForecastError, forecast, holiday_key, infer_step
 
 
-def parse_ts(text: str) -> tuple[float | None, bool]:
-    """Return (epoch seconds or None, whether the text was ISO) for one timestamp field."""
+def parse_ts(text: str, tz: tzinfo | None = None, fold: int = 0) -> tuple[float | None, bool]:
+    """Return (epoch seconds or None, whether the text was ISO) for one timestamp field. A naive ISO
+    time is in ``tz`` (UTC when None); ``fold`` 1 reads a wall time the clock shows twice as the later."""
     t = text.strip()
     if not t:
         return None, False
@@ -30,7 +33,7 @@ def parse_ts(text: str) -> tuple[float | None, bool]:
     except ValueError:
         return None, False
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
+        dt = dt.replace(tzinfo=tz if tz is not None else UTC, fold=fold)
     return dt.timestamp(), True
 
 
@@ -42,11 +45,12 @@ _MISSING = ("", "nan", "null", "none", "na")
 _NO_ROWS = "no data rows: expected a CSV of timestamp,value rows (an optional header first)"
 
 
-def parse_row(line: str) -> tuple[float | None, float, bool] | None:
+def parse_row(line: str, tz: tzinfo | None = None) -> tuple[float | None, float, bool] | None:
     """Split one CSV line into (timestamp, value, iso); None for a blank line.
 
     A missing value (empty, ``nan``, ``null``) gives NaN; any other value that is not a number
-    raises ``ValueError`` (the caller names the row), as does a timestamp it cannot read.
+    raises ``ValueError`` (the caller names the row), as does a timestamp it cannot read. A naive
+    ISO timestamp is in ``tz`` (UTC when None).
     """
     parts = line.strip().split(",")
     if not parts or parts[0] == "" and len(parts) == 1:
@@ -62,20 +66,21 @@ def parse_row(line: str) -> tuple[float | None, float, bool] | None:
         value = math.nan
     if len(parts) == 1:
         return None, value, False
-    ts, iso = parse_ts(parts[0])
+    ts, iso = parse_ts(parts[0], tz)
     if ts is None and parts[0].strip():
         raise ValueError(f"timestamp {parts[0].strip()[:40]!r} is neither ISO 8601 nor epoch seconds")
     return ts, value, iso
 
 
-def _rows(lines: Iterable[str]) -> Iterator[tuple[int, str, tuple[float | None, float, bool]]]:
+def _rows(lines: Iterable[str], tz: tzinfo | None = None
+          ) -> Iterator[tuple[int, str, tuple[float | None, float, bool]]]:
     """Yield (line number, timestamp text, parsed row) for each data row; a first-line header is skipped."""
     first = True
     for no, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            row = parse_row(line)
+            row = parse_row(line, tz)
         except ValueError as exc:
             if first and line.count(",") <= 1:
                 first = False
@@ -116,9 +121,13 @@ def detect_stream(lines: Iterable[str], out: TextIO, *, flush: bool = True,
     return n
 
 
-def format_ts(ts: float, iso: bool) -> str:
+def format_ts(ts: float, iso: bool, tz: tzinfo | None = None) -> str:
+    """Epoch seconds as the input gave them (``iso`` False), else ``YYYY-MM-DD HH:MM:SS`` in UTC, or
+    with ``tz`` the zone's local time with its UTC offset (``2024-03-31 03:00:00+02:00``)."""
     if not iso:
         return f"{ts:.0f}" if ts == int(ts) else f"{ts:.3f}"
+    if tz is not None:
+        return format_local(ts, tz)
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -160,24 +169,35 @@ def _with_country(holidays: list[Holiday], named: list[tuple[float, str]]) -> li
 
 
 def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int, holidays: list[Holiday] | None = None,
-                 country: str | None = None, err: TextIO | None = None) -> Forecast:
+                 country: str | None = None, tz: str | None = None, err: TextIO | None = None) -> Forecast:
     """Read the whole history, forecast ``horizon`` steps and write ``timestamp,yhat,lower,upper``.
     ``holidays`` are (day start in epoch seconds, name or None) pairs (``read_holidays``);
     ``country`` adds that country's built-in national calendar with its holidays' names
-    (``tools.auto_intel.calendars``) over the history and the horizon. At the end, writes to ``err``
-    one line saying what the forecast is based on: rows, step, seasons found, the method the
-    backtests chose and how many holiday dates (and distinct names) were given."""
+    (``tools.auto_intel.calendars``) over the history and the horizon. ``tz`` (an IANA name): the
+    series follows that zone's clock (``forecast``); naive timestamps are its local time (the hour the
+    clock shows twice in autumn read in order: first the earlier, then the later), and the output's
+    are local with their UTC offset. At the end, writes to ``err`` one line saying what the forecast
+    is based on: rows, step, seasons found, the clock, the method the backtests chose and how many
+    holiday dates (and distinct names) were given. Raises ``SeriesError`` for an unknown ``tz``."""
+    try:
+        tzi = zone(tz) if tz is not None else None
+    except ClockError as exc:
+        raise SeriesError(str(exc)) from None
     ts: list[float] = []
     ys: list[float] = []
     iso = False
-    for no, _text, row in _rows(lines):
+    for no, text, row in _rows(lines, tzi):
         if row[1] != row[1]:
             continue
-        if row[0] is None:
+        stamp = row[0]
+        if stamp is None:
             raise SeriesError(f"row {no}: every row needs a timestamp (timestamp,value)")
-        if ts and row[0] <= ts[-1]:
+        if ts and stamp <= ts[-1] and tzi is not None and row[2]:
+            later = parse_ts(text, tzi, fold=1)[0]  # the second time the clock shows this hour
+            stamp = later if later is not None and later > ts[-1] else stamp
+        if ts and stamp <= ts[-1]:
             raise SeriesError(f"row {no}: timestamps must increase")
-        ts.append(row[0])
+        ts.append(stamp)
         ys.append(row[1])
         iso = iso or row[2]
     if not ys:
@@ -188,20 +208,40 @@ def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int, holidays: l
         step = infer_step(ts)
         holidays = _with_country(holidays or [], named_holiday_starts(country, ts[0], ts[-1] + horizon * step))
     fc = forecast(ys, horizon=horizon, timestamps=ts, holidays=[h[0] for h in holidays or []],
-                  holiday_names=[h[1] for h in holidays or []])
+                  holiday_names=[h[1] for h in holidays or []], tz=tz)
     out.write("timestamp,yhat,lower,upper\n")
     for t, y, lo, hi in zip(fc.timestamps, fc.yhat, fc.lower, fc.upper, strict=True):
-        out.write(f"{format_ts(t, iso)},{y:.6g},{lo:.6g},{hi:.6g}\n")
+        out.write(f"{format_ts(t, iso, tzi)},{y:.6g},{lo:.6g},{hi:.6g}\n")
     out.flush()
     if err is not None:
         names = {key for h in holidays or [] if (key := holiday_key(h[1]))}
         given = (f"; {len({h[0] // 86400.0 for h in holidays})} holiday dates given"
                  f"{f' ({len(names)} names)' if names else ''}" if holidays else "")
-        err.write(f"levqor forecast: {len(ys)} rows, step {_duration(fc.step_s)}; seasons found: "
-                  f"{', '.join(fc.seasons) or 'none'}; method: {fc.method} (the best of the candidates in "
-                  f"backtests on the history){given}; 90% interval calibrated on the same backtests\n")
+        err.write(f"levqor forecast: {len(ys)} rows, step {_step_text(fc)}; seasons found: "
+                  f"{', '.join(fc.seasons) or 'none'}{_clock_text(fc)}; method: {fc.method} (the best of the "
+                  f"candidates in backtests on the history){given}; 90% interval calibrated on the same backtests\n")
         err.flush()
     return fc
+
+
+def _step_text(fc: Forecast) -> str:
+    """The step as a user would say it: "1 h", "1 d", or in calendar months ("1 month", "3 months")."""
+    if fc.step_months:
+        return {1: "1 month", 12: "1 year"}.get(fc.step_months, f"{fc.step_months} months")
+    return _duration(fc.step_s)
+
+
+def _clock_text(fc: Forecast) -> str:
+    """Which clock the seasons follow, when a time zone was given."""
+    if fc.tz is None:
+        return ""
+    changes = f"{fc.clock_changes} clock change{'s' if fc.clock_changes != 1 else ''}"
+    if fc.local_clock:
+        return f"; on {fc.tz}'s local clock ({changes} in the history and horizon)"
+    if fc.clock_changes and fc.step_s < 86400:
+        return (f"; dates in {fc.tz}, seasons on UTC ({changes}; the rows do not fall on a regular grid of "
+                f"{_duration(fc.step_s)} steps of its local clock)")
+    return f"; dates in {fc.tz} ({changes})"
 
 
 def _duration(seconds: float) -> str:

@@ -1,0 +1,271 @@
+"""Wall clocks in the forecaster: time zones (``--tz``) and calendar steps (monthly, quarterly, yearly)."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from tests.tools.auto_intel.test_models import cli, csv_text, one_line_error
+from tools.auto_intel.clock import (
+    ClockError,
+    add_months,
+    future_stamps,
+    month_step,
+    utc_offsets,
+    wall_to_utc,
+    zone,
+)
+from tools.auto_intel.predictor import ForecastError, forecast
+from tools.auto_intel.series_io import SeriesError, forecast_csv
+
+BERLIN = ZoneInfo("Europe/Berlin")
+DAY = 86400.0
+
+
+def utc(*args: int) -> float:
+    return datetime(*args, tzinfo=UTC).timestamp()
+
+
+def wall(*args: int) -> float:
+    return (datetime(*args) - datetime(1970, 1, 1)).total_seconds()
+
+
+# ---- clock helpers ------------------------------------------------------------------------------
+
+def test_utc_offsets_match_the_zone_database_at_every_hour_of_a_year() -> None:
+    t = utc(2023, 1, 1) + 3600.0 * np.arange(366 * 24) + 1800.0
+    want = [datetime.fromtimestamp(x, BERLIN).utcoffset().total_seconds() for x in t]  # type: ignore[union-attr]
+    got = utc_offsets(t, BERLIN)
+    assert got.tolist() == want
+    assert sorted(set(want)) == [3600.0, 7200.0] and int(np.count_nonzero(np.diff(got))) == 2
+    assert utc_offsets(t[:5], zone("UTC")).tolist() == [0.0] * 5
+
+
+def test_wall_times_the_clock_skips_or_shows_twice() -> None:
+    # autumn: 02:30 is shown twice (CEST, then CET); the first is taken
+    assert wall_to_utc(wall(2023, 10, 29, 2, 30), BERLIN) == utc(2023, 10, 29, 0, 30)
+    # spring: 02:30 is skipped; the moment is the one an hour later on the clock (03:30 CEST = 01:30 UTC)
+    assert wall_to_utc(wall(2023, 3, 26, 2, 30), BERLIN) == utc(2023, 3, 26, 1, 30)
+    assert wall_to_utc(wall(2023, 7, 1, 12), BERLIN) == utc(2023, 7, 1, 10)
+    assert wall_to_utc(123.0, None) == 123.0
+
+
+def test_unknown_zone_is_named() -> None:
+    for bad in ("Mars/Olympus", "", "../etc/passwd", "Europe/"):
+        with pytest.raises(ClockError, match="unknown time zone"):
+            zone(bad)
+    assert zone(" America/New_York ").utcoffset(datetime(2024, 1, 1)) == timedelta(hours=-5)
+
+
+def months(start: tuple[int, int, int], count: int, every: int = 1, day_end: bool = False) -> np.ndarray:
+    out = []
+    y, m = start[0], start[1]
+    for _ in range(count):
+        d = start[2]
+        if day_end:
+            nxt = datetime(y + m // 12, m % 12 + 1, 1)
+            d = (nxt - timedelta(days=1)).day
+        out.append(wall(y, m, d))
+        y, m = y + (m - 1 + every) // 12, (m - 1 + every) % 12 + 1
+    return np.array(out)
+
+
+def test_month_step_recognises_calendar_steps_and_nothing_else() -> None:
+    assert month_step(months((2020, 1, 1), 30)) == (1, 1)
+    assert month_step(months((2020, 1, 15), 30)) == (1, 15)
+    assert month_step(months((2020, 1, 31), 30, day_end=True)) == (1, 31)
+    assert month_step(months((2019, 3, 1), 20, every=3)) == (3, 1)
+    assert month_step(months((2000, 1, 1), 12, every=12)) == (12, 1)
+    gaps = np.delete(months((2020, 1, 1), 30), [5, 6, 20])  # missing months are whole steps
+    assert month_step(gaps) == (1, 1)
+    assert month_step(wall(2020, 1, 1) + 30 * DAY * np.arange(20)) == (0, 0)  # every 30 days
+    assert month_step(wall(2020, 1, 1) + 7 * DAY * np.arange(60)) == (0, 0)  # weekly
+    mixed = months((2020, 1, 1), 24)
+    mixed[7] += 3600.0  # one row at another time of day
+    assert month_step(mixed) == (0, 0)
+    assert month_step(months((2020, 1, 1), 1)) == (0, 0)
+
+
+def test_add_months_keeps_the_anchor_day_and_falls_back_to_the_month_end() -> None:
+    assert add_months(wall(2024, 1, 31), 1, 31) == wall(2024, 2, 29)
+    assert add_months(wall(2024, 2, 29), 1, 31) == wall(2024, 3, 31)
+    assert add_months(wall(2023, 11, 15, 6), 3, 15) == wall(2024, 2, 15, 6)
+    assert add_months(wall(2023, 12, 1), 12, 1) == wall(2024, 12, 1)
+
+
+def test_future_stamps_step_by_calendar_months_and_local_days() -> None:
+    t = months((2015, 1, 1), 96)
+    stamps, per = future_stamps(t, np.zeros(len(t)), 31 * DAY, 14, None)
+    assert per == 1
+    assert [datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%d") for s in stamps[:3]] == [
+        "2023-01-01", "2023-02-01", "2023-03-01"]
+    assert datetime.fromtimestamp(stamps[-1], UTC).strftime("%Y-%m-%d") == "2024-02-01"
+    # daily at local midnight in Berlin, across the spring change: still local midnight
+    days = np.array([wall_to_utc(wall(2024, 3, 1) + DAY * i, BERLIN) for i in range(24)])
+    stamps, per = future_stamps(days, utc_offsets(days, BERLIN), DAY, 10, BERLIN)
+    local = [datetime.fromtimestamp(s, BERLIN) for s in stamps]
+    assert per == 0 and all(d.hour == 0 for d in local) and local[-1].day == 3 and local[-1].month == 4
+    # hourly: real hours, whatever the clock does
+    hours = utc(2024, 3, 30) + 3600.0 * np.arange(48)
+    stamps, _ = future_stamps(hours, utc_offsets(hours, BERLIN), 3600.0, 5, BERLIN)
+    assert np.diff(stamps).tolist() == [3600.0] * 4
+
+
+# ---- the forecaster on a local clock ------------------------------------------------------------
+
+def local_sessions(start: datetime, end: datetime, step_min: int = 60, noise: float = 0.0,
+                   seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Sessions of a service used on Berlin's clock (UTC timestamps): a working-day shape on local hours
+    (each night hour a little busier than the one before), weekends at half, optional log-normal noise."""
+    t = np.arange(start.timestamp(), end.timestamp(), 60.0 * step_min)
+    local = [datetime.fromtimestamp(x, BERLIN) for x in t]
+    hour = np.array([d.hour + d.minute / 60 for d in local])
+    weekend = np.array([d.weekday() >= 5 for d in local])
+    y = 10 + hour + 100 * np.clip(np.sin(np.pi * (hour - 7) / 12), 0, None) * np.where(weekend, 0.5, 1.0)
+    rng = np.random.default_rng(seed)
+    return t, y * np.exp(rng.normal(0, noise, len(t)))
+
+
+def truth(t: np.ndarray) -> np.ndarray:
+    """The noiseless sessions at the (evenly spaced) timestamps ``t``."""
+    step_min = round((t[1] - t[0]) / 60)
+    return local_sessions(datetime.fromtimestamp(t[0], UTC), datetime.fromtimestamp(t[-1] + 1, UTC), step_min)[1]
+
+
+def test_daily_shape_stays_on_local_hours_after_the_autumn_change() -> None:
+    # ten weeks of summer time, then three days of winter time: with the clock, the seasons behind the
+    # forecast are on the right hours; on UTC, four of the five weeks behind it are an hour off
+    t, y = local_sessions(datetime(2023, 8, 20, tzinfo=UTC), datetime(2023, 11, 1, tzinfo=UTC))
+    fut = t[-1] + 3600.0 * np.arange(1, 49)
+    want = truth(fut)
+    local = forecast(y, horizon=48, timestamps=list(t), tz="Europe/Berlin")
+    plain = forecast(y, horizon=48, timestamps=list(t))
+    assert local.timestamps == plain.timestamps == fut.tolist()
+    assert local.local_clock and local.clock_changes == 1 and not plain.local_clock
+    err_local = float(np.mean(np.abs(np.array(local.yhat) - want)))
+    err_plain = float(np.mean(np.abs(np.array(plain.yhat) - want)))
+    assert err_local < 0.5 and err_plain > 5.0, (err_local, err_plain)
+
+
+def test_horizon_across_the_spring_change_follows_the_local_clock() -> None:
+    t, y = local_sessions(datetime(2024, 1, 8, tzinfo=UTC), datetime(2024, 3, 30, 12, tzinfo=UTC))
+    local = forecast(y, horizon=72, timestamps=list(t), tz="Europe/Berlin")
+    plain = forecast(y, horizon=72, timestamps=list(t))
+    want = truth(np.array(local.timestamps))
+    assert local.local_clock and local.clock_changes == 1
+    assert float(np.max(np.abs(np.array(local.yhat) - want))) < 1.0
+    assert float(np.max(np.abs(np.array(plain.yhat) - want))) > 20.0  # the morning rise an hour late
+    peaks = [24 * k + int(np.argmax(local.yhat[24 * k:24 * k + 24])) for k in range(3)]
+    assert {datetime.fromtimestamp(local.timestamps[i], BERLIN).hour for i in peaks} == {13}  # local midday
+
+
+def test_the_repeated_hour_ahead_gets_one_forecast_twice() -> None:
+    t, y = local_sessions(datetime(2023, 8, 1, tzinfo=UTC), datetime(2023, 10, 28, 12, tzinfo=UTC))
+    fc = forecast(y, horizon=48, timestamps=list(t), tz="Europe/Berlin")
+    shown = [datetime.fromtimestamp(s, BERLIN).strftime("%d %H") for s in fc.timestamps]
+    first, second = shown.index("29 02"), len(shown) - 1 - shown[::-1].index("29 02")
+    assert second == first + 1 and fc.yhat[first] == fc.yhat[second]
+    assert len(fc.yhat) == 48 and np.all(np.diff(fc.timestamps) == 3600.0)
+
+
+def test_ten_minute_steps_on_the_local_clock_and_two_hour_steps_on_utc() -> None:
+    t, y = local_sessions(datetime(2023, 9, 1, tzinfo=UTC), datetime(2023, 11, 2, tzinfo=UTC), step_min=10)
+    fc = forecast(y, horizon=144, timestamps=list(t), tz="Europe/Berlin")
+    assert fc.local_clock and float(np.mean(np.abs(np.array(fc.yhat) - truth(np.array(fc.timestamps))))) < 1.0
+    t2, y2 = local_sessions(datetime(2023, 9, 1, tzinfo=UTC), datetime(2023, 11, 2, tzinfo=UTC), step_min=120)
+    fc2 = forecast(y2, horizon=12, timestamps=list(t2), tz="Europe/Berlin")
+    assert not fc2.local_clock and fc2.clock_changes == 1 and len(fc2.yhat) == 12
+
+
+def test_a_zone_without_clock_changes_or_a_naive_local_series_changes_nothing() -> None:
+    t, y = local_sessions(datetime(2023, 8, 20, tzinfo=UTC), datetime(2023, 10, 20, tzinfo=UTC), noise=0.1)
+    assert forecast(y, horizon=24, timestamps=list(t), tz="Asia/Tokyo").yhat == forecast(
+        y, horizon=24, timestamps=list(t)).yhat
+    # timestamps already on the local clock (read as UTC), one autumn hour's rows summed into one row as
+    # nyc_taxi's are: on the zone's clock the positions are the same
+    naive = np.array([wall(2023, 10, 20) + 3600.0 * i for i in range(24 * 20)])
+    real = np.array([wall_to_utc(w, BERLIN) for w in naive])
+    vals = local_sessions(datetime(2023, 10, 20, tzinfo=UTC), datetime(2023, 11, 9, tzinfo=UTC), noise=0.1)[1]
+    assert forecast(vals, horizon=24, timestamps=list(real), tz="Europe/Berlin").yhat == forecast(
+        vals, horizon=24, timestamps=list(naive)).yhat
+
+
+def test_zone_errors() -> None:
+    with pytest.raises(ForecastError, match="unknown time zone 'Moon/Base'"):
+        forecast([1.0, 2.0, 3.0], horizon=1, timestamps=[0.0, 60.0, 120.0], tz="Moon/Base")
+    with pytest.raises(ForecastError, match="a time zone needs timestamps"):
+        forecast([1.0, 2.0, 3.0], horizon=1, tz="UTC")
+    with pytest.raises(SeriesError, match="unknown time zone"):
+        forecast_csv(["2024-01-01,1", "2024-01-02,2", "2024-01-03,3"], io.StringIO(), horizon=1, tz="Nowhere")
+
+
+def test_local_holidays_are_local_dates() -> None:
+    # daily sales recorded at Berlin midnight (23:00 or 22:00 UTC the day before), low on Christmas Day:
+    # on UTC, 25 December's row is dated the 24th and the calendar's Christmas misses it
+    start = datetime(2019, 1, 1, tzinfo=BERLIN)
+    rows, t = [], []
+    rng = np.random.default_rng(3)
+    for i in range(5 * 365 + 1):
+        d = start + timedelta(days=i)
+        v = 100 * (0.7 if d.weekday() >= 5 else 1.0) * (0.2 if (d.month, d.day) in ((12, 25), (12, 26)) else 1.0)
+        rows.append(f"{d.isoformat()},{v * np.exp(rng.normal(0, 0.03)):.3f}")
+        t.append(d.timestamp())
+    upto = rows.index(next(r for r in rows if r.startswith("2023-12-20")))
+    out = io.StringIO()
+    fc = forecast_csv(rows[:upto], out, horizon=10, country="DE", tz="Europe/Berlin")
+    dates = [line.split(",")[0] for line in out.getvalue().splitlines()[1:]]
+    assert dates[0] == "2023-12-20 00:00:00+01:00" and dates[5] == "2023-12-25 00:00:00+01:00"
+    lows = [dates[i][:10] for i in np.argsort(fc.yhat)[:2]]
+    assert sorted(lows) == ["2023-12-25", "2023-12-26"], list(zip(dates, fc.yhat, strict=True))
+    utc_fc = forecast_csv(rows[:upto], io.StringIO(), horizon=10, country="DE")
+    assert utc_fc.yhat[5] > 2 * fc.yhat[5]  # on UTC, Christmas Day's row is dated the 24th: no holiday
+
+
+# ---- command line -------------------------------------------------------------------------------
+
+def test_cli_tz_reads_the_autumn_hour_twice_and_writes_offsets(tmp_path: Path) -> None:
+    t, y = local_sessions(datetime(2023, 9, 1, tzinfo=UTC), datetime(2023, 10, 29, 4, tzinfo=UTC), noise=0.05)
+    naive = "timestamp,value\n" + "".join(
+        f"{datetime.fromtimestamp(x, BERLIN):%Y-%m-%d %H:%M:%S},{v:.3f}\n" for x, v in zip(t, y, strict=True))
+    path = tmp_path / "local.csv"
+    path.write_text(naive)
+    assert naive.count("2023-10-29 02:00:00") == 2  # the hour the clock shows twice
+    plain = one_line_error(cli("forecast", "--horizon", "3", str(path)))
+    assert "timestamps must increase" in plain
+    out = cli("forecast", "--horizon", "30", "--tz", "Europe/Berlin", str(path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "timestamp,yhat,lower,upper" and len(lines) == 31
+    assert lines[1].startswith("2023-10-29 05:00:00+01:00,") and lines[-1].startswith("2023-10-30 10:00:00+01:00,")
+    assert "on Europe/Berlin's local clock (1 clock change in the history and horizon)" in out.stderr
+    utc_rows = "".join(f"{datetime.fromtimestamp(x, UTC):%Y-%m-%dT%H:%M:%SZ},{v:.3f}\n"
+                       for x, v in zip(t, y, strict=True))
+    same = cli("forecast", "--horizon", "30", "--tz", "Europe/Berlin", stdin=utc_rows)
+    assert same.returncode == 0, same.stderr
+    assert [x.split(",")[0] for x in same.stdout.splitlines()] == [x.split(",")[0] for x in lines]
+    err = one_line_error(cli("forecast", "--horizon", "3", "--tz", "Europe/Berlinn", str(path)))
+    assert err.startswith("levqor forecast: --tz: unknown time zone 'Europe/Berlinn'")
+
+
+def test_cli_monthly_forecast_steps_by_calendar_months(tmp_path: Path) -> None:
+    t = months((2015, 1, 1), 96)
+    y = 100 + 10 * np.sin(np.arange(96) * np.pi / 6) + np.arange(96)
+    path = tmp_path / "monthly.csv"
+    path.write_text(csv_text(t, y))
+    out = cli("forecast", "--horizon", "14", str(path))
+    assert out.returncode == 0, out.stderr
+    dates = [line.split(",")[0] for line in out.stdout.splitlines()[1:]]
+    assert dates == [f"{2023 + (m // 12)}-{m % 12 + 1:02d}-01 00:00:00" for m in range(14)]
+    assert "step 1 month;" in out.stderr
+    ends = months((2010, 1, 31), 60, every=3, day_end=True)
+    path.write_text(csv_text(ends, np.arange(60.0)))
+    out = cli("forecast", "--horizon", "4", str(path))
+    assert out.returncode == 0, out.stderr
+    assert [line[:10] for line in out.stdout.splitlines()[1:]] == ["2025-01-31", "2025-04-30", "2025-07-31",
+                                                                 "2025-10-31"]
+    assert "step 3 months;" in out.stderr
