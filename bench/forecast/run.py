@@ -13,8 +13,10 @@ design was fixed); ``--final2`` the second final test set (defined at the start 
 once at its end); ``--final3`` the third (defined at the start of stop 36, before any change of that
 stop, scored once at its end); ``--final4`` the fourth (defined at the start of stop 37, sealed until
 its end); ``--final5`` the fifth (committed sealed at stop 39, scored once at stop 40 on the forecaster of
-stop 38); ``--final6`` the sixth (committed sealed at stop 40, before the next forecaster change, to be
-scored once at its end). Last line:
+stop 38); ``--final6`` the sixth (committed sealed at stop 40, scored once at stop 41); ``--final7`` the
+seventh (committed sealed at stop 41, before the next forecaster change, to be scored once at its end).
+The development series ``dev_hourly_local --tz`` (and the seventh set's ``--tz`` series) are given their time
+zone, as ``levqor forecast --tz``; Prophet is given their local times. Last line:
 ``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=.. coverage90=..
 cal_mase=.. cal_coverage90=.. dev_mase=.. dev_coverage90=.. dev_width90=.. dev_coverage_in_87_93=k/n
 heldout_mase=.. heldout_snaive_mase=.. heldout_prophet_mase=.. heldout_ratio_snaive=.. heldout_ratio_prophet=..
@@ -41,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,9 +70,10 @@ class Series:
     spacing: int  # steps between origins
     lag: int  # seasonal naive's lag (and MASE's scale)
     freq: str  # pandas frequency for Prophet
-    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on), "final" .. "final6" (scored once)
+    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on), "final" .. "final7" (scored once)
     holidays: np.ndarray | None = None  # a calendar a user would pass (--holidays): the "+cal" column
     holiday_names: list[str] | None = None  # each holiday's name, where the calendar has them
+    tz: str | None = None  # the time zone whose clock the series follows (``--tz``; Prophet gets local times)
 
 
 def shared_dir() -> Path:
@@ -96,7 +100,7 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def all_series(final: bool = False, final2: bool = False, final3: bool = False, final4: bool = False,
-               final5: bool = False, final6: bool = False) -> list[Series]:
+               final5: bool = False, final6: bool = False, final7: bool = False) -> list[Series]:
     ts, y = load(shared_dir() / "data" / "forecast-dev" / "nyc_taxi.csv")
     out = [Series("nyc_taxi (dev)", ts, y, 48, 56, 48, 336, "30min", "dev", extra.us_holidays(range(2014, 2016)))]
     ts, y = extra.dev_weekly_trend()
@@ -126,6 +130,10 @@ def all_series(final: bool = False, final2: bool = False, final3: bool = False, 
         ts, y = fn()
         days, names, _effects = named()
         out.append(Series(name, ts, y, 30, 12, 30, 7, "D", "dev", days, names))
+    # the fifth final set's hourly series on central European time, development data since it was scored
+    # (stop 40): given its time zone, as its users would (`levqor forecast --tz`)
+    ts, y = extra.final5_hourly_local()
+    out.append(Series("dev_hourly_local --tz", ts, y, 24, 14, 24, 168, "h", "dev", tz="Europe/Berlin"))
     ts, y = extra.page_views()
     out.append(Series("page_views daily 8y", ts, y, 30, 12, 30, 7, "D", "heldout", extra.page_views_dates()))
     ts, y = extra.hourly_load()
@@ -185,13 +193,24 @@ def all_series(final: bool = False, final2: bool = False, final3: bool = False, 
         out.append(Series("final6_weekly_orders", ts, y, 13, 12, 8, 52, "W-SUN", "final6"))
         ts, y = extra.final6_api_10min()
         out.append(Series("final6_api_10min", ts, y, 144, 14, 144, 1008, "10min", "final6"))
+    if final7:  # sealed (docs/models.md): scored once, at the end of the next forecaster change
+        got = extra.final7_realinv()
+        if got is not None:
+            out.append(Series("final7_realinv quarterly", got[0], got[1], 8, 10, 4, 1, "QS", "final7"))
+        ts, y = extra.final7_hourly_new_york()
+        out.append(Series("final7_hourly_new_york --tz", ts, y, 24, 14, 24, 168, "h", "final7",
+                          tz="America/New_York"))
+        ts, y = extra.final7_daily_sydney()
+        days, names = extra.final7_sydney_days()
+        out.append(Series("final7_daily_sydney --tz", ts, y, 28, 12, 28, 7, "D", "final7", days, names,
+                          tz="Australia/Sydney"))
     return out
 
 
 def ours(ts: np.ndarray, y: np.ndarray, h: int, holidays: np.ndarray | None = None,
-         names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+         names: list[str] | None = None, tz: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     fc = forecast(y, horizon=h, timestamps=list(ts), holidays=None if holidays is None else list(holidays),
-                  holiday_names=names)
+                  holiday_names=names, tz=tz)
     return np.array(fc.yhat), np.array(fc.lower), np.array(fc.upper)
 
 
@@ -207,15 +226,24 @@ def prophet_model(s: Series) -> Model | None:
     path = CACHE / f"prophet-{s.name.split()[0]}.json"
     cache: dict[str, list[float]] = json.loads(path.read_text()) if path.exists() else {}
 
+    def local(ts: np.ndarray) -> Any:
+        """Naive times for Prophet: UTC, or the local clock of the series' time zone (as Prophet's users
+        give a series that follows a local clock)."""
+        stamps = pd.to_datetime(ts, unit="s")
+        return stamps if s.tz is None else stamps.tz_localize("UTC").tz_convert(s.tz).tz_localize(None)
+
     def run(ts: np.ndarray, y: np.ndarray, h: int) -> tuple[np.ndarray, None, None]:
         key = f"{len(y)}:{h}"
         if key not in cache:
-            df = pd.DataFrame({"ds": pd.to_datetime(ts, unit="s"), "y": y})
+            df = pd.DataFrame({"ds": local(ts), "y": y})
             sub_daily = s.freq in ("30min", "h")
             m = Prophet(daily_seasonality=sub_daily, weekly_seasonality=s.freq not in ("W-SAT", "MS", "QS"),
                         yearly_seasonality=len(y) * (ts[1] - ts[0]) > 2 * 365 * 86400)
             m.fit(df)
-            fut = m.make_future_dataframe(periods=h, freq=s.freq, include_history=False)
+            if s.tz is None or ts[-1] - ts[-2] >= 86400:  # (a daily step: local dates, the history's form)
+                fut = m.make_future_dataframe(periods=h, freq=s.freq, include_history=False)
+            else:  # the local times of the steps ahead (an hour repeats or is skipped at a clock change)
+                fut = pd.DataFrame({"ds": local(ts[-1] + (ts[-1] - ts[-2]) * np.arange(1, h + 1))})
             cache[key] = [float(v) for v in m.predict(fut)["yhat"]]
             path.write_text(json.dumps(cache))
         return np.array(cache[key]), None, None
@@ -285,14 +313,16 @@ def main() -> int:
     final4 = "--final4" in sys.argv[1:]
     final5 = "--final5" in sys.argv[1:]
     final6 = "--final6" in sys.argv[1:]
+    final7 = "--final7" in sys.argv[1:]
     rows = []
     cals: list[tuple[Series, float, float]] = []  # Levqor given the series' holiday calendar
     print(f"{'series':<28}{'group':>8}{'h':>4}{'origins':>8}{'levqor MASE':>13}{'snaive MASE':>13}"
           f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'width':>7}{'s/origin':>10}{'+cal MASE':>11}{'+cal cov':>10}")
-    for s in all_series(final, final2, final3, final4, final5, final6):
+    for s in all_series(final, final2, final3, final4, final5, final6, final7):
         snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
-        m, cov, sec, wid = evaluate(ours, s)
-        with_cal: Model = lambda ts, y, h, s=s: ours(ts, y, h, s.holidays, s.holiday_names)  # noqa: E731
+        mine: Model = lambda ts, y, h, s=s: ours(ts, y, h, tz=s.tz)  # noqa: E731
+        m, cov, sec, wid = evaluate(mine, s)
+        with_cal: Model = lambda ts, y, h, s=s: ours(ts, y, h, s.holidays, s.holiday_names, s.tz)  # noqa: E731
         mc, cc = evaluate(with_cal, s)[:2] if s.holidays is not None else (float("nan"), float("nan"))
         cals.append((s, mc, cc))
         sn = evaluate(snaive, s)[0]
@@ -315,7 +345,8 @@ def main() -> int:
                                  ("final3", final3, "third final test set (stop 36, scored once)"),
                                  ("final4", final4, "fourth final test set (stop 37, scored once)"),
                                  ("final5", final5, "fifth final test set (sealed at stop 39, scored once)"),
-                                 ("final6", final6, "sixth final test set (sealed at stop 40, scored once)")):
+                                 ("final6", final6, "sixth final test set (sealed at stop 40, scored once at 41)"),
+                                 ("final7", final7, "seventh final test set (sealed at stop 41, scored once)")):
         if not wanted:
             continue
         fm, fs, fp, fc, _ = group_means(rows, group)

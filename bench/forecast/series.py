@@ -693,6 +693,92 @@ def final6_api_10min(seed: int = 7072) -> tuple[np.ndarray, np.ndarray]:
     return ts.astype(np.int64).astype(float), rng.poisson(rate).astype(float)
 
 
+# ---- the seventh final test set (stop 41): committed sealed before the next forecaster change ----
+
+def final7_realinv() -> tuple[np.ndarray, np.ndarray] | None:
+    """US real private investment, quarterly 1959-2009 (statsmodels' macrodata): growth with deep falls in
+    recessions (2008-2009 inside the scored origins), no season."""
+    return _macrodata_quarterly("realinv")
+
+
+def _local_wall(utc: np.ndarray, zone: str) -> np.ndarray:
+    """The local wall times (numpy datetime64[s], naive) of the UTC times ``utc`` in ``zone``."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+    off = np.array([datetime.fromtimestamp(float(t), UTC).astimezone(tz).utcoffset().total_seconds()  # type: ignore[union-attr]
+                    for t in utc.astype("datetime64[s]").astype(np.int64)])
+    return utc.astype("datetime64[s]") + off.astype("timedelta64[s]")
+
+
+def final7_hourly_new_york(seed: int = 8081) -> tuple[np.ndarray, np.ndarray]:
+    """Forty weeks of hourly app sessions (UTC timestamps, from 2022-06-13) of a service used on New York's
+    clock: a morning and a larger evening peak on weekdays, one late-morning peak at weekends, all on local
+    hours, so in UTC the shape moves at the November and March changes (the March one, 2023-03-12, inside
+    the scored origins); growth of 20-35 % over the file, a 15 % dip over the last two weeks of December,
+    log-normal AR(1) noise. Given its zone (``--tz America/New_York``)."""
+    rng = np.random.default_rng(seed)
+    n = 40 * 7 * 24
+    t = np.arange(n)
+    utc = np.datetime64("2022-06-13T00", "h") + t.astype("timedelta64[h]")
+    local = _local_wall(utc, "America/New_York")
+    hour = ((local - local.astype("datetime64[D]")).astype(int) // 3600).astype(float)
+    weekday = (local.astype("datetime64[D]").astype(int) + 3) % 7
+    work = 0.1 + 0.6 * np.exp(-0.5 * ((hour - 8.5) / 1.5) ** 2) + np.exp(-0.5 * ((hour - 20.0) / 2.0) ** 2)
+    rest = 0.15 + 0.9 * np.exp(-0.5 * ((hour - 11.5) / 3.0) ** 2)
+    shape = np.where(weekday >= 5, rng.uniform(0.7, 0.8) * rest, work)
+    day = local.astype("datetime64[D]")
+    dip = np.where((day >= np.datetime64("2022-12-18")) & (day <= np.datetime64("2022-12-31")), 0.85, 1.0)
+    growth = 1 + rng.uniform(0.2, 0.35) * t / (n - 1)
+    y = 250 * growth * shape * dip * np.exp(_ar(rng, n, (0.6,), 0.09))
+    return utc.astype("datetime64[s]").astype(np.int64).astype(float), y
+
+
+def final7_sydney_days() -> tuple[np.ndarray, list[str]]:
+    """Australia's national holidays 2019-2023 with their names (the built-in calendar, ``--country AU``),
+    as the epoch seconds of each date's UTC midnight (the form ``forecast(holidays=...)`` takes)."""
+    from tools.auto_intel.calendars import named_holidays
+
+    got = named_holidays("AU", range(2019, 2024))
+    days = np.array([np.datetime64(d, "D") for d, _name in got]).astype("datetime64[s]").astype(np.int64)
+    return days.astype(float), [name for _d, name in got]
+
+
+def final7_daily_sydney(seed: int = 8082) -> tuple[np.ndarray, np.ndarray]:
+    """Four years of daily orders (2019-07-01 to 2023-06-30) recorded at Sydney midnight, so the UTC
+    timestamps are 13:00 or 14:00 the day before: a weekly shape (Saturday busiest, Monday quietest), a
+    southern-hemisphere yearly season (high in December, low in June-July), Australia's national holidays
+    at 45-60 % and the days before Christmas at up to 160 %, growth of 10 % a year, log-normal AR(1) noise.
+    Given its zone (``--tz Australia/Sydney``), and in the +cal column the national calendar."""
+    rng = np.random.default_rng(seed)
+    days = np.arange(np.datetime64("2019-07-01"), np.datetime64("2023-07-01"))
+    n = len(days)
+    weekday = (days.astype(int) + 3) % 7
+    week = np.array([0.8, 0.9, 0.95, 1.0, 1.1, 1.3, 1.05])[weekday]
+    doy = (days - days.astype("datetime64[Y]")).astype(int)
+    year = 1 + 0.18 * np.cos(2 * np.pi * (doy - 350) / 365.25)
+    hol_days, _names = final7_sydney_days()
+    on_hol = np.isin(days.astype("datetime64[s]").astype(np.int64).astype(float), hol_days)
+    effect = np.where(on_hol, rng.uniform(0.45, 0.6, n), 1.0)
+    december = days.astype("datetime64[M]").astype(int) % 12 == 11
+    dom = (days - days.astype("datetime64[M]")).astype(int) + 1
+    rush = np.where(december & (dom >= 10) & (dom <= 23), 1 + 0.6 * (dom - 9) / 14, 1.0)
+    growth = np.exp(np.log(1.1) * np.arange(n) / 365.25)
+    y = 1200 * week * year * effect * rush * growth * np.exp(_ar(rng, n, (0.5,), 0.06))
+    utc = _local_wall_to_utc(days.astype("datetime64[s]"), "Australia/Sydney")
+    return utc, y
+
+
+def _local_wall_to_utc(wall: np.ndarray, zone: str) -> np.ndarray:
+    """Epoch seconds of the local wall times ``wall`` (datetime64[s]) in ``zone``."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+    return np.array([datetime.fromisoformat(str(w)).replace(tzinfo=tz).timestamp() for w in wall])
+
+
 # ---- holiday calendars a user would pass (``levqor forecast --holidays``) ------------------------
 
 def _nth_weekday(year: int, month: int, weekday: int, nth: int) -> np.datetime64:
