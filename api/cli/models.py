@@ -49,12 +49,26 @@ def _run(command: str, path: Path | None, body: Callable[[Iterable[str]], object
         fail(f"{command}: {path or 'stdin'}: {exc}", 2)
 
 
+def _check_zone(command: str, tz: str | None) -> None:
+    if tz is not None:
+        try:
+            zone(tz)
+        except ClockError as exc:
+            fail(f"{command}: --tz: {exc}", 2)
+
+
 @cli.command()
-def detect(path: Annotated[Path | None, typer.Argument(help="CSV of timestamp,value (default stdin)")] = None
+def detect(path: Annotated[Path | None, typer.Argument(help="CSV of timestamp,value (default stdin)")] = None,
+           tz: Annotated[str | None, typer.Option(
+               "--tz", help="The time zone whose clock the series follows (IANA name: Europe/Berlin): naive "
+                            "timestamps are its local time, and the daily and weekly rhythm is learned on its "
+                            "hours, so a clock change is not an anomaly (default: UTC)")] = None,
            ) -> None:
     """Print timestamp,score (score in [0, 1]) per row, scoring each row as it is read (causal)."""
+    _check_zone("levqor detect", tz)
     out: TextIO = sys.stdout
-    _run("levqor detect", path, lambda lines: detect_stream(lines, out, flush=path is None, err=sys.stderr))
+    _run("levqor detect", path,
+         lambda lines: detect_stream(lines, out, flush=path is None, err=sys.stderr, tz=tz))
 
 
 @cli.command()
@@ -83,11 +97,7 @@ def forecast(
             country_holidays(country, [])
         except CalendarError as exc:
             fail(f"levqor forecast: --country: {exc}", 2)
-    if tz is not None:
-        try:
-            zone(tz)
-        except ClockError as exc:
-            fail(f"levqor forecast: --tz: {exc}", 2)
+    _check_zone("levqor forecast", tz)
     days: list[Holiday] | None = None
     if holidays is not None:
         got: list[list[Holiday]] = []

@@ -129,6 +129,9 @@ class DetectorConfig:
     count_start: bool = True  # a series whose values are non-negative integers is a count track from its first value
     # (not its first zero), used once its spread grew as Poisson noise's, its daily profile the predictor whenever it
     # is the better one (docs/models.md, "Counts from their first value")
+    wall_clock: bool = False  # the timestamps are local wall times (``levqor detect --tz``): a step back or a
+    # repeated time (the clock going back in autumn) moves the seasonal phase back with it, so the daily and weekly
+    # profiles stay on local hours (docs/models.md, "Time zones and calendar steps")
 
 
 @dataclass
@@ -320,6 +323,7 @@ class AnomalyDetector:
         """Learn one point (``ts`` in seconds, optional) and return its anomaly score."""
         s = self.s
         c = self.cfg
+        prev_ts = s.last_ts
         if s.period == 0:
             if ts is None:
                 s.period = -1
@@ -331,7 +335,10 @@ class AnomalyDetector:
         n = s.n
         if ts is not None and s.step > 0 and s.last_ts is not None:
             gap = round((ts - s.last_ts) / s.step)
-            s.phase += gap if gap > 1 else 1
+            if gap < 1 and c.wall_clock and prev_ts is not None:  # local wall times: the clock went back (autumn),
+                s.phase += round((ts - prev_ts) / s.step)  # so the phase goes back with it (0 on a repeated time)
+            else:
+                s.phase += gap if gap > 1 else 1
         else:
             s.phase += 1
         if ts is not None and s.period != 0:

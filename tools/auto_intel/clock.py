@@ -10,6 +10,7 @@ and step a series' timestamps the way its calendar does.
 from __future__ import annotations
 
 import calendar
+import math
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,26 @@ def utc_offsets(t: Array, tz: tzinfo) -> Array:
     for i in np.flatnonzero(first[inv] != last[inv]):
         out[i] = _offset(float(t[i]), tz)
     return out
+
+
+class WallClock:
+    """Epoch seconds to the zone's wall times one at a time, for a stream of increasing timestamps: the
+    offset is looked up once per UTC day (at its first and last second) and per point only on a day
+    where it changes."""
+
+    def __init__(self, tz: tzinfo) -> None:
+        self.tz = tz
+        self._day = math.nan
+        self._off: float | None = None  # the day's offset when it does not change that day
+
+    def wall(self, ts: float) -> float:
+        """The wall time of epoch second ``ts``."""
+        day = ts // DAY_S
+        if day != self._day:
+            self._day = day
+            first, last = _offset(day * DAY_S, self.tz), _offset(day * DAY_S + DAY_S - 1, self.tz)
+            self._off = first if first == last else None
+        return ts + (self._off if self._off is not None else _offset(ts, self.tz))
 
 
 def wall_to_utc(wall: float, tz: tzinfo | None) -> float:

@@ -1,7 +1,7 @@
 """CSV plumbing for ``levqor detect`` and ``levqor forecast``: ``timestamp,value`` rows in, text out.
 
 Timestamps may be ISO 8601 (naive ones are taken as UTC, or as local time in the time zone
-``levqor forecast --tz`` names) or epoch seconds; a header row and a missing timestamp column are
+``--tz`` names) or epoch seconds; a header row and a missing timestamp column are
 both accepted.
 """
 
@@ -12,9 +12,9 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, tzinfo
 from typing import TextIO
 
-from tools.auto_intel.anomaly_detector import AnomalyDetector
+from tools.auto_intel.anomaly_detector import AnomalyDetector, DetectorConfig
 from tools.auto_intel.calendars import named_holiday_starts
-from tools.auto_intel.clock import ClockError, format_local, zone
+from tools.auto_intel.clock import ClockError, WallClock, format_local, zone
 from tools.auto_intel.predictor import Forecast, ForecastError, forecast, holiday_key, infer_step
 
 
@@ -92,22 +92,30 @@ def _rows(lines: Iterable[str], tz: tzinfo | None = None
 
 
 def detect_stream(lines: Iterable[str], out: TextIO, *, flush: bool = True,
-                  err: TextIO | None = None) -> int:
+                  err: TextIO | None = None, tz: str | None = None) -> int:
     """Score each data row as it is read and write ``timestamp,score`` per row; return rows scored.
 
     Writes a ``timestamp,score`` header first and, at the end, to ``err`` how many rows were
     scored and how many of them were warm-up rows scoring 0. Raises ``SeriesError`` naming the
     row for a value that is not a number, a row with the wrong number of columns or an input
-    without data rows.
+    without data rows, or for an unknown ``tz``. With ``tz`` (an IANA name) the series follows that
+    zone's clock: naive timestamps are its local time, and the detector's daily and weekly
+    profiles stay on local hours across clock changes (``DetectorConfig.wall_clock``); each row's
+    timestamp is written back as it was read.
     """
-    det = AnomalyDetector()
+    try:
+        clock = WallClock(zone(tz)) if tz is not None else None
+    except ClockError as exc:
+        raise SeriesError(str(exc)) from None
+    det = AnomalyDetector(DetectorConfig(wall_clock=True)) if clock is not None else AnomalyDetector()
     update = det.update
     out.write("timestamp,score\n")
     if flush:
         out.flush()
     n = 0
-    for _no, ts_text, row in _rows(lines):
-        out.write(f"{ts_text},{update(row[1], row[0]):.6f}\n")
+    for _no, ts_text, row in _rows(lines, clock.tz if clock is not None else None):
+        stamp = row[0] if clock is None or row[0] is None else clock.wall(row[0])
+        out.write(f"{ts_text},{update(row[1], stamp):.6f}\n")
         if flush:
             out.flush()
         n += 1

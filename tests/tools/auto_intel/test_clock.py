@@ -10,9 +10,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from tests.tools.auto_intel.test_models import cli, csv_text, one_line_error
+from tests.tools.auto_intel.test_models import cli, csv_text, feed, one_line_error, round_trip_continues
+from tools.auto_intel.anomaly_detector import ALERT_THRESHOLD, AnomalyDetector, DetectorConfig
 from tools.auto_intel.clock import (
     ClockError,
+    WallClock,
     add_months,
     future_stamps,
     month_step,
@@ -21,7 +23,7 @@ from tools.auto_intel.clock import (
     zone,
 )
 from tools.auto_intel.predictor import ForecastError, forecast
-from tools.auto_intel.series_io import SeriesError, forecast_csv
+from tools.auto_intel.series_io import SeriesError, detect_stream, forecast_csv
 
 BERLIN = ZoneInfo("Europe/Berlin")
 DAY = 86400.0
@@ -269,3 +271,79 @@ def test_cli_monthly_forecast_steps_by_calendar_months(tmp_path: Path) -> None:
     assert [line[:10] for line in out.stdout.splitlines()[1:]] == ["2025-01-31", "2025-04-30", "2025-07-31",
                                                                  "2025-10-31"]
     assert "step 3 months;" in out.stderr
+
+
+# ---- the detector on a local clock --------------------------------------------------------------
+
+def test_wall_clock_matches_the_zone_offsets() -> None:
+    t = utc(2023, 3, 20) + 600.0 * np.arange(6 * 24 * 260)  # ten-minute steps over both 2023 changes
+    clock = WallClock(BERLIN)
+    assert [clock.wall(float(x)) for x in t] == (t + utc_offsets(t, BERLIN)).tolist()
+
+
+def alerts_after_change(change: datetime, wall_clock: bool, step_min: int, seeds: range) -> int:
+    """Alerts in the week after a clock change on clean noisy local-clock series (twelve weeks before it)."""
+    start = change - timedelta(weeks=12)
+    count = 0
+    for seed in seeds:
+        t, y = local_sessions(start, change + timedelta(weeks=2), step_min=step_min, noise=0.08, seed=seed)
+        det = AnomalyDetector(DetectorConfig(wall_clock=wall_clock))
+        stamps = t + utc_offsets(t, BERLIN) if wall_clock else t
+        scores = np.array(feed(det, stamps, y))
+        after = (t >= change.timestamp()) & (t < change.timestamp() + 7 * DAY)
+        count += int(np.sum(scores[after] >= ALERT_THRESHOLD))
+    return count
+
+
+@pytest.mark.parametrize("change", [datetime(2023, 10, 29, 1, tzinfo=UTC), datetime(2024, 3, 31, 1, tzinfo=UTC)])
+def test_a_clock_change_is_not_an_anomaly_on_the_local_clock(change: datetime) -> None:
+    # on UTC the daily shape moves an hour: nearly every series alerts in the week after the change
+    assert alerts_after_change(change, False, 60, range(4)) >= 3
+    assert alerts_after_change(change, True, 60, range(4)) == 0
+
+
+def test_wall_clock_detector_steps_its_phase_back_with_the_clock() -> None:
+    # ten-minute rows: the autumn clock goes back 50 minutes after 02:50; the repeated hour's rows take the
+    # phases of the first pass, so the phase after the change is the one a day earlier plus a day
+    t, y = local_sessions(datetime(2023, 10, 20, tzinfo=UTC), datetime(2023, 10, 31, tzinfo=UTC), step_min=10)
+    det = AnomalyDetector(DetectorConfig(wall_clock=True))
+    clock = WallClock(BERLIN)
+    phases = {}
+    for x, v in zip(t, y, strict=True):
+        det.update(float(v), clock.wall(float(x)))
+        phases[float(x)] = det.s.phase
+    day_before = utc(2023, 10, 28, 12)  # noon local on the 28th (CEST), then noon on the 29th (CET)
+    assert phases[day_before + DAY + 3600] - phases[day_before] == 144
+    plain = AnomalyDetector()
+    feed(plain, t, y)
+    assert plain.s.phase - det.s.phase == 6  # on UTC the hour is counted twice
+    # a snapshot keeps the wall clock
+    more_t = t[-1] + 600.0 * np.arange(1, 200)
+    assert round_trip_continues(det, more_t + 3600.0, np.resize(y, 199))
+
+
+def test_cli_detect_tz(tmp_path: Path) -> None:
+    t, y = local_sessions(datetime(2023, 8, 5, tzinfo=UTC), datetime(2023, 11, 5, tzinfo=UTC), noise=0.08, seed=2)
+    naive = "timestamp,value\n" + "".join(
+        f"{datetime.fromtimestamp(x, BERLIN):%Y-%m-%d %H:%M:%S},{v:.3f}\n" for x, v in zip(t, y, strict=True))
+    path = tmp_path / "local.csv"
+    path.write_text(naive)
+    local = cli("detect", "--tz", "Europe/Berlin", str(path))
+    plain = cli("detect", str(path))
+    assert local.returncode == 0 and plain.returncode == 0, (local.stderr, plain.stderr)
+    rows = [line.split(",") for line in local.stdout.splitlines()]
+    assert [r[0] for r in rows] == [line.split(",")[0] for line in naive.splitlines()]  # as read
+    after = [float(r[1]) for r in rows[1:] if r[0] >= "2023-10-29 03"]
+    assert max(after) < ALERT_THRESHOLD
+    # the same rows read in memory with UTC stamps give the same scores
+    out = io.StringIO()
+    utc_rows = [f"{datetime.fromtimestamp(x, UTC).isoformat()},{v:.3f}" for x, v in zip(t, y, strict=True)]
+    detect_stream(utc_rows, out, tz="Europe/Berlin")
+    assert [line.split(",")[-1] for line in out.getvalue().splitlines()] == [r[1] for r in rows]
+    # a zone without clock changes scores exactly as UTC (the phase counts the same steps)
+    tokyo, plain_out = io.StringIO(), io.StringIO()
+    detect_stream(utc_rows, tokyo, tz="Asia/Tokyo")
+    detect_stream(utc_rows, plain_out)
+    assert tokyo.getvalue() == plain_out.getvalue()
+    err = one_line_error(cli("detect", "--tz", "Berlin", str(path)))
+    assert err.startswith("levqor detect: --tz: unknown time zone 'Berlin'")
