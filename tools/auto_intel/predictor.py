@@ -69,6 +69,8 @@ class ForecastConfig:
     drift: bool = True  # a series without a season also backtests naive with drift
     holiday_prior: float = 0.5  # a named holiday's own effect is shrunk toward the shared one as if
     # this many past days had shown the shared effect (docs/models.md)
+    fill_gaps: bool = True  # rows missing from a regular history are interpolated, so the seasons behind
+    # each point stay a whole number of periods back (docs/models.md, "Gaps in the history")
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class Forecast:
     clock_changes: int = 0  # UTC offset changes of ``tz`` over the history and the horizon
     local_clock: bool = False  # modelled on the local clock (a sub-daily step across clock changes)
     step_months: int = 0  # calendar months per step (monthly 1, quarterly 3, yearly 12); 0: ``step_s`` apart
+    missing_steps: int = 0  # steps missing from the history (gaps in its timestamps), interpolated
 
 
 @dataclass(frozen=True)
@@ -665,7 +668,7 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     step = step_s if step_s > 0 else 1.0
     days: Array | None = None  # the date (day number) of each step, history then horizon: holidays
     pick: IntArray | None = None  # the local-clock forecast's step for each step ahead (_local_grid)
-    changes = months = 0
+    changes = months = missing = 0
     if timestamps is not None:
         t = np.asarray(timestamps, dtype=np.float64)
         off = utc_offsets(t, tzi) if tzi is not None else np.zeros(len(t))
@@ -673,13 +676,19 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
         t_out = np.asarray(ts_out)
         off_out = utc_offsets(t_out, tzi) if tzi is not None else np.zeros(horizon)
         changes = int(np.count_nonzero(np.diff(np.concatenate((off, off_out)))))
-        grid = _local_grid(t + off, t_out + off_out, step_s) if changes and 0 < step_s < _DAY_S else None
+        k = np.round(np.diff(t) / step) if step_s > 0 else np.zeros(0)
+        missing = int(np.sum(k[k > 1] - 1)) if cfg.fill_gaps and not months else 0
+        if missing > len(t):  # more missing than present: interpolation would be most of the history
+            missing = 0
+        grid = _local_grid(t + off, t_out + off_out, step_s) if step_s > 0 and not months and (
+            changes and step_s < _DAY_S or missing) else None
         if grid is not None:
             pos, pick = grid
             y = _on_grid(y, pos)
             wall = float(t[0] + off[0]) + step_s * np.arange(len(y) + int(pick.max()) + 1)
             days = np.floor(wall / _DAY_S)
         else:
+            missing = 0
             days = np.floor(np.concatenate((t + off, t_out + off_out)) / _DAY_S)
         # the year in steps from the mean spacing (monthly data: the median step is 31 days, the mean 30.44)
         mean_step = step_s if grid is not None else (float(t[-1]) - float(t[0])) / (len(t) - 1)
@@ -699,7 +708,7 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     return Forecast(ts_out, [float(v) for v in mid], [float(v) for v in lower],
                     [float(v) for v in upper], step_s, period, chosen,
                     tuple(name for name, ok in found.items() if ok), tz=tz, clock_changes=changes,
-                    local_clock=pick is not None, step_months=months)
+                    local_clock=pick is not None and changes > 0, step_months=months, missing_steps=missing)
 
 
 def _local_grid(wall: Array, wall_out: Array, step_s: float) -> tuple[IntArray, IntArray] | None:

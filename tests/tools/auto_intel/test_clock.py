@@ -22,7 +22,7 @@ from tools.auto_intel.clock import (
     wall_to_utc,
     zone,
 )
-from tools.auto_intel.predictor import ForecastError, forecast
+from tools.auto_intel.predictor import ForecastConfig, ForecastError, forecast
 from tools.auto_intel.series_io import SeriesError, detect_stream, forecast_csv
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -347,3 +347,54 @@ def test_cli_detect_tz(tmp_path: Path) -> None:
     assert tokyo.getvalue() == plain_out.getvalue()
     err = one_line_error(cli("detect", "--tz", "Berlin", str(path)))
     assert err.startswith("levqor detect: --tz: unknown time zone 'Berlin'")
+
+
+# ---- gaps in the history ------------------------------------------------------------------------
+
+def with_gaps(t: np.ndarray, y: np.ndarray, seed: int = 4) -> tuple[np.ndarray, np.ndarray, int]:
+    """The series with 3 % of its rows and two outages of five rows removed (never the last row)."""
+    rng = np.random.default_rng(seed)
+    drop = rng.random(len(t)) < 0.03
+    drop[400:405] = drop[len(t) - 300:len(t) - 295] = True
+    drop[-1] = False
+    return t[~drop], y[~drop], int(drop.sum())
+
+
+@pytest.mark.parametrize("step_min", [60, 1440])
+def test_missing_rows_are_interpolated_so_the_seasons_stay_aligned(step_min: int) -> None:
+    # hourly (daily and weekly shape) and daily (weekly shape): a missing row used to shift every older
+    # season by one step against the forecast
+    t, y = local_sessions(datetime(2023, 1, 2, tzinfo=UTC), datetime(2023, 1, 2, tzinfo=UTC) + timedelta(
+        weeks=12 if step_min == 60 else 60), step_min=step_min, noise=0.05)
+    if step_min == 1440:  # a day's total, with a weekly shape
+        y = np.where([datetime.fromtimestamp(x, UTC).weekday() >= 5 for x in t], 40.0, 100.0) * y / y.mean()
+    cut = len(t) - (48 if step_min == 60 else 14)
+    gt, gy, dropped = with_gaps(t[:cut], y[:cut])
+    h = len(t) - cut
+    want = y[cut:]
+    full = forecast(y[:cut], horizon=h, timestamps=list(t[:cut]))
+    filled = forecast(gy, horizon=h, timestamps=list(gt))
+    shifted = forecast(gy, horizon=h, timestamps=list(gt), config=ForecastConfig(fill_gaps=False))
+    assert filled.missing_steps == dropped and shifted.missing_steps == 0 and full.missing_steps == 0
+    assert filled.timestamps == full.timestamps == t[cut:].tolist()
+    err = {name: float(np.mean(np.abs(np.array(fc.yhat) - want)))
+           for name, fc in (("full", full), ("filled", filled), ("shifted", shifted))}
+    assert err["filled"] < 1.2 * err["full"] + 0.5 and err["shifted"] > 2 * err["filled"], err
+
+
+def test_a_history_mostly_missing_is_not_interpolated() -> None:
+    t = utc(2024, 1, 1) + 3600.0 * np.arange(0, 24 * 60, 3)  # every third hour of hourly data...
+    t = np.concatenate((t, t[-1] + 3600.0 * np.arange(1, 30)))  # ... then hourly: the step is an hour
+    y = 10 + np.sin(2 * np.pi * (t / 3600.0) / 24)
+    fc = forecast(y, horizon=5, timestamps=list(t))
+    assert fc.missing_steps == 0 and len(fc.yhat) == 5
+
+
+def test_cli_says_how_many_steps_were_missing(tmp_path: Path) -> None:
+    t, y = local_sessions(datetime(2023, 1, 2, tzinfo=UTC), datetime(2023, 2, 27, tzinfo=UTC), noise=0.05)
+    gt, gy, dropped = with_gaps(t, y)
+    path = tmp_path / "gaps.csv"
+    path.write_text(csv_text(gt, gy))
+    out = cli("forecast", "--horizon", "24", str(path))
+    assert out.returncode == 0, out.stderr
+    assert f"rows, step 1 h; {dropped} missing steps interpolated; seasons found: daily" in out.stderr
