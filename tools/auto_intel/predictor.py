@@ -639,6 +639,9 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     so the daily shape does not move an hour when the clocks change. The forecast's timestamps are
     the steps after the last one: by calendar months for a monthly, quarterly or yearly series (on
     the same day of the month), else ``step_s`` apart (by local days in ``tz`` for a daily step).
+    Rows missing from a regular history (timestamps k steps apart: k - 1 missing) are interpolated on
+    the same grid first (``fill_gaps``; not when more are missing than present), so the seasons behind
+    each point stay whole periods back; ``Forecast.missing_steps`` counts them.
 
     The candidates (the seasonal model, the decompositions for a yearly main season, seasonal naive,
     naive, and naive with drift for a series without a season) are backtested on the history's last
@@ -715,7 +718,9 @@ def _local_grid(wall: Array, wall_out: Array, step_s: float) -> tuple[IntArray, 
     """Put a series on its local clock: from the wall times of the history (``wall``) and of the steps
     ahead (``wall_out``), each history point's position on a regular grid of ``step_s`` local seconds,
     and for each step ahead its position after the grid's last (0 for the first step after it). None
-    when a clock change is not a whole number of steps (a two-hour step): the series then stays on UTC.
+    when the rows are not whole steps apart (within 5 % of a step; a clock change that is not a whole
+    number of steps, as an hour against two-hour steps, or irregular timestamps): the rows are then
+    used as they are, on UTC. (With no time zone the wall times are the UTC times: a gap's steps are filled.)
     Across a clock change forward the grid steps of the hour skipped have no point (``_on_grid`` fills
     them); back, the points of the repeated hour share its grid steps with the first pass (averaged),
     and the steps ahead on a repeated hour get the same forecasts as its first pass."""
