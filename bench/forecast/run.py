@@ -14,7 +14,8 @@ once at its end); ``--final3`` the third (defined at the start of stop 36, befor
 stop, scored once at its end); ``--final4`` the fourth (defined at the start of stop 37, sealed until
 its end); ``--final5`` the fifth (committed sealed at stop 39, scored once at stop 40 on the forecaster of
 stop 38); ``--final6`` the sixth (committed sealed at stop 40, scored once at stop 41); ``--final7`` the
-seventh (committed sealed at stop 41, before the next forecaster change, to be scored once at its end).
+seventh (committed sealed at stop 41, scored once at its end); ``--final8`` the eighth (committed sealed at
+stop 41, to be scored once at the end of the next forecaster change).
 The development series ``dev_hourly_local --tz`` (and the seventh set's ``--tz`` series) are given their time
 zone, as ``levqor forecast --tz``; Prophet is given their local times. Last line:
 ``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=.. coverage90=..
@@ -70,7 +71,7 @@ class Series:
     spacing: int  # steps between origins
     lag: int  # seasonal naive's lag (and MASE's scale)
     freq: str  # pandas frequency for Prophet
-    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on), "final" .. "final7" (scored once)
+    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on), "final" .. "final8" (scored once)
     holidays: np.ndarray | None = None  # a calendar a user would pass (--holidays): the "+cal" column
     holiday_names: list[str] | None = None  # each holiday's name, where the calendar has them
     tz: str | None = None  # the time zone whose clock the series follows (``--tz``; Prophet gets local times)
@@ -100,7 +101,8 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def all_series(final: bool = False, final2: bool = False, final3: bool = False, final4: bool = False,
-               final5: bool = False, final6: bool = False, final7: bool = False) -> list[Series]:
+               final5: bool = False, final6: bool = False, final7: bool = False, final8: bool = False
+               ) -> list[Series]:
     ts, y = load(shared_dir() / "data" / "forecast-dev" / "nyc_taxi.csv")
     out = [Series("nyc_taxi (dev)", ts, y, 48, 56, 48, 336, "30min", "dev", extra.us_holidays(range(2014, 2016)))]
     ts, y = extra.dev_weekly_trend()
@@ -204,6 +206,15 @@ def all_series(final: bool = False, final2: bool = False, final3: bool = False, 
         days, names = extra.final7_sydney_days()
         out.append(Series("final7_daily_sydney --tz", ts, y, 28, 12, 28, 7, "D", "final7", days, names,
                           tz="Australia/Sydney"))
+    if final8:  # sealed (docs/models.md): scored once, at the end of the next forecaster change
+        got = extra.final8_german_rate()
+        if got is not None:
+            out.append(Series("final8_german_rate quarterly", got[0], got[1], 8, 10, 4, 1, "QS", "final8"))
+        ts, y = extra.final8_5min_outages()
+        out.append(Series("final8_5min_outages", ts, y, 288, 14, 288, 2016, "5min", "final8"))
+        ts, y = extra.final8_daily_chicago()
+        out.append(Series("final8_daily_chicago --tz", ts, y, 28, 12, 28, 7, "D", "final8",
+                          extra.final8_chicago_days(), tz="America/Chicago"))
     return out
 
 
@@ -314,11 +325,12 @@ def main() -> int:
     final5 = "--final5" in sys.argv[1:]
     final6 = "--final6" in sys.argv[1:]
     final7 = "--final7" in sys.argv[1:]
+    final8 = "--final8" in sys.argv[1:]
     rows = []
     cals: list[tuple[Series, float, float]] = []  # Levqor given the series' holiday calendar
     print(f"{'series':<28}{'group':>8}{'h':>4}{'origins':>8}{'levqor MASE':>13}{'snaive MASE':>13}"
           f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'width':>7}{'s/origin':>10}{'+cal MASE':>11}{'+cal cov':>10}")
-    for s in all_series(final, final2, final3, final4, final5, final6, final7):
+    for s in all_series(final, final2, final3, final4, final5, final6, final7, final8):
         snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
         mine: Model = lambda ts, y, h, s=s: ours(ts, y, h, tz=s.tz)  # noqa: E731
         m, cov, sec, wid = evaluate(mine, s)
@@ -346,7 +358,8 @@ def main() -> int:
                                  ("final4", final4, "fourth final test set (stop 37, scored once)"),
                                  ("final5", final5, "fifth final test set (sealed at stop 39, scored once)"),
                                  ("final6", final6, "sixth final test set (sealed at stop 40, scored once at 41)"),
-                                 ("final7", final7, "seventh final test set (sealed at stop 41, scored once)")):
+                                 ("final7", final7, "seventh final test set (sealed and scored once at stop 41)"),
+                                 ("final8", final8, "eighth final test set (sealed at stop 41, scored once)")):
         if not wanted:
             continue
         fm, fs, fp, fc, _ = group_means(rows, group)

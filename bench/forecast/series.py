@@ -779,6 +779,76 @@ def _local_wall_to_utc(wall: np.ndarray, zone: str) -> np.ndarray:
     return np.array([datetime.fromisoformat(str(w)).replace(tzinfo=tz).timestamp() for w in wall])
 
 
+# ---- the eighth final test set (stop 41): committed sealed before the next forecaster change ----
+
+def final8_german_rate() -> tuple[np.ndarray, np.ndarray] | None:
+    """Germany's long-term interest rate, quarterly 1972-1998 (statsmodels' interest_inflation, ``R``): no
+    season, a rise to 1981, long falls, a rise in the early 1990s."""
+    d = _statsmodels_frame("interest_inflation")
+    if d is None:
+        return None
+    quarters = np.array([f"{int(y)}-{3 * (int(q) - 1) + 1:02d}" for y, q in zip(d["year"], d["quarter"], strict=True)],
+                        dtype="datetime64[M]")
+    return quarters.astype("datetime64[s]").astype(np.int64).astype(float), d["R"].to_numpy(dtype=float)
+
+
+def final8_5min_outages(seed: int = 9091) -> tuple[np.ndarray, np.ndarray]:
+    """Six weeks of requests per 5 minutes (integer counts, from 2024-04-01 UTC): a daily shape with a lunch
+    dip, quiet weekends, a slow 15 % rise; its exporter dropped rows: 2 % at random and twelve outages of 15
+    minutes to 6 hours, all before the last fourteen days (the scored stretch is complete)."""
+    rng = np.random.default_rng(seed)
+    n = 6 * 7 * 288
+    t = np.arange(n)
+    hour = (t % 288) / 12.0
+    weekday = (t // 288) % 7  # 2024-04-01 was a Monday
+    lunch = 1 - 0.3 * np.exp(-0.5 * ((hour - 12.5) / 0.7) ** 2)
+    day = 0.1 + np.clip(np.sin(np.pi * (hour - 6.0) / 13.0), 0, None) * lunch
+    day = day * np.where(weekday >= 5, rng.uniform(0.3, 0.4), 1.0)
+    rate = 40 * day * (1 + 0.15 * t / n) * np.exp(_ar(rng, n, (0.7,), 0.08))
+    y = rng.poisson(rate).astype(float)
+    keep = rng.random(n) >= 0.02
+    for _ in range(12):
+        length = int(rng.integers(3, 73))
+        start = int(rng.integers(0, n - 14 * 288 - length))
+        keep[start:start + length] = False
+    keep[n - 14 * 288:] = True
+    ts = 1_711_929_600.0 + 300.0 * t  # 2024-04-01T00:00Z
+    return ts[keep], y[keep]
+
+
+def final8_chicago_days() -> np.ndarray:
+    """US federal holidays 2020-2024 (epoch seconds of each date's UTC midnight): the calendar a user passes."""
+    return us_holidays(range(2020, 2025))
+
+
+def final8_daily_chicago(seed: int = 9092) -> tuple[np.ndarray, np.ndarray]:
+    """Four years of daily store sales (2020-07-01 to 2024-06-30) recorded at Chicago midnight (UTC
+    timestamps 05:00 or 06:00), a weekly shape (Sunday quietest), a yearly season peaking before Christmas,
+    US federal holidays at 50-70 % (Thanksgiving and Christmas closed: online orders only, 3 %), growth of
+    6 % a year, and a 10 % step down from March 2023 (a competitor opened); 1 % of the days before the last
+    year have no row (the export skipped them; the scored stretch is complete). Given its zone (``--tz
+    America/Chicago``); the +cal column also gets the federal calendar."""
+    rng = np.random.default_rng(seed)
+    days = np.arange(np.datetime64("2020-07-01"), np.datetime64("2024-07-01"))
+    n = len(days)
+    weekday = (days.astype(int) + 3) % 7
+    week = np.array([0.95, 0.95, 1.0, 1.05, 1.15, 1.25, 0.7])[weekday]
+    doy = (days - days.astype("datetime64[Y]")).astype(int)
+    year = 1 + 0.15 * np.exp(-0.5 * ((doy - 350) / 12.0) ** 2) + 0.05 * np.cos(2 * np.pi * (doy - 190) / 365.25)
+    stamps = days.astype("datetime64[s]").astype(np.int64).astype(float)
+    hol = np.isin(stamps, final8_chicago_days())
+    effect = np.where(hol, rng.uniform(0.5, 0.7, n), 1.0)
+    step = np.where(days >= np.datetime64("2023-03-01"), 0.9, 1.0)
+    growth = np.exp(np.log(1.06) * np.arange(n) / 365.25)
+    month_day = np.array([str(d)[5:] for d in days])
+    closed = np.isin(month_day, ["12-25"]) | np.isin(days, [_nth_weekday(yy, 11, 3, 4) for yy in range(2020, 2025)])
+    effect = np.where(closed, 0.03, effect)
+    y = 900 * week * year * effect * step * growth * np.exp(_ar(rng, n, (0.4,), 0.05))
+    keep = ~((rng.random(n) < 0.01) & (np.arange(n) < n - 365))
+    utc = _local_wall_to_utc(days.astype("datetime64[s]"), "America/Chicago")
+    return utc[keep], y[keep]
+
+
 # ---- holiday calendars a user would pass (``levqor forecast --holidays``) ------------------------
 
 def _nth_weekday(year: int, month: int, weekday: int, nth: int) -> np.datetime64:
