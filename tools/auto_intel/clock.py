@@ -1,4 +1,4 @@
-"""Wall clocks for the forecaster: time zones and calendar steps.
+"""Wall clocks for the forecaster and the detector: time zones and calendar steps.
 
 A series of people's activity follows their local clock: its daily shape moves an hour against UTC
 when the clocks change, its holidays are local dates, and a monthly series steps by calendar months,
