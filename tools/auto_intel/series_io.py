@@ -123,8 +123,9 @@ def detect_stream(lines: Iterable[str], out: TextIO, *, flush: bool = True,
     if not n:
         raise SeriesError(_NO_ROWS)
     if err is not None:
+        clock_note = f"; daily and weekly rhythm on {tz}'s local clock" if tz is not None else ""
         err.write(f"levqor detect: {n} rows scored; the first {min(n, det.cfg.warmup)} are warm-up "
-                  "(learning the series) and score 0\n")
+                  f"(learning the series) and score 0{clock_note}\n")
         err.flush()
     return n
 

@@ -331,6 +331,8 @@ def test_cli_detect_tz(tmp_path: Path) -> None:
     local = cli("detect", "--tz", "Europe/Berlin", str(path))
     plain = cli("detect", str(path))
     assert local.returncode == 0 and plain.returncode == 0, (local.stderr, plain.stderr)
+    assert "; daily and weekly rhythm on Europe/Berlin's local clock" in local.stderr
+    assert "local clock" not in plain.stderr
     rows = [line.split(",") for line in local.stdout.splitlines()]
     assert [r[0] for r in rows] == [line.split(",")[0] for line in naive.splitlines()]  # as read
     after = [float(r[1]) for r in rows[1:] if r[0] >= "2023-10-29 03"]
