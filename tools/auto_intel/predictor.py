@@ -69,6 +69,8 @@ class ForecastConfig:
     drift: bool = True  # a series without a season also backtests naive with drift
     holiday_prior: float = 0.5  # a named holiday's own effect is shrunk toward the shared one as if
     # this many past days had shown the shared effect (docs/models.md)
+    calm_pooling: bool = True  # naive, seasonal naive and drift: a calibration factor below 1 (recent
+    # backtests calmer than the history) is pooled with their whole-history interval (docs/models.md)
     fill_gaps: bool = True  # rows missing from a regular history are interpolated, so the seasons behind
     # each point stay a whole number of periods back (docs/models.md, "Gaps in the history")
 
@@ -832,6 +834,11 @@ def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | N
     if len(scores) >= 20:
         # conformal: widen or narrow the interval by the factor that covered `coverage` of backtests
         c = float(np.quantile(scores, min(1.0, cfg.coverage + (1 - cfg.coverage) / len(cal_origins))))
+        if cfg.calm_pooling and c < 1.0 and chosen in ("naive", "seasonal_naive", "drift"):
+            # these methods' own intervals come from the whole history's k-step changes (every regime it
+            # went through); a factor below 1 says the few recent backtests were calmer than that history:
+            # each is given half the say (the geometric mean of the two widths; docs/models.md)
+            c = math.sqrt(c)
         lo_q, hi_q = lo_q * c, hi_q * c
     lower = mid + np.minimum(lo_q, 0.0)
     upper = mid + np.maximum(hi_q, 0.0)

@@ -400,3 +400,34 @@ def test_cli_says_how_many_steps_were_missing(tmp_path: Path) -> None:
     out = cli("forecast", "--horizon", "24", str(path))
     assert out.returncode == 0, out.stderr
     assert f"rows, step 1 h; {dropped} missing steps interpolated; seasons found: daily" in out.stderr
+
+
+# ---- calibration of the naive family ------------------------------------------------------------
+
+def random_walk(calm_last: bool, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Fifty years of a quarterly random walk with drift (as GDP), the last twelve and a half calmer (or
+    wilder) than the rest."""
+    rng = np.random.default_rng(seed)
+    sd = np.where(np.arange(200) < 150, 3.0, 1.0 if calm_last else 9.0)
+    return months((1960, 1, 1), 200, every=3), 1000 + np.cumsum(2.0 + rng.normal(0, 1, 200) * sd)
+
+
+def widths(t: np.ndarray, y: np.ndarray, pooling: bool) -> tuple[str, float]:
+    fc = forecast(y, horizon=8, timestamps=list(t), config=ForecastConfig(calm_pooling=pooling, log_scale=False))
+    return fc.method, float(np.mean(np.array(fc.upper) - np.array(fc.lower)))
+
+
+def test_a_calm_recent_stretch_narrows_a_naive_interval_only_halfway() -> None:
+    t, y = random_walk(calm_last=True)
+    method, pooled = widths(t, y, True)
+    same_method, recent_only = widths(t, y, False)
+    assert method == same_method == "drift"
+    assert pooled > 1.2 * recent_only  # the whole history's changes keep half the say
+    # a wilder recent stretch widens the interval as before (the factor is above 1: nothing pooled)
+    t, y = random_walk(calm_last=False)
+    assert widths(t, y, True) == widths(t, y, False)
+    # a seasonal model's interval is its own (recent residuals): unchanged
+    ts, ys = local_sessions(datetime(2023, 8, 20, tzinfo=UTC), datetime(2023, 10, 20, tzinfo=UTC), noise=0.1)
+    a = forecast(ys, horizon=24, timestamps=list(ts), config=ForecastConfig(calm_pooling=True))
+    b = forecast(ys, horizon=24, timestamps=list(ts), config=ForecastConfig(calm_pooling=False))
+    assert a.method.startswith("model") and (a.lower, a.upper) == (b.lower, b.upper)
