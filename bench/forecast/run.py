@@ -14,8 +14,8 @@ once at its end); ``--final3`` the third (defined at the start of stop 36, befor
 stop, scored once at its end); ``--final4`` the fourth (defined at the start of stop 37, sealed until
 its end); ``--final5`` the fifth (committed sealed at stop 39, scored once at stop 40 on the forecaster of
 stop 38); ``--final6`` the sixth (committed sealed at stop 40, scored once at stop 41); ``--final7`` the
-seventh (committed sealed at stop 41, scored once at its end); ``--final8`` the eighth (committed sealed at
-stop 41, to be scored once at the end of the next forecaster change).
+seventh (committed sealed at stop 41, scored once at the end of its time-zone change); ``--final8`` the
+eighth (committed sealed at stop 41, scored once at the end of its calibration change).
 The development series ``dev_hourly_local --tz`` (and the seventh set's ``--tz`` series) are given their time
 zone, as ``levqor forecast --tz``; Prophet is given their local times. Last line:
 ``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=.. coverage90=..
@@ -359,7 +359,7 @@ def main() -> int:
                                  ("final5", final5, "fifth final test set (sealed at stop 39, scored once)"),
                                  ("final6", final6, "sixth final test set (sealed at stop 40, scored once at 41)"),
                                  ("final7", final7, "seventh final test set (sealed and scored once at stop 41)"),
-                                 ("final8", final8, "eighth final test set (sealed at stop 41, scored once)")):
+                                 ("final8", final8, "eighth final test set (sealed and scored once at stop 41)")):
         if not wanted:
             continue
         fm, fs, fp, fc, _ = group_means(rows, group)
