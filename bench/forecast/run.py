@@ -15,7 +15,8 @@ stop, scored once at its end); ``--final4`` the fourth (defined at the start of 
 its end); ``--final5`` the fifth (committed sealed at stop 39, scored once at stop 40 on the forecaster of
 stop 38); ``--final6`` the sixth (committed sealed at stop 40, scored once at stop 41); ``--final7`` the
 seventh (committed sealed at stop 41, scored once at the end of its time-zone change); ``--final8`` the
-eighth (committed sealed at stop 41, scored once at the end of its calibration change).
+eighth (committed sealed at stop 41, scored once at the end of its calibration change); ``--final9`` the
+ninth (committed sealed at stop 41, to be scored once at the end of the next forecaster change).
 The development series ``dev_hourly_local --tz`` (and the seventh set's ``--tz`` series) are given their time
 zone, as ``levqor forecast --tz``; Prophet is given their local times. Last line:
 ``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=.. coverage90=..
@@ -71,7 +72,7 @@ class Series:
     spacing: int  # steps between origins
     lag: int  # seasonal naive's lag (and MASE's scale)
     freq: str  # pandas frequency for Prophet
-    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on), "final" .. "final8" (scored once)
+    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on), "final" .. "final9" (scored once)
     holidays: np.ndarray | None = None  # a calendar a user would pass (--holidays): the "+cal" column
     holiday_names: list[str] | None = None  # each holiday's name, where the calendar has them
     tz: str | None = None  # the time zone whose clock the series follows (``--tz``; Prophet gets local times)
@@ -101,8 +102,8 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def all_series(final: bool = False, final2: bool = False, final3: bool = False, final4: bool = False,
-               final5: bool = False, final6: bool = False, final7: bool = False, final8: bool = False
-               ) -> list[Series]:
+               final5: bool = False, final6: bool = False, final7: bool = False, final8: bool = False,
+               final9: bool = False) -> list[Series]:
     ts, y = load(shared_dir() / "data" / "forecast-dev" / "nyc_taxi.csv")
     out = [Series("nyc_taxi (dev)", ts, y, 48, 56, 48, 336, "30min", "dev", extra.us_holidays(range(2014, 2016)))]
     ts, y = extra.dev_weekly_trend()
@@ -215,6 +216,15 @@ def all_series(final: bool = False, final2: bool = False, final3: bool = False, 
         ts, y = extra.final8_daily_chicago()
         out.append(Series("final8_daily_chicago --tz", ts, y, 28, 12, 28, 7, "D", "final8",
                           extra.final8_chicago_days(), tz="America/Chicago"))
+    if final9:  # sealed (docs/models.md): scored once, at the end of the next forecaster change
+        got = extra.final9_fertility_korea()
+        if got is not None:
+            out.append(Series("final9_fertility_korea annual", got[0], got[1], 5, 8, 2, 1, "YS", "final9"))
+        ts, y = extra.final9_london_15min()
+        out.append(Series("final9_london_15min --tz", ts, y, 96, 14, 96, 672, "15min", "final9",
+                          tz="Europe/London"))
+        ts, y = extra.final9_monthly_subscriptions()
+        out.append(Series("final9_subscriptions monthly", ts, y, 12, 10, 3, 12, "ME", "final9"))
     return out
 
 
@@ -247,8 +257,12 @@ def prophet_model(s: Series) -> Model | None:
         key = f"{len(y)}:{h}"
         if key not in cache:
             df = pd.DataFrame({"ds": local(ts), "y": y})
-            sub_daily = s.freq in ("30min", "h")
-            m = Prophet(daily_seasonality=sub_daily, weekly_seasonality=s.freq not in ("W-SAT", "MS", "QS"),
+            step = float(np.median(np.diff(s.ts)))
+            # a daily season for any step under a day, a weekly one for any step under a week (until stop 41
+            # only 30-minute and hourly series had the daily one, and weekly steps ending on Sunday, yearly and
+            # month-end ones a weekly one: docs/models.md, "Prophet's seasonalities")
+            sub_daily, weekly = step < 86400, step < 7 * 86400
+            m = Prophet(daily_seasonality=sub_daily, weekly_seasonality=weekly,
                         yearly_seasonality=len(y) * (ts[1] - ts[0]) > 2 * 365 * 86400)
             m.fit(df)
             if s.tz is None or ts[-1] - ts[-2] >= 86400:  # (a daily step: local dates, the history's form)
@@ -326,11 +340,12 @@ def main() -> int:
     final6 = "--final6" in sys.argv[1:]
     final7 = "--final7" in sys.argv[1:]
     final8 = "--final8" in sys.argv[1:]
+    final9 = "--final9" in sys.argv[1:]
     rows = []
     cals: list[tuple[Series, float, float]] = []  # Levqor given the series' holiday calendar
     print(f"{'series':<28}{'group':>8}{'h':>4}{'origins':>8}{'levqor MASE':>13}{'snaive MASE':>13}"
           f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'width':>7}{'s/origin':>10}{'+cal MASE':>11}{'+cal cov':>10}")
-    for s in all_series(final, final2, final3, final4, final5, final6, final7, final8):
+    for s in all_series(final, final2, final3, final4, final5, final6, final7, final8, final9):
         snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
         mine: Model = lambda ts, y, h, s=s: ours(ts, y, h, tz=s.tz)  # noqa: E731
         m, cov, sec, wid = evaluate(mine, s)
@@ -359,7 +374,8 @@ def main() -> int:
                                  ("final5", final5, "fifth final test set (sealed at stop 39, scored once)"),
                                  ("final6", final6, "sixth final test set (sealed at stop 40, scored once at 41)"),
                                  ("final7", final7, "seventh final test set (sealed and scored once at stop 41)"),
-                                 ("final8", final8, "eighth final test set (sealed and scored once at stop 41)")):
+                                 ("final8", final8, "eighth final test set (sealed and scored once at stop 41)"),
+                                 ("final9", final9, "ninth final test set (sealed at stop 41, scored once)")):
         if not wanted:
             continue
         fm, fs, fp, fc, _ = group_means(rows, group)

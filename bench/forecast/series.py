@@ -849,6 +849,62 @@ def final8_daily_chicago(seed: int = 9092) -> tuple[np.ndarray, np.ndarray]:
     return utc[keep], y[keep]
 
 
+# ---- the ninth final test set (stop 41): committed sealed for the next forecaster change ----
+
+def final9_fertility_korea() -> tuple[np.ndarray, np.ndarray] | None:
+    """South Korea's fertility rate (births per woman), yearly 1960-2011 (statsmodels' fertility): a fall from
+    6.2 to 1.1 that flattens, no season."""
+    d = _statsmodels_frame("fertility")
+    if d is None:
+        return None
+    row = d[d["Country Code"] == "KOR"].iloc[0]
+    years = [c for c in d.columns if c.isdigit()]
+    values = np.array([float(row[c]) for c in years])
+    ok = np.isfinite(values)
+    stamps = np.array([f"{y}-01" for y in years], dtype="datetime64[M]").astype("datetime64[s]").astype(np.int64)
+    return stamps[ok].astype(float), values[ok]
+
+
+def final9_london_15min(seed: int = 10101) -> tuple[np.ndarray, np.ndarray]:
+    """Thirty weeks of electric-vehicle charging sessions per 15 minutes in London (UTC timestamps, from
+    2024-09-09): an evening peak after work and a smaller morning one on local hours, busier weekends at
+    midday, more charging as it gets colder (up 20-30 % by January, back by April), Poisson counts; the clock
+    changes on 27 October and on 30 March, inside the scored last fourteen days; 1 % of the rows before them
+    missing. Given its zone (``--tz Europe/London``)."""
+    rng = np.random.default_rng(seed)
+    n = 30 * 7 * 96
+    t = np.arange(n)
+    utc = np.datetime64("2024-09-09T00:00") + (15 * t).astype("timedelta64[m]")
+    local = _local_wall(utc, "Europe/London")
+    hour = (local - local.astype("datetime64[D]")).astype(int) / 3600.0
+    weekday = (local.astype("datetime64[D]").astype(int) + 3) % 7
+    work = 0.15 + 0.5 * np.exp(-0.5 * ((hour - 7.5) / 1.2) ** 2) + np.exp(-0.5 * ((hour - 18.5) / 1.8) ** 2)
+    rest = 0.2 + 0.8 * np.exp(-0.5 * ((hour - 13.0) / 3.0) ** 2)
+    shape = np.where(weekday >= 5, rest, work)
+    days = (utc - utc[0]).astype("timedelta64[m]").astype(float) / 1440.0
+    winter = 1 + rng.uniform(0.2, 0.3) * np.clip(np.sin(np.pi * days / 210.0), 0, None)
+    rate = 12 * shape * winter * np.exp(_ar(rng, n, (0.8,), 0.06))
+    y = rng.poisson(rate).astype(float)
+    keep = (rng.random(n) >= 0.01) | (t >= n - 14 * 96)
+    ts = utc.astype("datetime64[s]").astype(np.int64).astype(float)
+    return ts[keep], y[keep]
+
+
+def final9_monthly_subscriptions(seed: int = 10102) -> tuple[np.ndarray, np.ndarray]:
+    """Ten years of active subscriptions at each month's end (2014-01-31 to 2023-12-31): growth that slows
+    from 3 % to 0.5 % a month, a small December bump (gifts), and in year 8 a price rise that loses 8-12 % of
+    subscribers over three months before growth resumes; AR(1) noise on the log scale."""
+    rng = np.random.default_rng(seed)
+    n = 120
+    t = np.arange(n)
+    growth = np.cumsum(0.03 * np.exp(-t / 40.0) + 0.005)
+    shock = np.clip((t - 88) / 3.0, 0.0, 1.0) * -rng.uniform(0.08, 0.12)
+    december = 0.02 * (t % 12 == 11)
+    y = 5000 * np.exp(growth + shock + december + _ar(rng, n, (0.6,), 0.01))
+    ends = (np.datetime64("2014-02") + np.arange(n)).astype("datetime64[D]") - np.timedelta64(1, "D")
+    return ends.astype("datetime64[s]").astype(np.int64).astype(float), y
+
+
 # ---- holiday calendars a user would pass (``levqor forecast --holidays``) ------------------------
 
 def _nth_weekday(year: int, month: int, weekday: int, nth: int) -> np.datetime64:
