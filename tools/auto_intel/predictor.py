@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from statistics import NormalDist
 from typing import TYPE_CHECKING
 
@@ -690,8 +690,9 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
         if grid is not None:
             pos, pick = grid
             y = _on_grid(y, pos)
-            wall = float(t[0] + off[0]) + step_s * np.arange(len(y) + int(pick.max()) + 1)
+            wall: Array = float(t[0] + off[0]) + step_s * np.arange(len(y) + int(pick.max()) + 1, dtype=np.float64)
             days = np.floor(wall / _DAY_S)
+            missing = _missing(pos, wall, tzi)
         else:
             missing = 0
             days = np.floor(np.concatenate((t + off, t_out + off_out)) / _DAY_S)
@@ -734,6 +735,21 @@ def _local_grid(wall: Array, wall_out: Array, step_s: float) -> tuple[IntArray, 
         return None
     ahead = np.round((wall_out - wall[0]) / step_s).astype(np.int_) - int(pos.max()) - 1
     return pos, np.maximum(ahead, 0)  # a step ahead on an hour already seen: the next step's forecast
+
+
+def _missing(pos: IntArray, wall: Array, tz: tzinfo | None) -> int:
+    """Grid steps without a row (``pos``: the rows' positions; ``wall``: each step's wall time), not
+    counting the steps the zone's clock skips (spring): a file written on the local clock has no row
+    there, and none is missing."""
+    import numpy as np  # kept lazy: start-up time
+
+    from tools.auto_intel.clock import utc_offsets, wall_to_utc
+
+    holes = np.setdiff1d(np.arange(int(pos.max()) + 1), pos)
+    if tz is None or not len(holes):
+        return len(holes)
+    real = np.array([wall_to_utc(float(wall[i]), tz) for i in holes])
+    return int(np.count_nonzero(real + utc_offsets(real, tz) == wall[holes]))
 
 
 def _on_grid(y: Array, pos: IntArray) -> Array:

@@ -193,8 +193,17 @@ def test_a_zone_without_clock_changes_or_a_naive_local_series_changes_nothing() 
     naive = np.array([wall(2023, 10, 20) + 3600.0 * i for i in range(24 * 20)])
     real = np.array([wall_to_utc(w, BERLIN) for w in naive])
     vals = local_sessions(datetime(2023, 10, 20, tzinfo=UTC), datetime(2023, 11, 9, tzinfo=UTC), noise=0.1)[1]
-    assert forecast(vals, horizon=24, timestamps=list(real), tz="Europe/Berlin").yhat == forecast(
-        vals, horizon=24, timestamps=list(naive)).yhat
+    on_clock = forecast(vals, horizon=24, timestamps=list(real), tz="Europe/Berlin")
+    assert on_clock.yhat == forecast(vals, horizon=24, timestamps=list(naive)).yhat
+    assert on_clock.missing_steps == 0  # an hour apart on UTC at the merged row, but nothing is missing
+    # a file written on the local clock across the spring change: no row at 02:00, and none missing
+    spring = np.array([wall(2024, 3, 20) + 3600.0 * i for i in range(24 * 20)])
+    spring = spring[[wall_to_utc(w, BERLIN) + utc_offsets(np.array([wall_to_utc(w, BERLIN)]), BERLIN)[0] == w
+                     for w in spring]]
+    assert len(spring) == 24 * 20 - 1
+    stamps = [wall_to_utc(w, BERLIN) for w in spring]
+    fc = forecast(vals[:len(stamps)], horizon=24, timestamps=stamps, tz="Europe/Berlin")
+    assert fc.local_clock and fc.missing_steps == 0
 
 
 def test_zone_errors() -> None:
