@@ -56,12 +56,17 @@ def utc_offsets(t: Array, tz: tzinfo) -> Array:
 
     days = np.floor(t / DAY_S)
     uniq, inv = np.unique(days, return_inverse=True)
-    first = np.array([_offset(float(d) * DAY_S, tz) for d in uniq])
-    last = np.array([_offset(float(d) * DAY_S + DAY_S - 1, tz) for d in uniq])
-    out: Array = first[inv]
-    for i in np.flatnonzero(first[inv] != last[inv]):
+    steady = np.array([_day_offset(float(d), tz) for d in uniq])  # NaN: the offset changes that day
+    out: Array = steady[inv]
+    for i in np.flatnonzero(np.isnan(out)):
         out[i] = _offset(float(t[i]), tz)
     return out
+
+
+def _day_offset(day: float, tz: tzinfo) -> float:
+    """The zone's offset through UTC day number ``day`` (its first and last second agree), else NaN."""
+    first, last = _offset(day * DAY_S, tz), _offset(day * DAY_S + DAY_S - 1, tz)
+    return first if first == last else math.nan
 
 
 class WallClock:
@@ -72,16 +77,15 @@ class WallClock:
     def __init__(self, tz: tzinfo) -> None:
         self.tz = tz
         self._day = math.nan
-        self._off: float | None = None  # the day's offset when it does not change that day
+        self._off = math.nan  # the day's offset (``_day_offset``: NaN when it changes that day)
 
     def wall(self, ts: float) -> float:
         """The wall time of epoch second ``ts``."""
         day = ts // DAY_S
         if day != self._day:
             self._day = day
-            first, last = _offset(day * DAY_S, self.tz), _offset(day * DAY_S + DAY_S - 1, self.tz)
-            self._off = first if first == last else None
-        return ts + (self._off if self._off is not None else _offset(ts, self.tz))
+            self._off = _day_offset(day, self.tz)
+        return ts + (self._off if self._off == self._off else _offset(ts, self.tz))
 
 
 def wall_to_utc(wall: float, tz: tzinfo | None) -> float:

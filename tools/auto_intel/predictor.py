@@ -35,6 +35,8 @@ from datetime import UTC, datetime, tzinfo
 from statistics import NormalDist
 from typing import TYPE_CHECKING
 
+from tools.auto_intel.clock import ClockError, future_stamps, utc_offsets, wall_to_utc, zone
+
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
@@ -652,8 +654,6 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     """
     import numpy as np  # kept lazy: start-up time
 
-    from tools.auto_intel.clock import ClockError, future_stamps, utc_offsets, zone
-
     cfg = config or ForecastConfig()
     y = np.asarray(values, dtype=np.float64)
     if horizon < 1:
@@ -742,8 +742,6 @@ def _missing(pos: IntArray, wall: Array, tz: tzinfo | None) -> int:
     counting the steps the zone's clock skips (spring): a file written on the local clock has no row
     there, and none is missing."""
     import numpy as np  # kept lazy: start-up time
-
-    from tools.auto_intel.clock import utc_offsets, wall_to_utc
 
     holes = np.setdiff1d(np.arange(int(pos.max()) + 1), pos)
     if tz is None or not len(holes):
