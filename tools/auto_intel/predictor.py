@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     Array = NDArray[np.float64]
     IntArray = NDArray[np.int_]
+    BoolArray = NDArray[np.bool_]
 
 _DAY_S = 86400.0
 
@@ -75,6 +76,8 @@ class ForecastConfig:
     # backtests calmer than the history) is pooled with their whole-history interval (docs/models.md)
     fill_gaps: bool = True  # rows missing from a regular history are interpolated, so the seasons behind
     # each point stay a whole number of periods back (docs/models.md, "Gaps in the history")
+    seasonal_fill: bool = True  # a gap is filled with the season's shape where that fills the history's
+    # own stretches of its length better than a line; filled steps are never a target or an actual
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class Forecast:
     local_clock: bool = False  # modelled on the local clock (a sub-daily step across clock changes)
     step_months: int = 0  # calendar months per step (monthly 1, quarterly 3, yearly 12); 0: ``step_s`` apart
     missing_steps: int = 0  # steps missing from the history (gaps in its timestamps), interpolated
+    shaped_steps: int = 0  # of those, the steps filled with the season's shape rather than a line
 
 
 @dataclass(frozen=True)
@@ -352,7 +356,8 @@ def _holiday_effects(hol: Array, r: Array, pen: float) -> Array:
 
 
 def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: ForecastConfig,
-           trend: int = 0, hol: Array | None = None, hol_pen: float = 0.0) -> tuple[Array, Array, Array]:
+           trend: int = 0, hol: Array | None = None, hol_pen: float = 0.0, obs: BoolArray | None = None
+           ) -> tuple[Array, Array, Array]:
     """Seasonal baseline + ridge correction: (point forecast, lower and upper offsets) in z units.
     With ``trend`` (seasons) the seasons behind each point are moved forward by the trend over the
     last ``trend`` seasons first.
@@ -418,6 +423,7 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
         n_x = x.shape[1]
         for h in range(1, horizon + 1):
             tgt = r[t + h]
+            seen = None if obs is None else obs[t + h]
             extra, extra_now = [], []
             if cfg.same_phase and h <= day and t_lo + h - day >= 0:
                 # the deviation one day before the target: "today is like yesterday"
@@ -432,14 +438,18 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
             # normal equations by blocks: the shared features' Gram matrix is computed once
             e = np.stack(extra, axis=1) if extra else np.empty((len(t), 0))
             e_now = np.concatenate(extra_now) if extra_now else np.empty(0)
-            xe = x.T @ e
+            xh, xtx_h = x, xtx
+            if seen is not None and not seen.all():  # a filled target is not learnt from
+                xtx_h = xtx - x[~seen].T @ x[~seen]
+                xh, e, tgt = x[seen], e[seen], tgt[seen]
+            xe = xh.T @ e
             gram = np.empty((n_x + e.shape[1],) * 2)
-            gram[:n_x, :n_x], gram[:n_x, n_x:], gram[n_x:, :n_x], gram[n_x:, n_x:] = xtx, xe, xe.T, e.T @ e
+            gram[:n_x, :n_x], gram[:n_x, n_x:], gram[n_x:, :n_x], gram[n_x:, n_x:] = xtx_h, xe, xe.T, e.T @ e
             ridge = np.arange(1, len(gram))  # the intercept is not penalised
             gram[ridge, ridge] += lam
-            beta = np.linalg.solve(gram, np.concatenate((x.T @ tgt, e.T @ tgt)))
+            beta = np.linalg.solve(gram, np.concatenate((xh.T @ tgt, e.T @ tgt)))
             b_x, b_e = beta[:x.shape[1]], beta[x.shape[1]:]
-            resid = tgt[-recent:] - x[-recent:] @ b_x - e[-recent:] @ b_e
+            resid = tgt[-recent:] - xh[-recent:] @ b_x - e[-recent:] @ b_e
             corr[h - 1] = float(x_now[0] @ b_x + e_now @ b_e)
             lo_q[h - 1], hi_q[h - 1] = _tails(resid, a)
     else:
@@ -451,7 +461,8 @@ def _model(z: Array, horizon: int, period: int, yearly: int, day: int, cfg: Fore
 
 
 def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: bool, week: int = 0,
-            hol: Array | None = None, hol_pen: float = 0.0) -> tuple[Array, Array, Array]:
+            hol: Array | None = None, hol_pen: float = 0.0, obs: BoolArray | None = None
+            ) -> tuple[Array, Array, Array]:
     """Decomposition, Prophet-like: a yearly profile of Fourier terms (``year`` steps long,
     fractional for weekly data) plus a level (``decomp``) or a linear trend with at most one
     changepoint (``decomp+trend``), fitted by least squares on the last ``decomp_years`` years;
@@ -463,7 +474,8 @@ def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: boo
     a year, at least a year from either end of the window; for daily data a quarter from the end) is
     kept when it lowers the BIC. The last residual is carried forward by the residuals'
     autocorrelation at each lag (anomalies persist or fade as they did; for daily data the last
-    week's mean residual, by its correlation with the later residuals).
+    week's mean residual, by its correlation with the later residuals). Steps not observed (``obs``
+    False: filled) weigh nothing in the fit and are no in-sample error.
     (Point forecast, lower and upper offsets) in z units."""
     import numpy as np  # kept lazy: start-up time
 
@@ -483,6 +495,8 @@ def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: boo
         named = hol.shape[1] - 1
     x_all = np.column_stack(cols)
     sw = 0.5 ** ((w - 1 - np.arange(w)) / (2 * cfg.decomp_half_life * year)) if trend else np.ones(w)
+    seen = np.ones(w, bool) if obs is None else obs[n - w:]
+    sw = sw * seen
     x = x_all[:w] * sw[:, None]  # rows scaled by the square root of their weight
     zs = zz * sw
     p = x.shape[1]
@@ -530,11 +544,14 @@ def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: boo
     hi_q = np.empty(horizon)
     for h in hs:  # the in-sample errors of "residual h steps later = rho_h * residual now"
         e = r[h:] - rho[h - 1] * r_now[:-h] if h < w else r
+        if obs is not None and h < w and (both := seen[h:] & seen[:-h]).any():
+            e = e[both]
         lo_q[h - 1], hi_q[h - 1] = _tails(e, a)
     return fit[w:] + rho * r_now[-1], lo_q, hi_q
 
 
-def _naive(z: Array, horizon: int, lag: int, cfg: ForecastConfig) -> tuple[Array, Array, Array]:
+def _naive(z: Array, horizon: int, lag: int, cfg: ForecastConfig, obs: BoolArray | None = None
+           ) -> tuple[Array, Array, Array]:
     """Seasonal naive (``lag`` = period) or naive (``lag`` = 0): forecast and in-sample error quantiles."""
     import numpy as np  # kept lazy: start-up time
 
@@ -552,13 +569,15 @@ def _naive(z: Array, horizon: int, lag: int, cfg: ForecastConfig) -> tuple[Array
     hi_q = np.empty(horizon)
     for k in np.unique(steps):
         d = z[k:] - z[:-k] if k < n else np.array([0.0])
+        if obs is not None and k < n and (both := obs[k:] & obs[:-k]).any():
+            d = d[both]
         d = d[-cfg.max_train:]
         q = np.quantile(d, [a, 1.0 - a])
         lo_q[steps == k], hi_q[steps == k] = q[0], q[1]
     return mid, lo_q, hi_q
 
 
-def _drift(z: Array, horizon: int, cfg: ForecastConfig) -> tuple[Array, Array, Array]:
+def _drift(z: Array, horizon: int, cfg: ForecastConfig, obs: BoolArray | None = None) -> tuple[Array, Array, Array]:
     """Naive with drift: the last value moved on by the history's mean step (on the log scale a
     constant growth rate), and the quantiles of the history's own errors of that forecast at each
     step ahead (z units)."""
@@ -573,9 +592,23 @@ def _drift(z: Array, horizon: int, cfg: ForecastConfig) -> tuple[Array, Array, A
     hi_q = np.empty(horizon)
     for k in hs:
         d = (z[k:] - z[:-k] - slope * k) if k < n else np.array([0.0])
+        if obs is not None and k < n and (both := obs[k:] & obs[:-k]).any():
+            d = d[both]
         q = np.quantile(d[-cfg.max_train:], [a, 1.0 - a])
         lo_q[k - 1], hi_q[k - 1] = q[0], q[1]
     return mid, lo_q, hi_q
+
+
+def _sides(mid: Array, lo_q: Array, hi_q: Array) -> tuple[Array, Array, Array]:
+    """An uncalibrated interval with a side that does not reach past the forecast (the naive forecast of
+    a series that only fell: every past k-step change negative, so the upper offset is below 0) gets
+    that side mirrored from the other: a calibration factor scales each side, and a side at or below 0
+    cannot be scaled (its backtest errors scored against it were unbounded: an infinite interval)."""
+    import numpy as np  # kept lazy: start-up time
+
+    lo = np.where(lo_q < 0, lo_q, -np.maximum(hi_q, 0.0))
+    hi = np.where(hi_q > 0, hi_q, -np.minimum(lo_q, 0.0))
+    return mid, lo, hi
 
 
 def _scores(dev: Array, lo_q: Array, hi_q: Array) -> Array:
@@ -594,7 +627,16 @@ def _growth(dev: Array) -> Array:
     import numpy as np  # kept lazy: start-up time
 
     horizon = dev.shape[1]
-    c = np.concatenate(([0.0], np.cumsum((dev ** 2).mean(axis=0))))
+    sq = dev ** 2
+    seen = np.isfinite(sq)
+    per = np.where(seen, sq, 0.0).sum(axis=0)
+    cnt = seen.sum(axis=0)
+    if cnt.any() and not cnt.all():  # a step no backtest observed (filled): its neighbours' mean
+        idx = np.flatnonzero(cnt)
+        per_mean = np.interp(np.arange(horizon), idx, per[idx] / cnt[idx])
+    else:
+        per_mean = per / np.maximum(cnt, 1)
+    c = np.concatenate(([0.0], np.cumsum(per_mean)))
     w = max(1, horizon // 8)
     i = np.arange(horizon)
     lo, hi = np.maximum(i - w, 0), np.minimum(i + w + 1, horizon)
@@ -604,22 +646,23 @@ def _growth(dev: Array) -> Array:
 
 
 def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day: int,
-             cfg: ForecastConfig, hol: Array | None, year: float) -> tuple[Array, Array, Array]:
+             cfg: ForecastConfig, hol: Array | None, year: float, obs: BoolArray | None = None
+             ) -> tuple[Array, Array, Array]:
     """Method ``method``'s point forecast and uncalibrated interval offsets (z units)."""
     # a named holiday's deviation from the shared effect: the ridge penalty of `holiday_prior` days
     hol_pen = cfg.holiday_prior * max(1, round(year / 365.25))
     if method.startswith("decomp"):
         week = period if period != round(year) else 0  # daily data: the weekly profile as well
         return _decomp(z, horizon, year, cfg, trend=method == "decomp+trend", week=week,
-                       hol=hol if week else None, hol_pen=hol_pen)
+                       hol=hol if week else None, hol_pen=hol_pen, obs=obs)
     if method.startswith("model"):
         trend = cfg.trend_seasons if method == "model+trend" else 0
-        return _model(z, horizon, period, yearly, day, cfg, trend=trend, hol=hol, hol_pen=hol_pen)
+        return _model(z, horizon, period, yearly, day, cfg, trend=trend, hol=hol, hol_pen=hol_pen, obs=obs)
     if method == "seasonal_naive":
-        return _naive(z, horizon, period, cfg)
+        return _naive(z, horizon, period, cfg, obs)
     if method == "drift":
-        return _drift(z, horizon, cfg)
-    return _naive(z, horizon, 0, cfg)
+        return _drift(z, horizon, cfg, obs)
+    return _naive(z, horizon, 0, cfg, obs)
 
 
 def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[float] | None = None,
@@ -673,7 +716,8 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     step = step_s if step_s > 0 else 1.0
     days: Array | None = None  # the date (day number) of each step, history then horizon: holidays
     pick: IntArray | None = None  # the local-clock forecast's step for each step ahead (_local_grid)
-    changes = months = missing = 0
+    changes = months = missing = shaped = 0
+    obs: BoolArray | None = None  # which steps of the history were observed (not filled)
     if timestamps is not None:
         t = np.asarray(timestamps, dtype=np.float64)
         off = utc_offsets(t, tzi) if tzi is not None else np.zeros(len(t))
@@ -689,10 +733,12 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
             changes and step_s < _DAY_S or missing) else None
         if grid is not None:
             pos, pick = grid
-            y = _on_grid(y, pos)
+            y, shaped = _on_grid(y, pos, step_s, cfg.seasonal_fill)
+            obs = np.bincount(pos, minlength=len(y)) > 0
             wall: Array = float(t[0] + off[0]) + step_s * np.arange(len(y) + int(pick.max()) + 1, dtype=np.float64)
             days = np.floor(wall / _DAY_S)
             missing = _missing(pos, wall, tzi)
+            shaped = min(shaped, missing)  # (an hour the clock skips may take the shape too: not missing)
         else:
             missing = 0
             days = np.floor(np.concatenate((t + off, t_out + off_out)) / _DAY_S)
@@ -708,13 +754,15 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     if holidays is not None and days is not None and step_s > 0:
         hol = _holiday_matrix(days, holidays, holiday_names)
     fit_h = horizon if pick is None else int(pick.max()) + 1
-    mid, lower, upper, chosen, period, found = _fit(y, fit_h, step_s, mean_step, hol, cfg)
+    mid, lower, upper, chosen, period, found = _fit(y, fit_h, step_s, mean_step, hol, cfg,
+                                                    None if obs is None or obs.all() else obs)
     if pick is not None:
         mid, lower, upper = mid[pick], lower[pick], upper[pick]
     return Forecast(ts_out, [float(v) for v in mid], [float(v) for v in lower],
                     [float(v) for v in upper], step_s, period, chosen,
                     tuple(name for name, ok in found.items() if ok), tz=tz, clock_changes=changes,
-                    local_clock=pick is not None and changes > 0, step_months=months, missing_steps=missing)
+                    local_clock=pick is not None and changes > 0, step_months=months, missing_steps=missing,
+                    shaped_steps=shaped)
 
 
 def _local_grid(wall: Array, wall_out: Array, step_s: float) -> tuple[IntArray, IntArray] | None:
@@ -750,9 +798,13 @@ def _missing(pos: IntArray, wall: Array, tz: tzinfo | None) -> int:
     return int(np.count_nonzero(real + utc_offsets(real, tz) == wall[holes]))
 
 
-def _on_grid(y: Array, pos: IntArray) -> Array:
+def _on_grid(y: Array, pos: IntArray, step_s: float = 0.0, seasonal: bool = False) -> tuple[Array, int]:
     """The values ``y`` at grid positions ``pos`` (from 0) as a regular series: the mean of the points
-    that share a position, and positions without a point interpolated linearly."""
+    that share a position, and positions without a point filled. Linearly; with ``seasonal`` (and a
+    calendar season the history holds three of), a gap is filled with the season's shape where that
+    fills the history's own stretches of the gap's length better (``_seasonal_fill``, ``_shape_wins``)
+    and the gap is shorter than the season. Returns the series and the number of steps filled with
+    the shape."""
     import numpy as np  # kept lazy: start-up time
 
     size = int(pos.max()) + 1
@@ -760,11 +812,119 @@ def _on_grid(y: Array, pos: IntArray) -> Array:
     total = np.bincount(pos, weights=y, minlength=size)
     have = count > 0
     out: Array = np.interp(np.arange(size), np.flatnonzero(have), total[have] / count[have])
+    season = _fill_season(step_s, size) if seasonal and step_s > 0 and not have.all() else 0
+    if not season:
+        return out, 0
+    logs = bool((out >= 0).all())  # a season that scales with the level, as the model sees it
+    z = np.log1p(out) if logs else out
+    shaped = _seasonal_fill(z, have, season)
+    starts, ends = _runs(~have)
+    run_len = np.zeros(size, np.int_)  # each missing step: the length of its gap
+    run_len[~have] = np.repeat(ends - starts, ends - starts)
+    # a gap of a whole season or more stays a line: filled whole seasons of the shape are taken by the
+    # seasonal model as real ones and chosen over the decomposition (docs/models.md, held-out co2)
+    wins = [length for length in np.unique(ends - starts)
+            if length < season and _shape_wins(z, have, season, int(length), logs)]
+    use = np.isin(run_len, wins)  # observed steps have length 0: kept as they are
+    out[use] = np.maximum(np.expm1(shaped[use]), 0.0) if logs else shaped[use]
+    return out, int(np.count_nonzero(use))
+
+
+def _fill_season(step_s: float, n: int) -> float:
+    """The season (steps, fractional for the year of weekly data: 52.18) a gap is filled with: the
+    week, else the day, else the year, the first of at least two steps that ``n`` steps hold three
+    of; 0 when none."""
+    day = _DAY_S / step_s
+    for p in (7 * day, day, 365.25 * day):
+        if p >= 2 and n >= 3 * p:
+            return p
+    return 0.0
+
+
+def _runs(mask: BoolArray) -> tuple[IntArray, IntArray]:
+    """Starts and ends (exclusive) of the runs of True in ``mask``."""
+    import numpy as np  # kept lazy: start-up time
+
+    d = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+def _seasonal_fill(z: Array, have: BoolArray, season: float) -> Array:
+    """``z`` (linearly filled where ``have`` is False) with each gap filled by the season's shape:
+    the shape is the median, at each phase of the season (``round(season)`` phases; a fractional
+    season, the year of weekly data, keeps its phase across the years), of the observed points'
+    deviation from a centred moving average of one season; the series less its shape is
+    interpolated linearly across the gap (so the fill meets both edges) and the shape added back."""
+    import numpy as np  # kept lazy: start-up time
+
+    n = len(z)
+    bins = round(season)
+    c = np.concatenate(([0.0], np.cumsum(z)))
+    lo = np.clip(np.arange(n) - bins // 2, 0, n)
+    hi = np.clip(lo + bins, 0, n)
+    level = (c[hi] - c[lo]) / np.maximum(hi - lo, 1)
+    phase = (np.floor(np.mod(np.arange(n), season) * (bins / season)).astype(np.int_)) % bins
+    # the median deviation of each phase: sorted by phase, then by value, each phase's middle
+    obs = np.flatnonzero(have)
+    dev = z[obs] - level[obs]
+    order = np.lexsort((dev, phase[obs]))
+    ph, v = phase[obs][order], dev[order]
+    first = np.searchsorted(ph, np.arange(bins))
+    count = np.searchsorted(ph, np.arange(bins), side="right") - first
+    shape = np.zeros(bins)
+    some = count > 0
+    mid_lo = first[some] + (count[some] - 1) // 2
+    mid_hi = first[some] + count[some] // 2
+    shape[some] = (v[mid_lo] + v[mid_hi]) / 2.0
+    shape -= shape.mean()
+    prof = shape[phase]
+    idx = np.flatnonzero(have)
+    out = z.copy()
+    gap = np.flatnonzero(~have)
+    out[gap] = np.interp(gap, idx, z[idx] - prof[idx]) + prof[gap]
     return out
 
 
-def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | None, cfg: ForecastConfig
-         ) -> tuple[Array, Array, Array, str, int, dict[str, bool]]:
+def _shape_wins(z: Array, have: BoolArray, season: float, length: int, logs: bool = False) -> bool:
+    """Whether the season's shape fills gaps of ``length`` steps better than a straight line on this
+    history. Stretches of that length (observed, with an observed step on either side; at most 400,
+    spread evenly over half the history) are hidden, a quarter of them at a time, and filled both
+    ways; the shape wins when its absolute error over a stretch is smaller on average by more than
+    twice the standard error of that mean (a paired test: on noisy counts a one-step gap is filled
+    about as well either way, and the line is kept). Errors in the series' units (``z`` is ``log1p``
+    of them with ``logs``)."""
+    import numpy as np  # kept lazy: start-up time
+
+    n = len(z)
+    taken = np.zeros(n, bool)
+    starts = []
+    for p in np.linspace(1, n - length - 1, max(1, min(400, n // (2 * (length + 2))))).astype(np.int_):
+        if have[p - 1:p + length + 1].all() and not taken[max(p - 2, 0):p + length + 2].any():
+            taken[p:p + length] = True
+            starts.append(int(p))
+    if len(starts) < 3:
+        return False
+    back = (lambda v: np.maximum(np.expm1(v), 0.0)) if logs else (lambda v: v)
+    actual = back(z)
+    gains = []
+    for part in range(4):
+        mine = starts[part::4]
+        if not mine:
+            continue
+        hide = np.zeros(n, bool)
+        for p in mine:
+            hide[p:p + length] = True
+        known = have & ~hide
+        idx = np.flatnonzero(known)
+        line = np.interp(np.arange(n), idx, z[idx])
+        gain = np.abs(back(line) - actual) - np.abs(back(_seasonal_fill(line, known, season)) - actual)
+        gains += [float(gain[p:p + length].sum()) for p in mine]
+    per = np.array(gains)
+    return bool(per.mean() > 2.0 * per.std(ddof=1) / math.sqrt(len(per)))
+
+
+def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | None, cfg: ForecastConfig,
+         obs: BoolArray | None = None) -> tuple[Array, Array, Array, str, int, dict[str, bool]]:
     """``forecast``'s model on a regular series ``y``: (point forecast, lower, upper, the method chosen,
     the period, the seasons found). ``mean_step``: the mean spacing (seconds), for the year's length."""
     import numpy as np  # kept lazy: start-up time
@@ -802,9 +962,13 @@ def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | N
         """Method ``m`` forecasting ``horizon`` steps from the history before origin ``o``: the point
         forecast (z units), its errors (actual - forecast, z units) and uncalibrated interval offsets."""
         yo = yearly if o >= 2 * yearly + 4 * period else 0
-        mid, lo_q, hi_q = _predict(m, z[:o], horizon, lag if m == "seasonal_naive" else period, yo, day, cfg,
-                                   None if hol is None else hol[:o + horizon], year)
-        return mid, z[o:o + horizon] - mid, lo_q, hi_q
+        mid, lo_q, hi_q = _sides(*_predict(m, z[:o], horizon, lag if m == "seasonal_naive" else period, yo, day,
+                                           cfg, None if hol is None else hol[:o + horizon], year,
+                                           None if obs is None else obs[:o]))
+        dev = z[o:o + horizon] - mid
+        if obs is not None:  # a filled step is no actual to score against
+            dev = np.where(obs[o:o + horizon], dev, np.nan)
+        return mid, dev, lo_q, hi_q
 
     if origins:
         errs: dict[str, list[float]] = {m: [] for m in methods}
@@ -813,9 +977,12 @@ def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | N
         for o in origins:
             for m in methods:
                 mid, dev, lo_q, hi_q = backtest(m, o)
-                errs[m].append(float(np.mean(np.abs(back(mid) - y[o:o + horizon]))))
+                err = np.abs(back(mid) - y[o:o + horizon])
+                seen = np.isfinite(dev)
+                if seen.any():
+                    errs[m].append(float(np.mean(err[seen])))
                 conf[m][o] = (dev, lo_q, hi_q)
-        chosen = min(methods, key=lambda m: float(np.mean(errs[m])))
+        chosen = min(methods, key=lambda m: float(np.mean(errs[m])) if errs[m] else math.inf)
         # The interval is calibrated on the chosen method's backtests. When the origins reach back
         # more than a quarter of the history (a long horizon on a short history: weekly data, a
         # year ahead), the oldest backtests learnt from much less history and err more than the
@@ -836,15 +1003,16 @@ def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | N
         for o in cal_origins:
             if o not in conf[chosen]:
                 conf[chosen][o] = backtest(chosen, o)[1:]
-    mid, lo_q, hi_q = _predict(chosen, z, horizon, lag if chosen == "seasonal_naive" else period, yearly, day,
-                               cfg, hol, year)
+    mid, lo_q, hi_q = _sides(*_predict(chosen, z, horizon, lag if chosen == "seasonal_naive" else period, yearly,
+                                       day, cfg, hol, year, obs))
     if origins:
         if yearly_decomp:  # the backtests' errors on the forecast's own interval, grown as theirs grow
             g = _growth(np.stack([conf[chosen][o][0] for o in cal_origins]))
             lo_q, hi_q = lo_q * g, hi_q * g
-            scores = np.concatenate([_scores(conf[chosen][o][0], lo_q, hi_q) for o in cal_origins]).tolist()
+            sc = np.concatenate([_scores(conf[chosen][o][0], lo_q, hi_q) for o in cal_origins])
         else:
-            scores = np.concatenate([_scores(*conf[chosen][o]) for o in cal_origins]).tolist()
+            sc = np.concatenate([_scores(*conf[chosen][o]) for o in cal_origins])
+        scores = sc[np.isfinite(sc)].tolist()
     if len(scores) >= 20:
         # conformal: widen or narrow the interval by the factor that covered `coverage` of backtests
         c = float(np.quantile(scores, min(1.0, cfg.coverage + (1 - cfg.coverage) / len(cal_origins))))

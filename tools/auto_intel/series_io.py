@@ -226,7 +226,8 @@ def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int, holidays: l
         names = {key for h in holidays or [] if (key := holiday_key(h[1]))}
         given = (f"; {len({h[0] // 86400.0 for h in holidays})} holiday dates given"
                  f"{f' ({len(names)} names)' if names else ''}" if holidays else "")
-        gaps = (f"; {fc.missing_steps} missing step{'s' if fc.missing_steps != 1 else ''} interpolated"
+        shape = f" ({fc.shaped_steps} with the season's shape)" if fc.shaped_steps else ""
+        gaps = (f"; {fc.missing_steps} missing step{'s' if fc.missing_steps != 1 else ''} interpolated{shape}"
                 if fc.missing_steps else "")
         err.write(f"levqor forecast: {len(ys)} rows, step {_step_text(fc)}{gaps}; seasons found: "
                   f"{', '.join(fc.seasons) or 'none'}{_clock_text(fc)}; method: {fc.method} (the best of the "

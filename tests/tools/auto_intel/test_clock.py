@@ -22,7 +22,15 @@ from tools.auto_intel.clock import (
     wall_to_utc,
     zone,
 )
-from tools.auto_intel.predictor import ForecastConfig, ForecastError, forecast
+from tools.auto_intel.predictor import (
+    ForecastConfig,
+    ForecastError,
+    _fill_season,
+    _naive,
+    _on_grid,
+    _seasonal_fill,
+    forecast,
+)
 from tools.auto_intel.series_io import SeriesError, detect_stream, forecast_csv
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -371,6 +379,13 @@ def with_gaps(t: np.ndarray, y: np.ndarray, seed: int = 4) -> tuple[np.ndarray, 
     return t[~drop], y[~drop], int(drop.sum())
 
 
+def outage(t: np.ndarray, y: np.ndarray, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The series without its rows ``start`` to ``start + length``."""
+    keep = np.ones(len(t), bool)
+    keep[start:start + length] = False
+    return t[keep], y[keep]
+
+
 @pytest.mark.parametrize("step_min", [60, 1440])
 def test_missing_rows_are_interpolated_so_the_seasons_stay_aligned(step_min: int) -> None:
     # hourly (daily and weekly shape) and daily (weekly shape): a missing row used to shift every older
@@ -408,10 +423,101 @@ def test_cli_says_how_many_steps_were_missing(tmp_path: Path) -> None:
     path.write_text(csv_text(gt, gy))
     out = cli("forecast", "--horizon", "24", str(path))
     assert out.returncode == 0, out.stderr
-    assert f"rows, step 1 h; {dropped} missing steps interpolated; seasons found: daily" in out.stderr
+    assert f"rows, step 1 h; {dropped} missing steps interpolated (" in out.stderr
+    # a day missing: filled with the daily/weekly shape, and the summary says so
+    lt, ly = outage(t, y, 24 * 20, 24)
+    path.write_text(csv_text(lt, ly))
+    out = cli("forecast", "--horizon", "24", str(path))
+    assert "; 24 missing steps interpolated (24 with the season's shape); seasons found" in out.stderr, out.stderr
+
+
+def test_a_long_outage_is_filled_with_the_season_s_shape() -> None:
+    # two days missing from eight weeks of hourly sessions: a straight line across them is a flat
+    # stretch where two working days were; the season's shape puts the days back
+    t, y = local_sessions(datetime(2023, 1, 2, tzinfo=UTC), datetime(2023, 2, 27, tzinfo=UTC), noise=0.05)
+    gt, gy = outage(t, y, 24 * 30, 48)
+    pos = np.round((gt - gt[0]) / 3600.0).astype(int)
+    gone = slice(24 * 30, 24 * 32)
+    line = _on_grid(gy, pos, 3600.0, seasonal=False)[0]
+    shaped = _on_grid(gy, pos, 3600.0, seasonal=True)[0]
+    assert np.array_equal(line[pos], shaped[pos]) and np.allclose(shaped[pos], gy)  # observed rows kept
+    err_line = float(np.mean(np.abs(line[gone] - y[gone])))
+    err_shape = float(np.mean(np.abs(shaped[gone] - y[gone])))
+    assert err_shape < 0.3 * err_line, (err_shape, err_line)
+    # and a forecast made just after it (the outage within the last week: the seasons behind the
+    # forecast) errs less than with the line
+    cut = 24 * 34
+    h = 48
+    gt, gy = outage(t[:cut], y[:cut], cut - 24 * 5, 48)
+    want = truth(t[cut:cut + h])
+    fcs = {name: forecast(gy, horizon=h, timestamps=list(gt), config=ForecastConfig(seasonal_fill=sf))
+           for name, sf in (("line", False), ("shape", True))}
+    assert fcs["shape"].missing_steps == fcs["line"].missing_steps == 48
+    assert fcs["shape"].shaped_steps == 48 and fcs["line"].shaped_steps == 0
+    err = {name: float(np.mean(np.abs(np.array(fc.yhat) - want))) for name, fc in fcs.items()}
+    assert err["shape"] < 0.7 * err["line"], err
+
+
+def test_gaps_in_a_series_without_a_season_stay_straight_lines() -> None:
+    # a random walk on an hourly clock: the "shape" is noise, and the history's own stretches say so
+    rng = np.random.default_rng(5)
+    t = utc(2024, 1, 1) + 3600.0 * np.arange(24 * 60)
+    y = 500 + np.cumsum(rng.normal(0, 1, len(t)))
+    gt, gy = outage(t, y, 700, 30)
+    pos = np.round((gt - gt[0]) / 3600.0).astype(int)
+    assert np.array_equal(_on_grid(gy, pos, 3600.0, seasonal=True)[0], _on_grid(gy, pos, 3600.0, seasonal=False)[0])
+    assert forecast(gy, horizon=5, timestamps=list(gt)).shaped_steps == 0
+
+
+def test_the_year_of_weekly_data_keeps_its_phase_across_the_years() -> None:
+    # a yearly shape on weekly data is 52.18 weeks long: a 52-step shape drifts a week every five
+    # or six years, and over forty years smears the peak it fills a gap with
+    weeks = np.arange(52 * 40)
+    z = 100 + 0.02 * weeks + 5 * np.sin(2 * np.pi * weeks * 7 / 365.25)
+    have = np.ones(len(z), bool)
+    have[1500:1552] = False  # a year missing
+    idx = np.flatnonzero(have)
+    line = np.interp(np.arange(len(z)), idx, z[idx])
+    year = _fill_season(7 * DAY, len(z))
+    assert year == pytest.approx(365.25 / 7)
+    err = {name: float(np.mean(np.abs(_seasonal_fill(line, have, p)[~have] - z[~have])))
+           for name, p in (("fractional", year), ("whole", 52.0))}
+    assert err["fractional"] < 0.2 and err["whole"] > 3 * err["fractional"], err
+
+
+def test_filled_steps_do_not_calibrate_the_interval() -> None:
+    # a naive interval comes from the history's k-step changes: a filled straight stretch would make
+    # them look calm; with the filled steps marked unobserved, only observed pairs count
+    rng = np.random.default_rng(6)
+    z = np.cumsum(rng.normal(0, 1, 400))
+    z[50:350] = np.linspace(z[50], z[349], 300)  # as filled
+    obs = np.ones(400, bool)
+    obs[51:349] = False
+    cfg = ForecastConfig()
+    _, lo_all, hi_all = _naive(z, 5, 0, cfg)
+    _, lo_obs, hi_obs = _naive(z, 5, 0, cfg, obs)
+    assert np.all(hi_obs - lo_obs > 1.3 * (hi_all - lo_all))
+    d1 = (z[1:] - z[:-1])[obs[1:] & obs[:-1]]
+    assert hi_obs[0] == pytest.approx(float(np.quantile(d1, 0.95)))
 
 
 # ---- calibration of the naive family ------------------------------------------------------------
+
+
+def test_a_series_that_only_fell_gets_a_finite_interval_on_both_sides() -> None:
+    # a yearly rate that fell every year but a few (as a fertility rate): the naive forecast's past
+    # k-step changes are all negative, so its uncalibrated upper offset was below the forecast; the
+    # backtest errors above it were scored against ~0 and the interval came out as [0, inf]
+    rng = np.random.default_rng(5)  # (this draw's last cut chose naive with such an upper offset)
+    steps = -np.abs(rng.normal(0.08, 0.05, 44))
+    steps[[38, 40, 41]] = [0.05, 0.04, 0.06]
+    y = 6.0 + np.concatenate(([0.0], np.cumsum(steps)))
+    t = months((1970, 1, 1), len(y), every=12)
+    for cut in range(len(y) - 8, len(y) + 1):
+        fc = forecast(y[:cut], horizon=5, timestamps=list(t[:cut]))
+        lo, mid, hi = np.array(fc.lower), np.array(fc.yhat), np.array(fc.upper)
+        assert np.isfinite(hi).all() and np.isfinite(lo).all(), (cut, fc.method, hi)
+        assert (lo <= mid).all() and (mid < hi).all() and (hi - mid < 5).all(), (cut, fc.method, lo, mid, hi)
 
 def random_walk(calm_last: bool, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Fifty years of a quarterly random walk with drift (as GDP), the last twelve and a half calmer (or
