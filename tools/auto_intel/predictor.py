@@ -865,10 +865,10 @@ def _seasonal_fill(z: Array, have: BoolArray, season: float) -> Array:
     level = (c[hi] - c[lo]) / np.maximum(hi - lo, 1)
     phase = (np.floor(np.mod(np.arange(n), season) * (bins / season)).astype(np.int_)) % bins
     # the median deviation of each phase: sorted by phase, then by value, each phase's middle
-    obs = np.flatnonzero(have)
-    dev = z[obs] - level[obs]
-    order = np.lexsort((dev, phase[obs]))
-    ph, v = phase[obs][order], dev[order]
+    idx = np.flatnonzero(have)
+    dev = z[idx] - level[idx]
+    order = np.lexsort((dev, phase[idx]))
+    ph, v = phase[idx][order], dev[order]
     first = np.searchsorted(ph, np.arange(bins))
     count = np.searchsorted(ph, np.arange(bins), side="right") - first
     shape = np.zeros(bins)
@@ -878,7 +878,6 @@ def _seasonal_fill(z: Array, have: BoolArray, season: float) -> Array:
     shape[some] = (v[mid_lo] + v[mid_hi]) / 2.0
     shape -= shape.mean()
     prof = shape[phase]
-    idx = np.flatnonzero(have)
     out = z.copy()
     gap = np.flatnonzero(~have)
     out[gap] = np.interp(gap, idx, z[idx] - prof[idx]) + prof[gap]
