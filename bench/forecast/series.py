@@ -905,6 +905,62 @@ def final9_monthly_subscriptions(seed: int = 10102) -> tuple[np.ndarray, np.ndar
     return ends.astype("datetime64[s]").astype(np.int64).astype(float), y
 
 
+# ---- the tenth final test set (stop 42): committed sealed for the next forecaster change ----
+
+def final10_m1() -> tuple[np.ndarray, np.ndarray] | None:
+    """US money stock M1 (statsmodels' macrodata, quarterly 1959-2009): growth whose rate changes by decade,
+    flat in the 1990s, no season."""
+    return _macrodata_quarterly("m1")
+
+
+def final10_hourly_outages(seed: int = 11101) -> tuple[np.ndarray, np.ndarray]:
+    """Sixteen weeks of hourly job runs on a platform (UTC, from 2025-01-06): a weekday office-hours shape
+    with a lunch dip, quiet weekends, nightly batch at 02:00, growth of 15-25 % over the period, negative
+    binomial counts; three outages of the metrics exporter (30 to 70 hours each) and 0.5 % of single rows
+    missing, all before the scored last fourteen days."""
+    rng = np.random.default_rng(seed)
+    n = 16 * 7 * 24
+    t = np.arange(n)
+    hour = t % 24
+    weekday = (t // 24) % 7
+    office = 0.2 + np.exp(-0.5 * ((hour - 10.5) / 2.0) ** 2) + 0.9 * np.exp(-0.5 * ((hour - 15.5) / 2.0) ** 2)
+    shape = np.where(weekday >= 5, 0.25 + 0.1 * office, office) + 0.8 * (hour == 2)
+    growth = 1 + rng.uniform(0.15, 0.25) * t / n
+    mean = 40 * shape * growth * np.exp(_ar(rng, n, (0.7,), 0.08))
+    y = rng.negative_binomial(20, 20 / (20 + mean)).astype(float)
+    keep = rng.random(n) >= 0.005
+    for _ in range(3):
+        length = int(rng.integers(30, 71))
+        start = int(rng.integers(24 * 7, n - 14 * 24 - length))
+        keep[start:start + length] = False
+    keep[n - 14 * 24:] = True
+    ts = (np.datetime64("2025-01-06T00:00") + t.astype("timedelta64[h]")).astype("datetime64[s]").astype(np.int64)
+    return ts[keep].astype(float), y[keep]
+
+
+def final10_daily_tickets(seed: int = 11102) -> tuple[np.ndarray, np.ndarray]:
+    """Three years of daily support tickets (2022-01-03 to 2024-12-31): a weekday shape (Mondays busiest,
+    weekends a third), a yearly dip over the summer and the year-end holidays, a product launch in the second
+    year that doubles the level over two months and settles at 1.6x, Poisson counts; five outages of three
+    to six days with no rows, before the scored stretch."""
+    rng = np.random.default_rng(seed)
+    days = np.arange(np.datetime64("2022-01-03"), np.datetime64("2025-01-01"))
+    n = len(days)
+    t = np.arange(n)
+    weekday = t % 7
+    week = np.array([1.35, 1.15, 1.05, 1.0, 0.9, 0.35, 0.3])[weekday]
+    doy = (days - days.astype("datetime64[Y]")).astype(int) / 365.25
+    year = 1 - 0.2 * np.exp(-0.5 * ((doy - 0.6) / 0.06) ** 2) - 0.35 * np.exp(-0.5 * ((doy - 0.995) / 0.01) ** 2)
+    launch = 1 + np.clip((t - 480) / 30.0, 0, 1) * 1.0 - np.clip((t - 540) / 60.0, 0, 1) * 0.4
+    y = rng.poisson(60 * week * year * launch * np.exp(_ar(rng, n, (0.5,), 0.07))).astype(float)
+    keep = np.ones(n, bool)
+    for _ in range(5):
+        length = int(rng.integers(3, 7))
+        start = int(rng.integers(30, n - 120 - length))
+        keep[start:start + length] = False
+    return days.astype("datetime64[s]").astype(np.int64)[keep].astype(float), y[keep]
+
+
 # ---- holiday calendars a user would pass (``levqor forecast --holidays``) ------------------------
 
 def _nth_weekday(year: int, month: int, weekday: int, nth: int) -> np.datetime64:
