@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
 
 from memory.db import session_scope
 from memory.jobs.models import Job, Worker
@@ -21,9 +21,15 @@ from tools.jobs.workers import API_PROCESS_LEASE
 
 def clean_ops() -> None:
     """Resolve every incident and drop samples so a test sees only its own findings (and the records of
-    API processes that other tests' servers left behind when they were killed)."""
+    API processes that other tests' servers left behind when they were killed). The incidents are
+    dated resolved a day back: a finding with the cause of another test's incident opens its own
+    rather than reopening that one within the flap window (three reopens made it "flapping", and the
+    healer escalated it instead of acting)."""
+    long_ago = ago(86400)
     with session_scope() as s:
         s.execute(update(Incident).where(Incident.state != "resolved").values(state="resolved"))
+        s.execute(update(Incident).where(or_(Incident.resolved_at.is_(None), Incident.resolved_at > long_ago))
+                  .values(resolved_at=long_ago))
         s.execute(delete(Lease).where(Lease.name.startswith(API_PROCESS_LEASE, autoescape=True)))
         s.execute(delete(OpsSample))
         s.execute(delete(OpsDetectorState))
