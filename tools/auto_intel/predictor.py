@@ -543,9 +543,7 @@ def _decomp(z: Array, horizon: int, year: float, cfg: ForecastConfig, trend: boo
     lo_q = np.empty(horizon)
     hi_q = np.empty(horizon)
     for h in hs:  # the in-sample errors of "residual h steps later = rho_h * residual now"
-        e = r[h:] - rho[h - 1] * r_now[:-h] if h < w else r
-        if obs is not None and h < w and (both := seen[h:] & seen[:-h]).any():
-            e = e[both]
+        e = _observed(r[h:] - rho[h - 1] * r_now[:-h], None if obs is None else seen, int(h)) if h < w else r
         lo_q[h - 1], hi_q[h - 1] = _tails(e, a)
     return fit[w:] + rho * r_now[-1], lo_q, hi_q
 
@@ -568,9 +566,7 @@ def _naive(z: Array, horizon: int, lag: int, cfg: ForecastConfig, obs: BoolArray
     lo_q = np.empty(horizon)
     hi_q = np.empty(horizon)
     for k in np.unique(steps):
-        d = z[k:] - z[:-k] if k < n else np.array([0.0])
-        if obs is not None and k < n and (both := obs[k:] & obs[:-k]).any():
-            d = d[both]
+        d = _observed(z[k:] - z[:-k], obs, int(k)) if k < n else np.array([0.0])
         d = d[-cfg.max_train:]
         q = np.quantile(d, [a, 1.0 - a])
         lo_q[steps == k], hi_q[steps == k] = q[0], q[1]
@@ -591,12 +587,19 @@ def _drift(z: Array, horizon: int, cfg: ForecastConfig, obs: BoolArray | None = 
     lo_q = np.empty(horizon)
     hi_q = np.empty(horizon)
     for k in hs:
-        d = (z[k:] - z[:-k] - slope * k) if k < n else np.array([0.0])
-        if obs is not None and k < n and (both := obs[k:] & obs[:-k]).any():
-            d = d[both]
+        d = _observed(z[k:] - z[:-k] - slope * k, obs, int(k)) if k < n else np.array([0.0])
         q = np.quantile(d[-cfg.max_train:], [a, 1.0 - a])
         lo_q[k - 1], hi_q[k - 1] = q[0], q[1]
     return mid, lo_q, hi_q
+
+
+def _observed(d: Array, obs: BoolArray | None, k: int) -> Array:
+    """``d``, one value per pair of steps ``k`` apart (as ``z[k:] - z[:-k]``), without the pairs that
+    touch a filled step (``obs`` False); all of ``d`` when nothing was filled or no pair is observed."""
+    if obs is None:
+        return d
+    both = obs[k:] & obs[:-k]
+    return d[both] if both.any() else d
 
 
 def _sides(mid: Array, lo_q: Array, hi_q: Array) -> tuple[Array, Array, Array]:
