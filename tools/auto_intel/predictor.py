@@ -78,6 +78,8 @@ class ForecastConfig:
     # each point stay a whole number of periods back (docs/models.md, "Gaps in the history")
     seasonal_fill: bool = True  # a gap is filled with the season's shape where that fills the history's
     # own stretches of its length better than a line; filled steps are never a target or an actual
+    combine: bool = True  # average the backtests' best method with the next two unless they err clearly
+    # more (by two standard errors of the paired difference over the origins; docs/models.md, "Combining")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class Forecast:
     period: int  # seasonal period used (points); 0 when none
     method: str = "model"  # "model", "model+trend", "decomp", "decomp+trend", "seasonal_naive", "naive"
     # or "drift" (no season only): the best in backtests
+    members: tuple[str, ...] = ()  # the methods whose forecasts are averaged, ``method`` first (``combine``)
     seasons: tuple[str, ...] = ()  # seasons detected in the history ("daily", "weekly", "yearly")
     tz: str | None = None  # the time zone whose clock the series follows (None: UTC)
     clock_changes: int = 0  # UTC offset changes of ``tz`` over the history and the horizon
@@ -648,6 +651,28 @@ def _growth(dev: Array) -> Array:
     return res
 
 
+def _members(ranked: list[str], errs: dict[str, list[float]], calendar: bool = False) -> tuple[str, ...]:
+    """The methods to average: the best in backtests (``ranked[0]``) and each of the next two whose
+    errors over the same origins (``errs``, per origin) are not larger than the best's by more than
+    two standard errors of the paired difference. Eight origins rarely tell close methods apart, and
+    the mean of methods that are about as good errs less on new data than the one that won the
+    backtests by chance (docs/models.md, "Combining"). With a ``calendar`` (holidays in the history and
+    ahead), a method that ignores it (the naive family) is not averaged with one that uses it: that
+    would dilute the holidays' effect the caller asked for."""
+    import numpy as np  # kept lazy: start-up time
+
+    naive = ("naive", "seasonal_naive", "drift")
+    best = np.array(errs[ranked[0]])
+    out = [ranked[0]]
+    for m in ranked[1:3]:
+        if m not in errs or len(errs[m]) != len(best) or calendar and (m in naive) != (ranked[0] in naive):
+            continue
+        d = np.array(errs[m]) - best
+        if len(d) < 2 or d.mean() <= 2.0 * d.std(ddof=1) / math.sqrt(len(d)):
+            out.append(m)
+    return tuple(out)
+
+
 def _predict(method: str, z: Array, horizon: int, period: int, yearly: int, day: int,
              cfg: ForecastConfig, hol: Array | None, year: float, obs: BoolArray | None = None
              ) -> tuple[Array, Array, Array]:
@@ -695,8 +720,9 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
 
     The candidates (the seasonal model, the decompositions for a yearly main season, seasonal naive,
     naive, and naive with drift for a series without a season) are backtested on the history's last
-    stretches, the one with the smallest error is used, and its interval is scaled so it would have
-    covered ``coverage`` of those backtests' actual values (conformal calibration).
+    stretches; the one with the smallest error is used, averaged with the next two where their errors
+    are not clearly larger (``combine``; ``Forecast.members``), and the interval is scaled so it would
+    have covered ``coverage`` of those backtests' actual values (conformal calibration).
     """
     import numpy as np  # kept lazy: start-up time
 
@@ -757,12 +783,12 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     if holidays is not None and days is not None and step_s > 0:
         hol = _holiday_matrix(days, holidays, holiday_names)
     fit_h = horizon if pick is None else int(pick.max()) + 1
-    mid, lower, upper, chosen, period, found = _fit(y, fit_h, step_s, mean_step, hol, cfg,
+    mid, lower, upper, members, period, found = _fit(y, fit_h, step_s, mean_step, hol, cfg,
                                                     None if obs is None or obs.all() else obs)
     if pick is not None:
         mid, lower, upper = mid[pick], lower[pick], upper[pick]
     return Forecast(ts_out, [float(v) for v in mid], [float(v) for v in lower],
-                    [float(v) for v in upper], step_s, period, chosen,
+                    [float(v) for v in upper], step_s, period, members[0], members,
                     tuple(name for name, ok in found.items() if ok), tz=tz, clock_changes=changes,
                     local_clock=pick is not None and changes > 0, step_months=months, missing_steps=missing,
                     shaped_steps=shaped)
@@ -926,9 +952,10 @@ def _shape_wins(z: Array, have: BoolArray, season: float, length: int, logs: boo
 
 
 def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | None, cfg: ForecastConfig,
-         obs: BoolArray | None = None) -> tuple[Array, Array, Array, str, int, dict[str, bool]]:
-    """``forecast``'s model on a regular series ``y``: (point forecast, lower, upper, the method chosen,
-    the period, the seasons found). ``mean_step``: the mean spacing (seconds), for the year's length."""
+         obs: BoolArray | None = None) -> tuple[Array, Array, Array, tuple[str, ...], int, dict[str, bool]]:
+    """``forecast``'s model on a regular series ``y``: (point forecast, lower, upper, the methods averaged
+    (the best in backtests first), the period, the seasons found). ``mean_step``: the mean spacing
+    (seconds), for the year's length."""
     import numpy as np  # kept lazy: start-up time
 
     use_log = cfg.log_scale and bool((y >= 0).all())
@@ -956,45 +983,63 @@ def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | N
     spacing = max(horizon, -(-4 * max(period, lag) // cfg.backtests))
     need = max(3 * period, 3 * lag, 30)
     origins = [o for o in (n - horizon - k * spacing for k in range(cfg.backtests - 1, -1, -1)) if o >= need]
-    chosen = "model"
+    members: tuple[str, ...] = ("model",)
     scores: list[float] = []
     cal_origins: list[int] = []
     yearly_decomp = False
-    def backtest(m: str, o: int) -> tuple[Array, Array, Array, Array]:
-        """Method ``m`` forecasting ``horizon`` steps from the history before origin ``o``: the point
-        forecast (z units), its errors (actual - forecast, z units) and uncalibrated interval offsets."""
-        yo = yearly if o >= 2 * yearly + 4 * period else 0
-        mid, lo_q, hi_q = _sides(*_predict(m, z[:o], horizon, lag if m == "seasonal_naive" else period, yo, day,
-                                           cfg, None if hol is None else hol[:o + horizon], year,
-                                           None if obs is None else obs[:o]))
+    memo: dict[tuple[str, int], tuple[Array, Array, Array]] = {}
+
+    def backtest(ms: tuple[str, ...], o: int) -> tuple[Array, Array, Array, Array]:
+        """The mean of methods ``ms`` forecasting ``horizon`` steps from the history before origin ``o``:
+        the point forecast (z units), its errors (actual - forecast, z units) and uncalibrated interval
+        offsets (each member's, averaged)."""
+        for m in ms:
+            if (m, o) not in memo:
+                yo = yearly if o >= 2 * yearly + 4 * period else 0
+                memo[m, o] = _sides(*_predict(m, z[:o], horizon, lag if m == "seasonal_naive" else period, yo, day,
+                                              cfg, None if hol is None else hol[:o + horizon], year,
+                                              None if obs is None else obs[:o]))
+        mid, lo_q, hi_q = (np.mean([memo[m, o][i] for m in ms], axis=0) for i in range(3))
         dev = z[o:o + horizon] - mid
         if obs is not None:  # a filled step is no actual to score against
             dev = np.where(obs[o:o + horizon], dev, np.nan)
         return mid, dev, lo_q, hi_q
 
     if origins:
-        errs: dict[str, list[float]] = {m: [] for m in methods}
+        errs: dict[tuple[str, ...], list[float]] = {}
         # per origin: the backtest's errors (actual - forecast) and its uncalibrated interval offsets
-        conf: dict[str, dict[int, tuple[Array, Array, Array]]] = {m: {} for m in methods}
-        for o in origins:
-            for m in methods:
-                mid, dev, lo_q, hi_q = backtest(m, o)
+        conf: dict[tuple[str, ...], dict[int, tuple[Array, Array, Array]]] = {}
+
+        def score(ms: tuple[str, ...], os: list[int]) -> None:
+            """Backtest ``ms`` at origins ``os``: their errors (y units) and conformal inputs."""
+            for o in os:
+                mid, dev, lo_q, hi_q = backtest(ms, o)
                 err = np.abs(back(mid) - y[o:o + horizon])
                 seen = np.isfinite(dev)
                 if seen.any():
-                    errs[m].append(float(np.mean(err[seen])))
-                conf[m][o] = (dev, lo_q, hi_q)
-        chosen = min(methods, key=lambda m: float(np.mean(errs[m])) if errs[m] else math.inf)
-        # The interval is calibrated on the chosen method's backtests. When the origins reach back
+                    errs.setdefault(ms, []).append(float(np.mean(err[seen])))
+                conf.setdefault(ms, {})[o] = (dev, lo_q, hi_q)
+
+        for m in methods:
+            score((m,), origins)
+        ranked = sorted(methods, key=lambda m: float(np.mean(errs[(m,)])) if (m,) in errs else math.inf)
+        members = (ranked[0],)
+        if cfg.combine and (ranked[0],) in errs:
+            # a calendar whose holidays are in the history (effects learnt) and ahead (the forecast shows them)
+            calendar = hol is not None and bool(hol[:n, 0].any() and hol[n:, 0].any())
+            members = _members(ranked, {m: errs[(m,)] for m in methods if (m,) in errs}, calendar)
+            if len(members) > 1:
+                score(members, origins)
+        # The interval is calibrated on the chosen methods' backtests. When the origins reach back
         # more than a quarter of the history (a long horizon on a short history: weekly data, a
         # year ahead), the oldest backtests learnt from much less history and err more than the
         # forecast will; the calibration origins are then half a horizon apart over the last
-        # four seasons (or horizons), the chosen method being backtested at the new ones.
+        # four seasons (or horizons), the chosen methods being backtested at the new ones.
         cal_sp = spacing
         if cfg.backtests * spacing > n // 4:
             cal_sp = max(-(-horizon // 2), -(-4 * max(period, lag) // cfg.backtests))
         n_cal = cfg.backtests
-        yearly_decomp = chosen.startswith("decomp") and period == round(year)
+        yearly_decomp = any(m.startswith("decomp") for m in members) and period == round(year)
         if yearly_decomp:
             # a decomposition of a yearly main season costs a few ms a fit: more origins over the same
             # span (8 origins give a coarse factor), and the interval's growth with the step is taken
@@ -1003,22 +1048,23 @@ def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | N
             cal_sp = max(1, -(-cfg.backtests * cal_sp // n_cal))
         cal_origins = [o for o in (n - horizon - k * cal_sp for k in range(n_cal - 1, -1, -1)) if o >= need]
         for o in cal_origins:
-            if o not in conf[chosen]:
-                conf[chosen][o] = backtest(chosen, o)[1:]
-    mid, lo_q, hi_q = _sides(*_predict(chosen, z, horizon, lag if chosen == "seasonal_naive" else period, yearly,
-                                       day, cfg, hol, year, obs))
+            if o not in conf[members]:
+                conf[members][o] = backtest(members, o)[1:]
+    mid, lo_q, hi_q = (np.mean(v, axis=0) for v in zip(*(
+        _sides(*_predict(m, z, horizon, lag if m == "seasonal_naive" else period, yearly, day, cfg, hol, year, obs))
+        for m in members), strict=True))
     if origins:
         if yearly_decomp:  # the backtests' errors on the forecast's own interval, grown as theirs grow
-            g = _growth(np.stack([conf[chosen][o][0] for o in cal_origins]))
+            g = _growth(np.stack([conf[members][o][0] for o in cal_origins]))
             lo_q, hi_q = lo_q * g, hi_q * g
-            sc = np.concatenate([_scores(conf[chosen][o][0], lo_q, hi_q) for o in cal_origins])
+            sc = np.concatenate([_scores(conf[members][o][0], lo_q, hi_q) for o in cal_origins])
         else:
-            sc = np.concatenate([_scores(*conf[chosen][o]) for o in cal_origins])
+            sc = np.concatenate([_scores(*conf[members][o]) for o in cal_origins])
         scores = sc[np.isfinite(sc)].tolist()
     if len(scores) >= 20:
         # conformal: widen or narrow the interval by the factor that covered `coverage` of backtests
         c = float(np.quantile(scores, min(1.0, cfg.coverage + (1 - cfg.coverage) / len(cal_origins))))
-        if cfg.calm_pooling and c < 1.0 and chosen in ("naive", "seasonal_naive", "drift"):
+        if cfg.calm_pooling and c < 1.0 and all(m in ("naive", "seasonal_naive", "drift") for m in members):
             # these methods' own intervals come from the whole history's k-step changes (every regime it
             # went through); a factor below 1 says the few recent backtests were calmer than that history:
             # each is given half the say (the geometric mean of the two widths; docs/models.md)
@@ -1029,7 +1075,7 @@ def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | N
     if use_log:
         mid, lower, upper = np.expm1(mid), np.expm1(lower), np.expm1(upper)
         mid, lower = np.maximum(mid, 0.0), np.maximum(lower, 0.0)
-    return mid, lower, upper, chosen, period, found
+    return mid, lower, upper, members, period, found
 
 
 def spike_warning(fc: Forecast, *, capacity: float, scale_lead_s: float = 0.0,

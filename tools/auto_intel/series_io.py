@@ -229,9 +229,12 @@ def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int, holidays: l
         shape = f" ({fc.shaped_steps} with the season's shape)" if fc.shaped_steps else ""
         gaps = (f"; {fc.missing_steps} missing step{'s' if fc.missing_steps != 1 else ''} interpolated{shape}"
                 if fc.missing_steps else "")
+        also = (f", averaged with {' and '.join(fc.members[1:])} (as good within the backtests' noise)"
+                if len(fc.members) > 1 else "")
         err.write(f"levqor forecast: {len(ys)} rows, step {_step_text(fc)}{gaps}; seasons found: "
                   f"{', '.join(fc.seasons) or 'none'}{_clock_text(fc)}; method: {fc.method} (the best of the "
-                  f"candidates in backtests on the history){given}; 90% interval calibrated on the same backtests\n")
+                  f"candidates in backtests on the history){also}{given}; 90% interval calibrated on the same "
+                  f"backtests\n")
         err.flush()
     return fc
 
