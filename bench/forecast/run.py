@@ -17,7 +17,8 @@ stop 38); ``--final6`` the sixth (committed sealed at stop 40, scored once at st
 seventh (committed sealed at stop 41, scored once at the end of its time-zone change); ``--final8`` the
 eighth (committed sealed at stop 41, scored once at the end of its calibration change); ``--final9`` the
 ninth (committed sealed at stop 41, scored once at the end of stop 42's gap change); ``--final10`` the tenth
-(committed sealed at stop 42, to be scored once at the end of the next forecaster change).
+(committed sealed at stop 42, scored once at the end of stop 43's combination change); ``--final11`` the
+eleventh (committed sealed at stop 43, to be scored once at the end of the next forecaster change).
 The development series ``dev_hourly_local --tz`` (and the seventh set's ``--tz`` series) are given their time
 zone, as ``levqor forecast --tz``; Prophet is given their local times. Last line:
 ``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=.. coverage90=..
@@ -73,7 +74,7 @@ class Series:
     spacing: int  # steps between origins
     lag: int  # seasonal naive's lag (and MASE's scale)
     freq: str  # pandas frequency for Prophet
-    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on), "final" .. "final10" (scored once)
+    group: str  # "dev" (designed on: in-sample), "heldout" (never tuned on), "final" .. "final11" (scored once)
     holidays: np.ndarray | None = None  # a calendar a user would pass (--holidays): the "+cal" column
     holiday_names: list[str] | None = None  # each holiday's name, where the calendar has them
     tz: str | None = None  # the time zone whose clock the series follows (``--tz``; Prophet gets local times)
@@ -104,7 +105,7 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def all_series(final: bool = False, final2: bool = False, final3: bool = False, final4: bool = False,
                final5: bool = False, final6: bool = False, final7: bool = False, final8: bool = False,
-               final9: bool = False, final10: bool = False) -> list[Series]:
+               final9: bool = False, final10: bool = False, final11: bool = False) -> list[Series]:
     ts, y = load(shared_dir() / "data" / "forecast-dev" / "nyc_taxi.csv")
     out = [Series("nyc_taxi (dev)", ts, y, 48, 56, 48, 336, "30min", "dev", extra.us_holidays(range(2014, 2016)))]
     ts, y = extra.dev_weekly_trend()
@@ -234,6 +235,14 @@ def all_series(final: bool = False, final2: bool = False, final3: bool = False, 
         out.append(Series("final10_hourly_outages", ts, y, 24, 14, 24, 168, "h", "final10"))
         ts, y = extra.final10_daily_tickets()
         out.append(Series("final10_daily_tickets", ts, y, 28, 12, 28, 7, "D", "final10"))
+    if final11:  # sealed (docs/models.md): scored once, at the end of the next forecaster change
+        got = extra.final11_sp500()
+        if got is not None:
+            out.append(Series("final11_sp500 monthly", got[0], got[1], 12, 10, 6, 1, "MS", "final11"))
+        ts, y = extra.final11_hourly_latency()
+        out.append(Series("final11_hourly_latency", ts, y, 24, 14, 24, 168, "h", "final11"))
+        ts, y = extra.final11_weekly_signups()
+        out.append(Series("final11_weekly_signups", ts, y, 13, 12, 8, 52, "W-MON", "final11"))
     return out
 
 
@@ -351,11 +360,12 @@ def main() -> int:
     final8 = "--final8" in sys.argv[1:]
     final9 = "--final9" in sys.argv[1:]
     final10 = "--final10" in sys.argv[1:]
+    final11 = "--final11" in sys.argv[1:]
     rows = []
     cals: list[tuple[Series, float, float]] = []  # Levqor given the series' holiday calendar
     print(f"{'series':<28}{'group':>8}{'h':>4}{'origins':>8}{'levqor MASE':>13}{'snaive MASE':>13}"
           f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'width':>7}{'s/origin':>10}{'+cal MASE':>11}{'+cal cov':>10}")
-    for s in all_series(final, final2, final3, final4, final5, final6, final7, final8, final9, final10):
+    for s in all_series(final, final2, final3, final4, final5, final6, final7, final8, final9, final10, final11):
         snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
         mine: Model = lambda ts, y, h, s=s: ours(ts, y, h, tz=s.tz)  # noqa: E731
         m, cov, sec, wid = evaluate(mine, s)
@@ -386,7 +396,8 @@ def main() -> int:
                                  ("final7", final7, "seventh final test set (sealed and scored once at stop 41)"),
                                  ("final8", final8, "eighth final test set (sealed and scored once at stop 41)"),
                                  ("final9", final9, "ninth final test set (sealed at stop 41, scored once at 42)"),
-                                 ("final10", final10, "tenth final test set (sealed at stop 42, scored once)")):
+                                 ("final10", final10, "tenth final test set (sealed at stop 42, scored once at 43)"),
+                                 ("final11", final11, "eleventh final test set (sealed at stop 43, scored once)")):
         if not wanted:
             continue
         fm, fs, fp, fc, _ = group_means(rows, group)

@@ -905,7 +905,7 @@ def final9_monthly_subscriptions(seed: int = 10102) -> tuple[np.ndarray, np.ndar
     return ends.astype("datetime64[s]").astype(np.int64).astype(float), y
 
 
-# ---- the tenth final test set (stop 42): committed sealed for the next forecaster change ----
+# ---- the tenth final test set (stop 42): scored once at the end of stop 43's combination change ----
 
 def final10_m1() -> tuple[np.ndarray, np.ndarray] | None:
     """US money stock M1 (statsmodels' macrodata, quarterly 1959-2009): growth whose rate changes by decade,
@@ -959,6 +959,73 @@ def final10_daily_tickets(seed: int = 11102) -> tuple[np.ndarray, np.ndarray]:
         start = int(rng.integers(30, n - 120 - length))
         keep[start:start + length] = False
     return days.astype("datetime64[s]").astype(np.int64)[keep].astype(float), y[keep]
+
+
+# ---- the eleventh final test set (stop 43): committed sealed for the next forecaster change ----
+
+def final11_sp500() -> tuple[np.ndarray, np.ndarray] | None:
+    """The S&P 500 index at the start of each month, 1990-01 to 2022-06 (matplotlib's sample data,
+    Yahoo Finance): growth with the 2000-2002, 2008-2009 and 2020 falls, no season. None when matplotlib
+    (a bench extra) is not installed."""
+    try:
+        from matplotlib import cbook
+    except ImportError:
+        return None
+    ts: list[float] = []
+    vals: list[float] = []
+    with open(str(cbook.get_sample_data("Stocks.csv", asfileobj=False))) as f:
+        for line in f.read().splitlines():
+            cells = line.split(",")
+            if len(cells) < 10 or not cells[0][:4].isdigit() or not cells[0].endswith("-01") or not cells[9]:
+                continue
+            day = np.datetime64(cells[0]).astype("datetime64[s]").astype(np.int64)
+            if ts and day <= ts[-1]:
+                continue
+            ts.append(float(day))
+            vals.append(float(cells[9]))
+    return np.array(ts), np.array(vals)
+
+
+def final11_hourly_latency(seed: int = 12101) -> tuple[np.ndarray, np.ndarray]:
+    """Ten weeks of an API's hourly 95th-percentile latency in milliseconds (UTC, from 2025-03-03):
+    rises with the afternoon traffic, lower at weekends, autocorrelated log-normal noise, one hour in a
+    hundred two to four times slower; a deploy in week 6 or 7 that makes it 25-40 % slower, and a fix three
+    to six days later that leaves it 5 % above where it was."""
+    rng = np.random.default_rng(seed)
+    n = 10 * 7 * 24
+    t = np.arange(n)
+    hour = t % 24
+    weekend = (t // 24) % 7 >= 5
+    load = 0.3 + np.exp(-0.5 * ((hour - 14.0) / 3.5) ** 2) * np.where(weekend, 0.4, 1.0)
+    deploy = int(rng.integers(35 * 24, 49 * 24))
+    fixed = deploy + int(rng.integers(3 * 24, 6 * 24 + 1))
+    level = np.where(t >= deploy, 1 + rng.uniform(0.25, 0.40), 1.0)
+    level = np.where(t >= fixed, 1.05, level)
+    slow = np.where(rng.random(n) < 0.01, rng.uniform(2, 4, n), 1.0)
+    y = 120 * level * (0.7 + 0.5 * load) * np.exp(_ar(rng, n, (0.6,), 0.06)) * slow
+    ts = (np.datetime64("2025-03-03T00:00") + t.astype("timedelta64[h]")).astype("datetime64[s]").astype(np.int64)
+    return ts.astype(float), np.round(y, 1)
+
+
+def final11_weekly_signups(seed: int = 12102) -> tuple[np.ndarray, np.ndarray]:
+    """Six years of weekly sign-ups (weeks starting on Monday, from 2019-01-07): a January peak and a summer
+    trough, a dip in Easter week (moving), growth that slows from 40 % a year to a few percent, a six-week
+    campaign in year five worth +40-60 %, Poisson counts around a few hundred."""
+    rng = np.random.default_rng(seed)
+    n = 6 * 52
+    weeks = np.datetime64("2019-01-07") + 7 * np.arange(n).astype("timedelta64[D]")
+    t = np.arange(n)
+    doy = (weeks - weeks.astype("datetime64[Y]")).astype(int) / 365.25
+    season = 1 + 0.25 * np.exp(-0.5 * (np.minimum(doy, 1 - doy) / 0.05) ** 2) - 0.2 * np.exp(
+        -0.5 * ((doy - 0.58) / 0.08) ** 2)
+    years = weeks.astype("datetime64[Y]").astype(int) + 1970
+    easter_week = np.array([abs((w - np.datetime64(easter(int(yy)))).astype(int) + 3) <= 3
+                            for w, yy in zip(weeks, years, strict=True)])
+    growth = np.exp(0.35 * (1 - np.exp(-t / 90.0)) * 2.5)
+    start = int(rng.integers(4 * 52, 4 * 52 + 30))
+    campaign = 1 + rng.uniform(0.4, 0.6) * ((t >= start) & (t < start + 6))
+    mean = 150 * season * np.where(easter_week, 0.8, 1.0) * growth * campaign * np.exp(_ar(rng, n, (0.5,), 0.05))
+    return weeks.astype("datetime64[s]").astype(np.int64).astype(float), rng.poisson(mean).astype(float)
 
 
 # ---- holiday calendars a user would pass (``levqor forecast --holidays``) ------------------------
