@@ -58,6 +58,8 @@ def _numbers_in(value: Any, out: set[float], strings: set[str]) -> None:
             _numbers_in(k, out, strings)
             _numbers_in(v, out, strings)
     elif isinstance(value, list):
+        # a list's length and its items' ranks are grounded too ("Ranking of 2 listed plugins: 1. ... 2. ...")
+        out.update(float(i) for i in range(len(value) + 1))
         for v in value:
             _numbers_in(v, out, strings)
 
@@ -124,6 +126,9 @@ def test_grounding_check_catches_an_invented_number() -> None:
     calls = [ToolCallRecord(tool="costs.summary", args={"days": 30}, result={"total_cents": 12345})]
     assert ungrounded_numbers("Spend was $123.45 over 30 days.", calls) == []
     assert ungrounded_numbers("Spend was $123.45 over 30 days, up 12 %.", calls) == ["12"]
+    ranked = [ToolCallRecord(tool="marketplace.list", args={}, result={"plugins": [{"installs": 1}, {"installs": 0}]})]
+    assert ungrounded_numbers("Ranking of 2 listed plugins: 1. Beta (1 installs) 2. Alpha (0 installs)", ranked) == []
+    assert ungrounded_numbers("Ranking of 3 listed plugins: 1. Beta (1 installs)", ranked) == ["3"]
 
 
 def test_sse_endpoint_streams_tool_calls_and_answer(client, sorg: OrgFixture) -> None:
