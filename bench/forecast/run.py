@@ -106,143 +106,92 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def all_series(final: bool = False, final2: bool = False, final3: bool = False, final4: bool = False,
                final5: bool = False, final6: bool = False, final7: bool = False, final8: bool = False,
                final9: bool = False, final10: bool = False, final11: bool = False) -> list[Series]:
-    ts, y = load(shared_dir() / "data" / "forecast-dev" / "nyc_taxi.csv")
-    out = [Series("nyc_taxi (dev)", ts, y, 48, 56, 48, 336, "30min", "dev", extra.us_holidays(range(2014, 2016)))]
-    ts, y = extra.dev_weekly_trend()
-    out.append(Series("dev_weekly_trend", ts, y, 52, 10, 26, 52, "W-SAT", "dev"))
-    ts, y = extra.dev_daily_holidays()
-    out.append(Series("dev_daily_holidays", ts, y, 30, 12, 30, 7, "D", "dev", extra.dev_daily_holidays_dates()))
+    out: list[Series] = []
+
+    def add(name: str, data: tuple[np.ndarray, np.ndarray] | None, *spec: Any, **kw: Any) -> None:
+        """The series ``name`` from a generator's (timestamps, values) with ``Series``' other fields;
+        skipped when the generator's package (statsmodels, matplotlib) is not installed (``None``)."""
+        if data is not None:
+            out.append(Series(name, data[0], data[1], *spec, **kw))
+
+    add("nyc_taxi (dev)", load(shared_dir() / "data" / "forecast-dev" / "nyc_taxi.csv"), 48, 56, 48, 336, "30min",
+        "dev", extra.us_holidays(range(2014, 2016)))
+    add("dev_weekly_trend", extra.dev_weekly_trend(), 52, 10, 26, 52, "W-SAT", "dev")
+    add("dev_daily_holidays", extra.dev_daily_holidays(), 30, 12, 30, 7, "D", "dev", extra.dev_daily_holidays_dates())
     for name, fn, per_year, freq in (("dev_trend_monthly_mult", extra.dev_trend_monthly_mult, 12, "MS"),
                                      ("dev_trend_enso", extra.dev_trend_enso, 12, "MS"),
                                      ("dev_trend_weekly_curve", extra.dev_trend_weekly_curve, 52, "W-SAT")):
-        ts, y = fn()
-        out.append(Series(name, ts, y, per_year, 10, per_year if per_year == 12 else 26, per_year, freq, "dev"))
-    ts, y = extra.dev_cov_counts()
-    out.append(Series("dev_cov_counts 30min", ts, y, 48, 14, 48, 336, "30min", "dev"))
-    ts, y = extra.dev_cov_noise_growth()
-    out.append(Series("dev_cov_noise_growth weekly", ts, y, 52, 10, 26, 52, "W-SAT", "dev"))
-    ts, y = extra.dev_cov_rw_drift()
-    out.append(Series("dev_cov_rw_drift daily", ts, y, 30, 12, 30, 7, "D", "dev"))
-    ts, y = extra.dev_cov_heavy()
-    out.append(Series("dev_cov_heavy hourly", ts, y, 24, 14, 24, 168, "h", "dev"))
+        add(name, fn(), per_year, 10, per_year if per_year == 12 else 26, per_year, freq, "dev")
+    add("dev_cov_counts 30min", extra.dev_cov_counts(), 48, 14, 48, 336, "30min", "dev")
+    add("dev_cov_noise_growth weekly", extra.dev_cov_noise_growth(), 52, 10, 26, 52, "W-SAT", "dev")
+    add("dev_cov_rw_drift daily", extra.dev_cov_rw_drift(), 30, 12, 30, 7, "D", "dev")
+    add("dev_cov_heavy hourly", extra.dev_cov_heavy(), 24, 14, 24, 168, "h", "dev")
     for name, fn, cal in (("dev_daily_weekly_amp", extra.dev_daily_weekly_amp, None),
                           ("dev_daily_shift", extra.dev_daily_shift, None),
                           ("dev_daily_moving", extra.dev_daily_moving, extra.dev_daily_moving_dates())):
-        ts, y = fn()
-        out.append(Series(name, ts, y, 30, 12, 30, 7, "D", "dev", cal))
+        add(name, fn(), 30, 12, 30, 7, "D", "dev", cal)
     for name, fn, named in (("dev_named_retail", extra.dev_named_retail, extra.dev_named_retail_calendar),
                             ("dev_named_grocery", extra.dev_named_grocery, extra.dev_named_grocery_calendar)):
-        ts, y = fn()
         days, names, _effects = named()
-        out.append(Series(name, ts, y, 30, 12, 30, 7, "D", "dev", days, names))
+        add(name, fn(), 30, 12, 30, 7, "D", "dev", days, names)
     # the fifth final set's hourly series on central European time, development data since it was scored
     # (stop 40): given its time zone, as its users would (`levqor forecast --tz`)
-    ts, y = extra.final5_hourly_local()
-    out.append(Series("dev_hourly_local --tz", ts, y, 24, 14, 24, 168, "h", "dev", tz="Europe/Berlin"))
-    ts, y = extra.page_views()
-    out.append(Series("page_views daily 8y", ts, y, 30, 12, 30, 7, "D", "heldout", extra.page_views_dates()))
-    ts, y = extra.hourly_load()
-    out.append(Series("hourly_load shift+trend", ts, y, 24, 14, 24, 168, "h", "heldout"))
-    got = extra.co2()
-    if got is not None:
-        out.append(Series("co2 weekly (statsmodels)", got[0], got[1], 52, 10, 26, 52, "W-SAT", "heldout"))
+    add("dev_hourly_local --tz", extra.final5_hourly_local(), 24, 14, 24, 168, "h", "dev", tz="Europe/Berlin")
+    add("page_views daily 8y", extra.page_views(), 30, 12, 30, 7, "D", "heldout", extra.page_views_dates())
+    add("hourly_load shift+trend", extra.hourly_load(), 24, 14, 24, 168, "h", "heldout")
+    add("co2 weekly (statsmodels)", extra.co2(), 52, 10, 26, 52, "W-SAT", "heldout")
     if final:
-        got = extra.final_elnino()
-        if got is not None:
-            out.append(Series("final_elnino monthly", got[0], got[1], 12, 10, 12, 12, "MS", "final"))
-        ts, y = extra.final_retail_15min()
-        out.append(Series("final_retail_15min", ts, y, 96, 14, 96, 672, "15min", "final",
-                          extra.final_retail_dates()))
-        ts, y = extra.final_hourly_energy()
-        out.append(Series("final_hourly_energy", ts, y, 24, 14, 24 * 7, 168, "h", "final",
-                          extra.final_energy_dates()))
+        add("final_elnino monthly", extra.final_elnino(), 12, 10, 12, 12, "MS", "final")
+        add("final_retail_15min", extra.final_retail_15min(), 96, 14, 96, 672, "15min", "final",
+            extra.final_retail_dates())
+        add("final_hourly_energy", extra.final_hourly_energy(), 24, 14, 24 * 7, 168, "h", "final",
+            extra.final_energy_dates())
     if final2:
-        got = extra.final2_elec_equip()
-        if got is not None:
-            out.append(Series("final2_elec_equip monthly", got[0], got[1], 12, 10, 12, 12, "MS", "final2"))
-        ts, y = extra.final2_daily_shop()
-        out.append(Series("final2_daily_shop", ts, y, 14, 12, 28, 7, "D", "final2", extra.final2_shop_dates()))
-        ts, y = extra.final2_api_requests()
-        out.append(Series("final2_api_5min", ts, y, 288, 10, 288, 2016, "5min", "final2"))
+        add("final2_elec_equip monthly", extra.final2_elec_equip(), 12, 10, 12, 12, "MS", "final2")
+        add("final2_daily_shop", extra.final2_daily_shop(), 14, 12, 28, 7, "D", "final2", extra.final2_shop_dates())
+        add("final2_api_5min", extra.final2_api_requests(), 288, 10, 288, 2016, "5min", "final2")
     if final3:
-        ts, y = extra.final3_daily_travel()
         days, names = extra.final3_travel_calendar()
-        out.append(Series("final3_daily_travel", ts, y, 28, 13, 28, 7, "D", "final3", days, names))
-        got = extra.final3_realgdp()
-        if got is not None:
-            out.append(Series("final3_realgdp quarterly", got[0], got[1], 8, 10, 4, 1, "QS", "final3"))
-        ts, y = extra.final3_monthly_passengers()
-        out.append(Series("final3_passengers monthly", ts, y, 12, 10, 12, 12, "MS", "final3"))
+        add("final3_daily_travel", extra.final3_daily_travel(), 28, 13, 28, 7, "D", "final3", days, names)
+        add("final3_realgdp quarterly", extra.final3_realgdp(), 8, 10, 4, 1, "QS", "final3")
+        add("final3_passengers monthly", extra.final3_monthly_passengers(), 12, 10, 12, 12, "MS", "final3")
     if final4:
-        got = extra.final4_nile()
-        if got is not None:
-            out.append(Series("final4_nile annual", got[0], got[1], 5, 8, 3, 1, "YS", "final4"))
-        got = extra.final4_cpi()
-        if got is not None:
-            out.append(Series("final4_cpi quarterly", got[0], got[1], 8, 10, 4, 1, "QS", "final4"))
-        ts, y = extra.final4_daily_trend_changes()
-        out.append(Series("final4_daily_trend", ts, y, 28, 12, 28, 7, "D", "final4"))
+        add("final4_nile annual", extra.final4_nile(), 5, 8, 3, 1, "YS", "final4")
+        add("final4_cpi quarterly", extra.final4_cpi(), 8, 10, 4, 1, "QS", "final4")
+        add("final4_daily_trend", extra.final4_daily_trend_changes(), 28, 12, 28, 7, "D", "final4")
     if final5:  # scored once (stop 40, on the forecaster of stop 38; docs/models.md)
-        got = extra.final5_sunspots()
-        if got is not None:
-            out.append(Series("final5_sunspots annual", got[0], got[1], 11, 10, 4, 1, "YS", "final5"))
-        ts, y = extra.final5_hourly_local()
-        out.append(Series("final5_hourly_local", ts, y, 24, 14, 24, 168, "h", "final5"))
-        ts, y = extra.final5_monthly_new_season()
-        out.append(Series("final5_monthly_season", ts, y, 12, 10, 12, 12, "MS", "final5"))
+        add("final5_sunspots annual", extra.final5_sunspots(), 11, 10, 4, 1, "YS", "final5")
+        add("final5_hourly_local", extra.final5_hourly_local(), 24, 14, 24, 168, "h", "final5")
+        add("final5_monthly_season", extra.final5_monthly_new_season(), 12, 10, 12, 12, "MS", "final5")
     if final6:  # sealed (docs/models.md): scored once, at the end of the next forecaster change
-        got = extra.final6_unemployment()
-        if got is not None:
-            out.append(Series("final6_unemployment quarterly", got[0], got[1], 8, 10, 4, 1, "QS", "final6"))
-        ts, y = extra.final6_weekly_orders()
-        out.append(Series("final6_weekly_orders", ts, y, 13, 12, 8, 52, "W-SUN", "final6"))
-        ts, y = extra.final6_api_10min()
-        out.append(Series("final6_api_10min", ts, y, 144, 14, 144, 1008, "10min", "final6"))
+        add("final6_unemployment quarterly", extra.final6_unemployment(), 8, 10, 4, 1, "QS", "final6")
+        add("final6_weekly_orders", extra.final6_weekly_orders(), 13, 12, 8, 52, "W-SUN", "final6")
+        add("final6_api_10min", extra.final6_api_10min(), 144, 14, 144, 1008, "10min", "final6")
     if final7:  # sealed (docs/models.md): scored once, at the end of the next forecaster change
-        got = extra.final7_realinv()
-        if got is not None:
-            out.append(Series("final7_realinv quarterly", got[0], got[1], 8, 10, 4, 1, "QS", "final7"))
-        ts, y = extra.final7_hourly_new_york()
-        out.append(Series("final7_hourly_new_york --tz", ts, y, 24, 14, 24, 168, "h", "final7",
-                          tz="America/New_York"))
-        ts, y = extra.final7_daily_sydney()
+        add("final7_realinv quarterly", extra.final7_realinv(), 8, 10, 4, 1, "QS", "final7")
+        add("final7_hourly_new_york --tz", extra.final7_hourly_new_york(), 24, 14, 24, 168, "h", "final7",
+            tz="America/New_York")
         days, names = extra.final7_sydney_days()
-        out.append(Series("final7_daily_sydney --tz", ts, y, 28, 12, 28, 7, "D", "final7", days, names,
-                          tz="Australia/Sydney"))
+        add("final7_daily_sydney --tz", extra.final7_daily_sydney(), 28, 12, 28, 7, "D", "final7", days, names,
+            tz="Australia/Sydney")
     if final8:  # sealed (docs/models.md): scored once, at the end of the next forecaster change
-        got = extra.final8_german_rate()
-        if got is not None:
-            out.append(Series("final8_german_rate quarterly", got[0], got[1], 8, 10, 4, 1, "QS", "final8"))
-        ts, y = extra.final8_5min_outages()
-        out.append(Series("final8_5min_outages", ts, y, 288, 14, 288, 2016, "5min", "final8"))
-        ts, y = extra.final8_daily_chicago()
-        out.append(Series("final8_daily_chicago --tz", ts, y, 28, 12, 28, 7, "D", "final8",
-                          extra.final8_chicago_days(), tz="America/Chicago"))
+        add("final8_german_rate quarterly", extra.final8_german_rate(), 8, 10, 4, 1, "QS", "final8")
+        add("final8_5min_outages", extra.final8_5min_outages(), 288, 14, 288, 2016, "5min", "final8")
+        add("final8_daily_chicago --tz", extra.final8_daily_chicago(), 28, 12, 28, 7, "D", "final8",
+            extra.final8_chicago_days(), tz="America/Chicago")
     if final9:  # sealed (docs/models.md): scored once, at the end of the next forecaster change
-        got = extra.final9_fertility_korea()
-        if got is not None:
-            out.append(Series("final9_fertility_korea annual", got[0], got[1], 5, 8, 2, 1, "YS", "final9"))
-        ts, y = extra.final9_london_15min()
-        out.append(Series("final9_london_15min --tz", ts, y, 96, 14, 96, 672, "15min", "final9",
-                          tz="Europe/London"))
-        ts, y = extra.final9_monthly_subscriptions()
-        out.append(Series("final9_subscriptions monthly", ts, y, 12, 10, 3, 12, "ME", "final9"))
+        add("final9_fertility_korea annual", extra.final9_fertility_korea(), 5, 8, 2, 1, "YS", "final9")
+        add("final9_london_15min --tz", extra.final9_london_15min(), 96, 14, 96, 672, "15min", "final9",
+            tz="Europe/London")
+        add("final9_subscriptions monthly", extra.final9_monthly_subscriptions(), 12, 10, 3, 12, "ME", "final9")
     if final10:  # sealed (docs/models.md): scored once, at the end of the next forecaster change
-        got = extra.final10_m1()
-        if got is not None:
-            out.append(Series("final10_m1 quarterly", got[0], got[1], 8, 10, 4, 1, "QS", "final10"))
-        ts, y = extra.final10_hourly_outages()
-        out.append(Series("final10_hourly_outages", ts, y, 24, 14, 24, 168, "h", "final10"))
-        ts, y = extra.final10_daily_tickets()
-        out.append(Series("final10_daily_tickets", ts, y, 28, 12, 28, 7, "D", "final10"))
+        add("final10_m1 quarterly", extra.final10_m1(), 8, 10, 4, 1, "QS", "final10")
+        add("final10_hourly_outages", extra.final10_hourly_outages(), 24, 14, 24, 168, "h", "final10")
+        add("final10_daily_tickets", extra.final10_daily_tickets(), 28, 12, 28, 7, "D", "final10")
     if final11:  # sealed (docs/models.md): scored once, at the end of the next forecaster change
-        got = extra.final11_sp500()
-        if got is not None:
-            out.append(Series("final11_sp500 monthly", got[0], got[1], 12, 10, 6, 1, "MS", "final11"))
-        ts, y = extra.final11_hourly_latency()
-        out.append(Series("final11_hourly_latency", ts, y, 24, 14, 24, 168, "h", "final11"))
-        ts, y = extra.final11_weekly_signups()
-        out.append(Series("final11_weekly_signups", ts, y, 13, 12, 8, 52, "W-MON", "final11"))
+        add("final11_sp500 monthly", extra.final11_sp500(), 12, 10, 6, 1, "MS", "final11")
+        add("final11_hourly_latency", extra.final11_hourly_latency(), 24, 14, 24, 168, "h", "final11")
+        add("final11_weekly_signups", extra.final11_weekly_signups(), 13, 12, 8, 52, "W-MON", "final11")
     return out
 
 
