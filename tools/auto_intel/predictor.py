@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     BoolArray = NDArray[np.bool_]
 
 _DAY_S = 86400.0
+_NAIVE_FAMILY = ("naive", "seasonal_naive", "drift")  # the methods whose interval is the history's own changes
 
 
 class ForecastError(ValueError):
@@ -662,11 +663,11 @@ def _members(ranked: list[str], errs: dict[str, list[float]], calendar: bool = F
     would dilute the holidays' effect the caller asked for."""
     import numpy as np  # kept lazy: start-up time
 
-    naive = ("naive", "seasonal_naive", "drift")
     best = np.array(errs[ranked[0]])
     out = [ranked[0]]
     for m in ranked[1:3]:
-        if m not in errs or len(errs[m]) != len(best) or calendar and (m in naive) != (ranked[0] in naive):
+        if (m not in errs or len(errs[m]) != len(best)
+                or calendar and (m in _NAIVE_FAMILY) != (ranked[0] in _NAIVE_FAMILY)):
             continue
         d = np.array(errs[m]) - best
         if len(d) < 2 or d.mean() <= 2.0 * d.std(ddof=1) / math.sqrt(len(d)):
@@ -1065,7 +1066,7 @@ def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | N
     if len(scores) >= 20:
         # conformal: widen or narrow the interval by the factor that covered `coverage` of backtests
         c = float(np.quantile(scores, min(1.0, cfg.coverage + (1 - cfg.coverage) / len(cal_origins))))
-        if cfg.calm_pooling and c < 1.0 and all(m in ("naive", "seasonal_naive", "drift") for m in members):
+        if cfg.calm_pooling and c < 1.0 and all(m in _NAIVE_FAMILY for m in members):
             # these methods' own intervals come from the whole history's k-step changes (every regime it
             # went through); a factor below 1 says the few recent backtests were calmer than that history:
             # each is given half the say (the geometric mean of the two widths; docs/models.md)
