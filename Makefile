@@ -6,7 +6,7 @@ LEVQOR := $(VENV)/bin/levqor
 STAMP := $(VENV)/.installed
 PACKAGES := levqor agents tools memory api workers
 
-.PHONY: run test venv migrate seed api worker scheduler lint imports check types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-forecast-gaps bench-forecast-combine bench-chaos bench-arch bench-api bench-advisor api-docs
+.PHONY: run test venv migrate seed api worker scheduler lint imports check types evals clean bench-jobs bench-hooks bench-anomaly bench-forecast bench-forecast-gaps bench-forecast-combine bench-forecast-short bench-chaos bench-arch bench-api bench-advisor api-docs
 
 $(STAMP): requirements/dev.lock requirements/base.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -78,6 +78,9 @@ bench-forecast-gaps: venv $(BENCH_STAMP)
 
 bench-forecast-combine: venv $(BENCH_STAMP)
 	$(PY) bench/forecast/combine.py
+
+bench-forecast-short: venv $(BENCH_STAMP)
+	$(PY) bench/forecast/short.py
 
 bench-jobs: venv
 	$(PY) bench/jobs/run.py
