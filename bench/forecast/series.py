@@ -1028,6 +1028,64 @@ def final11_weekly_signups(seed: int = 12102) -> tuple[np.ndarray, np.ndarray]:
     return weeks.astype("datetime64[s]").astype(np.int64).astype(float), rng.poisson(mean).astype(float)
 
 
+# ---- the twelfth final test set (stop 44): committed sealed for the next forecaster change ----------------
+
+def final12_strikes() -> tuple[np.ndarray, np.ndarray] | None:
+    """Contract strikes beginning each month in US manufacturing, 1968-1976 (Ecdat's ``StrikeNb`` as the
+    ``pydataset`` bench extra bundles it: Kennan 1985): small counts. None when ``pydataset`` is not installed."""
+    got = _pydataset_csv(["Ecdat/StrikeNb"])
+    if got is None:
+        return None
+    rows = got[0]
+    col = rows[0].index("strikes")
+    y = np.array([float(r[col]) for r in rows[1:]])
+    months = (np.datetime64("1968-01") + np.arange(len(y)).astype("timedelta64[M]")).astype("datetime64[s]")
+    return months.astype(np.int64).astype(float), y
+
+
+def final12_daily_new_product(seed: int = 13101) -> tuple[np.ndarray, np.ndarray]:
+    """Fourteen months of a new product's daily active users (from 2024-03-04): a weekday shape (Saturdays and
+    Sundays at half), growth along a saturating curve from a few hundred to a few thousand, a dip over
+    Christmas and New Year, a two-day outage at 30 % of the usual level in the last three months; Poisson counts
+    around a slowly wandering factor."""
+    rng = np.random.default_rng(seed)
+    days = np.arange(np.datetime64("2024-03-04"), np.datetime64("2025-05-04"))
+    n = len(days)
+    t = np.arange(n)
+    week = np.array([1.0, 1.05, 1.05, 1.0, 0.9, 0.5, 0.45])[t % 7]
+    top = rng.uniform(2500, 4500)
+    growth = 300 + top / (1 + np.exp(-(t - rng.uniform(120, 200)) / rng.uniform(30, 60)))
+    doy = (days - days.astype("datetime64[Y]")).astype(int)
+    holiday = np.where((doy >= 356) | (doy <= 1), 0.55, 1.0)
+    outage = np.ones(n)
+    start = int(rng.integers(n - 90, n - 30))
+    outage[start:start + 2] = 0.3
+    y = rng.poisson(growth * week * holiday * outage * np.exp(_ar(rng, n, (0.8,), 0.05))).astype(float)
+    return days.astype("datetime64[s]").astype(np.int64).astype(float), y
+
+
+def final12_5min_requests(seed: int = 13102) -> tuple[np.ndarray, np.ndarray]:
+    """Four weeks of an API's requests per 5 minutes (UTC, from 2025-09-01): a daily shape with a morning and an
+    afternoon peak, weekends at 40-60 %, a new customer onboarded over a day in the last ten days (+20-40 % from
+    then on), a retry storm of 20-40 minutes at 3-5 times the rate; negative binomial counts."""
+    rng = np.random.default_rng(seed)
+    n = 28 * 288
+    t = np.arange(n)
+    hour = (t % 288) / 12.0
+    day = t // 288
+    shape = 0.15 + np.exp(-0.5 * ((hour - 10) / 1.8) ** 2) + 0.8 * np.exp(-0.5 * ((hour - 15.5) / 2.2) ** 2)
+    weekend = rng.uniform(0.4, 0.6)
+    level = np.where(day % 7 >= 5, weekend, 1.0) * shape
+    onboard = int(rng.integers(n - 10 * 288, n - 3 * 288))
+    level = level * (1 + rng.uniform(0.2, 0.4) * np.clip((t - onboard) / 288.0, 0, 1))
+    storm = int(rng.integers(n // 2, n - 288))
+    level[storm:storm + int(rng.integers(4, 9))] *= rng.uniform(3, 5)
+    mean = 60 * level * np.exp(_ar(rng, n, (0.9,), 0.05))
+    y = rng.negative_binomial(30, 30 / (30 + mean)).astype(float)
+    ts = (np.datetime64("2025-09-01T00:00") + (5 * t).astype("timedelta64[m]")).astype("datetime64[s]")
+    return ts.astype(np.int64).astype(float), y
+
+
 # ---- R's classic series (stop 44): every one that passes the rule, scored once, blind ----------------
 
 # The rule, fixed before any of them was scored: the univariate series of R's ``datasets``, ``MASS`` and
@@ -1041,10 +1099,10 @@ RDATA = ("datasets/AirPassengers", "datasets/JohnsonJohnson", "datasets/LakeHuro
          "datasets/nhtemp", "datasets/nottem", "MASS/deaths", "boot/manaus")
 
 
-def rdata_series() -> list[tuple[str, np.ndarray, np.ndarray, int]] | None:
-    """R's classic series of ``RDATA`` read from the archive the ``pydataset`` package ships (without importing
-    it: its import unpacks the archive into the home directory): (name, timestamps of each period's first day,
-    values, periods per year). None when ``pydataset`` (a bench extra) is not installed."""
+def _pydataset_csv(names: list[str]) -> list[list[list[str]]] | None:
+    """The rows (header first) of each of R's data sets ``names`` ("package/name") from the archive the
+    ``pydataset`` package ships, read without importing it (its import unpacks the archive into the home
+    directory). None when ``pydataset`` (a bench extra) is not installed."""
     import csv
     import importlib.util
     import io
@@ -1056,15 +1114,27 @@ def rdata_series() -> list[tuple[str, np.ndarray, np.ndarray, int]] | None:
         return None
     out = []
     with tarfile.open(Path(spec.origin).parent / "resources.tar.gz") as tar:
-        for name in RDATA:
+        for name in names:
             member = tar.extractfile(f"resources/rdata/csv/{name}.csv")
             assert member is not None
-            rows = list(csv.reader(io.TextIOWrapper(member, encoding="latin-1")))[1:]
-            t = np.array([float(r[1]) for r in rows])
-            per_year = round(1.0 / float(np.median(np.diff(t))))
-            months = np.rint((t - 1970.0) * 12).astype(int)  # each period's first month since 1970-01
-            ts = (np.datetime64("1970-01") + months.astype("timedelta64[M]")).astype("datetime64[s]").astype(np.int64)
-            out.append((name.split("/")[1], ts.astype(float), np.array([float(r[2]) for r in rows]), per_year))
+            out.append(list(csv.reader(io.TextIOWrapper(member, encoding="latin-1"))))
+    return out
+
+
+def rdata_series() -> list[tuple[str, np.ndarray, np.ndarray, int]] | None:
+    """R's classic series of ``RDATA``: (name, timestamps of each period's first day, values, periods per
+    year). None when ``pydataset`` (a bench extra) is not installed."""
+    got = _pydataset_csv(list(RDATA))
+    if got is None:
+        return None
+    out = []
+    for name, table in zip(RDATA, got, strict=True):
+        rows = table[1:]
+        t = np.array([float(r[1]) for r in rows])
+        per_year = round(1.0 / float(np.median(np.diff(t))))
+        months = np.rint((t - 1970.0) * 12).astype(int)  # each period's first month since 1970-01
+        ts = (np.datetime64("1970-01") + months.astype("timedelta64[M]")).astype("datetime64[s]").astype(np.int64)
+        out.append((name.split("/")[1], ts.astype(float), np.array([float(r[2]) for r in rows]), per_year))
     return out
 
 
