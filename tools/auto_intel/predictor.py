@@ -107,6 +107,9 @@ class Forecast:
     step_months: int = 0  # calendar months per step (monthly 1, quarterly 3, yearly 12); 0: ``step_s`` apart
     missing_steps: int = 0  # steps missing from the history (gaps in its timestamps), interpolated
     shaped_steps: int = 0  # of those, the steps filled with the season's shape rather than a line
+    backtests: int = 0  # origins the candidates were backtested at (0: the history is too short; "model" is used)
+    calibrated: bool = False  # the interval was calibrated on backtests (else the methods' own, floored at the
+    # naive family's: ``ForecastConfig.short_floor``)
 
 
 @dataclass(frozen=True)
@@ -788,15 +791,15 @@ def forecast(values: list[float] | Array, *, horizon: int, timestamps: list[floa
     if holidays is not None and days is not None and step_s > 0:
         hol = _holiday_matrix(days, holidays, holiday_names)
     fit_h = horizon if pick is None else int(pick.max()) + 1
-    mid, lower, upper, members, period, found = _fit(y, fit_h, step_s, mean_step, hol, cfg,
-                                                    None if obs is None or obs.all() else obs)
+    mid, lower, upper, members, period, found, tested, calibrated = _fit(
+        y, fit_h, step_s, mean_step, hol, cfg, None if obs is None or obs.all() else obs)
     if pick is not None:
         mid, lower, upper = mid[pick], lower[pick], upper[pick]
     return Forecast(ts_out, [float(v) for v in mid], [float(v) for v in lower],
                     [float(v) for v in upper], step_s, period, members[0], members,
                     tuple(name for name, ok in found.items() if ok), tz=tz, clock_changes=changes,
                     local_clock=pick is not None and changes > 0, step_months=months, missing_steps=missing,
-                    shaped_steps=shaped)
+                    shaped_steps=shaped, backtests=tested, calibrated=calibrated)
 
 
 def _local_grid(wall: Array, wall_out: Array, step_s: float) -> tuple[IntArray, IntArray] | None:
@@ -957,10 +960,11 @@ def _shape_wins(z: Array, have: BoolArray, season: float, length: int, logs: boo
 
 
 def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | None, cfg: ForecastConfig,
-         obs: BoolArray | None = None) -> tuple[Array, Array, Array, tuple[str, ...], int, dict[str, bool]]:
+         obs: BoolArray | None = None
+         ) -> tuple[Array, Array, Array, tuple[str, ...], int, dict[str, bool], int, bool]:
     """``forecast``'s model on a regular series ``y``: (point forecast, lower, upper, the methods averaged
-    (the best in backtests first), the period, the seasons found). ``mean_step``: the mean spacing
-    (seconds), for the year's length."""
+    (the best in backtests first), the period, the seasons found, the backtest origins, whether the interval
+    was calibrated on them). ``mean_step``: the mean spacing (seconds), for the year's length."""
     import numpy as np  # kept lazy: start-up time
 
     use_log = cfg.log_scale and bool((y >= 0).all())
@@ -1087,7 +1091,7 @@ def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | N
     if use_log:
         mid, lower, upper = np.expm1(mid), np.expm1(lower), np.expm1(upper)
         mid, lower = np.maximum(mid, 0.0), np.maximum(lower, 0.0)
-    return mid, lower, upper, members, period, found
+    return mid, lower, upper, members, period, found, len(origins), len(scores) >= 20
 
 
 def spike_warning(fc: Forecast, *, capacity: float, scale_lead_s: float = 0.0,

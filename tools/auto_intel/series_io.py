@@ -231,10 +231,14 @@ def forecast_csv(lines: Iterable[str], out: TextIO, *, horizon: int, holidays: l
                 if fc.missing_steps else "")
         also = (f", averaged with {' and '.join(fc.members[1:])} (as good within the backtests' noise)"
                 if len(fc.members) > 1 else "")
+        chosen = ("the best of the candidates in backtests on the history" if fc.backtests
+                  else "the history is too short to backtest the candidates")
+        interval = ("calibrated on the same backtests" if fc.calibrated else
+                    "not calibrated (too few backtests): at least as wide as the history's own changes over each "
+                    "step's distance")
         err.write(f"levqor forecast: {len(ys)} rows, step {_step_text(fc)}{gaps}; seasons found: "
-                  f"{', '.join(fc.seasons) or 'none'}{_clock_text(fc)}; method: {fc.method} (the best of the "
-                  f"candidates in backtests on the history){also}{given}; 90% interval calibrated on the same "
-                  f"backtests\n")
+                  f"{', '.join(fc.seasons) or 'none'}{_clock_text(fc)}; method: {fc.method} ({chosen})"
+                  f"{also}{given}; 90% interval {interval}\n")
         err.flush()
     return fc
 

@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
+from tests.support import ROOT
 from tools.auto_intel.predictor import ForecastConfig, forecast
 
 MONTHS = (np.datetime64("2015-01") + np.arange(160).astype("timedelta64[M]")).astype("datetime64[s]").astype(
@@ -56,3 +61,25 @@ def test_a_history_long_enough_to_calibrate_is_unchanged() -> None:
     on = forecast(y, horizon=12, timestamps=ts)
     off = forecast(y, horizon=12, timestamps=ts, config=ForecastConfig(short_floor=False))
     assert (on.yhat, on.lower, on.upper) == (off.yhat, off.lower, off.upper)
+
+
+def test_the_cli_says_when_the_history_was_too_short_to_backtest_or_calibrate(tmp_path: Path) -> None:
+    def run(n: int) -> str:
+        path = tmp_path / f"monthly{n}.csv"
+        path.write_text("timestamp,value\n" + "".join(
+            f"{2015 + i // 12}-{i % 12 + 1:02d}-01,{v!r}\n" for i, v in enumerate(monthly(5, n)[:n].tolist())))
+        got = subprocess.run([sys.executable, "-m", "api.cli", "forecast", "--horizon", "12", str(path)],
+                             cwd=ROOT, capture_output=True, text=True, check=False)
+        assert got.returncode == 0, got.stderr
+        return got.stderr
+
+    short = run(30)
+    assert "(the history is too short to backtest the candidates)" in short
+    assert "90% interval not calibrated (too few backtests): at least as wide as the history's own changes" in short
+    long = run(120)
+    assert "(the best of the candidates in backtests on the history)" in long
+    assert "90% interval calibrated on the same backtests" in long
+    fc = forecast(monthly(5, 120)[:120], horizon=12, timestamps=list(MONTHS[:120]))
+    assert fc.backtests > 0 and fc.calibrated
+    fc = forecast(monthly(5, 30)[:30], horizon=12, timestamps=list(MONTHS[:30]))
+    assert fc.backtests == 0 and not fc.calibrated and fc.method == "model"
