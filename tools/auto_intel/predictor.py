@@ -1070,7 +1070,8 @@ def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | N
         else:
             sc = np.concatenate([_scores(*conf[members][o]) for o in cal_origins])
         scores = sc[np.isfinite(sc)].tolist()
-    if len(scores) >= 20:
+    calibrated = len(scores) >= 20
+    if calibrated:
         # conformal: widen or narrow the interval by the factor that covered `coverage` of backtests
         c = float(np.quantile(scores, min(1.0, cfg.coverage + (1 - cfg.coverage) / len(cal_origins))))
         if cfg.calm_pooling and c < 1.0 and all(m in _NAIVE_FAMILY for m in members):
@@ -1091,7 +1092,7 @@ def _fit(y: Array, horizon: int, step_s: float, mean_step: float, hol: Array | N
     if use_log:
         mid, lower, upper = np.expm1(mid), np.expm1(lower), np.expm1(upper)
         mid, lower = np.maximum(mid, 0.0), np.maximum(lower, 0.0)
-    return mid, lower, upper, members, period, found, len(origins), len(scores) >= 20
+    return mid, lower, upper, members, period, found, len(origins), calibrated
 
 
 def spike_warning(fc: Forecast, *, capacity: float, scale_lead_s: float = 0.0,
